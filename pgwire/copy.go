@@ -1,0 +1,148 @@
+package pgwire
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// copyChunk is the size of the CopyData messages a CopyWriter sends.
+const copyChunk = 64 << 10
+
+// CopyWriter streams a COPY OUT result (e.g. a basebackup tar) to the
+// client. Close ends the stream; the handler then returns.
+type CopyWriter struct {
+	s      *Session
+	buf    []byte
+	closed bool
+}
+
+// CopyOut starts a COPY OUT response in binary format.
+func (s *Session) CopyOut() (*CopyWriter, error) {
+	if _, ok := s.out.(*recorder); ok {
+		return nil, errCopyInDescribe
+	}
+	s.be.Send(&pgproto3.CopyOutResponse{OverallFormat: 1})
+	s.tag = "COPY"
+	return &CopyWriter{s: s, buf: make([]byte, 0, copyChunk)}, nil
+}
+
+// Write buffers p and sends it in CopyData messages of up to 64 KiB.
+func (w *CopyWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("pgwire: write to a closed COPY stream")
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *CopyWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	w.s.be.Send(&pgproto3.CopyData{Data: w.buf})
+	err := w.s.be.Flush()
+	w.buf = w.buf[:0]
+	if err != nil {
+		return fmt.Errorf("send COPY data: %w", err)
+	}
+	return nil
+}
+
+// Close sends what is buffered and CopyDone.
+func (w *CopyWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if err := w.flush(); err != nil {
+		return err
+	}
+	w.s.be.Send(&pgproto3.CopyDone{})
+	return w.s.be.Flush()
+}
+
+// CopyBoth is a COPY BOTH stream, as the replication protocol and the
+// page stream use: messages flow both ways in CopyData until one side
+// sends CopyDone. One goroutine may Receive while another Sends.
+type CopyBoth struct {
+	s    *Session
+	wmu  sync.Mutex
+	done bool // we sent CopyDone
+}
+
+// CopyBoth starts a COPY BOTH response.
+func (s *Session) CopyBoth() (*CopyBoth, error) {
+	if _, ok := s.out.(*recorder); ok {
+		return nil, errCopyInDescribe
+	}
+	s.be.Send(&pgproto3.CopyBothResponse{OverallFormat: 1})
+	if err := s.be.Flush(); err != nil {
+		return nil, err
+	}
+	s.tag = "COPY"
+	return &CopyBoth{s: s}, nil
+}
+
+// ErrCopyDone is returned by Receive when the client ended its side of the
+// stream with CopyDone.
+var ErrCopyDone = errors.New("client ended the COPY stream")
+
+// Receive returns the payload of the client's next CopyData. The slice is
+// valid until the next Receive.
+func (c *CopyBoth) Receive() ([]byte, error) {
+	for {
+		msg, err := c.s.be.Receive()
+		if err != nil {
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			return m.Data, nil
+		case *pgproto3.CopyDone:
+			return nil, ErrCopyDone
+		case *pgproto3.CopyFail:
+			return nil, &Error{Code: CodeQueryCanceled, Message: "COPY failed on the client: " + m.Message}
+		case *pgproto3.Flush, *pgproto3.Sync:
+		case *pgproto3.Terminate:
+			return nil, errors.New("client terminated the session during COPY")
+		default:
+			return nil, &Error{Code: CodeProtocolViolation, Message: fmt.Sprintf("unexpected message %T during COPY", msg)}
+		}
+	}
+}
+
+// Send sends one CopyData message and flushes it.
+func (c *CopyBoth) Send(payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.done {
+		return errors.New("pgwire: send on a finished COPY stream")
+	}
+	c.s.be.Send(&pgproto3.CopyData{Data: payload})
+	return c.s.be.Flush()
+}
+
+// Close ends our side of the stream with CopyDone.
+func (c *CopyBoth) Close() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.done {
+		return nil
+	}
+	c.done = true
+	c.s.be.Send(&pgproto3.CopyDone{})
+	return c.s.be.Flush()
+}
