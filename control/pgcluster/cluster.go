@@ -1,0 +1,363 @@
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+)
+
+// DefaultSuperuser is the superuser InitDB creates; Cluster connects as it.
+const DefaultSuperuser = "postgres"
+
+// DefaultStartTimeout bounds how long Start waits for the server to accept
+// connections (crash recovery of a big WAL backlog may need more).
+const DefaultStartTimeout = 60 * time.Second
+
+// maxSocketPath is the longest unix socket path the kernel accepts
+// (sizeof(sockaddr_un.sun_path) - 1 on Linux).
+const maxSocketPath = 107
+
+// Options describe one PostgreSQL cluster (data directory and server).
+type Options struct {
+	// BinDir holds the PostgreSQL 15 programs; empty means FindBinDir's
+	// search.
+	BinDir string
+	// DataDir is the data directory (PGDATA). Required.
+	DataDir string
+	// SocketDir is the unix socket directory (unix_socket_directories);
+	// empty means DataDir.
+	SocketDir string
+	// Port is the TCP port on 127.0.0.1; 0 picks a free one at each Start.
+	Port int
+	// Settings are server settings passed as `-c name=value` at Start,
+	// over postgresql.conf.
+	Settings map[string]string
+	// LogFile receives the server's stderr; empty means DataDir + ".log".
+	LogFile string
+	// Superuser is the role Cluster connects as; empty means
+	// DefaultSuperuser.
+	Superuser string
+	// StartTimeout bounds Start; zero means DefaultStartTimeout.
+	StartTimeout time.Duration
+	// Log receives what the cluster does; the zero Logger discards it.
+	Log zerolog.Logger
+}
+
+// Cluster is one PostgreSQL 15 data directory and the postmaster serving
+// it. Its methods are safe for concurrent use.
+type Cluster struct {
+	opts Options
+	user *OSUser
+	log  zerolog.Logger
+
+	mu   sync.Mutex
+	port int
+	// proc is the postmaster this Cluster started, nil if none; exited is
+	// closed once it has been reaped.
+	proc   *os.Process
+	exited chan struct{}
+	// logStart is the size of LogFile when the server was started: the
+	// tail shown in errors begins there.
+	logStart int64
+}
+
+// New resolves the binaries and the OS user for a cluster in
+// opts.DataDir. It starts nothing.
+func New(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("pgcluster: no data directory given")
+	}
+	dataDir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve data directory %s: %w", opts.DataDir, err)
+	}
+	opts.DataDir = dataDir
+	if opts.BinDir, err = FindBinDir(ctx, opts.BinDir); err != nil {
+		return nil, err
+	}
+	if opts.SocketDir == "" {
+		opts.SocketDir = opts.DataDir
+	}
+	if n := len(opts.SocketDir) + len("/.s.PGSQL.65535"); n > maxSocketPath {
+		return nil, fmt.Errorf("unix socket directory %s is too long for a socket path (%d > %d bytes): choose a shorter SocketDir", opts.SocketDir, n, maxSocketPath)
+	}
+	if opts.LogFile == "" {
+		opts.LogFile = opts.DataDir + ".log"
+	}
+	if opts.Superuser == "" {
+		opts.Superuser = DefaultSuperuser
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = DefaultStartTimeout
+	}
+	user, err := ServerUser()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		opts: opts,
+		user: user,
+		log:  opts.Log.With().Str("pgdata", opts.DataDir).Logger(),
+		port: opts.Port,
+	}
+	return c, nil
+}
+
+// DataDir is the cluster's absolute data directory.
+func (c *Cluster) DataDir() string { return c.opts.DataDir }
+
+// BinDir is the directory of the PostgreSQL programs the cluster uses.
+func (c *Cluster) BinDir() string { return c.opts.BinDir }
+
+// LogFile is the file the server's log goes to.
+func (c *Cluster) LogFile() string { return c.opts.LogFile }
+
+// Port is the TCP port the server listens on (chosen by Start when
+// Options.Port was 0).
+func (c *Cluster) Port() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.port
+}
+
+// User is the OS user PostgreSQL runs as; nil means the calling user.
+func (c *Cluster) User() *OSUser { return c.user }
+
+// ConnString is a libpq connection string for database dbname, over TCP
+// on 127.0.0.1, as the superuser.
+func (c *Cluster) ConnString(dbname string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", c.Port(), c.opts.Superuser, dbname)
+}
+
+// Command returns a command running the PostgreSQL program prog (e.g.
+// "pg_controldata") from the cluster's BinDir, as the server's OS user.
+func (c *Cluster) Command(ctx context.Context, prog string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.opts.BinDir, prog), args...)
+	RunAs(cmd, c.user)
+	return cmd
+}
+
+// InitOptions tune InitDB.
+type InitOptions struct {
+	// NoSync skips initdb's final fsync (--no-sync): for throw-away
+	// clusters such as tests, where it saves seconds.
+	NoSync bool
+	// Args are extra initdb arguments.
+	Args []string
+}
+
+// InitDB creates the data directory with initdb: superuser
+// Options.Superuser, trust authentication (the server listens on
+// loopback and its own socket directory only), UTF8, locale C. The
+// directory must not exist or be empty.
+func (c *Cluster) InitDB(ctx context.Context, io InitOptions) error {
+	if err := PrepareDir(c.opts.DataDir, c.user); err != nil {
+		return err
+	}
+	args := []string{"-D", c.opts.DataDir, "-U", c.opts.Superuser, "-A", "trust", "-E", "UTF8", "--locale=C"}
+	if io.NoSync {
+		args = append(args, "--no-sync")
+	}
+	args = append(args, io.Args...)
+	cmd := c.Command(ctx, "initdb", args...)
+	cmd.Dir = c.opts.DataDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb %s: %w\n%s", c.opts.DataDir, err, lastLines(out, 20))
+	}
+	c.log.Debug().Msg("initdb done")
+	return nil
+}
+
+// Start starts the postmaster and waits until it accepts connections. On
+// failure the server is stopped and the error carries the end of its log.
+// With Options.Port 0 a port taken by someone else between choosing it and
+// binding it is retried with another.
+func (c *Cluster) Start(ctx context.Context) error {
+	const attempts = 3
+	for i := 1; ; i++ {
+		err := c.startOnce(ctx)
+		if err == nil || c.opts.Port != 0 || i == attempts || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		c.log.Debug().Err(err).Msg("port taken, retrying with another")
+	}
+}
+
+var errPortTaken = errors.New("port already in use")
+
+func (c *Cluster) startOnce(ctx context.Context) error {
+	c.mu.Lock()
+	if c.proc != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("postgres for %s already started by this process (pid %d)", c.opts.DataDir, c.proc.Pid)
+	}
+	port := c.opts.Port
+	if port == 0 {
+		p, err := freePort()
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		port = p
+	}
+	c.port = port
+	c.mu.Unlock()
+
+	if c.opts.SocketDir != c.opts.DataDir {
+		if err := PrepareDir(c.opts.SocketDir, c.user); err != nil {
+			return err
+		}
+	}
+	logf, err := os.OpenFile(c.opts.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open server log: %w", err)
+	}
+	defer logf.Close()
+	st, err := logf.Stat()
+	if err != nil {
+		return fmt.Errorf("stat server log: %w", err)
+	}
+
+	args := []string{"-D", c.opts.DataDir, "-p", strconv.Itoa(port), "-h", "127.0.0.1", "-k", c.opts.SocketDir}
+	keys := make([]string, 0, len(c.opts.Settings))
+	for k := range c.opts.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+c.opts.Settings[k])
+	}
+	// Not CommandContext: the server outlives ctx (and, for compute nodes,
+	// this process); only Stop ends it.
+	cmd := exec.Command(filepath.Join(c.opts.BinDir, "postgres"), args...)
+	RunAs(cmd, c.user)
+	cmd.Dir = c.opts.DataDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	// Its own session: a Ctrl-C at our terminal must not reach the server
+	// behind Stop's back.
+	cmd.SysProcAttr.Setsid = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	exited := make(chan struct{})
+	c.mu.Lock()
+	c.proc, c.exited, c.logStart = cmd.Process, exited, st.Size()
+	c.mu.Unlock()
+	go func() {
+		_ = cmd.Wait() // how it exited shows in the server log
+		c.mu.Lock()
+		if c.proc == cmd.Process {
+			c.proc = nil
+		}
+		c.mu.Unlock()
+		close(exited)
+	}()
+	log := c.log.With().Int("pid", cmd.Process.Pid).Int("port", port).Logger()
+	log.Debug().Msg("postgres starting")
+
+	if err := c.waitReady(ctx, exited); err != nil {
+		tail := c.LogTail(30)
+		select {
+		case <-exited:
+		default:
+			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if serr := c.Stop(stopCtx, StopImmediate); serr != nil {
+				log.Error().Err(serr).Msg("could not stop postgres after failed start")
+			}
+			cancel()
+		}
+		if strings.Contains(tail, "Address already in use") {
+			err = fmt.Errorf("%w: %v", errPortTaken, err)
+		}
+		return fmt.Errorf("start postgres on %s, port %d: %w\nserver log %s ends with:\n%s", c.opts.DataDir, port, err, c.opts.LogFile, tail)
+	}
+	pid, err := c.PID()
+	if err != nil {
+		return err
+	}
+	log.Info().Int("pid", pid).Msg("postgres accepts connections")
+	return nil
+}
+
+// waitReady polls until the server answers a connection attempt with
+// anything other than "the database system is starting up" (57P03).
+func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		attempt, acancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgconn.Connect(attempt, c.ConnString("postgres"))
+		acancel()
+		if err == nil {
+			_ = conn.Close(ctx)
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code != "57P03" {
+			return nil // it answered: ready, if not for this database or role
+		}
+		lastErr = err
+		select {
+		case <-exited:
+			return errors.New("postgres exited during start-up")
+		case <-ctx.Done():
+			return fmt.Errorf("not accepting connections after %v (last attempt: %v)", c.opts.StartTimeout, lastErr)
+		case <-tick.C:
+		}
+	}
+}
+
+// LogTail returns the last n lines the server logged since it was last
+// started by this Cluster.
+func (c *Cluster) LogTail(n int) string {
+	c.mu.Lock()
+	start := c.logStart
+	c.mu.Unlock()
+	b, err := os.ReadFile(c.opts.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(cannot read server log: %v)", err)
+	}
+	if start <= int64(len(b)) {
+		b = b[start:]
+	}
+	return lastLines(b, n)
+}
+
+func lastLines(b []byte, n int) string {
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,99 @@
+// Package pgtest gives tests a real, throw-away PostgreSQL 15 server: a
+// fresh initdb in its own temporary directory, started on a loopback port
+// chosen at run time, and stopped by pid and removed when the test ends,
+// whether it passed or not.
+package pgtest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+)
+
+// Start initdbs and starts a PostgreSQL 15 cluster with the given server
+// settings (nil for none), and registers a cleanup that stops it (fast,
+// then immediate if that hangs) and removes its directory. A test that
+// failed also gets the end of the server log. It fails the test if
+// PostgreSQL 15 is missing: scripts/setup installs it.
+func Start(t testing.TB, settings map[string]string) *pgcluster.Cluster {
+	t.Helper()
+	c := New(t, settings)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start test cluster: %v", err)
+	}
+	return c
+}
+
+// New is Start without starting the server: the data directory exists
+// (initdb done) and cleanup is registered; the test calls Start itself.
+func New(t testing.TB, settings map[string]string) *pgcluster.Cluster {
+	t.Helper()
+	// Not t.TempDir(): that is 0700 root, which the postgres OS user
+	// cannot enter.
+	root, err := os.MkdirTemp("", "zenith-pgtest-")
+	if err != nil {
+		t.Fatalf("create test directory: %v", err)
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatalf("chmod test directory: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := pgcluster.New(ctx, pgcluster.Options{
+		DataDir:  filepath.Join(root, "data"),
+		Settings: settings,
+		Log:      zerolog.New(zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}).Level(zerolog.InfoLevel),
+	})
+	if err != nil {
+		os.RemoveAll(root)
+		t.Fatalf("test cluster: %v", err)
+	}
+	t.Cleanup(func() { cleanup(t, c, root) })
+	if err := c.InitDB(ctx, pgcluster.InitOptions{NoSync: true}); err != nil {
+		t.Fatalf("test cluster: %v", err)
+	}
+	return c
+}
+
+func cleanup(t testing.TB, c *pgcluster.Cluster, root string) {
+	if t.Failed() {
+		t.Logf("server log %s ends with:\n%s", c.LogFile(), c.LogTail(40))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := c.Stop(ctx, pgcluster.StopFast)
+	cancel()
+	if err != nil {
+		t.Logf("stop test cluster: %v; stopping it immediately", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = c.Stop(ctx, pgcluster.StopImmediate)
+		cancel()
+		if err != nil {
+			t.Errorf("stop test cluster: %v; its directory %s is left behind", err, root)
+			return
+		}
+	}
+	if os.Getenv("ZENITH_KEEP_TEST_DIRS") != "" {
+		t.Logf("ZENITH_KEEP_TEST_DIRS is set: keeping %s", root)
+		return
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Errorf("remove test cluster directory: %v", err)
+	}
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
