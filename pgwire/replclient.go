@@ -1,0 +1,185 @@
+package pgwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// ReplicationConn is a physical replication connection to a walsender: a
+// PostgreSQL server (the compute) or a safekeeper.
+type ReplicationConn struct {
+	conn *pgconn.PgConn
+	wmu  sync.Mutex // serialises SendStatus callers
+}
+
+// ConnectReplication opens a physical replication connection. connStr is
+// a libpq connection string or URL; replication=true is added.
+func ConnectReplication(ctx context.Context, connStr string) (*ReplicationConn, error) {
+	cfg, err := pgconn.ParseConfig(connStr)
+	if err != nil {
+		return nil, fmt.Errorf("replication connection string: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "true"
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect for replication: %w", err)
+	}
+	return &ReplicationConn{conn: c}, nil
+}
+
+// Close ends the connection.
+func (r *ReplicationConn) Close(ctx context.Context) error { return r.conn.Close(ctx) }
+
+// SystemInfo is the answer to IDENTIFY_SYSTEM.
+type SystemInfo struct {
+	SystemID string
+	Timeline uint32
+	XLogPos  pgdata.LSN
+}
+
+// IdentifySystem runs IDENTIFY_SYSTEM.
+func (r *ReplicationConn) IdentifySystem(ctx context.Context) (SystemInfo, error) {
+	res, err := r.conn.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll()
+	if err != nil {
+		return SystemInfo{}, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 3 {
+		return SystemInfo{}, errors.New("IDENTIFY_SYSTEM: unexpected result shape")
+	}
+	row := res[0].Rows[0]
+	tli, err := strconv.ParseUint(string(row[1]), 10, 32)
+	if err != nil {
+		return SystemInfo{}, fmt.Errorf("IDENTIFY_SYSTEM: timeline %q: %w", row[1], err)
+	}
+	pos, err := pgdata.ParseLSN(string(row[2]))
+	if err != nil {
+		return SystemInfo{}, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	return SystemInfo{SystemID: string(row[0]), Timeline: uint32(tli), XLogPos: pos}, nil
+}
+
+// CreatePhysicalSlot creates a physical replication slot that reserves WAL
+// from now on. An existing slot of that name is not an error.
+func (r *ReplicationConn) CreatePhysicalSlot(ctx context.Context, name string) error {
+	if !validSlotName(name) {
+		return fmt.Errorf("invalid replication slot name %q: use lower-case letters, digits and underscores", name)
+	}
+	_, err := r.conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+name+" PHYSICAL RESERVE_WAL").ReadAll()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create replication slot %s: %w", name, err)
+	}
+	return nil
+}
+
+func validSlotName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// StartReplication asks the walsender to stream WAL from start on timeline
+// tli, through slot if it is not empty. On success the connection is in
+// COPY BOTH mode: one goroutine calls Receive in a loop, and any goroutine
+// may call SendStatus meanwhile (a synchronous standby must report a flush
+// as soon as its fsync returns, not when the next message arrives).
+func (r *ReplicationConn) StartReplication(ctx context.Context, slot string, start pgdata.LSN, tli uint32) error {
+	var b strings.Builder
+	b.WriteString("START_REPLICATION ")
+	if slot != "" {
+		if !validSlotName(slot) {
+			return fmt.Errorf("invalid replication slot name %q", slot)
+		}
+		b.WriteString("SLOT " + slot + " ")
+	}
+	fmt.Fprintf(&b, "PHYSICAL %s TIMELINE %d", start, tli)
+	fe := r.conn.Frontend()
+	fe.Send(&pgproto3.Query{String: b.String()})
+	if err := fe.Flush(); err != nil {
+		return fmt.Errorf("START_REPLICATION: %w", err)
+	}
+	for {
+		msg, err := r.receive(ctx)
+		if err != nil {
+			return fmt.Errorf("START_REPLICATION: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			return nil
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("START_REPLICATION: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			return fmt.Errorf("START_REPLICATION: unexpected %T", msg)
+		}
+	}
+}
+
+// receive reads the next backend message, giving up when ctx ends.
+func (r *ReplicationConn) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
+	msg, err := r.conn.ReceiveMessage(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return msg, err
+}
+
+// ErrStreamEnded is returned by Receive when the walsender ended the COPY
+// stream (e.g. at a timeline switch or when the server shuts down).
+var ErrStreamEnded = errors.New("walsender ended the replication stream")
+
+// Receive returns the next *XLogData or *Keepalive. XLogData.Data is
+// valid until the next call.
+func (r *ReplicationConn) Receive(ctx context.Context) (any, error) {
+	for {
+		msg, err := r.receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			return ParseReplicationMessage(m.Data)
+		case *pgproto3.CopyDone:
+			return nil, ErrStreamEnded
+		case *pgproto3.ErrorResponse:
+			return nil, pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			return nil, fmt.Errorf("unexpected %T in replication stream", msg)
+		}
+	}
+}
+
+// SendStatus sends a standby status update.
+func (r *ReplicationConn) SendStatus(ctx context.Context, st StandbyStatus) error {
+	if st.ClientTime == 0 {
+		st.ClientTime = ToPGTime(time.Now())
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	fe := r.conn.Frontend()
+	fe.Send(&pgproto3.CopyData{Data: st.Encode()})
+	if err := fe.Flush(); err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	return nil
+}
