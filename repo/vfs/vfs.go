@@ -1,0 +1,93 @@
+package vfs
+
+import (
+	"io"
+	"os"
+
+	pvfs "github.com/cockroachdb/pebble/vfs"
+)
+
+// File is an open file.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	// Sync makes the file's contents durable (fsync). For a directory
+	// opened with OpenDir, it makes the directory's entries durable.
+	Sync() error
+	Stat() (os.FileInfo, error)
+}
+
+// FS is a file system.
+type FS interface {
+	// Create creates or truncates the named file for writing.
+	Create(name string) (File, error)
+	// Open opens the named file for reading.
+	Open(name string) (File, error)
+	// OpenDir opens a directory so that it can be synced.
+	OpenDir(name string) (File, error)
+	// Rename atomically replaces newname with oldname.
+	Rename(oldname, newname string) error
+	// Remove removes a file or an empty directory.
+	Remove(name string) error
+	// MkdirAll creates a directory and any missing parents.
+	MkdirAll(dir string, perm os.FileMode) error
+	// List returns the names of the entries of a directory, unsorted.
+	List(dir string) ([]string, error)
+	// Stat describes the named file.
+	Stat(name string) (os.FileInfo, error)
+}
+
+// Default is the operating system's file system.
+var Default FS = pebbleFS{pvfs.Default}
+
+// pebbleFS adapts a pebble vfs.FS to FS.
+type pebbleFS struct{ fs pvfs.FS }
+
+func (p pebbleFS) Create(name string) (File, error) { return file(p.fs.Create(name)) }
+func (p pebbleFS) Open(name string) (File, error)   { return file(p.fs.Open(name)) }
+func (p pebbleFS) OpenDir(name string) (File, error) {
+	return file(p.fs.OpenDir(name))
+}
+func (p pebbleFS) Rename(oldname, newname string) error        { return p.fs.Rename(oldname, newname) }
+func (p pebbleFS) Remove(name string) error                    { return p.fs.Remove(name) }
+func (p pebbleFS) MkdirAll(dir string, perm os.FileMode) error { return p.fs.MkdirAll(dir, perm) }
+func (p pebbleFS) List(dir string) ([]string, error)           { return p.fs.List(dir) }
+func (p pebbleFS) Stat(name string) (os.FileInfo, error)       { return p.fs.Stat(name) }
+
+// file converts pebble's file to ours without turning a nil file into a
+// non-nil interface.
+func file(f pvfs.File, err error) (File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// MemFS is an in-memory file system that remembers what has been synced,
+// so a test can simulate a machine crash: Crash makes every later write
+// non-durable (the process is dead as far as the disk is concerned), and
+// Restart throws away everything that was not synced before Crash.
+type MemFS struct {
+	pebbleFS
+	mem *pvfs.MemFS
+}
+
+// NewMem returns an empty in-memory file system.
+func NewMem() *MemFS {
+	m := pvfs.NewStrictMem()
+	return &MemFS{pebbleFS: pebbleFS{m}, mem: m}
+}
+
+// Crash stops anything from becoming durable: syncs succeed but do nothing
+// until Restart. Call it at the moment the simulated process dies, then
+// stop whatever still uses the file system, then Restart.
+func (m *MemFS) Crash() { m.mem.SetIgnoreSyncs(true) }
+
+// Restart discards every change that was not synced before Crash, as a
+// reboot would, and makes syncs work again.
+func (m *MemFS) Restart() {
+	m.mem.ResetToSyncedState()
+	m.mem.SetIgnoreSyncs(false)
+}
