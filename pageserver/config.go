@@ -1,0 +1,147 @@
+package pageserver
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// ConfigFileName is the name of the page server's config file in its
+// working directory.
+const ConfigFileName = "pageserver.toml"
+
+// SampleConfig is a commented config file with every setting at its
+// default, as `zenith init` writes it.
+//
+//go:embed pageserver.toml.sample
+var SampleConfig string
+
+// Config is the page server's configuration (pageserver.toml).
+type Config struct {
+	// ListenPG is the address of the page service (libpq protocol).
+	ListenPG string `toml:"listen_pg"`
+	// ListenHTTP is the address of the HTTP API and /metrics.
+	ListenHTTP string `toml:"listen_http"`
+	// PGBinDir holds PostgreSQL 15's programs (empty: search for them).
+	PGBinDir string `toml:"pg_bin_dir"`
+
+	// WaitLSNTimeout bounds how long a request for an LSN not yet ingested
+	// waits for it.
+	WaitLSNTimeout Duration `toml:"wait_lsn_timeout"`
+	// CheckpointDistance is how many bytes of WAL the in-memory layer takes
+	// before it is frozen and flushed to a delta layer file.
+	CheckpointDistance int64 `toml:"checkpoint_distance"`
+	// CheckpointTimeout flushes the in-memory layer at least this often.
+	CheckpointTimeout Duration `toml:"checkpoint_timeout"`
+	// CompactionPeriod is how often background compaction runs.
+	CompactionPeriod Duration `toml:"compaction_period"`
+	// GCPeriod is how often background GC runs.
+	GCPeriod Duration `toml:"gc_period"`
+	// GCHorizon is how many bytes of WAL history every timeline keeps.
+	GCHorizon int64 `toml:"gc_horizon"`
+	// PITRInterval is how much time of history every timeline keeps.
+	PITRInterval Duration `toml:"pitr_interval"`
+	// RedoProcesses is the size of each tenant's WAL redo process pool.
+	RedoProcesses int `toml:"redo_processes"`
+
+	// Log is "console" (for a person) or "json" (for a daemon's log file).
+	Log string `toml:"log_format"`
+}
+
+// DefaultConfig is the configuration of a page server with no config file.
+func DefaultConfig() Config {
+	return Config{
+		ListenPG:           "127.0.0.1:64000",
+		ListenHTTP:         "127.0.0.1:9898",
+		WaitLSNTimeout:     Duration(60 * time.Second),
+		CheckpointDistance: 256 << 20,
+		CheckpointTimeout:  Duration(10 * time.Minute),
+		CompactionPeriod:   Duration(20 * time.Second),
+		GCPeriod:           Duration(time.Hour),
+		GCHorizon:          64 << 20,
+		PITRInterval:       Duration(7 * 24 * time.Hour),
+		RedoProcesses:      2,
+		Log:                "json",
+	}
+}
+
+// LoadConfig reads a config file over the defaults. Unknown settings are
+// errors, so a misspelt one is never silently ignored.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read page server config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return cfg, fmt.Errorf("%s: unknown setting:\n%s", path, strict.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return cfg, fmt.Errorf("%s:%d:%d: %v", path, row, col, de)
+		}
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every setting and names the first bad one.
+func (c *Config) Validate() error {
+	for name, addr := range map[string]string{"listen_pg": c.ListenPG, "listen_http": c.ListenHTTP} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s = %q: want host:port (%v)", name, addr, err)
+		}
+	}
+	switch {
+	case c.WaitLSNTimeout <= 0:
+		return fmt.Errorf("wait_lsn_timeout must be positive")
+	case c.CheckpointDistance < 1<<20:
+		return fmt.Errorf("checkpoint_distance = %d: want at least 1 MiB", c.CheckpointDistance)
+	case c.CheckpointTimeout <= 0:
+		return fmt.Errorf("checkpoint_timeout must be positive")
+	case c.CompactionPeriod <= 0:
+		return fmt.Errorf("compaction_period must be positive")
+	case c.GCPeriod <= 0:
+		return fmt.Errorf("gc_period must be positive")
+	case c.GCHorizon < 0:
+		return fmt.Errorf("gc_horizon must not be negative")
+	case c.PITRInterval < 0:
+		return fmt.Errorf("pitr_interval must not be negative")
+	case c.RedoProcesses < 1 || c.RedoProcesses > 64:
+		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
+	case c.Log != "console" && c.Log != "json":
+		return fmt.Errorf("log_format = %q: want \"console\" or \"json\"", c.Log)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written in TOML as a string such as "10s" or
+// "7h30m".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want a number with a unit, e.g. \"30s\" or \"168h\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
