@@ -71,8 +71,10 @@ type BlockRef struct {
 
 // Record is a decoded WAL record.
 type Record struct {
-	// LSN is where the record starts; EndLSN is where it ends (PostgreSQL's
-	// EndRecPtr: the byte after its last byte, not aligned).
+	// LSN is where the record starts; EndLSN is where the next record
+	// starts, PostgreSQL's EndRecPtr: the byte after the record's last
+	// byte rounded up to a multiple of 8 (MAXALIGN), or the start of the
+	// next segment after an XLOG_SWITCH record.
 	LSN    LSN
 	EndLSN LSN
 	Header XLogRecordHeader

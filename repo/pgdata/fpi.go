@@ -1,0 +1,84 @@
+package pgdata
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// zstdDecoder is shared by all goroutines: DecodeAll is safe for
+// concurrent use, and a decoder is costly to create. Its output is capped
+// at one page, so a hostile frame cannot make it allocate more.
+var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(BlockSize))
+})
+
+// PageImage returns the block's full-page image as the 8192-byte page it
+// was taken from: decompressed (pglz, lz4 or zstd) and with the hole
+// restored as zeros (RestoreBlockImage).
+func (b *BlockRef) PageImage() ([]byte, error) {
+	page := make([]byte, BlockSize)
+	if err := b.RestorePageImage(page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// RestorePageImage is PageImage into page, which must be BlockSize bytes.
+func (b *BlockRef) RestorePageImage(page []byte) error {
+	if !b.HasImage {
+		return fmt.Errorf("block reference %d (%s %s blk %d) has no full-page image", b.ID, b.Rel, b.Fork, b.Block)
+	}
+	if len(page) != BlockSize {
+		return fmt.Errorf("page buffer is %d bytes, want %d", len(page), BlockSize)
+	}
+	holeOff, holeLen := int(b.HoleOffset), int(b.HoleLength)
+	if holeOff+holeLen > BlockSize {
+		return fmt.Errorf("block reference %d: hole at %d of %d bytes does not fit in a page", b.ID, holeOff, holeLen)
+	}
+	want := BlockSize - holeLen
+	// The image without its hole goes to page[:want] first; then the part
+	// after the hole moves up.
+	img := page[:want]
+	switch {
+	case b.BimgInfo&BkpImageCompressPGLZ != 0:
+		if err := pglzDecompress(b.Image, img); err != nil {
+			return fmt.Errorf("block reference %d: decompress pglz image: %w", b.ID, err)
+		}
+	case b.BimgInfo&BkpImageCompressLZ4 != 0:
+		n, err := lz4.UncompressBlock(b.Image, img)
+		if err != nil {
+			return fmt.Errorf("block reference %d: decompress lz4 image: %w", b.ID, err)
+		}
+		if n != want {
+			return fmt.Errorf("block reference %d: lz4 image decompressed to %d bytes, want %d", b.ID, n, want)
+		}
+	case b.BimgInfo&BkpImageCompressZstd != 0:
+		dec, err := zstdDecoder()
+		if err != nil {
+			return fmt.Errorf("zstd decoder: %w", err)
+		}
+		out, err := dec.DecodeAll(b.Image, img[:0])
+		if err != nil {
+			return fmt.Errorf("block reference %d: decompress zstd image: %w", b.ID, err)
+		}
+		if len(out) != want {
+			return fmt.Errorf("block reference %d: zstd image decompressed to %d bytes, want %d", b.ID, len(out), want)
+		}
+		if &out[0] != &img[0] {
+			copy(img, out)
+		}
+	default:
+		if len(b.Image) != want {
+			return fmt.Errorf("block reference %d: image is %d bytes, want %d", b.ID, len(b.Image), want)
+		}
+		copy(img, b.Image)
+	}
+	if holeLen > 0 {
+		copy(page[holeOff+holeLen:], page[holeOff:want])
+		clear(page[holeOff : holeOff+holeLen])
+	}
+	return nil
+}
