@@ -361,3 +361,27 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// ControlData runs pg_controldata on the data directory and returns its
+// fields by name (e.g. "Latest checkpoint location", "Database cluster
+// state").
+func (c *Cluster) ControlData(ctx context.Context) (map[string]string, error) {
+	cmd := c.Command(ctx, "pg_controldata", "-D", c.opts.DataDir)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			stderr = strings.TrimSpace(string(ee.Stderr))
+		}
+		return nil, fmt.Errorf("pg_controldata %s: %w: %s", c.opts.DataDir, err, stderr)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok {
+			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return fields, nil
+}

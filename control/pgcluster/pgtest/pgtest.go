@@ -51,7 +51,7 @@ func New(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 	c, err := pgcluster.New(ctx, pgcluster.Options{
 		DataDir:  filepath.Join(root, "data"),
 		Settings: settings,
-		Log:      zerolog.New(zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}).Level(zerolog.InfoLevel),
+		Log:      zerolog.New(zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}}).Level(zerolog.InfoLevel),
 	})
 	if err != nil {
 		os.RemoveAll(root)
