@@ -1,0 +1,84 @@
+package zenithtest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// binDirPrefix names the directories Binary builds into, one per test
+// process: binDirPrefix + pid.
+const binDirPrefix = "zenithtest-bin-"
+
+var built = sync.OnceValues(build)
+
+// Binary returns the path of the zenith binary the test should run:
+// $ZENITH_BIN if set (scripts/test sets it to the bin/zenith it just
+// built), otherwise one built with `go build` from this checkout, once per
+// test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("ZENITH_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("ZENITH_BIN=%s: %v", p, err)
+		}
+		return p
+	}
+	p, err := built()
+	if err != nil {
+		t.Fatalf("build zenith: %v", err)
+	}
+	return p
+}
+
+// build runs `go build` of the module's main package into a directory of
+// this process, after removing the ones of test processes that are gone.
+func build() (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goTool, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the zenith module: run the tests from the checkout, or set ZENITH_BIN")
+	}
+	removeStaleBinDirs()
+	dir := filepath.Join(os.TempDir(), binDirPrefix+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "zenith")
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build in %s: %w\n%s", cmd.Dir, err, out)
+	}
+	return bin, nil
+}
+
+// removeStaleBinDirs removes the build directories of test processes that
+// have exited.
+func removeStaleBinDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), binDirPrefix))
+		if err != nil || pid < 1 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
+}
