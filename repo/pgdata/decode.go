@@ -240,9 +240,9 @@ func decodeBlockHeader(lsn LSN, raw []byte, p int, b *BlockRef, prev *RelFileNod
 			return fail("BKPIMAGE_HAS_HOLE not set, but hole offset %d length %d at %s", b.HoleOffset, b.HoleLength, lsn)
 		case compressed && imgLen == BlockSize:
 			return fail("BKPIMAGE_COMPRESSED set, but block image length %d at %s", imgLen, lsn)
-		case !hasHole && !compressed && imgLen != BlockSize:
-			return fail("neither BKPIMAGE_HAS_HOLE nor BKPIMAGE_COMPRESSED set, but block image length is %d at %s", imgLen, lsn)
 		}
+		// An uncompressed image without a hole that is not a whole page
+		// fails the second check, its hole length being BLCKSZ - bimg_len.
 	}
 	switch {
 	case flags&BkpBlockSameRel == 0:
