@@ -1,0 +1,285 @@
+package walredo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Dir is the scratch directory the Manager owns (see the package doc).
+	Dir string
+	// BinDir holds PostgreSQL 15's programs; empty means pgcluster's
+	// search (FindBinDir).
+	BinDir string
+	// Extension is the built redo module (zenith_walredo.so); empty means
+	// FindExtension's search.
+	Extension string
+	// ProcessesPerTenant is the most redo processes one tenant gets.
+	ProcessesPerTenant int
+	// RequestTimeout bounds each request; a process that misses it is
+	// killed.
+	RequestTimeout time.Duration
+	// StartTimeout bounds the start of a process.
+	StartTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults, with Dir still to be set.
+func DefaultConfig() Config {
+	return Config{
+		ProcessesPerTenant: 2,
+		RequestTimeout:     30 * time.Second,
+		StartTimeout:       60 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("walredo: Dir is not set")
+	case c.ProcessesPerTenant < 1:
+		return fmt.Errorf("walredo: ProcessesPerTenant is %d, want at least 1", c.ProcessesPerTenant)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("walredo: RequestTimeout is %v, want more than 0", c.RequestTimeout)
+	case c.StartTimeout <= 0:
+		return fmt.Errorf("walredo: StartTimeout is %v, want more than 0", c.StartTimeout)
+	}
+	return nil
+}
+
+// FindExtension looks for the redo module: next to the running
+// executable, in walredo/pgext of the source tree the executable was built
+// in (bin/zenith of a checkout), and in `pg_config --pkglibdir`.
+func FindExtension(binDir string) (string, error) {
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		candidates = append(candidates, filepath.Join(dir, ExtensionFile),
+			filepath.Join(dir, "..", "walredo", "pgext", ExtensionFile))
+	}
+	if out, err := exec.Command(filepath.Join(binDir, "pg_config"), "--pkglibdir").Output(); err == nil {
+		candidates = append(candidates, filepath.Join(strings.TrimSpace(string(out)), ExtensionFile))
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("walredo module %s not found in %s: build it with scripts/build (make -C walredo/pgext) or set its path",
+		ExtensionFile, strings.Join(candidates, ", "))
+}
+
+// Manager runs the redo processes of every tenant.
+type Manager struct {
+	cfg     Config
+	log     zerolog.Logger
+	user    *pgcluster.OSUser
+	scratch *scratch
+
+	mu     sync.Mutex
+	pools  map[string]*pool
+	closed bool
+	starts sync.WaitGroup // process starts in progress
+}
+
+// Open prepares cfg.Dir (installs the module, creates the template data
+// directory on first use) and returns a Manager. It starts no process.
+func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	binDir, err := pgcluster.FindBinDir(ctx, cfg.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BinDir = binDir
+	if cfg.Extension == "" {
+		if cfg.Extension, err = FindExtension(binDir); err != nil {
+			return nil, err
+		}
+	}
+	user, err := pgcluster.ServerUser()
+	if err != nil {
+		return nil, err
+	}
+	log = log.With().Str("component", "walredo").Logger()
+	sc, err := openScratch(ctx, cfg.Dir, binDir, cfg.Extension, user, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{cfg: cfg, log: log, user: user, scratch: sc, pools: make(map[string]*pool)}, nil
+}
+
+// Close stops every redo process. Requests in flight fail.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	pools := m.pools
+	m.pools = nil
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pl := range pools {
+		for _, p := range pl.stop() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.close(10 * time.Second)
+			}()
+		}
+	}
+	wg.Wait()
+	m.starts.Wait() // each closes the process it started
+	return nil
+}
+
+// pool returns the tenant's pool, creating it on first use.
+func (m *Manager) pool(tenant string) (*pool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	pl := m.pools[tenant]
+	if pl == nil {
+		pl = &pool{m: m, tenant: tenant, log: m.log.With().Str("tenant", tenant).Logger()}
+		m.pools[tenant] = pl
+	}
+	return pl, nil
+}
+
+// request sends one frame to one of the tenant's processes.
+func (m *Manager) request(ctx context.Context, tenant string, frame []byte) ([]byte, error) {
+	pl, err := m.pool(tenant)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pl.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.do(ctx, frame)
+}
+
+// pool is one tenant's redo processes.
+type pool struct {
+	m      *Manager
+	tenant string
+	log    zerolog.Logger
+
+	mu       sync.Mutex
+	procs    []*process
+	starting *pending // a process being started, if any
+	stopped  bool
+}
+
+// pending is a process start in progress.
+type pending struct {
+	done chan struct{}
+	err  error
+}
+
+// acquire returns the least busy live process, starting one when the
+// tenant has none, or when all are busy and the pool may grow (requests
+// meanwhile pipeline into the busy ones).
+func (pl *pool) acquire(ctx context.Context) (*process, error) {
+	for {
+		pl.mu.Lock()
+		if pl.stopped {
+			pl.mu.Unlock()
+			return nil, ErrClosed
+		}
+		live := pl.procs[:0]
+		for _, p := range pl.procs {
+			if !p.isDead() {
+				live = append(live, p)
+			}
+		}
+		pl.procs = live
+		var best *process
+		for _, p := range pl.procs {
+			if best == nil || p.inflight.Load() < best.inflight.Load() {
+				best = p
+			}
+		}
+		if pl.starting == nil && (best == nil || best.inflight.Load() > 0 && len(pl.procs) < pl.m.cfg.ProcessesPerTenant) {
+			pl.startLocked()
+		}
+		st := pl.starting
+		pl.mu.Unlock()
+		if best != nil {
+			return best, nil
+		}
+		select {
+		case <-st.done:
+			if st.err != nil {
+				return nil, st.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// startLocked starts a process in the background; pl.mu is held.
+func (pl *pool) startLocked() {
+	st := &pending{done: make(chan struct{})}
+	pl.starting = st
+	pl.m.starts.Add(1)
+	go func() {
+		defer pl.m.starts.Done()
+		p, err := pl.start()
+		pl.mu.Lock()
+		pl.starting = nil
+		switch {
+		case err != nil:
+			st.err = err
+		case pl.stopped:
+			st.err = ErrClosed
+			defer p.close(10 * time.Second) // before starts.Done
+		default:
+			pl.procs = append(pl.procs, p)
+		}
+		pl.mu.Unlock()
+		close(st.done)
+	}()
+}
+
+func (pl *pool) start() (*process, error) {
+	m := pl.m
+	sl, err := m.scratch.acquire()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StartTimeout)
+	defer cancel()
+	p, err := startProcess(ctx, m.cfg.BinDir, m.scratch.libDir, m.user, sl, pl.tenant, m.cfg.RequestTimeout, pl.log,
+		func() { m.scratch.release(sl) })
+	if err != nil {
+		m.scratch.release(sl)
+		pl.log.Error().Err(err).Msg("could not start a walredo process")
+		return nil, err
+	}
+	return p, nil
+}
+
+// stop marks the pool stopped and returns its processes for closing.
+func (pl *pool) stop() []*process {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pl.stopped = true
+	procs := pl.procs
+	pl.procs = nil
+	return procs
+}

@@ -1,0 +1,279 @@
+package walredo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
+)
+
+const tenant = "0123456789abcdef0123456789abcdef"
+
+var (
+	heapRel   = pgdata.RelFileNode{SpcNode: 1663, DbNode: 16384, RelNode: 16385}
+	targetTag = BufferTag{Rel: heapRel, Fork: pgdata.ForkMain, Block: 7}
+)
+
+func TestRedoFullPageImage(t *testing.T) {
+	m := openTestManager(t, nil)
+	ctx := context.Background()
+	image := testPage(0x5A)
+	other1 := BufferTag{Rel: heapRel, Fork: pgdata.ForkMain, Block: 3}
+	other2 := BufferTag{Rel: heapRel, Fork: pgdata.ForkMain, Block: 1 << 22} // far (32 GB in): the scratch file stays sparse
+	tests := []struct {
+		name string
+		tag  BufferTag
+		recs []Record
+		base []byte
+		want func() []byte
+	}{
+		{"image restored, LSN stamped", targetTag, []Record{{LSN: 0x1000028, WAL: fpiRecord(image, targetTag)}}, nil,
+			func() []byte { p := testPage(0x5A); setLSN(p, 0x1000028); return p }},
+		{"target among other blocks", targetTag, []Record{{LSN: 0x2000000, WAL: fpiRecord(image, other1, targetTag, other2)}}, testPage(1),
+			func() []byte { p := testPage(0x5A); setLSN(p, 0x2000000); return p }},
+		{"high block of the vm fork", BufferTag{Rel: heapRel, Fork: pgdata.ForkVM, Block: 4000000},
+			[]Record{{LSN: 0x3000000, WAL: fpiRecord(image, BufferTag{Rel: heapRel, Fork: pgdata.ForkVM, Block: 4000000})}}, nil,
+			func() []byte { p := testPage(0x5A); setLSN(p, 0x3000000); return p }},
+		{"no records returns the base", targetTag, nil, testPage(9), func() []byte { return testPage(9) }},
+		{"nothing at all is a zero page", targetTag, nil, nil, func() []byte { return make([]byte, pgdata.BlockSize) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := m.Redo(ctx, tenant, tt.tag, tt.base, tt.recs)
+			if err != nil {
+				t.Fatalf("Redo: %v", err)
+			}
+			if want := tt.want(); !bytes.Equal(got, want) {
+				t.Errorf("page differs: LSN %v (want %v), first differing byte %d", pageLSN(got), pageLSN(want), firstDiff(got, want))
+			}
+		})
+	}
+}
+
+func setLSN(p []byte, lsn pgdata.LSN) {
+	le.PutUint32(p[0:], uint32(lsn>>32))
+	le.PutUint32(p[4:], uint32(lsn))
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRedoErrorKeepsProcess: a request PostgreSQL rejects with an ERROR
+// fails alone; the same process serves the next one.
+func TestRedoErrorKeepsProcess(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 1 })
+	ctx := context.Background()
+	elsewhere := BufferTag{Rel: heapRel, Fork: pgdata.ForkMain, Block: 8}
+	checkpoint := fpiRecord(testPage(1), targetTag)
+	checkpoint[16] = 0x00 // XLOG_CHECKPOINT_SHUTDOWN: not a page change
+	tests := []struct {
+		name string
+		recs []Record
+		want string
+	}{
+		{"record not about the page", []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(1), elsewhere)}}, "does not reference the target block"},
+		{"record that is not a page change", []Record{{LSN: 0x1000000, WAL: checkpoint}}, "does not change relation pages"},
+		{"truncated record", []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(1), targetTag)[:100]}}, "xl_tot_len"},
+	}
+	var pid int
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Redo(ctx, tenant, targetTag, nil, tt.recs)
+			var re *RedoError
+			if !errors.As(err, &re) || !strings.Contains(re.Message, tt.want) {
+				t.Fatalf("Redo error = %v, want a RedoError about %q", err, tt.want)
+			}
+			got, err := m.Redo(ctx, tenant, targetTag, nil, []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(2), targetTag)}})
+			if err != nil || got[pgdata.BlockSize-1] != 2 {
+				t.Fatalf("next request: err %v", err)
+			}
+			pids := m.pids(tenant)
+			if len(pids) != 1 || (pid != 0 && pids[0] != pid) {
+				t.Fatalf("processes %v after an error, want the same one (%d)", pids, pid)
+			}
+			pid = pids[0]
+		})
+	}
+}
+
+// TestRedoKillDuringRequest kills the redo process while a request is in
+// flight: that request fails with ErrProcessDied, the next one succeeds in
+// a new process.
+func TestRedoKillDuringRequest(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 1 })
+	ctx := context.Background()
+	rec := []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(3), targetTag)}}
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); err != nil {
+		t.Fatal(err)
+	}
+	pids := m.pids(tenant)
+	if len(pids) != 1 {
+		t.Fatalf("pids %v, want one process", pids)
+	}
+	// Stopped, the process cannot answer: the request is surely in flight
+	// when the kill comes.
+	if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Redo(ctx, tenant, targetTag, nil, rec)
+		errc <- err
+	}()
+	waitInflight(t, m, 1)
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := <-errc
+	if !errors.Is(err, ErrProcessDied) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("request in flight during the kill: error %v, want ErrProcessDied saying it was killed", err)
+	}
+	got, err := m.Redo(ctx, tenant, targetTag, nil, rec)
+	if err != nil || got[pgdata.BlockSize-1] != 3 {
+		t.Fatalf("request after the kill: %v", err)
+	}
+	if now := m.pids(tenant); len(now) != 1 || now[0] == pids[0] {
+		t.Errorf("processes after the kill %v, want one new process (not %d)", now, pids[0])
+	}
+}
+
+// waitInflight waits until tenant's processes have n requests in flight.
+func waitInflight(t *testing.T, m *Manager, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		pl := m.pools[tenant]
+		m.mu.Unlock()
+		var got int32
+		pl.mu.Lock()
+		for _, p := range pl.procs {
+			got += p.inflight.Load()
+		}
+		pl.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d requests in flight after 10s", n)
+}
+
+// TestRedoTimeout: a process that does not answer in time is killed and
+// the request fails with ErrTimeout; the next request gets a new process.
+func TestRedoTimeout(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 1; c.RequestTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	rec := []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(4), targetTag)}}
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); err != nil {
+		t.Fatal(err)
+	}
+	pids := m.pids(tenant)
+	if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("request to a stopped process: error %v, want ErrTimeout", err)
+	}
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); err != nil {
+		t.Fatalf("request after the timeout: %v", err)
+	}
+}
+
+// TestRedoPipelined sends many requests at once from many goroutines to a
+// small pool; each gets its own page back.
+func TestRedoPipelined(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 2 })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				marker := byte(g*25 + i)
+				tag := BufferTag{Rel: heapRel, Fork: pgdata.ForkMain, Block: pgdata.BlockNumber(marker)}
+				got, err := m.Redo(ctx, tenant, tag, testPage(0), []Record{{LSN: pgdata.LSN(0x1000000 + int(marker)), WAL: fpiRecord(testPage(marker), tag)}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got[pgdata.BlockSize-1] != marker || pageLSN(got) != pgdata.LSN(0x1000000+int(marker)) {
+					errs <- errors.New("a reply went to the wrong request")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(m.pids(tenant)); n < 1 || n > 2 {
+		t.Errorf("%d processes, want 1 or 2 (ProcessesPerTenant 2)", n)
+	}
+}
+
+// TestRedoInterleavesOps replays a visibility-map page whose history mixes
+// WAL records with bits cleared in Go.
+func TestRedoInterleavesOps(t *testing.T) {
+	m := openTestManager(t, nil)
+	vmTag := BufferTag{Rel: heapRel, Fork: pgdata.ForkVM, Block: 1}
+	allSet := testPage(0xFF)
+	for i := 24; i < pgdata.BlockSize; i++ {
+		allSet[i] = 0xFF
+	}
+	first := pgdata.VMHeapBlocksPerPage // heap block of the first bits on map page 1
+	recs := []Record{
+		{LSN: 0x100, Op: value.VMClear{HeapBlocks: []uint32{uint32(first) + 1, 5}, Flags: pgdata.VMAllFrozen}},
+		{LSN: 0x200, WAL: fpiRecord(allSet, vmTag)},
+		{LSN: 0x300, Op: value.VMClear{HeapBlocks: []uint32{uint32(first) + 2}, Flags: pgdata.VMValidBits}},
+		{LSN: 0x400, Op: value.VMTruncate{HeapBlocks: uint32(first) + 8}},
+	}
+	got, err := m.Redo(context.Background(), tenant, vmTag, testPage(0), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pageLSN(got) != 0x200 {
+		t.Errorf("page LSN %v, want 0/200 from the image (Go operations leave it)", pageLSN(got))
+	}
+	for i, want := range []uint8{3, 3, 0, 3, 3, 3, 3, 3, 0, 0} {
+		if bits := pgdata.VMBits(got, pgdata.BlockNumber(first+i)); bits != want {
+			t.Errorf("heap block %d: bits %d, want %d", first+i, bits, want)
+		}
+	}
+}
+
+func TestMask(t *testing.T) {
+	m := openTestManager(t, nil)
+	page := testPage(7)
+	setLSN(page, 0xABCDEF)
+	got, err := m.Mask(context.Background(), tenant, pgdata.RmgrHeap, 0, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// heap_mask: pd_lsn and pd_checksum set to MASK_MARKER (0), the hole
+	// between pd_lower and pd_upper to MASK_MARKER.
+	want := testPage(0)
+	if !bytes.Equal(got[:pgdata.BlockSize-1], want[:pgdata.BlockSize-1]) {
+		t.Errorf("masked page differs from the expected at byte %d", firstDiff(got, want))
+	}
+	if _, err := m.Mask(context.Background(), tenant, pgdata.RmgrTransaction, 0, page); err == nil || !strings.Contains(err.Error(), "no mask function") {
+		t.Errorf("mask with the Transaction rmgr: %v, want 'no mask function'", err)
+	}
+}
