@@ -164,15 +164,15 @@ type InitOptions struct {
 // Options.Superuser, trust authentication (the server listens on
 // loopback and its own socket directory only), UTF8, locale C. The
 // directory must not exist or be empty.
-func (c *Cluster) InitDB(ctx context.Context, io InitOptions) error {
+func (c *Cluster) InitDB(ctx context.Context, o InitOptions) error {
 	if err := PrepareDir(c.opts.DataDir, c.user); err != nil {
 		return err
 	}
 	args := []string{"-D", c.opts.DataDir, "-U", c.opts.Superuser, "-A", "trust", "-E", "UTF8", "--locale=C"}
-	if io.NoSync {
+	if o.NoSync {
 		args = append(args, "--no-sync")
 	}
-	args = append(args, io.Args...)
+	args = append(args, o.Args...)
 	cmd := c.Command(ctx, "initdb", args...)
 	cmd.Dir = c.opts.DataDir
 	out, err := cmd.CombinedOutput()

@@ -50,9 +50,10 @@ func ServerUser() (*OSUser, error) {
 
 // RunAs makes cmd run as u (a nil u leaves cmd as the calling user). The
 // supplementary groups are dropped so none of root's leak into PostgreSQL.
-// It also gives cmd a clean environment: PG* variables of the caller
-// (PGDATA, PGPORT, PGHOST...) would otherwise override what the Cluster
-// passes on the command line.
+// It also cleans cmd's environment: the caller's PG* variables (PGDATA,
+// PGPORT, PGHOST...) would override what the Cluster passes on the command
+// line, HOME is the user's own, and LC_ALL=C keeps the server's messages
+// in English, which Start reads back from its log.
 func RunAs(cmd *exec.Cmd, u *OSUser) {
 	var env []string
 	for _, kv := range os.Environ() {
