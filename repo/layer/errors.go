@@ -16,9 +16,9 @@ type CorruptionError struct {
 
 func (e *CorruptionError) Error() string {
 	if e.Offset >= 0 {
-		return fmt.Sprintf("corrupt layer file %s at offset %d: %v", e.File, e.Offset, e.Err)
+		return fmt.Sprintf("corrupt file %s at offset %d: %v", e.File, e.Offset, e.Err)
 	}
-	return fmt.Sprintf("corrupt layer file %s: %v", e.File, e.Err)
+	return fmt.Sprintf("corrupt file %s: %v", e.File, e.Err)
 }
 
 func (e *CorruptionError) Unwrap() error { return e.Err }

@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -86,47 +87,27 @@ func (l *File) open() (r *sstable.Reader, err error) {
 }
 
 // Collect implements Layer.
-func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err error) {
-	r, err := l.reader()
+func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) error {
+	from := max(lsns.Start, l.desc.LSNs.Start)
+	to := min(lsns.End, l.desc.LSNs.End)
+	it, err := l.newIterator(key.Range{Start: k, End: k.Next()}, from)
 	if err != nil {
 		return err
-	}
-	defer l.mu.RUnlock()
-	defer recoverCorruption(&err, l.path)
-	lo := entryKey(nil, k, max(lsns.Start, l.desc.LSNs.Start))
-	hi := entryKey(nil, k, min(lsns.End, l.desc.LSNs.End))
-	it, err := r.NewIter(lo, hi)
-	if err != nil {
-		return errorOf(err, l.path)
 	}
 	// The versions come oldest first; the newest that initializes the page
 	// is where reconstruction starts.
 	var found []value.Record
-	for ik, lv := it.SeekGE(lo, sstable.SeekGEFlags(0)); ik != nil; ik, lv = it.Next() {
-		ek, lsn, ok := splitEntryKey(ik.UserKey)
-		if !ok || ek != k {
-			it.Close()
-			return corruptf(l.path, -1, "entry key %x out of range for %v", ik.UserKey, k)
-		}
-		b, _, err := lv.Value(nil)
-		if err != nil {
-			it.Close()
-			return errorOf(err, l.path)
-		}
-		v, err := value.Decode(b)
-		if err != nil {
-			it.Close()
-			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
-		}
+	for it.Next() && it.LSN() < to {
+		v := it.Value()
 		if v.Initializes() {
 			found = found[:0]
 		}
-		// The iterator may reuse b's memory.
-		v.Data = append([]byte(nil), v.Data...)
-		found = append(found, value.Record{LSN: lsn, Value: v})
+		// The iterator reuses the value's memory.
+		v.Data = bytes.Clone(v.Data)
+		found = append(found, value.Record{LSN: it.LSN(), Value: v})
 	}
 	if err := it.Close(); err != nil {
-		return errorOf(err, l.path)
+		return err
 	}
 	for i := len(found) - 1; i >= 0 && !st.Complete; i-- {
 		st.add(found[i].LSN, found[i].Value)
@@ -149,39 +130,141 @@ func (l *File) Verify() (err error) {
 	return errorOf(r.ValidateBlockChecksums(), l.path)
 }
 
+// Iterator walks a layer file's entries in key and LSN order. It keeps
+// the layer open (Remove waits) until Close.
+type Iterator struct {
+	l       *File
+	it      sstable.Iterator
+	keys    key.Range
+	k       key.Key
+	lsn     pgdata.LSN
+	val     value.Value
+	enc     []byte
+	err     error
+	started bool
+	done    bool
+	// startLSN is where, in the first key, the iteration starts.
+	startLSN pgdata.LSN
+}
+
+// NewIterator returns an iterator over the entries whose key is in keys.
+func (l *File) NewIterator(keys key.Range) (*Iterator, error) { return l.newIterator(keys, 0) }
+
+// newIterator returns an iterator over the entries whose key is in keys,
+// from startLSN of the first key on.
+func (l *File) newIterator(keys key.Range, startLSN pgdata.LSN) (_ *Iterator, err error) {
+	r, err := l.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer recoverCorruption(&err, l.path)
+	it, err := r.NewIter(entryKey(nil, keys.Start, 0), entryKey(nil, keys.End, 0))
+	if err != nil {
+		l.mu.RUnlock()
+		return nil, errorOf(err, l.path)
+	}
+	return &Iterator{l: l, it: it, keys: keys, startLSN: startLSN}, nil
+}
+
+// Next moves to the next entry; it returns false at the end or on error
+// (see Err).
+func (i *Iterator) Next() bool {
+	if i.done {
+		return false
+	}
+	defer recoverCorruption(&i.err, i.l.path)
+	ik, b, err := i.step()
+	if err != nil {
+		return i.fail(errorOf(err, i.l.path))
+	}
+	if ik == nil {
+		i.done = true
+		i.err = errorOf(i.it.Error(), i.l.path)
+		return false
+	}
+	k, lsn, ok := splitEntryKey(ik.UserKey)
+	d := i.l.desc
+	if !ok || !i.keys.Contains(k) || !d.Keys.Contains(k) || !d.LSNs.Contains(lsn) {
+		return i.fail(corruptf(i.l.path, -1, "entry key %x outside the layer %v", ik.UserKey, d))
+	}
+	v, err := value.Decode(b)
+	if err != nil {
+		return i.fail(corruptf(i.l.path, -1, "value of %v at %v: %v", k, lsn, err))
+	}
+	i.k, i.lsn, i.enc, i.val = k, lsn, b, v
+	return true
+}
+
+// step positions the sstable iterator on the next entry and fetches its
+// value; the key is nil at the end.
+func (i *Iterator) step() (*sstable.InternalKey, []byte, error) {
+	if !i.started {
+		i.started = true
+		ik, lv := i.it.SeekGE(entryKey(nil, i.keys.Start, i.startLSN), sstable.SeekGEFlags(0))
+		return entryOf(ik, &lv)
+	}
+	ik, lv := i.it.Next()
+	return entryOf(ik, &lv)
+}
+
+// lazyValue is pebble's LazyValue, whose type is internal to pebble.
+type lazyValue interface {
+	Value(buf []byte) ([]byte, bool, error)
+}
+
+func entryOf[V lazyValue](ik *sstable.InternalKey, lv V) (*sstable.InternalKey, []byte, error) {
+	if ik == nil {
+		return nil, nil, nil
+	}
+	b, _, err := lv.Value(nil)
+	return ik, b, err
+}
+
+func (i *Iterator) fail(err error) bool {
+	i.err, i.done = err, true
+	return false
+}
+
+// Key, LSN and Value are the current entry; Encoded is the value's
+// encoding. The slices are only valid until the next call to Next.
+func (i *Iterator) Key() key.Key { return i.k }
+
+// LSN is the current entry's LSN.
+func (i *Iterator) LSN() pgdata.LSN { return i.lsn }
+
+// Value is the current entry's value.
+func (i *Iterator) Value() value.Value { return i.val }
+
+// Encoded is the current entry's encoded value.
+func (i *Iterator) Encoded() []byte { return i.enc }
+
+// Err is the error that ended the iteration, if any.
+func (i *Iterator) Err() error { return i.err }
+
+// Close releases the iterator; it returns Err, or the error of closing.
+func (i *Iterator) Close() error {
+	err := i.it.Close()
+	i.l.mu.RUnlock()
+	if i.err != nil {
+		return i.err
+	}
+	return errorOf(err, i.l.path)
+}
+
 // Scan calls fn for every entry whose key is in keys, in key and LSN order.
 // The value passed to fn is only valid during the call.
-func (l *File) Scan(keys key.Range, fn func(k key.Key, lsn pgdata.LSN, v value.Value) error) (err error) {
-	r, err := l.reader()
+func (l *File) Scan(keys key.Range, fn func(k key.Key, lsn pgdata.LSN, v value.Value) error) error {
+	it, err := l.NewIterator(keys)
 	if err != nil {
 		return err
 	}
-	defer l.mu.RUnlock()
-	defer recoverCorruption(&err, l.path)
-	lo, hi := entryKey(nil, keys.Start, 0), entryKey(nil, keys.End, 0)
-	it, err := r.NewIter(lo, hi)
-	if err != nil {
-		return errorOf(err, l.path)
-	}
-	defer it.Close()
-	for ik, lv := it.SeekGE(lo, sstable.SeekGEFlags(0)); ik != nil; ik, lv = it.Next() {
-		k, lsn, ok := splitEntryKey(ik.UserKey)
-		if !ok || !keys.Contains(k) || !l.desc.Keys.Contains(k) || !l.desc.LSNs.Contains(lsn) {
-			return corruptf(l.path, -1, "entry key %x outside the layer %v", ik.UserKey, l.desc)
-		}
-		b, _, err := lv.Value(nil)
-		if err != nil {
-			return errorOf(err, l.path)
-		}
-		v, err := value.Decode(b)
-		if err != nil {
-			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
-		}
-		if err := fn(k, lsn, v); err != nil {
+	for it.Next() {
+		if err := fn(it.Key(), it.LSN(), it.Value()); err != nil {
+			it.Close()
 			return err
 		}
 	}
-	return errorOf(it.Error(), l.path)
+	return it.Close()
 }
 
 // Close closes the file; the layer can be used again (it reopens).

@@ -401,3 +401,23 @@ func readAllF(f *testing.F, fs vfs.FS, name string) []byte {
 	}
 	return b
 }
+
+func TestEmptyImageFile(t *testing.T) {
+	env, dir := newEnv(t)
+	w, err := NewWriter(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := w.Finish(ImageDesc(key.Range{Start: blk(0), End: blk(10)}, 0x80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st ReconstructState
+	if err := f.Collect(blk(3), LSNRange{0, 0x100}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(&st); got != " complete" {
+		t.Errorf("Collect in an empty image layer = %q, want %q", got, " complete")
+	}
+}

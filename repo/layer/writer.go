@@ -123,7 +123,11 @@ func (w *Writer) check(d Desc) error {
 		return fmt.Errorf("finish layer file as %v: not a file kind", d.Kind)
 	}
 	if w.n == 0 {
-		return errors.New("finish layer file: no entries")
+		if d.Kind == Delta {
+			return errors.New("finish delta layer file: no entries")
+		}
+		// An empty image layer says that no key of its range exists.
+		return nil
 	}
 	if !d.Keys.Contains(w.first) || !d.Keys.Contains(w.last) {
 		return fmt.Errorf("finish layer file as %v: holds keys %v to %v", d, w.first, w.last)

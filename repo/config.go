@@ -1,0 +1,172 @@
+package repo
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo/vfs"
+)
+
+// Config configures a Repository.
+type Config struct {
+	// Workdir is the directory holding tenants/.
+	Workdir string
+	// FS is the file system; nil means the operating system's.
+	FS vfs.FS
+	// Redo replays records onto base images; required.
+	Redo Redo
+	// Logger receives the repository's log, with tenant and timeline
+	// fields added.
+	Logger zerolog.Logger
+	// PageCacheSize is the memory, in bytes, for reconstructed pages.
+	PageCacheSize int64
+	// BlockCacheSize is the memory, in bytes, for blocks of layer files.
+	BlockCacheSize int64
+	// FlushInterval is how often in-memory layers are checked for age and
+	// frozen layers flushed; size-triggered flushes happen at once. Zero
+	// disables background flushing: only Flush writes layer files.
+	FlushInterval time.Duration
+	// CompactionInterval and GCInterval are the periods of the background
+	// compaction and garbage collection of loaded timelines; zero disables
+	// the loop (Compact and GC can always be called directly).
+	CompactionInterval time.Duration
+	GCInterval         time.Duration
+	// Now is the clock (for freezing by age and the PITR window); nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults for a repository in workdir; the
+// caller sets Redo.
+func DefaultConfig(workdir string) Config {
+	return Config{
+		Workdir:            workdir,
+		FS:                 vfs.Default,
+		Logger:             zerolog.Nop(),
+		PageCacheSize:      64 << 20,
+		BlockCacheSize:     128 << 20,
+		FlushInterval:      time.Second,
+		CompactionInterval: 20 * time.Second,
+		GCInterval:         100 * time.Second,
+		Now:                time.Now,
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Workdir == "":
+		return errors.New("repository config: Workdir is empty")
+	case c.Redo == nil:
+		return errors.New("repository config: Redo is nil")
+	case c.PageCacheSize < 0:
+		return fmt.Errorf("repository config: PageCacheSize %d is negative", c.PageCacheSize)
+	case c.BlockCacheSize < 0:
+		return fmt.Errorf("repository config: BlockCacheSize %d is negative", c.BlockCacheSize)
+	case c.FlushInterval < 0, c.CompactionInterval < 0, c.GCInterval < 0:
+		return errors.New("repository config: a background interval is negative")
+	}
+	return nil
+}
+
+// TenantConfig is a tenant's settings, stored in its config.toml.
+type TenantConfig struct {
+	// CheckpointDistance is how many bytes the open in-memory layer may
+	// hold before it is frozen and flushed.
+	CheckpointDistance int64 `toml:"checkpoint_distance"`
+	// CheckpointTimeout is how old the open in-memory layer may get before
+	// it is frozen and flushed.
+	CheckpointTimeout Duration `toml:"checkpoint_timeout"`
+	// CompactionTargetSize is the size compaction aims at for each delta
+	// and image layer file it writes.
+	CompactionTargetSize int64 `toml:"compaction_target_size"`
+	// CompactionThreshold is how many flushed (L0) delta layers make
+	// compaction rewrite them into key-partitioned ones.
+	CompactionThreshold int `toml:"compaction_threshold"`
+	// ImageCreationThreshold is how many delta layers over a key range,
+	// not yet covered by a newer image, make compaction write images of it.
+	ImageCreationThreshold int `toml:"image_creation_threshold"`
+	// GCHorizon is how many bytes of WAL history below the last record GC
+	// keeps.
+	GCHorizon int64 `toml:"gc_horizon"`
+	// PITRInterval is how much time of history GC keeps; zero keeps no
+	// history for time's sake (the horizon alone decides).
+	PITRInterval Duration `toml:"pitr_interval"`
+}
+
+// DefaultTenantConfig returns the defaults for a new tenant.
+func DefaultTenantConfig() TenantConfig {
+	return TenantConfig{
+		CheckpointDistance:     256 << 20,
+		CheckpointTimeout:      Duration{10 * time.Minute},
+		CompactionTargetSize:   128 << 20,
+		CompactionThreshold:    10,
+		ImageCreationThreshold: 3,
+		GCHorizon:              64 << 20,
+		PITRInterval:           Duration{7 * 24 * time.Hour},
+	}
+}
+
+// Validate reports the first bad field, by its TOML name.
+func (c TenantConfig) Validate() error {
+	switch {
+	case c.CheckpointDistance <= 0:
+		return fmt.Errorf("tenant config: checkpoint_distance %d must be positive", c.CheckpointDistance)
+	case c.CheckpointTimeout.Duration <= 0:
+		return fmt.Errorf("tenant config: checkpoint_timeout %v must be positive", c.CheckpointTimeout)
+	case c.CompactionTargetSize <= 0:
+		return fmt.Errorf("tenant config: compaction_target_size %d must be positive", c.CompactionTargetSize)
+	case c.CompactionThreshold < 1:
+		return fmt.Errorf("tenant config: compaction_threshold %d must be at least 1", c.CompactionThreshold)
+	case c.ImageCreationThreshold < 1:
+		return fmt.Errorf("tenant config: image_creation_threshold %d must be at least 1", c.ImageCreationThreshold)
+	case c.GCHorizon < 0:
+		return fmt.Errorf("tenant config: gc_horizon %d must not be negative", c.GCHorizon)
+	case c.PITRInterval.Duration < 0:
+		return fmt.Errorf("tenant config: pitr_interval %v must not be negative", c.PITRInterval)
+	}
+	return nil
+}
+
+// encodeTenantConfig renders c as TOML.
+func encodeTenantConfig(c TenantConfig) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# Zenith tenant settings; see repo.TenantConfig.\n")
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return nil, fmt.Errorf("encode tenant config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeTenantConfig parses TOML strictly, starting from the defaults so a
+// file may leave settings out; unknown keys are errors.
+func decodeTenantConfig(b []byte) (TenantConfig, error) {
+	c := DefaultTenantConfig()
+	d := toml.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return c, fmt.Errorf("tenant config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Duration is a time.Duration written in TOML as a string ("10m", "168h").
+type Duration struct{ time.Duration }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}

@@ -1,0 +1,33 @@
+// Package repo is the page server's repository: durable, versioned storage
+// of every page of a PostgreSQL cluster by LSN, for a tree of timelines
+// (branches) per tenant (the design's section 4).
+//
+// A Repository lives in a work directory:
+//
+//	<workdir>/tenants/<tenant id>/config.toml           the tenant's settings
+//	<workdir>/tenants/<tenant id>/timelines/<timeline id>/metadata
+//	<workdir>/tenants/<tenant id>/timelines/<timeline id>/<layer files>
+//
+// Tenants and timelines are loaded at their first use. A timeline takes
+// values (Put, then FinishWrite for each ingested WAL record) into an
+// in-memory layer, which is frozen at a size or age threshold and flushed
+// to a delta layer file. Get rebuilds a key at an LSN from the newest image
+// and the records after it, found by walking layers newest first and
+// continuing in the ancestor timeline below the branch point, and replays
+// the records through a Redo. Compaction rewrites flushed deltas into
+// key-partitioned ones and writes image layers; garbage collection removes
+// layers that no read at or above the GC cut-off, nor any child branch's
+// branch point, can need.
+//
+// Durability: a layer file is written, fsynced and renamed into place,
+// the directory is fsynced, and only then is the timeline's metadata file
+// (ancestor, branch point, disk-consistent LSN, previous record LSN, GC
+// cut-off, the list of layer files) replaced atomically. After a crash a
+// timeline is exactly as of its disk-consistent LSN; the WAL after it must
+// be ingested again (from the safekeepers). Files that the metadata does
+// not list are leftovers of an interrupted flush or compaction and are
+// removed at load. Every file operation goes through the vfs seam.
+//
+// The repository must never serve data it cannot vouch for: a corrupt or
+// truncated file is a *CorruptionError naming it, never a wrong page.
+package repo

@@ -1,0 +1,119 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// Flush freezes the open in-memory layer and writes every frozen layer to
+// a delta layer file, advancing the disk-consistent LSN to the last record
+// LSN. On error, what was not flushed stays in memory, readable, and the
+// next flush retries it.
+func (tl *Timeline) Flush(ctx context.Context) error {
+	tl.Freeze()
+	return tl.flushFrozen(ctx)
+}
+
+// flushFrozen writes the frozen layers, oldest first.
+func (tl *Timeline) flushFrozen(ctx context.Context) error {
+	tl.flushMu.Lock()
+	defer tl.flushMu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tl.mu.RLock()
+		if len(tl.frozen) == 0 {
+			tl.mu.RUnlock()
+			return nil
+		}
+		fr := tl.frozen[0]
+		tl.mu.RUnlock()
+		if err := tl.flushOne(fr); err != nil {
+			return err
+		}
+	}
+}
+
+// flushOne writes one frozen layer (nothing, if it is empty), fsyncs the
+// file and the directory, then commits the metadata.
+func (tl *Timeline) flushOne(fr frozenLayer) error {
+	repo := tl.tenant.repo
+	lsns := fr.mem.Desc().LSNs
+	var f *layer.File
+	if !fr.mem.Empty() {
+		var err error
+		if f, err = fr.mem.WriteDelta(repo.env, tl.dir); err != nil {
+			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
+		}
+		if err := syncDir(repo.fs, tl.dir); err != nil {
+			tl.removeUnlisted(f)
+			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
+		}
+	}
+	disk := lsns.End - 1
+	pitr := tl.tenant.Config().PITRInterval.Duration
+	installed, err := tl.commit(func(d *durable) {
+		if f != nil {
+			d.layers = d.layers.With([]layer.Layer{f}, nil)
+		}
+		d.diskConsistentLSN, d.prevRecordLSN = disk, fr.prev
+		d.flushTimes = addFlushTime(d.flushTimes, flushTime{repo.now(), disk}, pitr)
+	}, func() {
+		tl.frozen = tl.frozen[1:]
+	})
+	if err != nil {
+		if !installed && f != nil {
+			tl.removeUnlisted(f)
+		}
+		return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
+	}
+	tl.log.Debug().Stringer("disk_consistent_lsn", disk).Int64("bytes", fr.mem.Size()).Msg("flushed in-memory layer")
+	return nil
+}
+
+// removeUnlisted removes a new layer file that no metadata lists.
+func (tl *Timeline) removeUnlisted(f *layer.File) {
+	if err := f.Remove(); err != nil {
+		// Harmless: the next load removes files the metadata does not list.
+		tl.log.Warn().Err(err).Str("file", f.Path()).Msg("remove unused layer file")
+	}
+}
+
+// addFlushTime appends a sample and drops those GC no longer needs: it
+// keeps every sample inside the PITR window and the newest one before it.
+func addFlushTime(ts []flushTime, t flushTime, pitr time.Duration) []flushTime {
+	ts = append(ts, t)
+	if pitr == 0 {
+		return ts[len(ts)-1:]
+	}
+	horizon := t.Time.Add(-pitr)
+	first := 0
+	for i, s := range ts {
+		if !s.Time.After(horizon) {
+			first = i
+		}
+	}
+	return ts[first:]
+}
+
+// pitrCutoff is the highest LSN that was on disk before the PITR window:
+// history at or above it is kept. Without a sample that old, nothing may
+// go (0).
+func pitrCutoff(ts []flushTime, now time.Time, pitr time.Duration) pgdata.LSN {
+	if pitr == 0 {
+		return pgdata.MaxLSN
+	}
+	horizon := now.Add(-pitr)
+	var lsn pgdata.LSN
+	for _, s := range ts {
+		if !s.Time.After(horizon) {
+			lsn = max(lsn, s.LSN)
+		}
+	}
+	return lsn
+}

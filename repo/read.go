@@ -1,0 +1,152 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
+)
+
+// Get returns the value of k as of lsn: the newest image at or below lsn
+// with every later record up to lsn replayed on it. The lsn must be between
+// the GC cut-off and the last record LSN. A key without any value at or
+// below lsn is ErrKeyNotFound. The returned slice is the caller's.
+func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
+	tl.mu.RLock()
+	last, cutoff := tl.last, tl.state.gcCutoff
+	tl.mu.RUnlock()
+	if lsn > last {
+		return nil, fmt.Errorf("get %v at %v on timeline %s (last record %v): %w", k, lsn, tl.id, last, ErrLSNNotReached)
+	}
+	if lsn < cutoff {
+		return nil, fmt.Errorf("get %v at %v on timeline %s (GC cut-off %v): %w", k, lsn, tl.id, cutoff, ErrBelowGCCutoff)
+	}
+	repo := tl.tenant.repo
+	ck := cacheKey{tl.tenant.id, tl.id, k}
+	cLSN, cPage, cached := repo.cache.get(ck, lsn)
+	var floor pgdata.LSN
+	if cached {
+		floor = cLSN + 1
+	}
+	var st layer.ReconstructState
+	if err := tl.collect(k, lsn, floor, &st); err != nil {
+		return nil, err
+	}
+	if !st.Complete && cached {
+		st.Image, st.ImageLSN, st.Complete = cPage, cLSN, true
+	}
+	page, err := tl.materialize(ctx, k, lsn, &st)
+	if err != nil {
+		return nil, err
+	}
+	repo.cache.put(ck, lsn, page)
+	return bytes.Clone(page), nil
+}
+
+// reconstruct rebuilds k at lsn without the page cache, for image layers.
+func (tl *Timeline) reconstruct(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
+	var st layer.ReconstructState
+	if err := tl.collect(k, lsn, 0, &st); err != nil {
+		return nil, err
+	}
+	return tl.materialize(ctx, k, lsn, &st)
+}
+
+// materialize turns what collect found into the value: the image itself,
+// or the records replayed by Redo.
+func (tl *Timeline) materialize(ctx context.Context, k key.Key, lsn pgdata.LSN, st *layer.ReconstructState) ([]byte, error) {
+	if !st.Found() {
+		return nil, fmt.Errorf("get %v at %v on timeline %s: %w", k, lsn, tl.id, ErrKeyNotFound)
+	}
+	if len(st.Records) == 0 {
+		return st.Image, nil
+	}
+	recs := slices.Clone(st.Records)
+	slices.Reverse(recs) // oldest first
+	page, err := tl.tenant.repo.redo.Apply(ctx, tl.tenant.id, k, st.Image, recs, lsn)
+	if err != nil {
+		return nil, fmt.Errorf("redo %v at %v on timeline %s (%d records): %w", k, lsn, tl.id, len(recs), err)
+	}
+	return page, nil
+}
+
+// collect gathers into st the values of k at or below lsn and above floor,
+// newest first, until one initializes the page: from the in-memory layers,
+// then the layer files, then the ancestor's below the branch point.
+func (tl *Timeline) collect(k key.Key, lsn, floor pgdata.LSN, st *layer.ReconstructState) error {
+	end := lsn + 1
+	for cur := tl; cur != nil; cur = cur.ancestor {
+		mems, files := cur.snapshot()
+		for _, m := range mems {
+			done, next, err := visit(m, m.Desc().LSNs.Start, k, floor, end, st)
+			if err != nil || done {
+				return err
+			}
+			end = next
+		}
+		for end > floor {
+			l, lf, ok := files.Search(k, end)
+			if !ok {
+				break
+			}
+			done, next, err := visit(l, lf, k, floor, end, st)
+			if err != nil || done {
+				return err
+			}
+			end = next
+		}
+		if end <= floor || cur.ancestor == nil {
+			return nil
+		}
+		end = min(end, cur.ancestorLSN+1)
+	}
+	return nil
+}
+
+// visit reads layer l's values of k in [max(from, floor), end) into st. done
+// means the search is over: the page is complete, or the rest of its
+// history is below floor (in the page cache); next is where to continue.
+func visit(l layer.Layer, from pgdata.LSN, k key.Key, floor, end pgdata.LSN, st *layer.ReconstructState) (done bool, next pgdata.LSN, err error) {
+	d := l.Desc()
+	if d.LSNs.Start >= end {
+		return false, end, nil
+	}
+	from = max(from, floor)
+	if d.LSNs.End <= from {
+		return true, from, nil
+	}
+	if err := l.Collect(k, layer.LSNRange{Start: from, End: end}, st); err != nil {
+		return false, 0, err
+	}
+	return st.Complete || from <= floor && floor > 0, from, nil
+}
+
+// relSizeLen is the length of a relation size value: the number of blocks,
+// big-endian.
+const relSizeLen = 4
+
+// PutRelSize stores the size, in blocks, of one fork of a relation at lsn
+// (visible at FinishWrite).
+func (tl *Timeline) PutRelSize(rel pgdata.RelFileNode, fork pgdata.ForkNumber, lsn pgdata.LSN, blocks uint32) error {
+	return tl.Put(key.RelSize(rel, fork), lsn, value.Image(binary.BigEndian.AppendUint32(nil, blocks)))
+}
+
+// RelSize returns the size, in blocks, of one fork of a relation at lsn;
+// ErrKeyNotFound if the fork has no size at lsn.
+func (tl *Timeline) RelSize(ctx context.Context, rel pgdata.RelFileNode, fork pgdata.ForkNumber, lsn pgdata.LSN) (uint32, error) {
+	k := key.RelSize(rel, fork)
+	b, err := tl.Get(ctx, k, lsn)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != relSizeLen {
+		return 0, fmt.Errorf("size of %v at %v on timeline %s is %d bytes, want %d", k, lsn, tl.id, len(b), relSizeLen)
+	}
+	return binary.BigEndian.Uint32(b), nil
+}

@@ -1,0 +1,257 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/vfs"
+)
+
+// Repository is the page server's storage: tenants, each a tree of
+// timelines. Open it once per work directory; Close flushes what is in
+// memory.
+type Repository struct {
+	workdir string
+	fs      vfs.FS
+	env     *layer.Env
+	cache   *pageCache
+	redo    Redo
+	log     zerolog.Logger
+	now     func() time.Time
+	cfg     Config
+
+	mu      sync.Mutex
+	tenants map[id.TenantID]*Tenant
+	closed  bool
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	flushCh chan struct{}
+}
+
+// Open opens (creating if needed) the repository in cfg.Workdir and starts
+// its background loops. Tenants are not read until used.
+func Open(cfg Config) (*Repository, error) {
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Repository{
+		workdir: cfg.Workdir,
+		fs:      cfg.FS,
+		cache:   newPageCache(cfg.PageCacheSize),
+		redo:    cfg.Redo,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		cfg:     cfg,
+		tenants: make(map[id.TenantID]*Tenant),
+		flushCh: make(chan struct{}, 1),
+	}
+	if err := r.fs.MkdirAll(r.tenantsDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	if err := syncDir(r.fs, r.workdir); err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)
+	r.startLoop(ctx, "compaction", cfg.CompactionInterval, nil, r.compactAll)
+	r.startLoop(ctx, "gc", cfg.GCInterval, nil, r.gcAll)
+	return r, nil
+}
+
+func (r *Repository) tenantsDir() string { return filepath.Join(r.workdir, "tenants") }
+
+func (r *Repository) tenantDir(tid id.TenantID) string {
+	return filepath.Join(r.tenantsDir(), tid.String())
+}
+
+// CreateTenant creates a tenant with the given settings, durably.
+func (r *Repository) CreateTenant(tid id.TenantID, conf TenantConfig) (*Tenant, error) {
+	if err := conf.Validate(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if _, err := r.tenantLocked(tid); err == nil {
+		return nil, fmt.Errorf("tenant %s: %w", tid, ErrTenantExists)
+	} else if !errors.Is(err, ErrTenantNotFound) {
+		return nil, err
+	}
+	dir := r.tenantDir(tid)
+	b, err := encodeTenantConfig(conf)
+	if err != nil {
+		return nil, err
+	}
+	err = mkdirDurable(r.fs, dir)
+	if err == nil {
+		err = mkdirDurable(r.fs, filepath.Join(dir, "timelines"))
+	}
+	if err == nil {
+		_, err = writeFileAtomic(r.fs, filepath.Join(dir, tenantConfigFile), b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create tenant %s: %w", tid, err)
+	}
+	r.log.Info().Str("tenant", tid.String()).Msg("created tenant")
+	return r.tenantLocked(tid)
+}
+
+// Tenant returns the tenant, reading it from disk at its first use.
+func (r *Repository) Tenant(tid id.TenantID) (*Tenant, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	return r.tenantLocked(tid)
+}
+
+func (r *Repository) tenantLocked(tid id.TenantID) (*Tenant, error) {
+	if tn, ok := r.tenants[tid]; ok {
+		return tn, nil
+	}
+	tn, err := loadTenant(r, tid)
+	if err != nil {
+		return nil, err
+	}
+	r.tenants[tid] = tn
+	return tn, nil
+}
+
+// Tenants lists the ids of every tenant on disk, ordered.
+func (r *Repository) Tenants() ([]id.TenantID, error) {
+	names, err := r.fs.List(r.tenantsDir())
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	var ids []id.TenantID
+	for _, n := range names {
+		if tid, err := id.ParseTenantID(n); err == nil {
+			ids = append(ids, tid)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	return ids, nil
+}
+
+// Close stops the background loops, waits for them, flushes every loaded
+// timeline and closes its files. It returns the first error.
+func (r *Repository) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+	var first error
+	for _, tl := range r.loadedTimelines() {
+		// Not cancellable: this is the last chance to make memory durable.
+		if err := tl.Flush(context.Background()); err != nil && first == nil {
+			first = err
+		}
+		if err := tl.close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.env.Close()
+	return first
+}
+
+// loadedTimelines returns every loaded timeline of every loaded tenant.
+func (r *Repository) loadedTimelines() []*Timeline {
+	r.mu.Lock()
+	tenants := make([]*Tenant, 0, len(r.tenants))
+	for _, tn := range r.tenants {
+		tenants = append(tenants, tn)
+	}
+	r.mu.Unlock()
+	var tls []*Timeline
+	for _, tn := range tenants {
+		tls = append(tls, tn.loaded()...)
+	}
+	return tls
+}
+
+// requestFlush wakes the flush loop.
+func (r *Repository) requestFlush() {
+	select {
+	case r.flushCh <- struct{}{}:
+	default:
+	}
+}
+
+// startLoop runs work every interval (and whenever wake fires) until ctx
+// ends; an interval of zero disables the loop.
+func (r *Repository) startLoop(ctx context.Context, name string, interval time.Duration, wake <-chan struct{}, work func(context.Context)) {
+	if interval == 0 {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				r.log.Debug().Str("loop", name).Msg("stopping background loop")
+				return
+			case <-t.C:
+			case <-wake:
+			}
+			work(ctx)
+		}
+	}()
+}
+
+// flushAll freezes in-memory layers older than the checkpoint timeout and
+// flushes every frozen layer.
+func (r *Repository) flushAll(ctx context.Context) {
+	for _, tl := range r.loadedTimelines() {
+		if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= tl.tenant.Config().CheckpointTimeout.Duration {
+			tl.Freeze()
+		}
+		if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {
+			tl.log.Error().Err(err).Msg("background flush")
+		}
+	}
+}
+
+func (r *Repository) compactAll(ctx context.Context) {
+	for _, tl := range r.loadedTimelines() {
+		if err := tl.Compact(ctx); err != nil && ctx.Err() == nil {
+			tl.log.Error().Err(err).Msg("background compaction")
+		}
+	}
+}
+
+func (r *Repository) gcAll(ctx context.Context) {
+	for _, tl := range r.loadedTimelines() {
+		if err := tl.GC(ctx); err != nil && ctx.Err() == nil {
+			tl.log.Error().Err(err).Msg("background GC")
+		}
+	}
+}

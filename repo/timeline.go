@@ -1,0 +1,374 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/layermap"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
+)
+
+// Timeline is one branch of a tenant's history: its own layers, and
+// optionally an ancestor timeline whose history it shares up to the branch
+// point (AncestorLSN).
+//
+// One goroutine writes (Put and FinishWrite, in WAL order); any number
+// read. A Timeline is safe for concurrent use.
+type Timeline struct {
+	tenant      *Tenant
+	id          id.TimelineID
+	dir         string
+	ancestor    *Timeline
+	ancestorLSN pgdata.LSN
+	log         zerolog.Logger
+
+	// writeMu serializes the writer with freezing.
+	writeMu     sync.Mutex
+	pending     []pendingPut
+	pendingLast map[key.Key]pgdata.LSN
+
+	// mu protects the fields below. Layers and maps are replaced, never
+	// changed in place, so readers copy the pointers and read unlocked.
+	mu          sync.RWMutex
+	open        *layer.MemLayer
+	frozen      []frozenLayer // oldest first
+	state       durable
+	last, prev  pgdata.LSN
+	lsnAdvanced chan struct{} // closed when last advances
+
+	flushMu   sync.Mutex // one flush at a time
+	compactMu sync.Mutex // one compaction or GC at a time
+	metaMu    sync.Mutex // one metadata write at a time
+}
+
+// durable is what the timeline's metadata file says.
+type durable struct {
+	layers            *layermap.Map // layer files
+	diskConsistentLSN pgdata.LSN
+	prevRecordLSN     pgdata.LSN
+	gcCutoff          pgdata.LSN
+	flushTimes        []flushTime
+}
+
+// frozenLayer is a frozen in-memory layer waiting to be flushed, with the
+// previous-record LSN as of its end.
+type frozenLayer struct {
+	mem  *layer.MemLayer
+	prev pgdata.LSN
+}
+
+type pendingPut struct {
+	k   key.Key
+	lsn pgdata.LSN
+	v   value.Value
+}
+
+// loadTimeline builds a timeline from its metadata: the layer files it
+// lists (opened at first read), and an empty in-memory layer from the
+// disk-consistent LSN on. Files in dir that the metadata does not list are
+// leftovers of an interrupted flush or compaction and are removed.
+func loadTimeline(tn *Tenant, tid id.TimelineID, m metadata, ancestor *Timeline) (*Timeline, error) {
+	repo := tn.repo
+	dir := tn.timelineDir(tid)
+	tl := &Timeline{
+		tenant:      tn,
+		id:          tid,
+		dir:         dir,
+		ancestor:    ancestor,
+		ancestorLSN: m.AncestorLSN,
+		log:         tn.log.With().Str("timeline", tid.String()).Logger(),
+		pendingLast: make(map[key.Key]pgdata.LSN),
+		last:        m.DiskConsistentLSN,
+		prev:        m.PrevRecordLSN,
+		lsnAdvanced: make(chan struct{}),
+	}
+	listed := make(map[string]bool, len(m.Layers))
+	var files []layer.Layer
+	for _, name := range m.Layers {
+		d, err := layer.ParseFileName(name)
+		if err != nil {
+			return nil, &CorruptionError{File: filepath.Join(dir, metadataFile), Offset: -1, Err: err}
+		}
+		listed[name] = true
+		files = append(files, layer.OpenFile(repo.env, dir, d))
+	}
+	names, err := repo.fs.List(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list timeline directory: %w", err)
+	}
+	present := make(map[string]bool, len(names))
+	for _, name := range names {
+		present[name] = true
+		if listed[name] || name == metadataFile {
+			continue
+		}
+		if _, err := layer.ParseFileName(name); err == nil || filepath.Ext(name) == layer.TempSuffix {
+			tl.log.Info().Str("file", name).Msg("removing layer file the metadata does not list")
+			if err := repo.fs.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("remove leftover layer file: %w", err)
+			}
+		}
+	}
+	for name := range listed {
+		if !present[name] {
+			return nil, &CorruptionError{File: filepath.Join(dir, name), Offset: -1, Err: errors.New("layer file listed in the metadata is missing")}
+		}
+	}
+	tl.state = durable{
+		layers:            layermap.New(files...),
+		diskConsistentLSN: m.DiskConsistentLSN,
+		prevRecordLSN:     m.PrevRecordLSN,
+		gcCutoff:          m.GCCutoffLSN,
+		flushTimes:        m.FlushTimes,
+	}
+	tl.open = layer.NewMemLayer(m.DiskConsistentLSN+1, repo.now())
+	return tl, nil
+}
+
+// ID is the timeline's id.
+func (tl *Timeline) ID() id.TimelineID { return tl.id }
+
+// Ancestor returns the ancestor timeline's id and the branch point; the id
+// is zero for a timeline without an ancestor.
+func (tl *Timeline) Ancestor() (id.TimelineID, pgdata.LSN) {
+	if tl.ancestor == nil {
+		return id.TimelineID{}, 0
+	}
+	return tl.ancestor.id, tl.ancestorLSN
+}
+
+// LastRecordLSN is the end of the last record ingested (FinishWrite); reads
+// at or below it are answered.
+func (tl *Timeline) LastRecordLSN() pgdata.LSN {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	return tl.last
+}
+
+// PrevRecordLSN is the start of the last record ingested, as given to
+// FinishWrite (0 if not known).
+func (tl *Timeline) PrevRecordLSN() pgdata.LSN {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	return tl.prev
+}
+
+// DiskConsistentLSN is the LSN up to which the timeline is durable: after a
+// crash, WAL after it must be ingested again.
+func (tl *Timeline) DiskConsistentLSN() pgdata.LSN {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	return tl.state.diskConsistentLSN
+}
+
+// GCCutoff is the lowest LSN the timeline can still be read at.
+func (tl *Timeline) GCCutoff() pgdata.LSN {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	return tl.state.gcCutoff
+}
+
+// WaitForLSN waits until records up to lsn have been ingested, or ctx ends.
+func (tl *Timeline) WaitForLSN(ctx context.Context, lsn pgdata.LSN) error {
+	for {
+		tl.mu.RLock()
+		last, ch := tl.last, tl.lsnAdvanced
+		tl.mu.RUnlock()
+		if last >= lsn {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %v on timeline %s (at %v): %w", lsn, tl.id, last, ctx.Err())
+		}
+	}
+}
+
+// Put stores v as k's value at lsn. It becomes visible, with every other
+// Put up to the same record, at FinishWrite. lsn must be after the last
+// record LSN, and after any pending Put of the same key.
+func (tl *Timeline) Put(k key.Key, lsn pgdata.LSN, v value.Value) error {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	last := tl.LastRecordLSN()
+	if lsn <= last {
+		return fmt.Errorf("put %v at %v on timeline %s, at or below the last record LSN %v: %w", k, lsn, tl.id, last, ErrLSNOrder)
+	}
+	if p, ok := tl.pendingLast[k]; ok && lsn <= p {
+		return fmt.Errorf("put %v at %v on timeline %s after its pending value at %v: %w", k, lsn, tl.id, p, ErrLSNOrder)
+	}
+	tl.pending = append(tl.pending, pendingPut{k, lsn, v})
+	tl.pendingLast[k] = lsn
+	return nil
+}
+
+// FinishWrite makes every pending Put visible and advances the last record
+// LSN to lsn (the end of the record just ingested) and the previous record
+// LSN to prev (its start). When the open in-memory layer has reached the
+// tenant's checkpoint distance it is frozen and a flush is requested.
+func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	last := tl.LastRecordLSN()
+	if lsn < last {
+		return fmt.Errorf("finish write at %v on timeline %s, below the last record LSN %v: %w", lsn, tl.id, last, ErrLSNOrder)
+	}
+	for _, p := range tl.pending {
+		if p.lsn > lsn {
+			return fmt.Errorf("finish write at %v on timeline %s with a pending put at %v: %w", lsn, tl.id, p.lsn, ErrLSNOrder)
+		}
+	}
+	tl.mu.RLock()
+	open := tl.open
+	tl.mu.RUnlock()
+	for _, p := range tl.pending {
+		// Put checked the order, so this cannot fail unless the
+		// timeline's invariants are broken.
+		if err := open.Put(p.k, p.lsn, p.v); err != nil {
+			return fmt.Errorf("timeline %s: %w", tl.id, err)
+		}
+	}
+	clear(tl.pending)
+	tl.pending = tl.pending[:0]
+	clear(tl.pendingLast)
+
+	tl.mu.Lock()
+	tl.last, tl.prev = lsn, prev
+	close(tl.lsnAdvanced)
+	tl.lsnAdvanced = make(chan struct{})
+	tl.mu.Unlock()
+
+	if open.Size() >= tl.tenant.Config().CheckpointDistance {
+		tl.freezeLocked()
+		tl.tenant.repo.requestFlush()
+	}
+	return nil
+}
+
+// Freeze freezes the open in-memory layer at the last record LSN, so that
+// the next flush writes it out. It does nothing if no record was ingested
+// since the last freeze.
+func (tl *Timeline) Freeze() {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	tl.freezeLocked()
+}
+
+func (tl *Timeline) freezeLocked() {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	start := tl.open.Desc().LSNs.Start
+	if tl.last < start {
+		return
+	}
+	// Pending puts are not in the open layer, so nothing in it is at or
+	// after last+1 and Freeze cannot fail.
+	if err := tl.open.Freeze(tl.last + 1); err != nil {
+		tl.log.Error().Err(err).Msg("freeze in-memory layer")
+		return
+	}
+	tl.frozen = append(tl.frozen, frozenLayer{tl.open, tl.prev})
+	tl.open = layer.NewMemLayer(tl.last+1, tl.tenant.repo.now())
+}
+
+// openLayerAge returns how long the open layer has been taking values, and
+// whether it holds any.
+func (tl *Timeline) openLayerAge() (time.Duration, bool) {
+	tl.mu.RLock()
+	open := tl.open
+	tl.mu.RUnlock()
+	return tl.tenant.repo.now().Sub(open.Created()), !open.Empty()
+}
+
+// snapshot returns the layers as of now: the open layer, the frozen ones
+// newest first, and the layer files.
+func (tl *Timeline) snapshot() ([]*layer.MemLayer, *layermap.Map) {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	mems := make([]*layer.MemLayer, 0, 1+len(tl.frozen))
+	mems = append(mems, tl.open)
+	for i := len(tl.frozen) - 1; i >= 0; i-- {
+		mems = append(mems, tl.frozen[i].mem)
+	}
+	return mems, tl.state.layers
+}
+
+// metadataOf renders d as the timeline's metadata.
+func (tl *Timeline) metadataOf(d durable) metadata {
+	m := metadata{
+		AncestorLSN:       tl.ancestorLSN,
+		DiskConsistentLSN: d.diskConsistentLSN,
+		PrevRecordLSN:     d.prevRecordLSN,
+		GCCutoffLSN:       d.gcCutoff,
+		Layers:            []string{},
+		FlushTimes:        d.flushTimes,
+	}
+	if tl.ancestor != nil {
+		a := tl.ancestor.id
+		m.Ancestor = &a
+	}
+	for _, l := range d.layers.Layers() {
+		m.Layers = append(m.Layers, l.Desc().FileName())
+	}
+	return m
+}
+
+// commit durably replaces the metadata with change applied to the current
+// durable state, then installs the new state and runs install, both under
+// mu. If writing fails before the new file is in place, nothing changes
+// and installed is false; if only the final directory fsync fails, the
+// new state is installed (the file on disk says so) and the error is
+// returned too. Callers must only delete files the old state listed when
+// err is nil.
+func (tl *Timeline) commit(change func(d *durable), install func()) (installed bool, err error) {
+	tl.metaMu.Lock()
+	defer tl.metaMu.Unlock()
+	tl.mu.RLock()
+	d := tl.state
+	tl.mu.RUnlock()
+	d.flushTimes = append([]flushTime(nil), d.flushTimes...)
+	change(&d)
+	b, err := encodeMetadata(tl.metadataOf(d))
+	if err != nil {
+		return false, err
+	}
+	renamed, err := writeFileAtomic(tl.tenant.repo.fs, filepath.Join(tl.dir, metadataFile), b)
+	if !renamed {
+		return false, fmt.Errorf("timeline %s: %w", tl.id, err)
+	}
+	tl.mu.Lock()
+	tl.state = d
+	if install != nil {
+		install()
+	}
+	tl.mu.Unlock()
+	if err != nil {
+		return true, fmt.Errorf("timeline %s: %w", tl.id, err)
+	}
+	return true, nil
+}
+
+// close closes the timeline's layer files.
+func (tl *Timeline) close() error {
+	tl.mu.RLock()
+	m := tl.state.layers
+	tl.mu.RUnlock()
+	var first error
+	for _, l := range m.Layers() {
+		if err := l.(*layer.File).Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
