@@ -386,7 +386,7 @@ func (m *merger) next() bool {
 }
 
 func (m *merger) top() *layer.Iterator { return m.cur }
-func (m *merger) err() error            { return m.fail }
+func (m *merger) err() error           { return m.fail }
 
 func (m *merger) close() {
 	for _, it := range m.all {
