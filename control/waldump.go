@@ -75,7 +75,13 @@ func runWaldump(c *cli.Context) error {
 		return fmt.Errorf("waldump: %w", err)
 	}
 	defer r.Close()
-	n, err := dumpRecords(c.App.Writer, r, c.Bool("json"))
+	first := func(lsn pgdata.LSN) {
+		// As pg_waldump says when --start is not a record's start.
+		if opts.Start != 0 && lsn != opts.Start && opts.Start.SegmentOffset(r.SegmentSize()) != 0 {
+			fmt.Fprintf(c.App.ErrWriter, "waldump: first record is after %s, at %s, skipping over %d bytes\n", opts.Start, lsn, lsn-opts.Start)
+		}
+	}
+	n, err := dumpRecords(c.App.Writer, r, c.Bool("json"), first)
 	var end *pgdata.EndOfWALError
 	if !errors.As(err, &end) {
 		return fmt.Errorf("waldump: %w", err)
@@ -89,8 +95,8 @@ func runWaldump(c *cli.Context) error {
 
 // dumpRecords prints every record r gives to w and returns how many it
 // printed and the error that stopped it, an *EndOfWALError at the end of
-// valid WAL.
-func dumpRecords(w io.Writer, r *pgdata.WALFileReader, asJSON bool) (int, error) {
+// valid WAL. first is called with the first record's LSN.
+func dumpRecords(w io.Writer, r *pgdata.WALFileReader, asJSON bool, first func(pgdata.LSN)) (int, error) {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	var line []byte
 	n := 0
@@ -101,6 +107,9 @@ func dumpRecords(w io.Writer, r *pgdata.WALFileReader, asJSON bool) (int, error)
 				return n, ferr
 			}
 			return n, err
+		}
+		if n == 0 {
+			first(rec.LSN)
 		}
 		if asJSON {
 			line = appendJSON(line[:0], rec)

@@ -42,6 +42,7 @@ func TestWaldumpGolden(t *testing.T) {
 		{"lz4-json", []string{"--json", walSamples + "/lz4"}},
 		{"span", []string{"--start", "0/7FB158", walSamples + "/span"}},
 		{"span-json-end", []string{"--json", "--start", "0/7FB158", "--end", "0/900100", walSamples + "/span"}},
+		{"off-inside-a-record", []string{"--start", "0/2006004", walSamples + "/off"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
