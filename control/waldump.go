@@ -87,7 +87,7 @@ func runWaldump(c *cli.Context) error {
 		return fmt.Errorf("waldump: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("waldump: no valid WAL record: %s", end.Reason)
+		return fmt.Errorf("waldump: %s", end.Reason)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "waldump: %d records; WAL ends at %s: %s\n", n, end.LSN, end.Reason)
 	return nil

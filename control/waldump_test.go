@@ -170,7 +170,7 @@ func TestWaldumpErrors(t *testing.T) {
 		{"not a WAL file name", []string{walSamples + "/off/pg_waldump.txt"}, "is not a WAL segment file name"},
 		{"bad start", []string{"--start", "12345", walSamples + "/off"}, `--start: invalid LSN "12345"`},
 		{"bad end", []string{"--end", "0/x", walSamples + "/off"}, "--end: invalid LSN"},
-		{"no valid record", []string{empty}, "no valid WAL record: invalid record length at 0/2000028: wanted 24, got 0"},
+		{"no valid record", []string{empty}, "could not find a valid record after 0/2000000: invalid record length at 0/2000028: wanted 24, got 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

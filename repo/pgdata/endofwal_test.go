@@ -127,6 +127,8 @@ func TestEndOfFiles(t *testing.T) {
 		{"missing segment", span[:1], WALReadOptions{Start: sampleStart(t, filepath.Join("testdata", "wal", "span"))},
 			"continues past the end of the WAL read: there is no WAL file for segment 000000010000000000000008"},
 		{"end position", []string{offDir}, WALReadOptions{End: offRecs[10].lsn}, "reached the end position " + offRecs[10].lsn.String()},
+		{"end before the first record", []string{offDir}, WALReadOptions{Start: offRecs[10].lsn + 8, End: offRecs[10].lsn + 16},
+			"could not find a valid record after " + (offRecs[10].lsn + 8).String() + ": record at " + offRecs[10].lsn.String() + " continues past the end of the WAL read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

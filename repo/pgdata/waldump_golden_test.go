@@ -233,6 +233,8 @@ func TestReadFromInsideWAL(t *testing.T) {
 		// record: reading from its start skips it.
 		{"segment starting with a continuation", spanFiles[1:], 0, after(spanRecs, 8<<20)},
 		{"the segment's first page header", spanFiles[1:], 8 << 20, after(spanRecs, 8<<20)},
+		// Inside the 100 kB record: the next record is in the next segment.
+		{"inside a record ending in the next segment", spanFiles, bigRecord(t, spanRecs) + 8, after(spanRecs, bigRecord(t, spanRecs)+8)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,6 +245,18 @@ func TestReadFromInsideWAL(t *testing.T) {
 			compareWithGolden(t, got, tt.want)
 		})
 	}
+}
+
+// bigRecord is the LSN of the span sample's record that crosses into the
+// next segment.
+func bigRecord(t *testing.T, recs []dumpedRecord) LSN {
+	for _, r := range recs {
+		if r.lsn.SegmentNo(1<<20) == 7 && r.totLen > 50000 {
+			return r.lsn
+		}
+	}
+	t.Fatal("the span sample has no record crossing a segment boundary")
+	return 0
 }
 
 // after is the records at or after lsn.

@@ -43,11 +43,12 @@ type WALFileReader struct {
 	buf []byte
 
 	// The file being fed, and the LSN of its next byte to feed.
-	seg    int // index in segs
+	seg    int // the file's index in segs
 	file   *os.File
 	feedAt LSN
 	// Why there is nothing more to feed, once that is known.
 	exhausted string
+	found     bool  // a record at or after start has been returned
 	err       error // sticky
 }
 
@@ -85,8 +86,7 @@ func OpenWAL(paths []string, opts WALReadOptions) (*WALFileReader, error) {
 	if r.end != 0 && r.end <= r.start {
 		return nil, fmt.Errorf("end WAL location %s is not after the start %s", r.end, r.start)
 	}
-	r.seg = r.segmentIndex(r.start.SegmentNo(segSize))
-	if r.seg < 0 {
+	if r.segmentIndex(r.start.SegmentNo(segSize)) < 0 {
 		return nil, fmt.Errorf("start WAL location %s: there is no file for segment %s", r.start, WALFileName(first.tli, r.start.SegmentNo(segSize), segSize))
 	}
 	at, err := r.findFirstRecord()
@@ -125,22 +125,37 @@ func (r *WALFileReader) Next() (*Record, error) {
 		switch {
 		case err == nil:
 			if rec.LSN >= r.start {
+				r.found = true
 				return rec, nil
 			}
 		case errors.Is(err, ErrNeedMoreWAL):
 			if err := r.feed(); err != nil {
-				r.err = err
+				r.fail(err)
 			}
 		default:
-			r.err = err
+			r.fail(err)
 		}
 	}
 	return nil, r.err
 }
 
+// fail makes err the reader's sticky error.
+func (r *WALFileReader) fail(err error) {
+	var eow *EndOfWALError
+	if errors.As(err, &eow) && !r.found {
+		// As pg_waldump says when XLogFindNextRecord fails.
+		eow = &EndOfWALError{LSN: eow.LSN, Reason: fmt.Sprintf("could not find a valid record after %s: %s", r.start, eow.Reason)}
+		err = eow
+	}
+	r.err = err
+}
+
 // feed gives the decoder the next chunk of the files; when there is none,
 // it returns the *EndOfWALError that ends the reading.
 func (r *WALFileReader) feed() error {
+	if r.exhausted == "" && r.end != 0 && r.feedAt >= r.end {
+		r.exhausted = fmt.Sprintf("reached the end position %s", r.end)
+	}
 	if r.exhausted != "" {
 		lsn := r.dec.NextRecordLSN()
 		if r.dec.FeedLSN() > lsn {
@@ -179,7 +194,6 @@ func (r *WALFileReader) feed() error {
 	case r.feedAt == segEnd:
 		err := r.file.Close()
 		r.file = nil
-		r.seg++
 		if err != nil {
 			return fmt.Errorf("close WAL file: %w", err)
 		}
@@ -191,7 +205,8 @@ func (r *WALFileReader) feed() error {
 // that there is none.
 func (r *WALFileReader) openSegment() error {
 	segNo := r.feedAt.SegmentNo(r.segSize)
-	if r.seg >= len(r.segs) || r.segs[r.seg].SegNo != segNo {
+	r.seg = r.segmentIndex(segNo)
+	if r.seg < 0 {
 		r.exhausted = fmt.Sprintf("there is no WAL file for segment %s", WALFileName(r.segs[len(r.segs)-1].TLI, segNo, r.segSize))
 		return nil
 	}
