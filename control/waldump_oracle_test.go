@@ -48,8 +48,9 @@ func TestWaldumpOracle(t *testing.T) {
 
 			t.Run("all records", func(t *testing.T) {
 				got := zenithWaldump(ctx, t, bin, w.walDir, w.start)
-				compareRecords(t, "from "+w.start.String(), got, fromPGWaldump(want.Records))
-				checkRmgrsPresent(t, got)
+				oracle := fromPGWaldump(want.Records)
+				compareRecords(t, "from "+w.start.String(), got, oracle)
+				checkRmgrsPresent(t, got, oracle)
 			})
 			t.Run("from mid-segment", func(t *testing.T) {
 				mid := midSegmentStart(t, want.Records)
@@ -328,12 +329,26 @@ func recordDiffs(got, want oracleRecord) []string {
 }
 
 // checkRmgrsPresent checks that zenith's output has every resource
-// manager the workload exercises.
-func checkRmgrsPresent(t *testing.T, recs []oracleRecord) {
+// manager the workload exercises, and the oracle's the record types the
+// issue names.
+func checkRmgrsPresent(t *testing.T, recs, oracle []oracleRecord) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, r := range recs {
 		seen[r.Rmgr]++
+	}
+	types := map[string]int{}
+	for _, r := range oracle {
+		types[r.Rmgr+"/"+r.Type]++
+	}
+	for _, typ := range []string{
+		"Transaction/PREPARE", "Transaction/COMMIT_PREPARED", "Transaction/ABORT_PREPARED",
+		"MultiXact/CREATE_ID", "Heap/LOCK", "Database/CREATE_WAL_LOG", "Database/CREATE_FILE_COPY",
+		"Database/DROP", "Storage/TRUNCATE", "XLOG/SWITCH", "XLOG/FPI", "Heap2/MULTI_INSERT",
+	} {
+		if types[typ] == 0 {
+			t.Errorf("no %s record in the workload's WAL", typ)
+		}
 	}
 	for _, rmgr := range []string{
 		"XLOG", "Transaction", "Storage", "Database", "MultiXact", "RelMap", "Standby",
