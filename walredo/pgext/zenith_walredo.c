@@ -21,8 +21,10 @@
  *
  *	'R' redo: u32 spcnode, u32 dbnode, u32 relnode, u8 fork, u32 blkno,
  *		u8 flags (bit 0: a base image follows), [8192-byte base image],
- *		u32 nrecords, then per record: u64 start LSN, u64 end LSN, u32 length,
- *		the raw record (XLogRecord header included, xl_tot_len bytes).
+ *		u32 nrecords, then per record: u64 LSN, u32 length, the raw record
+ *		(XLogRecord header included, xl_tot_len bytes). The LSN is the end of
+ *		the record (EndRecPtr), the one redo stamps on the pages it changes;
+ *		no redo function of a page's resource manager needs the start.
  *		Records are in LSN order and each must reference the target block.
  *		Without a base image the page starts as zeros, as a page PostgreSQL
  *		reads beyond what was ever written.
@@ -164,7 +166,7 @@ static uint64 take_u64(Cursor *c);
 static void handle_redo(Cursor *c, char *page_out);
 static void handle_mask(Cursor *c, char *page_out);
 static void redo_record(const Target *target, const char *raw, uint32 len,
-						XLogRecPtr lsn, XLogRecPtr end_lsn, Buffer target_buf);
+						XLogRecPtr lsn, Buffer target_buf);
 static void check_rmgr(const XLogRecord *rec, XLogRecPtr lsn);
 static RelFileNode scratch_rnode(Oid relnode);
 static Buffer install_page(RelFileNode rnode, ForkNumber fork,
@@ -301,7 +303,7 @@ handle_redo(Cursor *c, char *page_out)
 	const char *base = NULL;
 	uint32		nrecords;
 	Buffer		buf;
-	XLogRecPtr	prev_end = InvalidXLogRecPtr;
+	XLogRecPtr	prev_lsn = InvalidXLogRecPtr;
 
 	target.rnode.spcNode = take_u32(c);
 	target.rnode.dbNode = take_u32(c);
@@ -332,17 +334,16 @@ handle_redo(Cursor *c, char *page_out)
 	for (uint32 i = 0; i < nrecords; i++)
 	{
 		XLogRecPtr	lsn = take_u64(c);
-		XLogRecPtr	end_lsn = take_u64(c);
 		uint32		len = take_u32(c);
 		const char *raw = take(c, len);
 
-		if (end_lsn <= lsn || lsn < prev_end)
+		if (lsn <= prev_lsn)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("record %u of the request spans %X/%X-%X/%X, out of LSN order",
-							i, LSN_FORMAT_ARGS(lsn), LSN_FORMAT_ARGS(end_lsn))));
-		prev_end = end_lsn;
-		redo_record(&target, raw, len, lsn, end_lsn, buf);
+					 errmsg("record %u of the request ends at %X/%X, not after the previous one at %X/%X",
+							i, LSN_FORMAT_ARGS(lsn), LSN_FORMAT_ARGS(prev_lsn))));
+		prev_lsn = lsn;
+		redo_record(&target, raw, len, lsn, buf);
 	}
 	if (c->left != 0)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -371,7 +372,7 @@ handle_redo(Cursor *c, char *page_out)
  */
 static void
 redo_record(const Target *target, const char *raw, uint32 len,
-			XLogRecPtr lsn, XLogRecPtr end_lsn, Buffer target_buf)
+			XLogRecPtr lsn, Buffer target_buf)
 {
 	XLogRecord *rec;
 	DecodedXLogRecord *decoded;
@@ -381,13 +382,13 @@ redo_record(const Target *target, const char *raw, uint32 len,
 
 	if (len < SizeOfXLogRecord)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("record at %X/%X is %u bytes, shorter than a record header",
+						errmsg("record ending at %X/%X is %u bytes, shorter than a record header",
 							   LSN_FORMAT_ARGS(lsn), len)));
 	rec = grow(&rec_buf, &rec_buf_size, len);
 	memcpy(rec, raw, len);
 	if (rec->xl_tot_len != len)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("record at %X/%X has xl_tot_len %u but %u bytes were sent",
+						errmsg("record ending at %X/%X has xl_tot_len %u but %u bytes were sent",
 							   LSN_FORMAT_ARGS(lsn), rec->xl_tot_len, len)));
 	check_rmgr(rec, lsn);
 
@@ -396,9 +397,9 @@ redo_record(const Target *target, const char *raw, uint32 len,
 	decoded->oversized = false;
 	if (!DecodeXLogRecord(reader, decoded, rec, lsn, &decode_error))
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("could not decode record at %X/%X: %s",
+						errmsg("could not decode record ending at %X/%X: %s",
 							   LSN_FORMAT_ARGS(lsn), decode_error ? decode_error : "unknown error")));
-	decoded->next_lsn = end_lsn;
+	decoded->next_lsn = lsn;
 
 	for (int id = 0; id <= decoded->max_block_id; id++)
 	{
@@ -408,7 +409,7 @@ redo_record(const Target *target, const char *raw, uint32 len,
 			continue;
 		if (blk->forknum > MAX_FORKNUM || blk->blkno == P_NEW)
 			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-							errmsg("record at %X/%X: block %d has fork %d, block %u",
+							errmsg("record ending at %X/%X: block %d has fork %d, block %u",
 								   LSN_FORMAT_ARGS(lsn), id, blk->forknum, blk->blkno)));
 		if (RelFileNodeEquals(blk->rnode, target->rnode) &&
 			blk->forknum == target->fork && blk->blkno == target->blkno)
@@ -428,14 +429,14 @@ redo_record(const Target *target, const char *raw, uint32 len,
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("record at %X/%X does not reference the target block %u/%u/%u fork %d block %u",
+				 errmsg("record ending at %X/%X does not reference the target block %u/%u/%u fork %d block %u",
 						LSN_FORMAT_ARGS(lsn), target->rnode.spcNode,
 						target->rnode.dbNode, target->rnode.relNode,
 						target->fork, target->blkno)));
 
 	reader->record = decoded;
-	reader->ReadRecPtr = lsn;
-	reader->EndRecPtr = end_lsn;
+	reader->ReadRecPtr = InvalidXLogRecPtr;
+	reader->EndRecPtr = lsn;
 	RmgrTable[rec->xl_rmid].rm_redo(reader);
 	reader->record = NULL;
 
@@ -481,7 +482,7 @@ check_rmgr(const XLogRecord *rec, XLogRecPtr lsn)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_PROTOCOL_VIOLATION),
-			 errmsg("record at %X/%X (resource manager %u, info 0x%02X) does not change relation pages",
+			 errmsg("record ending at %X/%X (resource manager %u, info 0x%02X) does not change relation pages",
 					LSN_FORMAT_ARGS(lsn), rec->xl_rmid, rec->xl_info)));
 }
 
