@@ -119,12 +119,20 @@ func TestFuzzSeeds(t *testing.T) {
 	for _, name := range []string{"off", "pglz", "lz4", "zstd"} {
 		dir := filepath.Join("testdata", "wal", name)
 		recs, _ := readAllWAL(t, []string{dir}, WALReadOptions{})
-		perRmgr := map[RmgrID]int{}
+		// One record of each rmgr, and one with a compressed image of
+		// each method.
+		seen := map[RmgrID]bool{}
+		compressed := false
 		for _, r := range recs {
-			if len(r.Raw) < 2000 && (perRmgr[r.Rmgr()] == 0 || r.FPILen() > 0 && perRmgr[r.Rmgr()] < 2) {
-				perRmgr[r.Rmgr()]++
-				seeds["FuzzDecodeRecord"] = append(seeds["FuzzDecodeRecord"], []any{r.Raw})
+			switch {
+			case name == "off" && !seen[r.Rmgr()] && len(r.Raw) < 2000:
+				seen[r.Rmgr()] = true
+			case name != "off" && !compressed && r.FPILen() > 0 && len(r.Raw) < 2000 && r.Blocks[0].Compressed():
+				compressed = true
+			default:
+				continue
 			}
+			seeds["FuzzDecodeRecord"] = append(seeds["FuzzDecodeRecord"], []any{r.Raw})
 		}
 		if name == "off" {
 			start := recs[0].LSN - LSN(recs[0].LSN.PageOffset())
