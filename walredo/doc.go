@@ -16,8 +16,10 @@
 // that dies (a PANIC on bad WAL, kill -9) fails the requests it had in
 // flight with ErrProcessDied, including the last lines it logged, and the
 // next request starts a new one. A request that times out kills its
-// process (it is stuck) and fails with ErrTimeout. The processes' stderr
-// goes to the Manager's logger with the tenant id.
+// process (it is stuck: replies come in order) and fails with ErrTimeout;
+// one watchdog per process checks the oldest request, so a request costs
+// no timer. The processes' stderr goes to the Manager's logger with the
+// tenant id. Processes live until Close; nothing retires idle ones yet.
 //
 // # Scratch directory
 //

@@ -45,9 +45,11 @@ const stderrTailLines = 8
 
 // call is one request in flight.
 type call struct {
-	done chan struct{}
-	page []byte
-	err  error
+	done     chan struct{}
+	sent     time.Time
+	timedOut bool // the watchdog killed the process over this call
+	page     []byte
+	err      error
 }
 
 // process is one `postgres --single` serving the redo protocol.
@@ -160,6 +162,7 @@ func startProcess(ctx context.Context, binDir, libDir string, user *pgcluster.OS
 		return nil, fmt.Errorf("start walredo process in %s: %v (%v)%s", s.dir, err, werr, p.tailText())
 	}
 	go p.readReplies()
+	go p.watchdog()
 	p.log.Debug().Msg("walredo process ready")
 	return p, nil
 }
@@ -310,7 +313,7 @@ func (p *process) isDead() bool {
 // do sends one request frame and waits for its reply. Requests from many
 // goroutines are pipelined.
 func (p *process) do(ctx context.Context, frame []byte) ([]byte, error) {
-	c := &call{done: make(chan struct{})}
+	c := &call{done: make(chan struct{}), sent: time.Now()}
 	p.writeMu.Lock()
 	p.mu.Lock()
 	if p.dead {
@@ -326,19 +329,40 @@ func (p *process) do(ctx context.Context, frame []byte) ([]byte, error) {
 	if err != nil {
 		p.kill(fmt.Sprintf("writing a request: %v", err))
 	}
-
-	timer := time.NewTimer(p.timeout)
-	defer timer.Stop()
 	select {
 	case <-c.done:
+		if c.timedOut {
+			return nil, fmt.Errorf("%w after %v: %v", ErrTimeout, p.timeout, c.err)
+		}
 		return c.page, c.err
-	case <-timer.C:
-		p.kill(fmt.Sprintf("killed after a request got no reply in %v", p.timeout))
-		<-c.done
-		return nil, fmt.Errorf("%w after %v: %v", ErrTimeout, p.timeout, c.err)
 	case <-ctx.Done():
 		// The reply, when it comes, goes to c and is dropped.
 		return nil, ctx.Err()
+	}
+}
+
+// watchdog kills the process when the oldest request in flight has waited
+// longer than the timeout: the process is stuck. One watchdog per process,
+// rather than a timer per request, keeps requests cheap.
+func (p *process) watchdog() {
+	tick := time.NewTicker(max(p.timeout/8, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.exited:
+			return
+		case now := <-tick.C:
+			p.mu.Lock()
+			var stuck bool
+			if len(p.queue) > 0 && now.Sub(p.queue[0].sent) > p.timeout {
+				p.queue[0].timedOut = true
+				stuck = true
+			}
+			p.mu.Unlock()
+			if stuck {
+				p.kill(fmt.Sprintf("killed after a request got no reply in %v", p.timeout))
+			}
+		}
 	}
 }
 

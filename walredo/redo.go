@@ -3,6 +3,7 @@ package walredo
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
@@ -34,6 +35,9 @@ type Record struct {
 	Op value.Op
 }
 
+// framePool recycles request frames: a page and its records each time.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 2*pgdata.BlockSize); return &b }}
+
 // Redo rebuilds the page tag of tenant: base (nil: a page never written,
 // all zeros) with records applied in order. WAL records go to one of the
 // tenant's redo processes, batched; operations are applied in Go between
@@ -45,22 +49,24 @@ func (m *Manager) Redo(ctx context.Context, tenant string, tag BufferTag, base [
 	if !tag.Fork.Valid() || tag.Block == pgdata.InvalidBlockNumber {
 		return nil, fmt.Errorf("redo %v: not a relation page", tag)
 	}
-	var page []byte // the page so far; nil while it is all zeros
-	if base != nil {
-		page = append([]byte(nil), base...) // operations write it in place
-	}
+	page := base   // the page so far; nil while it is all zeros
+	owned := false // page is ours to change, not the caller's base
 	var batch []walRecord
 	var last pgdata.LSN
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		frame, err := appendRedoRequest(nil, tag, page, batch)
+		buf := framePool.Get().(*[]byte)
+		defer framePool.Put(buf)
+		frame, err := appendRedoRequest((*buf)[:0], tag, page, batch)
 		if err != nil {
 			return err
 		}
+		*buf = frame
 		batch = batch[:0]
 		page, err = m.request(ctx, tenant, frame)
+		owned = true
 		return err
 	}
 	for i, r := range records {
@@ -78,8 +84,10 @@ func (m *Manager) Redo(ctx context.Context, tenant string, tag BufferTag, base [
 		if err := flush(); err != nil {
 			return nil, fmt.Errorf("redo %v up to %v: %w", tag, r.LSN, err)
 		}
-		if page == nil {
-			page = make([]byte, pgdata.BlockSize)
+		if !owned {
+			page = append(make([]byte, 0, pgdata.BlockSize), page...)
+			page = page[:pgdata.BlockSize] // zeros when there was no base
+			owned = true
 		}
 		if err := ApplyOp(page, tag.Block, r.Op); err != nil {
 			return nil, fmt.Errorf("redo %v at %v: %w", tag, r.LSN, err)
@@ -87,6 +95,9 @@ func (m *Manager) Redo(ctx context.Context, tenant string, tag BufferTag, base [
 	}
 	if err := flush(); err != nil {
 		return nil, fmt.Errorf("redo %v up to %v: %w", tag, last, err)
+	}
+	if !owned && page != nil {
+		return append([]byte(nil), page...), nil
 	}
 	if page == nil {
 		return make([]byte, pgdata.BlockSize), nil

@@ -150,6 +150,24 @@ func TestRedoKillDuringRequest(t *testing.T) {
 	}
 }
 
+// TestRedoPanic: a record that makes PostgreSQL PANIC ends the process;
+// the request fails with ErrProcessDied quoting the PANIC and the next
+// request gets a new process.
+func TestRedoPanic(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 1 })
+	ctx := context.Background()
+	bad := fpiRecord(testPage(1), targetTag)
+	bad[pgdata.XLogRecordHeaderSize+1] |= pgdata.BkpBlockWillInit // XLOG_FPI redo does not zero the page: PANIC
+	_, err := m.Redo(ctx, tenant, targetTag, nil, []Record{{LSN: 0x1000000, WAL: bad}})
+	if !errors.Is(err, ErrProcessDied) || !strings.Contains(err.Error(), "PANIC") {
+		t.Fatalf("redo of a record that PANICs: error %v, want ErrProcessDied quoting the PANIC", err)
+	}
+	got, err := m.Redo(ctx, tenant, targetTag, nil, []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(5), targetTag)}})
+	if err != nil || got[pgdata.BlockSize-1] != 5 {
+		t.Fatalf("request after the PANIC: %v", err)
+	}
+}
+
 // waitInflight waits until tenant's processes have n requests in flight.
 func waitInflight(t *testing.T, m *Manager, n int32) {
 	t.Helper()
