@@ -43,8 +43,8 @@ type ShutdownCheckpointWAL struct {
 	// after the page header when at is on a page boundary. pg_control's
 	// checkPoint and the CheckPoint's Redo must both be RecordLSN.
 	RecordLSN LSN
-	// EndLSN is where the record ends; the server writes its first new
-	// record at EndLSN aligned to 8 bytes.
+	// EndLSN is where the next record starts (PostgreSQL's EndRecPtr, as
+	// Record.EndLSN): the server writes its first new record there.
 	EndLSN LSN
 	// Files are the segment files holding the record (two when it crosses
 	// into the next segment).
@@ -83,7 +83,7 @@ func BuildShutdownCheckpointWAL(sysID uint64, tli uint32, segSize uint64, at, pr
 		cp.PrevTimeLineID = tli
 	}
 	end := w.writeRecord(lsn, CheckpointRecord(prev, &cp))
-	return &ShutdownCheckpointWAL{RecordLSN: lsn, EndLSN: end, Files: w.files()}, nil
+	return &ShutdownCheckpointWAL{RecordLSN: lsn, EndLSN: end.Align(), Files: w.files()}, nil
 }
 
 // walWriter lays WAL records into zero-filled segments, writing a valid

@@ -89,7 +89,7 @@ func TestStartOnShutdownCheckpointWAL(t *testing.T) {
 			if xid < 5000 {
 				t.Errorf("txid_current() = %d: the server did not take next XID 5000 from pg_control", xid)
 			}
-			if l, err := pgdata.ParseLSN(insertLSN); err != nil || l <= wal.EndLSN {
+			if l, err := pgdata.ParseLSN(insertLSN); err != nil || l < wal.EndLSN {
 				t.Errorf("insert LSN %s is not after the checkpoint record's end %v", insertLSN, wal.EndLSN)
 			}
 			mustExec(t, conn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
