@@ -41,6 +41,9 @@ type outcome struct {
 	tag     BufferTag
 	what    string // "equal <rmgr>", an exception, or "" for a failure
 	failure string
+	// replayed counts the WAL records replayed to rebuild the page, by
+	// type ("Heap/INSERT"), and the Go-applied operations ("op VMClear").
+	replayed map[string]int
 }
 
 type pageJob struct {
@@ -102,6 +105,7 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 	wg.Wait()
 
 	tally := map[string]int{}
+	replayed := map[string]int{}
 	var failures []outcome
 	for _, o := range results {
 		if o.failure != "" {
@@ -109,8 +113,12 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 			continue
 		}
 		tally[o.what]++
+		for k, n := range o.replayed {
+			replayed[k] += n
+		}
 	}
 	report(t, fmt.Sprintf("%d blocks of %d relation files", len(jobs), len(entries)), tally)
+	report(t, "records and operations replayed into pages found equal", replayed)
 	for i, f := range failures {
 		if i == 100 {
 			t.Errorf("... and %d more failures", len(failures)-i)
@@ -118,12 +126,36 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 		}
 		t.Errorf("%v: %s", f.tag, f.failure)
 	}
-	// The oracle must have seen every kind of page, or it proves little.
+	// The oracle must have seen every kind of page and of change the
+	// workload makes, or it proves little.
 	for _, want := range []string{"Heap", "Btree", "Hash", "Gin", "Gist", "SPGist", "BRIN", "Sequence", "visibility map"} {
 		if tally["equal "+want] == 0 {
 			t.Errorf("no %s page was compared equal", want)
 		}
 	}
+	for _, want := range replayedTypes {
+		if replayed[want] == 0 {
+			t.Errorf("no %s was replayed into a page found equal", want)
+		}
+	}
+}
+
+// replayedTypes are the records and operations the mixed workload is
+// known to produce and the oracle must have replayed.
+var replayedTypes = []string{
+	"Heap/INSERT", "Heap/INSERT+INIT", "Heap/UPDATE", "Heap/HOT_UPDATE", "Heap/DELETE",
+	"Heap/LOCK", "Heap/INPLACE", "Heap/HEAP_CONFIRM",
+	"Heap2/MULTI_INSERT", "Heap2/MULTI_INSERT+INIT", "Heap2/PRUNE", "Heap2/VACUUM",
+	"Heap2/FREEZE_PAGE", "Heap2/VISIBLE", "Heap2/LOCK_UPDATED",
+	"Btree/INSERT_LEAF", "Btree/INSERT_UPPER", "Btree/SPLIT_L", "Btree/SPLIT_R", "Btree/NEWROOT",
+	"Btree/DEDUP", "Btree/VACUUM", "Btree/MARK_PAGE_HALFDEAD", "Btree/UNLINK_PAGE",
+	"Hash/INSERT", "Hash/ADD_OVFL_PAGE", "Hash/SPLIT_PAGE", "Hash/SPLIT_COMPLETE", "Hash/SQUEEZE_PAGE", "Hash/DELETE",
+	"Gin/INSERT", "Gin/SPLIT", "Gin/CREATE_PTREE", "Gin/INSERT_LISTPAGE", "Gin/DELETE_LISTPAGE", "Gin/VACUUM_PAGE",
+	"Gist/PAGE_UPDATE", "Gist/PAGE_SPLIT", "Gist/PAGE_DELETE",
+	"SPGist/ADD_LEAF", "SPGist/ADD_NODE", "SPGist/PICKSPLIT", "SPGist/MOVE_LEAFS", "SPGist/VACUUM_LEAF",
+	"BRIN/INSERT", "BRIN/SAMEPAGE_UPDATE", "BRIN/REVMAP_EXTEND", "BRIN/DESUMMARIZE",
+	"Sequence/LOG", "XLOG/FPI",
+	"op value.VMClear", "op value.VMTruncate",
 }
 
 func report(t *testing.T, what string, tally map[string]int) {
@@ -207,6 +239,15 @@ func checkPage(ctx context.Context, m *Manager, j pageJob, h *history) outcome {
 	got, err := m.Redo(ctx, tenant, j.tag, nil, recs)
 	if err != nil {
 		return fail("redo of %d records: %v", len(recs), err)
+	}
+	o.replayed = map[string]int{}
+	for _, r := range recs {
+		if r.Op != nil {
+			o.replayed[fmt.Sprintf("op %T", r.Op)]++
+			continue
+		}
+		h, _ := pgdata.ParseRecordHeader(r.WAL)
+		o.replayed[h.Rmid.String()+"/"+pgdata.RecordTypeName(h.Rmid, h.Info)]++
 	}
 	if j.tag.Fork == pgdata.ForkVM {
 		// No rm_mask covers map pages (heap_mask would mask the bits as
