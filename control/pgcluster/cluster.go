@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,13 @@ type Options struct {
 	Superuser string
 	// StartTimeout bounds Start; zero means DefaultStartTimeout.
 	StartTimeout time.Duration
+	// StopWithParent makes the kernel stop the server (immediate
+	// shutdown, SIGQUIT) if the process that started it dies without
+	// stopping it, e.g. a test binary killed by its timeout. For
+	// throw-away clusters only: a compute node must outlive the zenith
+	// command that started it. (The signal comes when the OS thread that
+	// started the server exits, which in Go is when the process does.)
+	StopWithParent bool
 	// Log receives what the cluster does; the zero Logger discards it.
 	Log zerolog.Logger
 }
@@ -254,14 +262,24 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 	// Its own session: a Ctrl-C at our terminal must not reach the server
 	// behind Stop's back.
 	cmd.SysProcAttr.Setsid = true
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
+	if c.opts.StopWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	}
 	exited := make(chan struct{})
-	c.mu.Lock()
-	c.proc, c.exited, c.logStart = cmd.Process, exited, st.Size()
-	c.mu.Unlock()
+	started := make(chan error, 1)
 	go func() {
+		// The kernel ties Pdeathsig to the OS thread that started the
+		// child: this goroutine keeps that thread until the server is
+		// reaped, so no other goroutine can end it early.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		c.mu.Lock()
+		c.proc, c.exited, c.logStart = cmd.Process, exited, st.Size()
+		c.mu.Unlock()
+		started <- nil
 		_ = cmd.Wait() // how it exited shows in the server log
 		c.mu.Lock()
 		if c.proc == cmd.Process {
@@ -270,6 +288,9 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 		c.mu.Unlock()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
 	log := c.log.With().Int("pid", cmd.Process.Pid).Int("port", port).Logger()
 	log.Debug().Msg("postgres starting")
 

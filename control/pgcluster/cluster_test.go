@@ -1,13 +1,16 @@
 package pgcluster_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +247,67 @@ func TestPrepareDirChecksReachability(t *testing.T) {
 	if st.Mode().Perm() != 0o700 {
 		t.Errorf("data directory mode %v, want 0700", st.Mode().Perm())
 	}
+}
+
+// TestStopWithParent kills, with SIGKILL, a process that started a
+// server with StopWithParent: the server must go away on its own.
+func TestStopWithParent(t *testing.T) {
+	c := pgtest.New(t, nil)
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperStartAndHang$")
+	helper.Env = append(os.Environ(), "PGCLUSTER_HELPER_DATADIR="+c.DataDir())
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = helper.Process.Kill()
+		_ = helper.Wait()
+		t.Fatalf("helper printed no pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "postmaster ")))
+	if err != nil || pid < 1 {
+		_ = helper.Process.Kill()
+		_ = helper.Wait()
+		t.Fatalf("helper printed %q, want a postmaster pid", line)
+	}
+	if err := helper.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = helper.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("postmaster %d still runs 30s after the process that started it was killed", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestHelperStartAndHang is TestStopWithParent's child process: it starts
+// a server with StopWithParent, prints its pid and waits to be killed.
+func TestHelperStartAndHang(t *testing.T) {
+	dir := os.Getenv("PGCLUSTER_HELPER_DATADIR")
+	if dir == "" {
+		t.Skip("only run by TestStopWithParent")
+	}
+	ctx := context.Background()
+	c, err := pgcluster.New(ctx, pgcluster.Options{DataDir: dir, StopWithParent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := c.PID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("postmaster %d\n", pid)
+	time.Sleep(time.Minute)
+	t.Fatal("not killed by TestStopWithParent within a minute")
 }

@@ -6,9 +6,13 @@ package pgtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,8 +42,10 @@ func Start(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 func New(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 	t.Helper()
 	// Not t.TempDir(): that is 0700 root, which the postgres OS user
-	// cannot enter.
-	root, err := os.MkdirTemp("", "zenith-pgtest-")
+	// cannot enter. The name carries our pid so that a later test process
+	// can remove what this one leaves if it is killed before its cleanup.
+	removeStaleDirs()
+	root, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
 	if err != nil {
 		t.Fatalf("create test directory: %v", err)
 	}
@@ -51,7 +57,10 @@ func New(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 	c, err := pgcluster.New(ctx, pgcluster.Options{
 		DataDir:  filepath.Join(root, "data"),
 		Settings: settings,
-		Log:      zerolog.New(zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}}).Level(zerolog.InfoLevel),
+		// A test binary killed by its -timeout runs no cleanup: the kernel
+		// stops the server then.
+		StopWithParent: true,
+		Log:            zerolog.New(zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}}).Level(zerolog.InfoLevel),
 	})
 	if err != nil {
 		os.RemoveAll(root)
@@ -88,6 +97,34 @@ func cleanup(t testing.TB, c *pgcluster.Cluster, root string) {
 	if err := os.RemoveAll(root); err != nil {
 		t.Errorf("remove test cluster directory: %v", err)
 	}
+}
+
+// dirPrefix starts the name of every test cluster's directory, followed
+// by the pid of the test process that made it.
+const dirPrefix = "zenith-pgtest-"
+
+// removeStaleDirs removes the directories of test processes that died
+// before their cleanup, unless a server still runs in one.
+func removeStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*-*"))
+	for _, d := range dirs {
+		owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), dirPrefix), "-")
+		pid, err := strconv.Atoi(owner)
+		if err != nil || pid < 1 || pid == os.Getpid() || alive(pid) {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pm, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pm > 0 && alive(pm) {
+				continue
+			}
+		}
+		os.RemoveAll(d)
+	}
+}
+
+func alive(pid int) bool {
+	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // testWriter sends log lines to the test's log.
