@@ -168,6 +168,32 @@ func TestRedoPanic(t *testing.T) {
 	}
 }
 
+// TestRedoCancelSignal: a SIGINT (query cancel) fails one request with an
+// error; the process does not fall back to reading SQL.
+func TestRedoCancelSignal(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.ProcessesPerTenant = 1 })
+	ctx := context.Background()
+	rec := []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(6), targetTag)}}
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); err != nil {
+		t.Fatal(err)
+	}
+	pids := m.pids(tenant)
+	if err := syscall.Kill(pids[0], syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var re *RedoError
+	if _, err := m.Redo(ctx, tenant, targetTag, nil, rec); !errors.As(err, &re) || !strings.Contains(re.Message, "cancel") {
+		t.Fatalf("request after SIGINT: error %v, want the cancel as a RedoError", err)
+	}
+	got, err := m.Redo(ctx, tenant, targetTag, nil, rec)
+	if err != nil || got[pgdata.BlockSize-1] != 6 {
+		t.Fatalf("request after the cancelled one: %v", err)
+	}
+	if now := m.pids(tenant); len(now) != 1 || now[0] != pids[0] {
+		t.Errorf("processes %v, want the same one (%d)", now, pids[0])
+	}
+}
+
 // waitInflight waits until tenant's processes have n requests in flight.
 func waitInflight(t *testing.T, m *Manager, n int32) {
 	t.Helper()

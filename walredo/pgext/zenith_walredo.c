@@ -221,7 +221,28 @@ zenith_walredo_serve(PG_FUNCTION_ARGS)
 	BeginInternalSubTransaction(NULL);
 
 	write_reply(0, NULL, 0);	/* the READY line; see write_reply */
-	serve();
+
+	/*
+	 * An error that escapes the per-request handling (one raised while
+	 * cleaning up after another) must end the process: returned to
+	 * PostgreSQL's single-user loop, it would read our requests as SQL.
+	 */
+	PG_TRY();
+	{
+		serve();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		ereport(FATAL,
+				(errmsg("walredo cannot go on after an error outside a request: %s",
+						edata->message ? edata->message : "(no message)")));
+	}
+	PG_END_TRY();
+	pg_unreachable();
 }
 
 static void
@@ -235,8 +256,6 @@ serve(void)
 		uint32		len;
 		Cursor		c;
 		char		type;
-
-		CHECK_FOR_INTERRUPTS();
 
 		if (!read_input(header, MSG_HEADER_SIZE, true))
 			proc_exit(0);		/* stdin closed: the caller is done with us */
@@ -255,6 +274,8 @@ serve(void)
 		MemoryContextSwitchTo(request_context);
 		PG_TRY();
 		{
+			/* A cancel becomes this request's error; a kill is FATAL. */
+			CHECK_FOR_INTERRUPTS();
 			if (type == MSG_REDO)
 				handle_redo(&c, page.data);
 			else if (type == MSG_MASK)
@@ -282,6 +303,8 @@ serve(void)
 			DropDatabaseBuffers(SCRATCH_DB_OID);
 			MemoryContextSwitchTo(TopMemoryContext);
 
+			if (edata->message == NULL)
+				edata->message = pstrdup("error without a message");
 			write_reply(MSG_ERROR, edata->message, strlen(edata->message));
 		}
 		PG_END_TRY();
