@@ -37,6 +37,7 @@ type RedoError struct {
 	Message string
 }
 
+// Error returns the message with the package's prefix.
 func (e *RedoError) Error() string { return "walredo: " + e.Message }
 
 // stderrTailLines is how many of its last log lines a dead process's
@@ -55,7 +56,6 @@ type call struct {
 // process is one `postgres --single` serving the redo protocol.
 type process struct {
 	tenant  string
-	slot    *slot
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	stdout  *bufio.Reader
@@ -133,7 +133,6 @@ func startProcess(ctx context.Context, binDir, libDir string, user *pgcluster.OS
 	}
 	p := &process{
 		tenant:     tenant,
-		slot:       s,
 		cmd:        cmd,
 		stdin:      stdin,
 		stdout:     bufio.NewReaderSize(stdout, 64<<10),

@@ -16,6 +16,7 @@ type BufferTag struct {
 	Block pgdata.BlockNumber
 }
 
+// String prints the tag in the style of pg_waldump's block references.
 func (t BufferTag) String() string {
 	return fmt.Sprintf("rel %v fork %v blk %d", t.Rel, t.Fork, t.Block)
 }
