@@ -211,27 +211,13 @@ func appendJSON(b []byte, rec *pgdata.Record) []byte {
 		b = strconv.AppendBool(b, blk.WillInit)
 		if blk.HasImage {
 			b = append(b, `,"compression":"`...)
-			b = append(b, compressionName(blk.BimgInfo)...)
+			b = append(b, blk.Compression()...)
 			b = append(b, `","apply":`...)
 			b = strconv.AppendBool(b, blk.ApplyImage)
 		}
 		b = append(b, '}')
 	}
 	return append(b, "]}\n"...)
-}
-
-// compressionName names the compression of a full-page image, by its
-// bimg_info.
-func compressionName(bimgInfo uint8) string {
-	switch {
-	case bimgInfo&pgdata.BkpImageCompressPGLZ != 0:
-		return "pglz"
-	case bimgInfo&pgdata.BkpImageCompressLZ4 != 0:
-		return "lz4"
-	case bimgInfo&pgdata.BkpImageCompressZstd != 0:
-		return "zstd"
-	}
-	return "none"
 }
 
 // appendRel appends "spc/db/rel".

@@ -416,7 +416,7 @@ func checkPageImages(t *testing.T, w workloadWAL, compression string) {
 				continue
 			}
 			images++
-			methods[imageCompression(b.BimgInfo)]++
+			methods[b.Compression()]++
 			page, err := b.PageImage()
 			if err == nil {
 				err = checkPageHeader(page, rec.LSN)
@@ -450,18 +450,6 @@ func checkPageImages(t *testing.T, w workloadWAL, compression string) {
 		t.Errorf("no image compressed with %s under wal_compression=%s (%v)", compression, compression, methods)
 	}
 	t.Logf("%d full-page images, valid pages (%v)", images, methods)
-}
-
-func imageCompression(bimgInfo uint8) string {
-	switch {
-	case bimgInfo&pgdata.BkpImageCompressPGLZ != 0:
-		return "pglz"
-	case bimgInfo&pgdata.BkpImageCompressLZ4 != 0:
-		return "lz4"
-	case bimgInfo&pgdata.BkpImageCompressZstd != 0:
-		return "zstd"
-	}
-	return "none"
 }
 
 // checkPageHeader checks a page's PageHeaderData (storage/bufpage.h).

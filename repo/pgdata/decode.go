@@ -273,6 +273,20 @@ func (b *BlockRef) Compressed() bool {
 	return b.BimgInfo&(BkpImageCompressPGLZ|BkpImageCompressLZ4|BkpImageCompressZstd) != 0
 }
 
+// Compression names the method the block's image is compressed with, as
+// wal_compression spells it: "pglz", "lz4", "zstd", or "none".
+func (b *BlockRef) Compression() string {
+	switch {
+	case b.BimgInfo&BkpImageCompressPGLZ != 0:
+		return "pglz"
+	case b.BimgInfo&BkpImageCompressLZ4 != 0:
+		return "lz4"
+	case b.BimgInfo&BkpImageCompressZstd != 0:
+		return "zstd"
+	}
+	return "none"
+}
+
 // FPILen is the number of bytes of full-page images in the record, as
 // stored (compressed, without holes): the "fpi_len" of XLogRecGetLen.
 func (r *Record) FPILen() uint32 {
