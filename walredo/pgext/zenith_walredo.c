@@ -382,11 +382,11 @@ handle_redo(Cursor *c, char *page_out)
 	DropDatabaseBuffers(SCRATCH_DB_OID);
 
 	/*
-	 * A page that was never initialized and not rebuilt by the first record is
-	 * remembered as an "invalid page" by the redo machinery; forget it.
+	 * A target that was a new (all-zero) page when a record read it is
+	 * remembered as an "invalid page" by the redo machinery; forget it (a
+	 * no-op when nothing was remembered).
 	 */
-	if (base == NULL)
-		XLogDropRelation(scratch, target.fork);
+	XLogDropRelation(scratch, target.fork);
 }
 
 /*
