@@ -154,6 +154,25 @@ func fpiRecord(image []byte, tags ...BufferTag) []byte {
 	return append(rec, body...)
 }
 
+// visibleRecord builds an XLOG_HEAP2_VISIBLE record, as log_heap_visible
+// does: block 0 the map page, block 1 the heap page, neither with an image.
+func visibleRecord(heap BufferTag) []byte {
+	le := binary.LittleEndian
+	body := []byte{0, byte(pgdata.ForkVM), 0, 0}
+	body = le.AppendUint32(le.AppendUint32(le.AppendUint32(body, heap.Rel.SpcNode), heap.Rel.DbNode), heap.Rel.RelNode)
+	body = le.AppendUint32(body, pgdata.VMBlock(heap.Block))
+	body = append(body, 1, byte(pgdata.ForkMain)|pgdata.BkpBlockSameRel, 0, 0)
+	body = le.AppendUint32(body, heap.Block)
+	body = append(body, pgdata.XLRBlockIDDataShort, 5) // main data: xl_heap_visible
+	body = le.AppendUint32(body, 700)                  // cutoff_xid
+	body = append(body, pgdata.VMAllVisible)           // flags
+	rec := make([]byte, pgdata.XLogRecordHeaderSize, pgdata.XLogRecordHeaderSize+len(body))
+	le.PutUint32(rec[0:], uint32(pgdata.XLogRecordHeaderSize+len(body)))
+	rec[16] = pgdata.XLogHeap2Visible
+	rec[17] = byte(pgdata.RmgrHeap2)
+	return append(rec, body...)
+}
+
 // pageLSN reads pd_lsn.
 func pageLSN(p []byte) pgdata.LSN {
 	return pgdata.LSN(uint64(binary.LittleEndian.Uint32(p[0:]))<<32 | uint64(binary.LittleEndian.Uint32(p[4:])))

@@ -71,6 +71,35 @@ func firstDiff(a, b []byte) int {
 	return -1
 }
 
+// TestRedoHeapVisible replays a heap record through the heap's redo: the
+// page is marked all-visible, and the map block the record also names is
+// left alone (it is another page).
+func TestRedoHeapVisible(t *testing.T) {
+	m := openTestManager(t, nil)
+	got, err := m.Redo(context.Background(), tenant, targetTag, testPage(8), []Record{{LSN: 0x5000000, WAL: visibleRecord(targetTag)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// heap_xlog_visible sets PD_ALL_VISIBLE and, without data checksums or
+	// wal_log_hints (XLogHintBitIsNeeded), leaves the page LSN alone.
+	const pdAllVisible = 0x0004
+	want := testPage(8)
+	le.PutUint16(want[10:], pdAllVisible) // pd_flags
+	if !bytes.Equal(got, want) {
+		t.Errorf("page differs at byte %d: pd_flags %#x, LSN %v", firstDiff(got, want), le.Uint16(got[10:]), pageLSN(got))
+	}
+	// The map page of the same record gets the bit (and the heap page,
+	// now another block, is skipped).
+	vmTag := BufferTag{Rel: heapRel, Fork: pgdata.ForkVM, Block: 0}
+	vm, err := m.Redo(context.Background(), tenant, vmTag, testPage(0), []Record{{LSN: 0x5000000, WAL: visibleRecord(targetTag)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bits := pgdata.VMBits(vm, targetTag.Block); bits != pgdata.VMAllVisible || pageLSN(vm) != 0x5000000 {
+		t.Errorf("map page: bits of block %d = %d, LSN %v; want all-visible at 0/5000000", targetTag.Block, bits, pageLSN(vm))
+	}
+}
+
 // TestRedoErrorKeepsProcess: a request PostgreSQL rejects with an ERROR
 // fails alone; the same process serves the next one.
 func TestRedoErrorKeepsProcess(t *testing.T) {
@@ -87,6 +116,7 @@ func TestRedoErrorKeepsProcess(t *testing.T) {
 		{"record not about the page", []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(1), elsewhere)}}, "does not reference the target block"},
 		{"record that is not a page change", []Record{{LSN: 0x1000000, WAL: checkpoint}}, "does not change relation pages"},
 		{"truncated record", []Record{{LSN: 0x1000000, WAL: fpiRecord(testPage(1), targetTag)[:100]}}, "xl_tot_len"},
+		{"history without the page's start", []Record{{LSN: 0x1000000, WAL: visibleRecord(targetTag)}}, "needs the earlier contents"},
 	}
 	var pid int
 	for _, tt := range tests {

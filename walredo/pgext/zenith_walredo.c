@@ -166,7 +166,7 @@ static uint64 take_u64(Cursor *c);
 static void handle_redo(Cursor *c, char *page_out);
 static void handle_mask(Cursor *c, char *page_out);
 static void redo_record(const Target *target, const char *raw, uint32 len,
-						XLogRecPtr lsn, Buffer target_buf);
+						XLogRecPtr lsn, Buffer target_buf, bool *target_new);
 static void check_rmgr(const XLogRecord *rec, XLogRecPtr lsn);
 static RelFileNode scratch_rnode(Oid relnode);
 static Buffer install_page(RelFileNode rnode, ForkNumber fork,
@@ -326,6 +326,7 @@ handle_redo(Cursor *c, char *page_out)
 	const char *base = NULL;
 	uint32		nrecords;
 	Buffer		buf;
+	bool		target_new;
 	XLogRecPtr	prev_lsn = InvalidXLogRecPtr;
 
 	target.rnode.spcNode = take_u32(c);
@@ -353,6 +354,7 @@ handle_redo(Cursor *c, char *page_out)
 
 	buf = install_page(scratch, target.fork, target.blkno,
 					   base ? base : zero_page.data);
+	target_new = PageIsNew(base ? base : zero_page.data);
 
 	for (uint32 i = 0; i < nrecords; i++)
 	{
@@ -366,7 +368,7 @@ handle_redo(Cursor *c, char *page_out)
 					 errmsg("record %u of the request ends at %X/%X, not after the previous one at %X/%X",
 							i, LSN_FORMAT_ARGS(lsn), LSN_FORMAT_ARGS(prev_lsn))));
 		prev_lsn = lsn;
-		redo_record(&target, raw, len, lsn, buf);
+		redo_record(&target, raw, len, lsn, buf, &target_new);
 	}
 	if (c->left != 0)
 		ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -395,12 +397,13 @@ handle_redo(Cursor *c, char *page_out)
  */
 static void
 redo_record(const Target *target, const char *raw, uint32 len,
-			XLogRecPtr lsn, Buffer target_buf)
+			XLogRecPtr lsn, Buffer target_buf, bool *target_new)
 {
 	XLogRecord *rec;
 	DecodedXLogRecord *decoded;
 	char	   *decode_error = NULL;
 	bool		found = false;
+	bool		initializes = false;
 	bool		used_other[XLR_MAX_BLOCK_ID + 1] = {0};
 
 	if (len < SizeOfXLogRecord)
@@ -440,6 +443,7 @@ redo_record(const Target *target, const char *raw, uint32 len,
 			blk->rnode = scratch_rnode(TARGET_RELNODE);
 			blk->prefetch_buffer = target_buf;
 			found = true;
+			initializes = blk->apply_image || (blk->flags & BKPBLOCK_WILL_INIT);
 		}
 		else
 		{
@@ -468,6 +472,27 @@ redo_record(const Target *target, const char *raw, uint32 len,
 	 * buffer pool over a long request.
 	 */
 	drop_other_pages(used_other);
+
+	/*
+	 * Redo skips a block whose page is new (all zeros) unless the record
+	 * initializes it, as PostgreSQL does for pages of dropped relations:
+	 * here that means the history sent lacks the page's earlier contents,
+	 * and the page returned would be wrong.
+	 */
+	if (*target_new)
+	{
+		Buffer		buf = ReadBufferWithoutRelcache(scratch_rnode(TARGET_RELNODE),
+													target->fork, target->blkno,
+													RBM_NORMAL, NULL, false);
+
+		*target_new = PageIsNew(BufferGetPage(buf));
+		ReleaseBuffer(buf);
+		if (*target_new && !initializes)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("record ending at %X/%X needs the earlier contents of the target page, which is new: no base image or initializing record before it",
+							LSN_FORMAT_ARGS(lsn))));
+	}
 }
 
 /*
