@@ -96,6 +96,8 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 	if err := m.err(); err != nil {
 		return abort(w, err)
 	}
+	// The iterators hold the L0 layers open, and removing them waits.
+	m.close()
 	if w != nil {
 		if err := finish(); err != nil {
 			return abort(nil, err)
@@ -111,9 +113,9 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 	for i, f := range l0 {
 		remove[i] = f
 	}
-	if err := tl.replaceLayers(add, remove, nil); err != nil {
-		if len(out) > 0 && tl.hasLayer(out[0]) {
-			return err // the new layers are listed now: keep them
+	if listed, err := tl.replaceLayers(add, remove, nil); err != nil {
+		if listed {
+			return err // the new layers may be listed on disk: keep them
 		}
 		return abort(nil, err)
 	}
@@ -123,34 +125,23 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 
 // replaceLayers commits a new layer set (and, if set, a new GC cut-off) and
 // then deletes the removed layers' files. The files are only deleted once
-// the metadata that no longer lists them is durable.
-func (tl *Timeline) replaceLayers(add, remove []layer.Layer, cutoff *pgdata.LSN) error {
-	_, err := tl.commit(func(d *durable) {
+// the metadata that no longer lists them is durable. listed is commit's.
+func (tl *Timeline) replaceLayers(add, remove []layer.Layer, cutoff *pgdata.LSN) (listed bool, err error) {
+	listed, err = tl.commit(func(d *durable) {
 		d.layers = d.layers.With(add, remove)
 		if cutoff != nil {
 			d.gcCutoff = *cutoff
 		}
 	}, nil)
 	if err != nil {
-		return err
+		return listed, err
 	}
 	for _, l := range remove {
 		if err := l.(*layer.File).Remove(); err != nil {
 			tl.log.Warn().Err(err).Msg("remove layer file no longer listed")
 		}
 	}
-	return nil
-}
-
-// hasLayer reports whether l is in the timeline's layer map.
-func (tl *Timeline) hasLayer(l layer.Layer) bool {
-	_, files := tl.snapshot()
-	for _, x := range files.Layers() {
-		if x == l {
-			return true
-		}
-	}
-	return false
+	return true, nil
 }
 
 // supersededFrom is the lowest LSN at which an image supersedes layer d:
@@ -205,9 +196,17 @@ func (tl *Timeline) createImages(ctx context.Context) error {
 		return nil
 	}
 	if err := syncDir(tl.tenant.repo.fs, tl.dir); err != nil {
+		for _, f := range out {
+			tl.removeUnlisted(f.(*layer.File))
+		}
 		return err
 	}
-	if err := tl.replaceLayers(out, nil, nil); err != nil {
+	if listed, err := tl.replaceLayers(out, nil, nil); err != nil {
+		if !listed {
+			for _, f := range out {
+				tl.removeUnlisted(f.(*layer.File))
+			}
+		}
 		return err
 	}
 	tl.log.Info().Int("image_layers", len(out)).Stringer("lsn", lsn).Msg("created image layers")
@@ -388,6 +387,7 @@ func (m *merger) next() bool {
 func (m *merger) top() *layer.Iterator { return m.cur }
 func (m *merger) err() error           { return m.fail }
 
+// close releases the iterators; it may be called more than once.
 func (m *merger) close() {
 	for _, it := range m.all {
 		// Errors were seen through Next; closing only releases.

@@ -57,7 +57,7 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 	}
 	disk := lsns.End - 1
 	pitr := tl.tenant.Config().PITRInterval.Duration
-	installed, err := tl.commit(func(d *durable) {
+	listed, err := tl.commit(func(d *durable) {
 		if f != nil {
 			d.layers = d.layers.With([]layer.Layer{f}, nil)
 		}
@@ -67,7 +67,7 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 		tl.frozen = tl.frozen[1:]
 	})
 	if err != nil {
-		if !installed && f != nil {
+		if !listed && f != nil {
 			tl.removeUnlisted(f)
 		}
 		return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)

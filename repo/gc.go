@@ -57,7 +57,7 @@ func (tl *Timeline) GC(ctx context.Context) error {
 	if cutoff == old && len(remove) == 0 {
 		return nil
 	}
-	if err := tl.replaceLayers(nil, remove, &cutoff); err != nil {
+	if _, err := tl.replaceLayers(nil, remove, &cutoff); err != nil {
 		return fmt.Errorf("GC of timeline %s: %w", tl.id, err)
 	}
 	tl.log.Info().Stringer("gc_cutoff", cutoff).Int("removed_layers", len(remove)).Msg("GC")

@@ -64,8 +64,11 @@ func Open(cfg Config) (*Repository, error) {
 	if err := r.fs.MkdirAll(r.tenantsDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
-	if err := syncDir(r.fs, r.workdir); err != nil {
-		return nil, fmt.Errorf("open repository: %w", err)
+	// The work directory may be new too: make both levels durable.
+	for _, dir := range []string{filepath.Dir(r.workdir), r.workdir} {
+		if err := syncDir(r.fs, dir); err != nil {
+			return nil, fmt.Errorf("open repository: %w", err)
+		}
 	}
 	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
 	ctx, cancel := context.WithCancel(context.Background())

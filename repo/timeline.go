@@ -325,13 +325,14 @@ func (tl *Timeline) metadataOf(d durable) metadata {
 }
 
 // commit durably replaces the metadata with change applied to the current
-// durable state, then installs the new state and runs install, both under
-// mu. If writing fails before the new file is in place, nothing changes
-// and installed is false; if only the final directory fsync fails, the
-// new state is installed (the file on disk says so) and the error is
-// returned too. Callers must only delete files the old state listed when
-// err is nil.
-func (tl *Timeline) commit(change func(d *durable), install func()) (installed bool, err error) {
+// durable state; once the new file and its directory entry are durable it
+// installs the new state and runs install, both under mu. On error nothing
+// is installed. listed reports whether the new metadata file may be in
+// place (only the directory fsync failed): then it may survive a crash, so
+// the caller must delete neither the files it added nor those it meant to
+// drop; the next commit's metadata, written from the installed state,
+// settles which are listed.
+func (tl *Timeline) commit(change func(d *durable), install func()) (listed bool, err error) {
 	tl.metaMu.Lock()
 	defer tl.metaMu.Unlock()
 	tl.mu.RLock()
@@ -344,8 +345,8 @@ func (tl *Timeline) commit(change func(d *durable), install func()) (installed b
 		return false, err
 	}
 	renamed, err := writeFileAtomic(tl.tenant.repo.fs, filepath.Join(tl.dir, metadataFile), b)
-	if !renamed {
-		return false, fmt.Errorf("timeline %s: %w", tl.id, err)
+	if err != nil {
+		return renamed, fmt.Errorf("timeline %s: %w", tl.id, err)
 	}
 	tl.mu.Lock()
 	tl.state = d
@@ -353,9 +354,6 @@ func (tl *Timeline) commit(change func(d *durable), install func()) (installed b
 		install()
 	}
 	tl.mu.Unlock()
-	if err != nil {
-		return true, fmt.Errorf("timeline %s: %w", tl.id, err)
-	}
 	return true, nil
 }
 
