@@ -1,8 +1,8 @@
 package repo_test
 
 import (
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
