@@ -3,7 +3,10 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -82,4 +85,16 @@ func wantGet(t testing.TB, tl *repo.Timeline, k key.Key, lsn pgdata.LSN, want st
 	if string(got) != want {
 		t.Fatalf("Get(%v, %v) on %s = %q, want %q", k, lsn, tl.ID(), got, want)
 	}
+}
+
+// testLog sends the repository's log to the test's log.
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: testLog{t}, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}})
 }
