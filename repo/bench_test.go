@@ -158,4 +158,3 @@ func BenchmarkGetPage(b *testing.B) {
 		})
 	}
 }
-
