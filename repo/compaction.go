@@ -35,7 +35,7 @@ func (tl *Timeline) Compact(ctx context.Context) error {
 // target size, each holding whole keys' histories for the same LSN range.
 func (tl *Timeline) compactL0(ctx context.Context) error {
 	conf := tl.tenant.Config()
-	_, files := tl.snapshot()
+	files := tl.files()
 	var l0 []*layer.File
 	for _, l := range files.Layers() {
 		if l.Desc().IsL0() {
@@ -162,7 +162,7 @@ func supersededFrom(d layer.Desc) pgdata.LSN {
 func (tl *Timeline) createImages(ctx context.Context) error {
 	threshold := tl.tenant.Config().ImageCreationThreshold
 	lsn := tl.DiskConsistentLSN()
-	_, files := tl.snapshot()
+	files := tl.files()
 	var runs []key.Range // consecutive partitions that need images, merged
 	for _, p := range partitions(files) {
 		n := 0
@@ -292,7 +292,7 @@ func (tl *Timeline) writeImages(ctx context.Context, r key.Range, lsn pgdata.LSN
 func (tl *Timeline) keysAt(r key.Range, lsn pgdata.LSN) ([]key.Key, error) {
 	set := make(map[key.Key]struct{})
 	for cur := tl; cur != nil; cur = cur.ancestor {
-		_, files := cur.snapshot()
+		files := cur.files()
 		for _, l := range files.Overlapping(r, layer.LSNRange{Start: 0, End: lsn + 1}) {
 			d := l.Desc()
 			sub := key.Range{Start: maxKey(r.Start, d.Keys.Start), End: minKey(r.End, d.Keys.End)}

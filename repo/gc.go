@@ -38,7 +38,7 @@ func (tl *Timeline) GC(ctx context.Context) error {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	points := append(tn.branchPointsLocked(tl.id), cutoff)
-	_, files := tl.snapshot()
+	files := tl.files()
 	var remove []layer.Layer
 	for _, l := range files.Layers() {
 		d := l.Desc()

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -18,14 +19,29 @@ import (
 // the GC cut-off and the last record LSN. A key without any value at or
 // below lsn is ErrKeyNotFound. The returned slice is the caller's.
 func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
-	tl.mu.RLock()
-	last, cutoff := tl.last, tl.state.gcCutoff
-	tl.mu.RUnlock()
-	if lsn > last {
-		return nil, fmt.Errorf("get %v at %v on timeline %s (last record %v): %w", k, lsn, tl.id, last, ErrLSNNotReached)
+	// A compaction or GC may remove a layer between taking the layer map
+	// and reading the layer; the read then starts again from the new map.
+	for attempt := 1; ; attempt++ {
+		page, err := tl.get(ctx, k, lsn)
+		if !errors.Is(err, layer.ErrRemoved) || attempt == maxReadAttempts {
+			return page, err
+		}
 	}
-	if lsn < cutoff {
-		return nil, fmt.Errorf("get %v at %v on timeline %s (GC cut-off %v): %w", k, lsn, tl.id, cutoff, ErrBelowGCCutoff)
+}
+
+// maxReadAttempts bounds the restarts of a read whose layers keep being
+// removed under it.
+const maxReadAttempts = 5
+
+func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
+	v := tl.view()
+	if lsn > v.last {
+		return nil, fmt.Errorf("get %v at %v on timeline %s (last record %v): %w", k, lsn, tl.id, v.last, ErrLSNNotReached)
+	}
+	// Checked against the same view that is read: a GC after this point
+	// cannot take layers the read needs out of it.
+	if lsn < v.gcCutoff {
+		return nil, fmt.Errorf("get %v at %v on timeline %s (GC cut-off %v): %w", k, lsn, tl.id, v.gcCutoff, ErrBelowGCCutoff)
 	}
 	repo := tl.tenant.repo
 	ck := cacheKey{tl.tenant.id, tl.id, k}
@@ -35,7 +51,7 @@ func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 		floor = cLSN + 1
 	}
 	var st layer.ReconstructState
-	if err := tl.collect(k, lsn, floor, &st); err != nil {
+	if err := tl.collect(v, k, lsn, floor, &st); err != nil {
 		return nil, err
 	}
 	if !st.Complete && cached {
@@ -52,7 +68,7 @@ func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 // reconstruct rebuilds k at lsn without the page cache, for image layers.
 func (tl *Timeline) reconstruct(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
 	var st layer.ReconstructState
-	if err := tl.collect(k, lsn, 0, &st); err != nil {
+	if err := tl.collect(tl.view(), k, lsn, 0, &st); err != nil {
 		return nil, err
 	}
 	return tl.materialize(ctx, k, lsn, &st)
@@ -78,12 +94,15 @@ func (tl *Timeline) materialize(ctx context.Context, k key.Key, lsn pgdata.LSN, 
 
 // collect gathers into st the values of k at or below lsn and above floor,
 // newest first, until one initializes the page: from the in-memory layers,
-// then the layer files, then the ancestor's below the branch point.
-func (tl *Timeline) collect(k key.Key, lsn, floor pgdata.LSN, st *layer.ReconstructState) error {
+// then the layer files of v (tl's view), then the ancestors' below the
+// branch point.
+func (tl *Timeline) collect(v view, k key.Key, lsn, floor pgdata.LSN, st *layer.ReconstructState) error {
 	end := lsn + 1
 	for cur := tl; cur != nil; cur = cur.ancestor {
-		mems, files := cur.snapshot()
-		for _, m := range mems {
+		if cur != tl {
+			v = cur.view()
+		}
+		for _, m := range v.mems {
 			done, next, err := visit(m, m.Desc().LSNs.Start, k, floor, end, st)
 			if err != nil || done {
 				return err
@@ -91,7 +110,7 @@ func (tl *Timeline) collect(k key.Key, lsn, floor pgdata.LSN, st *layer.Reconstr
 			end = next
 		}
 		for end > floor {
-			l, lf, ok := files.Search(k, end)
+			l, lf, ok := v.files.Search(k, end)
 			if !ok {
 				break
 			}

@@ -252,8 +252,30 @@ func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
 	if open.Size() >= tl.tenant.Config().CheckpointDistance {
 		tl.freezeLocked()
 		tl.tenant.repo.requestFlush()
+		tl.throttle()
 	}
 	return nil
+}
+
+// maxFrozenLayers is how many frozen layers may wait for the background
+// flush before the writer flushes them itself, which slows ingest down to
+// the speed of the disk instead of letting memory grow.
+const maxFrozenLayers = 4
+
+// throttle flushes the frozen layers in the writer's goroutine when the
+// background flush has fallen behind. Without background flushing (a
+// FlushInterval of zero) flushing is left to the caller.
+func (tl *Timeline) throttle() {
+	tl.mu.RLock()
+	n := len(tl.frozen)
+	tl.mu.RUnlock()
+	if n < maxFrozenLayers || tl.tenant.repo.cfg.FlushInterval == 0 {
+		return
+	}
+	if err := tl.flushFrozen(context.Background()); err != nil {
+		// The values stay in memory and readable; the flush loop retries.
+		tl.log.Error().Err(err).Msg("flush by the writer")
+	}
 }
 
 // Freeze freezes the open in-memory layer at the last record LSN, so that
@@ -291,9 +313,16 @@ func (tl *Timeline) openLayerAge() (time.Duration, bool) {
 	return tl.tenant.repo.now().Sub(open.Created()), !open.Empty()
 }
 
-// snapshot returns the layers as of now: the open layer, the frozen ones
-// newest first, and the layer files.
-func (tl *Timeline) snapshot() ([]*layer.MemLayer, *layermap.Map) {
+// view is a consistent picture of a timeline's layers, for one read.
+type view struct {
+	mems     []*layer.MemLayer // the open layer, then the frozen ones newest first
+	files    *layermap.Map
+	last     pgdata.LSN
+	gcCutoff pgdata.LSN
+}
+
+// view returns the timeline's layers and LSNs as of now.
+func (tl *Timeline) view() view {
 	tl.mu.RLock()
 	defer tl.mu.RUnlock()
 	mems := make([]*layer.MemLayer, 0, 1+len(tl.frozen))
@@ -301,7 +330,14 @@ func (tl *Timeline) snapshot() ([]*layer.MemLayer, *layermap.Map) {
 	for i := len(tl.frozen) - 1; i >= 0; i-- {
 		mems = append(mems, tl.frozen[i].mem)
 	}
-	return mems, tl.state.layers
+	return view{mems: mems, files: tl.state.layers, last: tl.last, gcCutoff: tl.state.gcCutoff}
+}
+
+// files returns the timeline's layer files as of now.
+func (tl *Timeline) files() *layermap.Map {
+	tl.mu.RLock()
+	defer tl.mu.RUnlock()
+	return tl.state.layers
 }
 
 // metadataOf renders d as the timeline's metadata.
