@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -78,25 +79,25 @@ func (c *Config) Validate() error {
 type TenantConfig struct {
 	// CheckpointDistance is how many bytes the open in-memory layer may
 	// hold before it is frozen and flushed.
-	CheckpointDistance int64 `toml:"checkpoint_distance"`
+	CheckpointDistance int64 `toml:"checkpoint_distance" comment:"Bytes the open in-memory layer may hold before it is frozen and flushed."`
 	// CheckpointTimeout is how old the open in-memory layer may get before
 	// it is frozen and flushed.
-	CheckpointTimeout Duration `toml:"checkpoint_timeout"`
+	CheckpointTimeout Duration `toml:"checkpoint_timeout" comment:"Age at which the open in-memory layer is frozen and flushed (e.g. \"10m\")."`
 	// CompactionTargetSize is the size compaction aims at for each delta
 	// and image layer file it writes.
-	CompactionTargetSize int64 `toml:"compaction_target_size"`
+	CompactionTargetSize int64 `toml:"compaction_target_size" comment:"Size compaction aims at for each layer file it writes, in bytes."`
 	// CompactionThreshold is how many flushed (L0) delta layers make
 	// compaction rewrite them into key-partitioned ones.
-	CompactionThreshold int `toml:"compaction_threshold"`
+	CompactionThreshold int `toml:"compaction_threshold" comment:"Flushed (L0) delta layers that trigger compaction."`
 	// ImageCreationThreshold is how many delta layers over a key range,
 	// not yet covered by a newer image, make compaction write images of it.
-	ImageCreationThreshold int `toml:"image_creation_threshold"`
+	ImageCreationThreshold int `toml:"image_creation_threshold" comment:"Delta layers over a key range, not covered by a newer image, that trigger image layers."`
 	// GCHorizon is how many bytes of WAL history below the last record GC
 	// keeps.
-	GCHorizon int64 `toml:"gc_horizon"`
+	GCHorizon int64 `toml:"gc_horizon" comment:"Bytes of WAL history below the last record that GC keeps."`
 	// PITRInterval is how much time of history GC keeps; zero keeps no
 	// history for time's sake (the horizon alone decides).
-	PITRInterval Duration `toml:"pitr_interval"`
+	PITRInterval Duration `toml:"pitr_interval" comment:"Time of history GC keeps for point-in-time branches (e.g. \"168h\"); 0s for none."`
 }
 
 // DefaultTenantConfig returns the defaults for a new tenant.
@@ -150,9 +151,28 @@ func decodeTenantConfig(b []byte) (TenantConfig, error) {
 	d := toml.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&c); err != nil {
-		return c, fmt.Errorf("tenant config: %w", err)
+		return c, fmt.Errorf("tenant config: %s", describeTOMLError(err))
 	}
 	return c, c.Validate()
+}
+
+// describeTOMLError names the offending keys and lines of a decoding error,
+// which go-toml only puts in its detailed form.
+func describeTOMLError(err error) string {
+	var se *toml.StrictMissingError
+	if errors.As(err, &se) {
+		var keys []string
+		for _, e := range se.Errors {
+			keys = append(keys, strings.Join(e.Key(), "."))
+		}
+		return "unknown settings: " + strings.Join(keys, ", ")
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return fmt.Sprintf("%s (line %d): %v", strings.Join(de.Key(), "."), row, err)
+	}
+	return err.Error()
 }
 
 // Duration is a time.Duration written in TOML as a string ("10m", "168h").
