@@ -1,0 +1,195 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/layermap"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
+)
+
+// createImages writes image layers at the disk-consistent LSN for key
+// ranges that have accumulated ImageCreationThreshold delta layers not
+// superseded by an image. The ranges are the key space cut at the starts
+// of the key-partitioned delta layers, so images line up with the deltas
+// they make obsolete.
+func (tl *Timeline) createImages(ctx context.Context) error {
+	threshold := tl.tenant.Config().ImageCreationThreshold
+	lsn := tl.DiskConsistentLSN()
+	files := tl.files()
+	var runs []key.Range // consecutive partitions that need images, merged
+	for _, p := range partitions(files) {
+		n := 0
+		for _, l := range files.Overlapping(p, layer.LSNRange{Start: 0, End: lsn + 1}) {
+			d := l.Desc()
+			if d.Kind == layer.Delta && !files.CoveredByImages(p, supersededFrom(d), lsn) {
+				n++
+			}
+		}
+		if n < threshold {
+			continue
+		}
+		if len(runs) > 0 && runs[len(runs)-1].End == p.Start {
+			runs[len(runs)-1].End = p.End
+		} else {
+			runs = append(runs, p)
+		}
+	}
+	var out []layer.Layer
+	for _, r := range runs {
+		fs, err := tl.writeImages(ctx, r, lsn)
+		out = append(out, fs...)
+		if err != nil {
+			for _, f := range out {
+				tl.removeUnlisted(f.(*layer.File))
+			}
+			return err
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if err := syncDir(tl.tenant.repo.fs, tl.dir); err != nil {
+		for _, f := range out {
+			tl.removeUnlisted(f.(*layer.File))
+		}
+		return err
+	}
+	if listed, err := tl.replaceLayers(out, nil, nil); err != nil {
+		if !listed {
+			for _, f := range out {
+				tl.removeUnlisted(f.(*layer.File))
+			}
+		}
+		return err
+	}
+	tl.log.Info().Int("image_layers", len(out)).Stringer("lsn", lsn).Msg("created image layers")
+	return nil
+}
+
+// partitions cuts the key space at the start of every delta layer that is
+// not L0.
+func partitions(files *layermap.Map) []key.Range {
+	cuts := map[key.Key]bool{key.Min: true}
+	for _, l := range files.Layers() {
+		if d := l.Desc(); d.Kind == layer.Delta && !d.IsL0() {
+			cuts[d.Keys.Start] = true
+		}
+	}
+	starts := make([]key.Key, 0, len(cuts))
+	for k := range cuts {
+		starts = append(starts, k)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Less(starts[j]) })
+	ps := make([]key.Range, len(starts))
+	for i, s := range starts {
+		end := key.Max
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		ps[i] = key.Range{Start: s, End: end}
+	}
+	return ps
+}
+
+// writeImages writes image layers covering r at lsn, cut into files of
+// about the target size at key boundaries. It returns the files written,
+// also on error (for the caller to remove).
+func (tl *Timeline) writeImages(ctx context.Context, r key.Range, lsn pgdata.LSN) ([]layer.Layer, error) {
+	keys, err := tl.keysAt(r, lsn)
+	if err != nil {
+		return nil, err
+	}
+	target := tl.tenant.Config().CompactionTargetSize
+	env := tl.tenant.repo.env
+	var out []layer.Layer
+	start := r.Start
+	w, err := layer.NewWriter(env, tl.dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if w.Entries() > 0 && w.Size() >= target {
+			f, err := w.Finish(layer.ImageDesc(key.Range{Start: start, End: k}, lsn))
+			if err != nil {
+				return out, err
+			}
+			out = append(out, f)
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
+			start = k
+			if w, err = layer.NewWriter(env, tl.dir); err != nil {
+				return out, err
+			}
+		}
+		page, err := tl.reconstruct(ctx, k, lsn)
+		if err == nil {
+			err = w.Add(k, lsn, value.Image(page).Encode())
+		}
+		if err != nil {
+			w.Abort()
+			return out, fmt.Errorf("image of %v at %v: %w", k, lsn, err)
+		}
+	}
+	f, err := w.Finish(layer.ImageDesc(key.Range{Start: start, End: r.End}, lsn))
+	if err != nil {
+		return out, err
+	}
+	return append(out, f), nil
+}
+
+// keysAt lists the keys of r that exist at lsn: every key with a value at
+// or below lsn in this timeline's layer files or, below the branch point,
+// its ancestors'. Layers whose keys an image already lists are skipped,
+// and the walk stops at a timeline whose images cover r.
+func (tl *Timeline) keysAt(r key.Range, lsn pgdata.LSN) ([]key.Key, error) {
+	set := make(map[key.Key]struct{})
+	for cur := tl; cur != nil; cur = cur.ancestor {
+		files := cur.files()
+		for _, l := range files.Overlapping(r, layer.LSNRange{Start: 0, End: lsn + 1}) {
+			d := l.Desc()
+			sub := key.Range{Start: maxKey(r.Start, d.Keys.Start), End: minKey(r.End, d.Keys.End)}
+			if files.CoveredByImages(sub, supersededFrom(d), lsn) {
+				continue
+			}
+			err := l.(*layer.File).Scan(sub, func(k key.Key, at pgdata.LSN, _ value.Value) error {
+				if at <= lsn {
+					set[k] = struct{}{}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if files.CoveredByImages(r, 0, lsn) || cur.ancestor == nil {
+			break
+		}
+		lsn = min(lsn, cur.ancestorLSN)
+	}
+	keys := make([]key.Key, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
+	return keys, nil
+}
+
+func maxKey(a, b key.Key) key.Key {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
+
+func minKey(a, b key.Key) key.Key {
+	if a.Less(b) {
+		return a
+	}
+	return b
+}

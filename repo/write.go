@@ -1,0 +1,130 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
+)
+
+// Put stores v as k's value at lsn. It becomes visible, with every other
+// Put up to the same record, at FinishWrite. lsn must be after the last
+// record LSN, and after any pending Put of the same key.
+func (tl *Timeline) Put(k key.Key, lsn pgdata.LSN, v value.Value) error {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	last := tl.LastRecordLSN()
+	if lsn <= last {
+		return fmt.Errorf("put %v at %v on timeline %s, at or below the last record LSN %v: %w", k, lsn, tl.id, last, ErrLSNOrder)
+	}
+	if p, ok := tl.pendingLast[k]; ok && lsn <= p {
+		return fmt.Errorf("put %v at %v on timeline %s after its pending value at %v: %w", k, lsn, tl.id, p, ErrLSNOrder)
+	}
+	tl.pending = append(tl.pending, pendingPut{k, lsn, v})
+	tl.pendingLast[k] = lsn
+	return nil
+}
+
+// FinishWrite makes every pending Put visible and advances the last record
+// LSN to lsn (the end of the record just ingested) and the previous record
+// LSN to prev (its start). When the open in-memory layer has reached the
+// tenant's checkpoint distance it is frozen and a flush is requested.
+func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	last := tl.LastRecordLSN()
+	if lsn < last {
+		return fmt.Errorf("finish write at %v on timeline %s, below the last record LSN %v: %w", lsn, tl.id, last, ErrLSNOrder)
+	}
+	for _, p := range tl.pending {
+		if p.lsn > lsn {
+			return fmt.Errorf("finish write at %v on timeline %s with a pending put at %v: %w", lsn, tl.id, p.lsn, ErrLSNOrder)
+		}
+	}
+	tl.mu.RLock()
+	open := tl.open
+	tl.mu.RUnlock()
+	for _, p := range tl.pending {
+		// Put checked the order, so this cannot fail unless the
+		// timeline's invariants are broken.
+		if err := open.Put(p.k, p.lsn, p.v); err != nil {
+			return fmt.Errorf("timeline %s: %w", tl.id, err)
+		}
+	}
+	clear(tl.pending)
+	tl.pending = tl.pending[:0]
+	clear(tl.pendingLast)
+
+	tl.mu.Lock()
+	tl.last, tl.prev = lsn, prev
+	close(tl.lsnAdvanced)
+	tl.lsnAdvanced = make(chan struct{})
+	tl.mu.Unlock()
+
+	if open.Size() >= tl.tenant.Config().CheckpointDistance {
+		tl.freezeLocked()
+		tl.tenant.repo.requestFlush()
+		tl.throttle()
+	}
+	return nil
+}
+
+// maxFrozenLayers is how many frozen layers may wait for the background
+// flush before the writer flushes them itself, which slows ingest down to
+// the speed of the disk instead of letting memory grow.
+const maxFrozenLayers = 4
+
+// throttle flushes the frozen layers in the writer's goroutine when the
+// background flush has fallen behind. Without background flushing (a
+// FlushInterval of zero) flushing is left to the caller.
+func (tl *Timeline) throttle() {
+	tl.mu.RLock()
+	n := len(tl.frozen)
+	tl.mu.RUnlock()
+	if n < maxFrozenLayers || tl.tenant.repo.cfg.FlushInterval == 0 {
+		return
+	}
+	if err := tl.flushFrozen(context.Background()); err != nil {
+		// The values stay in memory and readable; the flush loop retries.
+		tl.log.Error().Err(err).Msg("flush by the writer")
+	}
+}
+
+// Freeze freezes the open in-memory layer at the last record LSN, so that
+// the next flush writes it out. It does nothing if no record was ingested
+// since the last freeze.
+func (tl *Timeline) Freeze() {
+	tl.writeMu.Lock()
+	defer tl.writeMu.Unlock()
+	tl.freezeLocked()
+}
+
+func (tl *Timeline) freezeLocked() {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	start := tl.open.Desc().LSNs.Start
+	if tl.last < start {
+		return
+	}
+	// Pending puts are not in the open layer, so nothing in it is at or
+	// after last+1 and Freeze cannot fail.
+	if err := tl.open.Freeze(tl.last + 1); err != nil {
+		tl.log.Error().Err(err).Msg("freeze in-memory layer")
+		return
+	}
+	tl.frozen = append(tl.frozen, frozenLayer{tl.open, tl.prev})
+	tl.open = layer.NewMemLayer(tl.last+1, tl.tenant.repo.now())
+}
+
+// openLayerAge returns how long the open layer has been taking values, and
+// whether it holds any.
+func (tl *Timeline) openLayerAge() (time.Duration, bool) {
+	tl.mu.RLock()
+	open := tl.open
+	tl.mu.RUnlock()
+	return tl.tenant.repo.now().Sub(open.Created()), !open.Empty()
+}
