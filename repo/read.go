@@ -19,19 +19,24 @@ import (
 // the GC cut-off and the last record LSN. A key without any value at or
 // below lsn is ErrKeyNotFound. The returned slice is the caller's.
 func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
-	// A compaction or GC may remove a layer between taking the layer map
-	// and reading the layer; the read then starts again from the new map.
-	for attempt := 1; ; attempt++ {
-		page, err := tl.get(ctx, k, lsn)
-		if !errors.Is(err, layer.ErrRemoved) || attempt == maxReadAttempts {
-			return page, err
-		}
-	}
+	return retryRemoved(func() ([]byte, error) { return tl.get(ctx, k, lsn) })
 }
 
 // maxReadAttempts bounds the restarts of a read whose layers keep being
 // removed under it.
 const maxReadAttempts = 5
+
+// retryRemoved runs read again while it fails because a compaction or GC
+// removed a layer between taking the layer map and reading the layer: the
+// next attempt reads the new map.
+func retryRemoved(read func() ([]byte, error)) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		page, err := read()
+		if !errors.Is(err, layer.ErrRemoved) || attempt == maxReadAttempts {
+			return page, err
+		}
+	}
+}
 
 func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
 	v := tl.view()
@@ -66,12 +71,15 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 }
 
 // reconstruct rebuilds k at lsn without the page cache, for image layers.
+// The ancestors' compactions may remove layers under it.
 func (tl *Timeline) reconstruct(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
-	var st layer.ReconstructState
-	if err := tl.collect(tl.view(), k, lsn, 0, &st); err != nil {
-		return nil, err
-	}
-	return tl.materialize(ctx, k, lsn, &st)
+	return retryRemoved(func() ([]byte, error) {
+		var st layer.ReconstructState
+		if err := tl.collect(tl.view(), k, lsn, 0, &st); err != nil {
+			return nil, err
+		}
+		return tl.materialize(ctx, k, lsn, &st)
+	})
 }
 
 // materialize turns what collect found into the value: the image itself,
