@@ -86,31 +86,53 @@ func (l *File) open() (r *sstable.Reader, err error) {
 	return r, nil
 }
 
-// Collect implements Layer.
-func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) error {
+// Collect implements Layer. It reads k's versions backwards from the
+// newest below lsns.End, so it stops at the first that initializes the
+// page without reading older ones.
+func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err error) {
 	from := max(lsns.Start, l.desc.LSNs.Start)
 	to := min(lsns.End, l.desc.LSNs.End)
-	it, err := l.newIterator(key.Range{Start: k, End: k.Next()}, from)
+	if from >= to {
+		return nil
+	}
+	r, err := l.reader()
 	if err != nil {
 		return err
 	}
-	// The versions come oldest first; the newest that initializes the page
-	// is where reconstruction starts.
-	var found []value.Record
-	for it.Next() && it.LSN() < to {
-		v := it.Value()
-		if v.Initializes() {
-			found = found[:0]
+	defer l.mu.RUnlock()
+	defer recoverCorruption(&err, l.path)
+	upper := entryKey(nil, k, to)
+	it, err := r.NewIter(entryKey(nil, k, from), upper)
+	if err != nil {
+		return errorOf(err, l.path)
+	}
+	ik, lv := it.SeekLT(upper, sstable.SeekLTFlags(0))
+	for ik != nil && !st.Complete {
+		var b []byte
+		if _, b, err = entryOf(ik, &lv); err != nil {
+			break
+		}
+		ek, lsn, ok := splitEntryKey(ik.UserKey)
+		if !ok || ek != k || lsn < from || lsn >= to {
+			err = corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
+			break
+		}
+		var v value.Value
+		if v, err = value.Decode(b); err != nil {
+			err = corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
+			break
 		}
 		// The iterator reuses the value's memory.
 		v.Data = bytes.Clone(v.Data)
-		found = append(found, value.Record{LSN: it.LSN(), Value: v})
+		st.add(lsn, v)
+		ik, lv = it.Prev()
+	}
+	if err != nil {
+		it.Close()
+		return errorOf(err, l.path)
 	}
 	if err := it.Close(); err != nil {
-		return err
-	}
-	for i := len(found) - 1; i >= 0 && !st.Complete; i-- {
-		st.add(found[i].LSN, found[i].Value)
+		return errorOf(err, l.path)
 	}
 	if l.desc.Kind == Image {
 		// An image layer lists every key of its range that exists.
@@ -143,16 +165,10 @@ type Iterator struct {
 	err     error
 	started bool
 	done    bool
-	// startLSN is where, in the first key, the iteration starts.
-	startLSN pgdata.LSN
 }
 
 // NewIterator returns an iterator over the entries whose key is in keys.
-func (l *File) NewIterator(keys key.Range) (*Iterator, error) { return l.newIterator(keys, 0) }
-
-// newIterator returns an iterator over the entries whose key is in keys,
-// from startLSN of the first key on.
-func (l *File) newIterator(keys key.Range, startLSN pgdata.LSN) (_ *Iterator, err error) {
+func (l *File) NewIterator(keys key.Range) (_ *Iterator, err error) {
 	r, err := l.reader()
 	if err != nil {
 		return nil, err
@@ -163,7 +179,7 @@ func (l *File) newIterator(keys key.Range, startLSN pgdata.LSN) (_ *Iterator, er
 		l.mu.RUnlock()
 		return nil, errorOf(err, l.path)
 	}
-	return &Iterator{l: l, it: it, keys: keys, startLSN: startLSN}, nil
+	return &Iterator{l: l, it: it, keys: keys}, nil
 }
 
 // Next moves to the next entry; it returns false at the end or on error
@@ -200,7 +216,7 @@ func (i *Iterator) Next() bool {
 func (i *Iterator) step() (*sstable.InternalKey, []byte, error) {
 	if !i.started {
 		i.started = true
-		ik, lv := i.it.SeekGE(entryKey(nil, i.keys.Start, i.startLSN), sstable.SeekGEFlags(0))
+		ik, lv := i.it.SeekGE(entryKey(nil, i.keys.Start, 0), sstable.SeekGEFlags(0))
 		return entryOf(ik, &lv)
 	}
 	ik, lv := i.it.Next()
