@@ -3,6 +3,9 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/zenithdb/zenith/repo"
@@ -118,5 +121,90 @@ func TestBasicLifecycle(t *testing.T) {
 	}
 	if _, err := r.CreateTenant(tid, smallTenantConfig()); !errors.Is(err, repo.ErrTenantExists) {
 		t.Errorf("CreateTenant twice: error = %v, want ErrTenantExists", err)
+	}
+}
+
+// TestLazyLoading checks that opening a repository reads no tenant, that
+// a tenant reads its timelines' metadata but no timeline directory, and
+// that a timeline's directory is read at its first use.
+func TestLazyLoading(t *testing.T) {
+	mem := vfs.NewMem()
+	faulty := vfs.NewFaulty(mem)
+	f := newFixture(t, faulty, mem)
+	tl := f.timeline(t)
+	put(t, tl, 0x100, map[key.Key]value.Value{blk(0): img("a")})
+	other := id.NewTimelineID()
+	tn, _ := f.r.Tenant(f.tenant)
+	if _, err := tn.Branch(context.Background(), other, f.tl, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	faulty.SetRule(func(op vfs.Op, name string) error {
+		if op == vfs.OpList {
+			listed = append(listed, name)
+		}
+		return nil
+	})
+	f.r = mustOpen(t, f.cfg)
+	defer f.r.Close()
+	if len(listed) != 0 {
+		t.Errorf("Open listed %v, want nothing", listed)
+	}
+	tn, err := f.r.Tenant(f.tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"/work/tenants/" + f.tenant.String() + "/timelines"}; len(listed) != 1 || listed[0] != want[0] {
+		t.Errorf("loading the tenant listed %v, want %v", listed, want)
+	}
+	if infos := tn.Timelines(); len(infos) != 2 {
+		t.Errorf("Timelines() = %v, want two", infos)
+	}
+	listed = nil
+	if _, err := tn.Timeline(other); err != nil {
+		t.Fatal(err)
+	}
+	// The branch loads its ancestor too: both directories, nothing else.
+	if len(listed) != 2 {
+		t.Errorf("loading a branch listed %v, want its directory and its ancestor's", listed)
+	}
+}
+
+// TestLoadRemovesLeftovers puts what an interrupted flush or compaction
+// leaves (a temporary file, a layer file the metadata does not list) into
+// a timeline directory: loading removes them and keeps everything else.
+func TestLoadRemovesLeftovers(t *testing.T) {
+	mem := vfs.NewMem()
+	f := newFixture(t, mem, mem)
+	tl := f.timeline(t)
+	want := history(t, tl, []key.Key{blk(0)}, 1, 3)
+	if err := tl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layers := layerFiles(t, mem, f.dir())
+	stray := filepath.Join(f.dir(), key.Min.Hex()+"-"+key.Max.Hex()+"__0000000000000401-0000000000000501")
+	for _, name := range []string{stray, filepath.Join(f.dir(), "0123abcd.tmp"), filepath.Join(f.dir(), "notes.txt")} {
+		w, err := mem.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	f.r = mustOpen(t, f.cfg)
+	defer f.r.Close()
+	tl = f.timeline(t)
+	wantGet(t, tl, blk(0), 0x300, want[blk(0)])
+	names, _ := mem.List(f.dir())
+	sort.Strings(names)
+	wantNames := []string{filepath.Base(layers[0]), "metadata", "notes.txt"}
+	sort.Strings(wantNames)
+	if strings.Join(names, " ") != strings.Join(wantNames, " ") {
+		t.Errorf("timeline directory after load: %v, want %v", names, wantNames)
 	}
 }
