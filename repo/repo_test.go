@@ -122,6 +122,12 @@ func TestBasicLifecycle(t *testing.T) {
 	if _, err := r.CreateTenant(tid, smallTenantConfig()); !errors.Is(err, repo.ErrTenantExists) {
 		t.Errorf("CreateTenant twice: error = %v, want ErrTenantExists", err)
 	}
+	if ids, err := r.Tenants(); err != nil || len(ids) != 1 || ids[0] != tid {
+		t.Errorf("Tenants() = %v, %v; want [%v]", ids, err, tid)
+	}
+	if err := br.Put(blk(0), 0x48, value.Value{Kind: 9}); !errors.Is(err, value.ErrMalformed) {
+		t.Errorf("Put of a malformed value: error = %v, want ErrMalformed", err)
+	}
 }
 
 // TestLazyLoading checks that opening a repository reads no tenant, that

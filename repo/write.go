@@ -13,8 +13,12 @@ import (
 
 // Put stores v as k's value at lsn. It becomes visible, with every other
 // Put up to the same record, at FinishWrite. lsn must be after the last
-// record LSN, and after any pending Put of the same key.
+// record LSN, and after any pending Put of the same key; v must be valid
+// (value.ErrMalformed otherwise).
 func (tl *Timeline) Put(k key.Key, lsn pgdata.LSN, v value.Value) error {
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("put %v at %v on timeline %s: %w", k, lsn, tl.id, err)
+	}
 	tl.writeMu.Lock()
 	defer tl.writeMu.Unlock()
 	last := tl.LastRecordLSN()

@@ -248,9 +248,6 @@ func (r Range) Contains(k Key) bool { return !k.Less(r.Start) && k.Less(r.End) }
 // Overlaps reports whether r and o have a key in common.
 func (r Range) Overlaps(o Range) bool { return r.Start.Less(o.End) && o.Start.Less(r.End) }
 
-// Covers reports whether every key of o is in r.
-func (r Range) Covers(o Range) bool { return !o.Start.Less(r.Start) && !r.End.Less(o.End) }
-
 // Empty reports whether r holds no key.
 func (r Range) Empty() bool { return !r.Start.Less(r.End) }
 

@@ -5,9 +5,11 @@ import (
 	"fmt"
 )
 
-// CorruptionError reports a layer file whose contents fail a check: a
-// checksum, the trailer, the name, or the encoding of a value. Offset is
-// the byte offset of the bad part when known, else -1.
+// CorruptionError reports a file of the repository whose contents fail a
+// check: for a layer file a checksum, the trailer, the name, or the
+// encoding of a value; for a metadata file its checksum or syntax; or a
+// layer file the metadata lists that is missing. Offset is the byte offset
+// of the bad part when known, else -1.
 type CorruptionError struct {
 	File   string
 	Offset int64

@@ -65,7 +65,8 @@ func (m *MemLayer) Empty() bool {
 }
 
 // Put adds the value v of k at lsn. Each key's values must come in
-// increasing LSN order, within the layer's range; enc is kept, not copied.
+// increasing LSN order, within the layer's range. The layer keeps v's
+// encoding, a copy.
 func (m *MemLayer) Put(k key.Key, lsn pgdata.LSN, v value.Value) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -85,20 +85,29 @@ func Decode(b []byte) (Value, error) {
 		return Value{}, fmt.Errorf("%w: header byte %#02x has unknown flags", ErrMalformed, h)
 	}
 	v := Value{Kind: Kind(h & kindMask), WillInit: h&flagWillInit != 0, Data: b[1:]}
+	if err := v.Validate(); err != nil {
+		return Value{}, err
+	}
+	return v, nil
+}
+
+// Validate reports whether v can be stored: a known kind, no will_init on
+// an image, and a well-formed operation.
+func (v Value) Validate() error {
 	switch v.Kind {
 	case KindImage:
 		if v.WillInit {
-			return Value{}, fmt.Errorf("%w: image with will_init flag", ErrMalformed)
+			return fmt.Errorf("%w: image with will_init flag", ErrMalformed)
 		}
 	case KindWALRecord:
 	case KindOp:
 		if _, err := DecodeOp(v.Data); err != nil {
-			return Value{}, err
+			return err
 		}
 	default:
-		return Value{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, h&kindMask)
+		return fmt.Errorf("%w: unknown kind %d", ErrMalformed, v.Kind)
 	}
-	return v, nil
+	return nil
 }
 
 // String describes v briefly, for logs and test failures.
