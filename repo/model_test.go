@@ -145,13 +145,17 @@ func (m *modelTimeline) changes(k key.Key, from, to pgdata.LSN) []pgdata.LSN {
 	return lsns
 }
 
+// sizeKey holds the size of testRel's main fork: the model writes it with
+// PutRelSize and reads it with RelSize too.
+var sizeKey = key.RelSize(testRel, pgdata.ForkMain)
+
 // keySpace is the keys the test writes: a few of every kind, so layers and
 // key partitions have gaps and neighbours.
 var keySpace = func() []key.Key {
 	other := pgdata.RelFileNode{SpcNode: 1663, DbNode: 5, RelNode: 16390}
 	ks := []key.Key{
 		key.DBDir(), key.RelMap(1663, 5), key.RelDir(1663, 5),
-		key.RelSize(testRel, pgdata.ForkMain), key.RelBlock(testRel, pgdata.ForkVM, 0),
+		sizeKey, key.RelBlock(testRel, pgdata.ForkVM, 0),
 		key.RelBlock(other, pgdata.ForkMain, 0), key.RelBlock(other, pgdata.ForkMain, 1),
 		key.SLRUPage(key.Clog, 0, 0), key.SLRUPage(key.MultiXactMembers, 0, 3),
 		key.TwoPhaseFile(77), key.Checkpoint(),
@@ -277,6 +281,10 @@ func (h *harness) step(i int) {
 // randomValue returns a value for k at lsn whose bytes name both, so a
 // misplaced value shows.
 func (h *harness) randomValue(k key.Key, lsn pgdata.LSN) value.Value {
+	if k == sizeKey {
+		// Relation sizes are what the page server stores there.
+		return value.Image(binary.BigEndian.AppendUint32(nil, uint32(h.rng.Intn(1000))))
+	}
 	tag := []byte(fmt.Sprintf("[%s@%v]", k.Hex()[30:], lsn))
 	switch p := h.rng.Intn(100); {
 	case p < 20:
@@ -319,7 +327,13 @@ func (h *harness) put(m *modelTimeline) {
 // ingest applies a batch to the repository and the model.
 func (h *harness) ingest(tl *repo.Timeline, m *modelTimeline, b batch) {
 	for _, kv := range b.puts {
-		if err := tl.Put(kv.k, b.lsn, kv.v); err != nil {
+		var err error
+		if kv.k == sizeKey {
+			err = tl.PutRelSize(testRel, pgdata.ForkMain, b.lsn, binary.BigEndian.Uint32(kv.v.Data))
+		} else {
+			err = tl.Put(kv.k, b.lsn, kv.v)
+		}
+		if err != nil {
 			h.t.Fatalf("Put(%v, %v): %v", kv.k, b.lsn, err)
 		}
 	}
@@ -540,6 +554,12 @@ func (h *harness) check(m *modelTimeline, tl *repo.Timeline, k key.Key, lsn pgda
 		h.t.Fatalf("Get(%v, %v) on %s: %v; want %q", k, lsn, m.id, err, want)
 	case string(got) != string(want):
 		h.t.Fatalf("Get(%v, %v) on %s =\n%q\nwant\n%q", k, lsn, m.id, got, want)
+	}
+	if k == sizeKey && found {
+		n, err := tl.RelSize(h.ctx, testRel, pgdata.ForkMain, lsn)
+		if err != nil || n != binary.BigEndian.Uint32(want) {
+			h.t.Fatalf("RelSize at %v on %s = %d, %v; want %d", lsn, m.id, n, err, binary.BigEndian.Uint32(want))
+		}
 	}
 }
 
