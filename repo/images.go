@@ -40,32 +40,30 @@ func (tl *Timeline) createImages(ctx context.Context) error {
 		}
 	}
 	var out []layer.Layer
+	abort := func(err error) error {
+		for _, f := range out {
+			tl.removeUnlisted(f.(*layer.File))
+		}
+		return err
+	}
 	for _, r := range runs {
 		fs, err := tl.writeImages(ctx, r, lsn)
 		out = append(out, fs...)
 		if err != nil {
-			for _, f := range out {
-				tl.removeUnlisted(f.(*layer.File))
-			}
-			return err
+			return abort(err)
 		}
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	if err := syncDir(tl.tenant.repo.fs, tl.dir); err != nil {
-		for _, f := range out {
-			tl.removeUnlisted(f.(*layer.File))
-		}
-		return err
+		return abort(err)
 	}
 	if listed, err := tl.replaceLayers(out, nil, nil); err != nil {
-		if !listed {
-			for _, f := range out {
-				tl.removeUnlisted(f.(*layer.File))
-			}
+		if listed {
+			return err // the new layers may be listed on disk: keep them
 		}
-		return err
+		return abort(err)
 	}
 	tl.log.Info().Int("image_layers", len(out)).Stringer("lsn", lsn).Msg("created image layers")
 	return nil
