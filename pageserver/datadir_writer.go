@@ -66,7 +66,7 @@ func (w *DatadirWriter) Commit(prev pgdata.LSN) error {
 		}
 	}
 	for k, n := range w.sizes {
-		if err := w.tl.Put(k, w.lsn, value.Image(binary.BigEndian.AppendUint32(nil, n))); err != nil {
+		if err := w.tl.Put(k, w.lsn, value.Size(n)); err != nil {
 			return fmt.Errorf("write %v: %w", k, err)
 		}
 	}

@@ -3,7 +3,6 @@ package repo
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -154,14 +153,10 @@ func visit(l layer.Layer, from pgdata.LSN, k key.Key, floor, end pgdata.LSN, st 
 	return st.Complete || from <= floor && floor > 0, from, nil
 }
 
-// relSizeLen is the length of a relation size value: the number of blocks,
-// big-endian.
-const relSizeLen = 4
-
 // PutRelSize stores the size, in blocks, of one fork of a relation at lsn
 // (visible at FinishWrite).
 func (tl *Timeline) PutRelSize(rel pgdata.RelFileNode, fork pgdata.ForkNumber, lsn pgdata.LSN, blocks uint32) error {
-	return tl.Put(key.RelSize(rel, fork), lsn, value.Image(binary.BigEndian.AppendUint32(nil, blocks)))
+	return tl.Put(key.RelSize(rel, fork), lsn, value.Size(blocks))
 }
 
 // RelSize returns the size, in blocks, of one fork of a relation at lsn;
@@ -172,8 +167,9 @@ func (tl *Timeline) RelSize(ctx context.Context, rel pgdata.RelFileNode, fork pg
 	if err != nil {
 		return 0, err
 	}
-	if len(b) != relSizeLen {
-		return 0, fmt.Errorf("size of %v at %v on timeline %s is %d bytes, want %d", k, lsn, tl.id, len(b), relSizeLen)
+	n, err := value.DecodeSize(b)
+	if err != nil {
+		return 0, fmt.Errorf("size of %v at %v on timeline %s: %w", k, lsn, tl.id, err)
 	}
-	return binary.BigEndian.Uint32(b), nil
+	return n, nil
 }

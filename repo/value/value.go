@@ -1,6 +1,7 @@
 package value
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -124,4 +125,21 @@ func (v Value) String() string {
 type Record struct {
 	LSN   pgdata.LSN
 	Value Value
+}
+
+// sizeLen is the length of a size value.
+const sizeLen = 4
+
+// Size returns the value that stores a size: the number of blocks of a
+// relation fork or of pages of an SLRU segment, as a 4-byte big-endian
+// image. Everything that writes or reads a size key goes through Size and
+// DecodeSize.
+func Size(n uint32) Value { return Image(binary.BigEndian.AppendUint32(nil, n)) }
+
+// DecodeSize decodes a size stored by Size.
+func DecodeSize(b []byte) (uint32, error) {
+	if len(b) != sizeLen {
+		return 0, fmt.Errorf("size value of %d bytes, want %d", len(b), sizeLen)
+	}
+	return binary.BigEndian.Uint32(b), nil
 }

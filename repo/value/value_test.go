@@ -90,3 +90,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSize(t *testing.T) {
+	for _, n := range []uint32{0, 1, 131072, 0xFFFFFFFE} {
+		v := Size(n)
+		if v.Kind != KindImage {
+			t.Errorf("Size(%d) is a %v, want an image", n, v.Kind)
+		}
+		got, err := DecodeSize(v.Data)
+		if err != nil || got != n {
+			t.Errorf("DecodeSize(Size(%d)) = %d, %v", n, got, err)
+		}
+	}
+	if _, err := DecodeSize([]byte{1, 2, 3}); err == nil {
+		t.Error("a 3-byte size was accepted")
+	}
+}
