@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
@@ -24,14 +23,7 @@ func TestDatadirWriterRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	tn, err := r.CreateTenant(id.NewTenantID(), repo.DefaultTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tl := newTestTimeline(t, r)
 	rel := pgdata.RelFileNode{SpcNode: 1663, DbNode: 5, RelNode: 16384}
 	db := Database{1663, 5}
 	w := NewDatadirWriter(tl)

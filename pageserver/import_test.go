@@ -45,6 +45,20 @@ func openTestRepo(t *testing.T, workdir string) *repo.Repository {
 	return r
 }
 
+// newTestTimeline creates a tenant in r and a new timeline in it.
+func newTestTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Timeline) {
+	t.Helper()
+	tn, err := r.CreateTenant(id.NewTenantID(), repo.DefaultTenantConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn, tl
+}
+
 func exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
 	t.Helper()
 	for _, sql := range sqls {
@@ -84,15 +98,8 @@ func TestImportDataDir(t *testing.T) {
 
 	workdir := t.TempDir()
 	r := openTestRepo(t, workdir)
-	tn, err := r.CreateTenant(id.NewTenantID(), repo.DefaultTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tid := id.NewTimelineID()
-	tl, err := tn.CreateTimeline(tid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := newTestTimeline(t, r)
+	tid := tl.ID()
 	var logBuf bytes.Buffer
 	lsn, err := ImportDataDir(ctx, tl, dir, zerolog.New(&logBuf))
 	if err != nil {
@@ -143,15 +150,8 @@ func TestImportRefusesUncleanDataDir(t *testing.T) {
 	}
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
-	tn, err := r.CreateTenant(id.NewTenantID(), repo.DefaultTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = ImportDataDir(ctx, tl, c.DataDir(), zerolog.Nop())
+	_, tl := newTestTimeline(t, r)
+	_, err := ImportDataDir(ctx, tl, c.DataDir(), zerolog.Nop())
 	if !errors.Is(err, ErrNotShutDown) || !strings.Contains(err.Error(), "in production") {
 		t.Fatalf("import of a crashed data directory: error = %v, want ErrNotShutDown naming the state", err)
 	}
