@@ -84,7 +84,7 @@ func (c *Cluster) PID() (int, error) {
 		}
 		return pid, nil
 	}
-	if !alive(pid) {
+	if !Alive(pid) {
 		return 0, fmt.Errorf("%w: stale %s (pid %d is gone)", ErrNotRunning, path, pid)
 	}
 	if err := c.isOurPostmaster(pid); err != nil {
@@ -153,16 +153,16 @@ func (c *Cluster) Stop(ctx context.Context, mode StopMode) error {
 		case <-ctx.Done():
 			return fmt.Errorf("postgres (pid %d) did not stop (%s) in time: %w; try mode immediate", pid, mode, ctx.Err())
 		}
-	} else if err := waitGone(ctx, pid); err != nil {
+	} else if err := WaitGone(ctx, pid); err != nil {
 		return fmt.Errorf("postgres (pid %d) did not stop (%s) in time: %w; try mode immediate", pid, mode, err)
 	}
 	log.Info().Msg("postgres stopped")
 	return nil
 }
 
-// alive reports whether pid names a process that has not exited (a zombie
+// Alive reports whether pid names a process that has not exited (a zombie
 // counts as exited).
-func alive(pid int) bool {
+func Alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return false
 	}
@@ -177,11 +177,11 @@ func alive(pid int) bool {
 	return true
 }
 
-// waitGone polls until pid has exited or ctx is done.
-func waitGone(ctx context.Context, pid int) error {
+// WaitGone polls until pid has exited or ctx is done.
+func WaitGone(ctx context.Context, pid int) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for alive(pid) {
+	for Alive(pid) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

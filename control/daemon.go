@@ -1,0 +1,177 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+)
+
+// Timeouts of background process management.
+const (
+	// daemonReadyTimeout bounds how long start waits for a process to
+	// answer (a page server may load many tenants first).
+	daemonReadyTimeout = 60 * time.Second
+	// daemonStopTimeout bounds how long stop waits after SIGTERM.
+	daemonStopTimeout = 60 * time.Second
+)
+
+// Daemon is a background zenith process, `zenith ARGS... EXTRA...`, with
+// its pidfile and log in the repository directory: the page server or a
+// safekeeper, run by `zenith start` and stopped by `zenith stop`.
+type Daemon struct {
+	// Name is what messages call it ("page server", "safekeeper 2").
+	Name string
+	// Args identify the process (see Pidfile.Args): ROLE run -D DIR.
+	Args []string
+	// Extra are further arguments that do not identify it.
+	Extra []string
+	// PidPath and LogPath are its pidfile and log file.
+	PidPath, LogPath string
+	// Ready reports whether the process answers.
+	Ready func(ctx context.Context) error
+}
+
+func (d *Daemon) pidfile() Pidfile { return Pidfile{Path: d.PidPath, Args: d.Args} }
+
+// PID returns the pid of the running process, or an error wrapping
+// ErrNotRunning. A stale pidfile is removed and reported on notes.
+func (d *Daemon) PID(notes io.Writer) (int, error) {
+	pid, err := d.pidfile().Read()
+	var stale *StalePidfileError
+	if errors.As(err, &stale) {
+		fmt.Fprintf(notes, "%s: %v\n", d.Name, err)
+		return 0, fmt.Errorf("%s: %w (stale pidfile removed)", d.Name, ErrNotRunning)
+	}
+	return pid, err
+}
+
+// Start starts the process unless it runs already, and waits until it
+// answers. It reports what it did on notes. A process that does not come
+// up is killed, and the error carries the end of its log.
+func (d *Daemon) Start(ctx context.Context, notes io.Writer) error {
+	pid, err := d.PID(notes)
+	if err == nil {
+		fmt.Fprintf(notes, "%s already running (pid %d)\n", d.Name, pid)
+		return d.waitReady(ctx, nil)
+	}
+	if !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("start %s: find the zenith binary: %w", d.Name, err)
+	}
+	logf, err := os.OpenFile(d.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("start %s: open log: %w", d.Name, err)
+	}
+	defer logf.Close()
+	st, err := logf.Stat()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", d.Name, err)
+	}
+	logStart := st.Size()
+	// Not CommandContext: the process outlives this command.
+	cmd := exec.Command(exe, append(append([]string{}, d.Args...), d.Extra...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: a Ctrl-C at the terminal that ran zenith start must
+	// not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", d.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // how it exited is in its log
+		close(exited)
+	}()
+	fail := func(err error) error {
+		_ = cmd.Process.Kill()
+		<-exited
+		_ = d.pidfile().Remove()
+		return fmt.Errorf("start %s: %w\n%s ends with:\n%s", d.Name, err, d.LogPath, logTail(d.LogPath, logStart, 20))
+	}
+	if err := d.pidfile().Write(cmd.Process.Pid); err != nil {
+		return fail(err)
+	}
+	if err := d.waitReady(ctx, exited); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(notes, "%s started (pid %d, log %s)\n", d.Name, cmd.Process.Pid, d.LogPath)
+	return nil
+}
+
+// waitReady polls Ready until it succeeds, the process exits (exited
+// closes; nil when it was not started here), or daemonReadyTimeout.
+func (d *Daemon) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, daemonReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := d.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("it exited during start-up")
+		case <-ctx.Done():
+			return fmt.Errorf("not answering after %v: %w", daemonReadyTimeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop stops the process if it runs: SIGTERM and a wait for it to exit
+// cleanly, or with immediate SIGKILL. It reports what it did on notes.
+func (d *Daemon) Stop(ctx context.Context, immediate bool, notes io.Writer) error {
+	pid, err := d.PID(notes)
+	if errors.Is(err, ErrNotRunning) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGTERM
+	if immediate {
+		sig = syscall.SIGKILL
+	}
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop %s (pid %d): %w", d.Name, pid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, daemonStopTimeout)
+	defer cancel()
+	if err := pgcluster.WaitGone(ctx, pid); err != nil {
+		return fmt.Errorf("%s (pid %d) did not stop within %v: %w; zenith stop --immediate kills it", d.Name, pid, daemonStopTimeout, err)
+	}
+	if err := d.pidfile().Remove(); err != nil {
+		return err
+	}
+	fmt.Fprintf(notes, "%s stopped (pid %d)\n", d.Name, pid)
+	return nil
+}
+
+// logTail returns the last n lines of the file at path from offset from.
+func logTail(path string, from int64, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	if from <= int64(len(b)) {
+		b = b[from:]
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

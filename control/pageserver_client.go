@@ -1,0 +1,259 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// PageserverClient talks to a page server over its page service (libpq):
+// the only way the control plane learns or changes anything there, so the
+// same commands work against a page server on another host.
+type PageserverClient struct {
+	// Addr is the page service's host:port.
+	Addr string
+}
+
+// Branch is one row of `branch_list`: a branch name and its timeline.
+type Branch struct {
+	Name               string        `json:"name"`
+	TimelineID         id.TimelineID `json:"timeline_id"`
+	AncestorName       string        `json:"ancestor_name,omitempty"`
+	AncestorTimelineID string        `json:"ancestor_timeline_id,omitempty"`
+	AncestorLSN        string        `json:"ancestor_lsn,omitempty"`
+	LastRecordLSN      pgdata.LSN    `json:"last_record_lsn"`
+	PrevRecordLSN      string        `json:"prev_record_lsn,omitempty"`
+	DiskConsistentLSN  string        `json:"disk_consistent_lsn,omitempty"`
+}
+
+// PageserverError is an error the page server answered with.
+type PageserverError struct {
+	Command string
+	Code    string // SQLSTATE
+	Message string
+}
+
+func (e *PageserverError) Error() string {
+	return fmt.Sprintf("page server: %s (SQLSTATE %s)", e.Message, e.Code)
+}
+
+// SQLSTATEs the page service answers with (see its command table).
+const (
+	codeUnknown      = "42704" // unknown tenant, branch or timeline
+	codeExists       = "42710"
+	codeInvalidValue = "22023"
+	codeLSNTooOld    = "55000" // before the GC cut-off, or not a record boundary
+	codeLSNTimeout   = "57014"
+)
+
+// dialTimeout bounds connecting to the page server, so a command against
+// a page server that is down fails quickly.
+const dialTimeout = 5 * time.Second
+
+func (c *PageserverClient) connect(ctx context.Context) (*pgconn.PgConn, error) {
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("page server address %q: %w", c.Addr, err)
+	}
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s user=zenith dbname=zenith sslmode=disable application_name=zenith-cli", host, port))
+	if err != nil {
+		return nil, fmt.Errorf("page server address %q: %w", c.Addr, err)
+	}
+	cfg.ConnectTimeout = dialTimeout
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the page server at %s (is it running? zenith start starts it): %w", c.Addr, err)
+	}
+	return conn, nil
+}
+
+// wrap turns a server error into a *PageserverError.
+func wrap(command string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return &PageserverError{Command: command, Code: pgErr.Code, Message: pgErr.Message}
+	}
+	return fmt.Errorf("page server %s: %w", command, err)
+}
+
+// query runs one simple-protocol command and returns its rows as maps from
+// column name to text value.
+func (c *PageserverClient) query(ctx context.Context, command string) ([]map[string]string, error) {
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	results, err := conn.Exec(ctx, command).ReadAll()
+	if err != nil {
+		return nil, wrap(command, err)
+	}
+	var rows []map[string]string
+	for _, r := range results {
+		if r.Err != nil {
+			return nil, wrap(command, r.Err)
+		}
+		for _, vals := range r.Rows {
+			row := make(map[string]string, len(vals))
+			for i, fd := range r.FieldDescriptions {
+				row[fd.Name] = string(vals[i])
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}
+
+// Ping checks that the page server answers identify_system as a page
+// server.
+func (c *PageserverClient) Ping(ctx context.Context) error {
+	rows, err := c.query(ctx, "identify_system")
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 || rows[0]["server"] != "zenith-pageserver" {
+		return fmt.Errorf("%s answered identify_system with %v: not a zenith page server", c.Addr, rows)
+	}
+	return nil
+}
+
+// Status returns the page server's `status` row.
+func (c *PageserverClient) Status(ctx context.Context) (map[string]string, error) {
+	rows, err := c.query(ctx, "status")
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != 1 {
+		return nil, fmt.Errorf("page server status: %d rows, want 1", len(rows))
+	}
+	return rows[0], nil
+}
+
+// TenantCreate creates a tenant, with a fresh id when t is zero.
+func (c *PageserverClient) TenantCreate(ctx context.Context, t id.TenantID) (id.TenantID, error) {
+	cmd := "tenant_create"
+	if !t.IsZero() {
+		cmd += " " + t.String()
+	}
+	rows, err := c.query(ctx, cmd)
+	if err != nil {
+		return id.TenantID{}, err
+	}
+	if len(rows) != 1 {
+		return id.TenantID{}, fmt.Errorf("tenant_create: %d rows, want 1", len(rows))
+	}
+	return id.ParseTenantID(rows[0]["tenant_id"])
+}
+
+// TenantList returns the page server's tenants.
+func (c *PageserverClient) TenantList(ctx context.Context) ([]id.TenantID, error) {
+	rows, err := c.query(ctx, "tenant_list")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]id.TenantID, 0, len(rows))
+	for _, r := range rows {
+		t, err := id.ParseTenantID(r["tenant_id"])
+		if err != nil {
+			return nil, fmt.Errorf("tenant_list: %w", err)
+		}
+		ids = append(ids, t)
+	}
+	return ids, nil
+}
+
+// BranchList returns the branches of tenant t.
+func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]Branch, error) {
+	rows, err := c.query(ctx, "branch_list "+t.String())
+	if err != nil {
+		return nil, err
+	}
+	branches := make([]Branch, 0, len(rows))
+	for _, r := range rows {
+		b, err := parseBranchRow(r)
+		if err != nil {
+			return nil, fmt.Errorf("branch_list: %w", err)
+		}
+		branches = append(branches, b)
+	}
+	return branches, nil
+}
+
+func parseBranchRow(r map[string]string) (Branch, error) {
+	b := Branch{
+		Name:               r["name"],
+		AncestorName:       r["ancestor_name"],
+		AncestorTimelineID: r["ancestor_timeline_id"],
+		AncestorLSN:        r["ancestor_lsn"],
+		PrevRecordLSN:      r["prev_record_lsn"],
+		DiskConsistentLSN:  r["disk_consistent_lsn"],
+	}
+	var err error
+	if b.TimelineID, err = id.ParseTimelineID(r["timeline_id"]); err != nil {
+		return b, fmt.Errorf("branch %q: %w", b.Name, err)
+	}
+	if b.LastRecordLSN, err = pgdata.ParseLSN(r["last_record_lsn"]); err != nil {
+		return b, fmt.Errorf("branch %q: last_record_lsn: %w", b.Name, err)
+	}
+	return b, nil
+}
+
+// BranchCreate creates branch name of tenant t at start (see ParseStart).
+func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name, start string) (Branch, error) {
+	rows, err := c.query(ctx, fmt.Sprintf("branch_create %s %s %s", t, name, start))
+	if err != nil {
+		return Branch{}, err
+	}
+	if len(rows) != 1 {
+		return Branch{}, fmt.Errorf("branch_create: %d rows, want 1", len(rows))
+	}
+	return parseBranchRow(rows[0])
+}
+
+// Import sends a tar of a cleanly shut down data directory, read from r,
+// as the new branch name of tenant t.
+func (c *PageserverClient) Import(ctx context.Context, t id.TenantID, name string, r io.Reader) error {
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	cmd := fmt.Sprintf("import %s %s", t, name)
+	if _, err := conn.CopyFrom(ctx, r, cmd); err != nil {
+		return wrap(cmd, err)
+	}
+	return nil
+}
+
+// Basebackup writes the tar of timeline tl of tenant t at lsn (0: its last
+// record) to w.
+func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.TimelineID, lsn pgdata.LSN, w io.Writer) error {
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	cmd := fmt.Sprintf("basebackup %s %s", t, tl)
+	if lsn != 0 {
+		cmd += " " + lsn.String()
+	}
+	if _, err := conn.CopyTo(ctx, w, cmd); err != nil {
+		return wrap(cmd, err)
+	}
+	return nil
+}
+
+// CallMeMaybe points the WAL receiver of timeline tl at connStr, a compute
+// that the page server should stream WAL from.
+func (c *PageserverClient) CallMeMaybe(ctx context.Context, t id.TenantID, tl id.TimelineID, connStr string) error {
+	_, err := c.query(ctx, fmt.Sprintf("callmemaybe %s %s %s", t, tl, connStr))
+	return err
+}
