@@ -1,0 +1,84 @@
+// Package safekeeper is Zenith's WAL acceptor: it keeps the WAL of each
+// tenant/timeline durably, so that a commit acknowledged by the compute
+// (stock PostgreSQL 15, which waits for a quorum of synchronous standbys)
+// survives the loss of the compute and of any minority of safekeepers.
+//
+// # Storage
+//
+// Under the data directory, a timeline lives in <dir>/<tenant>/<timeline>/:
+// the control file safekeeper.control and the WAL in segment files named
+// as in pg_wal (PostgreSQL timeline 1, 16 MiB by default). The control file
+// holds the term this safekeeper voted for, the term history
+// [(term, start LSN)], the flush, commit and page server LSNs, the system
+// id and the segment size; it is replaced atomically (temp file, fsync,
+// rename, fsync of the directory) and carries a CRC-32C: a torn or corrupt
+// control file is an error, never a reset. WAL is written where it
+// belongs and fsynced before a flush position is reported to anyone or
+// written to the control file. The end of the WAL files is the flush LSN
+// after a restart (the control file's copy is only a lower bound, written
+// lazily); a control file flush LSN above the files' end can only come
+// from a crash in the middle of a truncation, which is completed then.
+//
+// # Commands
+//
+// A safekeeper serves libpq (package pgwire) on one listener. Ids are 32
+// lowercase hex characters, LSNs %X/%X, a term history is written as
+// "term@lsn,term@lsn" (empty for none).
+//
+//	greet <tenant> <timeline>
+//	    row: term, history, flush_lsn, record_lsn, commit_lsn, begin_lsn
+//	    (record_lsn is the end of the last complete record at or below
+//	    flush_lsn: where a new term may start)
+//	vote <tenant> <timeline> <term>
+//	    votes for term if it is higher than any seen (persisted before the
+//	    answer) and drops the connection to the compute of an older term;
+//	    row: granted (t/f) and greet's columns after the vote
+//	read_wal <tenant> <timeline> <start> <end>
+//	    COPY OUT of the raw WAL bytes [start, end) (end <= flush LSN), for
+//	    a peer being brought up to date in an election
+//	elected <tenant> <timeline> <term> <start> <donor> <history>
+//	    the election of term is won with start LSN start: truncate what
+//	    diverges from the donor's history, pull the missing WAL [.., start)
+//	    from the donor (host:port of its libpq listener; "-" when this
+//	    safekeeper is the donor), and append (term, start) to the history
+//	compute <tenant> <timeline> <term> <start> <connstr>
+//	    stream WAL from the compute of term (a physical replication
+//	    connection with application_name safekeeper<id> and slot
+//	    safekeeper_<id>); start initialises an empty timeline's WAL (the
+//	    LSN of the basebackup the compute started from); connstr is the
+//	    rest of the line, in libpq keyword/value or URL form
+//
+// A safekeeper never accepts WAL, or a compute, from a term lower than
+// the one it voted for, and never reconnects to an older term's compute:
+// a zombie compute cannot get a commit acknowledged.
+//
+// # Serving WAL to the page server
+//
+// A replication connection (startup parameter replication=true) names its
+// timeline with startup options, as a libpq connection string does with
+// options='-c tenant_id=<id> -c timeline_id=<id>'. It supports
+// IDENTIFY_SYSTEM (xlogpos is the commit LSN), CREATE_REPLICATION_SLOT
+// (accepted and ignored: WAL retention follows the page server's reported
+// flush LSN) and START_REPLICATION [SLOT s] [PHYSICAL] lsn [TIMELINE 1],
+// which streams XLogData only up to the commit LSN, with keepalives. The
+// standby status updates' flush position is recorded as the page server's
+// consistent LSN.
+//
+// # Commit LSN and WAL removal
+//
+// Each safekeeper polls its peers' HTTP status (--peers) and takes as
+// commit LSN the q-th highest flush LSN (q = a majority of peers + 1) among
+// the safekeepers that are in its term and in sync with it (their history
+// ends with the same (term, start)). Whole segment files that end at or
+// below the page server's consistent LSN, and below the flush LSN of
+// every peer, are removed; while a peer cannot be reached nothing is.
+//
+// # HTTP
+//
+// GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
+// (JSON), GET /metrics (Prometheus).
+//
+// This package must never acknowledge (report as flushed) WAL that is not
+// fsynced, and never serve the page server WAL that a later election
+// could remove.
+package safekeeper

@@ -1,0 +1,340 @@
+package safekeeper
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// ErrTermChanged is returned for WAL or a compute from a term that is not
+// the one this safekeeper voted for last.
+var ErrTermChanged = errors.New("the safekeeper has voted for another term")
+
+// controlPersistInterval bounds how stale the control file's flush and
+// commit LSNs may get while WAL streams in.
+const controlPersistInterval = time.Second
+
+// Timeline is one tenant/timeline's WAL and control state on this
+// safekeeper. Its methods are safe for concurrent use.
+type Timeline struct {
+	Tenant   id.TenantID
+	Timeline id.TimelineID
+	dir      string
+	log      zerolog.Logger
+
+	mu        sync.Mutex
+	ctl       Control // in memory; the file has what persist wrote
+	wal       *walFiles
+	flush     pgdata.LSN
+	persisted time.Time
+	// changed is closed (and replaced) whenever flush or commit LSN or
+	// the term moves, to wake walsenders and the streamer.
+	changed chan struct{}
+	// stopStream ends the streaming from the current compute.
+	stopStream func()
+	// peers is what the last poll of each peer's status returned.
+	peerFlush map[string]pgdata.LSN
+	closed    bool
+}
+
+// TimelineState is a snapshot of a timeline's state, as greet and the HTTP
+// status report it.
+type TimelineState struct {
+	Tenant        id.TenantID   `json:"tenant_id"`
+	Timeline      id.TimelineID `json:"timeline_id"`
+	Term          uint64        `json:"term"`
+	History       History       `json:"history"`
+	BeginLSN      pgdata.LSN    `json:"begin_lsn"`
+	FlushLSN      pgdata.LSN    `json:"flush_lsn"`
+	CommitLSN     pgdata.LSN    `json:"commit_lsn"`
+	PageserverLSN pgdata.LSN    `json:"pageserver_lsn"`
+	ComputeTerm   uint64        `json:"compute_term"`
+	SystemID      uint64        `json:"system_id,string"`
+}
+
+// createTimeline makes an empty timeline in dir.
+func createTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create timeline directory: %w", err)
+	}
+	ctl := &Control{SegmentSize: pgdata.WALSegmentSize}
+	if err := writeControl(dir, ctl); err != nil {
+		return nil, err
+	}
+	if err := syncDir(dir + "/.."); err != nil {
+		return nil, err
+	}
+	return openTimeline(dir, tenant, timeline, log)
+}
+
+// openTimeline loads a timeline's control file and WAL.
+func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
+	ctl, err := readControl(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !pgdata.ValidWALSegmentSize(ctl.SegmentSize) {
+		return nil, &CorruptionError{File: dir, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
+	}
+	w, err := openWAL(dir, ctl.SegmentSize)
+	if err != nil {
+		return nil, err
+	}
+	tl := &Timeline{
+		Tenant: tenant, Timeline: timeline, dir: dir,
+		log:     log.With().Str("tenant", tenant.String()).Str("timeline", timeline.String()).Logger(),
+		ctl:     *ctl,
+		wal:     w,
+		changed: make(chan struct{}),
+	}
+	if w.end == 0 {
+		// No segment files: the WAL (if it was begun) is empty.
+		w.setBegin(ctl.BeginLSN)
+	} else if ctl.BeginLSN > w.begin {
+		w.begin = ctl.BeginLSN
+	}
+	tl.flush = w.end
+	if tl.flush < ctl.FlushLSN {
+		// The control file is written only after the WAL it counts is
+		// fsynced, so this is a crash during a truncation (files first,
+		// then the control file): finish it.
+		tl.log.Warn().Stringer("control_flush_lsn", ctl.FlushLSN).Stringer("wal_end", tl.flush).
+			Msg("WAL ends below the control file's flush LSN: completing an interrupted truncation")
+		tl.ctl.History = historyUpTo(tl.ctl.History, tl.flush)
+		tl.ctl.FlushLSN = tl.flush
+		if tl.ctl.CommitLSN > tl.flush {
+			tl.ctl.CommitLSN = tl.flush
+		}
+		if err := tl.persistLocked(); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
+	return tl, nil
+}
+
+// historyUpTo drops the entries of h that start above lsn.
+func historyUpTo(h History, lsn pgdata.LSN) History {
+	out := History{}
+	for _, e := range h {
+		if e.Start <= lsn {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// State returns a snapshot of the timeline's state.
+func (tl *Timeline) State() TimelineState {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.stateLocked()
+}
+
+func (tl *Timeline) stateLocked() TimelineState {
+	return TimelineState{
+		Tenant: tl.Tenant, Timeline: tl.Timeline,
+		Term: tl.ctl.Term, History: append(History{}, tl.ctl.History...),
+		BeginLSN: tl.wal.begin, FlushLSN: tl.flush, CommitLSN: tl.ctl.CommitLSN,
+		PageserverLSN: tl.ctl.PageserverLSN, ComputeTerm: tl.ctl.ComputeTerm,
+		SystemID: tl.ctl.SystemID,
+	}
+}
+
+// Changed returns a channel closed at the next change of the flush or
+// commit LSN or of the term.
+func (tl *Timeline) Changed() <-chan struct{} {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.changed
+}
+
+func (tl *Timeline) notifyLocked() {
+	close(tl.changed)
+	tl.changed = make(chan struct{})
+}
+
+// persistLocked writes the control file from the in-memory state.
+func (tl *Timeline) persistLocked() error {
+	tl.ctl.FlushLSN = tl.flush
+	tl.ctl.BeginLSN = tl.wal.begin
+	if err := writeControl(tl.dir, &tl.ctl); err != nil {
+		return err
+	}
+	tl.persisted = time.Now()
+	return nil
+}
+
+// Vote votes for term if it is higher than any term seen, durably, and
+// stops streaming from an older term's compute. It returns whether the
+// vote was granted and the state after it.
+func (tl *Timeline) Vote(term uint64) (bool, TimelineState, error) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if term <= tl.ctl.Term {
+		return false, tl.stateLocked(), nil
+	}
+	old := tl.ctl.Term
+	tl.ctl.Term = term
+	if err := tl.persistLocked(); err != nil {
+		tl.ctl.Term = old
+		return false, tl.stateLocked(), err
+	}
+	tl.stopStreamLocked()
+	tl.notifyLocked()
+	tl.log.Info().Uint64("term", term).Msg("voted")
+	return true, tl.stateLocked(), nil
+}
+
+func (tl *Timeline) stopStreamLocked() {
+	if tl.stopStream != nil {
+		tl.stopStream()
+		tl.stopStream = nil
+	}
+}
+
+// AppendWAL stores WAL streamed by the compute of term, at the end of the
+// WAL. It is not durable until Sync.
+func (tl *Timeline) AppendWAL(term uint64, lsn pgdata.LSN, b []byte) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if term != tl.ctl.Term || tl.ctl.History.LastTerm() != term {
+		return ErrTermChanged
+	}
+	return tl.wal.write(lsn, b)
+}
+
+// Sync fsyncs the WAL written so far and returns the new flush LSN. The
+// control file follows at most controlPersistInterval later.
+func (tl *Timeline) Sync() (pgdata.LSN, error) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	flush, err := tl.wal.sync()
+	if err != nil {
+		return tl.flush, err
+	}
+	if flush != tl.flush {
+		tl.flush = flush
+		tl.notifyLocked()
+	}
+	if time.Since(tl.persisted) > controlPersistInterval && tl.ctl.FlushLSN != tl.flush {
+		if err := tl.persistLocked(); err != nil {
+			return tl.flush, err
+		}
+	}
+	return tl.flush, nil
+}
+
+// FlushLSN is the end of the fsynced WAL.
+func (tl *Timeline) FlushLSN() pgdata.LSN {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.flush
+}
+
+// ReadWAL fills b with stored WAL from lsn on; the range must be at or
+// below the flush LSN.
+func (tl *Timeline) ReadWAL(b []byte, lsn pgdata.LSN) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if lsn+pgdata.LSN(len(b)) > tl.flush {
+		return fmt.Errorf("read of WAL up to %s beyond the flush LSN %s", lsn+pgdata.LSN(len(b)), tl.flush)
+	}
+	return tl.wal.readAt(b, lsn)
+}
+
+// SetSystem records the system id of the WAL (the first compute's) and
+// refuses another. segSize must be the timeline's.
+func (tl *Timeline) SetSystem(sysID uint64, segSize uint64) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if segSize != tl.ctl.SegmentSize {
+		return fmt.Errorf("the compute's WAL segment size is %d, the timeline's %d", segSize, tl.ctl.SegmentSize)
+	}
+	if tl.ctl.SystemID == sysID {
+		return nil
+	}
+	if tl.ctl.SystemID != 0 {
+		return fmt.Errorf("the compute's system id %d is not the timeline's %d", sysID, tl.ctl.SystemID)
+	}
+	tl.ctl.SystemID = sysID
+	return tl.persistLocked()
+}
+
+// AdvanceCommit raises the commit LSN (never above the flush LSN).
+func (tl *Timeline) AdvanceCommit(lsn pgdata.LSN) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if lsn > tl.flush {
+		lsn = tl.flush
+	}
+	if lsn <= tl.ctl.CommitLSN {
+		return nil
+	}
+	tl.ctl.CommitLSN = lsn
+	tl.notifyLocked()
+	if time.Since(tl.persisted) > controlPersistInterval {
+		return tl.persistLocked()
+	}
+	return nil
+}
+
+// SetPageserverLSN records the page server's consistent LSN.
+func (tl *Timeline) SetPageserverLSN(lsn pgdata.LSN) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if lsn <= tl.ctl.PageserverLSN {
+		return nil
+	}
+	tl.ctl.PageserverLSN = lsn
+	if time.Since(tl.persisted) > controlPersistInterval {
+		return tl.persistLocked()
+	}
+	return nil
+}
+
+// RemoveOldWAL removes whole segments below both the page server's
+// consistent LSN and horizon (the lowest flush LSN of the peers).
+func (tl *Timeline) RemoveOldWAL(horizon pgdata.LSN) error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	limit := tl.ctl.PageserverLSN
+	if horizon < limit {
+		limit = horizon
+	}
+	if limit <= tl.wal.begin {
+		return nil
+	}
+	n, err := tl.wal.removeBelow(limit)
+	if err != nil || n == 0 {
+		return err
+	}
+	tl.log.Info().Int("segments", n).Stringer("begin_lsn", tl.wal.begin).Msg("removed old WAL")
+	return tl.persistLocked()
+}
+
+// Close persists the state and closes the files.
+func (tl *Timeline) Close() error {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.closed {
+		return nil
+	}
+	tl.closed = true
+	tl.stopStreamLocked()
+	if _, err := tl.wal.sync(); err != nil {
+		tl.wal.closeAll()
+		return err
+	}
+	tl.flush = tl.wal.synced
+	err := tl.persistLocked()
+	tl.wal.closeAll()
+	return err
+}
