@@ -1,0 +1,467 @@
+package pageserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// The raw-WAL store of a timeline, for the page server without
+// safekeepers: the WAL receiver writes what the compute streams into it and
+// fsyncs it before reporting a flush, so the compute can wait for us as its
+// synchronous standby, and after a crash the WAL that the repository had
+// not made durable is ingested again from here.
+//
+// On disk, a directory holds WAL segment files named as in pg_wal
+// (timeline 1) and the control file walstore.json. A segment file holds
+// the segment's bytes at their offsets; it is only as long as the WAL
+// written into it (not preallocated), and the first segment has zeros
+// before the store's start, which is wherever the timeline's WAL begins
+// (its import or branch point, in mid-segment). The control file records
+// that start and the WAL receiver's source; it is replaced atomically.
+//
+// Retention: nothing is removed unless RemoveBelow is called. The page
+// server keeps every segment for now, so that branches at old LSNs
+// (PrevRecord) and time lookups (FindLSNForTime) keep working; once GC
+// and remote storage decide what history is needed, RemoveBelow at the
+// disk-consistent LSN is the lower bound of what may go.
+
+// walStoreControlFile is the name of the store's control file.
+const walStoreControlFile = "walstore.json"
+
+// walStoreTimeline is the PostgreSQL timeline the segment files are named
+// with: Zenith computes never switch timelines.
+const walStoreTimeline = 1
+
+// walReadChunk is how much stored WAL a scan reads and decodes at a time.
+const walReadChunk = 256 << 10
+
+var (
+	// ErrWALGap is returned by WALStore.Write for bytes that start after
+	// the end of the stored WAL.
+	ErrWALGap = errors.New("WAL write would leave a gap")
+	// ErrWALMismatch is returned by WALStore.Write for bytes that overlap
+	// stored WAL and differ from it.
+	ErrWALMismatch = errors.New("WAL write differs from the stored WAL it overlaps")
+	// ErrNoRecordEndsAt is returned by WALStore.PrevRecord for an LSN at
+	// which no stored record ends.
+	ErrNoRecordEndsAt = errors.New("not the end of a record in the stored WAL")
+	// ErrNoCommitBefore is returned by WALStore.FindLSNForTime when no
+	// stored commit record is as old as the time asked for.
+	ErrNoCommitBefore = errors.New("no commit record at or before that time in the stored WAL")
+	// errNoRecordStart says that no record starts in a segment: one
+	// record covers all of it.
+	errNoRecordStart = errors.New("no record starts in the segment")
+)
+
+// walStoreControl is the contents of the control file.
+type walStoreControl struct {
+	Version int `json:"version"`
+	// Start is where the stored WAL begins: a record boundary; 0 for a
+	// store nothing was written to yet.
+	Start pgdata.LSN `json:"start"`
+	// StartPrev is the start of the record that ends at Start, if known.
+	StartPrev pgdata.LSN `json:"start_prev"`
+	// Source is the WAL receiver's connection string ("": none).
+	Source string `json:"source"`
+}
+
+const walStoreControlVersion = 1
+
+// WALStore keeps a timeline's raw WAL durably in a directory, in segment
+// files named as in pg_wal; see the top of walstore.go. One writer calls
+// Init, Write, Sync, SetSource and RemoveBelow; any number of readers may
+// call the rest at the same time.
+type WALStore struct {
+	dir     string
+	segSize uint64
+	log     zerolog.Logger
+
+	wmu sync.Mutex // serialises the writer's operations and their I/O
+	// Open files the writer wrote to since the last Sync, by segment; the
+	// one holding end stays open after Sync.
+	files    map[uint64]*os.File
+	dirDirty bool // a segment file was created or removed since the last Sync
+
+	mu        sync.Mutex // protects the fields below, for readers
+	ctl       walStoreControl
+	end       pgdata.LSN // end of the written WAL
+	flushed   pgdata.LSN // end of the fsynced WAL
+	timeIndex map[uint64]segmentCommits
+}
+
+// OpenWALStore opens the store in dir, creating it if needed. The store's
+// end is the end of the last record that decodes completely from the
+// stored bytes: bytes after it are a torn write and are cut off, and what
+// remains is fsynced, so Flushed is that end.
+func OpenWALStore(dir string, segSize uint64, log zerolog.Logger) (*WALStore, error) {
+	if !pgdata.ValidWALSegmentSize(segSize) {
+		return nil, fmt.Errorf("open WAL store %s: invalid WAL segment size %d", dir, segSize)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open WAL store: %w", err)
+	}
+	s := &WALStore{
+		dir:       dir,
+		segSize:   segSize,
+		log:       log.With().Str("wal_store", dir).Logger(),
+		files:     make(map[uint64]*os.File),
+		timeIndex: make(map[uint64]segmentCommits),
+	}
+	if err := s.load(); err != nil {
+		return nil, fmt.Errorf("open WAL store %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// Close closes the files the store holds open. It does not sync them.
+func (s *WALStore) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var first error
+	for seg, f := range s.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("close WAL segment: %w", err)
+		}
+		delete(s.files, seg)
+	}
+	return first
+}
+
+// SegmentSize is the WAL segment size of the stored WAL.
+func (s *WALStore) SegmentSize() uint64 { return s.segSize }
+
+// Start is where the stored WAL begins (0 before Init).
+func (s *WALStore) Start() pgdata.LSN {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctl.Start
+}
+
+// End is the end of the WAL written to the store, synced or not.
+func (s *WALStore) End() pgdata.LSN {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.end
+}
+
+// Flushed is the end of the WAL that is durable: fsynced with its
+// directory.
+func (s *WALStore) Flushed() pgdata.LSN {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushed
+}
+
+// Source is the WAL receiver's source stored with SetSource.
+func (s *WALStore) Source() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctl.Source
+}
+
+// SetSource durably records the WAL receiver's source connection string.
+func (s *WALStore) SetSource(connStr string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ctl := s.control()
+	ctl.Source = connStr
+	return s.writeControl(ctl)
+}
+
+// Init sets where the WAL of an empty store begins: start, a record
+// boundary (the timeline's last record LSN), and prev, the start of the
+// record that ends there (0 if not known). It must be called once, before
+// the first Write.
+func (s *WALStore) Init(start, prev pgdata.LSN) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ctl := s.control()
+	if ctl.Start != 0 {
+		return fmt.Errorf("init WAL store %s at %v: it already starts at %v", s.dir, start, ctl.Start)
+	}
+	if start == 0 || prev >= start {
+		return fmt.Errorf("init WAL store %s: invalid start %v (previous record %v)", s.dir, start, prev)
+	}
+	ctl.Start, ctl.StartPrev = start, prev
+	if err := s.writeControl(ctl); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.end, s.flushed = start, start
+	s.mu.Unlock()
+	return nil
+}
+
+// control returns a copy of the control file's contents.
+func (s *WALStore) control() walStoreControl {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctl
+}
+
+// writeControl replaces the control file atomically and durably, then
+// makes ctl the store's.
+func (s *WALStore) writeControl(ctl walStoreControl) error {
+	ctl.Version = walStoreControlVersion
+	b, err := json.MarshalIndent(ctl, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode WAL store control file: %w", err)
+	}
+	if err := atomicWriteFile(filepath.Join(s.dir, walStoreControlFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("write WAL store control file: %w", err)
+	}
+	s.mu.Lock()
+	s.ctl = ctl
+	s.mu.Unlock()
+	return nil
+}
+
+// atomicWriteFile replaces path with b: a temporary file, fsynced, renamed
+// over path, and the directory fsynced.
+func atomicWriteFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return fsyncDir(filepath.Dir(path))
+}
+
+// fsyncDir fsyncs a directory, making the creation, removal or renaming of
+// its entries durable.
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// segmentPath is the file of segment segNo.
+func (s *WALStore) segmentPath(segNo uint64) string {
+	return filepath.Join(s.dir, pgdata.WALFileName(walStoreTimeline, segNo, s.segSize))
+}
+
+// segmentStart is the LSN of the first byte of segment segNo.
+func (s *WALStore) segmentStart(segNo uint64) pgdata.LSN { return pgdata.LSN(segNo * s.segSize) }
+
+// Write stores WAL bytes b that begin at lsn. They must continue the
+// stored WAL: lsn at or below End (ErrWALGap otherwise), and bytes below
+// End equal to the stored ones (ErrWALMismatch otherwise). They are
+// durable only after Sync.
+func (s *WALStore) Write(lsn pgdata.LSN, b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	start, end := s.ctl.Start, s.end
+	s.mu.Unlock()
+	switch {
+	case start == 0:
+		return fmt.Errorf("write WAL at %v to %s: the store was not initialised", lsn, s.dir)
+	case lsn > end:
+		return fmt.Errorf("write WAL at %v to %s, which ends at %v: %w", lsn, s.dir, end, ErrWALGap)
+	case lsn < start:
+		return fmt.Errorf("write WAL at %v to %s, which starts at %v: %w", lsn, s.dir, start, ErrWALGap)
+	}
+	if lsn < end {
+		n := min(int(end-lsn), len(b))
+		stored := make([]byte, n)
+		if err := s.readAt(stored, lsn); err != nil {
+			return fmt.Errorf("write WAL at %v: %w", lsn, err)
+		}
+		if string(stored) != string(b[:n]) {
+			return fmt.Errorf("write WAL at %v to %s: %w", lsn, s.dir, ErrWALMismatch)
+		}
+		lsn, b = lsn+pgdata.LSN(n), b[n:]
+	}
+	for len(b) > 0 {
+		segNo := lsn.SegmentNo(s.segSize)
+		off := lsn.SegmentOffset(s.segSize)
+		n := min(uint64(len(b)), s.segSize-off)
+		f, err := s.openForWrite(segNo)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(b[:n], int64(off)); err != nil {
+			return fmt.Errorf("write WAL at %v to %s: %w", lsn, f.Name(), err)
+		}
+		lsn, b = lsn+pgdata.LSN(n), b[n:]
+		s.mu.Lock()
+		s.end = lsn
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// openForWrite returns the open file of segment segNo, creating it if
+// needed.
+func (s *WALStore) openForWrite(segNo uint64) (*os.File, error) {
+	if f := s.files[segNo]; f != nil {
+		return f, nil
+	}
+	path := s.segmentPath(segNo)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open WAL segment: %w", err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		s.dirDirty = true
+	}
+	s.files[segNo] = f
+	return f, nil
+}
+
+// Sync makes every written byte durable: it fsyncs the segment files
+// written since the last Sync and, if a file was created, the directory;
+// only then does Flushed advance to End.
+func (s *WALStore) Sync() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	end := s.End()
+	current := end.SegmentNo(s.segSize)
+	segs := make([]uint64, 0, len(s.files))
+	for seg := range s.files {
+		segs = append(segs, seg)
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
+	for _, seg := range segs {
+		f := s.files[seg]
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("fsync WAL segment %s: %w", f.Name(), err)
+		}
+		if seg != current {
+			delete(s.files, seg)
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("close WAL segment: %w", err)
+			}
+		}
+	}
+	if s.dirDirty {
+		if err := fsyncDir(s.dir); err != nil {
+			return err
+		}
+		s.dirDirty = false
+	}
+	s.mu.Lock()
+	s.flushed = end
+	s.mu.Unlock()
+	return nil
+}
+
+// RemoveBelow forgets the stored WAL below lsn, a record boundary between
+// Start and End (the timeline's disk-consistent LSN): the store then
+// starts at lsn, and the segment files wholly below lsn's segment are
+// removed. Nobody calls it yet; see the retention note at the top of
+// walstore.go.
+func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ctl := s.control()
+	end := s.End()
+	if lsn <= ctl.Start {
+		return nil
+	}
+	if lsn > end {
+		return fmt.Errorf("remove WAL below %v from %s: the store ends at %v", lsn, s.dir, end)
+	}
+	oldFirst := ctl.Start.SegmentNo(s.segSize)
+	ctl.Start, ctl.StartPrev = lsn, 0
+	if err := s.writeControl(ctl); err != nil {
+		return err
+	}
+	for seg := oldFirst; seg < lsn.SegmentNo(s.segSize); seg++ {
+		if f := s.files[seg]; f != nil {
+			f.Close()
+			delete(s.files, seg)
+		}
+		if err := os.Remove(s.segmentPath(seg)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove WAL segment: %w", err)
+		}
+		s.mu.Lock()
+		delete(s.timeIndex, seg)
+		s.mu.Unlock()
+	}
+	return fsyncDir(s.dir)
+}
+
+// readAt reads len(b) stored bytes at lsn, which must be below End.
+func (s *WALStore) readAt(b []byte, lsn pgdata.LSN) error {
+	for len(b) > 0 {
+		segNo := lsn.SegmentNo(s.segSize)
+		off := lsn.SegmentOffset(s.segSize)
+		n := min(uint64(len(b)), s.segSize-off)
+		f, err := os.Open(s.segmentPath(segNo))
+		if err != nil {
+			return fmt.Errorf("read stored WAL at %v: %w", lsn, err)
+		}
+		_, err = f.ReadAt(b[:n], int64(off))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read stored WAL at %v from %s: %w", lsn, f.Name(), err)
+		}
+		lsn, b = lsn+pgdata.LSN(n), b[n:]
+	}
+	return nil
+}
+
+// Reader returns a reader of the stored WAL from from up to the End as
+// of now.
+func (s *WALStore) Reader(from pgdata.LSN) (io.Reader, error) {
+	s.mu.Lock()
+	start, end := s.ctl.Start, s.end
+	s.mu.Unlock()
+	if from < start || from > end {
+		return nil, fmt.Errorf("read WAL from %v in %s, which holds %v to %v", from, s.dir, start, end)
+	}
+	return &walStoreReader{s: s, pos: from, end: end}, nil
+}
+
+// walStoreReader reads stored WAL from pos to end.
+type walStoreReader struct {
+	s        *WALStore
+	pos, end pgdata.LSN
+}
+
+func (r *walStoreReader) Read(p []byte) (int, error) {
+	if r.pos >= r.end {
+		return 0, io.EOF
+	}
+	n := min(len(p), int(r.end-r.pos), walReadChunk)
+	if err := r.s.readAt(p[:n], r.pos); err != nil {
+		return 0, err
+	}
+	r.pos += pgdata.LSN(n)
+	return n, nil
+}
