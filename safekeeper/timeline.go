@@ -39,9 +39,7 @@ type Timeline struct {
 	changed chan struct{}
 	// stopStream ends the streaming from the current compute.
 	stopStream func()
-	// peers is what the last poll of each peer's status returned.
-	peerFlush map[string]pgdata.LSN
-	closed    bool
+	closed     bool
 }
 
 // TimelineState is a snapshot of a timeline's state, as greet and the HTTP
@@ -181,6 +179,13 @@ func (tl *Timeline) Vote(term uint64) (bool, TimelineState, error) {
 	if term <= tl.ctl.Term {
 		return false, tl.stateLocked(), nil
 	}
+	// WAL written but not yet fsynced may be reported flushed to the old
+	// term's compute after this answer: make it part of the answer.
+	flush, err := tl.wal.sync()
+	if err != nil {
+		return false, tl.stateLocked(), err
+	}
+	tl.flush = flush
 	old := tl.ctl.Term
 	tl.ctl.Term = term
 	if err := tl.persistLocked(); err != nil {
@@ -337,4 +342,10 @@ func (tl *Timeline) Close() error {
 	err := tl.persistLocked()
 	tl.wal.closeAll()
 	return err
+}
+
+func (tl *Timeline) segmentSize() uint64 {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.ctl.SegmentSize
 }

@@ -1,0 +1,100 @@
+package safekeeper
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zenithdb/zenith/repo/id"
+)
+
+// metrics are the safekeeper's Prometheus metrics.
+type metrics struct {
+	reg         *prometheus.Registry
+	walReceived prometheus.Counter
+	walSent     prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		walReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "safekeeper_wal_received_bytes_total", Help: "WAL bytes received from computes."}),
+		walSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
+	}
+	m.reg.MustRegister(m.walReceived, m.walSent, prometheus.NewGoCollector())
+	return m
+}
+
+// timelineCollector exports each timeline's LSNs and term.
+type timelineCollector struct{ s *Safekeeper }
+
+var (
+	descFlush     = prometheus.NewDesc("safekeeper_flush_lsn", "End of the fsynced WAL.", []string{"tenant_id", "timeline_id"}, nil)
+	descCommit    = prometheus.NewDesc("safekeeper_commit_lsn", "Quorum-durable LSN known here.", []string{"tenant_id", "timeline_id"}, nil)
+	descPageserer = prometheus.NewDesc("safekeeper_pageserver_lsn", "The page server's reported consistent LSN.", []string{"tenant_id", "timeline_id"}, nil)
+	descTerm      = prometheus.NewDesc("safekeeper_term", "Highest term voted for.", []string{"tenant_id", "timeline_id"}, nil)
+)
+
+func (c timelineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descFlush
+	ch <- descCommit
+	ch <- descPageserer
+	ch <- descTerm
+}
+
+func (c timelineCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, tl := range c.s.Timelines() {
+		st := tl.State()
+		labels := []string{st.Tenant.String(), st.Timeline.String()}
+		ch <- prometheus.MustNewConstMetric(descFlush, prometheus.GaugeValue, float64(st.FlushLSN), labels...)
+		ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(st.CommitLSN), labels...)
+		ch <- prometheus.MustNewConstMetric(descPageserer, prometheus.GaugeValue, float64(st.PageserverLSN), labels...)
+		ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(st.Term), labels...)
+	}
+}
+
+// httpHandler serves the status endpoints and /metrics.
+func (s *Safekeeper) httpHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(timelineCollector{s})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		out := []TimelineState{}
+		for _, tl := range s.Timelines() {
+			out = append(out, tl.State())
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", func(w http.ResponseWriter, r *http.Request) {
+		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		tl, err := s.Timeline(tenant, timeline, false)
+		if err != nil || tl == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
+			return
+		}
+		writeJSON(w, http.StatusOK, tl.State())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

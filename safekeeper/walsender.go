@@ -1,0 +1,208 @@
+package safekeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// keepaliveInterval is how often an idle walsender sends a keepalive.
+const keepaliveInterval = time.Second
+
+// maxXLogData bounds the WAL in one XLogData message.
+const maxXLogData = 128 << 10
+
+// sessionTimeline finds the timeline a replication session names in its
+// startup parameters: options='-c tenant_id=<id> -c timeline_id=<id>' (or
+// --tenant_id=<id>), or tenant_id and timeline_id parameters themselves.
+func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error) {
+	vals := map[string]string{"tenant_id": params["tenant_id"], "timeline_id": params["timeline_id"]}
+	opts := strings.Fields(params["options"])
+	for i := 0; i < len(opts); i++ {
+		o := opts[i]
+		switch {
+		case o == "-c" && i+1 < len(opts):
+			i++
+			o = opts[i]
+		case strings.HasPrefix(o, "-c"):
+			o = o[2:]
+		case strings.HasPrefix(o, "--"):
+			o = o[2:]
+		default:
+			continue
+		}
+		if k, v, ok := strings.Cut(o, "="); ok {
+			if _, want := vals[k]; want {
+				vals[k] = v
+			}
+		}
+	}
+	if vals["tenant_id"] == "" || vals["timeline_id"] == "" {
+		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue,
+			"a replication connection to a safekeeper must name its timeline: options='-c tenant_id=<id> -c timeline_id=<id>'")
+	}
+	tenant, err := id.ParseTenantID(vals["tenant_id"])
+	if err != nil {
+		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
+	}
+	timeline, err := id.ParseTimelineID(vals["timeline_id"])
+	if err != nil {
+		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
+	}
+	tl, err := s.Timeline(tenant, timeline, false)
+	if err != nil {
+		return nil, err
+	}
+	if tl == nil {
+		return nil, pgwire.Errorf(pgwire.CodeUndefinedObject, "timeline %s/%s does not exist on this safekeeper", tenant, timeline)
+	}
+	return tl, nil
+}
+
+// servable is the end of the WAL a walsender may send: the commit LSN,
+// which is never above the flush LSN.
+func (st TimelineState) servable() pgdata.LSN { return min(st.CommitLSN, st.FlushLSN) }
+
+// handleReplication runs the replication commands the page server's WAL
+// receiver sends.
+func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session, word, rest string) error {
+	tl, err := s.sessionTimeline(sess.Params)
+	if err != nil {
+		return err
+	}
+	st := tl.State()
+	switch word {
+	case "IDENTIFY_SYSTEM":
+		if err := sess.Columns("systemid", "timeline", "xlogpos", "dbname"); err != nil {
+			return err
+		}
+		return sess.Row(strconv.FormatUint(st.SystemID, 10), strconv.Itoa(walTimeline), st.servable().String(), "")
+	case "SHOW":
+		if strings.TrimSpace(rest) != "wal_segment_size" {
+			return pgwire.Errorf(pgwire.CodeUndefinedObject, "a safekeeper shows only wal_segment_size")
+		}
+		if err := sess.Columns("wal_segment_size"); err != nil {
+			return err
+		}
+		return sess.Row(fmt.Sprintf("%dMB", tl.segmentSize()>>20))
+	case "CREATE_REPLICATION_SLOT":
+		// WAL retention follows the page server's reported flush LSN,
+		// whatever the slot: accept any slot so that a receiver written
+		// for PostgreSQL works unchanged.
+		name, _, _ := strings.Cut(rest, " ")
+		if err := sess.Columns("slot_name", "consistent_point", "snapshot_name", "output_plugin"); err != nil {
+			return err
+		}
+		return sess.Row(name, st.servable().String(), "", "")
+	}
+	start, err := parseStartReplication(rest)
+	if err != nil {
+		return err
+	}
+	if start < st.BeginLSN {
+		return pgwire.Errorf("58P01", "requested WAL at %s has already been removed (this safekeeper's WAL begins at %s)", start, st.BeginLSN)
+	}
+	if start > st.FlushLSN {
+		return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "requested starting point %s is ahead of the WAL flush position of this safekeeper %s", start, st.FlushLSN)
+	}
+	return s.sendWAL(ctx, sess, tl, start)
+}
+
+// parseStartReplication parses "[SLOT s] [PHYSICAL] lsn [TIMELINE n]".
+func parseStartReplication(rest string) (pgdata.LSN, error) {
+	f := strings.Fields(rest)
+	if len(f) >= 2 && strings.EqualFold(f[0], "SLOT") {
+		f = f[2:]
+	}
+	if len(f) >= 1 && strings.EqualFold(f[0], "PHYSICAL") {
+		f = f[1:]
+	}
+	if len(f) == 3 && strings.EqualFold(f[1], "TIMELINE") {
+		if f[2] != strconv.Itoa(walTimeline) {
+			return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "requested timeline %s is not timeline %d", f[2], walTimeline)
+		}
+		f = f[:1]
+	}
+	if len(f) != 1 {
+		return 0, pgwire.Errorf(pgwire.CodeSyntaxError, "usage: START_REPLICATION [SLOT name] [PHYSICAL] lsn [TIMELINE 1] (logical replication is not supported)")
+	}
+	lsn, err := pgdata.ParseLSN(f[0])
+	if err != nil {
+		return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
+	}
+	return lsn, nil
+}
+
+// sendWAL streams the committed WAL from start on, until the client ends
+// the stream or the session ends.
+func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Timeline, start pgdata.LSN) error {
+	cb, err := sess.CopyBoth()
+	if err != nil {
+		return err
+	}
+	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Logger()
+	log.Info().Stringer("start", start).Msg("page server streaming WAL")
+	// The client's messages: standby status updates until CopyDone.
+	clientDone := make(chan error, 1)
+	go func() {
+		for {
+			b, err := cb.Receive()
+			if err != nil {
+				clientDone <- err
+				return
+			}
+			st, err := pgwire.ParseStandbyMessage(b)
+			if err != nil {
+				clientDone <- err
+				return
+			}
+			if st != nil {
+				if err := tl.SetPageserverLSN(st.Flushed); err != nil {
+					log.Error().Err(err).Msg("record the page server's flush LSN")
+				}
+			}
+		}
+	}()
+	keepalive := time.NewTicker(keepaliveInterval)
+	defer keepalive.Stop()
+	buf := make([]byte, maxXLogData)
+	pos := start
+	for {
+		changed := tl.Changed()
+		st := tl.State()
+		for end := st.servable(); pos < end; {
+			n := min(pgdata.LSN(len(buf)), end-pos)
+			if err := tl.ReadWAL(buf[:n], pos); err != nil {
+				return err
+			}
+			msg := pgwire.XLogData{Start: pos, WALEnd: end, SendTime: pgwire.ToPGTime(time.Now()), Data: buf[:n]}
+			if err := cb.Send(msg.Encode()); err != nil {
+				return err
+			}
+			s.metrics.walSent.Add(float64(n))
+			pos += n
+		}
+		select {
+		case <-changed:
+		case <-keepalive.C:
+			ka := pgwire.Keepalive{WALEnd: pos, SendTime: pgwire.ToPGTime(time.Now())}
+			if err := cb.Send(ka.Encode()); err != nil {
+				return err
+			}
+		case err := <-clientDone:
+			if errors.Is(err, pgwire.ErrCopyDone) {
+				return cb.Close()
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
