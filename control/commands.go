@@ -10,10 +10,24 @@ import "github.com/urfave/cli/v2"
 // pageserver_run.go; `zenith safekeeper run`, from safekeeper_run.go) is a
 // `pageserver` or `safekeeper` command with a `run` subcommand, and the
 // control plane's `pageserver start|stop|status` joins it under one name.
+// Every command accepts flags after its arguments (allowFlagsAfterArgs).
 func Commands() []*cli.Command {
-	return mergeCommands(
+	cmds := mergeCommands(
+		InitCommand(),
+		StartCommand(),
+		StopCommand(),
+		StatusCommand(),
+		TenantCommand(),
+		BranchCommand(),
+		PgCommand(),
+		PageserverCommand(),
+		SafekeeperCommand(),
 		WaldumpCommand(),
 	)
+	for _, c := range cmds {
+		allowFlagsAfterArgs(c)
+	}
+	return cmds
 }
 
 // mergeCommands returns cmds with every group of same-named commands

@@ -1,0 +1,219 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// branchCatchUpTimeout bounds how long branch creation at an LSN waits for
+// the page server to reach that LSN (a compute's last commit may still be
+// on its way to it).
+const branchCatchUpTimeout = 10 * time.Second
+
+// BranchCommand is `zenith branch [NAME [START]]` and `zenith branch list`.
+func BranchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "branch",
+		Usage:     "show the branch tree, or create a branch",
+		ArgsUsage: "[NAME [START]]",
+		Description: `Without arguments, prints the tenant's branches as a tree, each child with
+the LSN it branched at. With NAME, creates the branch NAME starting at START:
+  BRANCH             the end of BRANCH now (default: main)
+  BRANCH@LSN         that LSN of BRANCH, as pg_current_wal_lsn() prints it
+  BRANCH@TIMESTAMP   the last commit on BRANCH at or before that RFC 3339 time
+START may name a timeline id instead of a branch. Creating a branch copies
+no data; a compute node on it starts with zenith pg start NAME.
+("list" is a subcommand, not a branch name.)
+
+Examples:
+  zenith branch
+  zenith branch feature
+  zenith branch before-migration main@0/16B9188
+  zenith branch yesterday main@2024-05-01T12:00:00Z
+  zenith branch list --json`,
+		Flags: []cli.Flag{tenantFlag()},
+		Subcommands: []*cli.Command{{
+			Name:        "list",
+			Usage:       "list the branches",
+			Description: "Examples:\n  zenith branch list\n  zenith branch list --json | jq -r '.[].name'",
+			Flags:       []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				e, t, err := openTenant(c)
+				if err != nil {
+					return err
+				}
+				branches, err := e.Pageserver().BranchList(c.Context, t)
+				if err != nil {
+					return explainTenant(err, t)
+				}
+				if c.Bool("json") {
+					return writeJSON(e.Out, branches)
+				}
+				for _, b := range branches {
+					fmt.Fprintf(e.Out, "%s\t%s\t%s\n", b.Name, b.TimelineID, b.LastRecordLSN)
+				}
+				return nil
+			},
+		}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 2 {
+				return fmt.Errorf("branch takes at most NAME and START (see zenith branch --help)")
+			}
+			e, t, err := openTenant(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() == 0 {
+				branches, err := e.Pageserver().BranchList(c.Context, t)
+				if err != nil {
+					return explainTenant(err, t)
+				}
+				printBranchTree(e.Out, branches)
+				return nil
+			}
+			start := "main"
+			if c.NArg() == 2 {
+				start = c.Args().Get(1)
+			}
+			b, err := e.CreateBranch(c.Context, t, c.Args().First(), start)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Out, "created branch %s at %s from %s (timeline %s)\n", b.Name, b.AncestorLSN, start, b.TimelineID)
+			return nil
+		},
+	}
+}
+
+// CreateBranch creates branch name of tenant t at start (BRANCH,
+// BRANCH@LSN or BRANCH@TIME), checking what can be checked here first so
+// mistakes get a clear message.
+func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start string) (Branch, error) {
+	if err := checkName("branch", name); err != nil {
+		return Branch{}, err
+	}
+	if name == "list" {
+		return Branch{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
+	}
+	p, err := ParseStartPoint(start)
+	if err != nil {
+		return Branch{}, err
+	}
+	if p.LSN != 0 {
+		if err := e.waitForLSN(ctx, t, p); err != nil {
+			return Branch{}, err
+		}
+	}
+	b, err := e.Pageserver().BranchCreate(ctx, t, name, p.String())
+	var pe *PageserverError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case codeExists:
+			return b, fmt.Errorf("branch %s exists already (zenith branch shows the branches): %w", name, err)
+		case codeUnknown:
+			return b, fmt.Errorf("unknown branch or timeline %q (zenith branch shows the branches): %w", p.Branch, err)
+		case codeLSNTooOld:
+			return b, fmt.Errorf("cannot branch at %s: the LSN must be the end of a WAL record (as pg_current_wal_lsn() prints it after a commit) and after the GC cut-off: %w", p, err)
+		case codeLSNTimeout:
+			return b, fmt.Errorf("cannot branch at %s: the page server has not reached that LSN: %w", p, err)
+		case codeInvalidValue:
+			return b, fmt.Errorf("cannot branch at %s: %w", p, err)
+		}
+	}
+	return b, explainTenant(err, t)
+}
+
+// waitForLSN fails with a clear message if p.LSN is after the end of its
+// branch, waiting a little for the page server to catch up first.
+func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p StartPoint) error {
+	deadline := time.Now().Add(branchCatchUpTimeout)
+	for {
+		branches, err := e.Pageserver().BranchList(ctx, t)
+		if err != nil {
+			return explainTenant(err, t)
+		}
+		var b *Branch
+		for i := range branches {
+			if branches[i].Name == p.Branch || branches[i].TimelineID.String() == p.Branch {
+				b = &branches[i]
+			}
+		}
+		if b == nil {
+			names := make([]string, 0, len(branches))
+			for _, b := range branches {
+				names = append(names, b.Name)
+			}
+			return fmt.Errorf("unknown branch %q in tenant %s (branches: %s)", p.Branch, t, strings.Join(names, ", "))
+		}
+		if p.LSN <= b.LastRecordLSN {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("LSN %s is after the end of branch %s (its last record ends at %s): give an LSN at or before that", p.LSN, p.Branch, b.LastRecordLSN)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// printBranchTree prints branches as a tree: each branch under its
+// ancestor, with the LSN it starts at.
+func printBranchTree(w io.Writer, branches []Branch) {
+	children := map[string][]Branch{}
+	byTimeline := map[string]bool{}
+	for _, b := range branches {
+		byTimeline[b.TimelineID.String()] = true
+	}
+	var roots []Branch
+	for _, b := range branches {
+		if b.AncestorTimelineID != "" && byTimeline[b.AncestorTimelineID] {
+			children[b.AncestorTimelineID] = append(children[b.AncestorTimelineID], b)
+		} else {
+			roots = append(roots, b)
+		}
+	}
+	byStart := func(bs []Branch) {
+		sort.Slice(bs, func(i, j int) bool {
+			li, _ := pgdata.ParseLSN(bs[i].AncestorLSN)
+			lj, _ := pgdata.ParseLSN(bs[j].AncestorLSN)
+			if li != lj {
+				return li < lj
+			}
+			return bs[i].Name < bs[j].Name
+		})
+	}
+	byStart(roots)
+	var walk func(b Branch, prefix, branchPrefix string)
+	walk = func(b Branch, prefix, branchPrefix string) {
+		fmt.Fprintf(w, "%s%s", branchPrefix, b.Name)
+		if b.AncestorLSN != "" {
+			fmt.Fprintf(w, " @ %s", b.AncestorLSN)
+		}
+		fmt.Fprintf(w, " (last %s)\n", b.LastRecordLSN)
+		kids := children[b.TimelineID.String()]
+		byStart(kids)
+		for i, k := range kids {
+			if i == len(kids)-1 {
+				walk(k, prefix+"    ", prefix+"└── ")
+			} else {
+				walk(k, prefix+"│   ", prefix+"├── ")
+			}
+		}
+	}
+	for _, r := range roots {
+		walk(r, "", "")
+	}
+}

@@ -1,0 +1,303 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// PgCommand is `zenith pg create|start|stop|list`.
+func PgCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pg",
+		Usage: "manage compute nodes (PostgreSQL servers on a branch)",
+		Subcommands: []*cli.Command{
+			pgCreateCommand(), pgStartCommand(), pgStopCommand(), pgListCommand(),
+		},
+	}
+}
+
+func nodeFlags() []cli.Flag {
+	return []cli.Flag{
+		tenantFlag(),
+		&cli.StringFlag{Name: "name", Usage: "name the node `NODE` (default: the branch's name)"},
+		&cli.IntFlag{Name: "port", Usage: "listen on 127.0.0.1:`PORT` (default: a free port, kept for the node's life)"},
+		&cli.StringFlag{Name: "lsn", Usage: "make a read-only node showing the branch as of `LSN` (e.g. 0/16B9188)"},
+		&cli.StringSliceFlag{Name: "c", Usage: "PostgreSQL setting `name=value` for the node (repeatable)"},
+	}
+}
+
+// nodeOptions reads pg create's flags.
+func nodeOptions(c *cli.Context, t id.TenantID, branch string) (NodeOptions, error) {
+	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port")}
+	if err := checkName("branch", branch); err != nil {
+		return o, err
+	}
+	if s := c.String("lsn"); s != "" {
+		lsn, err := pgdata.ParseLSN(s)
+		if err != nil {
+			return o, fmt.Errorf("--lsn: %w (both halves are hexadecimal, as pg_current_wal_lsn() prints them)", err)
+		}
+		if lsn == 0 {
+			return o, fmt.Errorf("--lsn 0/0 is before any WAL")
+		}
+		o.LSN = lsn
+	}
+	var err error
+	o.Settings, err = parseSettings(c.StringSlice("c"))
+	return o, err
+}
+
+func pgCreateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a compute node on a branch",
+		ArgsUsage: "BRANCH",
+		Description: `Creates a compute node: a PostgreSQL data directory built from the page
+server's basebackup of BRANCH, under .zenith/pgdatadirs/tenants/TENANT/NODE.
+It does not start it (zenith pg start NODE does).
+
+With --lsn the node is a read-only view of the branch as of that LSN:
+default_transaction_read_only is on and the page server does not take its
+WAL. Writes made there anyway stay on the node and vanish when it is rebuilt.
+
+Examples:
+  zenith pg create main
+  zenith pg create main --name reporting --port 55433 -c shared_buffers=256MB
+  zenith pg create main --name yesterday --lsn 0/16B9188`,
+		Flags: nodeFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("pg create takes one BRANCH (see zenith pg create --help)")
+			}
+			e, t, err := openTenant(c)
+			if err != nil {
+				return err
+			}
+			o, err := nodeOptions(c, t, c.Args().First())
+			if err != nil {
+				return err
+			}
+			n, err := e.CreateNode(c.Context, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Out, "created compute node %s on branch %s (%s)\n", n.Name, n.Branch, n.Address())
+			return nil
+		},
+	}
+}
+
+func pgStartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "start a compute node (creating it on a branch if needed)",
+		ArgsUsage: "BRANCH|NODE",
+		Description: `Starts the compute node NODE, or, if there is none of that name, creates a
+node on the branch of that name (accepting pg create's flags) and starts it.
+Prints the connection string on success.
+
+The data directory is reused only if the node was stopped cleanly and the
+branch has not moved since; otherwise it is rebuilt from the page server at
+the branch's last LSN, so a node that crashed never runs on stale files.
+
+Examples:
+  zenith pg start main
+  psql "$(zenith pg start main)"
+  zenith pg start feature --port 55434`,
+		Flags: nodeFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("pg start takes one BRANCH or NODE (see zenith pg start --help)")
+			}
+			e, t, err := openTenant(c)
+			if err != nil {
+				return err
+			}
+			name := c.Args().First()
+			n, err := e.node(t, name)
+			if errors.Is(err, ErrNoSuchNode) {
+				o, oerr := nodeOptions(c, t, name)
+				if oerr != nil {
+					return oerr
+				}
+				n, err = e.CreateNode(c.Context, o)
+			}
+			if err != nil {
+				return err
+			}
+			if err := e.StartNode(c.Context, n); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.Out, n.ConnString())
+			return nil
+		},
+	}
+}
+
+func pgStopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop a compute node",
+		ArgsUsage: "NODE",
+		Description: `Stops the compute node's PostgreSQL (fast shutdown) and waits until the page
+server has its last WAL. With --destroy the node and its data directory are
+removed; the branch and its data stay in the page server.
+
+Examples:
+  zenith pg stop main
+  zenith pg stop main --destroy`,
+		Flags: []cli.Flag{
+			tenantFlag(),
+			&cli.BoolFlag{Name: "destroy", Usage: "remove the node after stopping it"},
+			&cli.BoolFlag{Name: "immediate", Usage: "immediate shutdown (the next start rebuilds the data directory)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("pg stop takes one NODE (see zenith pg stop --help)")
+			}
+			e, t, err := openTenant(c)
+			if err != nil {
+				return err
+			}
+			n, err := e.node(t, c.Args().First())
+			if err != nil {
+				return err
+			}
+			if c.Bool("destroy") {
+				return e.DestroyNode(c.Context, n)
+			}
+			return e.StopNode(c.Context, n, c.Bool("immediate"))
+		},
+	}
+}
+
+func pgListCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list compute nodes",
+		Description: `Lists the compute nodes of every tenant (or of --tenant): NODE, ADDRESS,
+TENANT, BRANCH, LSN (a running writable node's current WAL position; a
+read-only node's LSN; otherwise the LSN its data directory was built at),
+STATUS (running, stopped, or crashed: not stopped cleanly, rebuilt at the
+next start).
+
+Examples:
+  zenith pg list
+  zenith pg list --json | jq -r '.[] | select(.status=="running") | .connstr'`,
+		Flags: []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			var only *id.TenantID
+			if c.String("tenant") != "" {
+				t, err := e.tenant(c)
+				if err != nil {
+					return err
+				}
+				only = &t
+			}
+			rows, err := e.nodeRows(c.Context, only)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(e.Out, rows)
+			}
+			return printNodes(e.Out, rows)
+		},
+	}
+}
+
+// openTenant loads the repository and the tenant command c is about.
+func openTenant(c *cli.Context) (*Env, id.TenantID, error) {
+	e, err := openEnv(c)
+	if err != nil {
+		return nil, id.TenantID{}, err
+	}
+	t, err := e.tenant(c)
+	return e, t, err
+}
+
+// nodeRow is one compute node in pg list and status.
+type nodeRow struct {
+	Name     string        `json:"name"`
+	Address  string        `json:"address"`
+	Tenant   id.TenantID   `json:"tenant"`
+	Branch   string        `json:"branch"`
+	Timeline id.TimelineID `json:"timeline"`
+	LSN      pgdata.LSN    `json:"lsn"`
+	ReadOnly bool          `json:"read_only"`
+	Status   string        `json:"status"`
+	ConnStr  string        `json:"connstr"`
+}
+
+func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
+	nodes, err := e.nodes(t)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]nodeRow, 0, len(nodes))
+	for _, n := range nodes {
+		st, err := n.Status(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		lsn := n.BasebackupLSN
+		if n.ReadOnly() {
+			lsn = n.ReadOnlyLSN
+		} else if st == "running" {
+			if cur, err := currentLSN(ctx, n); err == nil {
+				lsn = cur
+			}
+		}
+		rows = append(rows, nodeRow{
+			Name: n.Name, Address: n.Address(), Tenant: n.Tenant, Branch: n.Branch, Timeline: n.Timeline,
+			LSN: lsn, ReadOnly: n.ReadOnly(), Status: st, ConnStr: n.ConnString(),
+		})
+	}
+	return rows, nil
+}
+
+// currentLSN asks a running node for its WAL insert position.
+func currentLSN(ctx context.Context, n *Node) (pgdata.LSN, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, n.ConnString()+"?sslmode=disable")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "SELECT pg_current_wal_insert_lsn()").ReadAll()
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 {
+		return 0, errors.New("pg_current_wal_insert_lsn: no row")
+	}
+	return pgdata.ParseLSN(string(res[0].Rows[0][0]))
+}
+
+func printNodes(w io.Writer, rows []nodeRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tTENANT\tBRANCH\tLSN\tSTATUS")
+	for _, r := range rows {
+		branch := r.Branch
+		if r.ReadOnly {
+			branch += " (read-only)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, branch, r.LSN, r.Status)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,250 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// StartCommand is `zenith start`.
+func StartCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "start",
+		Usage: "start the page server and safekeepers in the background",
+		Description: `Starts the safekeepers and the page server of the repository as background
+processes (logs and pidfiles in the repository directory) and waits until
+each answers. Compute nodes are started with zenith pg start.
+
+Example:
+  zenith start && zenith pg start main`,
+		Action: func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			return e.startAll(c.Context)
+		},
+	}
+}
+
+// StopCommand is `zenith stop`.
+func StopCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "stop",
+		Usage: "stop every compute node, then the page server and safekeepers",
+		Description: `Stops the compute nodes first (so the page server receives their last WAL),
+then the page server and the safekeepers. With --immediate, compute nodes
+stop without a checkpoint (their data directories are rebuilt at the next
+start) and the services are killed; nothing acknowledged is lost either way.
+
+Examples:
+  zenith stop
+  zenith stop --immediate`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "immediate", Usage: "do not wait for clean shutdowns"},
+		},
+		Action: func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			return e.stopAll(c.Context, c.Bool("immediate"))
+		},
+	}
+}
+
+// processStatus is one background process in zenith status.
+type processStatus struct {
+	Name    string `json:"name"`
+	Running bool   `json:"running"`
+	PID     int    `json:"pid,omitempty"`
+	Address string `json:"address,omitempty"`
+	Log     string `json:"log,omitempty"`
+}
+
+// StatusCommand is `zenith status`.
+func StatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the page server, safekeepers and compute nodes",
+		Description: `Shows whether each background process runs (by its verified pidfile) and
+the compute nodes of every tenant. A stale pidfile is reported and removed.
+
+Examples:
+  zenith status
+  zenith status --json | jq '.processes[] | select(.running | not)'`,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			var procs []processStatus
+			if e.Config.Pageserver.Local {
+				procs = append(procs, e.daemonStatus(e.pageserverDaemon(), e.Config.Pageserver.ListenPG))
+			}
+			sks, err := e.safekeeperDaemons(0)
+			if err != nil {
+				return err
+			}
+			for i, d := range sks {
+				procs = append(procs, e.daemonStatus(d, e.SafekeeperAddr(i+1)))
+			}
+			nodes, err := e.nodeRows(c.Context, nil)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(e.Out, struct {
+					Repository string          `json:"repository"`
+					Processes  []processStatus `json:"processes"`
+					Computes   []nodeRow       `json:"computes"`
+				}{e.Dir, procs, nodes})
+			}
+			fmt.Fprintf(e.Out, "repository %s\n", e.Dir)
+			if !e.Config.Pageserver.Local {
+				fmt.Fprintf(e.Out, "page server %s (remote)\n", e.Config.Pageserver.ListenPG)
+			}
+			for _, p := range procs {
+				if p.Running {
+					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
+				} else {
+					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
+				}
+			}
+			return printNodes(e.Out, nodes)
+		},
+	}
+}
+
+func (e *Env) daemonStatus(d *Daemon, addr string) processStatus {
+	st := processStatus{Name: d.Name, Address: addr, Log: d.LogPath}
+	if pid, err := d.PID(e.Progress); err == nil {
+		st.Running, st.PID = true, pid
+	}
+	return st
+}
+
+// PageserverCommand is `zenith pageserver start|stop|status`; the
+// page server's own `run` joins it (see Commands).
+func PageserverCommand() *cli.Command {
+	daemonAction := func(f func(e *Env, c *cli.Context, d *Daemon) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			if !e.Config.Pageserver.Local {
+				return fmt.Errorf("the page server at %s does not run from this repository (config.toml pageserver.local = false)", e.Config.Pageserver.ListenPG)
+			}
+			return f(e, c, e.pageserverDaemon())
+		}
+	}
+	return &cli.Command{
+		Name:  "pageserver",
+		Usage: "manage the page server",
+		Subcommands: []*cli.Command{
+			{
+				Name:        "start",
+				Usage:       "start the page server in the background",
+				Description: "Starts the repository's page server and waits until it answers.\n\nExample:\n  zenith pageserver start",
+				Action: daemonAction(func(e *Env, c *cli.Context, d *Daemon) error {
+					return d.Start(c.Context, e.Progress)
+				}),
+			},
+			{
+				Name:  "stop",
+				Usage: "stop the page server",
+				Description: "Stops the repository's page server (running compute nodes then wait for it\n" +
+					"to come back before their commits are acknowledged).\n\nExample:\n  zenith pageserver stop",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "immediate", Usage: "kill it instead of stopping it cleanly"}},
+				Action: daemonAction(func(e *Env, c *cli.Context, d *Daemon) error {
+					return d.Stop(c.Context, c.Bool("immediate"), e.Progress)
+				}),
+			},
+			{
+				Name:        "status",
+				Usage:       "show whether the page server runs, and its counts",
+				Description: "Example:\n  zenith pageserver status",
+				Action: daemonAction(func(e *Env, c *cli.Context, d *Daemon) error {
+					pid, err := d.PID(e.Progress)
+					if errors.Is(err, ErrNotRunning) {
+						fmt.Fprintf(e.Out, "page server: stopped\n")
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					st, err := e.Pageserver().Status(c.Context)
+					if err != nil {
+						return fmt.Errorf("page server (pid %d) runs but does not answer: %w", pid, err)
+					}
+					fmt.Fprintf(e.Out, "page server: running, pid %d, %s, %s tenants, %s timelines, up %ss\n",
+						pid, e.Config.Pageserver.ListenPG, st["tenants"], st["timelines"], st["uptime_seconds"])
+					return nil
+				}),
+			},
+		},
+	}
+}
+
+// SafekeeperCommand is `zenith safekeeper start|stop`; the safekeeper's
+// own `run` joins it (see Commands).
+func SafekeeperCommand() *cli.Command {
+	idFlag := &cli.IntFlag{Name: "id", Usage: "only safekeeper `N` (from 1); default all"}
+	each := func(f func(e *Env, c *cli.Context, d *Daemon) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			e, err := openEnv(c)
+			if err != nil {
+				return err
+			}
+			ds, err := e.safekeeperDaemons(c.Int("id"))
+			if err != nil {
+				return err
+			}
+			if len(ds) == 0 {
+				fmt.Fprintf(e.Progress, "this repository has no safekeepers (config.toml safekeepers.count = 0)\n")
+			}
+			for _, d := range ds {
+				if err := f(e, c, d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return &cli.Command{
+		Name:  "safekeeper",
+		Usage: "manage the safekeepers",
+		Subcommands: []*cli.Command{
+			{
+				Name:        "start",
+				Usage:       "start safekeepers in the background",
+				Description: "Example:\n  zenith safekeeper start --id 2",
+				Flags:       []cli.Flag{idFlag},
+				Action: each(func(e *Env, c *cli.Context, d *Daemon) error {
+					return d.Start(c.Context, e.Progress)
+				}),
+			},
+			{
+				Name:        "stop",
+				Usage:       "stop safekeepers",
+				Description: "Example:\n  zenith safekeeper stop --id 2",
+				Flags:       []cli.Flag{idFlag, &cli.BoolFlag{Name: "immediate", Usage: "kill instead of stopping cleanly"}},
+				Action: each(func(e *Env, c *cli.Context, d *Daemon) error {
+					return d.Stop(c.Context, c.Bool("immediate"), e.Progress)
+				}),
+			},
+		},
+	}
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,178 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// nodeFileName is a compute node's description in its directory.
+const nodeFileName = "node.toml"
+
+// ErrNoSuchNode is returned (wrapped) for a compute node name that does not
+// exist.
+var ErrNoSuchNode = errors.New("no such compute node")
+
+// Node is a compute node: a stock PostgreSQL 15 server whose data
+// directory is built from a page server basebackup of one branch. Its
+// directory (Env.TenantNodesDir/NAME) holds node.toml, the data directory
+// pgdata/ and the server log postgres.log.
+//
+// A node with ReadOnlyLSN set is a read-only view of the branch at that
+// LSN: PostgreSQL runs as a normal server with
+// default_transaction_read_only=on, and the page server does not stream
+// from it, so its own WAL goes nowhere. (A hot standby would need the WAL
+// after the LSN, which a view of the past must not replay.) A session can
+// still SET default_transaction_read_only=off and write; those writes are
+// local to the node and lost when it is rebuilt.
+type Node struct {
+	Name     string        `toml:"name"`
+	Tenant   id.TenantID   `toml:"tenant"`
+	Branch   string        `toml:"branch"`
+	Timeline id.TimelineID `toml:"timeline"`
+	Port     int           `toml:"port"`
+	// ReadOnlyLSN is the LSN of a read-only node; 0/0 for a node that
+	// follows the branch and writes to it.
+	ReadOnlyLSN pgdata.LSN `toml:"read_only_lsn"`
+	// Settings are the user's PostgreSQL settings (pg create -c).
+	Settings map[string]string `toml:"settings"`
+	// BasebackupLSN is the LSN the data directory was last built at.
+	BasebackupLSN pgdata.LSN `toml:"basebackup_lsn"`
+	// CleanLSN is set while the data directory may be reused: it was just
+	// built, or its server was stopped cleanly and the page server had
+	// everything, at this LSN of the branch. 0/0 while the server runs and
+	// after an unclean stop: the next start rebuilds the data directory.
+	CleanLSN pgdata.LSN `toml:"clean_lsn"`
+
+	dir string
+}
+
+// ReadOnly reports whether the node is a read-only view at ReadOnlyLSN.
+func (n *Node) ReadOnly() bool { return n.ReadOnlyLSN != 0 }
+
+// Dir is the node's directory.
+func (n *Node) Dir() string { return n.dir }
+
+// DataDir is the node's PostgreSQL data directory.
+func (n *Node) DataDir() string { return filepath.Join(n.dir, "pgdata") }
+
+// LogFile is the node's PostgreSQL log.
+func (n *Node) LogFile() string { return filepath.Join(n.dir, "postgres.log") }
+
+// Address is where the node listens.
+func (n *Node) Address() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port)) }
+
+// ConnString is a connection URL for database postgres as the superuser.
+func (n *Node) ConnString() string {
+	return fmt.Sprintf("postgresql://%s@%s/postgres", pgcluster.DefaultSuperuser, n.Address())
+}
+
+// socketDir is the node's unix socket directory: outside the node
+// directory, whose path may be too long for a socket, and named after it.
+func (n *Node) socketDir() string {
+	sum := sha256.Sum256([]byte(n.dir))
+	return filepath.Join(os.TempDir(), "zenith-sock-"+hex.EncodeToString(sum[:6]))
+}
+
+// cluster returns the pgcluster.Cluster that runs the node's server.
+func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) {
+	return pgcluster.New(ctx, pgcluster.Options{
+		BinDir:    e.Config.PGBinDir,
+		DataDir:   n.DataDir(),
+		SocketDir: n.socketDir(),
+		Port:      n.Port,
+		LogFile:   n.LogFile(),
+	})
+}
+
+// Status is "running", "stopped", or "crashed" (a server that did not
+// stop cleanly: the next start rebuilds its data directory).
+func (n *Node) Status(ctx context.Context, e *Env) (string, error) {
+	c, err := n.cluster(ctx, e)
+	if err != nil {
+		return "", err
+	}
+	_, err = c.PID()
+	switch {
+	case err == nil:
+		return "running", nil
+	case errors.Is(err, pgcluster.ErrNotRunning) && n.CleanLSN != 0:
+		return "stopped", nil
+	case errors.Is(err, pgcluster.ErrNotRunning):
+		return "crashed", nil
+	}
+	return "", fmt.Errorf("node %s: %w", n.Name, err)
+}
+
+func (n *Node) save() error {
+	b, err := toml.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("encode node %s: %w", n.Name, err)
+	}
+	return writeFileAtomic(filepath.Join(n.dir, nodeFileName), b, 0o644)
+}
+
+func loadNode(dir string) (*Node, error) {
+	path := filepath.Join(dir, nodeFileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read compute node: %w", err)
+	}
+	var n Node
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&n); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	n.dir = dir
+	return &n, nil
+}
+
+// node returns tenant t's node name.
+func (e *Env) node(t id.TenantID, name string) (*Node, error) {
+	if err := checkName("node", name); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.TenantNodesDir(t), name)
+	if _, err := os.Stat(filepath.Join(dir, nodeFileName)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w %q in tenant %s (zenith pg list shows them)", ErrNoSuchNode, name, t)
+	}
+	return loadNode(dir)
+}
+
+// nodes returns the compute nodes of tenant t, or of every tenant when t
+// is nil, sorted by tenant and name.
+func (e *Env) nodes(t *id.TenantID) ([]*Node, error) {
+	pattern := filepath.Join(e.Dir, "pgdatadirs", "tenants", "*", "*", nodeFileName)
+	if t != nil {
+		pattern = filepath.Join(e.TenantNodesDir(*t), "*", nodeFileName)
+	}
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	nodes := make([]*Node, 0, len(files))
+	for _, f := range files {
+		n, err := loadNode(filepath.Dir(f))
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}

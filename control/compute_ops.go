@@ -1,0 +1,401 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// Waits of compute management.
+const (
+	// settleTimeout bounds how long a compute start waits for the page
+	// server's last record LSN of the branch to stop moving (it may still
+	// be ingesting WAL it has stored, e.g. after a restart).
+	settleTimeout = 10 * time.Second
+	// stopCatchUpTimeout bounds how long a clean stop waits for the page
+	// server to have the compute's last record (its shutdown checkpoint).
+	stopCatchUpTimeout = 30 * time.Second
+	// computeStopTimeout bounds a compute's fast shutdown.
+	computeStopTimeout = 60 * time.Second
+)
+
+// NodeOptions describe a new compute node (zenith pg create).
+type NodeOptions struct {
+	Tenant id.TenantID
+	Branch string
+	// Name is the node's name; empty means the branch's.
+	Name string
+	// Port is its TCP port on 127.0.0.1; 0 picks a free one.
+	Port int
+	// LSN makes a read-only node at that LSN of the branch; 0 follows the
+	// branch.
+	LSN      pgdata.LSN
+	Settings map[string]string
+}
+
+// findBranch returns tenant t's branch name, or an error that lists the
+// branches there are.
+func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branch, error) {
+	branches, err := e.Pageserver().BranchList(ctx, t)
+	if err != nil {
+		return Branch{}, explainTenant(err, t)
+	}
+	names := make([]string, 0, len(branches))
+	for _, b := range branches {
+		if b.Name == name {
+			return b, nil
+		}
+		names = append(names, b.Name)
+	}
+	return Branch{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s); zenith branch NAME creates one", name, t, strings.Join(names, ", "))
+}
+
+// explainTenant turns the page server's "unknown tenant" into advice.
+func explainTenant(err error, t id.TenantID) error {
+	var pe *PageserverError
+	if errors.As(err, &pe) && pe.Code == codeUnknown {
+		return fmt.Errorf("%w (zenith tenant list shows the tenants; is tenant %s on this page server?)", err, t)
+	}
+	return err
+}
+
+// CreateNode creates a compute node and builds its data directory. On
+// failure nothing of it is left.
+func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error) {
+	if o.Name == "" {
+		o.Name = o.Branch
+	}
+	if err := checkName("node", o.Name); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.TenantNodesDir(o.Tenant), o.Name)
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("compute node %q exists already in tenant %s: choose another with --name, or remove it with zenith pg stop %s --destroy", o.Name, o.Tenant, o.Name)
+	}
+	branch, err := e.findBranch(ctx, o.Tenant, o.Branch)
+	if err != nil {
+		return nil, err
+	}
+	if o.LSN != 0 && o.LSN > branch.LastRecordLSN {
+		return nil, fmt.Errorf("LSN %s is after the end of branch %s (its last record ends at %s): give an LSN at or before that", o.LSN, o.Branch, branch.LastRecordLSN)
+	}
+	if o.Port, err = e.choosePort(o.Port); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.TimelineID,
+		Port: o.Port, ReadOnlyLSN: o.LSN, Settings: o.Settings, dir: dir,
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create compute node: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	lsn := o.LSN
+	if lsn == 0 {
+		if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.buildDataDir(ctx, n, lsn); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// choosePort checks that port is free and not another node's, or picks a
+// free one when port is 0.
+func (e *Env) choosePort(port int) (int, error) {
+	nodes, err := e.nodes(nil)
+	if err != nil {
+		return 0, err
+	}
+	taken := map[int]string{}
+	for _, n := range nodes {
+		taken[n.Port] = n.Name
+	}
+	if port != 0 {
+		if port < 1 || port > 65535 {
+			return 0, fmt.Errorf("--port %d: want 1 to 65535", port)
+		}
+		if name, ok := taken[port]; ok {
+			return 0, fmt.Errorf("port %d is already compute node %s's: choose another --port", port, name)
+		}
+		return port, checkPortFree(port)
+	}
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("pick a free port: %w", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, ok := taken[p]; !ok {
+			return p, nil
+		}
+	}
+	return 0, errors.New("could not find a free port: give one with --port")
+}
+
+// checkPortFree fails if something listens on 127.0.0.1:port.
+func checkPortFree(port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("port %d is in use by another program: choose another port, or stop that program (%v)", port, err)
+	}
+	return l.Close()
+}
+
+// settledLSN returns the branch's last record LSN once the page server
+// has stopped advancing it (it may be ingesting WAL it already has, e.g.
+// just after a restart), or the last one seen after settleTimeout.
+func (e *Env) settledLSN(ctx context.Context, n *Node, last pgdata.LSN) (pgdata.LSN, error) {
+	deadline := time.Now().Add(settleTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
+		if err != nil {
+			return 0, err
+		}
+		if b.LastRecordLSN == last {
+			return last, nil
+		}
+		last = b.LastRecordLSN
+	}
+	return last, nil
+}
+
+// buildDataDir replaces the node's data directory with a basebackup of its
+// timeline at lsn and zenith's configuration, owned by the PostgreSQL OS
+// user.
+func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err error) {
+	data := n.DataDir()
+	if err := os.RemoveAll(data); err != nil {
+		return fmt.Errorf("remove old data directory: %w", err)
+	}
+	if err := os.Mkdir(data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(data)
+		}
+	}()
+	pr, pw := io.Pipe()
+	untarred := make(chan error, 1)
+	go func() {
+		err := untar(pr, data)
+		pr.CloseWithError(err) // unblocks the writer if untar stops early
+		untarred <- err
+	}()
+	prog := newProgress(e.Progress, fmt.Sprintf("basebackup of %s at %s", n.Branch, lsn))
+	err = e.Pageserver().Basebackup(ctx, n.Tenant, n.Timeline, lsn, io.MultiWriter(pw, prog))
+	pw.CloseWithError(err)
+	if uerr := <-untarred; err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup of branch %s at %s: %w", n.Branch, lsn, err)
+	}
+	prog.Done()
+	if err := writeComputeConfig(n, e); err != nil {
+		return err
+	}
+	user, err := pgcluster.ServerUser()
+	if err != nil {
+		return err
+	}
+	if err := pgcluster.PrepareDir(data, user); err != nil {
+		return err
+	}
+	n.BasebackupLSN, n.CleanLSN = lsn, lsn
+	return n.save()
+}
+
+// StartNode starts the node's server, rebuilding its data directory from
+// the page server first unless it may be reused (see Node.CleanLSN), and,
+// for a writable node, points the page server's WAL receiver at it.
+func (e *Env) StartNode(ctx context.Context, n *Node) error {
+	c, err := n.cluster(ctx, e)
+	if err != nil {
+		return err
+	}
+	if pid, err := c.PID(); err == nil {
+		fmt.Fprintf(e.Progress, "compute node %s already running (pid %d)\n", n.Name, pid)
+		return nil
+	} else if !errors.Is(err, pgcluster.ErrNotRunning) {
+		return err
+	}
+	branch, err := e.findBranch(ctx, n.Tenant, n.Branch)
+	if err != nil {
+		return err
+	}
+	if branch.TimelineID != n.Timeline {
+		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.TimelineID, n.Name, n.Timeline, n.Name)
+	}
+	if !n.ReadOnly() {
+		if err := e.checkOnlyWriter(ctx, n); err != nil {
+			return err
+		}
+	}
+	_, statErr := os.Stat(filepath.Join(n.DataDir(), "PG_VERSION"))
+	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN)
+	if !reusable {
+		lsn := n.ReadOnlyLSN
+		if lsn == 0 {
+			if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
+				return err
+			}
+		}
+		if n.CleanLSN == 0 && n.BasebackupLSN != 0 {
+			fmt.Fprintf(e.Progress, "compute node %s was not stopped cleanly: rebuilding its data directory from the page server at %s\n", n.Name, lsn)
+		}
+		if err := e.buildDataDir(ctx, n, lsn); err != nil {
+			return err
+		}
+	}
+	if err := checkPortFree(n.Port); err != nil {
+		return fmt.Errorf("compute node %s: %w", n.Name, err)
+	}
+	n.CleanLSN = 0
+	if err := n.save(); err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		return fmt.Errorf("compute node %s: %w", n.Name, err)
+	}
+	if !n.ReadOnly() {
+		src := n.ConnString() + "?application_name=pageserver"
+		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, src); err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
+			defer cancel()
+			_ = c.Stop(stopCtx, pgcluster.StopImmediate)
+			return fmt.Errorf("compute node %s: tell the page server to stream from it: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkOnlyWriter fails if another writable node of the timeline runs:
+// two servers writing one branch would fork its history.
+func (e *Env) checkOnlyWriter(ctx context.Context, n *Node) error {
+	nodes, err := e.nodes(&n.Tenant)
+	if err != nil {
+		return err
+	}
+	for _, o := range nodes {
+		if o.Name == n.Name || o.ReadOnly() || o.Timeline != n.Timeline {
+			continue
+		}
+		if st, err := o.Status(ctx, e); err == nil && st == "running" {
+			return fmt.Errorf("compute node %s already writes to branch %s: stop it first (zenith pg stop %s), or start a read-only node with zenith pg create %s --lsn LSN", o.Name, n.Branch, o.Name, n.Branch)
+		}
+	}
+	return nil
+}
+
+// StopNode stops the node's server. A clean (fast) stop of a writable
+// node waits until the page server has its last record, so the data
+// directory may be reused; an immediate stop, or a page server that does
+// not catch up, makes the next start rebuild it.
+func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
+	c, err := n.cluster(ctx, e)
+	if err != nil {
+		return err
+	}
+	if _, err := c.PID(); errors.Is(err, pgcluster.ErrNotRunning) {
+		return nil
+	}
+	mode := pgcluster.StopFast
+	if immediate {
+		mode = pgcluster.StopImmediate
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, computeStopTimeout)
+	defer cancel()
+	if err := c.Stop(stopCtx, mode); err != nil {
+		return fmt.Errorf("stop compute node %s: %w", n.Name, err)
+	}
+	n.CleanLSN = 0
+	if !immediate {
+		if n.CleanLSN, err = e.cleanStopLSN(ctx, n, c); err != nil {
+			fmt.Fprintf(e.Progress, "compute node %s: %v; its next start rebuilds the data directory\n", n.Name, err)
+		}
+	}
+	if err := n.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Progress, "compute node %s stopped\n", n.Name)
+	return nil
+}
+
+// cleanStopLSN returns the LSN at which the data directory of a node just
+// shut down cleanly may be reused: for a read-only node its LSN; for a
+// writable one the branch's last record LSN once the page server has the
+// node's shutdown checkpoint.
+func (e *Env) cleanStopLSN(ctx context.Context, n *Node, c *pgcluster.Cluster) (pgdata.LSN, error) {
+	cd, err := c.ControlData(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if st := cd["Database cluster state"]; st != "shut down" {
+		return 0, fmt.Errorf("cluster state is %q, not shut down", st)
+	}
+	if n.ReadOnly() {
+		return n.ReadOnlyLSN, nil
+	}
+	ckpt, err := pgdata.ParseLSN(cd["Latest checkpoint location"])
+	if err != nil {
+		return 0, fmt.Errorf("pg_controldata: %w", err)
+	}
+	deadline := time.Now().Add(stopCatchUpTimeout)
+	for {
+		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
+		if err != nil {
+			return 0, err
+		}
+		if b.LastRecordLSN > ckpt {
+			return b.LastRecordLSN, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the page server is at %s, before the shutdown checkpoint at %s, after %v", b.LastRecordLSN, ckpt, stopCatchUpTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// DestroyNode stops the node's server at once and removes the node.
+func (e *Env) DestroyNode(ctx context.Context, n *Node) error {
+	if err := e.StopNode(ctx, n, true); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(n.socketDir()); err != nil {
+		return fmt.Errorf("remove compute node %s: %w", n.Name, err)
+	}
+	if err := os.RemoveAll(n.dir); err != nil {
+		return fmt.Errorf("remove compute node %s: %w", n.Name, err)
+	}
+	fmt.Fprintf(e.Progress, "compute node %s destroyed\n", n.Name)
+	return nil
+}
