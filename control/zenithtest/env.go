@@ -1,0 +1,248 @@
+package zenithtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// commandTimeout bounds one zenith command run by a test.
+const commandTimeout = 3 * time.Minute
+
+// Options tune New.
+type Options struct {
+	// NoStart leaves the environment initialized but not started.
+	NoStart bool
+}
+
+// Env is a zenith repository in a temporary directory, driven by the real
+// binary as a user would: New runs `zenith init` and `zenith start` on
+// ports chosen at run time; the test's cleanup runs `zenith stop
+// --immediate` and then kills, by pid, anything of the environment still
+// running.
+type Env struct {
+	t testing.TB
+	// Bin is the zenith binary.
+	Bin string
+	// Dir is the temporary directory holding the repository.
+	Dir string
+	// RepoDir is the repository ($ZENITH_REPO_DIR of every command).
+	RepoDir string
+	// PageserverAddr is the page server's page service, host:port.
+	PageserverAddr string
+	// Postgres creates and starts compute nodes.
+	Postgres *Computes
+}
+
+// New creates and starts an environment. opts may be nil.
+func New(t testing.TB, opts *Options) *Env {
+	t.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	bin := Binary(t)
+	dir, err := os.MkdirTemp("", "zenith-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PostgreSQL runs as another user when the test runs as root: it must
+	// reach the compute nodes' directories in here.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{t: t, Bin: bin, Dir: dir, RepoDir: filepath.Join(dir, "repo")}
+	e.Postgres = &Computes{env: e}
+	t.Cleanup(e.cleanup)
+	pgPort, httpPort := freePort(t), freePort(t)
+	e.PageserverAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
+	e.Zenith("init", "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort))
+	if !opts.NoStart {
+		e.Zenith("start")
+	}
+	return e
+}
+
+// Run runs `zenith args...` on the environment and returns its stdout,
+// stderr and error (an *exec.ExitError for a non-zero exit).
+func (e *Env) Run(args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.Bin, args...)
+	cmd.Env = append(os.Environ(), "ZENITH_REPO_DIR="+e.RepoDir)
+	cmd.Dir = e.Dir
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// Zenith runs `zenith args...` and fails the test if it fails; it
+// returns stdout.
+func (e *Env) Zenith(args ...string) string {
+	e.t.Helper()
+	out, errOut, err := e.Run(args...)
+	if err != nil {
+		e.t.Fatalf("zenith %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// Processes returns the pids of the live processes of the environment:
+// those whose command line or working directory is inside Dir (the page
+// server, safekeepers, every postgres of the compute nodes).
+func (e *Env) Processes() []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
+		if !bytes.Contains(cmdline, []byte(e.Dir+"/")) && !strings.HasPrefix(cwd, e.Dir+"/") {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join(p, "stat")); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+				continue // a zombie is gone, waiting for its parent
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// cleanup stops everything, shows the logs of a failed test, and removes
+// the directory.
+func (e *Env) cleanup() {
+	if _, errOut, err := e.Run("stop", "--immediate"); err != nil {
+		e.t.Logf("cleanup: zenith stop --immediate: %v\n%s", err, errOut)
+	}
+	for _, pid := range e.Processes() {
+		e.t.Logf("cleanup: killing pid %d, left running", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.Processes()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e.t.Failed() {
+		logs, _ := filepath.Glob(filepath.Join(e.RepoDir, "*.log"))
+		nodeLogs, _ := filepath.Glob(filepath.Join(e.RepoDir, "pgdatadirs", "tenants", "*", "*", "*.log"))
+		for _, l := range append(logs, nodeLogs...) {
+			b, _ := os.ReadFile(l)
+			e.t.Logf("%s ends with:\n%s", l, lastLines(b, 40))
+		}
+	}
+	if err := os.RemoveAll(e.Dir); err != nil {
+		e.t.Logf("cleanup: %v", err)
+	}
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Computes creates and starts compute nodes of an Env.
+type Computes struct{ env *Env }
+
+// Postgres is a compute node of an Env.
+type Postgres struct {
+	env *Env
+	// Name is the node's name.
+	Name string
+	// ConnString is its connection URL (as `zenith pg start` printed it).
+	ConnString string
+	// Tenant is the --tenant the node was made with ("" for the default).
+	Tenant string
+}
+
+// CreateStart runs `zenith pg start BRANCH args...` (args: pg create's
+// flags, e.g. "--name", "n2", "--lsn", "0/16B9188", "--tenant", ID) and
+// returns the running node.
+func (c *Computes) CreateStart(branch string, args ...string) *Postgres {
+	c.env.t.Helper()
+	out := c.env.Zenith(append([]string{"pg", "start", branch}, args...)...)
+	p := &Postgres{env: c.env, Name: flagValue(args, "--name", branch), Tenant: flagValue(args, "--tenant", "")}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	p.ConnString = lines[len(lines)-1]
+	if !strings.HasPrefix(p.ConnString, "postgresql://") {
+		c.env.t.Fatalf("zenith pg start %s printed %q, not a connection string", branch, out)
+	}
+	return p
+}
+
+func flagValue(args []string, name, def string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return def
+}
+
+// Connect opens an autocommit connection to database postgres, closed
+// when the test ends.
+func (p *Postgres) Connect() *pgx.Conn {
+	p.env.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.ConnString+"?sslmode=disable")
+	if err != nil {
+		p.env.t.Fatalf("connect to compute node %s: %v", p.Name, err)
+	}
+	p.env.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func (p *Postgres) tenantArgs() []string {
+	if p.Tenant == "" {
+		return nil
+	}
+	return []string{"--tenant", p.Tenant}
+}
+
+// Stop runs `zenith pg stop NODE`.
+func (p *Postgres) Stop() {
+	p.env.t.Helper()
+	p.env.Zenith(append([]string{"pg", "stop", p.Name}, p.tenantArgs()...)...)
+}
+
+// Destroy runs `zenith pg stop NODE --destroy`.
+func (p *Postgres) Destroy() {
+	p.env.t.Helper()
+	p.env.Zenith(append([]string{"pg", "stop", p.Name, "--destroy"}, p.tenantArgs()...)...)
+}
+
+// String names the node in messages.
+func (p *Postgres) String() string { return fmt.Sprintf("compute node %s", p.Name) }
