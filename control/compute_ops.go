@@ -342,6 +342,10 @@ func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
 	if err := n.save(); err != nil {
 		return err
 	}
+	// The socket directory is outside the node's: do not leave it behind.
+	if err := os.RemoveAll(n.socketDir()); err != nil {
+		return fmt.Errorf("stop compute node %s: %w", n.Name, err)
+	}
 	fmt.Fprintf(e.Progress, "compute node %s stopped\n", n.Name)
 	return nil
 }
@@ -389,9 +393,6 @@ func (e *Env) cleanStopLSN(ctx context.Context, n *Node, c *pgcluster.Cluster) (
 func (e *Env) DestroyNode(ctx context.Context, n *Node) error {
 	if err := e.StopNode(ctx, n, true); err != nil {
 		return err
-	}
-	if err := os.RemoveAll(n.socketDir()); err != nil {
-		return fmt.Errorf("remove compute node %s: %w", n.Name, err)
 	}
 	if err := os.RemoveAll(n.dir); err != nil {
 		return fmt.Errorf("remove compute node %s: %w", n.Name, err)

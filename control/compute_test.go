@@ -1,0 +1,191 @@
+package control
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zenithdb/zenith/repo/id"
+)
+
+func TestTarDirUntarRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	files := map[string]string{
+		"PG_VERSION":          "15\n",
+		"global/pg_control":   strings.Repeat("\x01", 8192),
+		"base/5/16384":        "",
+		"pg_wal/archive_stat": "x",
+	}
+	for name, body := range files {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(src, "pg_notify"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := tarDir(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := untar(&buf, dst); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s: got %d bytes (%v), want %d", name, len(got), err, len(want))
+		}
+		if st, err := os.Stat(filepath.Join(dst, name)); err == nil && st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600 (PostgreSQL's)", name, st.Mode().Perm())
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dst, "pg_notify")); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Errorf("empty directory pg_notify not restored as 0700: %v %v", st, err)
+	}
+}
+
+func TestUntarRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		hdr     tar.Header
+		wantErr string
+	}{
+		{"parent", tar.Header{Name: "../evil", Typeflag: tar.TypeReg}, "not inside"},
+		{"nested parent", tar.Header{Name: "base/../../evil", Typeflag: tar.TypeReg}, "not inside"},
+		{"absolute", tar.Header{Name: "/etc/evil", Typeflag: tar.TypeReg}, "not inside"},
+		{"symlink", tar.Header{Name: "pg_tblspc/1", Typeflag: tar.TypeSymlink, Linkname: "/"}, "only files and directories"},
+		{"hard link", tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "PG_VERSION"}, "only files and directories"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			if err := tw.WriteHeader(&tc.hdr); err != nil {
+				t.Fatal(err)
+			}
+			tw.Close()
+			parent := t.TempDir()
+			dst := filepath.Join(parent, "pgdata")
+			if err := os.Mkdir(dst, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			err := untar(&buf, dst)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("untar = %v, want error containing %q", err, tc.wantErr)
+			}
+			if _, err := os.Stat(filepath.Join(parent, "evil")); err == nil {
+				t.Errorf("a file was written outside the data directory")
+			}
+		})
+	}
+	if err := untar(strings.NewReader("not a tar at all, just text that is long enough"), t.TempDir()); err == nil {
+		t.Errorf("untar of garbage succeeded")
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	got, err := parseSettings([]string{"shared_buffers=256MB", "zenith.x=a=b", "work_mem="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"shared_buffers": "256MB", "zenith.x": "a=b", "work_mem": ""}
+	if len(got) != len(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, bad := range []string{"shared_buffers", "=1", "a b=1", "x=1\nfsync=off"} {
+		if _, err := parseSettings([]string{bad}); err == nil {
+			t.Errorf("parseSettings(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestWriteComputeConfig(t *testing.T) {
+	dir := t.TempDir()
+	n := &Node{Name: "n1", Tenant: id.NewTenantID(), Timeline: id.NewTimelineID(), Branch: "main", Port: 55432,
+		Settings: map[string]string{"work_mem": "8MB", "application_name": "it's"}, dir: dir}
+	if err := os.Mkdir(n.DataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.DataDir(), "postgresql.conf"), []byte("max_connections = 100"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		readOnlyLSN uint64
+		safekeepers int
+		want, not   []string
+	}{
+		{name: "writable, no safekeepers", want: []string{"synchronous_standby_names = 'pageserver'", "synchronous_commit = 'on'", "wal_level = 'replica'"}, not: []string{"default_transaction_read_only"}},
+		{name: "read-only", readOnlyLSN: 0x16B9188, want: []string{"default_transaction_read_only = 'on'"}, not: []string{"synchronous_standby_names"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.ReadOnlyLSN = 0
+			if tc.readOnlyLSN != 0 {
+				n.ReadOnlyLSN = 0x16B9188
+			}
+			e := &Env{Config: DefaultConfig()}
+			e.Config.Safekeepers.Count = tc.safekeepers
+			// Twice: the include must not be appended again.
+			for i := 0; i < 2; i++ {
+				if err := writeComputeConfig(n, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conf, _ := os.ReadFile(filepath.Join(n.DataDir(), computeConfFile))
+			all := []string{"port = '55432'", "zenith.tenant_id = '" + n.Tenant.String() + "'",
+				"zenith.timeline_id = '" + n.Timeline.String() + "'", "work_mem = '8MB'", "application_name = 'it''s'"}
+			for _, w := range append(all, tc.want...) {
+				if !strings.Contains(string(conf), w+"\n") {
+					t.Errorf("zenith.conf lacks %q:\n%s", w, conf)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(string(conf), w) {
+					t.Errorf("zenith.conf has %q:\n%s", w, conf)
+				}
+			}
+			main, _ := os.ReadFile(filepath.Join(n.DataDir(), "postgresql.conf"))
+			if c := strings.Count(string(main), "include '"+computeConfFile+"'"); c != 1 || !strings.HasPrefix(string(main), "max_connections = 100\n") {
+				t.Errorf("postgresql.conf includes zenith.conf %d times, or lost its contents:\n%s", c, main)
+			}
+			hba, _ := os.ReadFile(filepath.Join(n.DataDir(), "pg_hba.conf"))
+			if !strings.Contains(string(hba), "host    replication  all   127.0.0.1/32  trust") {
+				t.Errorf("pg_hba.conf does not let the page server replicate from loopback:\n%s", hba)
+			}
+		})
+	}
+}
+
+func TestPrintBranchTree(t *testing.T) {
+	tl := func() id.TimelineID { return id.NewTimelineID() }
+	main, feat, sub, other := tl(), tl(), tl(), tl()
+	branches := []Branch{
+		{Name: "sub", TimelineID: sub, AncestorTimelineID: feat.String(), AncestorLSN: "0/1800000", LastRecordLSN: 0x1900000},
+		{Name: "other", TimelineID: other, AncestorTimelineID: main.String(), AncestorLSN: "0/1A00000", LastRecordLSN: 0x1A00000},
+		{Name: "main", TimelineID: main, LastRecordLSN: 0x2000000},
+		{Name: "feature", TimelineID: feat, AncestorTimelineID: main.String(), AncestorLSN: "0/16B9188", LastRecordLSN: 0x1800000},
+	}
+	var buf bytes.Buffer
+	printBranchTree(&buf, branches)
+	want := `main (last 0/2000000)
+├── feature @ 0/16B9188 (last 0/1800000)
+│   └── sub @ 0/1800000 (last 0/1900000)
+└── other @ 0/1A00000 (last 0/1A00000)
+`
+	if buf.String() != want {
+		t.Errorf("tree:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
