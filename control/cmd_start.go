@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/pageserver"
 )
 
 // StartCommand is `zenith start`.
@@ -147,6 +152,7 @@ func PageserverCommand() *cli.Command {
 		Name:  "pageserver",
 		Usage: "manage the page server",
 		Subcommands: []*cli.Command{
+			pageserverInitCommand(),
 			{
 				Name:        "start",
 				Usage:       "start the page server in the background",
@@ -187,6 +193,51 @@ func PageserverCommand() *cli.Command {
 					return nil
 				}),
 			},
+		},
+	}
+}
+
+// pageserverInitCommand is `zenith pageserver init -D DIR`: a working
+// directory with a commented pageserver.toml, for a page server run
+// elsewhere (zenith init does this for the repository's own).
+func pageserverInitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create a page server working directory with its pageserver.toml",
+		Description: `Creates DIR and writes DIR/pageserver.toml: every setting with its default and
+a comment, and the addresses given. Then run it with zenith pageserver run -D
+DIR (or a systemd unit), and point a repository at it in config.toml
+([pageserver] listen_pg, local = false). An existing pageserver.toml is kept.
+
+Example:
+  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "D", Usage: "the page server's working `DIR`", Required: true},
+			&cli.StringFlag{Name: "listen-pg", Value: DefaultConfig().Pageserver.ListenPG, Usage: "page service address `HOST:PORT`"},
+			&cli.StringFlag{Name: "listen-http", Value: DefaultConfig().Pageserver.ListenHTTP, Usage: "HTTP API address `HOST:PORT`"},
+			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: searched)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("pageserver init takes no arguments (see zenith pageserver init --help)")
+			}
+			dir, err := filepath.Abs(c.String("D"))
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(dir, pageserver.ConfigFileName)); err == nil {
+				return fmt.Errorf("%s exists already: not overwriting it", filepath.Join(dir, pageserver.ConfigFileName))
+			}
+			cfg := DefaultConfig()
+			cfg.Pageserver.ListenPG, cfg.Pageserver.ListenHTTP = c.String("listen-pg"), c.String("listen-http")
+			if cfg.PGBinDir, err = pgcluster.FindBinDir(c.Context, c.String("pg-bin")); err != nil {
+				return err
+			}
+			if err := writePageserverConfig(dir, cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, pageserver.ConfigFileName))
+			return nil
 		},
 	}
 }
