@@ -1,0 +1,234 @@
+package pageserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// maxRequestBody bounds an HTTP request body: every request is a small
+// JSON object.
+const maxRequestBody = 64 << 10
+
+// The HTTP API: the page service's management commands as JSON, and the
+// Prometheus metrics.
+//
+//	GET  /v1/status                      Status
+//	GET  /v1/tenant                      [{"tenant_id"}]
+//	POST /v1/tenant {"tenant_id"?}       {"tenant_id"}               201
+//	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
+//	GET  /v1/tenant/{id}/branch          [BranchInfo]
+//	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
+//	GET  /metrics                        Prometheus text format
+//
+// Errors are {"error": message, "code": SQLSTATE} with the status the
+// SQLSTATE maps to (httpStatus).
+func (s *Server) httpServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.status())
+	})
+	mux.HandleFunc("GET /v1/tenant", func(w http.ResponseWriter, r *http.Request) {
+		out := []tenantJSON{}
+		for _, t := range s.tenants.list() {
+			out = append(out, tenantJSON{t.id})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/tenant", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			TenantID string `json:"tenant_id"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		var tid id.TenantID
+		if req.TenantID != "" {
+			var err error
+			if tid, err = id.ParseTenantID(req.TenantID); err != nil {
+				writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+				return
+			}
+		}
+		t, err := s.createTenant(tid)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, tenantJSON{t.id})
+	})
+	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		out := []TimelineInfo{}
+		for _, info := range t.tn.Timelines() {
+			ti, err := s.timelineInfo(t, info.ID)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			out = append(out, ti)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		infos, err := s.branchInfos(t)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if infos == nil {
+			infos = []BranchInfo{}
+		}
+		writeJSON(w, http.StatusOK, infos)
+	})
+	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		var req struct {
+			Name  string `json:"name"`
+			Start string `json:"start"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if err := checkBranchName(req.Name); err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+		start, err := parseBranchStart(req.Start)
+		if err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+		info, err := s.createBranch(r.Context(), t, req.Name, start)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+}
+
+type tenantJSON struct {
+	TenantID id.TenantID `json:"tenant_id"`
+}
+
+// TimelineInfo describes a timeline for the HTTP API.
+type TimelineInfo struct {
+	Timeline          id.TimelineID `json:"timeline_id"`
+	Branch            string        `json:"branch"`
+	AncestorTimeline  string        `json:"ancestor_timeline_id"`
+	AncestorLSN       optionalLSN   `json:"ancestor_lsn"`
+	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
+	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
+	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	GCCutoffLSN       pgdata.LSN    `json:"gc_cutoff_lsn"`
+	// WALReceiver is nil for a timeline that takes no WAL.
+	WALReceiver *walStatus `json:"wal_receiver"`
+}
+
+func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
+	tl, err := t.tn.Timeline(tid)
+	if err != nil {
+		return TimelineInfo{}, err
+	}
+	ti := TimelineInfo{
+		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
+	}
+	if b, ok := t.branchOf(tid); ok {
+		ti.Branch = b.Name
+	}
+	if a, at := tl.Ancestor(); !a.IsZero() {
+		ti.AncestorTimeline, ti.AncestorLSN = a.String(), optionalLSN(at)
+	}
+	if w := t.walOf(tid); w != nil {
+		st := w.Status()
+		ti.WALReceiver = &st
+	}
+	return ti, nil
+}
+
+// httpTenant resolves the {tenant} of the request's path, answering the
+// request itself if it cannot.
+func (s *Server) httpTenant(w http.ResponseWriter, r *http.Request) (*tenant, bool) {
+	tid, err := id.ParseTenantID(r.PathValue("tenant"))
+	if err != nil {
+		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+		return nil, false
+	}
+	t, err := s.tenants.get(tid)
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	return t, true
+}
+
+// readJSON decodes a request's JSON body strictly (unknown fields are
+// errors), answering the request itself if it cannot.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: fmt.Sprintf("request body: %v", err)})
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError answers with the error's SQLSTATE and its HTTP status.
+func writeError(w http.ResponseWriter, err error) {
+	code, msg := pgwire.CodeInternalError, err.Error()
+	var pe *pgwire.Error
+	if errors.As(sqlError(err), &pe) {
+		code, msg = pe.Code, pe.Message
+	}
+	writeJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})
+}
+
+// httpStatus maps a SQLSTATE to an HTTP status.
+func httpStatus(code string) int {
+	switch code {
+	case pgwire.CodeSyntaxError, pgwire.CodeInvalidParameterValue:
+		return http.StatusBadRequest
+	case pgwire.CodeUndefinedObject:
+		return http.StatusNotFound
+	case pgwire.CodeDuplicateObject, pgwire.CodeObjectNotInPrereqState:
+		return http.StatusConflict
+	case pgwire.CodeQueryCanceled:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}

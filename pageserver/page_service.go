@@ -1,0 +1,276 @@
+package pageserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// The page service is the page server's libpq endpoint: management
+// commands answered with text rows, basebackup as COPY OUT, import as
+// COPY IN, and the page stream as COPY BOTH. See commandSyntax for the
+// commands and sqlError for the SQLSTATEs of their errors.
+type pageService struct{ s *Server }
+
+// branchColumns are the columns of branch_list and of the commands that
+// create a branch.
+var branchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn"}
+
+// Handle runs one command.
+func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
+	c, err := parseCommand(line, args)
+	if err != nil {
+		return err
+	}
+	if err := ps.run(ctx, sess, c); err != nil {
+		return sqlError(err)
+	}
+	return nil
+}
+
+func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageCommand) error {
+	s := ps.s
+	switch c.name {
+	case "identify_system":
+		if err := sess.Columns("server", "version", "pg_version"); err != nil {
+			return err
+		}
+		return sess.Row("zenith-pageserver", Version, strconv.Itoa(pgdata.PGMajorVersion))
+	case "status":
+		st := s.status()
+		if err := sess.Columns("tenants", "timelines", "uptime_seconds"); err != nil {
+			return err
+		}
+		return sess.Row(strconv.Itoa(st.Tenants), strconv.Itoa(st.Timelines), strconv.FormatInt(st.UptimeSeconds, 10))
+	case "tenant_create":
+		t, err := s.createTenant(c.tenant)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns("tenant_id"); err != nil {
+			return err
+		}
+		return sess.Row(t.id.String())
+	case "tenant_list":
+		if err := sess.Columns("tenant_id"); err != nil {
+			return err
+		}
+		for _, t := range s.tenants.list() {
+			if err := sess.Row(t.id.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "branch_list":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		infos, err := s.branchInfos(t)
+		if err != nil {
+			return err
+		}
+		return branchRows(sess, infos...)
+	case "branch_create":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		info, err := s.createBranch(ctx, t, c.branch, c.start)
+		if err != nil {
+			return err
+		}
+		return branchRows(sess, info)
+	case "import":
+		return ps.importCommand(ctx, sess, c)
+	case "basebackup":
+		return ps.basebackup(ctx, sess, c)
+	case "callmemaybe":
+		t, tl, err := s.timeline(c.tenant, c.timeline)
+		if err != nil {
+			return err
+		}
+		w := t.walOf(tl.ID())
+		if w == nil {
+			return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "timeline %s takes no WAL (see the page server's log)", tl.ID())
+		}
+		if err := w.SetSource(c.connStr); err != nil {
+			return err
+		}
+		sess.SetTag("CALLMEMAYBE")
+		return nil
+	case "pagestream":
+		_, tl, err := s.timeline(c.tenant, c.timeline)
+		if err != nil {
+			return err
+		}
+		return ps.pagestream(ctx, sess, tl)
+	}
+	return fmt.Errorf("command %q is parsed but not handled", c.name)
+}
+
+func branchRows(sess *pgwire.Session, infos ...BranchInfo) error {
+	if err := sess.Columns(branchColumns...); err != nil {
+		return err
+	}
+	for _, b := range infos {
+		if err := sess.Row(b.row()...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// importCommand receives a tar of a stopped data directory in COPY IN and
+// imports it as a new branch. The name is checked before the upload so
+// that a taken name fails at once; the tar is unpacked into a temporary
+// directory under the working directory, removed whatever happens.
+func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, c pageCommand) error {
+	s := ps.s
+	t, err := s.tenants.get(c.tenant)
+	if err != nil {
+		return err
+	}
+	if _, ok := t.branchNamed(c.branch); ok {
+		return fmt.Errorf("branch %q of tenant %s: %w", c.branch, t.id, errBranchExists)
+	}
+	r, err := sess.CopyIn()
+	if err != nil {
+		return err
+	}
+	parent := filepath.Join(s.dir, importDirName)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(parent, c.tenant.String()+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	if err := extractDataDirTar(r, dir); err != nil {
+		return err
+	}
+	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.branch).Int64("bytes", r.BytesRead()).
+		Dur("took", time.Since(start)).Msg("received data directory to import")
+	br, err := t.importBranch(ctx, c.branch, dir)
+	if err != nil {
+		return err
+	}
+	info, err := s.branchInfo(t, br)
+	if err != nil {
+		return err
+	}
+	return branchRows(sess, info)
+}
+
+// basebackup streams a tar of a timeline as of an LSN in COPY OUT. The
+// LSN defaults to the last record; a later one is waited for.
+func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c pageCommand) (err error) {
+	s := ps.s
+	defer func() {
+		if err != nil {
+			s.metrics.basebackups.WithLabelValues("error").Inc()
+		} else {
+			s.metrics.basebackups.WithLabelValues("ok").Inc()
+		}
+	}()
+	t, tl, err := s.timeline(c.tenant, c.timeline)
+	if err != nil {
+		return err
+	}
+	lsn := c.lsn
+	if lsn == 0 {
+		lsn = tl.LastRecordLSN()
+	} else if err := s.waitForLSN(ctx, tl, lsn); err != nil {
+		return err
+	}
+	prev, err := t.recordBefore(ctx, tl, lsn)
+	if err != nil {
+		return err
+	}
+	w, err := sess.CopyOut()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev}); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	s.log.Info().Str("tenant", t.id.String()).Str("timeline", tl.ID().String()).Stringer("lsn", lsn).
+		Dur("took", time.Since(start)).Msg("sent basebackup")
+	return nil
+}
+
+// sqlError gives an error of a command its SQLSTATE (see the command
+// table in the package's interface notes): unknown things 42704, taken
+// names 42710, bad input 22023, LSNs the timeline cannot serve 55000.
+// Other errors stay internal errors (XX000).
+func sqlError(err error) error {
+	var pe *pgwire.Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	code := ""
+	switch {
+	case errors.Is(err, repo.ErrTenantNotFound), errors.Is(err, repo.ErrTimelineNotFound), errors.Is(err, errBranchNotFound):
+		code = pgwire.CodeUndefinedObject
+	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
+		code = pgwire.CodeDuplicateObject
+	case errors.Is(err, ErrNotShutDown), errors.Is(err, errBadTar):
+		code = pgwire.CodeInvalidParameterValue
+	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
+		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
+		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile):
+		code = pgwire.CodeObjectNotInPrereqState
+	default:
+		return err
+	}
+	return &pgwire.Error{Code: code, Message: err.Error()}
+}
+
+// timeline resolves a tenant id and a timeline reference.
+func (s *Server) timeline(tid id.TenantID, ref string) (*tenant, *repo.Timeline, error) {
+	t, err := s.tenants.get(tid)
+	if err != nil {
+		return nil, nil, err
+	}
+	tl, err := t.timeline(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, tl, nil
+}
+
+// waitForLSN waits, at most the configured wait_lsn_timeout, until tl has
+// ingested WAL up to lsn.
+func (s *Server) waitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) error {
+	if lsn <= tl.LastRecordLSN() {
+		return nil
+	}
+	timeout := time.Duration(s.cfg.WaitLSNTimeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tl.WaitForLSN(wctx, lsn); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &pgwire.Error{Code: pgwire.CodeQueryCanceled,
+			Message: fmt.Sprintf("timeline %s did not reach %v within wait_lsn_timeout (%v); it is at %v", tl.ID(), lsn, timeout, tl.LastRecordLSN()),
+			Hint:    "is the timeline's WAL source (callmemaybe) streaming?"}
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package pageserver
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// pageCommand is one parsed page-service command line. Parsing checks the
+// syntax of every argument (ids, LSNs, times, names); whether the tenant
+// or branch exists is the command's business.
+type pageCommand struct {
+	// name is the command word, lower case.
+	name string
+	// tenant is the tenant argument; tenant_create without one leaves it
+	// zero.
+	tenant id.TenantID
+	// timeline is a reference to a timeline: a branch name or a timeline id.
+	timeline string
+	// branch is the name of a branch to create (import, branch_create).
+	branch string
+	// start is branch_create's starting point.
+	start branchStart
+	// lsn is basebackup's LSN; 0 means the last record.
+	lsn pgdata.LSN
+	// connStr is callmemaybe's connection string.
+	connStr string
+}
+
+// branchStart is where a new branch starts: a timeline (by branch name
+// or id) and optionally an LSN or a point in time of its history.
+type branchStart struct {
+	ref string
+	lsn pgdata.LSN // 0: none
+	at  time.Time  // zero: none
+}
+
+// String prints the start as it was written.
+func (b branchStart) String() string {
+	switch {
+	case b.lsn != 0:
+		return b.ref + "@" + b.lsn.String()
+	case !b.at.IsZero():
+		return b.ref + "@" + b.at.Format(time.RFC3339Nano)
+	}
+	return b.ref
+}
+
+// commandSyntax is each command's arguments, as the usage in errors shows
+// them; min and max count them (max -1: the last one takes the rest of
+// the line).
+var commandSyntax = map[string]struct {
+	usage    string
+	min, max int
+}{
+	"identify_system": {"identify_system", 0, 0},
+	"status":          {"status", 0, 0},
+	"tenant_create":   {"tenant_create [tenant_id]", 0, 1},
+	"tenant_list":     {"tenant_list", 0, 0},
+	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2},
+	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3},
+	"branch_list":     {"branch_list <tenant_id>", 1, 1},
+	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3},
+	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1},
+	"pagestream":      {"pagestream <tenant_id> <branch|timeline_id>", 2, 2},
+}
+
+// parseCommand parses a command line. args are the extended protocol's
+// parameters: a word "$n" stands for args[n-1]. Errors are *pgwire.Error:
+// 42601 for an unknown command or a wrong number of arguments, 22023 for
+// a malformed argument.
+func parseCommand(line string, args []string) (pageCommand, error) {
+	words := strings.Fields(line)
+	if len(words) == 0 {
+		return pageCommand{}, pgwire.Errorf(pgwire.CodeSyntaxError, "empty command")
+	}
+	c := pageCommand{name: strings.ToLower(words[0])}
+	syn, ok := commandSyntax[c.name]
+	if !ok {
+		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", truncate(words[0], 64)),
+			Hint: "commands: identify_system, status, tenant_create, tenant_list, import, branch_create, branch_list, basebackup, callmemaybe, pagestream"}
+	}
+	words = words[1:]
+	if syn.max == -1 && len(words) >= syn.min {
+		// The last argument is the rest of the line, spaces and all.
+		rest := line
+		for range syn.min {
+			rest = strings.TrimLeft(rest, " \t\r\n")
+			rest = rest[strings.IndexAny(rest, " \t\r\n"):]
+		}
+		words = append(words[:syn.min-1], strings.TrimSpace(rest))
+	}
+	if len(words) < syn.min || (syn.max >= 0 && len(words) > syn.max) {
+		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError,
+			Message: fmt.Sprintf("%s takes %s arguments, got %d", c.name, argCount(syn.min, syn.max), len(words)),
+			Hint:    "usage: " + syn.usage}
+	}
+	for i, w := range words {
+		v, err := substitute(w, args)
+		if err != nil {
+			return c, err
+		}
+		words[i] = v
+	}
+	if err := c.parseArgs(words); err != nil {
+		return c, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error(), Hint: "usage: " + syn.usage}
+	}
+	return c, nil
+}
+
+func argCount(min, max int) string {
+	switch {
+	case max == -1:
+		return fmt.Sprintf("at least %d", min)
+	case min == max:
+		return strconv.Itoa(min)
+	}
+	return fmt.Sprintf("%d to %d", min, max)
+}
+
+// substitute replaces a "$n" word by the extended protocol's parameter n.
+func substitute(w string, args []string) (string, error) {
+	if len(w) < 2 || w[0] != '$' {
+		return w, nil
+	}
+	n, err := strconv.Atoi(w[1:])
+	if err != nil {
+		return w, nil
+	}
+	if n < 1 || n > len(args) {
+		return "", pgwire.Errorf("42P02", "there is no parameter $%d", n)
+	}
+	return args[n-1], nil
+}
+
+// parseArgs checks and stores the arguments of c's command.
+func (c *pageCommand) parseArgs(words []string) error {
+	var err error
+	// Every command that takes arguments takes the tenant first.
+	if len(words) > 0 {
+		if c.tenant, err = id.ParseTenantID(words[0]); err != nil {
+			return err
+		}
+	}
+	switch c.name {
+	case "import":
+		c.branch = words[1]
+		return checkBranchName(c.branch)
+	case "branch_create":
+		c.branch = words[1]
+		if err := checkBranchName(c.branch); err != nil {
+			return err
+		}
+		c.start, err = parseBranchStart(words[2])
+		return err
+	case "basebackup", "callmemaybe", "pagestream":
+		c.timeline = words[1]
+		if err := checkTimelineRef(c.timeline); err != nil {
+			return err
+		}
+		if c.name == "callmemaybe" {
+			c.connStr = unquote(words[2])
+			if c.connStr == "" {
+				return fmt.Errorf("empty connection string")
+			}
+		}
+		if c.name == "basebackup" && len(words) == 3 {
+			if c.lsn, err = pgdata.ParseLSN(words[2]); err != nil {
+				return err
+			}
+			if c.lsn == 0 {
+				return fmt.Errorf("LSN 0/0 is not a position in the WAL")
+			}
+		}
+	}
+	return nil
+}
+
+// unquote strips one pair of single quotes around a connection string,
+// as a user may write it in psql.
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// checkTimelineRef accepts a timeline id or a branch name.
+func checkTimelineRef(ref string) error {
+	if _, err := id.ParseTimelineID(ref); err == nil {
+		return nil
+	}
+	if err := checkBranchName(ref); err != nil {
+		return fmt.Errorf("%q is neither a timeline id (32 hex digits) nor a branch name", truncate(ref, 64))
+	}
+	return nil
+}
+
+// parseBranchStart parses BRANCH, BRANCH@LSN or BRANCH@TIME, where BRANCH
+// may also be a timeline id and TIME is RFC 3339 (2006-01-02T15:04:05Z).
+func parseBranchStart(s string) (branchStart, error) {
+	ref, point, hasPoint := strings.Cut(s, "@")
+	b := branchStart{ref: ref}
+	if err := checkTimelineRef(ref); err != nil {
+		return b, err
+	}
+	if !hasPoint {
+		return b, nil
+	}
+	if strings.Contains(point, "/") {
+		lsn, err := pgdata.ParseLSN(point)
+		if err != nil {
+			return b, err
+		}
+		if lsn == 0 {
+			return b, fmt.Errorf("LSN 0/0 is not a position in the WAL")
+		}
+		b.lsn = lsn
+		return b, nil
+	}
+	at, err := time.Parse(time.RFC3339, point)
+	if err != nil {
+		return b, fmt.Errorf("%q after @ is neither an LSN (16/B374D848) nor an RFC 3339 time (2021-06-01T12:00:00Z)", truncate(point, 64))
+	}
+	b.at = at
+	return b, nil
+}
+
+// truncate shortens outside input quoted in an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

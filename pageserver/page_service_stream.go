@@ -1,0 +1,152 @@
+package pageserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// pagestream answers page requests (pagestream.go) on one timeline until
+// the client ends the COPY. A request that fails (unknown relation, LSN
+// not reached in time, a redo error) gets an error response and the
+// stream goes on; a message that is not a valid request ends the COPY
+// with an ErrorResponse (08P01), after which the session serves other
+// commands.
+func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl *repo.Timeline) error {
+	cb, err := sess.CopyBoth()
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := cb.Receive()
+		if errors.Is(err, pgwire.ErrCopyDone) {
+			return cb.Close()
+		}
+		if err != nil {
+			return err
+		}
+		req, err := ParsePageRequest(msg)
+		if err != nil {
+			return pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
+		}
+		if err := cb.Send(ps.answer(ctx, tl, req)); err != nil {
+			return err
+		}
+	}
+}
+
+// requestNames name the requests in metrics.
+var requestNames = map[byte]string{
+	TagExistsRequest: "exists", TagNblocksRequest: "nblocks",
+	TagGetPageRequest: "getpage", TagDbSizeRequest: "dbsize",
+}
+
+// answer runs one request and encodes its response, an error response if
+// it fails.
+func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req PageRequest) []byte {
+	start := time.Now()
+	resp, err := ps.serve(ctx, tl, req)
+	ps.s.metrics.pageRequest(requestNames[req.Tag], err)
+	if req.Tag == TagGetPageRequest {
+		ps.s.metrics.getPageSeconds.Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
+		e, ok := sqlError(err).(*pgwire.Error)
+		if !ok {
+			return ErrorPageResponse(pgwire.CodeInternalError, err.Error())
+		}
+		return ErrorPageResponse(e.Code, e.Message)
+	}
+	return resp
+}
+
+// serve answers one request as PostgreSQL's storage manager (smgr) would
+// for the relation files as of the request's LSN:
+//
+//   - exists: whether the fork is in the database's relation directory
+//     (smgrexists);
+//   - nblocks: the fork's size in blocks (smgrnblocks); a fork that does
+//     not exist is an error, as opening its file is in md.c;
+//   - getpage: the block as of the LSN; a block inside the fork that WAL
+//     never wrote reads as zeros (a hole md.c left by extending past it),
+//     and a block at or beyond the fork's size is an error (58P01 for a
+//     missing fork, XX001 as mdread reports a short read), never a page;
+//   - dbsize: the sum of the database's fork sizes in bytes
+//     (pg_database_size of its default-tablespace files).
+func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageRequest) ([]byte, error) {
+	lsn, err := ps.requestLSN(ctx, tl, req)
+	if err != nil {
+		return nil, err
+	}
+	r := NewDatadirReader(tl, lsn)
+	switch req.Tag {
+	case TagExistsRequest:
+		ok, err := r.RelExists(ctx, req.Rel, req.Fork)
+		if err != nil {
+			return nil, err
+		}
+		return ExistsResponse(ok), nil
+	case TagNblocksRequest:
+		n, err := existingRelSize(ctx, r, req)
+		if err != nil {
+			return nil, err
+		}
+		return NblocksResponse(n), nil
+	case TagGetPageRequest:
+		n, err := existingRelSize(ctx, r, req)
+		if err != nil {
+			return nil, err
+		}
+		if req.Block >= n {
+			return nil, &pgwire.Error{Code: pgwire.CodeDataCorrupted,
+				Message: fmt.Sprintf("could not read block %d of relation %v fork %v at %v: the fork has %d blocks", req.Block, req.Rel, req.Fork, lsn, n)}
+		}
+		page, err := r.RelPage(ctx, req.Rel, req.Fork, req.Block)
+		if err != nil {
+			return nil, err
+		}
+		return GetPageResponse(page), nil
+	case TagDbSizeRequest:
+		size, err := r.DBSize(ctx, Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
+		if err != nil {
+			return nil, err
+		}
+		return DbSizeResponse(size), nil
+	}
+	return nil, fmt.Errorf("page request tag 0x%02x is parsed but not handled", req.Tag)
+}
+
+// existingRelSize is the size of a fork that exists; a missing fork is
+// 58P01 (undefined_file), as PostgreSQL reports a missing relation file.
+func existingRelSize(ctx context.Context, r *DatadirReader, req PageRequest) (uint32, error) {
+	ok, err := r.RelExists(ctx, req.Rel, req.Fork)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, &pgwire.Error{Code: codeUndefinedFile,
+			Message: fmt.Sprintf("relation %v fork %v does not exist at %v", req.Rel, req.Fork, r.LSN())}
+	}
+	return r.RelSize(ctx, req.Rel, req.Fork)
+}
+
+// codeUndefinedFile is PostgreSQL's SQLSTATE for a missing file (ENOENT).
+const codeUndefinedFile = "58P01"
+
+// requestLSN waits for the request's LSN and returns the LSN to read at:
+// the request's own, or for a "latest" request the last record ingested
+// once the request's LSN is reached.
+func (ps *pageService) requestLSN(ctx context.Context, tl *repo.Timeline, req PageRequest) (pgdata.LSN, error) {
+	if err := ps.s.waitForLSN(ctx, tl, req.LSN); err != nil {
+		return 0, err
+	}
+	if req.Latest {
+		return tl.LastRecordLSN(), nil
+	}
+	return req.LSN, nil
+}

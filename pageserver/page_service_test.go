@@ -1,0 +1,625 @@
+package pageserver
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// testPageServer is a Server on loopback ports in a temporary directory,
+// stopped and removed when the test ends.
+type testPageServer struct {
+	srv      *Server
+	pgAddr   string
+	httpAddr string
+}
+
+// walredoExtension builds the WAL redo module (a no-op when it is up to
+// date) and returns its path.
+var walredoExtension = sync.OnceValues(func() (string, error) {
+	dir, err := filepath.Abs(filepath.Join("..", "walredo", "pgext"))
+	if err != nil {
+		return "", err
+	}
+	cmd := osexec.Command("make", "-s", "-C", dir, "PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make -C %s: %w\n%s", dir, err, out)
+	}
+	return filepath.Join(dir, "zenith_walredo.so"), nil
+})
+
+func startPageServer(t *testing.T) *testPageServer {
+	t.Helper()
+	ext, err := walredoExtension()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not t.TempDir(): the WAL redo processes run as the postgres OS
+	// user, which must reach their scratch directory inside.
+	dir, err := os.MkdirTemp("", "zenith-pageserver-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.WaitLSNTimeout = Duration(time.Second)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := newServer(ctx, dir, cfg, log, ext)
+	if err != nil {
+		cancel()
+		os.RemoveAll(dir)
+		t.Fatal(err)
+	}
+	pgLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, pgLn, httpLn) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+		os.RemoveAll(dir)
+	})
+	return &testPageServer{srv: srv, pgAddr: pgLn.Addr().String(), httpAddr: httpLn.Addr().String()}
+}
+
+func (ts *testPageServer) connString() string {
+	host, port, _ := net.SplitHostPort(ts.pgAddr)
+	return fmt.Sprintf("host=%s port=%s user=zenith dbname=pageserver sslmode=disable", host, port)
+}
+
+// connect opens a pgx connection that speaks the simple query protocol.
+func (ts *testPageServer) connect(t *testing.T) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(ts.connString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// rows runs a command and returns its rows as column -> value maps.
+func rows(t *testing.T, conn *pgx.Conn, cmd string) []map[string]string {
+	t.Helper()
+	got, err := queryRows(conn, cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return got
+}
+
+func queryRows(conn *pgx.Conn, cmd string) ([]map[string]string, error) {
+	results, err := conn.PgConn().Exec(context.Background(), cmd).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	for _, r := range results {
+		for _, vals := range r.Rows {
+			row := map[string]string{}
+			for i, fd := range r.FieldDescriptions {
+				row[fd.Name] = string(vals[i])
+			}
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
+// wantSQLState checks that err is an ErrorResponse with the SQLSTATE.
+func wantSQLState(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != code {
+		t.Errorf("%s: got %v, want SQLSTATE %s", what, err, code)
+	}
+}
+
+// tarDir writes a tar of dir, as `tar -C dir -c .` would.
+func tarDir(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// importDataDir sends the tar of a stopped data directory to `import`.
+func importDataDir(conn *pgx.Conn, tenant id.TenantID, name, dir string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarDir(dir, pw)) }()
+	defer pr.Close()
+	_, err := conn.PgConn().CopyFrom(context.Background(), pr, fmt.Sprintf("import %s %s", tenant, name))
+	return err
+}
+
+// initdbDir returns the data directory of a fresh initdb, never started.
+func initdbDir(t *testing.T) string {
+	t.Helper()
+	return pgtest.New(t, nil).DataDir()
+}
+
+func TestPageService(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ts := startPageServer(t)
+	conn := ts.connect(t)
+
+	ident := rows(t, conn, "identify_system")
+	if len(ident) != 1 || ident[0]["server"] != "zenith-pageserver" || ident[0]["pg_version"] != "15" || ident[0]["version"] != Version {
+		t.Errorf("identify_system = %v", ident)
+	}
+
+	// Tenants.
+	created := rows(t, conn, "tenant_create")
+	if len(created) != 1 {
+		t.Fatalf("tenant_create: %v", created)
+	}
+	tenant, err := id.ParseTenantID(created[0]["tenant_id"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := id.NewTenantID()
+	if got := rows(t, conn, "tenant_create "+other.String()); got[0]["tenant_id"] != other.String() {
+		t.Errorf("tenant_create %s answered %v", other, got)
+	}
+	_, err = queryRows(conn, "tenant_create "+other.String())
+	wantSQLState(t, "tenant_create of an existing id", err, "42710")
+	var listed []string
+	for _, r := range rows(t, conn, "tenant_list") {
+		listed = append(listed, r["tenant_id"])
+	}
+	if strings.Join(listed, ",") != strings.Join(sortedIDs(tenant, other), ",") {
+		t.Errorf("tenant_list = %v, want %v", listed, sortedIDs(tenant, other))
+	}
+
+	// Import an initdb'd data directory as main.
+	datadir := initdbDir(t)
+	cf := readControl(t, datadir)
+	if err := importDataDir(conn, tenant, "main", datadir); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	wantSQLState(t, "import of a taken name", importDataDir(conn, tenant, "main", datadir), "42710")
+	main := branchNamed(t, rows(t, conn, "branch_list "+tenant.String()), "main")
+	mainLSN, err := pgdata.ParseLSN(main["last_record_lsn"])
+	if err != nil || mainLSN <= cf.CheckPoint {
+		t.Fatalf("main's last_record_lsn %q (%v), want after the checkpoint at %v", main["last_record_lsn"], err, cf.CheckPoint)
+	}
+	if main["prev_record_lsn"] != cf.CheckPoint.String() || main["ancestor_name"] != "" || main["ancestor_lsn"] != "" {
+		t.Errorf("main = %v, want prev_record_lsn %v and no ancestor", main, cf.CheckPoint)
+	}
+
+	// Branches.
+	dev := rows(t, conn, fmt.Sprintf("branch_create %s dev main", tenant))
+	if len(dev) != 1 || dev[0]["name"] != "dev" || dev[0]["ancestor_name"] != "main" ||
+		dev[0]["ancestor_timeline_id"] != main["timeline_id"] || dev[0]["ancestor_lsn"] != mainLSN.String() {
+		t.Errorf("branch_create dev main = %v", dev)
+	}
+	rows(t, conn, fmt.Sprintf("branch_create %s atlsn %s@%v", tenant, main["timeline_id"], mainLSN))
+	_, err = queryRows(conn, fmt.Sprintf("branch_create %s dev main", tenant))
+	wantSQLState(t, "branch_create of a taken name", err, "42710")
+	_, err = queryRows(conn, fmt.Sprintf("branch_create %s x nosuch", tenant))
+	wantSQLState(t, "branch_create from an unknown branch", err, "42704")
+	_, err = queryRows(conn, fmt.Sprintf("branch_create %s x main@%v", tenant, mainLSN-8))
+	wantSQLState(t, "branch_create inside a record", err, "55000")
+	_, err = queryRows(conn, fmt.Sprintf("branch_create %s x main@%v", tenant, mainLSN+0x10000))
+	wantSQLState(t, "branch_create at a future LSN", err, "57014")
+	_, err = queryRows(conn, fmt.Sprintf("branch_create %s x main@%s", other, mainLSN))
+	wantSQLState(t, "branch_create in another tenant", err, "42704")
+	var names []string
+	for _, r := range rows(t, conn, "branch_list "+tenant.String()) {
+		names = append(names, r["name"])
+	}
+	if strings.Join(names, ",") != "atlsn,dev,main" {
+		t.Errorf("branch_list names = %v, want atlsn, dev, main", names)
+	}
+	if got := rows(t, conn, "branch_list "+other.String()); len(got) != 0 {
+		t.Errorf("branch_list of a tenant without branches = %v", got)
+	}
+
+	st := rows(t, conn, "status")
+	if len(st) != 1 || st[0]["tenants"] != "2" || st[0]["timelines"] != "3" {
+		t.Errorf("status = %v, want 2 tenants, 3 timelines", st)
+	}
+
+	t.Run("basebackup", func(t *testing.T) {
+		var tarball bytes.Buffer
+		if _, err := conn.PgConn().CopyTo(ctx, &tarball, fmt.Sprintf("basebackup %s dev", tenant)); err != nil {
+			t.Fatalf("basebackup: %v", err)
+		}
+		pg := newClusterFromTar(t, tarball.Bytes(), nil)
+		if err := pg.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		assertCleanStart(t, pg)
+		c := connect(t, pg, "postgres")
+		defer c.Close(ctx)
+		if n := queryInt(t, c, "SELECT count(*) FROM pg_class"); n < 300 {
+			t.Errorf("pg_class has %d rows", n)
+		}
+		_, err := conn.PgConn().CopyTo(ctx, io.Discard, fmt.Sprintf("basebackup %s dev %v", tenant, mainLSN+0x10000))
+		wantSQLState(t, "basebackup at a future LSN", err, "57014")
+		_, err = conn.PgConn().CopyTo(ctx, io.Discard, fmt.Sprintf("basebackup %s dev %v", tenant, mainLSN-8))
+		wantSQLState(t, "basebackup inside a record", err, "55000")
+	})
+
+	t.Run("psql", func(t *testing.T) {
+		bin, err := pgcluster.FindBinDir(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, _ := net.SplitHostPort(ts.pgAddr)
+		out, err := osexec.CommandContext(ctx, filepath.Join(bin, "psql"), "-h", host, "-p", port, "-U", "zenith",
+			"-X", "-A", "-t", "-c", "branch_list "+tenant.String()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+		if want := "main|" + main["timeline_id"] + "|||"; !strings.Contains(string(out), want) {
+			t.Errorf("psql branch_list printed\n%s\nwant a line starting %q", out, want)
+		}
+	})
+
+	t.Run("pagestream", func(t *testing.T) {
+		ps := openPagestream(t, ts.pgAddr, fmt.Sprintf("pagestream %s dev", tenant))
+		checkPagestream(t, ps, datadir, mainLSN)
+		ps.close(t)
+	})
+
+	t.Run("http", func(t *testing.T) {
+		base := "http://" + ts.httpAddr
+		var status Status
+		httpJSON(t, "GET", base+"/v1/status", "", http.StatusOK, &status)
+		if status.Tenants != 2 || status.Timelines != 3 {
+			t.Errorf("GET /v1/status = %+v", status)
+		}
+		var branches []BranchInfo
+		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/branch", "", http.StatusOK, &branches)
+		if len(branches) != 3 || branches[2].Name != "main" || branches[2].LastRecordLSN != mainLSN {
+			t.Errorf("GET branches = %+v", branches)
+		}
+		var created BranchInfo
+		httpJSON(t, "POST", base+"/v1/tenant/"+tenant.String()+"/branch", `{"name":"viahttp","start":"dev"}`, http.StatusCreated, &created)
+		if created.Name != "viahttp" || created.AncestorName != "dev" {
+			t.Errorf("POST branch = %+v", created)
+		}
+		var e map[string]string
+		httpJSON(t, "POST", base+"/v1/tenant/"+tenant.String()+"/branch", `{"name":"viahttp","start":"dev"}`, http.StatusConflict, &e)
+		if e["code"] != "42710" {
+			t.Errorf("POST of a taken branch name: %v", e)
+		}
+		httpJSON(t, "GET", base+"/v1/tenant/"+id.NewTenantID().String()+"/timeline", "", http.StatusNotFound, &e)
+		httpJSON(t, "GET", base+"/v1/tenant/nothex/timeline", "", http.StatusBadRequest, &e)
+		var timelines []TimelineInfo
+		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/timeline", "", http.StatusOK, &timelines)
+		if len(timelines) != 4 {
+			t.Errorf("GET timelines = %+v", timelines)
+		}
+		var tenants []map[string]string
+		httpJSON(t, "POST", base+"/v1/tenant", `{}`, http.StatusCreated, &e)
+		httpJSON(t, "GET", base+"/v1/tenant", "", http.StatusOK, &tenants)
+		if len(tenants) != 3 {
+			t.Errorf("GET /v1/tenant = %v", tenants)
+		}
+
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []struct {
+			name string
+			want float64
+		}{
+			{`zenith_pageserver_page_requests_total{request="getpage",result="ok"}`, 4},
+			{`zenith_pageserver_page_requests_total{request="getpage",result="error"}`, 3},
+			{`zenith_pageserver_getpage_seconds_count`, 7},
+			{fmt.Sprintf(`zenith_pageserver_last_record_lsn{tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), float64(mainLSN)},
+			{fmt.Sprintf(`zenith_pageserver_layer_files{kind="delta",tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), 1},
+			{`zenith_pageserver_basebackups_total{result="ok"}`, 1},
+		} {
+			if got, ok := metricValue(string(body), m.name); !ok || got != m.want {
+				t.Errorf("/metrics: %s = %v (found %v), want %v", m.name, got, ok, m.want)
+			}
+		}
+	})
+}
+
+// metricValue finds a sample in Prometheus' text format.
+func metricValue(text, name string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func sortedIDs(ids ...id.TenantID) []string {
+	var s []string
+	for _, i := range ids {
+		s = append(s, i.String())
+	}
+	if s[0] > s[1] {
+		s[0], s[1] = s[1], s[0]
+	}
+	return s
+}
+
+func branchNamed(t *testing.T, rows []map[string]string, name string) map[string]string {
+	t.Helper()
+	for _, r := range rows {
+		if r["name"] == name {
+			return r
+		}
+	}
+	t.Fatalf("no branch %q in %v", name, rows)
+	return nil
+}
+
+// httpJSON makes a request and decodes the JSON answer into out.
+func httpJSON(t *testing.T, method, url, body string, wantStatus int, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		t.Errorf("%s %s: status %d, want %d; body %s", method, url, resp.StatusCode, wantStatus, b)
+		return
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Errorf("%s %s: %v in %s", method, url, err, b)
+	}
+}
+
+// pagestreamClient speaks the page stream over a raw protocol connection.
+type pagestreamClient struct {
+	conn net.Conn
+	fe   *pgproto3.Frontend
+}
+
+// dialPageService opens a session: startup, then ReadyForQuery.
+func dialPageService(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "zenith"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("startup: %v", err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return conn, fe
+		}
+	}
+}
+
+func openPagestream(t *testing.T, addr, cmd string) *pagestreamClient {
+	t.Helper()
+	conn, fe := dialPageService(t, addr)
+	fe.Send(&pgproto3.Query{String: cmd})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := msg.(*pgproto3.CopyBothResponse); !ok {
+		t.Fatalf("%s: got %#v, want CopyBothResponse", cmd, msg)
+	}
+	return &pagestreamClient{conn: conn, fe: fe}
+}
+
+func (c *pagestreamClient) request(t *testing.T, req PageRequest) PageResponse {
+	t.Helper()
+	c.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
+	if err := c.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := c.fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd, ok := msg.(*pgproto3.CopyData)
+	if !ok {
+		t.Fatalf("request %+v: got %#v, want CopyData", req, msg)
+	}
+	resp, err := ParsePageResponse(cd.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// close ends the stream and expects the server's CopyDone, the command's
+// completion and ReadyForQuery.
+func (c *pagestreamClient) close(t *testing.T) {
+	t.Helper()
+	c.fe.Send(&pgproto3.CopyDone{})
+	if err := c.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		msg, err := c.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%T", msg))
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if want := "*pgproto3.CopyDone *pgproto3.CommandComplete *pgproto3.ReadyForQuery"; strings.Join(got, " ") != want {
+		t.Errorf("end of the page stream: %v, want %s", got, want)
+	}
+}
+
+// checkPagestream compares the page stream's answers as of lsn with the
+// data directory that was imported.
+func checkPagestream(t *testing.T, ps *pagestreamClient, datadir string, lsn pgdata.LSN) {
+	t.Helper()
+	// The largest main fork of the postgres database, and the database's size.
+	var largest string
+	var largestSize, dbSize int64
+	const db = "base/5"
+	entries, err := os.ReadDir(filepath.Join(datadir, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, _, _, err := pgdata.ParseRelationPath(db + "/" + e.Name()); err != nil {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbSize += info.Size()
+		if _, err := strconv.Atoi(e.Name()); err == nil && info.Size() > largestSize {
+			largest, largestSize = db+"/"+e.Name(), info.Size()
+		}
+	}
+	rel, fork, _, err := pgdata.ParseRelationPath(largest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(filepath.Join(datadir, largest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nblocks := uint32(len(file) / pgdata.BlockSize)
+	missing := pgdata.RelFileNode{SpcNode: rel.SpcNode, DbNode: rel.DbNode, RelNode: 999999}
+
+	if r := ps.request(t, PageRequest{Tag: TagExistsRequest, LSN: lsn, Rel: rel, Fork: fork}); !r.Exists {
+		t.Errorf("exists %s = %+v", largest, r)
+	}
+	if r := ps.request(t, PageRequest{Tag: TagExistsRequest, Latest: true, LSN: lsn, Rel: missing, Fork: fork}); r.Tag != TagExistsResponse || r.Exists {
+		t.Errorf("exists of a missing relation = %+v", r)
+	}
+	if r := ps.request(t, PageRequest{Tag: TagNblocksRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); r.Nblocks != nblocks {
+		t.Errorf("nblocks %s = %+v, want %d", largest, r, nblocks)
+	}
+	for _, blk := range []uint32{0, nblocks / 2, nblocks - 1} {
+		r := ps.request(t, PageRequest{Tag: TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: blk})
+		if want := file[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]; !bytes.Equal(r.Page, want) {
+			t.Errorf("getpage %s block %d: %+v differs from the file's page", largest, blk, r.SQLState+r.Message)
+		}
+	}
+	if r := ps.request(t, PageRequest{Tag: TagDbSizeRequest, Latest: true, LSN: lsn, Rel: pgdata.RelFileNode{DbNode: 5}}); r.DbSize != dbSize {
+		t.Errorf("dbsize = %+v, want %d", r, dbSize)
+	}
+	// Failed requests answer errors, and the stream goes on.
+	for _, c := range []struct {
+		what string
+		req  PageRequest
+		code string
+	}{
+		{"nblocks of a missing relation", PageRequest{Tag: TagNblocksRequest, LSN: lsn, Rel: missing, Fork: fork}, "58P01"},
+		{"getpage past the end", PageRequest{Tag: TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: nblocks}, "XX001"},
+		{"getpage before the timeline's history", PageRequest{Tag: TagGetPageRequest, LSN: 0x100, Rel: rel, Fork: fork}, "55000"},
+		{"getpage at a future LSN", PageRequest{Tag: TagGetPageRequest, LSN: lsn + 0x10000, Rel: rel, Fork: fork}, "57014"},
+	} {
+		if r := ps.request(t, c.req); r.Tag != TagErrorResponse || r.SQLState != c.code {
+			t.Errorf("%s: %+v, want an error %s", c.what, r, c.code)
+		}
+	}
+	if r := ps.request(t, PageRequest{Tag: TagGetPageRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); !bytes.Equal(r.Page, file[:pgdata.BlockSize]) {
+		t.Errorf("getpage after errors: %+v", r.SQLState+r.Message)
+	}
+}

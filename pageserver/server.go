@@ -1,0 +1,326 @@
+package pageserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/walredo"
+)
+
+// Version is the page server's version, as identify_system reports it.
+const Version = "0.1.0"
+
+// walredoDirName is the WAL redo processes' scratch directory in the page
+// server's working directory.
+const walredoDirName = "walredo"
+
+// importDirName holds data directories being imported, each in its own
+// temporary directory removed when the import ends.
+const importDirName = "import"
+
+// Server is the page server: the repository of every tenant, the WAL
+// receivers of their timelines, the page service (libpq) and the HTTP API.
+type Server struct {
+	dir     string
+	cfg     Config
+	log     zerolog.Logger
+	started time.Time
+
+	redo    *walredo.Manager
+	repo    *repo.Repository
+	tenants *tenants
+	metrics *metrics
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewServer opens the page server whose working directory is dir
+// (pageserver.toml, tenants/, the WAL redo scratch directory): the WAL
+// redo manager, the repository, and every tenant and timeline in it. It
+// serves nothing until Run.
+func NewServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger) (*Server, error) {
+	return newServer(ctx, dir, cfg, log, "")
+}
+
+// newServer is NewServer with the path of the WAL redo module (empty:
+// walredo.FindExtension's search), which tests set.
+func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, walredoExtension string) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("page server directory: %w", err)
+	}
+	// Leftovers of imports interrupted by a crash.
+	if err := os.RemoveAll(filepath.Join(dir, importDirName)); err != nil {
+		return nil, fmt.Errorf("remove interrupted imports: %w", err)
+	}
+	s := &Server{dir: dir, cfg: cfg, log: log, started: time.Now(), metrics: newMetrics()}
+
+	rcfg := walredo.DefaultConfig()
+	rcfg.Dir = filepath.Join(dir, walredoDirName)
+	rcfg.BinDir = cfg.PGBinDir
+	rcfg.ProcessesPerTenant = cfg.RedoProcesses
+	rcfg.Extension = walredoExtension
+	s.redo, err = walredo.Open(ctx, rcfg, log.With().Str("component", "walredo").Logger())
+	if err != nil {
+		return nil, fmt.Errorf("open WAL redo: %w", err)
+	}
+	repoCfg := repo.DefaultConfig(dir)
+	repoCfg.Redo = s.metrics.timeRedo(repoRedo(s.redo))
+	repoCfg.Logger = log
+	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
+	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
+	s.repo, err = repo.Open(repoCfg)
+	if err != nil {
+		s.redo.Close()
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	s.tenants = &tenants{
+		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
+		openWAL: openTimelineWAL, runner: &walRunner{}, log: log,
+	}
+	if err := loadTenants(ctx, s.tenants); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("load tenants: %w", err)
+	}
+	s.metrics.register(s)
+	log.Info().Str("dir", dir).Int("tenants", len(s.tenants.list())).Msg("page server opened")
+	return s, nil
+}
+
+// tenantConfig is the settings of tenants this server creates.
+func (s *Server) tenantConfig() repo.TenantConfig {
+	c := repo.DefaultTenantConfig()
+	c.CheckpointDistance = s.cfg.CheckpointDistance
+	c.CheckpointTimeout = repo.Duration{Duration: time.Duration(s.cfg.CheckpointTimeout)}
+	c.GCHorizon = s.cfg.GCHorizon
+	c.PITRInterval = repo.Duration{Duration: time.Duration(s.cfg.PITRInterval)}
+	return c
+}
+
+// Run serves the page service on pg and the HTTP API on httpLn, and runs
+// every timeline's WAL receiver, until ctx ends or one of them fails; then
+// it closes the server (the repository's last flush included) and returns
+// the first error, nil after a cancellation.
+func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		srv := pgwire.NewServer(pgwire.Config{ServerVersion: "15.0 (zenith page server " + Version + ")"},
+			&pageService{s: s}, s.log.With().Str("component", "page_service").Logger())
+		g.Add(func() error {
+			s.log.Info().Str("addr", pg.Addr().String()).Msg("page service listening")
+			return srv.Serve(ctx, pg)
+		}, func(error) {
+			s.log.Info().Msg("stopping the page service")
+			cancel()
+		})
+	}
+	{
+		hs := s.httpServer()
+		g.Add(func() error {
+			s.log.Info().Str("addr", httpLn.Addr().String()).Msg("HTTP API listening")
+			if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("HTTP API: %w", err)
+			}
+			return nil
+		}, func(error) {
+			s.log.Info().Msg("stopping the HTTP API")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(ctx); err != nil {
+				hs.Close()
+			}
+		})
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			s.tenants.runner.run(ctx)
+			return nil
+		}, func(error) {
+			s.log.Info().Msg("stopping the WAL receivers")
+			cancel()
+		})
+	}
+	err := g.Run()
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close flushes and closes the repository and stops the WAL redo
+// processes. Run calls it; call it directly only for a server that never
+// ran.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.log.Info().Msg("closing the repository")
+		s.closeErr = s.repo.Close()
+		if err := s.redo.Close(); s.closeErr == nil {
+			s.closeErr = err
+		}
+		s.log.Info().Msg("page server stopped")
+	})
+	return s.closeErr
+}
+
+// Status is the page server's summary, as `status` and GET /v1/status
+// report it.
+type Status struct {
+	Version       string `json:"version"`
+	Tenants       int    `json:"tenants"`
+	Timelines     int    `json:"timelines"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+}
+
+func (s *Server) status() Status {
+	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds())}
+	for _, t := range s.tenants.list() {
+		st.Tenants++
+		st.Timelines += len(t.tn.Timelines())
+	}
+	return st
+}
+
+// createTenant creates a tenant with the given id, or a fresh one if tid
+// is zero.
+func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
+	if tid.IsZero() {
+		tid = id.NewTenantID()
+	}
+	return s.tenants.create(tid)
+}
+
+// BranchInfo describes a branch as branch_list and the HTTP API show it.
+// Optional values (no ancestor, an unknown previous record) are empty.
+type BranchInfo struct {
+	Name              string        `json:"name"`
+	Timeline          id.TimelineID `json:"timeline_id"`
+	AncestorName      string        `json:"ancestor_name"`
+	AncestorTimeline  string        `json:"ancestor_timeline_id"`
+	AncestorLSN       optionalLSN   `json:"ancestor_lsn"`
+	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
+	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
+	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+}
+
+// row is the branch as a row of branchColumns.
+func (b BranchInfo) row() []string {
+	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String()}
+}
+
+// optionalLSN is an LSN that is printed empty when it is 0 (none, or not
+// known).
+type optionalLSN pgdata.LSN
+
+func (l optionalLSN) String() string {
+	if l == 0 {
+		return ""
+	}
+	return pgdata.LSN(l).String()
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (l optionalLSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *optionalLSN) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*l = 0
+		return nil
+	}
+	v, err := pgdata.ParseLSN(string(b))
+	*l = optionalLSN(v)
+	return err
+}
+
+// branchInfo describes branch b of t.
+func (s *Server) branchInfo(t *tenant, b Branch) (BranchInfo, error) {
+	tl, err := t.tn.Timeline(b.Timeline)
+	if err != nil {
+		return BranchInfo{}, err
+	}
+	info := BranchInfo{
+		Name: b.Name, Timeline: b.Timeline,
+		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
+		DiskConsistentLSN: tl.DiskConsistentLSN(),
+	}
+	if a, at := tl.Ancestor(); !a.IsZero() {
+		info.AncestorTimeline, info.AncestorLSN = a.String(), optionalLSN(at)
+		if ab, ok := t.branchOf(a); ok {
+			info.AncestorName = ab.Name
+		}
+	}
+	return info, nil
+}
+
+// branchInfos describes every branch of t, ordered by name.
+func (s *Server) branchInfos(t *tenant) ([]BranchInfo, error) {
+	var infos []BranchInfo
+	for _, b := range t.Branches() {
+		info, err := s.branchInfo(t, b)
+		if err != nil {
+			return nil, err
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// createBranch creates branch name of t at start: a branch's last record,
+// an LSN of its history (waited for if not ingested yet; it must be a
+// record boundary), or the last commit at or before a time.
+func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start branchStart) (BranchInfo, error) {
+	anc, err := t.timeline(start.ref)
+	if err != nil {
+		return BranchInfo{}, err
+	}
+	lsn := start.lsn
+	switch {
+	case !start.at.IsZero():
+		if lsn, err = t.lsnForTime(ctx, anc, start.at); err != nil {
+			return BranchInfo{}, err
+		}
+	case lsn != 0:
+		if err := s.waitForLSN(ctx, anc, lsn); err != nil {
+			return BranchInfo{}, err
+		}
+		if _, err := t.recordBefore(ctx, anc, lsn); err != nil {
+			return BranchInfo{}, err
+		}
+	}
+	b, err := t.createBranch(ctx, name, anc, lsn)
+	if err != nil {
+		return BranchInfo{}, err
+	}
+	return s.branchInfo(t, b)
+}

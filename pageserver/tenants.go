@@ -1,0 +1,554 @@
+package pageserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// Errors of the tenant manager that the page service maps to SQLSTATEs.
+var (
+	// errBranchExists: a branch name taken in the tenant.
+	errBranchExists = errors.New("branch already exists")
+	// errBranchNotFound: no branch or timeline of that name or id.
+	errBranchNotFound = errors.New("no such branch or timeline")
+	// errNotRecordBoundary: an LSN where no WAL record of the timeline's
+	// history ends, so no consistent state exists there.
+	errNotRecordBoundary = errors.New("LSN is not the end of a WAL record")
+)
+
+// timelineWAL is the WAL side of one timeline: the raw-WAL store, the
+// ingest and the receiver that feeds both (walstore.go, walingest.go,
+// walreceiver.go). page_service_deps.go builds it; tests may cut here.
+type timelineWAL interface {
+	// Run streams WAL from the source until ctx ends.
+	Run(ctx context.Context) error
+	// SetSource sets (and persists) where WAL comes from; "" stops
+	// streaming.
+	SetSource(connStr string) error
+	// Status describes the receiver, for status pages and metrics.
+	Status() walStatus
+	// PrevRecord returns the start of the record of the stored WAL that
+	// ends at end; an error if none does.
+	PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, error)
+	// FindLSNForTime returns the end of the last commit record at or
+	// before t; ok is false if the stored WAL has none.
+	FindLSNForTime(ctx context.Context, t time.Time) (lsn pgdata.LSN, ok bool, err error)
+}
+
+// walStatus is what a timeline's WAL receiver reports.
+type walStatus struct {
+	Source      string     `json:"source"`
+	Connected   bool       `json:"connected"`
+	LastError   string     `json:"last_error,omitempty"`
+	Received    pgdata.LSN `json:"received_lsn"`
+	Flushed     pgdata.LSN `json:"flushed_lsn"`
+	Ingested    pgdata.LSN `json:"ingested_lsn"`
+	LastMessage time.Time  `json:"last_message,omitzero"`
+}
+
+// openWALFunc starts the WAL side of a timeline whose raw WAL lives in
+// walDir.
+type openWALFunc func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error)
+
+// tenants is the page server's tenant manager: every tenant of the
+// repository, its branch names and its timelines' WAL receivers.
+type tenants struct {
+	repo    *repo.Repository
+	workdir string
+	conf    repo.TenantConfig
+	openWAL openWALFunc
+	runner  *walRunner
+	log     zerolog.Logger
+
+	mu   sync.Mutex
+	byID map[id.TenantID]*tenant
+}
+
+// tenant is one tenant with its branch names.
+type tenant struct {
+	id  id.TenantID
+	tn  *repo.Tenant
+	dir string
+	ts  *tenants
+	log zerolog.Logger
+
+	mu       sync.Mutex
+	branches []Branch // sorted by name; saved in branches.json
+	reserved map[string]bool
+	wal      map[id.TimelineID]timelineWAL
+}
+
+// loadTenants opens every tenant of the repository, every timeline of
+// each, and their WAL sides (started when the runner runs).
+func loadTenants(ctx context.Context, ts *tenants) error {
+	ids, err := ts.repo.Tenants()
+	if err != nil {
+		return err
+	}
+	ts.byID = map[id.TenantID]*tenant{}
+	for _, tid := range ids {
+		tn, err := ts.repo.Tenant(tid)
+		if err != nil {
+			return err
+		}
+		t, err := ts.newTenant(tn)
+		if err != nil {
+			return err
+		}
+		for _, info := range tn.Timelines() {
+			tl, err := tn.Timeline(info.ID)
+			if err != nil {
+				return fmt.Errorf("tenant %s: %w", tid, err)
+			}
+			t.attachWAL(ctx, tl)
+		}
+		ts.byID[tid] = t
+	}
+	return nil
+}
+
+func (ts *tenants) newTenant(tn *repo.Tenant) (*tenant, error) {
+	dir := filepath.Join(ts.workdir, "tenants", tn.ID().String())
+	branches, err := loadBranches(dir)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", tn.ID(), err)
+	}
+	return &tenant{
+		id: tn.ID(), tn: tn, dir: dir, ts: ts, branches: branches,
+		log:      ts.log.With().Str("tenant", tn.ID().String()).Logger(),
+		reserved: map[string]bool{},
+		wal:      map[id.TimelineID]timelineWAL{},
+	}, nil
+}
+
+// create creates a tenant (repo.ErrTenantExists if the id is taken).
+func (ts *tenants) create(tid id.TenantID) (*tenant, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	tn, err := ts.repo.CreateTenant(tid, ts.conf)
+	if err != nil {
+		return nil, err
+	}
+	t, err := ts.newTenant(tn)
+	if err != nil {
+		return nil, err
+	}
+	ts.byID[tid] = t
+	return t, nil
+}
+
+// get returns a tenant (repo.ErrTenantNotFound if there is none).
+func (ts *tenants) get(tid id.TenantID) (*tenant, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t, ok := ts.byID[tid]
+	if !ok {
+		return nil, fmt.Errorf("tenant %s: %w", tid, repo.ErrTenantNotFound)
+	}
+	return t, nil
+}
+
+// list returns every tenant, ordered by id.
+func (ts *tenants) list() []*tenant {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := make([]*tenant, 0, len(ts.byID))
+	for _, t := range ts.byID {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *tenant) int { return strings.Compare(a.id.String(), b.id.String()) })
+	return out
+}
+
+// attachWAL starts the WAL side of a loaded timeline. A timeline whose WAL
+// side cannot start (e.g. an import that failed half way left it without
+// pg_control) is still readable; the failure is logged.
+func (t *tenant) attachWAL(ctx context.Context, tl *repo.Timeline) {
+	log := t.log.With().Str("timeline", tl.ID().String()).Logger()
+	w, err := t.ts.openWAL(ctx, tl, filepath.Join(t.dir, "wal", tl.ID().String()), log)
+	if err != nil {
+		log.Error().Err(err).Msg("timeline takes no WAL")
+		return
+	}
+	t.mu.Lock()
+	t.wal[tl.ID()] = w
+	t.mu.Unlock()
+	t.ts.runner.start(w, log)
+}
+
+// walOf returns a timeline's WAL side, nil if it has none.
+func (t *tenant) walOf(tid id.TimelineID) timelineWAL {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wal[tid]
+}
+
+// Branches returns the tenant's branch names, ordered by name.
+func (t *tenant) Branches() []Branch {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.branches)
+}
+
+// branchNamed returns the branch with that name.
+func (t *tenant) branchNamed(name string) (Branch, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := slices.BinarySearchFunc(t.branches, name, func(b Branch, n string) int { return strings.Compare(b.Name, n) })
+	if !ok {
+		return Branch{}, false
+	}
+	return t.branches[i], true
+}
+
+// branchOf returns a branch naming timeline tid, if any.
+func (t *tenant) branchOf(tid id.TimelineID) (Branch, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range t.branches {
+		if b.Timeline == tid {
+			return b, true
+		}
+	}
+	return Branch{}, false
+}
+
+// timeline resolves a reference to a timeline: a branch name or a
+// timeline id.
+func (t *tenant) timeline(ref string) (*repo.Timeline, error) {
+	tid, err := id.ParseTimelineID(ref)
+	if err != nil {
+		b, ok := t.branchNamed(ref)
+		if !ok {
+			return nil, fmt.Errorf("branch %q of tenant %s: %w", ref, t.id, errBranchNotFound)
+		}
+		tid = b.Timeline
+	}
+	tl, err := t.tn.Timeline(tid)
+	if errors.Is(err, repo.ErrTimelineNotFound) {
+		return nil, fmt.Errorf("timeline %s of tenant %s: %w", tid, t.id, errBranchNotFound)
+	}
+	return tl, err
+}
+
+// reserve claims a branch name for a branch being created, so that two
+// concurrent creations cannot both take it.
+func (t *tenant) reserve(name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, taken := slices.BinarySearchFunc(t.branches, name, func(b Branch, n string) int { return strings.Compare(b.Name, n) })
+	if taken || t.reserved[name] {
+		return fmt.Errorf("branch %q of tenant %s: %w", name, t.id, errBranchExists)
+	}
+	t.reserved[name] = true
+	return nil
+}
+
+// commitBranch makes a reserved name durable; release frees it.
+func (t *tenant) commitBranch(b Branch) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.reserved, b.Name)
+	branches := append(slices.Clone(t.branches), b)
+	slices.SortFunc(branches, func(x, y Branch) int { return strings.Compare(x.Name, y.Name) })
+	if err := saveBranches(t.dir, branches); err != nil {
+		return err
+	}
+	t.branches = branches
+	t.log.Info().Str("branch", b.Name).Str("timeline", b.Timeline.String()).Stringer("start", b.Start).Msg("created branch")
+	return nil
+}
+
+func (t *tenant) release(name string) {
+	t.mu.Lock()
+	delete(t.reserved, name)
+	t.mu.Unlock()
+}
+
+// importBranch imports the cleanly shut down data directory datadir as a
+// new timeline named name. The timeline is flushed before the name is
+// written, so a named branch always has its import on disk.
+func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch, error) {
+	if err := t.reserve(name); err != nil {
+		return Branch{}, err
+	}
+	defer t.release(name)
+	b, err := os.ReadFile(filepath.Join(datadir, "global", "pg_control"))
+	if err != nil {
+		return Branch{}, fmt.Errorf("import: %w", err)
+	}
+	cf, err := pgdata.ParseControlFile(b)
+	if err != nil {
+		return Branch{}, fmt.Errorf("import: %w", err)
+	}
+	if cf.State != pgdata.DBShutdowned {
+		return Branch{}, fmt.Errorf("import: pg_control state is %q, want %q (stop the server with pg_ctl stop -m fast first): %w",
+			cf.State, pgdata.DBShutdowned, ErrNotShutDown)
+	}
+	// The timeline's history starts at the shutdown checkpoint record;
+	// the import is stored at its end.
+	tl, err := t.tn.CreateTimeline(id.NewTimelineID(), cf.CheckPoint)
+	if err != nil {
+		return Branch{}, err
+	}
+	lsn, err := ImportDataDir(ctx, tl, datadir, t.log)
+	if err != nil {
+		return Branch{}, err
+	}
+	if err := tl.Flush(ctx); err != nil {
+		return Branch{}, fmt.Errorf("import: flush: %w", err)
+	}
+	t.attachWAL(ctx, tl)
+	br := Branch{Name: name, Timeline: tl.ID(), Start: lsn}
+	return br, t.commitBranch(br)
+}
+
+// createBranch creates a timeline named name that branches from ancestor
+// at lsn (a record boundary of ancestor's history).
+func (t *tenant) createBranch(ctx context.Context, name string, ancestor *repo.Timeline, lsn pgdata.LSN) (Branch, error) {
+	if err := t.reserve(name); err != nil {
+		return Branch{}, err
+	}
+	defer t.release(name)
+	tl, err := t.tn.Branch(ctx, id.NewTimelineID(), ancestor.ID(), lsn)
+	if err != nil {
+		return Branch{}, err
+	}
+	t.attachWAL(ctx, tl)
+	_, at := tl.Ancestor()
+	br := Branch{Name: name, Timeline: tl.ID(), Start: at}
+	return br, t.commitBranch(br)
+}
+
+// start returns where tl's own history starts: its branch point, or for
+// a root timeline the import LSN its branch records.
+func (t *tenant) start(tl *repo.Timeline) pgdata.LSN {
+	if a, at := tl.Ancestor(); !a.IsZero() {
+		return at
+	}
+	if b, ok := t.branchOf(tl.ID()); ok {
+		return b.Start
+	}
+	return tl.GCCutoff()
+}
+
+// recordBefore checks that a record of tl's history ends at lsn and
+// returns that record's start, or 0 where it is not known (at the start
+// of a timeline whose earlier WAL the page server never had).
+// errNotRecordBoundary if no record ends at lsn.
+func (t *tenant) recordBefore(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) (pgdata.LSN, error) {
+	for {
+		if lsn == tl.LastRecordLSN() {
+			return tl.PrevRecordLSN(), nil
+		}
+		if w := t.walOf(tl.ID()); w != nil {
+			if prev, err := w.PrevRecord(ctx, lsn); err == nil {
+				return prev, nil
+			}
+		}
+		start := t.start(tl)
+		a, at := tl.Ancestor()
+		switch {
+		case lsn == start && a.IsZero():
+			return 0, nil
+		case lsn <= at && !a.IsZero():
+			// The ancestor's history, which ends at the branch point.
+			anc, err := t.tn.Timeline(a)
+			if err != nil {
+				return 0, err
+			}
+			if lsn == at {
+				if w := t.walOf(a); w != nil {
+					if prev, err := w.PrevRecord(ctx, lsn); err == nil {
+						return prev, nil
+					}
+				}
+				if lsn == anc.LastRecordLSN() {
+					return anc.PrevRecordLSN(), nil
+				}
+				return 0, nil
+			}
+			tl = anc
+		default:
+			return 0, fmt.Errorf("%v on timeline %s: %w", lsn, tl.ID(), errNotRecordBoundary)
+		}
+	}
+}
+
+// lsnForTime returns the branch point for a branch of tl "as of" time at:
+// the end of the last commit at or before at, found in tl's WAL, else in
+// its ancestors' up to their branch points. With no commit at all before
+// at, it is the start of the root timeline (its import).
+func (t *tenant) lsnForTime(ctx context.Context, tl *repo.Timeline, at time.Time) (pgdata.LSN, error) {
+	orig := tl
+	for {
+		if w := t.walOf(tl.ID()); w != nil {
+			lsn, ok, err := w.FindLSNForTime(ctx, at)
+			if err != nil {
+				return 0, err
+			}
+			if ok && lsn >= t.start(tl) {
+				if tl != orig {
+					// A branch of orig at a point of its ancestor's history.
+					if _, bp := orig.Ancestor(); lsn > bp {
+						lsn = bp
+					}
+				}
+				return min(lsn, orig.LastRecordLSN()), nil
+			}
+		}
+		a, _ := tl.Ancestor()
+		if a.IsZero() {
+			return t.start(tl), nil
+		}
+		anc, err := t.tn.Timeline(a)
+		if err != nil {
+			return 0, err
+		}
+		tl = anc
+	}
+}
+
+// walRunner runs the WAL receivers of the loaded timelines for as long as
+// the server runs: those loaded at start and those created later.
+type walRunner struct {
+	mu      sync.Mutex
+	ctx     context.Context // nil until run
+	pending []func(context.Context)
+	wg      sync.WaitGroup
+}
+
+func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
+	run := func(ctx context.Context) {
+		defer r.wg.Done()
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("WAL receiver stopped")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wg.Add(1)
+	if r.ctx == nil {
+		r.pending = append(r.pending, run)
+		return
+	}
+	go run(r.ctx)
+}
+
+// run starts every receiver and waits, until ctx ends, for them to stop.
+func (r *walRunner) run(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	for _, run := range r.pending {
+		go run(ctx)
+	}
+	r.pending = nil
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.wg.Wait()
+}
+
+// branchesFileName is the file in a tenant's directory that names its
+// timelines: <workdir>/tenants/<tenant>/branches.json.
+const branchesFileName = "branches.json"
+
+// maxBranchName is the longest branch name accepted.
+const maxBranchName = 63
+
+// Branch is a human name for a timeline of a tenant.
+type Branch struct {
+	// Name is the branch's name, unique in its tenant.
+	Name string `json:"name"`
+	// Timeline is the timeline the name stands for.
+	Timeline id.TimelineID `json:"timeline_id"`
+	// Start is where the timeline's own history starts: the import LSN of
+	// a root timeline, the branch point of a child. It is a record
+	// boundary even when no WAL of the timeline ends there.
+	Start pgdata.LSN `json:"start_lsn"`
+}
+
+// branchesFile is the JSON document of branches.json.
+type branchesFile struct {
+	Branches []Branch `json:"branches"`
+}
+
+// checkBranchName accepts the names PostgreSQL would accept as a plain
+// identifier and a bit more: letters, digits, '_', '-' and '.', starting
+// with a letter or digit, at most 63 bytes. A name that reads as a
+// timeline id is refused, so that a reference to a timeline is never
+// ambiguous.
+func checkBranchName(name string) error {
+	if name == "" || len(name) > maxBranchName {
+		return fmt.Errorf("branch name %q: want 1 to %d characters", name, maxBranchName)
+	}
+	for i, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '-' || c == '.'):
+		default:
+			return fmt.Errorf("branch name %q: only letters, digits, '_', '-' and '.' (not first) are allowed", name)
+		}
+	}
+	if _, err := id.ParseTimelineID(name); err == nil {
+		return fmt.Errorf("branch name %q reads as a timeline id", name)
+	}
+	return nil
+}
+
+// loadBranches reads a tenant's branch names; a missing file is a tenant
+// without branches.
+func loadBranches(tenantDir string) ([]Branch, error) {
+	path := filepath.Join(tenantDir, branchesFileName)
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read branch names: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f branchesFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, br := range f.Branches {
+		if err := checkBranchName(br.Name); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if i > 0 && f.Branches[i-1].Name >= br.Name {
+			return nil, fmt.Errorf("%s: branch names not sorted and unique at %q", path, br.Name)
+		}
+	}
+	return f.Branches, nil
+}
+
+// saveBranches replaces a tenant's branch names atomically: a crash
+// leaves either the old or the new file, never a torn one.
+func saveBranches(tenantDir string, branches []Branch) error {
+	branches = slices.Clone(branches)
+	slices.SortFunc(branches, func(a, b Branch) int { return strings.Compare(a.Name, b.Name) })
+	b, err := json.MarshalIndent(branchesFile{Branches: branches}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicWriteFile(filepath.Join(tenantDir, branchesFileName), append(b, '\n')); err != nil {
+		return fmt.Errorf("save branch names: %w", err)
+	}
+	return nil
+}
