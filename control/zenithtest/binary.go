@@ -65,6 +65,17 @@ func build() (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build in %s: %w\n%s", cmd.Dir, err, out)
 	}
+	// The page server looks for the WAL redo module next to its binary
+	// (walredo.FindExtension): link the checkout's, which scripts/build
+	// makes, if it is there.
+	module := filepath.Join(cmd.Dir, "walredo", "pgext", "zenith_walredo.so")
+	if _, err := os.Stat(module); err == nil {
+		link := filepath.Join(dir, filepath.Base(module))
+		os.Remove(link)
+		if err := os.Symlink(module, link); err != nil {
+			return "", fmt.Errorf("link the WAL redo module: %w", err)
+		}
+	}
 	return bin, nil
 }
 
