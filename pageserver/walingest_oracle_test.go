@@ -1,0 +1,448 @@
+package pageserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/walredo"
+)
+
+// What a data directory holds that WAL does not say, by reason. A page or
+// fork counted under one of these is not compared byte for byte, or only
+// after the check the reason describes.
+const (
+	exFSM      = "free-space map fork: never WAL-logged (freespace.c), PostgreSQL rebuilds it"
+	exVMExtend = "visibility-map page never WAL-logged: vm_extend writes initialized empty map pages, " +
+		"no bit of this one was set since"
+	exZeroTail = "all-zero page at the end of a fork, never WAL-logged: relation extension writes zero pages " +
+		"(RelationAddExtraBlocks, _hash_alloc_buckets) and the first change to one initializes it"
+	exVMCopied = "visibility-map page of a database created with STRATEGY WAL_LOG, with fewer bits than on disk: " +
+		"log_newpage_buffer(page_std) leaves the bitmap in the image's hole; checked: header equal, our bits a subset"
+	exSPGistMeta = "SP-GiST metapage equal except its lastUsedPages cache, which SpGistUpdateMetaPage writes without WAL"
+	exSequence   = "sequence page equal except last_value/log_cnt: nextval WAL-logs the state SEQ_LOG_VALS ahead; " +
+		"checked: logged last_value = page last_value + log_cnt * increment, logged log_cnt = 0"
+)
+
+// oracle compares a timeline at its last LSN with a stopped data
+// directory.
+type oracle struct {
+	t      *testing.T
+	ctx    context.Context
+	m      *walredo.Manager
+	tenant string
+	rd     *DatadirReader
+	dir    string
+	cat    *catalogs
+	mu     sync.Mutex
+	tally  map[string]int
+}
+
+func (o *oracle) count(what string) {
+	o.mu.Lock()
+	o.tally[what]++
+	o.mu.Unlock()
+}
+
+func (o *oracle) file(p string) []byte {
+	o.t.Helper()
+	b, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(p)))
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return b
+}
+
+// checkDatabases compares the databases, their PG_VERSION files, relation
+// maps, relations, fork sizes and pages.
+func (o *oracle) checkDatabases() {
+	t := o.t
+	dirs := map[Database]string{{pgdata.GlobalTablespaceOID, 0}: "global"}
+	bases, err := os.ReadDir(filepath.Join(o.dir, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range bases {
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			t.Fatalf("base/%s: %v", e.Name(), err)
+		}
+		dirs[Database{pgdata.DefaultTablespaceOID, uint32(oid)}] = "base/" + e.Name()
+	}
+	var want DBDir
+	for db := range dirs {
+		want = append(want, db)
+	}
+	slices.SortFunc(want, compareDatabase)
+	got, err := o.rd.Databases(o.ctx)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("databases = %v, %v; want %v", got, err, want)
+	}
+	aux, err := o.rd.AuxFiles(o.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for db, rel := range dirs {
+		relMap, found, err := o.rd.RelMap(o.ctx, db)
+		if err != nil || !found || !bytes.Equal(relMap, o.file(rel+"/pg_filenode.map")) {
+			t.Errorf("%s/pg_filenode.map: stored %d bytes (found %v, %v), differs from the file", rel, len(relMap), found, err)
+		}
+		if db.DbNode != 0 {
+			if _, found := slices.BinarySearch(aux, rel+"/PG_VERSION"); !found {
+				t.Errorf("%s/PG_VERSION is not among the auxiliary files", rel)
+			}
+		}
+		o.checkRelations(db, rel)
+	}
+	for _, p := range aux {
+		if d, ok := pathDir(p); ok && dirs[Database{pgdata.DefaultTablespaceOID, d}] == "" {
+			t.Errorf("auxiliary file %s belongs to no database", p)
+		}
+	}
+}
+
+// pathDir returns the database OID of a base/<oid>/... path.
+func pathDir(p string) (uint32, bool) {
+	var oid uint32
+	var rest string
+	if n, _ := fmt.Sscanf(p, "base/%d/%s", &oid, &rest); n != 2 {
+		return 0, false
+	}
+	return oid, true
+}
+
+// diskFork is a relation fork in the data directory: its pages.
+type diskFork struct {
+	rel   pgdata.RelFileNode
+	fork  pgdata.ForkNumber
+	pages []byte
+}
+
+func (o *oracle) checkRelations(db Database, rel string) {
+	t := o.t
+	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := map[forkRef]*diskFork{}
+	for _, e := range entries {
+		r, fork, seg, err := pgdata.ParseRelationPath(rel + "/" + e.Name())
+		if err != nil {
+			continue // PG_VERSION, pg_filenode.map, pg_internal.init
+		}
+		if seg != 0 {
+			t.Fatalf("%s/%s: the test's relations stay below 1 GiB", rel, e.Name())
+		}
+		disk[forkRef{r, fork}] = &diskFork{rel: r, fork: fork, pages: o.file(rel + "/" + e.Name())}
+	}
+	rels, err := o.rd.Relations(o.ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := map[forkRef]bool{}
+	for _, e := range rels {
+		for f := range pgdata.MaxFork + 1 {
+			if e.Forks.Has(f) {
+				ours[forkRef{pgdata.RelFileNode{SpcNode: db.SpcNode, DbNode: db.DbNode, RelNode: e.RelNode}, f}] = true
+			}
+		}
+	}
+	for rf := range ours {
+		if disk[rf] == nil && rf.fork != pgdata.ForkFSM {
+			t.Errorf("%s: relation %d fork %v is stored but has no file", rel, rf.rel.RelNode, rf.fork)
+		}
+	}
+	var jobs []func()
+	for rf, d := range disk {
+		if rf.fork == pgdata.ForkFSM {
+			o.count(exFSM)
+			continue
+		}
+		blocks := uint32(len(d.pages) / pgdata.BlockSize)
+		var size uint32
+		if ours[rf] {
+			if size, err = o.rd.RelSize(o.ctx, rf.rel, rf.fork); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if size > blocks {
+			t.Errorf("%s/%d fork %v: stored size %d blocks, the file has %d", rel, rf.rel.RelNode, rf.fork, size, blocks)
+			continue
+		}
+		for blk := size; blk < blocks; blk++ {
+			page := d.pages[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]
+			switch {
+			case allZeros(page):
+				o.count(exZeroTail)
+			case rf.fork == pgdata.ForkVM && emptyMapPage(page):
+				o.count(exVMExtend)
+			default:
+				t.Errorf("%s/%d fork %v block %d: past the stored size %d, but not a page WAL never saw", rel, rf.rel.RelNode, rf.fork, blk, size)
+			}
+		}
+		for blk := range size {
+			jobs = append(jobs, func() { o.checkPage(db, d, blk) })
+		}
+	}
+	work := make(chan func())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				j()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+}
+
+func allZeros(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }
+
+// emptyMapPage reports whether p is a page as PageInit(p, BLCKSZ, 0)
+// makes it: what vm_extend writes.
+func emptyMapPage(p []byte) bool {
+	want := make([]byte, pgdata.BlockSize)
+	binary.LittleEndian.PutUint16(want[12:], 24)                 // pd_lower
+	binary.LittleEndian.PutUint16(want[14:], pgdata.BlockSize)   // pd_upper
+	binary.LittleEndian.PutUint16(want[16:], pgdata.BlockSize)   // pd_special
+	binary.LittleEndian.PutUint16(want[18:], pgdata.BlockSize|4) // pd_pagesize_version
+	return bytes.Equal(p, want)
+}
+
+// checkPage compares one stored page with the file's.
+func (o *oracle) checkPage(db Database, d *diskFork, blk uint32) {
+	t := o.t
+	want := d.pages[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]
+	got, err := o.rd.RelPage(o.ctx, d.rel, d.fork, blk)
+	if err != nil {
+		t.Errorf("%v fork %v block %d: %v", d.rel, d.fork, blk, err)
+		return
+	}
+	where := fmt.Sprintf("%v fork %v block %d", d.rel, d.fork, blk)
+	if bytes.Equal(got, want) {
+		o.count("equal " + d.fork.String() + " page")
+		return
+	}
+	if d.fork == pgdata.ForkVM {
+		switch {
+		case allZeros(got) && emptyMapPage(want):
+			o.count(exVMExtend)
+		case o.cat.walLog[db.DbNode] && bitsSubset(got, want):
+			o.count(exVMCopied)
+		default:
+			t.Errorf("%s: visibility-map page differs at byte %d", where, firstDiff(got, want))
+		}
+		return
+	}
+	ri, ok := o.cat.rels[[2]uint32{db.DbNode, d.rel.RelNode}]
+	if !ok {
+		t.Errorf("%s: differs at byte %d, and no catalog says what the relation is", where, firstDiff(got, want))
+		return
+	}
+	rmgr, ok := rmgrOfRelation(ri)
+	if !ok {
+		t.Errorf("%s (%s, %s): differs at byte %d, no rm_mask known for it", where, ri.name, ri.am, firstDiff(got, want))
+		return
+	}
+	gotM, err1 := o.m.Mask(o.ctx, o.tenant, rmgr, blk, got)
+	wantM, err2 := o.m.Mask(o.ctx, o.tenant, rmgr, blk, want)
+	if err1 != nil || err2 != nil {
+		t.Errorf("%s: mask: %v, %v", where, err1, err2)
+		return
+	}
+	what := "equal after masking, " + rmgr.String()
+	switch {
+	case bytes.Equal(gotM, wantM):
+	case rmgr == pgdata.RmgrSequence:
+		if err := sequenceLoggedAhead(gotM, wantM, ri.increment); err != nil {
+			t.Errorf("%s: sequence %s: %v", where, ri.name, err)
+			return
+		}
+		what = exSequence
+	case rmgr == pgdata.RmgrSPGist && blk == 0:
+		// SpGistMetaPageData.lastUsedPages: after the page header and
+		// the magic number, 8 pairs of (blkno, freeSpace).
+		const from, to = 24 + 4, 24 + 4 + 8*8
+		copy(wantM[from:to], gotM[from:to])
+		what = exSPGistMeta
+	}
+	if !bytes.Equal(gotM, wantM) {
+		t.Errorf("%s (%s %s): differs after masking at byte %d", where, ri.am, ri.name, firstDiff(gotM, wantM))
+		return
+	}
+	o.count(what)
+}
+
+// bitsSubset reports whether page got has the header of want and no bit
+// that want lacks.
+func bitsSubset(got, want []byte) bool {
+	if !bytes.Equal(got[:24], want[:24]) {
+		return false
+	}
+	for i := 24; i < len(got); i++ {
+		if got[i]&^want[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// rmgrOfRelation is the resource manager whose rm_mask applies to a
+// relation's pages.
+func rmgrOfRelation(ri relInfo) (pgdata.RmgrID, bool) {
+	if ri.kind == "S" {
+		return pgdata.RmgrSequence, true
+	}
+	rmgr, ok := map[string]pgdata.RmgrID{
+		"heap": pgdata.RmgrHeap, "btree": pgdata.RmgrBtree, "hash": pgdata.RmgrHash, "gin": pgdata.RmgrGin,
+		"gist": pgdata.RmgrGist, "spgist": pgdata.RmgrSPGist, "brin": pgdata.RmgrBRIN,
+	}[ri.am]
+	return rmgr, ok
+}
+
+// sequenceLoggedAhead checks that a sequence page rebuilt from WAL (got)
+// holds the state nextval logged ahead of the page's (want), and makes
+// want's last_value and log_cnt got's so that the rest can be compared.
+func sequenceLoggedAhead(got, want []byte, increment int64) error {
+	g, err := sequenceTuple(got)
+	if err != nil {
+		return err
+	}
+	w, err := sequenceTuple(want)
+	if err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	gotLast, gotCnt := int64(le.Uint64(got[g:])), int64(le.Uint64(got[g+8:]))
+	wantLast, wantCnt := int64(le.Uint64(want[w:])), int64(le.Uint64(want[w+8:]))
+	if gotCnt != 0 || gotLast != wantLast+wantCnt*increment {
+		return fmt.Errorf("logged last_value %d log_cnt %d; page last_value %d log_cnt %d, increment %d", gotLast, gotCnt, wantLast, wantCnt, increment)
+	}
+	copy(want[w:w+16], got[g:g+16])
+	return nil
+}
+
+// sequenceTuple returns the offset of a sequence page's data
+// (FormData_pg_sequence_data: last_value, log_cnt, is_called), in its only
+// tuple.
+func sequenceTuple(p []byte) (int, error) {
+	lp := binary.LittleEndian.Uint32(p[24:]) // line pointer 1
+	off := int(lp & 0x7FFF)
+	if off < 24 || off+24 > len(p) {
+		return 0, fmt.Errorf("line pointer 1 points at %d", off)
+	}
+	data := off + int(p[off+22]) // t_hoff
+	if data+17 > len(p) {
+		return 0, fmt.Errorf("tuple data at %d", data)
+	}
+	return data, nil
+}
+
+// checkSLRUs compares pg_xact and pg_multixact: segments, sizes, pages.
+func (o *oracle) checkSLRUs() {
+	t := o.t
+	for _, s := range importSLRUs {
+		entries, err := os.ReadDir(filepath.Join(o.dir, filepath.FromSlash(s.String())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want SLRUDir
+		for _, e := range entries {
+			seg, err := ParseSLRUSegmentName(e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, seg)
+			disk := o.file(path.Join(s.String(), e.Name()))
+			pages := uint32(len(disk) / pgdata.BlockSize)
+			if got, err := o.rd.SLRUSegmentSize(o.ctx, s, seg); err != nil || got != pages {
+				t.Errorf("%s/%s: stored size %d pages (%v), the file has %d", s, e.Name(), got, err, pages)
+			}
+			for blk := range pages {
+				got, err := o.rd.SLRUPage(o.ctx, s, seg, blk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := disk[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]; !bytes.Equal(got, w) {
+					t.Errorf("%s/%s page %d differs at byte %d", s, e.Name(), blk, firstDiff(got, w))
+					continue
+				}
+				o.count("equal " + s.String() + " page")
+			}
+		}
+		got, err := o.rd.SLRUSegments(o.ctx, s)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s segments = %v, %v; want %v", s, got, err, want)
+		}
+	}
+}
+
+// checkTwoPhase compares pg_twophase: the transaction left prepared.
+func (o *oracle) checkTwoPhase() {
+	t := o.t
+	entries, err := os.ReadDir(filepath.Join(o.dir, "pg_twophase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("pg_twophase has %d files, want the transaction left prepared", len(entries))
+	}
+	var want TwoPhaseDir
+	for _, e := range entries {
+		xid, err := ParseTwoPhaseName(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, xid)
+		got, err := o.rd.TwoPhaseFile(o.ctx, xid)
+		if w := o.file("pg_twophase/" + e.Name()); err != nil || !bytes.Equal(got, w) {
+			t.Errorf("pg_twophase/%s: stored %d bytes (%v), the file has %d", e.Name(), len(got), err, len(w))
+			continue
+		}
+		o.count("equal pg_twophase file")
+	}
+	got, err := o.rd.TwoPhaseFiles(o.ctx)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("prepared transactions = %v, %v; want %v", got, err, want)
+	}
+}
+
+// checkCheckpoint compares a stored checkpoint with pg_control's: the
+// counters may be ahead, the horizons must be the same.
+func (o *oracle) checkCheckpoint(when string, got pgdata.CheckPoint, cf *pgdata.ControlFile) {
+	want := cf.CheckPointCopy
+	o.t.Logf("stored checkpoint %s: next xid %s oid %d multi %d offset %d, oldest xid %d (db %d) multi %d (db %d)",
+		when, got.NextXidString(), got.NextOid, got.NextMulti, got.NextMultiOffset, got.OldestXid, got.OldestXidDB, got.OldestMulti, got.OldestMultiDB)
+	switch {
+	case got.NextXid < want.NextXid, got.NextOid < want.NextOid, pgdata.MultiXactIDPrecedes(got.NextMulti, want.NextMulti),
+		pgdata.MultiXactOffsetPrecedes(got.NextMultiOffset, want.NextMultiOffset):
+		o.t.Errorf("stored checkpoint %s: counters %+v are behind pg_control's %+v", when, got, want)
+	case got.OldestXid != want.OldestXid, got.OldestXidDB != want.OldestXidDB,
+		got.OldestMulti != want.OldestMulti, got.OldestMultiDB != want.OldestMultiDB:
+		o.t.Errorf("stored checkpoint %s: horizons %+v differ from pg_control's %+v", when, got, want)
+	}
+}
