@@ -58,7 +58,7 @@ func TestBasebackupImport(t *testing.T) {
 
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
-	_, tl := newTestTimeline(t, r)
+	tn, tl := newTestTimeline(t, r)
 	lsn, err := ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +67,15 @@ func TestBasebackupImport(t *testing.T) {
 	tarball := takeBasebackup(t, tl, lsn, BasebackupOptions{Progress: func(n int64) { progress = append(progress, n) }})
 	if len(progress) < 2 || progress[len(progress)-1] != int64(len(tarball)) {
 		t.Errorf("progress ends at %v after %d calls, want the tar's %d bytes", progress[max(0, len(progress)-1):], len(progress), len(tarball))
+	}
+
+	// A branch reads everything through its ancestor: same bytes.
+	branch, err := tn.Branch(ctx, id.NewTimelineID(), tl.ID(), lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := takeBasebackup(t, branch, lsn, BasebackupOptions{}); !bytes.Equal(b, tarball) {
+		t.Errorf("basebackup of a branch at %v: %d bytes differ from the %d of its ancestor's", lsn, len(b), len(tarball))
 	}
 
 	pg := newClusterFromTar(t, tarball, settings)
