@@ -1,0 +1,281 @@
+package pageserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// ReplicationSlot is the physical replication slot the WAL receiver
+// creates on its source, so that the compute keeps the WAL we have not
+// flushed while we are down; and the application_name it connects with
+// unless the connection string gives one (what the compute's
+// synchronous_standby_names names).
+const ReplicationSlot = "pageserver"
+
+// Timing of the WAL receiver.
+const (
+	// statusInterval is how often a standby status update is sent when
+	// nothing else prompts one (wal_receiver_status_interval's default).
+	statusInterval = 10 * time.Second
+	// silenceTimeout ends a connection from which nothing has come for
+	// this long (the walsender sends keepalives at least every half
+	// wal_sender_timeout, 30 s by default).
+	silenceTimeout = 90 * time.Second
+	// minBackoff and maxBackoff bound the wait before reconnecting.
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 10 * time.Second
+	// maxBatch is how many bytes of WAL are written before they are synced
+	// and acknowledged even if more are waiting.
+	maxBatch = 16 << 20
+)
+
+// ErrSystemMismatch is the error of a source whose IDENTIFY_SYSTEM names
+// another database system than the timeline's pg_control.
+var ErrSystemMismatch = errors.New("the WAL source is another database system")
+
+// Ingester files decoded WAL records into a timeline: WalIngest.
+type Ingester interface {
+	// Ingest applies one record; records come in WAL order from the
+	// timeline's last record LSN.
+	Ingest(ctx context.Context, rec *pgdata.Record) error
+	// SystemID is the timeline's database system identifier.
+	SystemID() uint64
+}
+
+// WalReceiverStatus is what a WAL receiver reports, for the HTTP API and
+// metrics.
+type WalReceiverStatus struct {
+	// Source is the connection string WAL comes from ("": none).
+	Source string
+	// Connected is set while WAL is streaming.
+	Connected bool
+	// LastError is why the last connection failed or ended, if it did.
+	LastError string
+	// Received is the end of the WAL written to the store.
+	Received pgdata.LSN
+	// Flushed is the flush position last reported to the source: the end
+	// of the last complete record in fsynced WAL.
+	Flushed pgdata.LSN
+	// Ingested is the timeline's last record LSN.
+	Ingested pgdata.LSN
+	// LastMessage is when the source last sent anything.
+	LastMessage time.Time
+}
+
+// WalReceiver pulls WAL for one timeline from a source (a compute, later a
+// safekeeper) over the replication protocol, keeps it in the timeline's
+// WALStore and feeds it to the ingest. It acknowledges a flush only for
+// WAL that is fsynced, so a compute may use it as a synchronous standby;
+// records are ingested only once they are fsynced, so the repository never
+// holds WAL the store could lose.
+type WalReceiver struct {
+	tl    *repo.Timeline
+	ing   Ingester
+	store *WALStore
+	log   zerolog.Logger
+
+	mu      sync.Mutex
+	status  WalReceiverStatus
+	changed chan struct{} // closed when the source changes
+
+	// Owned by Run: the decoder of everything fed to the store, and the
+	// records decoded but not ingested yet.
+	dec     *pgdata.WALDecoder
+	pending []*pgdata.Record
+}
+
+// NewWalReceiver returns the receiver of tl, which ing ingests into and
+// whose raw WAL store is store. Its source is the one stored in store.
+func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolog.Logger) *WalReceiver {
+	r := &WalReceiver{
+		tl:      tl,
+		ing:     ing,
+		store:   store,
+		log:     log.With().Str("timeline", tl.ID().String()).Logger(),
+		changed: make(chan struct{}),
+	}
+	r.status.Source = store.Source()
+	return r
+}
+
+// SetSource sets and persists the connection string WAL is pulled from;
+// "" stops streaming. A running receiver drops its connection and uses
+// the new source.
+func (r *WalReceiver) SetSource(connStr string) error {
+	if connStr != "" {
+		if _, err := pgconn.ParseConfig(connStr); err != nil {
+			return fmt.Errorf("WAL source: %w", err)
+		}
+	}
+	if err := r.store.SetSource(connStr); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.status.Source = connStr
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	return nil
+}
+
+// Status returns the receiver's state.
+func (r *WalReceiver) Status() WalReceiverStatus {
+	r.mu.Lock()
+	st := r.status
+	r.mu.Unlock()
+	st.Received = r.store.End()
+	st.Ingested = r.tl.LastRecordLSN()
+	return st
+}
+
+// setStatus changes the status under the lock.
+func (r *WalReceiver) setStatus(change func(st *WalReceiverStatus)) {
+	r.mu.Lock()
+	change(&r.status)
+	r.mu.Unlock()
+}
+
+// source returns the current source and the channel closed when it
+// changes.
+func (r *WalReceiver) source() (string, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Source, r.changed
+}
+
+// Run ingests the stored WAL the timeline does not have yet (after a
+// crash, what came after its disk-consistent LSN), then streams from the
+// source, reconnecting with backoff, until ctx ends. It returns ctx's
+// error then, or the error that makes going on impossible (the store and
+// the timeline disagree, or ingest failed).
+func (r *WalReceiver) Run(ctx context.Context) error {
+	if err := r.catchUp(ctx); err != nil {
+		r.setStatus(func(st *WalReceiverStatus) { st.LastError = err.Error() })
+		return err
+	}
+	backoff := minBackoff
+	for {
+		src, changed := r.source()
+		if src == "" {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		streamed, err := r.stream(ctx, src, changed)
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
+			return err
+		}
+		if ctx.Err() != nil {
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected = false })
+			return ctx.Err()
+		}
+		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
+		if streamed {
+			backoff = minBackoff
+		}
+		r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("WAL streaming stopped")
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		case <-changed:
+			backoff = minBackoff
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fatalError is a failure after which the receiver stops: WAL that does
+// not decode, a failed ingest (the timeline must be reopened), or a failed
+// fsync (whether the bytes are durable is unknown, as for PostgreSQL,
+// which PANICs).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// catchUp starts the decoder at the timeline's last record LSN and
+// ingests the stored WAL after it.
+func (r *WalReceiver) catchUp(ctx context.Context) error {
+	last := r.tl.LastRecordLSN()
+	if r.store.Start() == 0 {
+		if err := r.store.Init(last, r.tl.PrevRecordLSN()); err != nil {
+			return err
+		}
+	}
+	start, end := r.store.Start(), r.store.End()
+	if last < start || last > end {
+		return fmt.Errorf("timeline %s is at %v, outside its stored WAL (%v to %v)", r.tl.ID(), last, start, end)
+	}
+	r.dec = pgdata.NewWALDecoder(last, r.store.SegmentSize())
+	r.dec.ExpectSystemID(r.ing.SystemID())
+	rd, err := r.store.Reader(last)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, walReadChunk)
+	for {
+		n, err := rd.Read(buf)
+		if n > 0 {
+			r.dec.Feed(buf[:n])
+			if err := r.decode(); err != nil {
+				return err
+			}
+			if err := r.ingestPending(ctx); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != nil && r.dec.FeedLSN() != end {
+		return fmt.Errorf("read stored WAL: %w", err)
+	}
+	if last != r.tl.LastRecordLSN() {
+		r.log.Info().Stringer("from", last).Stringer("to", r.tl.LastRecordLSN()).Msg("ingested stored WAL")
+	}
+	return nil
+}
+
+// decode moves every complete record fed so far to pending.
+func (r *WalReceiver) decode() error {
+	for {
+		rec, err := r.dec.Next()
+		switch {
+		case err == nil:
+			r.pending = append(r.pending, rec)
+		case errors.Is(err, pgdata.ErrNeedMoreWAL):
+			return nil
+		default:
+			return &fatalError{fmt.Errorf("decode WAL of timeline %s: %w", r.tl.ID(), err)}
+		}
+	}
+}
+
+// ingestPending ingests the decoded records.
+func (r *WalReceiver) ingestPending(ctx context.Context) error {
+	for i, rec := range r.pending {
+		if err := r.ing.Ingest(ctx, rec); err != nil {
+			r.pending = r.pending[i:]
+			return &fatalError{fmt.Errorf("ingest the record at %v: %w", rec.LSN, err)}
+		}
+		r.pending[i] = nil
+	}
+	r.pending = r.pending[:0]
+	return nil
+}
