@@ -1,0 +1,249 @@
+package safekeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// realWAL is WAL a real PostgreSQL wrote: bytes [from, to) and the record
+// boundaries in it.
+type realWAL struct {
+	from, to pgdata.LSN
+	bytes    []byte
+	ends     []pgdata.LSN // end LSN of every record
+}
+
+func (w *realWAL) slice(a, b pgdata.LSN) []byte { return w.bytes[a-w.from : b-w.from] }
+
+// boundary returns the end of a record about frac of the way in.
+func (w *realWAL) boundary(frac float64) pgdata.LSN { return w.ends[int(float64(len(w.ends)-1)*frac)] }
+
+func makeRealWAL(t *testing.T) *realWAL {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pg := pgtest.Start(t, nil)
+	conn := connect(t, ctx, pg)
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	from, err := pgdata.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"CREATE TABLE t (n int, pad text)",
+		"INSERT INTO t SELECT g, repeat('y', 300) FROM generate_series(1, 300) g",
+		"UPDATE t SET n = n + 1 WHERE n % 3 = 0", "INSERT INTO t VALUES (0, 'last')"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := currentLSN(t, ctx, conn)
+	w := &realWAL{from: from, to: to, bytes: readPGWAL(t, pg.DataDir(), from, to)}
+	dec := pgdata.NewWALDecoder(from, pgdata.WALSegmentSize)
+	dec.Feed(w.bytes)
+	for {
+		rec, err := dec.Next()
+		if err != nil {
+			break
+		}
+		if rec.EndLSN <= to {
+			w.ends = append(w.ends, rec.EndLSN)
+		}
+	}
+	if len(w.ends) < 20 || w.ends[len(w.ends)-1] != to {
+		t.Fatalf("decoded %d records in [%s, %s), last ending at %v", len(w.ends), from, to, w.ends)
+	}
+	return w
+}
+
+// beginAt makes an empty timeline's WAL start at lsn, as a compute's
+// basebackup LSN would.
+func beginAt(t *testing.T, tl *Timeline, lsn pgdata.LSN) {
+	t.Helper()
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if err := tl.wal.truncate(lsn); err != nil {
+		t.Fatal(err)
+	}
+	tl.flush = lsn
+}
+
+func appendSynced(t *testing.T, tl *Timeline, term uint64, lsn pgdata.LSN, b []byte) {
+	t.Helper()
+	if err := tl.AppendWAL(term, lsn, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL: two safekeepers
+// hold a longer tail of term 1 that a third, elected in term 2 without
+// them, does not have; the next election truncates it by the term
+// history. Then the safekeepers that lag behind the most advanced one
+// are brought to it by copying its WAL.
+func TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := makeRealWAL(t)
+	m := w.boundary(0.4)
+	ts := newTestSet(t, 3)
+	tls := make([]*Timeline, 3)
+	for i := range ts.nodes {
+		sk := ts.open(i)
+		tl, err := sk.Timeline(ts.tenant, ts.timeline, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tls[i] = tl
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, w.from)
+		appendSynced(t, tl, 1, w.from, w.slice(w.from, m))
+	}
+	// Safekeeper 3 alone is elected in term 2 at m; 1 and 2 go on taking
+	// term 1's WAL.
+	joinTerm(t, tls[2], 2)
+	for _, tl := range tls[:2] {
+		appendSynced(t, tl, 1, m, w.slice(m, w.to))
+	}
+	for i := range ts.nodes {
+		ts.start(i)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Term != 3 || e.StartLSN != m || e.Donor != ts.nodes[2].pgAddr {
+		t.Fatalf("election: term %d, start %s, donor %s; want term 3, start %s, donor %s", e.Term, e.StartLSN, e.Donor, m, ts.nodes[2].pgAddr)
+	}
+	wantHistory := fmt.Sprintf("1@0/0,2@%s,3@%s", m, m)
+	for i := range ts.nodes {
+		st := ts.tl(i).State()
+		if st.FlushLSN != m || st.History.String() != wantHistory {
+			t.Errorf("safekeeper %d after the election: flush %s history %s; want %s and %s", i+1, st.FlushLSN, st.History, m, wantHistory)
+		}
+		checkWAL(t, fmt.Sprint("safekeeper ", i+1), ts.tl(i), w.from, w.slice(w.from, m))
+	}
+
+	// Term 3's WAL reaches safekeeper 3 up to the middle of a record (the
+	// compute died while sending it), safekeeper 1 partly and safekeeper 2
+	// not at all; the next election starts at the end of the last complete
+	// record and copies what the others lack.
+	k := w.boundary(0.7)
+	last := w.ends[len(w.ends)-2]
+	appendSynced(t, ts.tl(2), 3, m, w.slice(m, last+10))
+	appendSynced(t, ts.tl(0), 3, m, w.slice(m, k))
+	e, err = Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Term != 4 || e.StartLSN != last {
+		t.Fatalf("election: term %d, start %s; want term 4, start %s (the end of the last complete record)", e.Term, e.StartLSN, last)
+	}
+	for i := range ts.nodes {
+		if got := ts.tl(i).FlushLSN(); got != last {
+			t.Errorf("safekeeper %d flush %s, want %s", i+1, got, last)
+		}
+		checkWAL(t, fmt.Sprint("safekeeper ", i+1), ts.tl(i), w.from, w.slice(w.from, last))
+	}
+}
+
+// TestWalsenderServesOnlyUpToCommitLSN: a safekeeper holding WAL that its
+// peers lack serves a replication client (the page server) only the WAL a
+// quorum has, and records the client's flush position.
+func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := makeRealWAL(t)
+	m := w.boundary(0.5)
+	ts := newTestSet(t, 3)
+	for i := range ts.nodes {
+		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, w.from)
+		end := m
+		if i == 0 {
+			end = w.to
+		}
+		appendSynced(t, tl, 1, w.from, w.slice(w.from, end))
+		ts.start(i)
+	}
+	waitFor(t, 10*time.Second, "the commit LSN", func() bool { return ts.tl(0).State().CommitLSN == m })
+
+	connStr := fmt.Sprintf("host=127.0.0.1 port=%s user=pageserver options='-c tenant_id=%s -c timeline_id=%s'",
+		portOf(ts.nodes[0].pgAddr), ts.tenant, ts.timeline)
+	repl, err := pgwire.ConnectReplication(ctx, connStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repl.Close(context.Background())
+	sys, err := repl.IdentifySystem(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.XLogPos != m {
+		t.Fatalf("IDENTIFY_SYSTEM xlogpos %s, want the commit LSN %s", sys.XLogPos, m)
+	}
+	if err := repl.CreatePhysicalSlot(ctx, "pageserver"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repl.StartReplication(ctx, "pageserver", w.from, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Receive until no WAL has come for 2 s (keepalives keep coming).
+	var got []byte
+	idle := time.Now().Add(2 * time.Second)
+	for {
+		rctx, rcancel := context.WithDeadline(ctx, idle)
+		msg, err := repl.Receive(rctx)
+		rcancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x, ok := msg.(*pgwire.XLogData); ok {
+			if x.Start != w.from+pgdata.LSN(len(got)) {
+				t.Fatalf("XLogData at %s, want %s", x.Start, w.from+pgdata.LSN(len(got)))
+			}
+			got = append(got, x.Data...)
+			idle = time.Now().Add(2 * time.Second)
+		}
+	}
+	if end := w.from + pgdata.LSN(len(got)); end != m {
+		t.Fatalf("received WAL up to %s; want exactly the commit LSN %s (the safekeeper has up to %s)", end, m, w.to)
+	}
+	if string(got) != string(w.slice(w.from, m)) {
+		t.Fatal("received WAL differs from the compute's")
+	}
+	if err := repl.SendStatus(ctx, pgwire.StandbyStatus{Written: m, Flushed: m, Applied: m}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the page server's LSN to be recorded", func() bool { return ts.tl(0).State().PageserverLSN == m })
+}
+
+func portOf(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[i+1:]
+		}
+	}
+	return addr
+}
