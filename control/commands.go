@@ -21,6 +21,7 @@ func Commands() []*cli.Command {
 		BranchCommand(),
 		PgCommand(),
 		PageserverCommand(),
+		pageserverRunCommand(),
 		SafekeeperCommand(),
 		WaldumpCommand(),
 	)

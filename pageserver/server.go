@@ -81,7 +81,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	rcfg.BinDir = cfg.PGBinDir
 	rcfg.ProcessesPerTenant = cfg.RedoProcesses
 	rcfg.Extension = walredoExtension
-	s.redo, err = walredo.Open(ctx, rcfg, log.With().Str("component", "walredo").Logger())
+	s.redo, err = walredo.Open(ctx, rcfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL redo: %w", err)
 	}

@@ -1,0 +1,141 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/pageserver"
+)
+
+// pageserverRunCommand is `zenith pageserver run -D DIR`: the page server
+// in the foreground, as a systemd unit or `zenith start` runs it.
+func pageserverRunCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pageserver",
+		Usage: "the page server: run it, or manage the local one",
+		Subcommands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "run the page server in the foreground until SIGINT or SIGTERM",
+			ArgsUsage: " ",
+			Description: `Runs the page server whose working directory is DIR: it keeps every tenant's
+timelines under DIR/tenants, pulls WAL from the computes it is pointed at
+(callmemaybe), and answers the page service (libpq protocol: tenant_create,
+import, branch_create, basebackup, pagestream...) and the HTTP API (/v1/...,
+/metrics). It writes nothing outside DIR.
+
+Settings come from DIR/pageserver.toml (every setting and its default:
+zenith pageserver init writes a commented one; without the file the defaults
+apply); --listen-pg and --listen-http override its addresses. The log goes to
+stderr, as JSON or for a person per the file's log_format.
+
+SIGINT or SIGTERM stops it cleanly: listeners close, WAL receivers stop, and
+what is in memory is flushed to DIR before it exits with status 0.
+
+Examples:
+  zenith pageserver run -D .zenith/pageserver
+  zenith pageserver run -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000
+  psql -h 127.0.0.1 -p 64000 -c tenant_list`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "D", Aliases: []string{"workdir"}, Usage: "the page server's working `DIR`", Required: true},
+				&cli.StringFlag{Name: "listen-pg", Usage: "serve the page service on `HOST:PORT` (default: listen_pg of pageserver.toml)"},
+				&cli.StringFlag{Name: "listen-http", Usage: "serve the HTTP API on `HOST:PORT` (default: listen_http of pageserver.toml)"},
+			},
+			Action: runPageserver,
+		}},
+	}
+}
+
+func runPageserver(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("pageserver run: unexpected argument %q (see zenith pageserver run --help)", c.Args().First())
+	}
+	dir, err := filepath.Abs(c.String("D"))
+	if err != nil {
+		return fmt.Errorf("pageserver run: %w", err)
+	}
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return fmt.Errorf("pageserver run: %s is not a directory (create it with zenith pageserver init, or mkdir)", dir)
+	}
+	cfg, err := pageserverConfig(c, dir)
+	if err != nil {
+		return fmt.Errorf("pageserver run: %w", err)
+	}
+	log := daemonLogger(cfg.Log).With().Str("role", "pageserver").Logger()
+
+	var lc net.ListenConfig
+	pgLn, err := lc.Listen(c.Context, "tcp", cfg.ListenPG)
+	if err != nil {
+		return fmt.Errorf("pageserver run: page service: %w", err)
+	}
+	httpLn, err := lc.Listen(c.Context, "tcp", cfg.ListenHTTP)
+	if err != nil {
+		pgLn.Close()
+		return fmt.Errorf("pageserver run: HTTP API: %w", err)
+	}
+	srv, err := pageserver.NewServer(c.Context, dir, cfg, log)
+	if err != nil {
+		pgLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("pageserver run: %w", err)
+	}
+
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return srv.Run(ctx, pgLn, httpLn)
+		}, func(error) {
+			cancel()
+		})
+	}
+	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
+	start := time.Now()
+	err = g.Run()
+	if errors.Is(err, run.ErrSignal) {
+		log.Info().Str("reason", err.Error()).Dur("uptime", time.Since(start)).Msg("stopped")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pageserver run: %w", err)
+	}
+	return nil
+}
+
+// pageserverConfig loads DIR/pageserver.toml (defaults if it is missing)
+// and applies the command line's overrides.
+func pageserverConfig(c *cli.Context, dir string) (pageserver.Config, error) {
+	cfg, err := pageserver.LoadConfig(filepath.Join(dir, pageserver.ConfigFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		cfg, err = pageserver.DefaultConfig(), nil
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if v := c.String("listen-pg"); v != "" {
+		cfg.ListenPG = v
+	}
+	if v := c.String("listen-http"); v != "" {
+		cfg.ListenHTTP = v
+	}
+	return cfg, cfg.Validate()
+}
+
+// daemonLogger logs to stderr as JSON, or for a person when format is
+// "console".
+func daemonLogger(format string) zerolog.Logger {
+	if format == "console" {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	return zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+}
