@@ -109,7 +109,8 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 
 // SetSource sets and persists the connection string WAL is pulled from;
 // "" stops streaming. A running receiver drops its connection and uses
-// the new source.
+// the new source. The replication slot stays on the old source, which
+// keeps WAL for it until the slot is dropped there.
 func (r *WalReceiver) SetSource(connStr string) error {
 	if connStr != "" {
 		if _, err := pgconn.ParseConfig(connStr); err != nil {
@@ -182,6 +183,15 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			r.setStatus(func(st *WalReceiverStatus) { st.Connected = false })
 			return ctx.Err()
+		}
+		select {
+		case <-changed:
+			// SetSource ended the connection: not a failure.
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, "" })
+			r.log.Info().Msg("WAL source changed")
+			backoff = minBackoff
+			continue
+		default:
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
 		if streamed {

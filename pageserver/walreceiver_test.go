@@ -353,3 +353,111 @@ func heapInts(page []byte) ([]int32, error) {
 	}
 	return out, nil
 }
+
+// otherSystem is a WalIngest that claims another database system.
+type otherSystem struct{ *WalIngest }
+
+func (otherSystem) SystemID() uint64 { return 42 }
+
+// waitStatus polls the receiver's status until ok says so.
+func waitStatus(t *testing.T, r *WalReceiver, what string, ok func(WalReceiverStatus) bool) WalReceiverStatus {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := r.Status()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver status %+v: not %s after a minute", st, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWalReceiverSource checks what a source change does: a source of
+// another database system is refused (no slot, no streaming), the right
+// one streams, "" stops streaming, and a malformed one is rejected.
+func TestWalReceiverSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newRcvCompute(t)
+	if err := c.pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := rcvRedo(t, rcvRedoModule(t), filepath.Join(rcvTempDir(t), "walredo"))
+	log := testLogger(t)
+	n, err := openRcvNode(ctx, c, m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	ing, err := NewWalIngest(ctx, n.tl, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, c.pg.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	count := func(sql string) int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Another system: refused before any slot is made.
+	other := NewWalReceiver(n.tl, otherSystem{ing}, n.store, log)
+	if err := other.SetSource(c.pg.ConnString("postgres")); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- other.Run(runCtx) }()
+	st := waitStatus(t, other, "refused", func(st WalReceiverStatus) bool { return st.LastError != "" })
+	if !strings.Contains(st.LastError, ErrSystemMismatch.Error()) || st.Connected {
+		t.Errorf("status with another system's source: %+v, want not connected and %q", st, ErrSystemMismatch)
+	}
+	if got := count("SELECT count(*) FROM pg_replication_slots"); got != 0 {
+		t.Errorf("%d replication slots after a refused source, want 0", got)
+	}
+	stop()
+	<-ran
+
+	// Our system: streams through our slot, until the source is "".
+	r := NewWalReceiver(n.tl, ing, n.store, log)
+	if got := r.Status().Source; got != c.pg.ConnString("postgres") {
+		t.Errorf("a new receiver's source %q, want the stored %q", got, c.pg.ConnString("postgres"))
+	}
+	runCtx, stop = context.WithCancel(ctx)
+	defer stop()
+	go func() { ran <- r.Run(runCtx) }()
+	waitStatus(t, r, "connected", func(st WalReceiverStatus) bool { return st.Connected })
+	if got := count("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver' AND slot_type = 'physical' AND active"); got != 1 {
+		t.Errorf("%d active physical slots named pageserver, want 1", got)
+	}
+	if err := r.SetSource(""); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(t, r, "disconnected", func(st WalReceiverStatus) bool { return !st.Connected })
+	if st.LastError != "" || st.Source != "" {
+		t.Errorf("status after SetSource(\"\"): %+v, want no source and no error", st)
+	}
+	for deadline := time.Now().Add(30 * time.Second); count("SELECT count(*) FROM pg_stat_replication") != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the compute still streams to us after SetSource(\"\")")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := r.SetSource("host=127.0.0.1 port=notaport"); err == nil {
+		t.Error("SetSource accepted a malformed connection string")
+	}
+	stop()
+	if err := <-ran; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+}
