@@ -95,7 +95,10 @@ func TestBasebackupAfterIngest(t *testing.T) {
 		{"after step " + midStep, midLSN, midDump, midXid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pg := newClusterFromTar(t, takeBasebackup(t, tl, tc.lsn, BasebackupOptions{}), settings)
+			began := time.Now()
+			tarball := takeBasebackup(t, tl, tc.lsn, BasebackupOptions{})
+			t.Logf("basebackup at %v: %d MiB in %v", tc.lsn, len(tarball)>>20, time.Since(began).Round(time.Millisecond))
+			pg := newClusterFromTar(t, tarball, settings)
 			if err := pg.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
