@@ -23,6 +23,7 @@ func Commands() []*cli.Command {
 		PageserverCommand(),
 		pageserverRunCommand(),
 		SafekeeperCommand(),
+		safekeeperRunCommand(),
 		WaldumpCommand(),
 	)
 	for _, c := range cmds {

@@ -1,0 +1,126 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/safekeeper"
+)
+
+// safekeeperRunCommand is `zenith safekeeper run -D DIR --id N`: one
+// safekeeper in the foreground, as a systemd unit or `zenith start` runs
+// it.
+func safekeeperRunCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "safekeeper",
+		Usage: "the safekeepers: run one, or manage the local ones",
+		Subcommands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "run a safekeeper in the foreground until SIGINT or SIGTERM",
+			ArgsUsage: " ",
+			Description: `Runs safekeeper N of a set, keeping the WAL of every tenant/timeline it is
+given under DIR/<tenant>/<timeline>/ (a control file and WAL segment files
+named as in pg_wal). It writes nothing outside DIR.
+
+On --listen-pg it speaks the libpq protocol: the election commands that
+zenith pg start sends before a compute starts (greet, vote, elected), the
+compute assignment (compute: the safekeeper then connects to that compute as
+the physical replication client safekeeper<N>, slot safekeeper_<N>), and a
+walsender for the page server (START_REPLICATION with
+options='-c tenant_id=<id> -c timeline_id=<id>') that sends WAL only up to
+the commit LSN. On --listen-http: GET /v1/status, /v1/timeline/<tenant>/<timeline>
+(JSON) and /metrics (Prometheus).
+
+--peers lists the HTTP addresses of the other safekeepers of the set: the
+commit LSN is the flush LSN that a majority of the set has reached, learnt
+by polling them. Without peers the safekeeper is a set of one.
+
+SIGINT or SIGTERM stops it cleanly: connections close and every timeline's
+control file is written before it exits with status 0.
+
+Examples:
+  zenith safekeeper run -D .zenith/safekeepers/sk1 --id 1 \
+      --listen-pg 127.0.0.1:5454 --listen-http 127.0.0.1:7676 \
+      --peers 127.0.0.1:7677,127.0.0.1:7678
+  curl -s 127.0.0.1:7676/v1/status`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "D", Aliases: []string{"datadir"}, Usage: "the safekeeper's data `DIR` (created if missing)", Required: true},
+				&cli.Uint64Flag{Name: "id", Usage: "this safekeeper's number `N` in its set (from 1)", Required: true},
+				&cli.StringFlag{Name: "listen-pg", Value: "127.0.0.1:5454", Usage: "serve libpq on `HOST:PORT`"},
+				&cli.StringFlag{Name: "listen-http", Value: "127.0.0.1:7676", Usage: "serve HTTP on `HOST:PORT`"},
+				&cli.StringSliceFlag{Name: "peers", Usage: "the other safekeepers' HTTP addresses, `HOST:PORT,...`"},
+				&cli.StringFlag{Name: "log-format", Value: "json", Usage: "log as `json` or for a person (console)"},
+			},
+			Action: runSafekeeper,
+		}},
+	}
+}
+
+func runSafekeeper(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("safekeeper run: unexpected argument %q (see zenith safekeeper run --help)", c.Args().First())
+	}
+	if f := c.String("log-format"); f != "json" && f != "console" {
+		return fmt.Errorf("safekeeper run: --log-format %q: want json or console", f)
+	}
+	dir, err := filepath.Abs(c.String("D"))
+	if err != nil {
+		return fmt.Errorf("safekeeper run: %w", err)
+	}
+	if c.Uint64("id") == 0 {
+		return errors.New("safekeeper run: --id must be at least 1")
+	}
+	log := daemonLogger(c.String("log-format")).With().Str("role", "safekeeper").Logger()
+
+	var lc net.ListenConfig
+	pgLn, err := lc.Listen(c.Context, "tcp", c.String("listen-pg"))
+	if err != nil {
+		return fmt.Errorf("safekeeper run: libpq listener: %w", err)
+	}
+	httpLn, err := lc.Listen(c.Context, "tcp", c.String("listen-http"))
+	if err != nil {
+		pgLn.Close()
+		return fmt.Errorf("safekeeper run: HTTP listener: %w", err)
+	}
+	sk, err := safekeeper.Open(safekeeper.Config{ID: c.Uint64("id"), Dir: dir, Peers: c.StringSlice("peers")}, log)
+	if err != nil {
+		pgLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("safekeeper run: %w", err)
+	}
+	log.Info().Str("dir", dir).Str("listen_pg", pgLn.Addr().String()).Str("listen_http", httpLn.Addr().String()).
+		Strs("peers", c.StringSlice("peers")).Msg("safekeeper started")
+
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return sk.Run(ctx, pgLn, httpLn)
+		}, func(error) {
+			cancel()
+		})
+	}
+	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
+	start := time.Now()
+	err = g.Run()
+	if cerr := sk.Close(); cerr != nil && (err == nil || errors.Is(err, run.ErrSignal)) {
+		return fmt.Errorf("safekeeper run: %w", cerr)
+	}
+	if errors.Is(err, run.ErrSignal) {
+		log.Info().Str("reason", err.Error()).Dur("uptime", time.Since(start)).Msg("stopped")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("safekeeper run: %w", err)
+	}
+	return nil
+}
