@@ -121,6 +121,11 @@ func startFiles(ctx context.Context, r *DatadirReader, prev pgdata.LSN) (*pgdata
 	if err != nil {
 		return nil, nil, err
 	}
+	// Relation files are cut into segments of RelSegSize blocks: 0 would
+	// never end a segment.
+	if cf.RelSegSize == 0 || cf.BlockSize != pgdata.BlockSize {
+		return nil, nil, fmt.Errorf("stored pg_control has %d blocks of %d bytes per relation segment, want blocks of %d", cf.RelSegSize, cf.BlockSize, pgdata.BlockSize)
+	}
 	cp, err := r.Checkpoint(ctx)
 	if err != nil {
 		return nil, nil, err
