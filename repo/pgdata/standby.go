@@ -30,6 +30,10 @@ func ParseRunningXacts(r *Record) (RunningXacts, error) {
 		return RunningXacts{}, fmt.Errorf("running-transactions record at %v: main data is %d bytes, want at least 24", r.LSN, len(d))
 	}
 	le := binary.LittleEndian
+	xcnt, subxcnt := int64(int32(le.Uint32(d))), int64(int32(le.Uint32(d[4:])))
+	if xcnt < 0 || subxcnt < 0 || int64(len(d)-24) < 4*(xcnt+subxcnt) {
+		return RunningXacts{}, fmt.Errorf("running-transactions record at %v: %d + %d xids do not fit in %d bytes", r.LSN, xcnt, subxcnt, len(d)-24)
+	}
 	return RunningXacts{
 		NextXid:            le.Uint32(d[12:]),
 		OldestRunningXid:   le.Uint32(d[16:]),

@@ -51,8 +51,8 @@ func ParseParameterChange(r *Record) (ParameterChange, error) {
 		return ParameterChange{}, fmt.Errorf("record at %v (%v, info %#02x) is not a parameter change", r.LSN, r.Rmgr(), r.Header.Info)
 	}
 	d := r.MainData
-	if len(d) < 26 {
-		return ParameterChange{}, fmt.Errorf("parameter change at %v: main data is %d bytes, want 26", r.LSN, len(d))
+	if len(d) < 28 { // sizeof(xl_parameter_change), padding included
+		return ParameterChange{}, fmt.Errorf("parameter change at %v: main data is %d bytes, want 28", r.LSN, len(d))
 	}
 	le := binary.LittleEndian
 	return ParameterChange{
