@@ -3,31 +3,63 @@ package pageserver
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
-	"github.com/zenithdb/zenith/repo/value"
 	"github.com/zenithdb/zenith/walredo"
 )
 
-// errIngestPending is what needs WAL ingest (walingest.go, redo.go) says
-// until it is part of the page server.
-var errIngestPending = errors.New("WAL ingest and redo are not part of this build yet")
+// repoRedo is the repository's Redo: relation pages through the WAL redo
+// processes, SLRU pages in Go (redo.go).
+func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 
-// repoRedo is the repository's Redo.
-func repoRedo(*walredo.Manager) repo.Redo { return pendingRedo{} }
-
-type pendingRedo struct{}
-
-func (pendingRedo) Apply(context.Context, id.TenantID, key.Key, []byte, []value.Record, pgdata.LSN) ([]byte, error) {
-	return nil, errIngestPending
+// openTimelineWAL starts the WAL side of a timeline: its ingest (which
+// needs the timeline's pg_control, so an imported timeline or a branch of
+// one), its raw-WAL store in walDir, and the receiver that streams into
+// both from the source the store remembers.
+func openTimelineWAL(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
+	ing, err := NewWalIngest(ctx, tl, log)
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenWALStore(walDir, ing.SegSize(), log)
+	if err != nil {
+		return nil, err
+	}
+	return &receiverWAL{WalReceiver: NewWalReceiver(tl, ing, store, log), store: store}, nil
 }
 
-// openTimelineWAL starts the WAL side of a timeline.
-func openTimelineWAL(context.Context, *repo.Timeline, string, zerolog.Logger) (timelineWAL, error) {
-	return nil, errIngestPending
+// receiverWAL is a timeline's WalReceiver with its WALStore.
+type receiverWAL struct {
+	*WalReceiver
+	store *WALStore
 }
+
+func (w *receiverWAL) Status() walStatus {
+	st := w.WalReceiver.Status()
+	return walStatus{
+		Source: st.Source, Connected: st.Connected, LastError: st.LastError,
+		Received: st.Received, Flushed: st.Flushed, Ingested: st.Ingested, LastMessage: st.LastMessage,
+	}
+}
+
+func (w *receiverWAL) PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, error) {
+	return w.store.PrevRecord(ctx, end)
+}
+
+func (w *receiverWAL) FindLSNForTime(ctx context.Context, t time.Time) (pgdata.LSN, bool, error) {
+	lsn, err := w.store.FindLSNForTime(ctx, t)
+	switch {
+	case errors.Is(err, ErrNoCommitBefore):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("find the LSN of %v: %w", t, err)
+	}
+	return lsn, true, nil
+}
+
+func (w *receiverWAL) Close() error { return w.store.Close() }

@@ -182,8 +182,11 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 // ran.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.closeErr = s.tenants.close()
 		s.log.Info().Msg("closing the repository")
-		s.closeErr = s.repo.Close()
+		if err := s.repo.Close(); s.closeErr == nil {
+			s.closeErr = err
+		}
 		if err := s.redo.Close(); s.closeErr == nil {
 			s.closeErr = err
 		}

@@ -48,6 +48,8 @@ type timelineWAL interface {
 	// FindLSNForTime returns the end of the last commit record at or
 	// before t; ok is false if the stored WAL has none.
 	FindLSNForTime(ctx context.Context, t time.Time) (lsn pgdata.LSN, ok bool, err error)
+	// Close releases the store's files, once Run has returned.
+	Close() error
 }
 
 // walStatus is what a timeline's WAL receiver reports.
@@ -110,6 +112,7 @@ func loadTenants(ctx context.Context, ts *tenants) error {
 		if err != nil {
 			return err
 		}
+		ts.byID[tid] = t
 		for _, info := range tn.Timelines() {
 			tl, err := tn.Timeline(info.ID)
 			if err != nil {
@@ -117,7 +120,6 @@ func loadTenants(ctx context.Context, ts *tenants) error {
 			}
 			t.attachWAL(ctx, tl)
 		}
-		ts.byID[tid] = t
 	}
 	return nil
 }
@@ -173,6 +175,22 @@ func (ts *tenants) list() []*tenant {
 	}
 	slices.SortFunc(out, func(a, b *tenant) int { return strings.Compare(a.id.String(), b.id.String()) })
 	return out
+}
+
+// close closes every timeline's WAL side (after the receivers stopped) and
+// returns the first error.
+func (ts *tenants) close() error {
+	var first error
+	for _, t := range ts.list() {
+		t.mu.Lock()
+		for tid, w := range t.wal {
+			if err := w.Close(); err != nil && first == nil {
+				first = fmt.Errorf("timeline %s: %w", tid, err)
+			}
+		}
+		t.mu.Unlock()
+	}
+	return first
 }
 
 // attachWAL starts the WAL side of a loaded timeline. A timeline whose WAL
