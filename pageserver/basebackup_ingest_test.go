@@ -26,8 +26,9 @@ import (
 // into a timeline, ingests its WAL, and starts stock PostgreSQL on
 // basebackups at two LSNs: the end of the WAL, and a quiet point in the
 // middle of the workload (after the step that creates and drops
-// databases). Each starts without replay and dumps exactly what the
-// original cluster dumped at that LSN.
+// databases). Each starts without replay, dumps exactly what the
+// original cluster dumped at that LSN, and pg_amcheck finds every heap and
+// index consistent.
 func TestBasebackupAfterIngest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the mixed workload")
@@ -104,6 +105,7 @@ func TestBasebackupAfterIngest(t *testing.T) {
 			}
 			assertCleanStart(t, pg)
 			compareDumps(t, dumpAll(t, pg), tc.dump)
+			amcheck(t, pg)
 			// A reused XID would make rows of the original's transactions
 			// look like the new server's own.
 			if got := nextXid(t, pg); got < tc.xid {
@@ -194,6 +196,19 @@ func dumpAll(t *testing.T, pg *pgcluster.Cluster) string {
 		t.Fatalf("pg_dumpall: %v: %s", err, stderr.Bytes())
 	}
 	return string(out)
+}
+
+// amcheck runs pg_amcheck on every relation of every database, indexes
+// checked against their heaps; any corruption it reports fails the test.
+func amcheck(t *testing.T, pg *pgcluster.Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := pg.Command(ctx, "pg_amcheck", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port()), "-U", pgcluster.DefaultSuperuser,
+		"--all", "--install-missing", "--heapallindexed")
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("pg_amcheck: %v\n%s", err, out)
+	}
 }
 
 // nextXid is the XID a running cluster assigns next, read without
