@@ -623,3 +623,119 @@ func checkPagestream(t *testing.T, ps *pagestreamClient, datadir string, lsn pgd
 		t.Errorf("getpage after errors: %+v", r.SQLState+r.Message)
 	}
 }
+
+// TestPageServiceStreaming drives the page server as the control plane
+// does: import, a compute started from a basebackup, callmemaybe so the
+// page server streams the compute's WAL as its synchronous standby, then
+// branches at an LSN and at a time, each started and checked for the rows
+// committed by then.
+func TestPageServiceStreaming(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ts := startPageServer(t)
+	conn := ts.connect(t)
+	tenant := id.NewTenantID()
+	rows(t, conn, "tenant_create "+tenant.String())
+	if err := importDataDir(conn, tenant, "main", initdbDir(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
+		"synchronous_standby_names": ReplicationSlot,
+		"synchronous_commit":        "on",
+		"wal_level":                 "replica",
+	})
+	callmemaybe := fmt.Sprintf("callmemaybe %s main %s", tenant, compute.ConnString("postgres"))
+	if res, err := conn.PgConn().Exec(ctx, callmemaybe).ReadAll(); err != nil || res[0].CommandTag.String() != "CALLMEMAYBE" {
+		t.Fatalf("%s: %v %v", callmemaybe, res, err)
+	}
+	c := connect(t, compute, "postgres")
+	defer c.Close(ctx)
+	// With the page server as the synchronous standby, each commit
+	// returns only once the page server has the WAL durably.
+	exec(t, c, "CREATE TABLE items (n int)", "INSERT INTO items SELECT generate_series(1, 100)")
+	first := waitIngested(t, conn, tenant, c)
+	// Commit timestamps have microseconds; a time between the two
+	// batches picks the first.
+	time.Sleep(20 * time.Millisecond)
+	between := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	exec(t, c, "INSERT INTO items SELECT generate_series(101, 250)")
+	last := waitIngested(t, conn, tenant, c)
+
+	rows(t, conn, fmt.Sprintf("branch_create %s atlsn main@%v", tenant, first))
+	rows(t, conn, fmt.Sprintf("branch_create %s attime main@%s", tenant, between.UTC().Format(time.RFC3339Nano)))
+	rows(t, conn, fmt.Sprintf("branch_create %s before main@%s", tenant, between.Add(-time.Hour).UTC().Format(time.RFC3339)))
+	for _, b := range []struct {
+		cmd  string
+		want int64
+	}{
+		{fmt.Sprintf("basebackup %s atlsn", tenant), 100},
+		{fmt.Sprintf("basebackup %s attime", tenant), 100},
+		{fmt.Sprintf("basebackup %s main %v", tenant, last), 250},
+		{fmt.Sprintf("basebackup %s main %v", tenant, first), 100},
+	} {
+		pg := startFromBasebackup(t, conn, b.cmd, nil)
+		bc := connect(t, pg, "postgres")
+		wantRows(t, bc, "SELECT count(*) FROM items", b.want)
+		bc.Close(ctx)
+	}
+	// Before any commit, the branch is the imported cluster: no table.
+	pg := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s before", tenant), nil)
+	bc := connect(t, pg, "postgres")
+	wantRows(t, bc, "SELECT count(*) FROM pg_class WHERE relname = 'items'", 0)
+	bc.Close(ctx)
+
+	var timelines []TimelineInfo
+	httpJSON(t, "GET", "http://"+ts.httpAddr+"/v1/tenant/"+tenant.String()+"/timeline", "", http.StatusOK, &timelines)
+	for _, tl := range timelines {
+		if tl.Branch == "main" && (tl.WALReceiver == nil || !tl.WALReceiver.Connected || tl.WALReceiver.Flushed < last) {
+			t.Errorf("main's WAL receiver: %+v, want connected and flushed to %v", tl.WALReceiver, last)
+		}
+	}
+}
+
+// startFromBasebackup starts a PostgreSQL server on the tar a basebackup
+// command returns.
+func startFromBasebackup(t *testing.T, conn *pgx.Conn, cmd string, settings map[string]string) *pgcluster.Cluster {
+	t.Helper()
+	var tarball bytes.Buffer
+	if _, err := conn.PgConn().CopyTo(context.Background(), &tarball, cmd); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	pg := newClusterFromTar(t, tarball.Bytes(), settings)
+	if err := pg.Start(context.Background()); err != nil {
+		t.Fatalf("start a server on %s: %v", cmd, err)
+	}
+	assertCleanStart(t, pg)
+	return pg
+}
+
+// waitIngested waits until main's last record reaches the compute's
+// flushed WAL, and returns it.
+func waitIngested(t *testing.T, conn *pgx.Conn, tenant id.TenantID, compute *pgx.Conn) pgdata.LSN {
+	t.Helper()
+	var s string
+	if err := compute.QueryRow(context.Background(), "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	want, err := pgdata.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		main := branchNamed(t, rows(t, conn, "branch_list "+tenant.String()), "main")
+		last, err := pgdata.ParseLSN(main["last_record_lsn"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last >= want {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("main is at %v, the compute flushed %v", last, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
