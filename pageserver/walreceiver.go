@@ -25,11 +25,14 @@ const ReplicationSlot = "pageserver"
 const (
 	// statusInterval is how often a standby status update is sent when
 	// nothing else prompts one (wal_receiver_status_interval's default).
+	// When the source has been silent that long, the update asks for a
+	// reply: a walsender that hears from us regularly sends nothing on
+	// its own while idle (WalSndKeepaliveIfNecessary), but answers a
+	// reply request with a keepalive (ProcessStandbyReplyMessage).
 	statusInterval = 10 * time.Second
 	// silenceTimeout ends a connection from which nothing has come for
-	// this long (the walsender sends keepalives at least every half
-	// wal_sender_timeout, 30 s by default).
-	silenceTimeout = 90 * time.Second
+	// this long, replies requested included.
+	silenceTimeout = 60 * time.Second
 	// minBackoff and maxBackoff bound the wait before reconnecting.
 	minBackoff = 200 * time.Millisecond
 	maxBackoff = 10 * time.Second
@@ -83,6 +86,10 @@ type WalReceiver struct {
 	store *WALStore
 	log   zerolog.Logger
 
+	// statusInterval and silenceTimeout are the constants of the same
+	// names; tests shorten them.
+	statusInterval, silenceTimeout time.Duration
+
 	mu      sync.Mutex
 	status  WalReceiverStatus
 	changed chan struct{} // closed when the source changes
@@ -102,6 +109,9 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		store:   store,
 		log:     log.With().Str("timeline", tl.ID().String()).Logger(),
 		changed: make(chan struct{}),
+
+		statusInterval: statusInterval,
+		silenceTimeout: silenceTimeout,
 	}
 	r.status.Source = store.Source()
 	return r

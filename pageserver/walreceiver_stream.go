@@ -45,7 +45,7 @@ func (r *WalReceiver) stream(ctx context.Context, src string, changed <-chan str
 	go r.receive(ctx, conn, msgs, received)
 	r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = true, "" })
 	r.log.Info().Stringer("start", start).Msg("streaming WAL")
-	if err := r.sendStatus(ctx, conn); err != nil {
+	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return true, err
 	}
 	return true, r.receiveLoop(ctx, conn, msgs)
@@ -103,7 +103,7 @@ func (r *WalReceiver) receive(ctx context.Context, conn *pgwire.ReplicationConn,
 // it, reports the flush, and then ingests the records it completed. It
 // also reports at statusInterval, and gives up on a silent walsender.
 func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any) error {
-	ticker := time.NewTicker(statusInterval)
+	ticker := time.NewTicker(r.statusInterval)
 	defer ticker.Stop()
 	lastMsg := time.Now()
 	for {
@@ -111,10 +111,11 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 		select {
 		case m = <-msgs:
 		case <-ticker.C:
-			if silent := time.Since(lastMsg); silent > silenceTimeout {
-				return fmt.Errorf("nothing from the WAL source for %v", silent.Round(time.Second))
+			silent := time.Since(lastMsg)
+			if silent > r.silenceTimeout {
+				return fmt.Errorf("nothing from the WAL source for %v", silent.Round(time.Millisecond))
 			}
-			if err := r.sendStatus(ctx, conn); err != nil {
+			if err := r.sendStatus(ctx, conn, silent >= r.statusInterval); err != nil {
 				return err
 			}
 			continue
@@ -179,7 +180,7 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 	if err := r.decode(); err != nil {
 		return err
 	}
-	if err := r.sendStatus(ctx, conn); err != nil {
+	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return err
 	}
 	if len(r.pending) == 0 {
@@ -190,19 +191,20 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 	}
 	// The applied position moved: let the source know now rather than at
 	// the next message.
-	return r.sendStatus(ctx, conn)
+	return r.sendStatus(ctx, conn, false)
 }
 
 // sendStatus reports the store's end as written, the end of the last
 // complete record in the fsynced WAL as flushed (a restart resumes from
 // such a record boundary: see WALStore's reopening), and the timeline's
-// last record LSN as applied.
-func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn) error {
+// last record LSN as applied; reply asks the walsender to answer.
+func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
 	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
 	st := pgwire.StandbyStatus{
-		Written: r.store.End(),
-		Flushed: flushed,
-		Applied: r.tl.LastRecordLSN(),
+		Written:        r.store.End(),
+		Flushed:        flushed,
+		Applied:        r.tl.LastRecordLSN(),
+		ReplyRequested: reply,
 	}
 	if err := conn.SendStatus(ctx, st); err != nil {
 		return err

@@ -433,12 +433,25 @@ func TestWalReceiverSource(t *testing.T) {
 	if got := r.Status().Source; got != c.pg.ConnString("postgres") {
 		t.Errorf("a new receiver's source %q, want the stored %q", got, c.pg.ConnString("postgres"))
 	}
+	// Short intervals: an idle source must not look dead.
+	r.statusInterval, r.silenceTimeout = 100*time.Millisecond, time.Second
 	runCtx, stop = context.WithCancel(ctx)
 	defer stop()
 	go func() { ran <- r.Run(runCtx) }()
 	waitStatus(t, r, "connected", func(st WalReceiverStatus) bool { return st.Connected })
 	if got := count("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver' AND slot_type = 'physical' AND active"); got != 1 {
 		t.Errorf("%d active physical slots named pageserver, want 1", got)
+	}
+	var pid int
+	if err := conn.QueryRow(ctx, "SELECT pid FROM pg_stat_replication").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if st := r.Status(); !st.Connected || st.LastError != "" || time.Since(st.LastMessage) > time.Second {
+		t.Errorf("status after 3 s of an idle source: %+v, want still connected, hearing from it", st)
+	}
+	if got := count(fmt.Sprintf("SELECT count(*) FROM pg_stat_replication WHERE pid = %d", pid)); got != 1 {
+		t.Error("the walsender streaming to us changed while the source was idle")
 	}
 	if err := r.SetSource(""); err != nil {
 		t.Fatal(err)
