@@ -178,6 +178,9 @@ func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeli
 // can reach, in keyword/value or URL form), which started from a
 // basebackup at start. A majority must accept.
 func (e Election) SetCompute(ctx context.Context, connStr string, start pgdata.LSN) error {
+	if start == 0 {
+		return errors.New("set the compute: give the LSN of the basebackup it started from")
+	}
 	if e.StartLSN != 0 && start != e.StartLSN {
 		return fmt.Errorf("the compute starts at %s, but term %d starts at %s", start, e.Term, e.StartLSN)
 	}

@@ -277,3 +277,56 @@ func TestTermFencing(t *testing.T) {
 		t.Fatal("still streaming from the old term's compute")
 	}
 }
+
+// TestRemoveOldWAL: whole segments below both the page server's LSN and
+// the peers' horizon go; the segment holding either stays.
+func TestRemoveOldWAL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tl")
+	tl := newTestTimeline(t, dir)
+	defer tl.Close()
+	joinTerm(t, tl, 1)
+	seg := pgdata.LSN(pgdata.WALSegmentSize)
+	if err := tl.setCompute(1, 100, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.AppendWAL(1, 100, make([]byte, 4*seg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(n uint64) bool {
+		_, err := os.Stat(filepath.Join(dir, pgdata.WALFileName(1, n, pgdata.WALSegmentSize)))
+		return err == nil
+	}
+	for _, tt := range []struct {
+		pageserver, horizon pgdata.LSN
+		gone                []uint64 // segments removed by now
+		kept                []uint64
+	}{
+		{0, 4 * seg, nil, []uint64{0, 1, 2, 3, 4}},                // page server has nothing
+		{2*seg + 5, seg + 1, []uint64{0}, []uint64{1, 2, 3, 4}},   // a peer needs segment 1
+		{2*seg + 5, 4 * seg, []uint64{0, 1}, []uint64{2, 3, 4}},   // the page server needs segment 2
+		{4*seg + 100, 5 * seg, []uint64{0, 1, 2, 3}, []uint64{4}}, // the last segment always stays
+	} {
+		if err := tl.SetPageserverLSN(tt.pageserver); err != nil {
+			t.Fatal(err)
+		}
+		if err := tl.RemoveOldWAL(tt.horizon); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range tt.gone {
+			if exists(n) {
+				t.Errorf("page server %s, horizon %s: segment %d still exists", tt.pageserver, tt.horizon, n)
+			}
+		}
+		for _, n := range tt.kept {
+			if !exists(n) {
+				t.Errorf("page server %s, horizon %s: segment %d was removed", tt.pageserver, tt.horizon, n)
+			}
+		}
+	}
+	if got := tl.State().BeginLSN; got != 4*seg {
+		t.Errorf("begin LSN after removal = %s, want %s", got, 4*seg)
+	}
+}

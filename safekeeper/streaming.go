@@ -124,7 +124,14 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 
 	msgs := make(chan received, maxBatch)
 	recvErr := make(chan error, 1)
+	recvDone := make(chan struct{})
+	// Runs before the deferred Close: the receiver must be gone first.
+	defer func() {
+		cancel()
+		<-recvDone
+	}()
 	go func() {
+		defer close(recvDone)
 		for {
 			m, err := conn.Receive(ctx)
 			if err != nil {

@@ -237,8 +237,8 @@ func TestZombieComputeIsFenced(t *testing.T) {
 	}
 	// Telling the safekeepers to stream from the old compute again, as
 	// a confused control plane might, is refused.
-	old := Election{Tenant: ts.tenant, Timeline: ts.timeline, Term: 1, Safekeepers: e.Safekeepers}
-	if err := old.SetCompute(ctx, pg.ConnString("postgres"), 0); !errors.Is(err, ErrNoQuorum) {
+	old := Election{Tenant: ts.tenant, Timeline: ts.timeline, Term: 1, StartLSN: e.StartLSN, Safekeepers: e.Safekeepers}
+	if err := old.SetCompute(ctx, pg.ConnString("postgres"), e.StartLSN); !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("a compute of the old term was accepted: %v", err)
 	}
 }

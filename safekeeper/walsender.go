@@ -150,17 +150,19 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Logger()
 	log.Info().Stringer("start", start).Msg("page server streaming WAL")
 	// The client's messages: standby status updates until CopyDone.
-	clientDone := make(chan error, 1)
+	var clientErr error
+	clientDone := make(chan struct{})
 	go func() {
+		defer close(clientDone)
 		for {
 			b, err := cb.Receive()
 			if err != nil {
-				clientDone <- err
+				clientErr = err
 				return
 			}
 			st, err := pgwire.ParseStandbyMessage(b)
 			if err != nil {
-				clientDone <- err
+				clientErr = err
 				return
 			}
 			if st != nil {
@@ -172,6 +174,27 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	}()
 	keepalive := time.NewTicker(keepaliveInterval)
 	defer keepalive.Stop()
+	err = s.sendLoop(ctx, cb, tl, start, clientDone, keepalive.C)
+	select {
+	case <-clientDone:
+		if errors.Is(clientErr, pgwire.ErrCopyDone) {
+			return cb.Close()
+		}
+		return clientErr
+	default:
+	}
+	// The session reads the connection again once we return: the reader
+	// above must be gone by then. End our side and wait for the client to
+	// end its side or the connection to close (Serve closes it at
+	// shutdown).
+	_ = cb.Close()
+	<-clientDone
+	return err
+}
+
+// sendLoop sends WAL and keepalives until the client ends the stream
+// (clientDone closes), an error, or ctx ends.
+func (s *Safekeeper) sendLoop(ctx context.Context, cb *pgwire.CopyBoth, tl *Timeline, start pgdata.LSN, clientDone <-chan struct{}, keepalive <-chan time.Time) error {
 	buf := make([]byte, maxXLogData)
 	pos := start
 	for {
@@ -191,16 +214,13 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 		}
 		select {
 		case <-changed:
-		case <-keepalive.C:
+		case <-keepalive:
 			ka := pgwire.Keepalive{WALEnd: pos, SendTime: pgwire.ToPGTime(time.Now())}
 			if err := cb.Send(ka.Encode()); err != nil {
 				return err
 			}
-		case err := <-clientDone:
-			if errors.Is(err, pgwire.ErrCopyDone) {
-				return cb.Close()
-			}
-			return err
+		case <-clientDone:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
