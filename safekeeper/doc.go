@@ -78,6 +78,15 @@
 // GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
 // (JSON), GET /metrics (Prometheus).
 //
+// # Known limits
+//
+// A safekeeper that missed an election (down or partitioned while it ran)
+// stays in its old term until the next election brings it in; until then
+// the set tolerates one failure fewer. The start LSN of a term is found by
+// decoding the most advanced voter's WAL from its last term's start, so an
+// election costs a read of that term's WAL. The WAL segment size is taken
+// to be PostgreSQL's default (16 MiB), and the WAL is named as timeline 1.
+//
 // This package must never acknowledge (report as flushed) WAL that is not
 // fsynced, and never serve the page server WAL that a later election
 // could remove.
