@@ -118,6 +118,9 @@ func writeTarFile(r io.Reader, target string, size int64) error {
 		return err
 	}
 	n, err := io.Copy(f, r)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("%w: the archive ends inside the file", errBadTar)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -16,7 +16,7 @@ import (
 // not reached in time, a redo error) gets an error response and the
 // stream goes on; a message that is not a valid request ends the COPY
 // with an ErrorResponse (08P01), after which the session serves other
-// commands.
+// commands; a message that cannot be read at all ends the session.
 func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl *repo.Timeline) error {
 	cb, err := sess.CopyBoth()
 	if err != nil {
@@ -24,10 +24,16 @@ func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl 
 	}
 	for {
 		msg, err := cb.Receive()
-		if errors.Is(err, pgwire.ErrCopyDone) {
+		var pe *pgwire.Error
+		switch {
+		case errors.Is(err, pgwire.ErrCopyDone):
 			return cb.Close()
-		}
-		if err != nil {
+		case errors.As(err, &pe):
+			return err
+		case err != nil:
+			// The client's messages can no longer be framed (one over the
+			// size limit, a broken connection): end the session.
+			sess.Close()
 			return err
 		}
 		req, err := ParsePageRequest(msg)

@@ -59,6 +59,9 @@ func (r *CopyReader) next() ([]byte, error) {
 	for {
 		msg, err := r.s.be.Receive()
 		if err != nil {
+			// The stream can no longer be framed (e.g. a message over the
+			// size limit): the session ends.
+			r.s.Close()
 			return nil, fmt.Errorf("read COPY data: %w", err)
 		}
 		switch m := msg.(type) {

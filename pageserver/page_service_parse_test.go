@@ -1,0 +1,258 @@
+package pageserver
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+const (
+	tenantHex   = "0123456789abcdef0123456789abcdef"
+	timelineHex = "fedcba9876543210fedcba9876543210"
+)
+
+func TestParseCommand(t *testing.T) {
+	tenant, _ := id.ParseTenantID(tenantHex)
+	at := time.Date(2021, 6, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		line string
+		args []string
+		want pageCommand
+	}{
+		{line: "IDENTIFY_SYSTEM", want: pageCommand{name: "identify_system"}},
+		{line: "  status  ", want: pageCommand{name: "status"}},
+		{line: "tenant_create", want: pageCommand{name: "tenant_create"}},
+		{line: "tenant_create " + tenantHex, want: pageCommand{name: "tenant_create", tenant: tenant}},
+		{line: "tenant_create $1", args: []string{tenantHex}, want: pageCommand{name: "tenant_create", tenant: tenant}},
+		{line: "import " + tenantHex + " main", want: pageCommand{name: "import", tenant: tenant, branch: "main"}},
+		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main"}}},
+		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main", lsn: 0x16B374D848}}},
+		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: timelineHex, at: at}}},
+		{line: "branch_list " + tenantHex, want: pageCommand{name: "branch_list", tenant: tenant}},
+		{line: "basebackup " + tenantHex + " main", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main"}},
+		{line: "basebackup $1 $2 $3", args: []string{tenantHex, timelineHex, "0/16B3748"}, want: pageCommand{name: "basebackup", tenant: tenant, timeline: timelineHex, lsn: 0x16B3748}},
+		{line: "callmemaybe " + tenantHex + " main host=127.0.0.1  port=5432 user=postgres", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=127.0.0.1  port=5432 user=postgres"}},
+		{line: "callmemaybe " + tenantHex + " main 'host=h port=1'", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
+		{line: "callmemaybe $1 $2 $3", args: []string{tenantHex, "main", "host=h port=1"}, want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
+		{line: "pagestream " + tenantHex + " " + timelineHex, want: pageCommand{name: "pagestream", tenant: tenant, timeline: timelineHex}},
+	} {
+		got, err := parseCommand(c.line, c.args)
+		if err != nil {
+			t.Errorf("%q: %v", c.line, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%q:\ngot  %+v\nwant %+v", c.line, got, c.want)
+		}
+	}
+}
+
+func TestParseCommandRejects(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		args []string
+		code string
+	}{
+		{"", nil, "42601"},
+		{"select 1", nil, "42601"},
+		{"status now", nil, "42601"},
+		{"tenant_list x", nil, "42601"},
+		{"tenant_create a b", nil, "42601"},
+		{"tenant_create 0123", nil, "22023"},
+		{"tenant_create " + tenantHex + "00", nil, "22023"},
+		{"tenant_create $2", []string{tenantHex}, "42P02"},
+		{"import " + tenantHex, nil, "42601"},
+		{"import " + tenantHex + " " + timelineHex, nil, "22023"},
+		{"import " + tenantHex + " a/b", nil, "22023"},
+		{"import " + tenantHex + " " + strings.Repeat("x", 64), nil, "22023"},
+		{"branch_create " + tenantHex + " dev", nil, "42601"},
+		{"branch_create " + tenantHex + " dev main@", nil, "22023"},
+		{"branch_create " + tenantHex + " dev main@0/0", nil, "22023"},
+		{"branch_create " + tenantHex + " dev main@10/20/30", nil, "22023"},
+		{"branch_create " + tenantHex + " dev main@1G/0", nil, "22023"},
+		{"branch_create " + tenantHex + " dev main@2021-06-01", nil, "22023"},
+		{"branch_create " + tenantHex + " dev @0/1", nil, "22023"},
+		{"basebackup " + tenantHex + " main 0/1 0/2", nil, "42601"},
+		{"basebackup " + tenantHex + " main 123", nil, "22023"},
+		{"basebackup " + tenantHex + " .. ", nil, "22023"},
+		{"callmemaybe " + tenantHex + " main ''", nil, "22023"},
+		{"pagestream " + tenantHex, nil, "42601"},
+		{"pagestream " + tenantHex + " main x", nil, "42601"},
+	} {
+		_, err := parseCommand(c.line, c.args)
+		var pe *pgwire.Error
+		if !errors.As(err, &pe) || pe.Code != c.code {
+			t.Errorf("%q: got %v, want SQLSTATE %s", c.line, err, c.code)
+		}
+	}
+}
+
+func FuzzPageServiceCommand(f *testing.F) {
+	for _, s := range []string{
+		"identify_system", "status", "tenant_create", "tenant_create " + tenantHex, "tenant_list",
+		"import " + tenantHex + " main", "branch_create " + tenantHex + " dev main@0/16B3748",
+		"branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00.5+02:00",
+		"branch_list " + tenantHex, "basebackup " + tenantHex + " main 0/1", "callmemaybe $1 $2 'host=x'",
+		"pagestream " + tenantHex + " " + timelineHex, "basebackup $1 $2 $3", "callmemaybe a b \t c",
+	} {
+		f.Add(s, tenantHex)
+	}
+	f.Fuzz(func(t *testing.T, line, arg string) {
+		c, err := parseCommand(line, []string{arg, timelineHex, "0/1"})
+		if err != nil {
+			var pe *pgwire.Error
+			if !errors.As(err, &pe) || (pe.Code != "42601" && pe.Code != "22023" && pe.Code != "42P02") {
+				t.Fatalf("%q: error %v is not a syntax or parameter error", line, err)
+			}
+			return
+		}
+		if _, ok := commandSyntax[c.name]; !ok {
+			t.Fatalf("%q parsed as unknown command %q", line, c.name)
+		}
+		// What parsed is well-formed.
+		if c.branch != "" {
+			if err := checkBranchName(c.branch); err != nil {
+				t.Fatalf("%q: branch %q: %v", line, c.branch, err)
+			}
+		}
+		if c.timeline != "" {
+			if err := checkTimelineRef(c.timeline); err != nil {
+				t.Fatalf("%q: timeline %q: %v", line, c.timeline, err)
+			}
+		}
+		if c.name == "branch_create" && c.start.lsn != 0 && !c.start.at.IsZero() {
+			t.Fatalf("%q: a start with both an LSN and a time", line)
+		}
+	})
+}
+
+func TestBranchesFile(t *testing.T) {
+	dir := t.TempDir()
+	if got, err := loadBranches(dir); err != nil || got != nil {
+		t.Fatalf("no file: %v, %v; want no branches", got, err)
+	}
+	tl := id.NewTimelineID()
+	want := []Branch{{Name: "main", Timeline: tl, Start: 0x16B3748}, {Name: "dev", Timeline: id.NewTimelineID(), Start: 0x16B3800}}
+	if err := saveBranches(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadBranches(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != want[1] || got[1] != want[0] {
+		t.Errorf("loaded %+v, want %+v sorted by name", got, want)
+	}
+	for name, body := range map[string]string{
+		"not JSON":      "{",
+		"unknown field": `{"branches":[],"extra":1}`,
+		"bad name":      `{"branches":[{"name":"a b","timeline_id":"` + tl.String() + `","start_lsn":"0/1"}]}`,
+		"duplicate":     `{"branches":[{"name":"a","timeline_id":"` + tl.String() + `","start_lsn":"0/1"},{"name":"a","timeline_id":"` + tl.String() + `","start_lsn":"0/1"}]}`,
+		"bad id":        `{"branches":[{"name":"a","timeline_id":"xyz","start_lsn":"0/1"}]}`,
+		"bad LSN":       `{"branches":[{"name":"a","timeline_id":"` + tl.String() + `","start_lsn":"1"}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, branchesFileName), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadBranches(dir); err == nil {
+			t.Errorf("%s: loaded without an error", name)
+		}
+	}
+}
+
+func TestCheckBranchName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"main": true, "dev-2": true, "a.b_c": true, "9lives": true, strings.Repeat("a", 63): true,
+		"": false, "-x": false, ".x": false, "a b": false, "a/b": false, "a@b": false, "ü": false,
+		strings.Repeat("a", 64): false, timelineHex: false,
+	} {
+		if err := checkBranchName(name); (err == nil) != ok {
+			t.Errorf("checkBranchName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}
+
+// tarOf builds a tar from entries.
+func tarOf(t *testing.T, entries ...*tar.Header) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range entries {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			tw.Write(bytes.Repeat([]byte{'x'}, int(h.Size)))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// headerOnly is a tar cut after one entry's header.
+func headerOnly(t *testing.T, h *tar.Header) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tar.NewWriter(&buf).WriteHeader(h); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestExtractDataDirTar(t *testing.T) {
+	file := func(name string, size int64) *tar.Header {
+		return &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: size, Mode: 0o600}
+	}
+	dir := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o700} }
+
+	good := t.TempDir()
+	b := tarOf(t, dir("./"), dir("global"), file("global/pg_control", 8192), file("base/1/1259", 16384), file("./PG_VERSION", 3))
+	if err := extractDataDirTar(bytes.NewReader(append(b, make([]byte, 10240)...)), good); err != nil {
+		t.Fatal(err)
+	}
+	for name, size := range map[string]int64{"global/pg_control": 8192, "base/1/1259": 16384, "PG_VERSION": 3} {
+		if info, err := os.Stat(filepath.Join(good, name)); err != nil || info.Size() != size {
+			t.Errorf("%s: %v, want %d bytes", name, err, size)
+		}
+	}
+
+	for what, tarball := range map[string][]byte{
+		"absolute name":  tarOf(t, file("/etc/passwd", 1)),
+		"dot-dot":        tarOf(t, file("base/../../x", 1)),
+		"symlink":        tarOf(t, &tar.Header{Name: "pg_wal", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}),
+		"hard link":      tarOf(t, file("a", 1), &tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}),
+		"device":         tarOf(t, &tar.Header{Name: "null", Typeflag: tar.TypeChar}),
+		"duplicate":      tarOf(t, file("a", 1), file("./a", 1)),
+		"oversized file": headerOnly(t, &tar.Header{Name: "big", Typeflag: tar.TypeReg, Size: maxImportFileBytes + 1}),
+		"not a tar":      []byte("hello, world"),
+		"truncated":      tarOf(t, file("a", 4096))[:1024],
+		"trailing junk":  append(tarOf(t, file("a", 1)), make([]byte, maxTarTrailer+1024)...),
+		"backslash name": tarOf(t, file(`base\1`, 1)),
+	} {
+		err := extractDataDirTar(bytes.NewReader(tarball), t.TempDir())
+		if !errors.Is(err, errBadTar) {
+			t.Errorf("%s: got %v, want errBadTar", what, err)
+		}
+	}
+}
+
+func TestOptionalLSNText(t *testing.T) {
+	for _, l := range []optionalLSN{0, optionalLSN(pgdata.LSN(0x16B3748))} {
+		b, _ := l.MarshalText()
+		var got optionalLSN
+		if err := got.UnmarshalText(b); err != nil || got != l {
+			t.Errorf("%v: round trip %q -> %v, %v", pgdata.LSN(l), b, got, err)
+		}
+	}
+}
