@@ -102,12 +102,13 @@ type WalReceiver struct {
 
 // NewWalReceiver returns the receiver of tl, which ing ingests into and
 // whose raw WAL store is store. Its source is the one stored in store.
+// log should name the tenant and timeline.
 func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolog.Logger) *WalReceiver {
 	r := &WalReceiver{
 		tl:      tl,
 		ing:     ing,
 		store:   store,
-		log:     log.With().Str("timeline", tl.ID().String()).Logger(),
+		log:     log,
 		changed: make(chan struct{}),
 
 		statusInterval: statusInterval,
