@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -260,12 +261,12 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 				return err
 			}
 		}
-		if err != nil {
+		if errors.Is(err, io.EOF) {
 			break
 		}
-	}
-	if err != nil && r.dec.FeedLSN() != end {
-		return fmt.Errorf("read stored WAL: %w", err)
+		if err != nil {
+			return fmt.Errorf("read stored WAL: %w", err)
+		}
 	}
 	if last != r.tl.LastRecordLSN() {
 		r.log.Info().Stringer("from", last).Stringer("to", r.tl.LastRecordLSN()).Msg("ingested stored WAL")
