@@ -161,8 +161,10 @@ func wantSQLState(t *testing.T, what string, err error, code string) {
 	}
 }
 
-// tarDir writes a tar of dir, as `tar -C dir -c .` would.
-func tarDir(dir string, w io.Writer) error {
+// tarDir writes a tar of dir, as `tar -C dir -c .` would, with the
+// contents of the files named in replace (slash-separated relative paths)
+// replaced.
+func tarDir(dir string, w io.Writer, replace map[string][]byte) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -181,10 +183,18 @@ func tarDir(dir string, w io.Writer) error {
 			return err
 		}
 		h.Name = filepath.ToSlash(rel)
+		contents, replaced := replace[h.Name]
+		if replaced {
+			h.Size = int64(len(contents))
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() {
+		switch {
+		case replaced:
+			_, err = tw.Write(contents)
+			return err
+		case !d.Type().IsRegular():
 			return nil
 		}
 		f, err := os.Open(p)
@@ -202,9 +212,9 @@ func tarDir(dir string, w io.Writer) error {
 }
 
 // importDataDir sends the tar of a stopped data directory to `import`.
-func importDataDir(conn *pgx.Conn, tenant id.TenantID, name, dir string) error {
+func importDataDir(conn *pgx.Conn, tenant id.TenantID, name, dir string, replace map[string][]byte) error {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(dir, pw)) }()
+	go func() { pw.CloseWithError(tarDir(dir, pw, replace)) }()
 	defer pr.Close()
 	_, err := conn.PgConn().CopyFrom(context.Background(), pr, fmt.Sprintf("import %s %s", tenant, name))
 	return err
@@ -253,10 +263,25 @@ func TestPageService(t *testing.T) {
 	// Import an initdb'd data directory as main.
 	datadir := initdbDir(t)
 	cf := readControl(t, datadir)
-	if err := importDataDir(conn, tenant, "main", datadir); err != nil {
+	if err := importDataDir(conn, tenant, "main", datadir, nil); err != nil {
 		t.Fatalf("import: %v", err)
 	}
-	wantSQLState(t, "import of a taken name", importDataDir(conn, tenant, "main", datadir), "42710")
+	wantSQLState(t, "import of a taken name", importDataDir(conn, tenant, "main", datadir, nil), "42710")
+	// A data directory that was not shut down cleanly is refused, and
+	// leaves nothing behind: no branch, no timeline, no unpacked files.
+	running := *cf
+	running.State = pgdata.DBInProduction
+	err = importDataDir(conn, tenant, "crashed", datadir, map[string][]byte{"global/pg_control": running.Encode()})
+	wantSQLState(t, "import of a data directory in production", err, "22023")
+	if got := rows(t, conn, "branch_list "+tenant.String()); len(got) != 1 {
+		t.Errorf("branches after a refused import: %v", got)
+	}
+	if st := rows(t, conn, "status"); st[0]["timelines"] != "1" {
+		t.Errorf("status after a refused import: %v, want 1 timeline", st)
+	}
+	if left, _ := os.ReadDir(filepath.Join(ts.srv.dir, importDirName)); len(left) != 0 {
+		t.Errorf("a refused import left %d entries in %s", len(left), importDirName)
+	}
 	main := branchNamed(t, rows(t, conn, "branch_list "+tenant.String()), "main")
 	mainLSN, err := pgdata.ParseLSN(main["last_record_lsn"])
 	if err != nil || mainLSN <= cf.CheckPoint {
@@ -636,7 +661,7 @@ func TestPageServiceStreaming(t *testing.T) {
 	conn := ts.connect(t)
 	tenant := id.NewTenantID()
 	rows(t, conn, "tenant_create "+tenant.String())
-	if err := importDataDir(conn, tenant, "main", initdbDir(t)); err != nil {
+	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -327,3 +327,42 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	}
 	return s.branchInfo(t, b)
 }
+
+// walRunner runs the WAL receivers of the loaded timelines for as long as
+// the server runs: those loaded at start and those created later.
+type walRunner struct {
+	mu      sync.Mutex
+	ctx     context.Context // nil until run
+	pending []func(context.Context)
+	wg      sync.WaitGroup
+}
+
+func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
+	run := func(ctx context.Context) {
+		defer r.wg.Done()
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("WAL receiver stopped")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wg.Add(1)
+	if r.ctx == nil {
+		r.pending = append(r.pending, run)
+		return
+	}
+	go run(r.ctx)
+}
+
+// run starts every receiver and waits, until ctx ends, for them to stop.
+func (r *walRunner) run(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	for _, run := range r.pending {
+		go run(ctx)
+	}
+	r.pending = nil
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.wg.Wait()
+}
