@@ -160,6 +160,11 @@ func (r *ReplicationConn) Receive(ctx context.Context) (any, error) {
 			return ParseReplicationMessage(m.Data)
 		case *pgproto3.CopyDone:
 			return nil, ErrStreamEnded
+		case *pgproto3.CommandComplete:
+			// A walsender that shuts down once it has sent everything
+			// (WalSndDone) ends the stream with CommandComplete and no
+			// CopyDone.
+			return nil, ErrStreamEnded
 		case *pgproto3.ErrorResponse:
 			return nil, pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -110,5 +111,30 @@ func TestReplicationClientAsSynchronousStandby(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1000 {
 		t.Fatalf("count: %d, %v", n, err)
+	}
+
+	// A server shutting down sends the rest of its WAL (the shutdown
+	// checkpoint), waits for the standby to flush it and ends the stream:
+	// Receive must say so, not report a protocol error.
+	conn.Close(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- pg.Stop(ctx, pgcluster.StopFast) }()
+	for {
+		msg, err := repl.Receive(ctx)
+		if errors.Is(err, ErrStreamEnded) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("receive during shutdown: got %v, want ErrStreamEnded", err)
+		}
+		if m, ok := msg.(*XLogData); ok {
+			received = m.Start + pgdata.LSN(len(m.Data))
+		}
+		if err := repl.SendStatus(ctx, StandbyStatus{Written: received, Flushed: received, Applied: received}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
 	}
 }
