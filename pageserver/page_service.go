@@ -33,7 +33,13 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 		return err
 	}
 	if err := ps.run(ctx, sess, c); err != nil {
-		return sqlError(err)
+		err = sqlError(err)
+		var pe *pgwire.Error
+		if !errors.As(err, &pe) {
+			// Not the client's mistake: the operator needs to know.
+			ps.s.log.Error().Err(err).Str("command", c.name).Msg("page service command failed")
+		}
+		return err
 	}
 	return nil
 }

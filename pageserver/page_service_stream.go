@@ -64,6 +64,8 @@ func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req PageRe
 	if err != nil {
 		e, ok := sqlError(err).(*pgwire.Error)
 		if !ok {
+			ps.s.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
+				Msg("page request failed")
 			return ErrorPageResponse(pgwire.CodeInternalError, err.Error())
 		}
 		return ErrorPageResponse(e.Code, e.Message)

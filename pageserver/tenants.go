@@ -300,7 +300,10 @@ func (t *tenant) release(name string) {
 
 // importBranch imports the cleanly shut down data directory datadir as a
 // new timeline named name. The timeline is flushed before the name is
-// written, so a named branch always has its import on disk.
+// written, so a named branch always has its import on disk. Everything
+// that can be checked before the timeline exists is (the name, pg_control
+// and its state); an import that fails after that leaves an unnamed, empty
+// or partial timeline, because the repository cannot delete timelines yet.
 func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch, error) {
 	if err := t.reserve(name); err != nil {
 		return Branch{}, err
