@@ -32,8 +32,8 @@ func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl 
 			return err
 		case err != nil:
 			// The client's messages can no longer be framed (one over the
-			// size limit, a broken connection): end the session.
-			sess.Close()
+			// size limit, a broken connection): Receive has ended the
+			// session.
 			return err
 		}
 		req, err := ParsePageRequest(msg)

@@ -106,6 +106,10 @@ func (c *CopyBoth) Receive() ([]byte, error) {
 	for {
 		msg, err := c.s.be.Receive()
 		if err != nil {
+			// The stream can no longer be framed (a message over the
+			// size limit, a read error): the session ends rather than
+			// wait for the rest of a message it refused.
+			c.s.Close()
 			return nil, err
 		}
 		switch m := msg.(type) {
