@@ -30,4 +30,55 @@
 // directory (what `zenith init` does after initdb) as one record at the end
 // of its shutdown checkpoint record, so WAL ingest continues right after
 // that checkpoint.
+//
+// # The process
+//
+// Server (server.go) is what `zenith pageserver run -D DIR` runs: one
+// oklog/run group of the page service listener, the HTTP listener (JSON API
+// and Prometheus /metrics) and one WAL receiver per loaded timeline, over a
+// repository in DIR/tenants and a WAL redo manager in DIR/walredo. Branch
+// names are per tenant, in DIR/tenants/<tenant>/branches.json; clients never
+// read these files, they ask the server.
+//
+// # The page service
+//
+// The libpq protocol (package pgwire), simple or extended query; each query
+// is one command (page_service_parse.go has the grammar, errors carry a
+// SQLSTATE: 42601 syntax, 22023 malformed argument, 42704 unknown object,
+// 42710 exists, 55000 LSN not servable, 57014 LSN not reached in time):
+//
+//	identify_system | status | tenant_create [id] | tenant_list
+//	import <tenant> <branch>            then COPY IN of a data directory tar
+//	branch_create <tenant> <name> <branch|timeline>[@<lsn>|@<RFC 3339 time>]
+//	branch_list <tenant>
+//	basebackup <tenant> <branch|timeline> [lsn]   COPY OUT of a tar
+//	callmemaybe <tenant> <branch|timeline> <connection string>
+//	pagestream <tenant> <branch|timeline>         COPY BOTH (pagestream.go)
+//
+// A request for an LSN the timeline has not reached waits for it up to
+// wait_lsn_timeout. A malformed page request ends its COPY with an error; a
+// message that cannot be framed ends its session; the server keeps serving
+// everyone else.
+//
+// # WAL in, durably
+//
+// WalReceiver (walreceiver.go) pulls a timeline's WAL over the replication
+// protocol from its source, writes it to the timeline's WALStore (raw WAL in
+// pg_wal-named segment files), fsyncs, and only then reports it flushed and
+// hands the records to WalIngest. As a compute's synchronous standby this
+// is what makes a commit wait for the page server. After a crash the
+// repository holds what was flushed to layer files (its disk-consistent
+// LSN); the receiver re-ingests the stored WAL above that before it
+// streams again, so nothing the compute was told is durable is lost.
+//
+// # Basebackup
+//
+// Basebackup (basebackup.go) writes a tar of the data directory at an LSN
+// that stock PostgreSQL 15 starts on without WAL replay: pg_control and a
+// WAL segment holding a synthetic shutdown checkpoint record at the LSN
+// (repo/pgdata.BuildShutdownCheckpointWAL), with the counters WalIngest
+// tracked, plus every relation fork (eager mode), SLRUs, two-phase files
+// and relmaps. Unlogged relations come back empty (their init fork), and a
+// sequence may be up to 32 values ahead (SEQ_LOG_VALS), as after any crash
+// recovery of PostgreSQL.
 package pageserver
