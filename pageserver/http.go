@@ -28,6 +28,8 @@ const maxRequestBody = 64 << 10
 //	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
 //	GET  /v1/tenant/{id}/branch          [BranchInfo]
 //	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
+//	PUT  /v1/tenant/{id}/timeline/{timeline}/safekeepers {"safekeepers": ["host:port", ...]}
+//	                                     TimelineInfo (the page service's safekeepers command)
 //	GET  /metrics                        Prometheus text format
 //
 // Errors are {"error": message, "code": SQLSTATE} with the status the
@@ -125,6 +127,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusCreated, info)
 	})
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return &http.Server{
 		Handler:           mux,
@@ -170,6 +173,50 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 		ti.WALReceiver = &st
 	}
 	return ti, nil
+}
+
+// httpSetSafekeepers makes a timeline (branch name or id) stream its WAL
+// from a set of safekeepers, as the page service's safekeepers command
+// does, and answers the timeline's TimelineInfo.
+func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.httpTenant(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Safekeepers []string `json:"safekeepers"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ref := r.PathValue("timeline")
+	err := checkTimelineRef(ref)
+	if err == nil {
+		err = checkSafekeeperAddrs(req.Safekeepers)
+	}
+	if err != nil {
+		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+		return
+	}
+	tl, err := t.timeline(ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	wal, err := timelineWALOf(t, tl)
+	if err == nil {
+		err = wal.SetSafekeepers(t.id, req.Safekeepers)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	info, err := s.timelineInfo(t, tl.ID())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 // httpTenant resolves the {tenant} of the request's path, answering the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zenithdb/zenith/pgwire"
@@ -101,19 +102,24 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		return ps.importCommand(ctx, sess, c)
 	case "basebackup":
 		return ps.basebackup(ctx, sess, c)
-	case "callmemaybe":
+	case "callmemaybe", "safekeepers":
 		t, tl, err := s.timeline(c.tenant, c.timeline)
 		if err != nil {
 			return err
 		}
-		w := t.walOf(tl.ID())
-		if w == nil {
-			return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "timeline %s takes no WAL (see the page server's log)", tl.ID())
-		}
-		if err := w.SetSource(c.connStr); err != nil {
+		w, err := timelineWALOf(t, tl)
+		if err != nil {
 			return err
 		}
-		sess.SetTag("CALLMEMAYBE")
+		if c.name == "safekeepers" {
+			err = w.SetSafekeepers(c.tenant, c.safekeepers)
+		} else {
+			err = w.SetSource(c.connStr)
+		}
+		if err != nil {
+			return err
+		}
+		sess.SetTag(strings.ToUpper(c.name))
 		return nil
 	case "pagestream":
 		_, tl, err := s.timeline(c.tenant, c.timeline)
@@ -259,6 +265,16 @@ func (s *Server) timeline(tid id.TenantID, ref string) (*tenant, *repo.Timeline,
 		return nil, nil, err
 	}
 	return t, tl, nil
+}
+
+// timelineWALOf returns the WAL side of a tenant's timeline; 55000 if it
+// takes no WAL.
+func timelineWALOf(t *tenant, tl *repo.Timeline) (timelineWAL, error) {
+	w := t.walOf(tl.ID())
+	if w == nil {
+		return nil, pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "timeline %s takes no WAL (see the page server's log)", tl.ID())
+	}
+	return w, nil
 }
 
 // waitForLSN waits, at most the configured wait_lsn_timeout, until tl has

@@ -42,7 +42,7 @@ type receiverWAL struct {
 func (w *receiverWAL) Status() walStatus {
 	st := w.WalReceiver.Status()
 	return walStatus{
-		Source: st.Source, Connected: st.Connected, LastError: st.LastError,
+		Source: st.Source, Safekeepers: st.Safekeepers, Safekeeper: st.Safekeeper, Connected: st.Connected, LastError: st.LastError,
 		Received: st.Received, Flushed: st.Flushed, Ingested: st.Ingested, LastMessage: st.LastMessage,
 	}
 }

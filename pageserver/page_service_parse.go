@@ -30,6 +30,8 @@ type pageCommand struct {
 	lsn pgdata.LSN
 	// connStr is callmemaybe's connection string.
 	connStr string
+	// safekeepers are the safekeepers command's addresses, host:port.
+	safekeepers []string
 }
 
 // branchStart is where a new branch starts: a timeline (by branch name
@@ -67,6 +69,7 @@ var commandSyntax = map[string]struct {
 	"branch_list":     {"branch_list <tenant_id>", 1, 1},
 	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3},
 	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1},
+	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3},
 	"pagestream":      {"pagestream <tenant_id> <branch|timeline_id>", 2, 2},
 }
 
@@ -83,7 +86,7 @@ func parseCommand(line string, args []string) (pageCommand, error) {
 	syn, ok := commandSyntax[c.name]
 	if !ok {
 		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", truncate(words[0], 64)),
-			Hint: "commands: identify_system, status, tenant_create, tenant_list, import, branch_create, branch_list, basebackup, callmemaybe, pagestream"}
+			Hint: "commands: identify_system, status, tenant_create, tenant_list, import, branch_create, branch_list, basebackup, callmemaybe, safekeepers, pagestream"}
 	}
 	words = words[1:]
 	if syn.max == -1 && len(words) >= syn.min {
@@ -158,9 +161,13 @@ func (c *pageCommand) parseArgs(words []string) error {
 		}
 		c.start, err = parseBranchStart(words[2])
 		return err
-	case "basebackup", "callmemaybe", "pagestream":
+	case "basebackup", "callmemaybe", "safekeepers", "pagestream":
 		c.timeline = words[1]
 		if err := checkTimelineRef(c.timeline); err != nil {
+			return err
+		}
+		if c.name == "safekeepers" {
+			c.safekeepers, err = parseSafekeeperAddrs(words[2])
 			return err
 		}
 		if c.name == "callmemaybe" {

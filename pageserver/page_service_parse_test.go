@@ -6,9 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
@@ -43,6 +46,9 @@ func TestParseCommand(t *testing.T) {
 		{line: "callmemaybe " + tenantHex + " main host=127.0.0.1  port=5432 user=postgres", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=127.0.0.1  port=5432 user=postgres"}},
 		{line: "callmemaybe " + tenantHex + " main 'host=h port=1'", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
 		{line: "callmemaybe $1 $2 $3", args: []string{tenantHex, "main", "host=h port=1"}, want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
+		{line: "safekeepers " + tenantHex + " main 127.0.0.1:5454", want: pageCommand{name: "safekeepers", tenant: tenant, timeline: "main", safekeepers: []string{"127.0.0.1:5454"}}},
+		{line: "safekeepers " + tenantHex + " " + timelineHex + " sk1:1,sk-2.example.com:2,[::1]:3", want: pageCommand{name: "safekeepers", tenant: tenant, timeline: timelineHex, safekeepers: []string{"sk1:1", "sk-2.example.com:2", "[::1]:3"}}},
+		{line: "safekeepers $1 $2 $3", args: []string{tenantHex, "main", "a:1,b:2"}, want: pageCommand{name: "safekeepers", tenant: tenant, timeline: "main", safekeepers: []string{"a:1", "b:2"}}},
 		{line: "pagestream " + tenantHex + " " + timelineHex, want: pageCommand{name: "pagestream", tenant: tenant, timeline: timelineHex}},
 	} {
 		got, err := parseCommand(c.line, c.args)
@@ -50,7 +56,7 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("%q: %v", c.line, err)
 			continue
 		}
-		if got != c.want {
+		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%q:\ngot  %+v\nwant %+v", c.line, got, c.want)
 		}
 	}
@@ -85,6 +91,17 @@ func TestParseCommandRejects(t *testing.T) {
 		{"basebackup " + tenantHex + " main 123", nil, "22023"},
 		{"basebackup " + tenantHex + " .. ", nil, "22023"},
 		{"callmemaybe " + tenantHex + " main ''", nil, "22023"},
+		{"safekeepers " + tenantHex + " main", nil, "42601"},
+		{"safekeepers " + tenantHex + " main a:1 b:2", nil, "42601"},
+		{"safekeepers " + tenantHex + " main a", nil, "22023"},
+		{"safekeepers " + tenantHex + " main a:1,", nil, "22023"},
+		{"safekeepers " + tenantHex + " main a:0", nil, "22023"},
+		{"safekeepers " + tenantHex + " main a:65536", nil, "22023"},
+		{"safekeepers " + tenantHex + " main a:x", nil, "22023"},
+		{"safekeepers " + tenantHex + " main :1", nil, "22023"},
+		{"safekeepers " + tenantHex + " main a:1,a:1", nil, "22023"},
+		{"safekeepers $1 main $2", []string{tenantHex, "h'x:1"}, "22023"},
+		{"safekeepers $1 main $2", []string{tenantHex, "h x:1"}, "22023"},
 		{"pagestream " + tenantHex, nil, "42601"},
 		{"pagestream " + tenantHex + " main x", nil, "42601"},
 	} {
@@ -103,6 +120,7 @@ func FuzzPageServiceCommand(f *testing.F) {
 		"branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00.5+02:00",
 		"branch_list " + tenantHex, "basebackup " + tenantHex + " main 0/1", "callmemaybe $1 $2 'host=x'",
 		"pagestream " + tenantHex + " " + timelineHex, "basebackup $1 $2 $3", "callmemaybe a b \t c",
+		"safekeepers $1 $2 127.0.0.1:1,[::1]:2", "safekeepers " + tenantHex + " main sk:5454",
 	} {
 		f.Add(s, tenantHex)
 	}
@@ -131,6 +149,18 @@ func FuzzPageServiceCommand(f *testing.F) {
 		}
 		if c.name == "branch_create" && c.start.lsn != 0 && !c.start.at.IsZero() {
 			t.Fatalf("%q: a start with both an LSN and a time", line)
+		}
+		if c.name == "safekeepers" {
+			if err := checkSafekeeperAddrs(c.safekeepers); err != nil {
+				t.Fatalf("%q: safekeepers %q: %v", line, c.safekeepers, err)
+			}
+			// Every address is safe inside a connection string.
+			set := &SafekeeperSet{Addrs: c.safekeepers}
+			for _, a := range c.safekeepers {
+				if _, err := pgconn.ParseConfig(set.connString(a, id.NewTimelineID())); err != nil {
+					t.Fatalf("%q: the connection string for %q: %v", line, a, err)
+				}
+			}
 		}
 	})
 }

@@ -37,9 +37,12 @@ var (
 type timelineWAL interface {
 	// Run streams WAL from the source until ctx ends.
 	Run(ctx context.Context) error
-	// SetSource sets (and persists) where WAL comes from; "" stops
-	// streaming.
+	// SetSource sets (and persists) the compute WAL comes from; ""
+	// stops streaming.
 	SetSource(connStr string) error
+	// SetSafekeepers sets (and persists) the safekeepers (host:port) WAL
+	// comes from instead; tenant is the timeline's tenant.
+	SetSafekeepers(tenant id.TenantID, addrs []string) error
 	// Status describes the receiver, for status pages and metrics.
 	Status() walStatus
 	// PrevRecord returns the start of the record of the stored WAL that
@@ -55,6 +58,8 @@ type timelineWAL interface {
 // walStatus is what a timeline's WAL receiver reports.
 type walStatus struct {
 	Source      string     `json:"source"`
+	Safekeepers []string   `json:"safekeepers,omitempty"`
+	Safekeeper  string     `json:"safekeeper,omitempty"`
 	Connected   bool       `json:"connected"`
 	LastError   string     `json:"last_error,omitempty"`
 	Received    pgdata.LSN `json:"received_lsn"`

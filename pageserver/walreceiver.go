@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,16 +59,23 @@ type Ingester interface {
 // WalReceiverStatus is what a WAL receiver reports, for the HTTP API and
 // metrics.
 type WalReceiverStatus struct {
-	// Source is the connection string WAL comes from ("": none).
+	// Source is the connection string of the compute WAL comes from
+	// ("": none, or safekeepers).
 	Source string
+	// Safekeepers is the set of safekeepers (host:port) WAL comes from
+	// instead of a compute (nil: none).
+	Safekeepers []string
+	// Safekeeper is the one of them currently streamed from ("": none).
+	Safekeeper string
 	// Connected is set while WAL is streaming.
 	Connected bool
 	// LastError is why the last connection failed or ended, if it did.
 	LastError string
 	// Received is the end of the WAL written to the store.
 	Received pgdata.LSN
-	// Flushed is the flush position last reported to the source: the end
-	// of the last complete record in fsynced WAL.
+	// Flushed is the flush position last reported to the source: to a
+	// compute, the end of the last complete record in fsynced WAL; to a
+	// safekeeper, the timeline's disk-consistent LSN.
 	Flushed pgdata.LSN
 	// Ingested is the timeline's last record LSN.
 	Ingested pgdata.LSN
@@ -75,21 +83,39 @@ type WalReceiverStatus struct {
 	LastMessage time.Time
 }
 
-// WalReceiver pulls WAL for one timeline from a source (a compute, later a
-// safekeeper) over the replication protocol, keeps it in the timeline's
-// WALStore and feeds it to the ingest. It acknowledges a flush only for
-// WAL that is fsynced, so a compute may use it as a synchronous standby;
-// records are ingested only once they are fsynced, so the repository never
-// holds WAL the store could lose.
+// WalReceiver pulls WAL for one timeline over the replication protocol
+// from its source, keeps it in the timeline's WALStore and feeds it to the
+// ingest. Records are ingested only once they are fsynced, so the
+// repository never holds WAL the store could lose.
+//
+// The source is either one compute (SetSource, the page service's
+// callmemaybe) or a set of safekeepers (SetSafekeepers); one replaces the
+// other. What the receiver reports as flushed differs:
+//
+//   - To a compute, flush is the end of the last complete record in the
+//     fsynced WAL store: the compute may use the page server as a
+//     synchronous standby, and its replication slot keeps the WAL above.
+//   - To a safekeeper, flush is what the page server has made durable in
+//     its repository (the timeline's DiskConsistentLSN): the safekeepers
+//     keep their WAL until then, so the page server can always stream
+//     again from its repository's state, even without its WAL store.
+//
+// From safekeepers the receiver streams from one at a time, the one whose
+// IDENTIFY_SYSTEM xlogpos (its commit LSN) is highest, and switches when
+// the connection ends or when no WAL has come for switchIdle while another
+// safekeeper reports a higher commit LSN (walreceiver_safekeepers.go). A
+// safekeeper sends WAL only up to its commit LSN, so the page server never
+// ingests WAL that a later election could truncate.
 type WalReceiver struct {
 	tl    *repo.Timeline
 	ing   Ingester
 	store *WALStore
 	log   zerolog.Logger
 
-	// statusInterval and silenceTimeout are the constants of the same
-	// names; tests shorten them.
+	// statusInterval, silenceTimeout, probeInterval and switchIdle are
+	// the constants of the same names; tests shorten them.
 	statusInterval, silenceTimeout time.Duration
+	probeInterval, switchIdle      time.Duration
 
 	mu      sync.Mutex
 	status  WalReceiverStatus
@@ -99,6 +125,9 @@ type WalReceiver struct {
 	// records decoded but not ingested yet.
 	dec     *pgdata.WALDecoder
 	pending []*pgdata.Record
+	// toSafekeeper is set while streaming from a safekeeper: it changes
+	// the flush position reported (see above).
+	toSafekeeper bool
 }
 
 // NewWalReceiver returns the receiver of tl, which ing ingests into and
@@ -114,15 +143,21 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 
 		statusInterval: statusInterval,
 		silenceTimeout: silenceTimeout,
+		probeInterval:  probeInterval,
+		switchIdle:     switchIdle,
 	}
 	r.status.Source = store.Source()
+	if set := store.Safekeepers(); set != nil {
+		r.status.Safekeepers = set.Addrs
+	}
 	return r
 }
 
-// SetSource sets and persists the connection string WAL is pulled from;
-// "" stops streaming. A running receiver drops its connection and uses
-// the new source. The replication slot stays on the old source, which
-// keeps WAL for it until the slot is dropped there.
+// SetSource sets and persists the connection string of the compute WAL
+// is pulled from, replacing any safekeepers; "" stops streaming. A running
+// receiver drops its connection and uses the new source. The replication
+// slot stays on the old source, which keeps WAL for it until the slot is
+// dropped there.
 func (r *WalReceiver) SetSource(connStr string) error {
 	if connStr != "" {
 		if _, err := pgconn.ParseConfig(connStr); err != nil {
@@ -132,18 +167,24 @@ func (r *WalReceiver) SetSource(connStr string) error {
 	if err := r.store.SetSource(connStr); err != nil {
 		return err
 	}
+	r.sourceChanged(func(st *WalReceiverStatus) { st.Source, st.Safekeepers = connStr, nil })
+	return nil
+}
+
+// sourceChanged applies a change of source to the status and tells Run.
+func (r *WalReceiver) sourceChanged(change func(st *WalReceiverStatus)) {
 	r.mu.Lock()
-	r.status.Source = connStr
+	change(&r.status)
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
-	return nil
 }
 
 // Status returns the receiver's state.
 func (r *WalReceiver) Status() WalReceiverStatus {
 	r.mu.Lock()
 	st := r.status
+	st.Safekeepers = slices.Clone(st.Safekeepers)
 	r.mu.Unlock()
 	st.Received = r.store.End()
 	st.Ingested = r.tl.LastRecordLSN()
@@ -157,12 +198,12 @@ func (r *WalReceiver) setStatus(change func(st *WalReceiverStatus)) {
 	r.mu.Unlock()
 }
 
-// source returns the current source and the channel closed when it
-// changes.
-func (r *WalReceiver) source() (string, <-chan struct{}) {
+// source returns the current source, a compute's connection string or a
+// set of safekeepers (nil), and the channel closed when it changes.
+func (r *WalReceiver) source() (string, *SafekeeperSet, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.status.Source, r.changed
+	return r.status.Source, r.store.Safekeepers(), r.changed
 }
 
 // Run ingests the stored WAL the timeline does not have yet (after a
@@ -177,8 +218,8 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 	}
 	backoff := minBackoff
 	for {
-		src, changed := r.source()
-		if src == "" {
+		src, set, changed := r.source()
+		if src == "" && set == nil {
 			select {
 			case <-changed:
 				continue
@@ -186,7 +227,14 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		streamed, err := r.stream(ctx, src, changed)
+		var streamed bool
+		var err error
+		if set != nil {
+			streamed, err = r.streamSafekeepers(ctx, set, changed)
+		} else {
+			r.toSafekeeper = false
+			streamed, err = r.stream(ctx, src, changed)
+		}
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
 			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
@@ -204,6 +252,13 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			backoff = minBackoff
 			continue
 		default:
+		}
+		if errors.Is(err, errSafekeeperLags) {
+			// Not a failure either: another safekeeper is ahead.
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, "" })
+			r.log.Info().Err(err).Msg("switching safekeeper")
+			backoff = minBackoff
+			continue
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
 		if streamed {

@@ -197,9 +197,14 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 // sendStatus reports the store's end as written, the end of the last
 // complete record in the fsynced WAL as flushed (a restart resumes from
 // such a record boundary: see WALStore's reopening), and the timeline's
-// last record LSN as applied; reply asks the walsender to answer.
+// last record LSN as applied; reply asks the walsender to answer. To a
+// safekeeper, flushed is the timeline's disk-consistent LSN instead (see
+// WalReceiver).
 func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
 	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
+	if r.toSafekeeper {
+		flushed = min(flushed, r.tl.DiskConsistentLSN())
+	}
 	st := pgwire.StandbyStatus{
 		Written:        r.store.End(),
 		Flushed:        flushed,

@@ -73,13 +73,16 @@ type walStoreControl struct {
 	StartPrev pgdata.LSN `json:"start_prev"`
 	// Source is the WAL receiver's connection string ("": none).
 	Source string `json:"source"`
+	// Safekeepers is the WAL receiver's source when it is a set of
+	// safekeepers instead (nil: none); at most one of the two is set.
+	Safekeepers *SafekeeperSet `json:"safekeepers,omitempty"`
 }
 
 const walStoreControlVersion = 1
 
 // WALStore keeps a timeline's raw WAL durably in a directory, in segment
 // files named as in pg_wal; see the top of walstore.go. One writer calls
-// Init, Write, Sync, SetSource and RemoveBelow; any number of readers may
+// Init, Write, Sync, SetSource, SetSafekeepers and RemoveBelow; any number of readers may
 // call the rest at the same time.
 type WALStore struct {
 	dir     string
@@ -169,12 +172,31 @@ func (s *WALStore) Source() string {
 	return s.ctl.Source
 }
 
-// SetSource durably records the WAL receiver's source connection string.
+// SetSource durably records the WAL receiver's source connection string,
+// replacing a set of safekeepers.
 func (s *WALStore) SetSource(connStr string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	ctl := s.control()
-	ctl.Source = connStr
+	ctl.Source, ctl.Safekeepers = connStr, nil
+	return s.writeControl(ctl)
+}
+
+// Safekeepers is the WAL receiver's set of safekeepers stored with
+// SetSafekeepers (nil: none).
+func (s *WALStore) Safekeepers() *SafekeeperSet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctl.Safekeepers.clone()
+}
+
+// SetSafekeepers durably records the set of safekeepers the WAL receiver
+// streams from, replacing a source connection string; nil records none.
+func (s *WALStore) SetSafekeepers(set *SafekeeperSet) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ctl := s.control()
+	ctl.Source, ctl.Safekeepers = "", set.clone()
 	return s.writeControl(ctl)
 }
 
