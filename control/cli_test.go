@@ -35,9 +35,15 @@ func mustFail(t *testing.T, env *zenithtest.Env, want string, args ...string) {
 	}
 }
 
+// sqlTimeout bounds one statement of a test: a commit that the page server
+// never acknowledges fails the test instead of hanging it.
+const sqlTimeout = time.Minute
+
 func exec1(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 	t.Helper()
-	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+	defer cancel()
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -67,7 +73,7 @@ func pgDump(t *testing.T, pg *zenithtest.Postgres) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(filepath.Join(bin, "pg_dump"), "--no-sync", pg.ConnString+"?sslmode=disable").Output()
+	out, err := exec.Command(filepath.Join(bin, "pg_dump"), "--no-sync", "--restrict-key=zenithtest", pg.ConnString+"?sslmode=disable").Output()
 	if err != nil {
 		t.Fatalf("pg_dump %s: %v", pg.ConnString, err)
 	}

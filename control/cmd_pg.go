@@ -174,7 +174,7 @@ Examples:
 				return err
 			}
 			if c.Bool("destroy") {
-				return e.DestroyNode(c.Context, n)
+				return e.DestroyNode(c.Context, n, c.Bool("immediate"))
 			}
 			return e.StopNode(c.Context, n, c.Bool("immediate"))
 		},

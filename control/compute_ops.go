@@ -322,7 +322,8 @@ func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
 		return err
 	}
 	if _, err := c.PID(); errors.Is(err, pgcluster.ErrNotRunning) {
-		return nil
+		// A server that died leaves its socket directory behind.
+		return os.RemoveAll(n.socketDir())
 	}
 	mode := pgcluster.StopFast
 	if immediate {
@@ -389,9 +390,11 @@ func (e *Env) cleanStopLSN(ctx context.Context, n *Node, c *pgcluster.Cluster) (
 	}
 }
 
-// DestroyNode stops the node's server at once and removes the node.
-func (e *Env) DestroyNode(ctx context.Context, n *Node) error {
-	if err := e.StopNode(ctx, n, true); err != nil {
+// DestroyNode stops the node's server and removes the node. The stop is
+// a clean one, so the page server receives the node's WAL up to its
+// shutdown checkpoint (immediate makes it immediate).
+func (e *Env) DestroyNode(ctx context.Context, n *Node, immediate bool) error {
+	if err := e.StopNode(ctx, n, immediate); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(n.dir); err != nil {
