@@ -104,6 +104,7 @@ func pgStartCommand() *cli.Command {
 		ArgsUsage: "BRANCH|NODE",
 		Description: `Starts the compute node NODE, or, if there is none of that name, creates a
 node on the branch of that name (accepting pg create's flags) and starts it.
+With --name, the node is the one named so, created on BRANCH if needed.
 Prints the connection string on success.
 
 The data directory is reused only if the node was stopped cleanly and the
@@ -123,10 +124,14 @@ Examples:
 			if err != nil {
 				return err
 			}
+			// pg start BRANCH --name NODE is about NODE, made on BRANCH.
 			name := c.Args().First()
+			if c.String("name") != "" {
+				name = c.String("name")
+			}
 			n, err := e.node(t, name)
 			if errors.Is(err, ErrNoSuchNode) {
-				o, oerr := nodeOptions(c, t, name)
+				o, oerr := nodeOptions(c, t, c.Args().First())
 				if oerr != nil {
 					return oerr
 				}
