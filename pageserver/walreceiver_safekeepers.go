@@ -164,6 +164,10 @@ func (r *WalReceiver) probe(ctx context.Context, connStr string) (pgdata.LSN, er
 	if err != nil {
 		return 0, err
 	}
+	if sys.SystemID == "0" {
+		// It has not streamed from a compute of the timeline yet.
+		return 0, errors.New("the safekeeper has no WAL of the timeline yet")
+	}
 	if want := strconv.FormatUint(r.ing.SystemID(), 10); sys.SystemID != want {
 		return 0, fmt.Errorf("its database system identifier is %s, timeline %s's is %s: %w", sys.SystemID, r.tl.ID(), want, ErrSystemMismatch)
 	}

@@ -285,41 +285,51 @@ func TestWalReceiverSyncStandby(t *testing.T) {
 		t.Errorf("receiver status %+v, want connected with everything up to %v", st, end)
 	}
 
-	// Pages through the repository, masked as redo masks them, equal the
-	// compute's own files (flushed by the CHECKPOINT).
-	rel := relationOf(ctx, t, conn, "rcv_pages")
+	// Pages through the repository equal the compute's own files
+	// (flushed by the CHECKPOINT).
+	nblocks := comparePages(ctx, t, m, c.tenant, n.tl, conn, c.pg.DataDir(), "rcv_pages", end)
+	t.Logf("%d pages equal the compute's at %v", nblocks, end)
+}
+
+// comparePages checks that every page of table (of the database conn is
+// connected to), read through tl at lsn and masked as redo masks pages,
+// equals the page in the compute's own file, which a CHECKPOINT after the
+// table's last change has written; it returns how many pages there are.
+func comparePages(ctx context.Context, t *testing.T, m *walredo.Manager, tenant id.TenantID, tl *repo.Timeline, conn *pgx.Conn, dataDir, table string, lsn pgdata.LSN) uint32 {
+	t.Helper()
+	rel := relationOf(ctx, t, conn, table)
 	var path string
-	if err := conn.QueryRow(ctx, "SELECT pg_relation_filepath('rcv_pages')").Scan(&path); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_relation_filepath($1::regclass)", table).Scan(&path); err != nil {
 		t.Fatal(err)
 	}
-	file, err := os.ReadFile(filepath.Join(c.pg.DataDir(), path))
+	file, err := os.ReadFile(filepath.Join(dataDir, path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nblocks, err := n.tl.RelSize(ctx, rel, pgdata.ForkMain, end)
+	nblocks, err := tl.RelSize(ctx, rel, pgdata.ForkMain, lsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := uint32(len(file) / pgdata.BlockSize); nblocks != want || nblocks == 0 {
-		t.Fatalf("relation size through the repository %d blocks, the file has %d", nblocks, want)
+		t.Fatalf("%s: relation size through the repository %d blocks, the file has %d", table, nblocks, want)
 	}
 	for blk := uint32(0); blk < nblocks; blk++ {
-		got, err := n.tl.Get(ctx, key.RelBlock(rel, pgdata.ForkMain, blk), end)
+		got, err := tl.Get(ctx, key.RelBlock(rel, pgdata.ForkMain, blk), lsn)
 		if err != nil {
-			t.Fatalf("block %d: %v", blk, err)
+			t.Fatalf("%s block %d: %v", table, blk, err)
 		}
 		want := file[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]
-		gotM, err1 := m.Mask(ctx, c.tenant.String(), pgdata.RmgrHeap, blk, got)
-		wantM, err2 := m.Mask(ctx, c.tenant.String(), pgdata.RmgrHeap, blk, want)
+		gotM, err1 := m.Mask(ctx, tenant.String(), pgdata.RmgrHeap, blk, got)
+		wantM, err2 := m.Mask(ctx, tenant.String(), pgdata.RmgrHeap, blk, want)
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
 		if string(gotM) != string(wantM) {
-			t.Fatalf("block %d of rcv_pages differs from the compute's (page LSN %v, compute's %v)",
-				blk, pageLSN(got), pageLSN(want))
+			t.Fatalf("block %d of %s differs from the compute's (page LSN %v, compute's %v)",
+				blk, table, pageLSN(got), pageLSN(want))
 		}
 	}
-	t.Logf("%d pages equal the compute's at %v", nblocks, end)
+	return nblocks
 }
 
 // pageLSN is pd_lsn of a page.
