@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/control/pgcluster"
@@ -373,6 +374,45 @@ func TestPageServerNeverPassesCommitLSN(t *testing.T) {
 	if last < flush {
 		t.Fatalf("page server at %v after the commit, want at least %v", last, flush)
 	}
+}
+
+// TestWalReceiverLeavesIdleSafekeeper: the safekeeper the page server
+// streams from stops getting WAL (it voted for a newer term, so it left
+// the compute's), while the other two go on committing: the receiver
+// notices that nothing comes while another safekeeper is ahead, switches,
+// and gets the new commits.
+func TestWalReceiverLeavesIdleSafekeeper(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ps := startPageServer(t)
+	conn := ps.connect(t)
+	sks := startSafekeepers(t, 3)
+	c := startSafekeeperCompute(ctx, t, ps, conn, sks)
+	cc := connect(t, c.pg, "postgres")
+	defer cc.Close(ctx)
+	exec(t, cc, "CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
+	waitIngested(t, conn, c.tenant, cc)
+
+	cur := waitSafekeeper(t, c.wal, "").Safekeeper
+	host, port, _ := net.SplitHostPort(cur)
+	sk, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=zenith dbname=safekeeper sslmode=disable", host, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vote := fmt.Sprintf("vote %s %s 2", c.tenant, c.timeline)
+	res, err := sk.Exec(ctx, vote).ReadAll()
+	sk.Close(ctx)
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != "t" {
+		t.Fatalf("%s on %s: %v %v", vote, cur, res, err)
+	}
+	stalled := sks.state(sks.index(cur), c.tenant, c.timeline).CommitLSN
+	exec(t, cc, "INSERT INTO t SELECT generate_series(2, 1000)")
+	next := waitSafekeeper(t, c.wal, cur)
+	last := waitIngested(t, conn, c.tenant, cc)
+	if st := sks.state(sks.index(cur), c.tenant, c.timeline); st.CommitLSN != stalled || last <= stalled {
+		t.Fatalf("the voted safekeeper's commit LSN %v (was %v), the page server's last record %v: want the first unchanged and the second past it", st.CommitLSN, stalled, last)
+	}
+	t.Logf("left %s at its commit LSN %v for %s; page server at %v", cur, stalled, next.Safekeeper, last)
 }
 
 // TestSafekeepersSource: the safekeepers command and its HTTP equivalent
