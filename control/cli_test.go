@@ -286,6 +286,7 @@ func TestKill9Recovery(t *testing.T) {
 	if err := conn.QueryRow(context.Background(), "SELECT count(*), coalesce(max(id), 0) FROM acked WHERE id <= $1", acked).Scan(&n, &maxID); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d commits acknowledged before kill -9; %d of them back", acked, n)
 	if n != acked {
 		t.Errorf("after kill -9 of everything: %d of %d acknowledged rows are back (max id %d)", n, acked, maxID)
 	}
