@@ -53,6 +53,7 @@
 //	branch_list <tenant>
 //	basebackup <tenant> <branch|timeline> [lsn]   COPY OUT of a tar
 //	callmemaybe <tenant> <branch|timeline> <connection string>
+//	safekeepers <tenant> <branch|timeline> <host:port>[,<host:port>...]
 //	pagestream <tenant> <branch|timeline>         COPY BOTH (pagestream.go)
 //
 // A request for an LSN the timeline has not reached waits for it up to
@@ -70,6 +71,12 @@
 // repository holds what was flushed to layer files (its disk-consistent
 // LSN); the receiver re-ingests the stored WAL above that before it
 // streams again, so nothing the compute was told is durable is lost.
+//
+// The source is a compute (callmemaybe) or a set of safekeepers
+// (safekeepers): then the receiver streams from the one with the highest
+// commit LSN, which sends nothing beyond it, so the page server never
+// ingests WAL a later election could truncate; it reports its
+// disk-consistent LSN to them as flushed, so they keep the WAL above it.
 //
 // # Basebackup
 //
