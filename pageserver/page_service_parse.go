@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
@@ -91,10 +92,11 @@ func parseCommand(line string, args []string) (pageCommand, error) {
 	words = words[1:]
 	if syn.max == -1 && len(words) >= syn.min {
 		// The last argument is the rest of the line, spaces and all.
+		// Words end where strings.Fields ends them: at any Unicode space.
 		rest := line
 		for range syn.min {
-			rest = strings.TrimLeft(rest, " \t\r\n")
-			rest = rest[strings.IndexAny(rest, " \t\r\n"):]
+			rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
+			rest = rest[strings.IndexFunc(rest, unicode.IsSpace):]
 		}
 		words = append(words[:syn.min-1], strings.TrimSpace(rest))
 	}
