@@ -382,3 +382,33 @@ func TestStalePidfile(t *testing.T) {
 		t.Errorf("after start: %q", got)
 	}
 }
+
+// TestSafekeepers runs three safekeepers: a compute's commits wait for a
+// majority of them, and a re-created compute (after a new election) has
+// every committed row, also with one safekeeper stopped.
+func TestSafekeepers(t *testing.T) {
+	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3})
+	if st := env.Zenith("status"); strings.Count(st, "safekeeper") != 3 || strings.Contains(st, "stopped") {
+		t.Fatalf("status with 3 safekeepers:\n%s", st)
+	}
+	pg := env.Postgres.CreateStart("main")
+	conn := pg.Connect()
+	if got := queryString(t, conn, "SHOW synchronous_standby_names"); got != "ANY 2 (safekeeper1, safekeeper2, safekeeper3)" {
+		t.Errorf("synchronous_standby_names = %q", got)
+	}
+	exec1(t, conn, "CREATE TABLE t (id int)")
+	exec1(t, conn, "INSERT INTO t SELECT generate_series(1, 1000)")
+	conn.Close(context.Background())
+	pg.Destroy()
+
+	env.Zenith("safekeeper", "stop", "--id", "3")
+	pg = env.Postgres.CreateStart("main")
+	conn = pg.Connect()
+	if got := count(t, conn, "t"); got != 1000 {
+		t.Errorf("after re-creating the compute: %d rows, want 1000", got)
+	}
+	exec1(t, conn, "INSERT INTO t SELECT generate_series(1001, 1100)")
+	if got := count(t, conn, "t"); got != 1100 {
+		t.Errorf("with 2 of 3 safekeepers: %d rows, want 1100", got)
+	}
+}

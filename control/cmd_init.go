@@ -37,10 +37,13 @@ what it created.
 Examples:
   zenith init
   ZENITH_REPO_DIR=/srv/zenith zenith init --pageserver-port 6400 --http-port 9899
+  zenith init --safekeepers 3 --safekeeper-port 5454
   zenith init --systemd /etc/systemd/system`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: /usr/lib/postgresql/15/bin or pg_config --bindir)"},
 			&cli.IntFlag{Name: "safekeepers", Usage: "how many safekeepers zenith start runs (0: computes stream WAL straight to the page server)"},
+			&cli.IntFlag{Name: "safekeeper-port", Value: DefaultConfig().Safekeepers.BasePGPort, Usage: "safekeeper N listens for WAL on 127.0.0.1:`PORT`+N-1"},
+			&cli.IntFlag{Name: "safekeeper-http-port", Value: DefaultConfig().Safekeepers.BaseHTTPPort, Usage: "safekeeper N serves HTTP on 127.0.0.1:`PORT`+N-1"},
 			&cli.IntFlag{Name: "pageserver-port", Value: 64000, Usage: "`PORT` of the page server's page service on 127.0.0.1"},
 			&cli.IntFlag{Name: "http-port", Value: 9898, Usage: "`PORT` of the page server's HTTP API on 127.0.0.1"},
 			&cli.StringFlag{Name: "systemd", Usage: "also write systemd unit files for the page server and safekeepers to `DIR`"},
@@ -66,6 +69,7 @@ func runInit(c *cli.Context) (err error) {
 		return err
 	}
 	cfg.Safekeepers.Count = c.Int("safekeepers")
+	cfg.Safekeepers.BasePGPort, cfg.Safekeepers.BaseHTTPPort = c.Int("safekeeper-port"), c.Int("safekeeper-http-port")
 	pgPort, httpPort := c.Int("pageserver-port"), c.Int("http-port")
 	cfg.Pageserver.ListenPG = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
 	cfg.Pageserver.ListenHTTP = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))

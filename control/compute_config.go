@@ -40,6 +40,11 @@ func computeSettings(n *Node, e *Env) [][2]string {
 		s = append(s,
 			[2]string{"synchronous_commit", "on"},
 			[2]string{"synchronous_standby_names", "pageserver"})
+	default:
+		// ... or once a majority of the safekeepers has it.
+		s = append(s,
+			[2]string{"synchronous_commit", "on"},
+			[2]string{"synchronous_standby_names", syncStandbyNames(e.Config.Safekeepers.Count)})
 	}
 	return s
 }

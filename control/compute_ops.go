@@ -15,6 +15,7 @@ import (
 	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/safekeeper"
 )
 
 // Waits of compute management.
@@ -244,6 +245,12 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 	} else if !errors.Is(err, pgcluster.ErrNotRunning) {
 		return err
 	}
+	// No server runs here: a socket lock file left by one that was killed
+	// would stop the new one (PostgreSQL trusts the pid in it while that
+	// pid, perhaps a zombie or another process now, exists).
+	if err := os.RemoveAll(n.socketDir()); err != nil {
+		return fmt.Errorf("compute node %s: %w", n.Name, err)
+	}
 	branch, err := e.findBranch(ctx, n.Tenant, n.Branch)
 	if err != nil {
 		return err
@@ -258,8 +265,21 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 	}
 	_, statErr := os.Stat(filepath.Join(n.DataDir(), "PG_VERSION"))
 	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN)
+	// With safekeepers, a writable node continues where the election
+	// says, always from a fresh basebackup there.
+	var el *safekeeper.Election
+	if !n.ReadOnly() && e.Config.Safekeepers.Count > 0 {
+		elected, err := e.elect(ctx, n)
+		if err != nil {
+			return err
+		}
+		el, reusable = &elected, false
+	}
 	if !reusable {
 		lsn := n.ReadOnlyLSN
+		if el != nil && el.StartLSN != 0 {
+			lsn = el.StartLSN
+		}
 		if lsn == 0 {
 			if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
 				return err
@@ -282,7 +302,14 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
-	if !n.ReadOnly() {
+	if el != nil {
+		if err := e.assignCompute(ctx, n, *el, n.BasebackupLSN); err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
+			defer cancel()
+			_ = c.Stop(stopCtx, pgcluster.StopImmediate)
+			return err
+		}
+	} else if !n.ReadOnly() {
 		src := n.ConnString() + "?application_name=pageserver"
 		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, src); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // pageserverDaemon is the page server that runs from this repository.
@@ -26,7 +27,7 @@ func (e *Env) safekeeperDaemon(n int) *Daemon {
 	return &Daemon{
 		Name:    fmt.Sprintf("safekeeper %d", n),
 		Args:    []string{"safekeeper", "run", "-D", e.SafekeeperDir(n), "--id", strconv.Itoa(n)},
-		Extra:   []string{"--listen-pg", pgAddr, "--listen-http", httpAddr},
+		Extra:   append([]string{"--listen-pg", pgAddr, "--listen-http", httpAddr}, e.safekeeperPeers(n)...),
 		PidPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.pid", n)),
 		LogPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.log", n)),
 		Ready: func(ctx context.Context) error {
@@ -38,6 +39,21 @@ func (e *Env) safekeeperDaemon(n int) *Daemon {
 			return conn.Close()
 		},
 	}
+}
+
+// safekeeperPeers is the --peers flag of safekeeper n: the other
+// safekeepers' HTTP addresses, from which it learns the commit LSN.
+func (e *Env) safekeeperPeers(n int) []string {
+	var peers []string
+	for i := 1; i <= e.Config.Safekeepers.Count; i++ {
+		if i != n {
+			peers = append(peers, net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BaseHTTPPort+i-1)))
+		}
+	}
+	if len(peers) == 0 {
+		return nil
+	}
+	return []string{"--peers", strings.Join(peers, ",")}
 }
 
 // SafekeeperAddr is the WAL service address of safekeeper n (from 1).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,18 +60,24 @@ const (
 const dialTimeout = 5 * time.Second
 
 func (c *PageserverClient) connect(ctx context.Context) (*pgconn.PgConn, error) {
-	host, port, err := net.SplitHostPort(c.Addr)
+	return dial(ctx, c.Addr, "page server")
+}
+
+// dial opens a libpq connection to a zenith service (what names it in
+// messages) at addr, host:port.
+func dial(ctx context.Context, addr, what string) (*pgconn.PgConn, error) {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("page server address %q: %w", c.Addr, err)
+		return nil, fmt.Errorf("%s address %q: %w", what, addr, err)
 	}
 	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s user=zenith dbname=zenith sslmode=disable application_name=zenith-cli", host, port))
 	if err != nil {
-		return nil, fmt.Errorf("page server address %q: %w", c.Addr, err)
+		return nil, fmt.Errorf("%s address %q: %w", what, addr, err)
 	}
 	cfg.ConnectTimeout = dialTimeout
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the page server at %s (is it running? zenith start starts it): %w", c.Addr, err)
+		return nil, fmt.Errorf("cannot reach the %s at %s (is it running? zenith start starts it): %w", what, addr, err)
 	}
 	return conn, nil
 }
@@ -249,6 +256,13 @@ func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.
 		return wrap(cmd, err)
 	}
 	return nil
+}
+
+// Safekeepers makes the WAL receiver of timeline tl stream from the
+// safekeepers at addrs (host:port), up to their commit LSN.
+func (c *PageserverClient) Safekeepers(ctx context.Context, t id.TenantID, tl id.TimelineID, addrs []string) error {
+	_, err := c.query(ctx, fmt.Sprintf("safekeepers %s %s %s", t, tl, strings.Join(addrs, ",")))
+	return err
 }
 
 // CallMeMaybe points the WAL receiver of timeline tl at connStr, a compute

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,9 @@ const commandTimeout = 3 * time.Minute
 type Options struct {
 	// NoStart leaves the environment initialized but not started.
 	NoStart bool
+	// Safekeepers is how many safekeepers the environment runs (0:
+	// compute nodes stream to the page server directly).
+	Safekeepers int
 }
 
 // Env is a zenith repository in a temporary directory, driven by the real
@@ -66,7 +70,13 @@ func New(t testing.TB, opts *Options) *Env {
 	t.Cleanup(e.cleanup)
 	pgPort, httpPort := freePort(t), freePort(t)
 	e.PageserverAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
-	e.Zenith("init", "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort))
+	args := []string{"init", "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort)}
+	if opts.Safekeepers > 0 {
+		args = append(args, "--safekeepers", strconv.Itoa(opts.Safekeepers),
+			"--safekeeper-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)),
+			"--safekeeper-http-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)))
+	}
+	e.Zenith(args...)
 	if !opts.NoStart {
 		e.Zenith("start")
 	}
@@ -131,7 +141,8 @@ func (e *Env) cleanup() {
 		e.t.Logf("cleanup: zenith stop --immediate: %v\n%s", err, errOut)
 	}
 	for _, pid := range e.Processes() {
-		e.t.Logf("cleanup: killing pid %d, left running", pid)
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		e.t.Logf("cleanup: killing pid %d, left running: %s", pid, bytes.ReplaceAll(bytes.TrimRight(cmdline, "\x00"), []byte{0}, []byte{' '}))
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -168,6 +179,29 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freePortRange finds n consecutive free ports on 127.0.0.1 and returns
+// the first.
+func freePortRange(t testing.TB, n int) int {
+	t.Helper()
+	for attempt := 0; attempt < 100; attempt++ {
+		base := 20000 + rand.IntN(30000)
+		free := true
+		for p := base; p < base+n && free; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports found", n)
+	return 0
 }
 
 // Computes creates and starts compute nodes of an Env.
