@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,14 @@ import (
 // PostgreSQL server (the compute) or a safekeeper.
 type ReplicationConn struct {
 	conn *pgconn.PgConn
-	wmu  sync.Mutex // serialises SendStatus callers
+	// Once streaming, the connection is taken from pgconn (Hijack) and
+	// read and written here: pgconn ends a connection whose read failed by
+	// writing Terminate from a goroutine of its own, which would race with
+	// a concurrent SendStatus. From then on one goroutine reads (Receive)
+	// and writers hold wmu.
+	raw net.Conn
+	fe  *pgproto3.Frontend
+	wmu sync.Mutex // serialises writers once streaming
 }
 
 // ConnectReplication opens a physical replication connection. connStr is
@@ -38,7 +46,18 @@ func ConnectReplication(ctx context.Context, connStr string) (*ReplicationConn, 
 }
 
 // Close ends the connection.
-func (r *ReplicationConn) Close(ctx context.Context) error { return r.conn.Close(ctx) }
+func (r *ReplicationConn) Close(ctx context.Context) error {
+	if r.raw == nil {
+		return r.conn.Close(ctx)
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	r.fe.Send(&pgproto3.CopyDone{})
+	r.fe.Send(&pgproto3.Terminate{})
+	r.fe.Flush() // best effort: the connection is closed either way
+	return r.raw.Close()
+}
 
 // SystemInfo is the answer to IDENTIFY_SYSTEM.
 type SystemInfo struct {
@@ -124,6 +143,11 @@ func (r *ReplicationConn) StartReplication(ctx context.Context, slot string, sta
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyBothResponse:
+			hc, err := r.conn.Hijack()
+			if err != nil {
+				return fmt.Errorf("START_REPLICATION: %w", err)
+			}
+			r.raw, r.fe = hc.Conn, hc.Frontend
 			return nil
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("START_REPLICATION: %w", pgconn.ErrorResponseToPgError(m))
@@ -134,13 +158,39 @@ func (r *ReplicationConn) StartReplication(ctx context.Context, slot string, sta
 	}
 }
 
-// receive reads the next backend message, giving up when ctx ends.
+// receive reads the next backend message, giving up when ctx ends. A
+// message cut short by ctx is kept and completed by the next call.
 func (r *ReplicationConn) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
-	msg, err := r.conn.ReceiveMessage(ctx)
-	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
+	if r.raw == nil {
+		msg, err := r.conn.ReceiveMessage(ctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return msg, err
 	}
-	return msg, err
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		r.raw.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	msg, err := r.fe.Receive()
+	if !stop() {
+		// ctx ended: the deadline may have cut this read short; clear it
+		// (once it is surely set) for the next one.
+		<-fired
+		r.raw.SetReadDeadline(time.Time{})
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() {
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receive from walsender: %w", err)
+	}
+	return msg, nil
 }
 
 // ErrStreamEnded is returned by Receive when the walsender ended the COPY
@@ -179,11 +229,13 @@ func (r *ReplicationConn) SendStatus(ctx context.Context, st StandbyStatus) erro
 	if st.ClientTime == 0 {
 		st.ClientTime = ToPGTime(time.Now())
 	}
+	if r.fe == nil {
+		return errors.New("send standby status: not streaming")
+	}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	fe := r.conn.Frontend()
-	fe.Send(&pgproto3.CopyData{Data: st.Encode()})
-	if err := fe.Flush(); err != nil {
+	r.fe.Send(&pgproto3.CopyData{Data: st.Encode()})
+	if err := r.fe.Flush(); err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	return nil
