@@ -70,7 +70,10 @@
 // is what makes a commit wait for the page server. After a crash the
 // repository holds what was flushed to layer files (its disk-consistent
 // LSN); the receiver re-ingests the stored WAL above that before it
-// streams again, so nothing the compute was told is durable is lost.
+// streams again, so nothing the compute was told is durable is lost. Each
+// connection starts at the end of the last record ingested: stored bytes
+// after it (a record the source had not finished) are cut off first, as
+// they may be of a dead compute whose successor's WAL differs there.
 //
 // The source is a compute (callmemaybe) or a set of safekeepers
 // (safekeepers): then the receiver streams from the one with the highest

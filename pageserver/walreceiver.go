@@ -298,8 +298,7 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 	if last < start || last > end {
 		return fmt.Errorf("timeline %s is at %v, outside its stored WAL (%v to %v)", r.tl.ID(), last, start, end)
 	}
-	r.dec = pgdata.NewWALDecoder(last, r.store.SegmentSize())
-	r.dec.ExpectSystemID(r.ing.SystemID())
+	r.restartDecoder(last)
 	rd, err := r.store.Reader(last)
 	if err != nil {
 		return err
@@ -327,6 +326,39 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 		r.log.Info().Stringer("from", last).Stringer("to", r.tl.LastRecordLSN()).Msg("ingested stored WAL")
 	}
 	return nil
+}
+
+// rewind cuts the stored WAL back to the end of the last record ingested,
+// restarts the decoder there, and returns it: where streaming resumes, on
+// every connection. The bytes after it belong to a record whose end has
+// not come; they were never reported flushed (flush stops at record ends)
+// and may be of a history that no longer exists. A compute that died in
+// the middle of a record is replaced by one started from a basebackup at
+// that record end, whose WAL differs from there on, and safekeepers that
+// had the dead compute's WAL stream the new one's from there too. Asking
+// for the WAL from the record end takes the source's history as it is.
+func (r *WalReceiver) rewind() (pgdata.LSN, error) {
+	last, end := r.tl.LastRecordLSN(), r.store.End()
+	if last >= end {
+		// Nothing after the last record; or, past end, the rest of the
+		// segment an XLOG_SWITCH record ended, which the decoder skips
+		// as it comes.
+		return end, nil
+	}
+	if err := r.store.Truncate(last); err != nil {
+		return 0, &fatalError{err}
+	}
+	r.log.Info().Stringer("from", end).Stringer("to", last).Msg("cut the stored WAL back to the end of the last record")
+	r.restartDecoder(last)
+	return last, nil
+}
+
+// restartDecoder makes a new decoder for the WAL from at, a record
+// boundary, and forgets the records the old one decoded.
+func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
+	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
+	r.dec.ExpectSystemID(r.ing.SystemID())
+	r.pending = r.pending[:0]
 }
 
 // decode moves every complete record fed so far to pending.

@@ -53,7 +53,7 @@ func (r *WalReceiver) stream(ctx context.Context, src string, changed <-chan str
 
 // startStreaming checks that the source is our database system, makes
 // sure our replication slot exists, and starts replication at the end of
-// the stored WAL.
+// the last record ingested (rewind).
 func (r *WalReceiver) startStreaming(ctx context.Context, conn *pgwire.ReplicationConn) (pgdata.LSN, error) {
 	sys, err := conn.IdentifySystem(ctx)
 	if err != nil {
@@ -65,7 +65,10 @@ func (r *WalReceiver) startStreaming(ctx context.Context, conn *pgwire.Replicati
 	if err := conn.CreatePhysicalSlot(ctx, ReplicationSlot); err != nil {
 		return 0, err
 	}
-	start := r.store.End()
+	start, err := r.rewind()
+	if err != nil {
+		return 0, err
+	}
 	if err := conn.StartReplication(ctx, ReplicationSlot, start, sys.Timeline); err != nil {
 		return 0, err
 	}

@@ -438,6 +438,48 @@ func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
 	return fsyncDir(s.dir)
 }
 
+// Truncate forgets the stored WAL from end on, a record boundary between
+// Start and End: bytes of a record whose end never came, which no source
+// will send again the same way if the compute that wrote them is gone.
+// The cut is durable when Truncate returns; Flushed does not advance.
+func (s *WALStore) Truncate(end pgdata.LSN) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	start, storeEnd := s.ctl.Start, s.end
+	s.mu.Unlock()
+	if end < start || end > storeEnd {
+		return fmt.Errorf("truncate WAL store %s at %v: it holds %v to %v", s.dir, end, start, storeEnd)
+	}
+	if end == storeEnd {
+		return nil
+	}
+	endSeg := end.SegmentNo(s.segSize)
+	s.mu.Lock()
+	s.end, s.flushed = end, min(s.flushed, end)
+	for seg := range s.timeIndex {
+		if seg >= endSeg {
+			delete(s.timeIndex, seg)
+		}
+	}
+	s.mu.Unlock()
+	for seg, f := range s.files {
+		// The file holding end may be removed too (end at its start):
+		// the next write opens it again.
+		if seg >= endSeg {
+			delete(s.files, seg)
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("close WAL segment: %w", err)
+			}
+		}
+	}
+	segs, err := s.listSegments()
+	if err != nil {
+		return fmt.Errorf("truncate WAL store %s: %w", s.dir, err)
+	}
+	return s.truncate(segs, end)
+}
+
 // readAt reads len(b) stored bytes at lsn, which must be below End.
 func (s *WALStore) readAt(b []byte, lsn pgdata.LSN) error {
 	for len(b) > 0 {

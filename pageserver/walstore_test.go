@@ -419,3 +419,96 @@ func TestWALStoreRemoveBelow(t *testing.T) {
 		t.Errorf("PrevRecord(%v) = %v, %v; want %v", recs[8].EndLSN, got, err, recs[8].LSN)
 	}
 }
+
+// TestWALStoreTruncate cuts the stored sample back to a record end, as the
+// WAL receiver does on connecting: what follows may then be another
+// history's bytes, the files are cut, and the cut survives a reopen.
+func TestWALStoreTruncate(t *testing.T) {
+	wal := spanWAL(t)
+	other := bytes.Repeat([]byte{0x5A}, 3000)
+	for _, tc := range []struct {
+		name        string
+		upTo        pgdata.LSN // bytes of the sample written
+		sync        bool       // and synced
+		at          pgdata.LSN
+		wantFlushed pgdata.LSN
+		segs        []uint64 // segment files that remain
+	}{
+		{"inside the last record", spanLast + 5000, true, spanLast, spanLast, []uint64{7, 8, 9}},
+		{"not synced", spanLast + 5000, false, spanLast, spanStart, []uint64{7, 8, 9}},
+		{"a record that continues into the next segment", 0x805000, true, spanBig, spanBig, []uint64{7}},
+		{"at the end", spanLast, true, spanLast, spanLast, []uint64{7, 8, 9}},
+		{"at the start", spanBig + 5000, true, spanStart, spanStart, []uint64{7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			if err := s.Init(spanStart, spanPrev); err != nil {
+				t.Fatal(err)
+			}
+			writeChunks(t, s, spanStart, wal[:tc.upTo-spanStart], rand.New(rand.NewPCG(7, 8)))
+			if tc.sync {
+				if err := s.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Truncate(tc.at); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.End(); got != tc.at {
+				t.Errorf("End = %v, want %v", got, tc.at)
+			}
+			if got := s.Flushed(); got != tc.wantFlushed {
+				t.Errorf("Flushed = %v, want %v", got, tc.wantFlushed)
+			}
+			segs, err := s.listSegments()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slicesEqual(segs, tc.segs) {
+				t.Errorf("segment files %v, want %v", segs, tc.segs)
+			}
+			if got, want := storedBytes(t, s), wal[:tc.at-spanStart]; !bytes.Equal(got, want) {
+				t.Errorf("stored bytes differ from the sample's")
+			}
+			// Other bytes than the ones cut off may follow now.
+			if err := s.Write(tc.at, other); err != nil {
+				t.Fatalf("Write of other bytes after the cut: %v", err)
+			}
+			if err := s.Truncate(tc.at); err != nil {
+				t.Fatal(err)
+			}
+			writeChunks(t, s, tc.at, wal[tc.at-spanStart:spanEnd-spanStart], rand.New(rand.NewPCG(9, 10)))
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s = openTestStore(t, dir)
+			if got := s.End(); got != spanEnd {
+				t.Errorf("reopened after writing the sample again: End = %v, want %v", got, spanEnd)
+			}
+			if got, want := storedBytes(t, s), wal[:spanEnd-spanStart]; !bytes.Equal(got, want) {
+				t.Errorf("reopened store holds bytes that differ from the sample's")
+			}
+		})
+	}
+}
+
+func TestWALStoreTruncateOutside(t *testing.T) {
+	wal := spanWAL(t)
+	s := openTestStore(t, t.TempDir())
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(spanStart, wal[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []pgdata.LSN{spanStart - 8, spanStart + 1008} {
+		if err := s.Truncate(at); err == nil {
+			t.Errorf("Truncate(%v) of a store holding %v to %v succeeded", at, spanStart, spanStart+1000)
+		}
+	}
+	if got := s.End(); got != spanStart+1000 {
+		t.Errorf("End after refused truncations = %v, want %v", got, spanStart+1000)
+	}
+}
