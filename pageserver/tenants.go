@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // Errors of the tenant manager that the page service maps to SQLSTATEs.
@@ -445,7 +446,7 @@ func saveBranches(tenantDir string, branches []Branch) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicWriteFile(filepath.Join(tenantDir, branchesFileName), append(b, '\n')); err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(tenantDir, branchesFileName), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save branch names: %w", err)
 	}
 	return nil

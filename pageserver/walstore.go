@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // The raw-WAL store of a timeline, for the page server without
@@ -239,54 +240,13 @@ func (s *WALStore) writeControl(ctl walStoreControl) error {
 	if err != nil {
 		return fmt.Errorf("encode WAL store control file: %w", err)
 	}
-	if err := atomicWriteFile(filepath.Join(s.dir, walStoreControlFile), append(b, '\n')); err != nil {
+	// 0600: the source may be a connection string with a password.
+	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(s.dir, walStoreControlFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write WAL store control file: %w", err)
 	}
 	s.mu.Lock()
 	s.ctl = ctl
 	s.mu.Unlock()
-	return nil
-}
-
-// atomicWriteFile replaces path with b: a temporary file, fsynced, renamed
-// over path, and the directory fsynced.
-func atomicWriteFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return fsyncDir(filepath.Dir(path))
-}
-
-// fsyncDir fsyncs a directory, making the creation, removal or renaming of
-// its entries durable.
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
 	return nil
 }
 
@@ -391,7 +351,7 @@ func (s *WALStore) Sync() error {
 		}
 	}
 	if s.dirDirty {
-		if err := fsyncDir(s.dir); err != nil {
+		if err := vfs.SyncDir(vfs.Default, s.dir); err != nil {
 			return err
 		}
 		s.dirDirty = false
@@ -435,7 +395,7 @@ func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
 		delete(s.timeIndex, seg)
 		s.mu.Unlock()
 	}
-	return fsyncDir(s.dir)
+	return vfs.SyncDir(vfs.Default, s.dir)
 }
 
 // Truncate forgets the stored WAL from end on, a record boundary between

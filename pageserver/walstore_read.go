@@ -12,6 +12,7 @@ import (
 
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // load reads the control file and finds the durable end of the stored WAL,
@@ -174,7 +175,7 @@ func (s *WALStore) truncate(segs []uint64, end pgdata.LSN) error {
 		}
 	}
 	if removed {
-		return fsyncDir(s.dir)
+		return vfs.SyncDir(vfs.Default, s.dir)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/layer"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // Compact does the timeline's compaction, if its thresholds are reached:
@@ -100,7 +101,7 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 			return abort(nil, err)
 		}
 	}
-	if err := syncDir(tl.tenant.repo.fs, tl.dir); err != nil {
+	if err := vfs.SyncDir(tl.tenant.repo.fs, tl.dir); err != nil {
 		return abort(nil, err)
 	}
 	add, remove := make([]layer.Layer, len(out)), make([]layer.Layer, len(l0))

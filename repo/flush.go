@@ -7,6 +7,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/layer"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // Flush freezes the open in-memory layer and writes every frozen layer to
@@ -50,7 +51,7 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 		if f, err = fr.mem.WriteDelta(repo.env, tl.dir); err != nil {
 			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
 		}
-		if err := syncDir(repo.fs, tl.dir); err != nil {
+		if err := vfs.SyncDir(repo.fs, tl.dir); err != nil {
 			tl.removeUnlisted(f)
 			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
 		}

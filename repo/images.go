@@ -10,6 +10,7 @@ import (
 	"github.com/zenithdb/zenith/repo/layermap"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // createImages writes image layers at the disk-consistent LSN for key
@@ -56,7 +57,7 @@ func (tl *Timeline) createImages(ctx context.Context) error {
 	if len(out) == 0 {
 		return nil
 	}
-	if err := syncDir(tl.tenant.repo.fs, tl.dir); err != nil {
+	if err := vfs.SyncDir(tl.tenant.repo.fs, tl.dir); err != nil {
 		return abort(err)
 	}
 	if listed, err := tl.replaceLayers(out, nil, nil); err != nil {

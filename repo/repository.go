@@ -66,7 +66,7 @@ func Open(cfg Config) (*Repository, error) {
 	}
 	// The work directory may be new too: make both levels durable.
 	for _, dir := range []string{filepath.Dir(r.workdir), r.workdir} {
-		if err := syncDir(r.fs, dir); err != nil {
+		if err := vfs.SyncDir(r.fs, dir); err != nil {
 			return nil, fmt.Errorf("open repository: %w", err)
 		}
 	}
@@ -110,7 +110,7 @@ func (r *Repository) CreateTenant(tid id.TenantID, conf TenantConfig) (*Tenant, 
 		err = mkdirDurable(r.fs, filepath.Join(dir, "timelines"))
 	}
 	if err == nil {
-		_, err = writeFileAtomic(r.fs, filepath.Join(dir, tenantConfigFile), b)
+		_, err = vfs.WriteFileAtomic(r.fs, filepath.Join(dir, tenantConfigFile), b, 0o644)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create tenant %s: %w", tid, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // tenantConfigFile is the name of a tenant's settings file.
@@ -219,7 +220,7 @@ func (tn *Tenant) createLocked(tid id.TimelineID, m metadata) (*Timeline, error)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := writeFileAtomic(fs, filepath.Join(dir, metadataFile), b); err != nil {
+	if _, err := vfs.WriteFileAtomic(fs, filepath.Join(dir, metadataFile), b, 0o644); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", tid, err)
 	}
 	tn.timelines[tid] = &timelineEntry{meta: m}

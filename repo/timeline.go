@@ -15,6 +15,7 @@ import (
 	"github.com/zenithdb/zenith/repo/layermap"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // Timeline is one branch of a tenant's history: its own layers, and
@@ -261,7 +262,7 @@ func (tl *Timeline) commit(change func(d *durable), install func()) (listed bool
 	if err != nil {
 		return false, err
 	}
-	renamed, err := writeFileAtomic(tl.tenant.repo.fs, filepath.Join(tl.dir, metadataFile), b)
+	renamed, err := vfs.WriteFileAtomic(tl.tenant.repo.fs, filepath.Join(tl.dir, metadataFile), b, 0o644)
 	if err != nil {
 		return renamed, fmt.Errorf("timeline %s: %w", tl.id, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // ControlFileName is the name of a timeline's control file.
@@ -184,42 +185,8 @@ func writeControl(dir string, c *Control) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, ControlFileName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(dir, ControlFileName), b, 0o600); err != nil {
 		return fmt.Errorf("write control file: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write control file %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("install control file: %w", err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory, making renames, creations and removals in
-// it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for fsync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
 }

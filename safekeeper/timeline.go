@@ -11,6 +11,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // ErrTermChanged is returned for WAL or a compute from a term that is not
@@ -66,7 +67,7 @@ func createTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log 
 	if err := writeControl(dir, ctl); err != nil {
 		return nil, err
 	}
-	if err := syncDir(dir + "/.."); err != nil {
+	if err := vfs.SyncDir(vfs.Default, dir+"/.."); err != nil {
 		return nil, err
 	}
 	return openTimeline(dir, tenant, timeline, log)

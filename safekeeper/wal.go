@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // walTimeline is the PostgreSQL timeline in the names of the segment
@@ -166,7 +167,7 @@ func (w *walFiles) sync() (pgdata.LSN, error) {
 		}
 	}
 	if w.dirDirty {
-		if err := syncDir(w.dir); err != nil {
+		if err := vfs.SyncDir(vfs.Default, w.dir); err != nil {
 			return w.synced, err
 		}
 		w.dirDirty = false
@@ -234,7 +235,7 @@ func (w *walFiles) truncate(lsn pgdata.LSN) error {
 			return fmt.Errorf("truncate WAL: %w", err)
 		}
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err := vfs.SyncDir(vfs.Default, w.dir); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(w.path(keep), os.O_RDWR|os.O_CREATE, 0o600)
@@ -251,7 +252,7 @@ func (w *walFiles) truncate(lsn pgdata.LSN) error {
 	}
 	w.open, w.openSeg = f, keep
 	w.end, w.synced = lsn, lsn
-	return syncDir(w.dir)
+	return vfs.SyncDir(vfs.Default, w.dir)
 }
 
 // removeBelow removes the segment files that end at or below lsn, never
@@ -277,7 +278,7 @@ func (w *walFiles) removeBelow(lsn pgdata.LSN) (int, error) {
 		w.begin = pgdata.LSN((seg + 1) * w.segSize)
 	}
 	if n > 0 {
-		return n, syncDir(w.dir)
+		return n, vfs.SyncDir(vfs.Default, w.dir)
 	}
 	return 0, nil
 }

@@ -82,7 +82,7 @@ func (l *LocalDir) Upload(ctx context.Context, p string, r io.Reader) error {
 		return fmt.Errorf("upload %s: %w", p, err)
 	}
 	for _, d := range syncs {
-		if err := syncDir(l.fs, d); err != nil {
+		if err := vfs.SyncDir(l.fs, d); err != nil {
 			return fmt.Errorf("upload %s: %w", p, err)
 		}
 	}
@@ -176,19 +176,7 @@ func (l *LocalDir) Delete(ctx context.Context, p string) error {
 	if err := l.fs.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", p, err)
 	}
-	return syncDir(l.fs, filepath.Dir(name))
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return vfs.SyncDir(l.fs, filepath.Dir(name))
 }
 
 // readerCtx stops a copy when its context ends.

@@ -23,6 +23,7 @@ const (
 	OpMkdir   Op = "mkdir"
 	OpList    Op = "list"
 	OpStat    Op = "stat"
+	OpChmod   Op = "chmod"
 )
 
 // ErrInjected is the error that injected faults wrap.
@@ -117,6 +118,14 @@ func (f *Faulty) MkdirAll(dir string, perm os.FileMode) error {
 		return err
 	}
 	return f.fs.MkdirAll(dir, perm)
+}
+
+// Chmod implements FS.
+func (f *Faulty) Chmod(name string, mode os.FileMode) error {
+	if err := f.check(OpChmod, name); err != nil {
+		return err
+	}
+	return f.fs.Chmod(name, mode)
 }
 
 // List implements FS.

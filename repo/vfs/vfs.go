@@ -37,10 +37,18 @@ type FS interface {
 	List(dir string) ([]string, error)
 	// Stat describes the named file.
 	Stat(name string) (os.FileInfo, error)
+	// Chmod sets the permission bits of the named file.
+	Chmod(name string, mode os.FileMode) error
 }
 
 // Default is the operating system's file system.
-var Default FS = pebbleFS{pvfs.Default}
+var Default FS = osFS{pebbleFS{pvfs.Default}}
+
+// osFS is the operating system's file system, which pebble's lacks
+// nothing of but Chmod.
+type osFS struct{ pebbleFS }
+
+func (osFS) Chmod(name string, mode os.FileMode) error { return os.Chmod(name, mode) }
 
 // pebbleFS adapts a pebble vfs.FS to FS.
 type pebbleFS struct{ fs pvfs.FS }
@@ -55,6 +63,10 @@ func (p pebbleFS) Remove(name string) error                    { return p.fs.Rem
 func (p pebbleFS) MkdirAll(dir string, perm os.FileMode) error { return p.fs.MkdirAll(dir, perm) }
 func (p pebbleFS) List(dir string) ([]string, error)           { return p.fs.List(dir) }
 func (p pebbleFS) Stat(name string) (os.FileInfo, error)       { return p.fs.Stat(name) }
+
+// Chmod does nothing: pebble's file systems other than the operating
+// system's (the in-memory one) keep no permission bits.
+func (pebbleFS) Chmod(string, os.FileMode) error { return nil }
 
 // file converts pebble's file to ours without turning a nil file into a
 // non-nil interface.

@@ -39,14 +39,9 @@ func readFile(fs FS, name string) (string, error) {
 
 func syncDir(t *testing.T, fs FS, dir string) {
 	t.Helper()
-	d, err := fs.OpenDir(dir)
-	if err != nil {
+	if err := SyncDir(fs, dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
 }
 
 // TestMemCrashLosesUnsynced checks the crash model the repository's tests

@@ -1,0 +1,58 @@
+package vfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFileAtomic replaces name with data durably: it writes a temporary
+// file name+".tmp" with the permission bits perm, fsyncs it, renames it
+// over name and fsyncs the directory. renamed reports whether the new
+// contents are in place: if it fails before the rename, name is
+// untouched; if only the directory fsync fails, the new contents are in
+// place but may not survive a crash. A leftover temporary file is a
+// failed write's, for the reader of name to ignore or remove.
+func WriteFileAtomic(fs FS, name string, data []byte, perm os.FileMode) (renamed bool, err error) {
+	tmp := name + ".tmp"
+	f, err := fs.Create(tmp)
+	if err != nil {
+		return false, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	// Before the data goes in: it may be for the owner's eyes only.
+	err = fs.Chmod(tmp, perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = fs.Remove(tmp) // best effort: see above
+		return false, fmt.Errorf("write %s: %w", name, err)
+	}
+	return true, SyncDir(fs, filepath.Dir(name))
+}
+
+// SyncDir fsyncs a directory, making its entries (created, renamed and
+// removed files) durable.
+func SyncDir(fs FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
