@@ -5,14 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
-	"github.com/oklog/run"
-	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/pageserver"
@@ -73,15 +68,9 @@ func runPageserver(c *cli.Context) error {
 	}
 	log := daemonLogger(cfg.Log).With().Str("role", "pageserver").Logger()
 
-	var lc net.ListenConfig
-	pgLn, err := lc.Listen(c.Context, "tcp", cfg.ListenPG)
+	pgLn, httpLn, err := listenPGAndHTTP(c.Context, cfg.ListenPG, cfg.ListenHTTP)
 	if err != nil {
-		return fmt.Errorf("pageserver run: page service: %w", err)
-	}
-	httpLn, err := lc.Listen(c.Context, "tcp", cfg.ListenHTTP)
-	if err != nil {
-		pgLn.Close()
-		return fmt.Errorf("pageserver run: HTTP API: %w", err)
+		return fmt.Errorf("pageserver run: %w", err)
 	}
 	srv, err := pageserver.NewServer(c.Context, dir, cfg, log)
 	if err != nil {
@@ -89,24 +78,8 @@ func runPageserver(c *cli.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("pageserver run: %w", err)
 	}
-
-	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			return srv.Run(ctx, pgLn, httpLn)
-		}, func(error) {
-			cancel()
-		})
-	}
-	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
-	start := time.Now()
-	err = g.Run()
-	if errors.Is(err, run.ErrSignal) {
-		log.Info().Str("reason", err.Error()).Dur("uptime", time.Since(start)).Msg("stopped")
-		return nil
-	}
-	if err != nil {
+	serve := func(ctx context.Context) error { return srv.Run(ctx, pgLn, httpLn) }
+	if err := runUntilSignal(log, serve, nil); err != nil {
 		return fmt.Errorf("pageserver run: %w", err)
 	}
 	return nil
@@ -129,13 +102,4 @@ func pageserverConfig(c *cli.Context, dir string) (pageserver.Config, error) {
 		cfg.ListenHTTP = v
 	}
 	return cfg, cfg.Validate()
-}
-
-// daemonLogger logs to stderr as JSON, or for a person when format is
-// "console".
-func daemonLogger(format string) zerolog.Logger {
-	if format == "console" {
-		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	}
-	return zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 }

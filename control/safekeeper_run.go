@@ -4,13 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
-	"github.com/oklog/run"
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/safekeeper"
@@ -81,15 +76,9 @@ func runSafekeeper(c *cli.Context) error {
 	}
 	log := daemonLogger(c.String("log-format")).With().Str("role", "safekeeper").Logger()
 
-	var lc net.ListenConfig
-	pgLn, err := lc.Listen(c.Context, "tcp", c.String("listen-pg"))
+	pgLn, httpLn, err := listenPGAndHTTP(c.Context, c.String("listen-pg"), c.String("listen-http"))
 	if err != nil {
-		return fmt.Errorf("safekeeper run: libpq listener: %w", err)
-	}
-	httpLn, err := lc.Listen(c.Context, "tcp", c.String("listen-http"))
-	if err != nil {
-		pgLn.Close()
-		return fmt.Errorf("safekeeper run: HTTP listener: %w", err)
+		return fmt.Errorf("safekeeper run: %w", err)
 	}
 	sk, err := safekeeper.Open(safekeeper.Config{ID: c.Uint64("id"), Dir: dir, Peers: c.StringSlice("peers")}, log)
 	if err != nil {
@@ -99,27 +88,8 @@ func runSafekeeper(c *cli.Context) error {
 	}
 	log.Info().Str("dir", dir).Str("listen_pg", pgLn.Addr().String()).Str("listen_http", httpLn.Addr().String()).
 		Strs("peers", c.StringSlice("peers")).Msg("safekeeper started")
-
-	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			return sk.Run(ctx, pgLn, httpLn)
-		}, func(error) {
-			cancel()
-		})
-	}
-	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
-	start := time.Now()
-	err = g.Run()
-	if cerr := sk.Close(); cerr != nil && (err == nil || errors.Is(err, run.ErrSignal)) {
-		return fmt.Errorf("safekeeper run: %w", cerr)
-	}
-	if errors.Is(err, run.ErrSignal) {
-		log.Info().Str("reason", err.Error()).Dur("uptime", time.Since(start)).Msg("stopped")
-		return nil
-	}
-	if err != nil {
+	serve := func(ctx context.Context) error { return sk.Run(ctx, pgLn, httpLn) }
+	if err := runUntilSignal(log, serve, sk.Close); err != nil {
 		return fmt.Errorf("safekeeper run: %w", err)
 	}
 	return nil
