@@ -135,21 +135,8 @@ func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgda
 	for seg := uint32(0); seg == 0 || seg*b.relSegSize < n; seg++ {
 		start := seg * b.relSegSize
 		end := min(n, start+b.relSegSize)
-		p := pgdata.RelationPath(rel, as, seg)
-		err := b.t.file(p, int64(end-start)*pgdata.BlockSize, func(w io.Writer) error {
-			for blk := start; blk < end; blk++ {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				page, err := b.r.RelPage(ctx, rel, from, blk)
-				if err != nil {
-					return err
-				}
-				if err := writePage(w, page, blk); err != nil {
-					return err
-				}
-			}
-			return nil
+		err := b.pagesFile(ctx, pgdata.RelationPath(rel, as, seg), start, end, func(blk uint32) ([]byte, error) {
+			return b.r.RelPage(ctx, rel, from, blk)
 		})
 		if err != nil {
 			return err
@@ -158,13 +145,27 @@ func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgda
 	return nil
 }
 
-// writePage writes one stored page, which must be a whole page.
-func writePage(w io.Writer, page []byte, blk uint32) error {
-	if len(page) != pgdata.BlockSize {
-		return fmt.Errorf("block %d: stored page has %d bytes, want %d", blk, len(page), pgdata.BlockSize)
-	}
-	_, err := w.Write(page)
-	return err
+// pagesFile writes the file p of the stored pages start to end (not
+// included), each read with page, which must return a whole page.
+func (b *backup) pagesFile(ctx context.Context, p string, start, end uint32, page func(blk uint32) ([]byte, error)) error {
+	return b.t.file(p, int64(end-start)*pgdata.BlockSize, func(w io.Writer) error {
+		for blk := start; blk < end; blk++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			pg, err := page(blk)
+			if err != nil {
+				return err
+			}
+			if len(pg) != pgdata.BlockSize {
+				return fmt.Errorf("block %d of %s: stored page has %d bytes, want %d", blk, p, len(pg), pgdata.BlockSize)
+			}
+			if _, err := w.Write(pg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // basebackupSLRUs are the SLRUs a basebackup writes; the others
@@ -185,17 +186,8 @@ func (b *backup) slrus(ctx context.Context) error {
 			}
 			// SlruFileName's "%04X".
 			p := path.Join(s.String(), fmt.Sprintf("%04X", seg))
-			err = b.t.file(p, int64(n)*pgdata.BlockSize, func(w io.Writer) error {
-				for blk := range n {
-					page, err := b.r.SLRUPage(ctx, s, seg, blk)
-					if err != nil {
-						return err
-					}
-					if err := writePage(w, page, blk); err != nil {
-						return err
-					}
-				}
-				return nil
+			err = b.pagesFile(ctx, p, 0, n, func(blk uint32) ([]byte, error) {
+				return b.r.SLRUPage(ctx, s, seg, blk)
 			})
 			if err != nil {
 				return err
