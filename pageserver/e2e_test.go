@@ -49,19 +49,12 @@ func TestPageServerEndToEnd(t *testing.T) {
 
 	ps := startPageServerProcess(t)
 	conn := ps.connect(t)
-	tenant := id.NewTenantID()
-	rows(t, conn, "tenant_create "+tenant.String())
-	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	tenant := createImportedTenant(t, conn)
 	settings := workload.Settings()
 	settings["synchronous_standby_names"] = ReplicationSlot
 	settings["synchronous_commit"] = "on"
 	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), settings)
-	callmemaybe := fmt.Sprintf("callmemaybe %s main %s", tenant, compute.ConnString("postgres"))
-	if _, err := conn.Exec(ctx, callmemaybe); err != nil {
-		t.Fatalf("%s: %v", callmemaybe, err)
-	}
+	callMeMaybe(ctx, t, conn, tenant, compute)
 	cc := connect(t, compute, "postgres")
 	defer cc.Close(ctx)
 

@@ -659,21 +659,14 @@ func TestPageServiceStreaming(t *testing.T) {
 	defer cancel()
 	ts := startPageServer(t)
 	conn := ts.connect(t)
-	tenant := id.NewTenantID()
-	rows(t, conn, "tenant_create "+tenant.String())
-	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	tenant := createImportedTenant(t, conn)
 
 	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
 		"synchronous_standby_names": ReplicationSlot,
 		"synchronous_commit":        "on",
 		"wal_level":                 "replica",
 	})
-	callmemaybe := fmt.Sprintf("callmemaybe %s main %s", tenant, compute.ConnString("postgres"))
-	if res, err := conn.PgConn().Exec(ctx, callmemaybe).ReadAll(); err != nil || res[0].CommandTag.String() != "CALLMEMAYBE" {
-		t.Fatalf("%s: %v %v", callmemaybe, res, err)
-	}
+	callMeMaybe(ctx, t, conn, tenant, compute)
 	c := connect(t, compute, "postgres")
 	defer c.Close(ctx)
 	// With the page server as the synchronous standby, each commit
@@ -717,6 +710,27 @@ func TestPageServiceStreaming(t *testing.T) {
 		if tl.Branch == "main" && (tl.WALReceiver == nil || !tl.WALReceiver.Connected || tl.WALReceiver.Flushed < last) {
 			t.Errorf("main's WAL receiver: %+v, want connected and flushed to %v", tl.WALReceiver, last)
 		}
+	}
+}
+
+// createImportedTenant creates a tenant whose main branch is a fresh
+// initdb cluster, imported, and returns its id.
+func createImportedTenant(t *testing.T, conn *pgx.Conn) id.TenantID {
+	t.Helper()
+	tenant := id.NewTenantID()
+	rows(t, conn, "tenant_create "+tenant.String())
+	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	return tenant
+}
+
+// callMeMaybe points main's WAL receiver at compute.
+func callMeMaybe(ctx context.Context, t *testing.T, conn *pgx.Conn, tenant id.TenantID, compute *pgcluster.Cluster) {
+	t.Helper()
+	cmd := fmt.Sprintf("callmemaybe %s main %s", tenant, compute.ConnString("postgres"))
+	if res, err := conn.PgConn().Exec(ctx, cmd).ReadAll(); err != nil || res[0].CommandTag.String() != "CALLMEMAYBE" {
+		t.Fatalf("%s: %v %v", cmd, res, err)
 	}
 }
 

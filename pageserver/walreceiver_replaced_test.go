@@ -27,11 +27,7 @@ func TestWalReceiverComputeReplaced(t *testing.T) {
 	defer cancel()
 	ts := startPageServer(t)
 	conn := ts.connect(t)
-	tenant := id.NewTenantID()
-	rows(t, conn, "tenant_create "+tenant.String())
-	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	tenant := createImportedTenant(t, conn)
 	settings := map[string]string{
 		"synchronous_standby_names": ReplicationSlot,
 		"synchronous_commit":        "on",
@@ -41,10 +37,7 @@ func TestWalReceiverComputeReplaced(t *testing.T) {
 	committed, partial := int64(0), false
 	for round := 1; ; round++ {
 		compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), settings)
-		callmemaybe := fmt.Sprintf("callmemaybe %s main %s", tenant, compute.ConnString("postgres"))
-		if _, err := conn.Exec(ctx, callmemaybe); err != nil {
-			t.Fatalf("%s: %v", callmemaybe, err)
-		}
+		callMeMaybe(ctx, t, conn, tenant, compute)
 		c := connect(t, compute, "postgres")
 		if round == 1 {
 			commitWithin(t, ts, tenant, c, "CREATE TABLE items (round int, n int)")
@@ -81,28 +74,15 @@ func killMidTransaction(ctx context.Context, t *testing.T, ts *testPageServer, t
 		_, err := c.Exec(ctx, "INSERT INTO items SELECT -1, generate_series(1, 50000000)")
 		done <- err
 	}()
-	for deadline := time.Now().Add(time.Minute); mainWAL(t, ts, tenant).Received < from+1<<20; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the page server received no megabyte of the large transaction's WAL in a minute")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	status := func() *walStatus { return mainWAL(t, ts, tenant) }
+	waitFor(t, "a megabyte into the large transaction", status, func(st *walStatus) bool { return st.Received >= from+1<<20 })
 	if err := compute.Stop(ctx, pgcluster.StopImmediate); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err == nil {
 		t.Fatal("the large transaction committed; it was to be cut short")
 	}
-	var st *walStatus
-	for deadline := time.Now().Add(time.Minute); ; {
-		if st = mainWAL(t, ts, tenant); !st.Connected {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver still streams from a stopped compute: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	st := waitFor(t, "disconnected from the stopped compute", status, func(st *walStatus) bool { return !st.Connected })
 	t.Logf("compute stopped: WAL store ends at %v, last record ingested ends at %v", st.Received, st.Ingested)
 	return st.Received > st.Ingested
 }

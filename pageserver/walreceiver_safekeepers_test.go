@@ -204,17 +204,9 @@ func startSafekeeperCompute(ctx context.Context, t *testing.T, ps *testPageServe
 // other than not, and returns its status.
 func waitSafekeeper(t *testing.T, w timelineWAL, not string) walStatus {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st := w.Status()
-		if st.Connected && st.Safekeeper != "" && st.Safekeeper != not {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("receiver status %+v: not streaming from a safekeeper other than %q after a minute", st, not)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitFor(t, fmt.Sprintf("streaming from a safekeeper other than %q", not), w.Status, func(st walStatus) bool {
+		return st.Connected && st.Safekeeper != "" && st.Safekeeper != not
+	})
 }
 
 // TestWalReceiverFromSafekeepers: the page server streams a compute's
@@ -421,11 +413,7 @@ func TestWalReceiverLeavesIdleSafekeeper(t *testing.T) {
 func TestSafekeepersSource(t *testing.T) {
 	ps := startPageServer(t)
 	conn := ps.connect(t)
-	tenant := id.NewTenantID()
-	rows(t, conn, "tenant_create "+tenant.String())
-	if err := importDataDir(conn, tenant, "main", initdbDir(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	tenant := createImportedTenant(t, conn)
 	tn, err := ps.srv.tenants.get(tenant)
 	if err != nil {
 		t.Fatal(err)

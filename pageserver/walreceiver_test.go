@@ -369,17 +369,18 @@ type otherSystem struct{ *WalIngest }
 
 func (otherSystem) SystemID() uint64 { return 42 }
 
-// waitStatus polls the receiver's status until ok says so.
-func waitStatus(t *testing.T, r *WalReceiver, what string, ok func(WalReceiverStatus) bool) WalReceiverStatus {
+// waitFor polls status until ok says so, for a minute at most; what is
+// what the test waits for.
+func waitFor[S any](t *testing.T, what string, status func() S, ok func(S) bool) S {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st := r.Status()
+		st := status()
 		if ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("receiver status %+v: not %s after a minute", st, what)
+			t.Fatalf("status %+v: not %s after a minute", st, what)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -428,7 +429,7 @@ func TestWalReceiverSource(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- other.Run(runCtx) }()
-	st := waitStatus(t, other, "refused", func(st WalReceiverStatus) bool { return st.LastError != "" })
+	st := waitFor(t, "refused", other.Status, func(st WalReceiverStatus) bool { return st.LastError != "" })
 	if !strings.Contains(st.LastError, ErrSystemMismatch.Error()) || st.Connected {
 		t.Errorf("status with another system's source: %+v, want not connected and %q", st, ErrSystemMismatch)
 	}
@@ -448,7 +449,7 @@ func TestWalReceiverSource(t *testing.T) {
 	runCtx, stop = context.WithCancel(ctx)
 	defer stop()
 	go func() { ran <- r.Run(runCtx) }()
-	waitStatus(t, r, "connected", func(st WalReceiverStatus) bool { return st.Connected })
+	waitFor(t, "connected", r.Status, func(st WalReceiverStatus) bool { return st.Connected })
 	if got := count("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver' AND slot_type = 'physical' AND active"); got != 1 {
 		t.Errorf("%d active physical slots named pageserver, want 1", got)
 	}
@@ -466,7 +467,7 @@ func TestWalReceiverSource(t *testing.T) {
 	if err := r.SetSource(""); err != nil {
 		t.Fatal(err)
 	}
-	st = waitStatus(t, r, "disconnected", func(st WalReceiverStatus) bool { return !st.Connected })
+	st = waitFor(t, "disconnected", r.Status, func(st WalReceiverStatus) bool { return !st.Connected })
 	if st.LastError != "" || st.Source != "" {
 		t.Errorf("status after SetSource(\"\"): %+v, want no source and no error", st)
 	}
