@@ -274,18 +274,21 @@ func TestFaultsRandomized(t *testing.T) {
 			if losesMajority && rng.IntN(4) != 0 {
 				break // keep the majority most of the time
 			}
-			if env.killSafekeeper(t, n) {
-				down[n] = 1 + rng.IntN(4)
-				if losesMajority {
-					down[n] = 1 + rng.IntN(2)
-				}
-				logf("kill -9 safekeeper %d (majority lost: %v), back in %d ticks", n, losesMajority, down[n])
+			killed, err := env.killSafekeeper(n)
+			mustKill(t, fmt.Sprintf("safekeeper %d", n), killed, err)
+			down[n] = 1 + rng.IntN(4)
+			if losesMajority {
+				down[n] = 1 + rng.IntN(2)
 			}
+			logf("kill -9 safekeeper %d (majority lost: %v), back in %d ticks", n, losesMajority, down[n])
 		case r < 50:
-			if down[0] == 0 && env.killPageserver(t) {
-				down[0] = 1 + rng.IntN(3)
-				logf("kill -9 page server, back in %d ticks", down[0])
+			if down[0] > 0 {
+				break
 			}
+			killed, err := env.killPageserver()
+			mustKill(t, "the page server", killed, err)
+			down[0] = 1 + rng.IntN(3)
+			logf("kill -9 page server, back in %d ticks", down[0])
 		case r < 75:
 			n := 1 + rng.IntN(count)
 			logf("cut %d links page server -> safekeeper %d", proxies[n-1].cut(), n)

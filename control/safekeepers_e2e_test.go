@@ -63,57 +63,66 @@ func (e *skEnv) skPG(n int) string {
 // checks that the pid is that process of this environment (its command
 // line names role and the environment's directory) before anyone
 // signals it. It returns 0 if the process does not run.
-func (e *skEnv) daemonPID(t *testing.T, pidfile, role string) int {
-	t.Helper()
+func (e *skEnv) daemonPID(pidfile, role string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(e.RepoDir, pidfile))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0
+		return 0, nil
 	}
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid < 1 {
-		t.Fatalf("%s holds %q, not a pid", pidfile, b)
+		return 0, fmt.Errorf("%s holds %q, not a pid", pidfile, b)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !bytes.Contains(cmdline, []byte(role)) || !bytes.Contains(cmdline, []byte(e.Dir+"/")) || isZombie(pid) {
-		return 0
+		return 0, nil
 	}
-	return pid
+	return pid, nil
 }
 
 // kill9 sends SIGKILL to the process of pidfile and waits until it is
-// gone; it reports whether one was running.
-func (e *skEnv) kill9(t *testing.T, pidfile, role string) bool {
-	t.Helper()
-	pid := e.daemonPID(t, pidfile, role)
-	if pid == 0 {
-		return false
+// gone; it reports whether one was running. It may run outside the
+// test's goroutine.
+func (e *skEnv) kill9(pidfile, role string) (bool, error) {
+	pid, err := e.daemonPID(pidfile, role)
+	if err != nil || pid == 0 {
+		return false, err
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 %s (pid %d): %v", role, pid, err)
+		return false, fmt.Errorf("kill -9 %s (pid %d): %w", role, pid, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !isGone(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s (pid %d) still runs 10 s after kill -9", role, pid)
+			return false, fmt.Errorf("%s (pid %d) still runs 10 s after kill -9", role, pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return true
+	return true, nil
 }
 
 // killSafekeeper is kill -9 of safekeeper n.
-func (e *skEnv) killSafekeeper(t *testing.T, n int) bool {
-	t.Helper()
-	return e.kill9(t, fmt.Sprintf("safekeeper-%d.pid", n), "safekeeper")
+func (e *skEnv) killSafekeeper(n int) (bool, error) {
+	return e.kill9(fmt.Sprintf("safekeeper-%d.pid", n), "safekeeper")
 }
 
 // killPageserver is kill -9 of the page server.
-func (e *skEnv) killPageserver(t *testing.T) bool {
+func (e *skEnv) killPageserver() (bool, error) {
+	return e.kill9("pageserver.pid", "pageserver")
+}
+
+// mustKill fails the test unless kill (one of the above) killed a
+// running process.
+func mustKill(t *testing.T, what string, killed bool, err error) {
 	t.Helper()
-	return e.kill9(t, "pageserver.pid", "pageserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !killed {
+		t.Fatalf("%s was not running when the test was to kill it", what)
+	}
 }
 
 func isGone(pid int) bool {
@@ -248,8 +257,8 @@ func TestPgbenchSafekeeperKillRestart(t *testing.T) {
 	go func() {
 		faults <- func() error {
 			time.Sleep(time.Duration(seconds) * time.Second / 3)
-			if !env.killSafekeeper(t, 2) {
-				return errors.New("safekeeper 2 was not running when it was to be killed")
+			if killed, err := env.killSafekeeper(2); err != nil || !killed {
+				return fmt.Errorf("kill -9 safekeeper 2: killed %v, err %v", killed, err)
 			}
 			time.Sleep(time.Duration(seconds) * time.Second / 3)
 			if _, errOut, err := env.Run("safekeeper", "start", "--id", "2"); err != nil {
@@ -288,8 +297,10 @@ func TestTwoOfThreeDown(t *testing.T) {
 	conn := pg.Connect()
 	exec1(t, conn, "CREATE TABLE t (id int PRIMARY KEY)")
 	exec1(t, conn, "INSERT INTO t SELECT generate_series(1, 100)")
-	env.killSafekeeper(t, 2)
-	env.killSafekeeper(t, 3)
+	for _, n := range []int{2, 3} {
+		killed, err := env.killSafekeeper(n)
+		mustKill(t, fmt.Sprintf("safekeeper %d", n), killed, err)
+	}
 
 	waiting := pg.Connect()
 	done := make(chan error, 1)
