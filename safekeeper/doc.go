@@ -46,7 +46,9 @@
 //	    connection with application_name safekeeper<id> and slot
 //	    safekeeper_<id>); start initialises an empty timeline's WAL (the
 //	    LSN of the basebackup the compute started from); connstr is the
-//	    rest of the line, in libpq keyword/value or URL form
+//	    rest of the line, in libpq keyword/value or URL form; a term has
+//	    one compute (another needs a new election), because streaming
+//	    resumes at the flush LSN, which may lie inside a record
 //
 // A safekeeper never accepts WAL, or a compute, from a term lower than
 // the one it voted for, and never reconnects to an older term's compute:
@@ -62,7 +64,12 @@
 // flush LSN) and START_REPLICATION [SLOT s] [PHYSICAL] lsn [TIMELINE 1],
 // which streams XLogData only up to the commit LSN, with keepalives. The
 // standby status updates' flush position is recorded as the page server's
-// consistent LSN.
+// consistent LSN. The commit LSN is a byte position: it may lie inside a
+// record that the next election drops (an election keeps only complete
+// records). When an election truncates WAL a walsender has already sent,
+// the walsender ends the stream (CopyDone, then an error) without sending
+// more, and the client starts again from a point it knows to be complete
+// (the page server: the end of the last record it ingested).
 //
 // # Commit LSN and WAL removal
 //

@@ -103,7 +103,7 @@ func (s *Safekeeper) handle(ctx context.Context, sess *pgwire.Session, cmd strin
 			_, connStr, _ = strings.Cut(connStr, " ")
 		}
 		if err := tl.setCompute(term, start, strings.TrimSpace(connStr)); err != nil {
-			if errors.Is(err, ErrTermChanged) {
+			if errors.Is(err, ErrTermChanged) || errors.Is(err, ErrComputeSet) {
 				return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "%v", err)
 			}
 			return err

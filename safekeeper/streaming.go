@@ -116,6 +116,13 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 	if err := conn.CreatePhysicalSlot(ctx, slot); err != nil {
 		return err
 	}
+	// Resume at the flush LSN, a byte position that may lie inside a
+	// record. That is sound because the compute is the one whose WAL we
+	// hold: a term has one compute (setCompute), the same PostgreSQL
+	// after a restart keeps the WAL its walsender sent (it sends only
+	// flushed WAL), and a new compute comes only with a new term, whose
+	// election truncated our WAL to the end of a complete record where
+	// that compute's basebackup starts.
 	start := tl.FlushLSN()
 	if err := conn.StartReplication(ctx, slot, start, sys.Timeline); err != nil {
 		return err

@@ -18,6 +18,10 @@ import (
 // the one this safekeeper voted for last.
 var ErrTermChanged = errors.New("the safekeeper has voted for another term")
 
+// ErrComputeSet is returned for a second compute in a term: a new compute
+// needs a new election (see setCompute).
+var ErrComputeSet = errors.New("the term has another compute")
+
 // controlPersistInterval bounds how stale the control file's flush and
 // commit LSNs may get while WAL streams in.
 const controlPersistInterval = time.Second
@@ -38,6 +42,11 @@ type Timeline struct {
 	// changed is closed (and replaced) whenever flush or commit LSN or
 	// the term moves, to wake walsenders and the streamer.
 	changed chan struct{}
+	// truncations counts the cuts of stored WAL by elections, and lastCut
+	// is where the latest one cut it: a walsender compares them with the
+	// WAL it has sent (see checkSent).
+	truncations uint64
+	lastCut     pgdata.LSN
 	// stopStream ends the streaming from the current compute.
 	stopStream func()
 	closed     bool
@@ -56,6 +65,11 @@ type TimelineState struct {
 	PageserverLSN pgdata.LSN    `json:"pageserver_lsn"`
 	ComputeTerm   uint64        `json:"compute_term"`
 	SystemID      uint64        `json:"system_id,string"`
+
+	// truncations and lastCut are the Timeline's fields of the same
+	// names, for a walsender.
+	truncations uint64
+	lastCut     pgdata.LSN
 }
 
 // createTimeline makes an empty timeline in dir.
@@ -143,7 +157,8 @@ func (tl *Timeline) stateLocked() TimelineState {
 		Term: tl.ctl.Term, History: append(History{}, tl.ctl.History...),
 		BeginLSN: tl.wal.begin, FlushLSN: tl.flush, CommitLSN: tl.ctl.CommitLSN,
 		PageserverLSN: tl.ctl.PageserverLSN, ComputeTerm: tl.ctl.ComputeTerm,
-		SystemID: tl.ctl.SystemID,
+		SystemID:    tl.ctl.SystemID,
+		truncations: tl.truncations, lastCut: tl.lastCut,
 	}
 }
 
@@ -250,6 +265,10 @@ func (tl *Timeline) FlushLSN() pgdata.LSN {
 func (tl *Timeline) ReadWAL(b []byte, lsn pgdata.LSN) error {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
+	return tl.readWALLocked(b, lsn)
+}
+
+func (tl *Timeline) readWALLocked(b []byte, lsn pgdata.LSN) error {
 	if lsn+pgdata.LSN(len(b)) > tl.flush {
 		return fmt.Errorf("read of WAL up to %s beyond the flush LSN %s", lsn+pgdata.LSN(len(b)), tl.flush)
 	}

@@ -109,6 +109,8 @@ func (tl *Timeline) prepareElected(term uint64, start pgdata.LSN, donor History,
 			return 0, err
 		}
 		tl.flush = p
+		tl.truncations++
+		tl.lastCut = p
 		tl.ctl.History = historyUpTo(tl.ctl.History, p)
 		if tl.ctl.CommitLSN > p {
 			tl.ctl.CommitLSN = p
@@ -168,12 +170,25 @@ func (tl *Timeline) finishElected(term uint64, start pgdata.LSN, donor History) 
 
 // setCompute records the compute of term. start is the LSN of the
 // basebackup it started from: an empty timeline's WAL begins there.
+//
+// A term has one compute: the same one again is accepted (a retried
+// command), another is refused. Streaming resumes at the flush LSN, a byte
+// position that may lie inside a record the compute had not finished
+// sending; only the same compute (the same PostgreSQL, even restarted,
+// whose walsenders never send WAL it has not flushed) continues that
+// record. A new compute starts from a basebackup at the start of a new
+// term, which an election sets at the end of a complete record after
+// truncating what lies above it (prepareElected): its WAL then continues
+// the safekeepers' exactly.
 func (tl *Timeline) setCompute(term uint64, start pgdata.LSN, connStr string) error {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	if term != tl.ctl.Term || tl.ctl.History.LastTerm() != term {
 		return fmt.Errorf("compute of term %d, but this safekeeper is in term %d with history %s: %w",
 			term, tl.ctl.Term, tl.ctl.History, ErrTermChanged)
+	}
+	if tl.ctl.ComputeTerm == term && tl.ctl.Compute != "" && tl.ctl.Compute != connStr {
+		return fmt.Errorf("term %d already has a compute (another one needs a new election): %w", term, ErrComputeSet)
 	}
 	termStart := tl.ctl.History[len(tl.ctl.History)-1].Start
 	switch {

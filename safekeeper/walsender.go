@@ -19,6 +19,14 @@ const keepaliveInterval = time.Second
 // maxXLogData bounds the WAL in one XLogData message.
 const maxXLogData = 128 << 10
 
+// ErrWALTruncated ends a walsender's stream when an election truncated WAL
+// it had already sent: the commit LSN is a byte position, which can lie
+// inside a record that the election then drops (it keeps only complete
+// records), and the new term's WAL differs from there on. The client must
+// ask again from a point it knows to be consistent (the page server does
+// so from the end of the last record it ingested).
+var ErrWALTruncated = errors.New("WAL already sent has been truncated by an election")
+
 // sessionTimeline finds the timeline a replication session names in its
 // startup parameters: options='-c tenant_id=<id> -c timeline_id=<id>' (or
 // --tenant_id=<id>), or tenant_id and timeline_id parameters themselves.
@@ -112,7 +120,7 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 	if start > st.FlushLSN {
 		return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "requested starting point %s is ahead of the WAL flush position of this safekeeper %s", start, st.FlushLSN)
 	}
-	return s.sendWAL(ctx, sess, tl, start)
+	return s.sendWAL(ctx, sess, tl, start, st.truncations)
 }
 
 // parseStartReplication parses "[SLOT s] [PHYSICAL] lsn [TIMELINE n]".
@@ -141,8 +149,9 @@ func parseStartReplication(rest string) (pgdata.LSN, error) {
 }
 
 // sendWAL streams the committed WAL from start on, until the client ends
-// the stream or the session ends.
-func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Timeline, start pgdata.LSN) error {
+// the stream, the session ends, or WAL sent is truncated (ErrWALTruncated).
+// seen is the timeline's count of truncations when start was checked.
+func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Timeline, start pgdata.LSN, seen uint64) error {
 	cb, err := sess.CopyBoth()
 	if err != nil {
 		return err
@@ -174,7 +183,10 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	}()
 	keepalive := time.NewTicker(keepaliveInterval)
 	defer keepalive.Stop()
-	err = s.sendLoop(ctx, cb, tl, start, clientDone, keepalive.C)
+	err = s.sendLoop(ctx, cb, tl, start, seen, clientDone, keepalive.C)
+	if errors.Is(err, ErrWALTruncated) {
+		log.Info().Err(err).Msg("ending the page server's stream")
+	}
 	select {
 	case <-clientDone:
 		if errors.Is(clientErr, pgwire.ErrCopyDone) {
@@ -193,17 +205,28 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 }
 
 // sendLoop sends WAL and keepalives until the client ends the stream
-// (clientDone closes), an error, or ctx ends.
-func (s *Safekeeper) sendLoop(ctx context.Context, cb *pgwire.CopyBoth, tl *Timeline, start pgdata.LSN, clientDone <-chan struct{}, keepalive <-chan time.Time) error {
+// (clientDone closes), an error, or ctx ends. It ends with ErrWALTruncated
+// as soon as WAL it sent has been truncated, without sending more.
+func (s *Safekeeper) sendLoop(ctx context.Context, cb *pgwire.CopyBoth, tl *Timeline, start pgdata.LSN, seen uint64, clientDone <-chan struct{}, keepalive <-chan time.Time) error {
 	buf := make([]byte, maxXLogData)
 	pos := start
 	for {
 		changed := tl.Changed()
 		st := tl.State()
+		var err error
+		if seen, err = st.checkSent(pos, seen); err != nil {
+			return err
+		}
 		for end := st.servable(); pos < end; {
 			n := min(pgdata.LSN(len(buf)), end-pos)
-			if err := tl.ReadWAL(buf[:n], pos); err != nil {
+			ok, err := tl.readSent(buf[:n], pos, seen)
+			if err != nil {
 				return err
+			}
+			if !ok {
+				// A truncation came after st: changed is closed, and the
+				// next round checks it.
+				break
 			}
 			msg := pgwire.XLogData{Start: pos, WALEnd: end, SendTime: pgwire.ToPGTime(time.Now()), Data: buf[:n]}
 			if err := cb.Send(msg.Encode()); err != nil {
@@ -225,4 +248,34 @@ func (s *Safekeeper) sendLoop(ctx context.Context, cb *pgwire.CopyBoth, tl *Time
 			return ctx.Err()
 		}
 	}
+}
+
+// checkSent returns the count of truncations a walsender that has sent the
+// WAL below sent, having seen seen of them, goes on with; or
+// ErrWALTruncated if WAL below sent may have been cut since: the last cut
+// is below sent, or several came at once (only the last one's position is
+// kept).
+func (st TimelineState) checkSent(sent pgdata.LSN, seen uint64) (uint64, error) {
+	switch {
+	case st.truncations == seen:
+		return seen, nil
+	case st.truncations == seen+1 && st.lastCut >= sent:
+		return st.truncations, nil
+	case st.truncations == seen+1:
+		return 0, fmt.Errorf("%w: sent up to %s, truncated at %s", ErrWALTruncated, sent, st.lastCut)
+	default:
+		return 0, fmt.Errorf("%w: sent up to %s, %d truncations since, the last at %s", ErrWALTruncated, sent, st.truncations-seen, st.lastCut)
+	}
+}
+
+// readSent is ReadWAL for a walsender that has seen seen truncations: it
+// reads nothing and returns false if another one came since, so that what
+// it sends is never read from a WAL the walsender has not checked.
+func (tl *Timeline) readSent(b []byte, lsn pgdata.LSN, seen uint64) (bool, error) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.truncations != seen {
+		return false, nil
+	}
+	return true, tl.readWALLocked(b, lsn)
 }
