@@ -74,11 +74,17 @@
 // connection starts at the end of the last record ingested: stored bytes
 // after it (a record the source had not finished) are cut off first, as
 // they may be of a dead compute whose successor's WAL differs there.
+// Streamed WAL that does not decode is cut off the same way, and the
+// receiver connects again with a growing backoff (it reports the error and
+// counts it in zenith_pageserver_wal_decode_errors_total); only a record
+// that decodes but fails to ingest, or a failed fsync, stops it for good.
 //
 // The source is a compute (callmemaybe) or a set of safekeepers
 // (safekeepers): then the receiver streams from the one with the highest
 // commit LSN, which sends nothing beyond it, so the page server never
-// ingests WAL a later election could truncate; it reports its
+// ingests WAL a later election could truncate (a record the commit LSN
+// cut in two may be dropped by one: a safekeeper then ends the stream,
+// and the receiver cuts that record's start off); it reports its
 // disk-consistent LSN to them as flushed, so they keep the WAL above it.
 //
 // # Basebackup

@@ -116,12 +116,13 @@ var (
 	descWALFlushed     = prometheus.NewDesc("zenith_pageserver_wal_flushed_lsn", "End of the received WAL that is fsynced.", timelineLabels, nil)
 	descWALConnected   = prometheus.NewDesc("zenith_pageserver_wal_receiver_connected", "1 when the WAL receiver is streaming from its source.", timelineLabels, nil)
 	descWALSafekeeper  = prometheus.NewDesc("zenith_pageserver_wal_receiver_safekeeper", "Each safekeeper the timeline's WAL comes from: 1 for the one streamed from, 0 for the others.", append(timelineLabels, "safekeeper"), nil)
+	descWALDecodeErrs  = prometheus.NewDesc("zenith_pageserver_wal_decode_errors_total", "Streams from the timeline's source that ended with WAL that does not decode (each followed by a reconnection).", timelineLabels, nil)
 	descLayerFiles     = prometheus.NewDesc("zenith_pageserver_layer_files", "Layer files of the timeline, by kind.", append(timelineLabels, "kind"), nil)
 	descLayerBytes     = prometheus.NewDesc("zenith_pageserver_layer_bytes", "Bytes of the timeline's layer files, by kind.", append(timelineLabels, "kind"), nil)
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descLayerFiles, descLayerBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descLayerFiles, descLayerBytes} {
 		ch <- d
 	}
 }
@@ -149,6 +150,7 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 					connected = 1
 				}
 				gauge(descWALConnected, connected, labels...)
+				ch <- prometheus.MustNewConstMetric(descWALDecodeErrs, prometheus.CounterValue, float64(st.DecodeErrors), labels...)
 				for _, sk := range st.Safekeepers {
 					current := 0.0
 					if sk == st.Safekeeper {

@@ -44,6 +44,7 @@ func (w *receiverWAL) Status() walStatus {
 	return walStatus{
 		Source: st.Source, Safekeepers: st.Safekeepers, Safekeeper: st.Safekeeper, Connected: st.Connected, LastError: st.LastError,
 		Received: st.Received, Flushed: st.Flushed, Ingested: st.Ingested, LastMessage: st.LastMessage,
+		DecodeErrors: st.DecodeErrors,
 	}
 }
 

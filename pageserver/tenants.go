@@ -67,6 +67,8 @@ type walStatus struct {
 	Flushed     pgdata.LSN `json:"flushed_lsn"`
 	Ingested    pgdata.LSN `json:"ingested_lsn"`
 	LastMessage time.Time  `json:"last_message,omitzero"`
+	// DecodeErrors counts the streams ended by WAL that does not decode.
+	DecodeErrors uint64 `json:"decode_errors,omitempty"`
 }
 
 // openWALFunc starts the WAL side of a timeline whose raw WAL lives in

@@ -71,6 +71,9 @@ type WalReceiverStatus struct {
 	Connected bool
 	// LastError is why the last connection failed or ended, if it did.
 	LastError string
+	// DecodeErrors counts the streams that ended with WAL that does not
+	// decode (each followed by a reconnection with backoff).
+	DecodeErrors uint64
 	// Received is the end of the WAL written to the store.
 	Received pgdata.LSN
 	// Flushed is the flush position last reported to the source: to a
@@ -240,6 +243,20 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
 			return err
 		}
+		var bad *decodeError
+		if errors.As(err, &bad) {
+			// What follows the last record ingested is not WAL we can
+			// use: cut it off now (not only at the next connection), so
+			// that neither the status nor a restart sees it, and do not
+			// let the stream count as a success for the backoff: a source
+			// that keeps sending it is retried ever more slowly.
+			streamed = false
+			r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors++ })
+			if _, rerr := r.rewind(); rerr != nil {
+				r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, rerr.Error() })
+				return rerr
+			}
+		}
 		if ctx.Err() != nil {
 			r.setStatus(func(st *WalReceiverStatus) { st.Connected = false })
 			return ctx.Err()
@@ -276,14 +293,24 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 	}
 }
 
-// fatalError is a failure after which the receiver stops: WAL that does
-// not decode, a failed ingest (the timeline must be reopened), or a failed
-// fsync (whether the bytes are durable is unknown, as for PostgreSQL,
-// which PANICs).
+// fatalError is a failure after which the receiver stops: a failed
+// ingest of a record that decoded (the timeline must be reopened), or a
+// failed fsync (whether the bytes are durable is unknown, as for
+// PostgreSQL, which PANICs).
 type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
+
+// decodeError is WAL after the last record ingested that does not decode:
+// a source's bytes, not our state. The receiver cuts them off (rewind) and
+// connects again with backoff: a source may have sent the start of a
+// record that its history then dropped, followed by other WAL (see
+// rewind); asked again from the record end, it sends consistent WAL.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
 
 // catchUp starts the decoder at the timeline's last record LSN and
 // ingests the stored WAL after it.
@@ -308,11 +335,19 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 		n, err := rd.Read(buf)
 		if n > 0 {
 			r.dec.Feed(buf[:n])
-			if err := r.decode(); err != nil {
-				return err
-			}
+			decErr := r.decode()
 			if err := r.ingestPending(ctx); err != nil {
 				return err
+			}
+			if decErr != nil {
+				// Streaming resumes after the last record ingested
+				// anyway: what follows it goes now.
+				r.log.Warn().Err(decErr).Msg("stored WAL after the last record does not decode: it will be streamed again")
+				r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors++ })
+				if _, err := r.rewind(); err != nil {
+					return err
+				}
+				break
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -361,7 +396,8 @@ func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
 	r.pending = r.pending[:0]
 }
 
-// decode moves every complete record fed so far to pending.
+// decode moves every complete record fed so far to pending, up to the
+// first that does not decode (a *decodeError).
 func (r *WalReceiver) decode() error {
 	for {
 		rec, err := r.dec.Next()
@@ -371,7 +407,7 @@ func (r *WalReceiver) decode() error {
 		case errors.Is(err, pgdata.ErrNeedMoreWAL):
 			return nil
 		default:
-			return &fatalError{fmt.Errorf("decode WAL of timeline %s: %w", r.tl.ID(), err)}
+			return &decodeError{fmt.Errorf("decode WAL of timeline %s: %w", r.tl.ID(), err)}
 		}
 	}
 }

@@ -175,26 +175,30 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 }
 
 // flushAndIngest syncs the store, decodes the records it now completes,
-// reports the flush to the source, and ingests them.
+// reports the flush to the source, and ingests them. WAL that does not
+// decode ends the stream (a *decodeError) after the records before it.
 func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.ReplicationConn) error {
 	if err := r.store.Sync(); err != nil {
 		return &fatalError{err}
 	}
-	if err := r.decode(); err != nil {
-		return err
-	}
+	// The records before WAL that does not decode are good: ingest them,
+	// then end the stream with the decode error.
+	decErr := r.decode()
 	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return err
 	}
 	if len(r.pending) == 0 {
-		return nil
+		return decErr
 	}
 	if err := r.ingestPending(ctx); err != nil {
 		return err
 	}
 	// The applied position moved: let the source know now rather than at
 	// the next message.
-	return r.sendStatus(ctx, conn, false)
+	if err := r.sendStatus(ctx, conn, false); err != nil {
+		return err
+	}
+	return decErr
 }
 
 // sendStatus reports the store's end as written, the end of the last
