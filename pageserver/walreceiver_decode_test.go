@@ -61,14 +61,7 @@ func flipWALByte(t *testing.T, sks *testSafekeepers, c *skCompute, lsn pgdata.LS
 func TestWalReceiverRetriesWALThatDoesNotDecode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ps := startPageServer(t)
-	conn := ps.connect(t)
-	sks := startSafekeepers(t, 3)
-	c := startSafekeeperCompute(ctx, t, ps, conn, sks)
-	cc := connect(t, c.pg, "postgres")
-	defer cc.Close(ctx)
-	exec(t, cc, "CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
-	waitIngested(t, conn, c.tenant, cc)
+	ps, conn, sks, c, cc := startSafekeeperTable(ctx, t)
 
 	// Stop streaming; the compute goes on with the safekeepers.
 	if err := c.wal.SetSource(""); err != nil {

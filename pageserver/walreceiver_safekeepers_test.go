@@ -157,6 +157,22 @@ type skCompute struct {
 	wal      timelineWAL
 }
 
+// startSafekeeperTable starts a page server, three safekeepers and a
+// compute streaming to them, creates table t with one row, and waits until
+// the page server has ingested it.
+func startSafekeeperTable(ctx context.Context, t *testing.T) (*testPageServer, *pgx.Conn, *testSafekeepers, *skCompute, *pgx.Conn) {
+	t.Helper()
+	ps := startPageServer(t)
+	conn := ps.connect(t)
+	sks := startSafekeepers(t, 3)
+	c := startSafekeeperCompute(ctx, t, ps, conn, sks)
+	cc := connect(t, c.pg, "postgres")
+	t.Cleanup(func() { cc.Close(context.Background()) })
+	exec(t, cc, "CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
+	waitIngested(t, conn, c.tenant, cc)
+	return ps, conn, sks, c, cc
+}
+
 func startSafekeeperCompute(ctx context.Context, t *testing.T, ps *testPageServer, conn *pgx.Conn, sks *testSafekeepers) *skCompute {
 	t.Helper()
 	c := &skCompute{tenant: id.NewTenantID()}
@@ -298,14 +314,7 @@ func TestWalReceiverFromSafekeepers(t *testing.T) {
 func TestPageServerNeverPassesCommitLSN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ps := startPageServer(t)
-	conn := ps.connect(t)
-	sks := startSafekeepers(t, 3)
-	c := startSafekeeperCompute(ctx, t, ps, conn, sks)
-	cc := connect(t, c.pg, "postgres")
-	defer cc.Close(ctx)
-	exec(t, cc, "CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
-	waitIngested(t, conn, c.tenant, cc)
+	_, conn, sks, c, cc := startSafekeeperTable(ctx, t)
 
 	keep := sks.index(waitSafekeeper(t, c.wal, "").Safekeeper)
 	var stopped []int
@@ -376,14 +385,7 @@ func TestPageServerNeverPassesCommitLSN(t *testing.T) {
 func TestWalReceiverLeavesIdleSafekeeper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ps := startPageServer(t)
-	conn := ps.connect(t)
-	sks := startSafekeepers(t, 3)
-	c := startSafekeeperCompute(ctx, t, ps, conn, sks)
-	cc := connect(t, c.pg, "postgres")
-	defer cc.Close(ctx)
-	exec(t, cc, "CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
-	waitIngested(t, conn, c.tenant, cc)
+	_, conn, sks, c, cc := startSafekeeperTable(ctx, t)
 
 	cur := waitSafekeeper(t, c.wal, "").Safekeeper
 	host, port, _ := net.SplitHostPort(cur)
