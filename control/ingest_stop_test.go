@@ -204,9 +204,24 @@ func testIngestFailure(t *testing.T, env *skEnv) {
 	}
 	mustFail(t, env.Env, want, "pg", "start", "main", "--name", "second")
 
-	// Commits still go on.
-	exec1(t, conn, "INSERT INTO t VALUES (1000000, 'last')")
+	// Commits still go on, over several WAL segments.
+	for i := 0; i < 3; i++ {
+		exec1(t, conn, "SELECT pg_switch_wal()")
+		exec1(t, conn, "INSERT INTO t VALUES ($1, 'segment')", 1000000+i)
+	}
 	end = currentLSN(t, conn)
+	// Safekeepers remove WAL only below what the page server reports
+	// durable: that must stay at or below where its ingest stopped.
+	for n := 1; n <= env.cfg.Safekeepers.Count; n++ {
+		st, err := env.skTimeline(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.PageserverLSN > stop.LSN || st.BeginLSN > stop.LSN {
+			t.Errorf("safekeeper %d: page server LSN %v, WAL begins at %v; ingest stopped at %v: WAL the page server has not ingested may go",
+				n, st.PageserverLSN, st.BeginLSN, stop.LSN)
+		}
+	}
 	conn.Close(context.Background())
 
 	// Restarted without the failure, the page server ingests the WAL it
@@ -231,10 +246,10 @@ func testIngestFailure(t *testing.T, env *skEnv) {
 	pg.Destroy()
 	pg = env.Postgres.CreateStart("main")
 	conn = pg.Connect()
-	if got := count(t, conn, "t"); got != 3001 {
-		t.Errorf("after the restart a new compute has %d rows, want 3001", got)
+	if got := count(t, conn, "t"); got != 3003 {
+		t.Errorf("after the restart a new compute has %d rows, want 3003", got)
 	}
-	exec1(t, conn, "INSERT INTO t VALUES (1000001, 'again')")
+	exec1(t, conn, "INSERT INTO t VALUES (2000000, 'again')")
 
 	b, err := os.ReadFile(filepath.Join(env.RepoDir, "pageserver.log"))
 	if err != nil {
