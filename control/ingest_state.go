@@ -23,7 +23,7 @@ type IngestStop struct {
 }
 
 // ingestStopAdvice is what to do about a stopped ingest.
-const ingestStopAdvice = "the page server keeps the WAL; restart it once the cause is fixed (zenith stop && zenith start) and ingest resumes (its log says more)"
+const ingestStopAdvice = "the page server keeps the WAL: restart it once the cause is fixed (zenith stop; zenith start) and ingest resumes; its log says more"
 
 // errIngestStopped is the error of an operation that needs branch b's
 // latest state while its ingest is stopped.
@@ -85,6 +85,6 @@ func printIngestStops(w io.Writer, stops []IngestStop) {
 		fmt.Fprintf(w, "branch %s of tenant %s: %s\n", s.Branch, s.Tenant, strings.TrimSpace(s.Message))
 	}
 	if len(stops) > 0 {
-		fmt.Fprintf(w, "(%s)\n", ingestStopAdvice)
+		fmt.Fprintln(w, ingestStopAdvice)
 	}
 }

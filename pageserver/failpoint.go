@@ -29,7 +29,7 @@ import (
 const FailIngestEnv = "ZENITH_PAGESERVER_FAIL_INGEST"
 
 // ErrInjectedIngestFailure is the failure FailIngestEnv injects.
-var ErrInjectedIngestFailure = errors.New("injected ingest failure (" + FailIngestEnv + ")")
+var ErrInjectedIngestFailure = errors.New("injected ingest failure")
 
 // ingestFailpoint is a parsed FailIngestEnv: the records whose ingest
 // fails.
@@ -101,7 +101,7 @@ type failingIngester struct {
 
 func (f failingIngester) Ingest(ctx context.Context, rec *pgdata.Record) error {
 	if f.fp.matches(rec) {
-		return fmt.Errorf("record at %v (%v): %s=%s: %w", rec.LSN, rec.Rmgr(), FailIngestEnv, f.fp.spec, ErrInjectedIngestFailure)
+		return fmt.Errorf("%w (%s=%s)", ErrInjectedIngestFailure, FailIngestEnv, f.fp.spec)
 	}
 	return f.Ingester.Ingest(ctx, rec)
 }
