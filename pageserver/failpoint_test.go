@@ -53,7 +53,7 @@ func TestParseIngestFailpoint(t *testing.T) {
 type countingIngester struct{ n int }
 
 func (c *countingIngester) Ingest(context.Context, *pgdata.Record) error { c.n++; return nil }
-func (c *countingIngester) SystemID() uint64                            { return 1 }
+func (c *countingIngester) SystemID() uint64                             { return 1 }
 
 func TestFailingIngester(t *testing.T) {
 	record := func(rmgr pgdata.RmgrID, lsn pgdata.LSN, data []byte) *pgdata.Record {
