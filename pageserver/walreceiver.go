@@ -82,8 +82,6 @@ type WalReceiverStatus struct {
 	Flushed pgdata.LSN
 	// Ingested is the timeline's last record LSN.
 	Ingested pgdata.LSN
-	// IngestStopped says where and why ingest stopped (nil: it goes on).
-	IngestStopped *repo.IngestStoppedError
 	// LastMessage is when the source last sent anything.
 	LastMessage time.Time
 }
@@ -207,7 +205,6 @@ func (r *WalReceiver) Status() WalReceiverStatus {
 	r.mu.Unlock()
 	st.Received = r.store.End()
 	st.Ingested = r.tl.LastRecordLSN()
-	st.IngestStopped = r.tl.IngestStopped()
 	return st
 }
 
