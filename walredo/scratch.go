@@ -74,33 +74,45 @@ func openScratch(ctx context.Context, dir, binDir, cacheDir string, m *Module, u
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("walredo directory: %w", err)
 	}
-	verified, _ := os.ReadFile(filepath.Join(dir, verifiedFile))
-	if _, err := os.Stat(s.templateDir()); os.IsNotExist(err) {
-		err = s.createTemplate(ctx)
-		if detail := incompatibleDetail(err); detail != "" {
-			return nil, &IncompatibleModuleError{Module: m.Build, Source: m.Source, BinDir: binDir, Server: version.Text, Detail: detail}
-		}
-		if err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("walredo template: %w", err)
-	} else if string(verified) != m.Hash() {
-		err := s.run(ctx, "LOAD 'zenith_walredo';\n")
-		if detail := incompatibleDetail(err); detail != "" {
-			return nil, &IncompatibleModuleError{Module: m.Build, Source: m.Source, BinDir: binDir, Server: version.Text, Detail: detail}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("walredo: load the module (%s): %w", m.Source, err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, verifiedFile), []byte(m.Hash()), 0o644); err != nil {
-		return nil, fmt.Errorf("walredo directory: %w", err)
+	if err := s.checkLoads(ctx, m, version); err != nil {
+		return nil, err
 	}
 	if err := s.findSlots(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkLoads makes sure this PostgreSQL loads the module: creating the
+// template loads it (its CREATE FUNCTION), and an existing template loads
+// it once per module (LOAD). A refusal is an *IncompatibleModuleError.
+func (s *scratch) checkLoads(ctx context.Context, m *Module, version pgcluster.ServerVersion) error {
+	verifiedPath := filepath.Join(s.dir, verifiedFile)
+	verified, _ := os.ReadFile(verifiedPath)
+	var err error
+	_, statErr := os.Stat(s.templateDir())
+	switch {
+	case os.IsNotExist(statErr):
+		err = s.createTemplate(ctx)
+	case statErr != nil:
+		return fmt.Errorf("walredo template: %w", statErr)
+	case string(verified) == m.Hash():
+		return nil
+	default:
+		if err = s.run(ctx, "LOAD 'zenith_walredo';\n"); err != nil {
+			err = fmt.Errorf("walredo: load the module (%s): %w", m.Source, err)
+		}
+	}
+	if detail := incompatibleDetail(err); detail != "" {
+		return &IncompatibleModuleError{Module: m.Build, Source: m.Source, BinDir: s.binDir, Server: version.Text, Detail: detail}
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(verifiedPath, []byte(m.Hash()), 0o644); err != nil {
+		return fmt.Errorf("walredo directory: %w", err)
+	}
+	return nil
 }
 
 func (s *scratch) templateDir() string { return filepath.Join(s.dir, "template") }
