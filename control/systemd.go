@@ -3,6 +3,7 @@ package control
 import (
 	"fmt"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,7 +65,6 @@ func (u systemdUnit) render(repoDir, exe, user string) string {
 	b.WriteString("# Install: copy to /etc/systemd/system, systemctl daemon-reload, systemctl enable --now.\n")
 	b.WriteString("[Unit]\n")
 	fmt.Fprintf(&b, "Description=Zenith %s\n", u.d.Name)
-	b.WriteString("Documentation=https://github.com/zenithdb/zenith\n")
 	fmt.Fprintf(&b, "After=%s\n", strings.Join(append([]string{"network-online.target"}, u.After...), " "))
 	fmt.Fprintf(&b, "Wants=%s\n", strings.Join(append([]string{"network-online.target"}, u.After...), " "))
 	b.WriteString("\n[Service]\n")
@@ -112,6 +112,9 @@ func writeSystemdUnits(e *Env, dir, user string) error {
 			return err
 		}
 		fmt.Fprintf(e.Progress, "wrote %s\n", path)
+	}
+	if _, err := osuser.Lookup(user); err != nil {
+		fmt.Fprintf(e.Progress, "OS user %s does not exist here: create it before starting the units (useradd --system --home-dir /var/lib/zenith %s)\n", user, user)
 	}
 	return nil
 }
