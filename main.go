@@ -14,14 +14,23 @@ import (
 	"github.com/zenithdb/zenith/control"
 )
 
+// version and commit are stamped by scripts/release
+// (-ldflags "-X main.version=... -X main.commit=...").
+var (
+	version = "dev"
+	commit  = ""
+)
+
 func main() {
+	build := control.BuildInfo{Version: version, Commit: commit}
 	app := &cli.App{
 		Name:  "zenith",
 		Usage: "PostgreSQL with storage separated from compute",
 		Description: "Zenith keeps PostgreSQL's durable state in a page server and a quorum of\n" +
 			"safekeepers; the PostgreSQL servers (compute nodes) are stock PostgreSQL 15\n" +
 			"and can be destroyed and recreated on any branch at any point in history.",
-		Commands:             control.Commands(),
+		Version:              version,
+		Commands:             append(control.Commands(), control.VersionCommand(build)),
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
 	}

@@ -38,7 +38,7 @@ Examples:
   zenith init
   ZENITH_REPO_DIR=/srv/zenith zenith init --pageserver-port 6400 --http-port 9899
   zenith init --safekeepers 3 --safekeeper-port 5454
-  zenith init --systemd /etc/systemd/system`,
+  zenith init --systemd /etc/systemd/system --systemd-user zenith`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: /usr/lib/postgresql/15/bin or pg_config --bindir)"},
 			&cli.IntFlag{Name: "safekeepers", Usage: "how many safekeepers zenith start runs (0: computes stream WAL straight to the page server)"},
@@ -47,6 +47,7 @@ Examples:
 			&cli.IntFlag{Name: "pageserver-port", Value: 64000, Usage: "`PORT` of the page server's page service on 127.0.0.1"},
 			&cli.IntFlag{Name: "http-port", Value: 9898, Usage: "`PORT` of the page server's HTTP API on 127.0.0.1"},
 			&cli.StringFlag{Name: "systemd", Usage: "also write systemd unit files for the page server and safekeepers to `DIR`"},
+			&cli.StringFlag{Name: "systemd-user", Value: DefaultSystemdUser, Usage: "the units run zenith as OS user `NAME` (the repository must belong to it)"},
 		},
 		Action: runInit,
 	}
@@ -143,9 +144,11 @@ func runInit(c *cli.Context) (err error) {
 		return err
 	}
 	if sd := c.String("systemd"); sd != "" {
-		if err := writeSystemdUnits(e, sd); err != nil {
+		if err := writeSystemdUnits(e, sd, c.String("systemd-user")); err != nil {
 			return err
 		}
+		fmt.Fprintf(e.Progress, "the units run as OS user %s: it must own %s (chown -R %s: %s)\n",
+			c.String("systemd-user"), dir, c.String("systemd-user"), dir)
 	}
 	fmt.Fprintf(e.Out, "initialized zenith repository %s\ndefault tenant %s, branch main\nnext: zenith start, then zenith pg start main\n", dir, tenant)
 	return nil

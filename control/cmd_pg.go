@@ -111,12 +111,23 @@ The data directory is reused only if the node was stopped cleanly and the
 branch has not moved since; otherwise it is rebuilt from the page server at
 the branch's last LSN, so a node that crashed never runs on stale files.
 
+With --ephemeral it makes a throwaway database for a CI job: a new branch
+from BRANCH (at its end, or BRANCH@LSN / BRANCH@TIME) named --name or
+ephemeral-RANDOM, and a node of that name on it. zenith pg stop NAME
+--destroy --immediate throws the node away; the branch stays (zenith cannot
+delete branches yet).
+
 Examples:
   zenith pg start main
   psql "$(zenith pg start main)"
-  zenith pg start feature --port 55434`,
-		Flags: nodeFlags(),
+  zenith pg start feature --port 55434
+  DB=$(zenith pg start main --ephemeral --name ci-$CI_JOB_ID) && psql "$DB" -f smoke.sql
+  zenith pg stop ci-$CI_JOB_ID --destroy --immediate`,
+		Flags: append(nodeFlags(), ephemeralFlag()),
 		Action: func(c *cli.Context) error {
+			if c.Bool("ephemeral") {
+				return startEphemeral(c)
+			}
 			if c.NArg() != 1 {
 				return fmt.Errorf("pg start takes one BRANCH or NODE (see zenith pg start --help)")
 			}

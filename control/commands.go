@@ -25,6 +25,7 @@ func Commands() []*cli.Command {
 		SafekeeperCommand(),
 		safekeeperRunCommand(),
 		WaldumpCommand(),
+		DoctorCommand(),
 	)
 	for _, c := range cmds {
 		allowFlagsAfterArgs(c)

@@ -3,33 +3,95 @@ package control
 import (
 	"fmt"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 )
 
-// systemdUnit is a unit file for one zenith role run in the foreground.
-const systemdUnit = `# Written by zenith init --systemd for the repository %s.
-[Unit]
-Description=Zenith %s
-After=network.target
+// DefaultSystemdUser is the OS user the systemd units run zenith as.
+const DefaultSystemdUser = "zenith"
 
-[Service]
-Type=simple
-ExecStart=%s
-Restart=on-failure
-KillSignal=SIGTERM
-TimeoutStopSec=60
+// systemdCacheDir is the unit's CacheDirectory: systemd creates
+// /var/cache/zenith owned by the unit's user, and the page server writes
+// the WAL redo module there (walredo.ModuleCacheDir).
+const systemdCacheDir = "zenith"
 
-[Install]
-WantedBy=multi-user.target
-`
+// systemdUnit is one unit file zenith init --systemd writes.
+type systemdUnit struct {
+	File string
+	// After are the units this one starts after and stops before.
+	After []string
+	d     *Daemon
+}
+
+// systemdUnits returns the units of the repository's roles: each
+// safekeeper, then the page server. The page server starts after the
+// local safekeepers and stops before them: it streams WAL from them, and
+// its last flush on SIGTERM needs nothing from them, while a safekeeper
+// that stopped first would leave the page server retrying. Compute nodes
+// (zenith pg start) need both and are not units: stop them first
+// (zenith pg stop) when stopping the services by hand.
+func (e *Env) systemdUnits() ([]systemdUnit, error) {
+	sks, err := e.safekeeperDaemons(0)
+	if err != nil {
+		return nil, err
+	}
+	var units []systemdUnit
+	var skFiles []string
+	for i, d := range sks {
+		f := fmt.Sprintf("zenith-safekeeper-%d.service", i+1)
+		units = append(units, systemdUnit{File: f, d: d})
+		skFiles = append(skFiles, f)
+	}
+	if e.Config.Pageserver.Local {
+		units = append(units, systemdUnit{File: "zenith-pageserver.service", After: skFiles, d: e.pageserverDaemon()})
+	}
+	return units, nil
+}
+
+// render returns the unit file that runs the role in the foreground as
+// user, with the zenith binary exe.
+func (u systemdUnit) render(repoDir, exe, user string) string {
+	var args []string
+	for _, a := range append(append([]string{exe}, u.d.Args...), u.d.Extra...) {
+		if strings.ContainsAny(a, " \t\"\\'$%;") {
+			a = strconv.Quote(a) // systemd unquotes C-style double quotes
+		}
+		args = append(args, strings.ReplaceAll(a, "%", "%%"))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by zenith init --systemd for the repository %s.\n", repoDir)
+	b.WriteString("# Install: copy to /etc/systemd/system, systemctl daemon-reload, systemctl enable --now.\n")
+	b.WriteString("[Unit]\n")
+	fmt.Fprintf(&b, "Description=Zenith %s\n", u.d.Name)
+	fmt.Fprintf(&b, "After=%s\n", strings.Join(append([]string{"network-online.target"}, u.After...), " "))
+	fmt.Fprintf(&b, "Wants=%s\n", strings.Join(append([]string{"network-online.target"}, u.After...), " "))
+	b.WriteString("\n[Service]\n")
+	b.WriteString("Type=simple\n")
+	fmt.Fprintf(&b, "User=%s\n", user)
+	fmt.Fprintf(&b, "Group=%s\n", user)
+	fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(args, " "))
+	b.WriteString("Restart=on-failure\n")
+	b.WriteString("RestartSec=2s\n")
+	// SIGTERM: the role closes its listeners and flushes what it holds in
+	// memory; 60 s covers a large in-memory layer.
+	b.WriteString("KillSignal=SIGTERM\n")
+	b.WriteString("TimeoutStopSec=60\n")
+	fmt.Fprintf(&b, "CacheDirectory=%s\n", systemdCacheDir)
+	fmt.Fprintf(&b, "Environment=ZENITH_CACHE_DIR=/var/cache/%s\n", systemdCacheDir)
+	b.WriteString("LimitNOFILE=65536\n")
+	b.WriteString("NoNewPrivileges=yes\n")
+	b.WriteString("\n[Install]\n")
+	b.WriteString("WantedBy=multi-user.target\n")
+	return b.String()
+}
 
 // writeSystemdUnits writes a unit file per role of the repository to dir:
-// zenith-pageserver.service and zenith-safekeeper-N.service. They run the
-// same foreground commands zenith start runs in the background, so use
-// one or the other.
-func writeSystemdUnits(e *Env, dir string) error {
+// zenith-safekeeper-N.service and zenith-pageserver.service, run as
+// user. They run the same foreground commands zenith start runs in the
+// background, so use one or the other.
+func writeSystemdUnits(e *Env, dir, user string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("systemd units: %w", err)
 	}
@@ -37,30 +99,22 @@ func writeSystemdUnits(e *Env, dir string) error {
 	if err != nil {
 		return fmt.Errorf("systemd units: find the zenith binary: %w", err)
 	}
-	daemons := []*Daemon{e.pageserverDaemon()}
-	files := []string{"zenith-pageserver.service"}
-	sks, err := e.safekeeperDaemons(0)
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return fmt.Errorf("systemd units: find the zenith binary: %w", err)
+	}
+	units, err := e.systemdUnits()
 	if err != nil {
 		return err
 	}
-	for i, d := range sks {
-		daemons = append(daemons, d)
-		files = append(files, fmt.Sprintf("zenith-safekeeper-%d.service", i+1))
-	}
-	for i, d := range daemons {
-		var args []string
-		for _, a := range append(append([]string{exe}, d.Args...), d.Extra...) {
-			if strings.ContainsAny(a, " \t\"\\") {
-				a = strconv.Quote(a) // systemd unquotes C-style double quotes
-			}
-			args = append(args, a)
-		}
-		unit := fmt.Sprintf(systemdUnit, e.Dir, d.Name, strings.Join(args, " "))
-		path := filepath.Join(dir, files[i])
-		if err := writeFileAtomic(path, []byte(unit), 0o644); err != nil {
+	for _, u := range units {
+		path := filepath.Join(dir, u.File)
+		if err := writeFileAtomic(path, []byte(u.render(e.Dir, exe, user)), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.Progress, "wrote %s\n", path)
+	}
+	if _, err := osuser.Lookup(user); err != nil {
+		fmt.Fprintf(e.Progress, "OS user %s does not exist here: create it before starting the units (useradd --system --home-dir /var/lib/zenith %s)\n", user, user)
 	}
 	return nil
 }

@@ -49,6 +49,9 @@ type Config struct {
 	PITRInterval Duration `toml:"pitr_interval"`
 	// RedoProcesses is the size of each tenant's WAL redo process pool.
 	RedoProcesses int `toml:"redo_processes"`
+	// WalredoModule is the path of a WAL redo module to use instead of
+	// the one built into the binary (empty: built in).
+	WalredoModule string `toml:"walredo_module"`
 
 	// Log is "console" (for a person) or "json" (for a daemon's log file).
 	Log string `toml:"log_format"`

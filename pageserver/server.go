@@ -58,7 +58,7 @@ func NewServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger) 
 }
 
 // newServer is NewServer with the path of the WAL redo module (empty:
-// walredo.FindExtension's search), which tests set.
+// cfg.WalredoModule, or the one built into the binary), which tests set.
 func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, walredoExtension string) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -87,7 +87,10 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	rcfg.Dir = filepath.Join(dir, walredoDirName)
 	rcfg.BinDir = cfg.PGBinDir
 	rcfg.ProcessesPerTenant = cfg.RedoProcesses
-	rcfg.Extension = walredoExtension
+	rcfg.Extension = cfg.WalredoModule
+	if walredoExtension != "" {
+		rcfg.Extension = walredoExtension
+	}
 	s.redo, err = walredo.Open(ctx, rcfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL redo: %w", err)

@@ -21,29 +21,46 @@
 // no timer. The processes' stderr goes to the Manager's logger with the
 // tenant id. Processes live until Close; nothing retires idle ones yet.
 //
+// # The module
+//
+// The module travels inside the zenith binary: scripts/build compiles
+// walredo/pgext and copies the library and its build facts (the
+// PostgreSQL version and PG_MODULE_MAGIC options it was compiled for) into
+// walredo/embedded, which the Go build embeds (module.go). Config.Extension,
+// a path, overrides it. Open writes the module once to
+//
+//	CACHE/walredo/HASH/zenith_walredo.so
+//
+// (CACHE: $ZENITH_CACHE_DIR, /var/cache/zenith as root, else
+// ~/.cache/zenith; HASH: the start of its SHA-256), through a temporary
+// file renamed into place, so processes installing it at once never see a
+// part of it and a running process's mapped file never changes. Every
+// process is started with dynamic_library_path pointing at that
+// directory; the module is never installed into `pg_config --pkglibdir`
+// (root-owned). Before a process starts, Open checks that this PostgreSQL
+// loads the module: the major version first, then PostgreSQL's own check
+// of the magic block (once per module); a mismatch is an
+// *IncompatibleModuleError naming both versions.
+//
 // # Scratch directory
 //
 // `postgres --single` needs a data directory, and only one process can use
 // one at a time. Config.Dir holds:
 //
-//	lib/zenith_walredo.so  the module, copied there from Config.Extension
-//	template/              initdb'd once (as the postgres OS user when
-//	                       running as root), with the SQL function that
-//	                       starts the module created in it
-//	slot-N/                a copy of template/ per process slot, reused by
-//	                       later processes
+//	template/        initdb'd once (as the postgres OS user when running
+//	                 as root), with the SQL function that starts the
+//	                 module created in it
+//	slot-N/          a copy of template/ per process slot, reused by
+//	                 later processes
+//	module-verified  the hash of the last module the template loaded
 //
-// The module is not installed into `pg_config --pkglibdir` (root-owned):
-// each process is started with dynamic_library_path pointing at lib/. The
-// copy also means rebuilding the module never changes the file a running
-// process has mapped. A slot's scratch relations are deleted before a
-// process starts in it.
+// A slot's scratch relations are deleted before a process starts in it.
 //
 // # Protocol
 //
 // The process is started as
 //
-//	postgres --single -D slot-N -F -c dynamic_library_path=Dir/lib:$libdir ... postgres
+//	postgres --single -D slot-N -F -c dynamic_library_path=CACHE/walredo/HASH:$libdir ... postgres
 //
 // and sent "SELECT zenith_walredo_serve();\n". The function prints the
 // line "ZENITH_WALREDO_READY 1\n" (PostgreSQL's own banner comes before

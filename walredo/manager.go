@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,9 +19,12 @@ type Config struct {
 	// BinDir holds PostgreSQL 15's programs; empty means pgcluster's
 	// search (FindBinDir).
 	BinDir string
-	// Extension is the built redo module (zenith_walredo.so); empty means
-	// FindExtension's search.
+	// Extension is the path of a built redo module (zenith_walredo.so)
+	// to use instead of the one embedded in the binary (EmbeddedModule).
 	Extension string
+	// CacheDir is where the module is written for PostgreSQL to load;
+	// empty means ModuleCacheDir.
+	CacheDir string
 	// ProcessesPerTenant is the most redo processes one tenant gets.
 	ProcessesPerTenant int
 	// RequestTimeout bounds each request; a process that misses it is
@@ -59,28 +58,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// FindExtension looks for the redo module: next to the running
-// executable, in walredo/pgext of the source tree the executable was built
-// in (bin/zenith of a checkout), and in `pg_config --pkglibdir`.
-func FindExtension(binDir string) (string, error) {
-	var candidates []string
-	if exe, err := os.Executable(); err == nil {
-		dir := filepath.Dir(exe)
-		candidates = append(candidates, filepath.Join(dir, ExtensionFile),
-			filepath.Join(dir, "..", "walredo", "pgext", ExtensionFile))
-	}
-	if out, err := exec.Command(filepath.Join(binDir, "pg_config"), "--pkglibdir").Output(); err == nil {
-		candidates = append(candidates, filepath.Join(strings.TrimSpace(string(out)), ExtensionFile))
-	}
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("walredo module %s not found in %s: build it with scripts/build (make -C walredo/pgext) or set its path",
-		ExtensionFile, strings.Join(candidates, ", "))
-}
-
 // Manager runs the redo processes of every tenant.
 type Manager struct {
 	cfg     Config
@@ -94,8 +71,11 @@ type Manager struct {
 	starts sync.WaitGroup // process starts in progress
 }
 
-// Open prepares cfg.Dir (installs the module, creates the template data
-// directory on first use) and returns a Manager. It starts no process.
+// Open prepares cfg.Dir (installs the module in the cache directory,
+// creates the template data directory on first use, checks that this
+// PostgreSQL loads the module) and returns a Manager. It starts no
+// process. A module this PostgreSQL cannot load fails with an
+// *IncompatibleModuleError.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -105,8 +85,12 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Manager, error)
 		return nil, err
 	}
 	cfg.BinDir = binDir
-	if cfg.Extension == "" {
-		if cfg.Extension, err = FindExtension(binDir); err != nil {
+	module, err := FindModule(cfg.Extension)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CacheDir == "" {
+		if cfg.CacheDir, err = ModuleCacheDir(); err != nil {
 			return nil, err
 		}
 	}
@@ -115,7 +99,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Manager, error)
 		return nil, err
 	}
 	log = log.With().Str("component", "walredo").Logger()
-	sc, err := openScratch(ctx, cfg.Dir, binDir, cfg.Extension, user, log)
+	sc, err := openScratch(ctx, cfg.Dir, binDir, cfg.CacheDir, module, user, log)
 	if err != nil {
 		return nil, err
 	}

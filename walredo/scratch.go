@@ -3,6 +3,7 @@ package walredo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,9 +19,6 @@ import (
 	"github.com/zenithdb/zenith/control/pgcluster"
 )
 
-// ExtensionFile is the file name of the redo module walredo/pgext builds.
-const ExtensionFile = "zenith_walredo.so"
-
 // scratchDBDir is the directory of the module's scratch relations in a
 // slot (SCRATCH_DB_OID in zenith_walredo.c).
 const scratchDBDir = "base/999999999"
@@ -29,11 +27,15 @@ const scratchDBDir = "base/999999999"
 // the module by name (found through dynamic_library_path).
 const createFunction = "CREATE FUNCTION zenith_walredo_serve() RETURNS void AS 'zenith_walredo', 'zenith_walredo_serve' LANGUAGE C STRICT;\n"
 
-// scratch owns Config.Dir: the module's copy, the template data directory
-// and the slots processes run in.
+// verifiedFile records, in Config.Dir, the hash of the last module the
+// template's PostgreSQL loaded.
+const verifiedFile = "module-verified"
+
+// scratch owns Config.Dir: the template data directory and the slots
+// processes run in.
 type scratch struct {
 	dir    string
-	libDir string
+	libDir string // the module's directory in the cache
 	binDir string
 	user   *pgcluster.OSUser
 	log    zerolog.Logger
@@ -49,28 +51,31 @@ type slot struct {
 	dir string
 }
 
-// openScratch prepares dir: installs the module from extension and
-// creates the template data directory if there is none yet.
-func openScratch(ctx context.Context, dir, binDir, extension string, user *pgcluster.OSUser, log zerolog.Logger) (*scratch, error) {
-	s := &scratch{dir: dir, libDir: filepath.Join(dir, "lib"), binDir: binDir, user: user, log: log}
-	for _, d := range []string{dir, s.libDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("create walredo directory: %w", err)
-		}
-		// The postgres OS user must reach the module and the slots.
-		if err := os.Chmod(d, 0o755); err != nil {
-			return nil, fmt.Errorf("walredo directory: %w", err)
-		}
-	}
-	if err := installExtension(extension, s.libDir); err != nil {
+// openScratch prepares dir: installs the module in cacheDir, creates the
+// template data directory if there is none yet, and checks that this
+// PostgreSQL loads the module (once per module).
+func openScratch(ctx context.Context, dir, binDir, cacheDir string, m *Module, user *pgcluster.OSUser, log zerolog.Logger) (*scratch, error) {
+	version, err := pgcluster.Version(ctx, binDir)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(s.templateDir()); os.IsNotExist(err) {
-		if err := s.createTemplate(ctx); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("walredo template: %w", err)
+	if err := m.checkMajor(binDir, version); err != nil {
+		return nil, err
+	}
+	libDir, err := m.Install(cacheDir, user)
+	if err != nil {
+		return nil, err
+	}
+	s := &scratch{dir: dir, libDir: libDir, binDir: binDir, user: user, log: log}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create walredo directory: %w", err)
+	}
+	// The postgres OS user must reach the slots.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("walredo directory: %w", err)
+	}
+	if err := s.checkLoads(ctx, m, version); err != nil {
+		return nil, err
 	}
 	if err := s.findSlots(); err != nil {
 		return nil, err
@@ -78,32 +83,39 @@ func openScratch(ctx context.Context, dir, binDir, extension string, user *pgclu
 	return s, nil
 }
 
-func (s *scratch) templateDir() string { return filepath.Join(s.dir, "template") }
-
-// installExtension copies the module into libDir unless an identical copy
-// is there. The copy is written aside and renamed over the old one, so a
-// running process keeps the file it mapped.
-func installExtension(src, libDir string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("read the walredo module: %w (build it with scripts/build, or set the extension path)", err)
-	}
-	dst := filepath.Join(libDir, ExtensionFile)
-	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
+// checkLoads makes sure this PostgreSQL loads the module: creating the
+// template loads it (its CREATE FUNCTION), and an existing template loads
+// it once per module (LOAD). A refusal is an *IncompatibleModuleError.
+func (s *scratch) checkLoads(ctx context.Context, m *Module, version pgcluster.ServerVersion) error {
+	verifiedPath := filepath.Join(s.dir, verifiedFile)
+	verified, _ := os.ReadFile(verifiedPath)
+	var err error
+	_, statErr := os.Stat(s.templateDir())
+	switch {
+	case os.IsNotExist(statErr):
+		err = s.createTemplate(ctx)
+	case statErr != nil:
+		return fmt.Errorf("walredo template: %w", statErr)
+	case string(verified) == m.Hash():
 		return nil
+	default:
+		if err = s.run(ctx, "LOAD 'zenith_walredo';\n"); err != nil {
+			err = fmt.Errorf("walredo: load the module (%s): %w", m.Source, err)
+		}
 	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("install the walredo module: %w", err)
+	if detail := incompatibleDetail(err); detail != "" {
+		return &IncompatibleModuleError{Module: m.Build, Source: m.Source, BinDir: s.binDir, Server: version.Text, Detail: detail}
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("install the walredo module: %w", err)
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("install the walredo module: %w", err)
+	if err := os.WriteFile(verifiedPath, []byte(m.Hash()), 0o644); err != nil {
+		return fmt.Errorf("walredo directory: %w", err)
 	}
 	return nil
 }
+
+func (s *scratch) templateDir() string { return filepath.Join(s.dir, "template") }
 
 // createTemplate initdbs the template (as the postgres OS user when root)
 // and creates the module's SQL function in it. It is built aside and
@@ -121,14 +133,8 @@ func (s *scratch) createTemplate(ctx context.Context) error {
 	if err := c.InitDB(ctx, pgcluster.InitOptions{NoSync: true, Args: []string{"--wal-segsize=1"}}); err != nil {
 		return fmt.Errorf("walredo template: %w", err)
 	}
-	args := processArgs(tmp, s.libDir)
-	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "postgres"), args...)
-	pgcluster.RunAs(cmd, s.user)
-	cmd.Dir = tmp
-	cmd.Stdin = strings.NewReader(createFunction)
-	out, err := cmd.CombinedOutput()
-	if err != nil || bytes.Contains(out, []byte("ERROR:")) || bytes.Contains(out, []byte("FATAL:")) {
-		return fmt.Errorf("walredo template: create the module's function: %v\n%s", err, out)
+	if err := runSingle(ctx, s.binDir, tmp, s.libDir, s.user, createFunction); err != nil {
+		return fmt.Errorf("walredo template: create the module's function: %w", err)
 	}
 	if err := os.Rename(tmp, s.templateDir()); err != nil {
 		return fmt.Errorf("walredo template: %w", err)
@@ -136,6 +142,55 @@ func (s *scratch) createTemplate(ctx context.Context) error {
 	os.Remove(tmp + ".log")
 	s.log.Info().Str("dir", s.templateDir()).Msg("walredo template data directory created")
 	return nil
+}
+
+// run runs SQL in a single-user PostgreSQL on the template.
+func (s *scratch) run(ctx context.Context, sql string) error {
+	return runSingle(ctx, s.binDir, s.templateDir(), s.libDir, s.user, sql)
+}
+
+// runSingle runs SQL in `postgres --single` on dataDir with the module's
+// directory on dynamic_library_path; an ERROR or FATAL is an error
+// holding PostgreSQL's output.
+func runSingle(ctx context.Context, binDir, dataDir, libDir string, user *pgcluster.OSUser, sql string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "postgres"), processArgs(dataDir, libDir)...)
+	pgcluster.RunAs(cmd, user)
+	cmd.Dir = dataDir
+	cmd.Stdin = strings.NewReader(sql)
+	out, err := cmd.CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("ERROR:")) || bytes.Contains(out, []byte("FATAL:")) {
+		return &singleError{err: err, out: string(out)}
+	}
+	return nil
+}
+
+// singleError is a failed single-user PostgreSQL run and its output.
+type singleError struct {
+	err error
+	out string
+}
+
+func (e *singleError) Error() string { return fmt.Sprintf("%v\n%s", e.err, e.out) }
+
+// incompatibleDetail returns PostgreSQL's lines about a module it refuses
+// to load (internal_load_library in dfmgr.c: "incompatible library",
+// "missing magic block", and their DETAIL), or "" for other errors.
+func incompatibleDetail(err error) string {
+	var se *singleError
+	if !errors.As(err, &se) || !strings.Contains(se.out, "incompatible library") {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(se.out, "\n") {
+		// Single-user mode's prompt ("backend> ") can come first.
+		for _, level := range []string{"ERROR:", "DETAIL:", "HINT:"} {
+			if i := strings.Index(l, level); i >= 0 {
+				lines = append(lines, strings.Join(strings.Fields(l[i:]), " "))
+				break
+			}
+		}
+	}
+	return strings.Join(lines, " ")
 }
 
 // findSlots registers the slot directories earlier runs left.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -61,8 +60,6 @@ func pgConfigBinDir(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
-
 // checkBinDir verifies that dir holds the programs zenith runs and that
 // its postgres is major version 15.
 func checkBinDir(ctx context.Context, dir string) error {
@@ -75,18 +72,12 @@ func checkBinDir(ctx context.Context, dir string) error {
 			return fmt.Errorf("%s is not executable", prog)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(dir, "postgres"), "--version").Output()
+	v, err := Version(ctx, dir)
 	if err != nil {
-		return fmt.Errorf("postgres --version: %v", err)
+		return err
 	}
-	m := versionRE.FindSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("postgres --version printed %q, not a PostgreSQL version", strings.TrimSpace(string(out)))
-	}
-	if string(m[1]) != fmt.Sprint(MajorVersion) {
-		return fmt.Errorf("postgres is version %s, want %d", m[1], MajorVersion)
+	if v.Major != MajorVersion {
+		return fmt.Errorf("postgres is version %d, want %d", v.Major, MajorVersion)
 	}
 	return nil
 }

@@ -100,6 +100,16 @@ func PrepareDir(dir string, u *OSUser) error {
 	return checkReachable(dir, u)
 }
 
+// CheckReachable reports, when zenith runs as root (u not nil), whether u
+// may search every parent directory of path, so that PostgreSQL running as
+// u can open it.
+func CheckReachable(path string, u *OSUser) error {
+	if u == nil {
+		return nil
+	}
+	return checkReachable(path, u)
+}
+
 // checkReachable verifies that u may search every parent directory of
 // dir, so that PostgreSQL running as u can open it. A typical failure is a
 // data directory under a 0700 temporary directory owned by root.

@@ -39,8 +39,8 @@ func Binary(t testing.TB) string {
 	return p
 }
 
-// build runs `go build` of the module's main package into a directory of
-// this process, after removing the ones of test processes that are gone.
+// build runs scripts/build into a directory of this process, after
+// removing the ones of test processes that are gone.
 func build() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -59,22 +59,15 @@ func build() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	// scripts/build, not go build alone: it compiles the WAL redo module
+	// and embeds it, as the page server needs.
 	bin := filepath.Join(dir, "zenith")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	cmd.Dir = filepath.Dir(gomod)
+	root := filepath.Dir(gomod)
+	cmd := exec.Command(filepath.Join(root, "scripts", "build"), "-o", bin)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(goTool)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build in %s: %w\n%s", cmd.Dir, err, out)
-	}
-	// The page server looks for the WAL redo module next to its binary
-	// (walredo.FindExtension): link the checkout's, which scripts/build
-	// makes, if it is there.
-	module := filepath.Join(cmd.Dir, "walredo", "pgext", "zenith_walredo.so")
-	if _, err := os.Stat(module); err == nil {
-		link := filepath.Join(dir, filepath.Base(module))
-		os.Remove(link)
-		if err := os.Symlink(module, link); err != nil {
-			return "", fmt.Errorf("link the WAL redo module: %w", err)
-		}
+		return "", fmt.Errorf("scripts/build in %s: %w\n%s", root, err, out)
 	}
 	return bin, nil
 }

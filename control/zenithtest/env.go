@@ -28,6 +28,13 @@ type Options struct {
 	// Safekeepers is how many safekeepers the environment runs (0:
 	// compute nodes stream to the page server directly).
 	Safekeepers int
+	// Bin is the zenith binary to run instead of Binary's.
+	Bin string
+	// Wrap is a command every zenith command runs through, the binary
+	// and its arguments appended (e.g. unshare and a shell).
+	Wrap []string
+	// Environ is added to every zenith command's environment.
+	Environ []string
 }
 
 // Env is a zenith repository in a temporary directory, driven by the real
@@ -47,6 +54,8 @@ type Env struct {
 	PageserverAddr string
 	// Postgres creates and starts compute nodes.
 	Postgres *Computes
+
+	wrap, environ []string
 }
 
 // New creates and starts an environment. opts may be nil.
@@ -55,7 +64,10 @@ func New(t testing.TB, opts *Options) *Env {
 	if opts == nil {
 		opts = &Options{}
 	}
-	bin := Binary(t)
+	bin := opts.Bin
+	if bin == "" {
+		bin = Binary(t)
+	}
 	dir, err := os.MkdirTemp("", "zenith-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +77,7 @@ func New(t testing.TB, opts *Options) *Env {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{t: t, Bin: bin, Dir: dir, RepoDir: filepath.Join(dir, "repo")}
+	e := &Env{t: t, Bin: bin, Dir: dir, RepoDir: filepath.Join(dir, "repo"), wrap: opts.Wrap, environ: opts.Environ}
 	e.Postgres = &Computes{env: e}
 	t.Cleanup(e.cleanup)
 	pgPort, httpPort := freePort(t), freePort(t)
@@ -88,8 +100,9 @@ func New(t testing.TB, opts *Options) *Env {
 func (e *Env) Run(args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.Bin, args...)
-	cmd.Env = append(os.Environ(), "ZENITH_REPO_DIR="+e.RepoDir)
+	argv := append(append(append([]string{}, e.wrap...), e.Bin), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(append(os.Environ(), e.environ...), "ZENITH_REPO_DIR="+e.RepoDir)
 	cmd.Dir = e.Dir
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
