@@ -74,34 +74,47 @@ func computeTarget(t *testing.T, connString, binDir string) pgsuites.Target {
 	return pgsuites.Target{Host: u.Hostname(), Port: port, User: u.User.Username(), BinDir: binDir}
 }
 
-// runOne runs suite s against target and fails the test if the driver
-// could not run it.
-func runOne(ctx context.Context, t *testing.T, src pgsuites.Sources, s pgsuites.Suite, name string, target pgsuites.Target, o pgsuites.RunOptions) *pgsuites.Result {
-	t.Helper()
-	o.OutputDir = filepath.Join(o.OutputDir, s.Name+"-"+name)
+// runCompute runs suite s on the compute, stopped early if its commits
+// stall (stallWatch).
+func runCompute(ctx context.Context, src pgsuites.Sources, s pgsuites.Suite, pg *zenithtest.Postgres, target pgsuites.Target, o pgsuites.RunOptions) (*pgsuites.Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var w stallWatch
+	go w.watch(ctx, pg.ConnString, cancel)
+	o.OutputDir = filepath.Join(o.OutputDir, s.Name+"-compute")
 	r, err := pgsuites.Run(ctx, s, src, target, o)
-	if err != nil {
-		t.Fatalf("%s suite on %s: %v", s.Name, name, err)
+	if reason := w.Reason(); reason != "" {
+		return r, fmt.Errorf("stopped: %s\n%v", reason, err)
 	}
-	t.Logf("%s: %s", name, r.Summary())
+	return r, err
+}
+
+// runOne runs suite s on the compute and fails the test if it could not
+// run or was stopped.
+func runOne(ctx context.Context, t *testing.T, src pgsuites.Sources, s pgsuites.Suite, pg *zenithtest.Postgres, target pgsuites.Target, o pgsuites.RunOptions) *pgsuites.Result {
+	t.Helper()
+	r, err := runCompute(ctx, src, s, pg, target, o)
+	if err != nil {
+		t.Fatalf("%s suite on the compute: %v", s.Name, err)
+	}
+	t.Logf("compute: %s", r.Summary())
 	return r
 }
 
-// runBoth runs suite s against stock and compute at the same time.
-func runBoth(ctx context.Context, t *testing.T, src pgsuites.Sources, s pgsuites.Suite, stockT, computeT pgsuites.Target, o pgsuites.RunOptions) (stock, compute *pgsuites.Result) {
+// runBoth runs suite s against stock and the compute at the same time.
+func runBoth(ctx context.Context, t *testing.T, src pgsuites.Sources, s pgsuites.Suite, stockT pgsuites.Target, pg *zenithtest.Postgres, computeT pgsuites.Target, o pgsuites.RunOptions) (stock, compute *pgsuites.Result) {
 	t.Helper()
 	var wg sync.WaitGroup
 	var res [2]*pgsuites.Result
 	var errs [2]error
-	for i, target := range []pgsuites.Target{stockT, computeT} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			oi := o
-			oi.OutputDir = filepath.Join(o.OutputDir, s.Name+"-"+[]string{"stock", "compute"}[i])
-			res[i], errs[i] = pgsuites.Run(ctx, s, src, target, oi)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		oi := o
+		oi.OutputDir = filepath.Join(o.OutputDir, s.Name+"-stock")
+		res[0], errs[0] = pgsuites.Run(ctx, s, src, stockT, oi)
+	}()
+	res[1], errs[1] = runCompute(ctx, src, s, pg, computeT, o)
 	wg.Wait()
 	for i, name := range []string{"stock", "compute"} {
 		if errs[i] != nil {
@@ -185,10 +198,10 @@ func TestSuites(t *testing.T) {
 				if stockRes[s.Name] == nil {
 					// The first configuration runs stock at the same time.
 					var computeRes *pgsuites.Result
-					stockRes[s.Name], computeRes = runBoth(ctx, t, src, s, stockT, computeT, oi)
+					stockRes[s.Name], computeRes = runBoth(ctx, t, src, s, stockT, pg, computeT, oi)
 					compare(t, s, stockRes[s.Name], computeRes)
 				} else {
-					compare(t, s, stockRes[s.Name], runOne(ctx, t, src, s, "compute", computeT, oi))
+					compare(t, s, stockRes[s.Name], runOne(ctx, t, src, s, pg, computeT, oi))
 				}
 				t.Logf("%s suite: %v", s.Name, time.Since(start).Round(time.Second))
 			}
