@@ -42,8 +42,8 @@ func dumpAll(ctx context.Context, t *testing.T, what string, s pgdump.Server) st
 // compute re-created from the page server (pg stop --destroy, pg start)
 // each dump what the live compute dumps (pgdump.Compare: sequences may be
 // logged ahead), and pg_amcheck --heapallindexed finds the re-created
-// compute clean.
-func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zenithtest.Postgres, binDir string) {
+// compute clean. It returns the re-created compute.
+func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zenithtest.Postgres, binDir string) *zenithtest.Postgres {
 	t.Helper()
 	conn := pg.Connect()
 	var lsn string
@@ -81,6 +81,7 @@ func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *ze
 	} else {
 		t.Logf("pg_amcheck --heapallindexed: every database of the re-created compute clean (%v)", time.Since(start).Round(time.Second))
 	}
+	return re
 }
 
 // countLine finds the counts on a line of waldump --stats.

@@ -100,6 +100,11 @@ func Run(ctx context.Context, s Suite, src Sources, target Target, o RunOptions)
 	if err != nil {
 		return nil, err
 	}
+	// The parents must stay searchable by the server's OS user
+	// (PrepareDir makes missing ones 0700).
+	if err := os.MkdirAll(filepath.Dir(o.OutputDir), 0o755); err != nil {
+		return nil, err
+	}
 	if err := pgcluster.PrepareDir(o.OutputDir, user); err != nil {
 		return nil, err
 	}

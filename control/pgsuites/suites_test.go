@@ -206,8 +206,11 @@ func TestSuites(t *testing.T) {
 				t.Logf("%s suite: %v", s.Name, time.Since(start).Round(time.Second))
 			}
 			start := time.Now()
-			checkRebuilt(ctx, t, env, pg, stockT.BinDir)
+			re := checkRebuilt(ctx, t, env, pg, stockT.BinDir)
 			t.Logf("rebuilt computes checked: %v", time.Since(start).Round(time.Second))
+			start = time.Now()
+			checkPages(ctx, t, env, re, stockT.BinDir)
+			t.Logf("pages checked: %v", time.Since(start).Round(time.Second))
 		})
 	}
 	waldumpStats(ctx, t, filepath.Join(stockPG.DataDir(), "pg_wal"))
