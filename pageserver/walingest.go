@@ -20,7 +20,7 @@ var ErrIngestOrder = errors.New("WAL record out of order")
 
 // ErrUnsupportedRecord is returned by Ingest for a record of a feature the
 // page server does not support (tablespaces other than the two built-in
-// ones).
+// ones), and for a record type ClassifyRecord calls unsupported.
 var ErrUnsupportedRecord = errors.New("unsupported WAL record")
 
 // WalIngest files decoded WAL records into a timeline: every record under
@@ -176,6 +176,9 @@ type decoded struct {
 
 // decodeRecord parses what the ingest needs of rec.
 func decodeRecord(rec *pgdata.Record) (*decoded, error) {
+	if h := ClassifyRecord(rec.Rmgr(), rec.Header.Info); h.Handling == Unsupported {
+		return nil, fmt.Errorf("%v/%s record: %s: %w", rec.Rmgr(), rec.TypeName(), h.How, ErrUnsupportedRecord)
+	}
 	d := &decoded{rec: rec}
 	var err error
 	if d.ops, err = walredo.OpsForRecord(rec); err != nil {
