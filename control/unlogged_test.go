@@ -89,3 +89,45 @@ func checkUnloggedReset(t *testing.T, pg *zenithtest.Postgres) {
 		t.Errorf("%v: after refilling, u has %s rows, want 500", pg, got)
 	}
 }
+
+// TestReplicationOriginsRecreate checks that the replication origins'
+// progress survives the re-creation of a compute, as it survives a
+// PostgreSQL restart: set with pg_replication_origin_advance (a
+// ReplicationOrigin SET record), forgotten by a drop (DROP), and advanced
+// by a commit of a session with an origin (a commit record carrying it).
+// Before the page server kept pg_logical/replorigin_checkpoint, the
+// re-created compute had no progress at all.
+func TestReplicationOriginsRecreate(t *testing.T) {
+	env := zenithtest.New(t, nil)
+	pg := env.Postgres.CreateStart("main")
+	conn := pg.Connect()
+	for _, s := range []string{
+		"CREATE TABLE t (i int)",
+		"SELECT pg_replication_origin_create('o1')",
+		"SELECT pg_replication_origin_create('o2')",
+		"SELECT pg_replication_origin_create('o3')",
+		"SELECT pg_replication_origin_advance('o1', '0/AB000000')",
+		"SELECT pg_replication_origin_advance('o3', '0/1000')",
+		"SELECT pg_replication_origin_drop('o3')",
+		"SELECT pg_replication_origin_session_setup('o2')",
+		"BEGIN",
+		"SELECT pg_replication_origin_xact_setup('0/CD000000', now())",
+		"INSERT INTO t VALUES (1)",
+		"COMMIT",
+		"SELECT pg_replication_origin_session_reset()",
+	} {
+		exec1(t, conn, s)
+	}
+	const status = "SELECT coalesce(string_agg(external_id || ' ' || remote_lsn, ', ' ORDER BY external_id), '') FROM pg_replication_origin_status"
+	want := queryString(t, conn, status)
+	if want != "o1 0/AB000000, o2 0/CD000000" {
+		t.Fatalf("replication origins on the first compute: %q", want)
+	}
+	conn.Close(context.Background())
+	pg.Destroy()
+
+	pg = env.Postgres.CreateStart("main")
+	if got := queryString(t, pg.Connect(), status); got != want {
+		t.Errorf("replication origins after re-creating the compute: %q, want %q", got, want)
+	}
+}

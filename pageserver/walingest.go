@@ -172,6 +172,8 @@ type decoded struct {
 	nextOID       *uint32
 	params        *pgdata.ParameterChange
 	running       *pgdata.RunningXacts
+	originSet     *pgdata.ReplOriginSet
+	originDrop    *uint16
 }
 
 // decodeRecord parses what the ingest needs of rec.
@@ -274,6 +276,17 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 			d.multiTruncate = &t
 			return d, err
 		}
+	case pgdata.RmgrReplicationOrigin:
+		switch info {
+		case pgdata.XLogReplOriginSet:
+			set, err := pgdata.ParseReplOriginSet(rec)
+			d.originSet = &set
+			return d, err
+		case pgdata.XLogReplOriginDrop:
+			origin, err := pgdata.ParseReplOriginDrop(rec)
+			d.originDrop = &origin
+			return d, err
+		}
 	case pgdata.RmgrStandby:
 		if info == pgdata.XLogRunningXacts {
 			r, err := pgdata.ParseRunningXacts(rec)
@@ -315,6 +328,9 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 		err = w.w.PutControlFile(w.control.Encode())
 	}
 	if err != nil {
+		return err
+	}
+	if err := w.trackReplOrigins(ctx, d); err != nil {
 		return err
 	}
 	if err := w.putOps(ctx, d.ops); err != nil {

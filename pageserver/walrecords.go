@@ -78,9 +78,9 @@ var recordHandlings = map[pgdata.RecordType]RecordHandling{
 	{Rmgr: pgdata.RmgrXLOG, Info: 0xB0}:                          ingested(blocksRedo + " (every block's image)"),
 	{Rmgr: pgdata.RmgrXLOG, Info: 0xD0}:                          ignored("OVERWRITE_CONTRECORD: marks a record cut short by a crash as overwritten; the WAL decoder handles the flag, redo only checks it"),
 
-	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactCommit}:         ingested("CLOG bits of the transaction and its subtransactions (in Go), the relations it drops lose every fork, the next XID moves past its XIDs; a replication origin's progress advances"),
-	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactPrepare}:        ingested("its state becomes the pg_twophase file a basebackup writes; the next XID moves past it"),
-	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactAbort}:          ingested("CLOG bits (in Go), the relations it created are dropped; a replication origin's progress advances"),
+	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactCommit}:         ingested("CLOG bits of the transaction and its subtransactions (in Go), the relations it drops lose every fork, the next XID moves past its XIDs; the progress of the replication origin it carries, if any, advances (pg_logical/replorigin_checkpoint)"),
+	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactPrepare}:        ingested("its state becomes the pg_twophase file a basebackup writes; the next XID moves past it; the progress of its session's replication origin, if any, advances"),
+	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactAbort}:          ingested("CLOG bits (in Go), the relations it created are dropped; the progress of the replication origin it carries, if any, advances"),
 	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactCommitPrepared}: ingested("as COMMIT, and the pg_twophase file goes"),
 	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactAbortPrepared}:  ingested("as ABORT, and the pg_twophase file goes"),
 	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactAssignment}:     ingested("the next XID moves past the subtransactions it lists (pg_subtrans is not kept: a compute starts with no transaction in progress)"),
