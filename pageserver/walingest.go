@@ -20,7 +20,7 @@ var ErrIngestOrder = errors.New("WAL record out of order")
 
 // ErrUnsupportedRecord is returned by Ingest for a record of a feature the
 // page server does not support (tablespaces other than the two built-in
-// ones).
+// ones), and for a record type ClassifyRecord calls unsupported.
 var ErrUnsupportedRecord = errors.New("unsupported WAL record")
 
 // WalIngest files decoded WAL records into a timeline: every record under
@@ -172,10 +172,15 @@ type decoded struct {
 	nextOID       *uint32
 	params        *pgdata.ParameterChange
 	running       *pgdata.RunningXacts
+	originSet     *pgdata.ReplOriginSet
+	originDrop    *uint16
 }
 
 // decodeRecord parses what the ingest needs of rec.
 func decodeRecord(rec *pgdata.Record) (*decoded, error) {
+	if h := ClassifyRecord(rec.Rmgr(), rec.Header.Info); h.Handling == Unsupported {
+		return nil, fmt.Errorf("%v/%s record: %s: %w", rec.Rmgr(), rec.TypeName(), h.How, ErrUnsupportedRecord)
+	}
 	d := &decoded{rec: rec}
 	var err error
 	if d.ops, err = walredo.OpsForRecord(rec); err != nil {
@@ -271,6 +276,17 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 			d.multiTruncate = &t
 			return d, err
 		}
+	case pgdata.RmgrReplicationOrigin:
+		switch info {
+		case pgdata.XLogReplOriginSet:
+			set, err := pgdata.ParseReplOriginSet(rec)
+			d.originSet = &set
+			return d, err
+		case pgdata.XLogReplOriginDrop:
+			origin, err := pgdata.ParseReplOriginDrop(rec)
+			d.originDrop = &origin
+			return d, err
+		}
 	case pgdata.RmgrStandby:
 		if info == pgdata.XLogRunningXacts {
 			r, err := pgdata.ParseRunningXacts(rec)
@@ -312,6 +328,9 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 		err = w.w.PutControlFile(w.control.Encode())
 	}
 	if err != nil {
+		return err
+	}
+	if err := w.trackReplOrigins(ctx, d); err != nil {
 		return err
 	}
 	if err := w.putOps(ctx, d.ops); err != nil {
