@@ -3,7 +3,6 @@ package workload
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -143,15 +142,4 @@ func Tablespaces(ctx context.Context, connString, location string) error {
 		`ALTER DATABASE tsw_move SET TABLESPACE `+TablespaceLocation,
 		`DROP DATABASE tsw_drop`,
 	)
-}
-
-// locationLine matches pg_dumpall's line that creates TablespaceLocation.
-var locationLine = regexp.MustCompile(`(?m)^(CREATE TABLESPACE ` + TablespaceLocation + ` OWNER \S+ LOCATION )'[^']*';$`)
-
-// MaskTablespaceLocation replaces, in pg_dumpall's output, the location of
-// TablespaceLocation with "LOCATION"; it is the one line where servers
-// that hold the same data may differ after the workload: a data directory
-// rebuilt elsewhere keeps the tablespace somewhere else.
-func MaskTablespaceLocation(dump string) string {
-	return locationLine.ReplaceAllString(dump, "${1}'LOCATION';")
 }
