@@ -9,6 +9,11 @@ import (
 // The helpers the external test package (oracle_test.go) uses.
 var (
 	StartPageServerProcess = startPageServerProcess
+	AssertCleanStart       = assertCleanStart
+	NewClusterFromTar      = newClusterFromTar
+	TakeBasebackup         = takeBasebackup
+	IngestWALEach          = ingestWALEach
+	QueryInt               = queryInt
 	CreateImportedTenant   = createImportedTenant
 	StartFromBasebackup    = startFromBasebackup
 	CallMeMaybe            = callMeMaybe

@@ -18,9 +18,10 @@ import (
 // LSN (already ingested), or whose xl_prev is not the previous record.
 var ErrIngestOrder = errors.New("WAL record out of order")
 
-// ErrUnsupportedRecord is returned by Ingest for a record of a feature the
-// page server does not support (tablespaces other than the two built-in
-// ones), and for a record type ClassifyRecord calls unsupported.
+// ErrUnsupportedRecord is returned by Ingest for a record type
+// ClassifyRecord calls unsupported. Since tablespaces are ingested no
+// PostgreSQL 15 record type is refused; it stays for callers that tell
+// such a failure apart.
 var ErrUnsupportedRecord = errors.New("unsupported WAL record")
 
 // WalIngest files decoded WAL records into a timeline: every record under
@@ -160,6 +161,8 @@ type decoded struct {
 	smgrTruncate  *pgdata.SmgrTruncate
 	dbCreate      *pgdata.DBaseCreate
 	dbDrop        *pgdata.DBaseDrop
+	tblspcCreate  *pgdata.TblspcCreate
+	tblspcDrop    *uint32 // the tablespace's OID
 	relMap        *pgdata.RelMapUpdate
 	xactEnd       *pgdata.XactEnd
 	prepare       *pgdata.XactPrepare
@@ -228,8 +231,8 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 		switch info {
 		case pgdata.XLogDBaseCreateFileCopy, pgdata.XLogDBaseCreateWALLog:
 			c, err := pgdata.ParseDBaseCreate(rec)
-			if err == nil && (c.TsID != pgdata.DefaultTablespaceOID || c.FileCopy && c.SrcTsID != pgdata.DefaultTablespaceOID) {
-				err = fmt.Errorf("database %d created in tablespace %d: %w", c.DbID, c.TsID, ErrUnsupportedRecord)
+			if err == nil && (c.TsID == pgdata.GlobalTablespaceOID || c.FileCopy && c.SrcTsID == pgdata.GlobalTablespaceOID) {
+				err = fmt.Errorf("database %d created in or from pg_global", c.DbID)
 			}
 			d.dbCreate = &c
 			return d, err
@@ -239,7 +242,16 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 			return d, err
 		}
 	case pgdata.RmgrTablespace:
-		return nil, fmt.Errorf("tablespace record: tablespaces other than pg_default and pg_global: %w", ErrUnsupportedRecord)
+		switch info {
+		case pgdata.XLogTblspcCreate:
+			c, err := pgdata.ParseTblspcCreate(rec)
+			d.tblspcCreate = &c
+			return d, err
+		case pgdata.XLogTblspcDrop:
+			ts, err := pgdata.ParseTblspcDrop(rec)
+			d.tblspcDrop = &ts
+			return d, err
+		}
 	case pgdata.RmgrRelMap:
 		u, err := pgdata.ParseRelMapUpdate(rec)
 		d.relMap = &u
@@ -313,6 +325,10 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 		err = w.createDatabase(ctx, d.dbCreate)
 	case d.dbDrop != nil:
 		err = w.dropDatabase(ctx, d.dbDrop)
+	case d.tblspcCreate != nil:
+		err = w.w.CreateTablespace(ctx, Tablespace{OID: d.tblspcCreate.TsID, Location: d.tblspcCreate.Location})
+	case d.tblspcDrop != nil:
+		err = w.w.DropTablespace(ctx, *d.tblspcDrop)
 	case d.relMap != nil:
 		err = w.putRelMap(ctx, d.relMap)
 	case d.xactEnd != nil:

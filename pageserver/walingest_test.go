@@ -132,6 +132,13 @@ func leavePrepared(ctx context.Context, t *testing.T, pg *pgcluster.Cluster) {
 // record before the last.
 func ingestWAL(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN) (map[string]int, pgdata.CheckPoint) {
 	t.Helper()
+	return ingestWALEach(t, ing, walDir, start, nil)
+}
+
+// ingestWALEach is ingestWAL that also calls each, if set, with every
+// record after its ingest.
+func ingestWALEach(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN, each func(*pgdata.Record)) (map[string]int, pgdata.CheckPoint) {
+	t.Helper()
 	r, err := pgdata.OpenWAL([]string{walDir}, pgdata.WALReadOptions{Start: start})
 	if err != nil {
 		t.Fatal(err)
@@ -156,5 +163,8 @@ func ingestWAL(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN) (m
 			t.Fatal(err)
 		}
 		counts[rec.Rmgr().String()]++
+		if each != nil {
+			each(rec)
+		}
 	}
 }

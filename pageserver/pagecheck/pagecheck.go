@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,22 +99,14 @@ func (o *Oracle) file(p string) []byte {
 	return b
 }
 
-// CheckDatabases compares the databases, their PG_VERSION files, relation
-// maps, relations, fork sizes and pages.
+// CheckDatabases compares the tablespaces, the databases' directories in
+// every tablespace, their PG_VERSION files, relation maps, relations,
+// fork sizes and pages.
 func (o *Oracle) CheckDatabases() {
 	t := o.t
 	dirs := map[pageserver.Database]string{{SpcNode: pgdata.GlobalTablespaceOID}: "global"}
-	bases, err := os.ReadDir(filepath.Join(o.dir, "base"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range bases {
-		oid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err != nil {
-			t.Fatalf("base/%s: %v", e.Name(), err)
-		}
-		dirs[pageserver.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: uint32(oid)}] = "base/" + e.Name()
-	}
+	o.databaseDirs(dirs, pgdata.DefaultTablespaceOID, "base")
+	o.checkTablespaces(dirs)
 	var want pageserver.DBDir
 	for db := range dirs {
 		want = append(want, db)
@@ -130,32 +123,80 @@ func (o *Oracle) CheckDatabases() {
 		t.Fatal(err)
 	}
 	for db, rel := range dirs {
+		_, statErr := os.Stat(filepath.Join(o.dir, rel, "pg_filenode.map"))
 		relMap, found, err := o.rd.RelMap(o.ctx, db)
-		if err != nil || !found || !bytes.Equal(relMap, o.file(rel+"/pg_filenode.map")) {
-			t.Errorf("%s/pg_filenode.map: stored %d bytes (found %v, %v), differs from the file", rel, len(relMap), found, err)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case found != (statErr == nil):
+			t.Errorf("%s/pg_filenode.map: stored %v, on disk %v", rel, found, statErr == nil)
+		case found && !bytes.Equal(relMap, o.file(rel+"/pg_filenode.map")):
+			t.Errorf("%s/pg_filenode.map: stored %d bytes, differs from the file", rel, len(relMap))
 		}
 		if db.DbNode != 0 {
-			if _, found := slices.BinarySearch(aux, rel+"/PG_VERSION"); !found {
-				t.Errorf("%s/PG_VERSION is not among the auxiliary files", rel)
+			_, statErr := os.Stat(filepath.Join(o.dir, rel, "PG_VERSION"))
+			if _, found := slices.BinarySearch(aux, rel+"/PG_VERSION"); found != (statErr == nil) {
+				t.Errorf("%s/PG_VERSION: among the auxiliary files %v, on disk %v", rel, found, statErr == nil)
 			}
 		}
 		o.checkRelations(db, rel)
 	}
+	inDir := map[string]bool{}
+	for _, rel := range dirs {
+		inDir[rel] = true
+	}
 	for _, p := range aux {
-		if d, ok := pathDir(p); ok && dirs[pageserver.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: d}] == "" {
+		if (strings.HasPrefix(p, "base/") || strings.HasPrefix(p, "pg_tblspc/")) && !inDir[path.Dir(p)] {
 			t.Errorf("auxiliary file %s belongs to no database", p)
 		}
 	}
 }
 
-// pathDir returns the database OID of a base/<oid>/... path.
-func pathDir(p string) (uint32, bool) {
-	var oid uint32
-	var rest string
-	if n, _ := fmt.Sscanf(p, "base/%d/%s", &oid, &rest); n != 2 {
-		return 0, false
+// databaseDirs adds the database directories under rel (base/ or a
+// tablespace's version directory) to dirs.
+func (o *Oracle) databaseDirs(dirs map[pageserver.Database]string, spc uint32, rel string) {
+	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
+	if err != nil {
+		o.t.Fatal(err)
 	}
-	return oid, true
+	for _, e := range entries {
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			o.t.Fatalf("%s/%s: %v", rel, e.Name(), err)
+		}
+		dirs[pageserver.Database{SpcNode: spc, DbNode: uint32(oid)}] = rel + "/" + e.Name()
+	}
+}
+
+// checkTablespaces compares the tablespace list with pg_tblspc, where each
+// entry is a symbolic link to the tablespace's location or, in place, a
+// directory, and adds the database directories in each to dirs.
+func (o *Oracle) checkTablespaces(dirs map[pageserver.Database]string) {
+	t := o.t
+	entries, err := os.ReadDir(filepath.Join(o.dir, "pg_tblspc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want pageserver.TablespaceDir
+	for _, e := range entries {
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			t.Fatalf("pg_tblspc/%s: %v", e.Name(), err)
+		}
+		ts := pageserver.Tablespace{OID: uint32(oid)}
+		if e.Type()&os.ModeSymlink != 0 {
+			if ts.Location, err = os.Readlink(filepath.Join(o.dir, "pg_tblspc", e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want = append(want, ts)
+		o.databaseDirs(dirs, ts.OID, ts.VersionDir())
+	}
+	slices.SortFunc(want, func(a, b pageserver.Tablespace) int { return cmp.Compare(a.OID, b.OID) })
+	got, err := o.rd.Tablespaces(o.ctx)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("tablespaces = %v, %v; want %v", got, err, want)
+	}
 }
 
 // diskFork is a relation fork in the data directory: its pages.
