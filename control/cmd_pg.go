@@ -194,7 +194,10 @@ func pgListCommand() *cli.Command {
 TENANT, BRANCH, LSN (a running writable node's current WAL position; a
 read-only node's LSN; otherwise the LSN its data directory was built at),
 STATUS (running, stopped, or crashed: not stopped cleanly, rebuilt at the
-next start).
+next start). A branch whose WAL the page server stopped ingesting is named
+below the table with where and why (ingest_stopped in --json): its commits
+go on, but no compute can start at its end until the page server is
+restarted with the cause fixed.
 
 Examples:
   zenith pg list
@@ -217,10 +220,21 @@ Examples:
 			if err != nil {
 				return err
 			}
+			var stops []IngestStop
+			if len(rows) > 0 {
+				if stops, err = e.ingestStops(c.Context, nodeTenants(rows)); err != nil {
+					fmt.Fprintf(e.Progress, "cannot ask the page server whether ingest of the branches goes on: %v\n", err)
+				}
+				markIngestStops(rows, stops)
+			}
 			if c.Bool("json") {
 				return writeJSON(e.Out, rows)
 			}
-			return printNodes(e.Out, rows)
+			if err := printNodes(e.Out, rows); err != nil {
+				return err
+			}
+			printIngestStops(e.Out, stops)
+			return nil
 		},
 	}
 }
@@ -246,6 +260,9 @@ type nodeRow struct {
 	ReadOnly bool          `json:"read_only"`
 	Status   string        `json:"status"`
 	ConnStr  string        `json:"connstr"`
+	// IngestStopped is set when the page server stopped ingesting the
+	// branch's WAL: where and why.
+	IngestStopped string `json:"ingest_stopped,omitempty"`
 }
 
 func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {

@@ -77,6 +77,9 @@ func StatusCommand() *cli.Command {
 		Usage: "show the page server, safekeepers and compute nodes",
 		Description: `Shows whether each background process runs (by its verified pidfile) and
 the compute nodes of every tenant. A stale pidfile is reported and removed.
+A branch whose WAL the page server stopped ingesting (a record it could not
+ingest) is named with where and why: its commits go on, but no compute can
+start at its end until the page server is restarted with the cause fixed.
 
 Examples:
   zenith status
@@ -102,12 +105,22 @@ Examples:
 			if err != nil {
 				return err
 			}
+			// Only a page server that runs can say; zenith status
+			// never fails for one that does not.
+			var stops []IngestStop
+			if !e.Config.Pageserver.Local || (len(procs) > 0 && procs[0].Running) {
+				if stops, err = e.ingestStops(c.Context, nil); err != nil {
+					fmt.Fprintf(e.Progress, "cannot ask the page server whether ingest goes on: %v\n", err)
+				}
+				markIngestStops(nodes, stops)
+			}
 			if c.Bool("json") {
 				return writeJSON(e.Out, struct {
-					Repository string          `json:"repository"`
-					Processes  []processStatus `json:"processes"`
-					Computes   []nodeRow       `json:"computes"`
-				}{e.Dir, procs, nodes})
+					Repository    string          `json:"repository"`
+					Processes     []processStatus `json:"processes"`
+					Computes      []nodeRow       `json:"computes"`
+					IngestStopped []IngestStop    `json:"ingest_stopped,omitempty"`
+				}{e.Dir, procs, nodes, stops})
 			}
 			fmt.Fprintf(e.Out, "repository %s\n", e.Dir)
 			if !e.Config.Pageserver.Local {
@@ -120,7 +133,11 @@ Examples:
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
 				}
 			}
-			return printNodes(e.Out, nodes)
+			if err := printNodes(e.Out, nodes); err != nil {
+				return err
+			}
+			printIngestStops(e.Out, stops)
+			return nil
 		},
 	}
 }

@@ -176,6 +176,9 @@ func (e *Env) settledLSN(ctx context.Context, n *Node, last pgdata.LSN) (pgdata.
 		if err != nil {
 			return 0, err
 		}
+		if b.IngestStopped != "" {
+			return 0, errIngestStopped(b)
+		}
 		if b.LastRecordLSN == last {
 			return last, nil
 		}
@@ -267,6 +270,11 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.TimelineID, n.Name, n.Timeline, n.Name)
 	}
 	if !n.ReadOnly() {
+		// A writable node continues at the branch's end, which the page
+		// server cannot serve: say so now, not after a wait.
+		if branch.IngestStopped != "" {
+			return errIngestStopped(branch)
+		}
 		if err := e.checkOnlyWriter(ctx, n); err != nil {
 			return err
 		}
@@ -410,6 +418,9 @@ func (e *Env) cleanStopLSN(ctx context.Context, n *Node, c *pgcluster.Cluster) (
 		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
 		if err != nil {
 			return 0, err
+		}
+		if b.IngestStopped != "" {
+			return 0, errIngestStopped(b)
 		}
 		if b.LastRecordLSN > ckpt {
 			return b.LastRecordLSN, nil

@@ -33,6 +33,10 @@ type Branch struct {
 	LastRecordLSN      pgdata.LSN    `json:"last_record_lsn"`
 	PrevRecordLSN      string        `json:"prev_record_lsn,omitempty"`
 	DiskConsistentLSN  string        `json:"disk_consistent_lsn,omitempty"`
+	// IngestStopped is the page server's "ingest of timeline T stopped at
+	// LSN X: reason" when the branch's ingest stopped, "" while it goes
+	// on.
+	IngestStopped string `json:"ingest_stopped,omitempty"`
 }
 
 // PageserverError is an error the page server answered with.
@@ -202,6 +206,7 @@ func parseBranchRow(r map[string]string) (Branch, error) {
 		AncestorLSN:        r["ancestor_lsn"],
 		PrevRecordLSN:      r["prev_record_lsn"],
 		DiskConsistentLSN:  r["disk_consistent_lsn"],
+		IngestStopped:      r["ingest_stopped"],
 	}
 	var err error
 	if b.TimelineID, err = id.ParseTimelineID(r["timeline_id"]); err != nil {

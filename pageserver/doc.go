@@ -45,7 +45,9 @@
 // The libpq protocol (package pgwire), simple or extended query; each query
 // is one command (page_service_parse.go has the grammar, errors carry a
 // SQLSTATE: 42601 syntax, 22023 malformed argument, 42704 unknown object,
-// 42710 exists, 55000 LSN not servable, 57014 LSN not reached in time):
+// 42710 exists, 55000 LSN not servable (below the GC cut-off, or after the
+// point where the timeline's ingest stopped), 57014 LSN not reached in
+// time):
 //
 //	identify_system | status | tenant_create [id] | tenant_list
 //	import <tenant> <branch>            then COPY IN of a data directory tar
@@ -57,7 +59,9 @@
 //	pagestream <tenant> <branch|timeline>         COPY BOTH (pagestream.go)
 //
 // A request for an LSN the timeline has not reached waits for it up to
-// wait_lsn_timeout. A malformed page request ends its COPY with an error; a
+// wait_lsn_timeout; if the timeline's ingest stopped before it, the request
+// fails at once with where and why it stopped (55000), as does a request
+// for the latest state (basebackup or branch_create without an LSN). A malformed page request ends its COPY with an error; a
 // message that cannot be framed ends its session; the server keeps serving
 // everyone else.
 //
@@ -76,8 +80,22 @@
 // they may be of a dead compute whose successor's WAL differs there.
 // Streamed WAL that does not decode is cut off the same way, and the
 // receiver connects again with a growing backoff (it reports the error and
-// counts it in zenith_pageserver_wal_decode_errors_total); only a record
-// that decodes but fails to ingest, or a failed fsync, stops it for good.
+// counts it in zenith_pageserver_wal_decode_errors_total); only a failed
+// fsync stops it for good.
+//
+// Durability never depends on ingest: when a record that decodes fails to
+// ingest, ingest stops at the end of the record before it (X), and the
+// receiver goes on storing, fsyncing and acknowledging WAL, so commits on
+// the compute go on. The timeline reports "ingest of timeline T stopped at
+// LSN X: reason" in branch_list (column ingest_stopped), the HTTP
+// timeline list (ingest_stopped), the metrics
+// zenith_pageserver_ingest_stopped{tenant_id,timeline_id} and
+// zenith_pageserver_ingest_stopped_lsn, and once in the log; requests after
+// X fail at once (see above). A page server restarted once the cause is
+// fixed ingests the stored WAL from its disk-consistent LSN on and catches
+// up. To safekeepers it reports its disk-consistent LSN, which stays at or
+// below X, so they keep the WAL it has not ingested. FailIngestEnv
+// (failpoint.go) injects such a failure, for tests.
 //
 // The source is a compute (callmemaybe) or a set of safekeepers
 // (safekeepers): then the receiver streams from the one with the highest

@@ -149,6 +149,9 @@ type TimelineInfo struct {
 	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
 	GCCutoffLSN       pgdata.LSN    `json:"gc_cutoff_lsn"`
+	// IngestStopped is set when the timeline's ingest stopped: where and
+	// why (see WalReceiver).
+	IngestStopped *IngestStop `json:"ingest_stopped,omitempty"`
 	// WALReceiver is nil for a timeline that takes no WAL.
 	WALReceiver *walStatus `json:"wal_receiver"`
 }
@@ -165,6 +168,9 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 	if b, ok := t.branchOf(tid); ok {
 		ti.Branch = b.Name
 	}
+	if stop := tl.IngestStopped(); stop != nil {
+		ti.IngestStopped = &IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
+	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
 		ti.AncestorTimeline, ti.AncestorLSN = a.String(), optionalLSN(at)
 	}
@@ -173,6 +179,14 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 		ti.WALReceiver = &st
 	}
 	return ti, nil
+}
+
+// IngestStop says where a timeline's ingest stopped (the end of the last
+// record ingested) and why; Message is both in one sentence.
+type IngestStop struct {
+	LSN     pgdata.LSN `json:"lsn"`
+	Reason  string     `json:"reason"`
+	Message string     `json:"message"`
 }
 
 // httpSetSafekeepers makes a timeline (branch name or id) stream its WAL

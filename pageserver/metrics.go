@@ -117,12 +117,14 @@ var (
 	descWALConnected   = prometheus.NewDesc("zenith_pageserver_wal_receiver_connected", "1 when the WAL receiver is streaming from its source.", timelineLabels, nil)
 	descWALSafekeeper  = prometheus.NewDesc("zenith_pageserver_wal_receiver_safekeeper", "Each safekeeper the timeline's WAL comes from: 1 for the one streamed from, 0 for the others.", append(timelineLabels, "safekeeper"), nil)
 	descWALDecodeErrs  = prometheus.NewDesc("zenith_pageserver_wal_decode_errors_total", "Streams from the timeline's source that ended with WAL that does not decode (each followed by a reconnection).", timelineLabels, nil)
+	descIngestStopped  = prometheus.NewDesc("zenith_pageserver_ingest_stopped", "1 when the timeline's WAL ingest stopped on a record it could not ingest (its WAL is still received and kept; see the timeline's ingest_stopped in the HTTP API).", timelineLabels, nil)
+	descIngestStopLSN  = prometheus.NewDesc("zenith_pageserver_ingest_stopped_lsn", "Where the timeline's WAL ingest stopped (the end of the last record ingested), for a stopped ingest.", timelineLabels, nil)
 	descLayerFiles     = prometheus.NewDesc("zenith_pageserver_layer_files", "Layer files of the timeline, by kind.", append(timelineLabels, "kind"), nil)
 	descLayerBytes     = prometheus.NewDesc("zenith_pageserver_layer_bytes", "Bytes of the timeline's layer files, by kind.", append(timelineLabels, "kind"), nil)
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descLayerFiles, descLayerBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes} {
 		ch <- d
 	}
 }
@@ -141,6 +143,12 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLastRecordLSN, float64(tl.LastRecordLSN()), labels...)
 			gauge(descDiskConsistent, float64(tl.DiskConsistentLSN()), labels...)
 			gauge(descGCCutoff, float64(tl.GCCutoff()), labels...)
+			if stop := tl.IngestStopped(); stop != nil {
+				gauge(descIngestStopped, 1, labels...)
+				gauge(descIngestStopLSN, float64(stop.LSN), labels...)
+			} else {
+				gauge(descIngestStopped, 0, labels...)
+			}
 			if w := t.walOf(info.ID); w != nil {
 				st := w.Status()
 				gauge(descWALReceived, float64(st.Received), labels...)

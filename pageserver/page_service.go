@@ -25,7 +25,7 @@ type pageService struct{ s *Server }
 // branchColumns are the columns of branch_list and of the commands that
 // create a branch.
 var branchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn"}
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped"}
 
 // Handle runs one command.
 func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
@@ -187,7 +187,9 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 }
 
 // basebackup streams a tar of a timeline as of an LSN in COPY OUT. The
-// LSN defaults to the last record; a later one is waited for.
+// LSN defaults to the last record; a later one is waited for. Both fail
+// at once on a timeline whose ingest stopped, unless the LSN is at or
+// before where it stopped.
 func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c pageCommand) (err error) {
 	s := ps.s
 	defer func() {
@@ -203,7 +205,9 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 	}
 	lsn := c.lsn
 	if lsn == 0 {
-		lsn = tl.LastRecordLSN()
+		if lsn, err = latestLSN(tl); err != nil {
+			return err
+		}
 	} else if err := s.waitForLSN(ctx, tl, lsn); err != nil {
 		return err
 	}
@@ -229,7 +233,8 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 
 // sqlError gives an error of a command its SQLSTATE (see the command
 // table in the package's interface notes): unknown things 42704, taken
-// names 42710, bad input 22023, LSNs the timeline cannot serve 55000.
+// names 42710, bad input 22023, LSNs the timeline cannot serve 55000
+// (those after the point where its ingest stopped included).
 // Other errors stay internal errors (XX000).
 func sqlError(err error) error {
 	var pe *pgwire.Error
@@ -244,6 +249,9 @@ func sqlError(err error) error {
 		code = pgwire.CodeDuplicateObject
 	case errors.Is(err, ErrNotShutDown), errors.Is(err, errBadTar):
 		code = pgwire.CodeInvalidParameterValue
+	case errors.Is(err, repo.ErrIngestStopped):
+		return &pgwire.Error{Code: pgwire.CodeObjectNotInPrereqState, Message: err.Error(),
+			Hint: "the page server keeps the timeline's WAL; restart it once the cause is fixed and ingest resumes (its log says more)"}
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
 		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile):
@@ -278,7 +286,8 @@ func timelineWALOf(t *tenant, tl *repo.Timeline) (timelineWAL, error) {
 }
 
 // waitForLSN waits, at most the configured wait_lsn_timeout, until tl has
-// ingested WAL up to lsn.
+// ingested WAL up to lsn. It fails at once (repo.ErrIngestStopped) if
+// tl's ingest stopped before lsn.
 func (s *Server) waitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) error {
 	if lsn <= tl.LastRecordLSN() {
 		return nil
@@ -287,6 +296,9 @@ func (s *Server) waitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.L
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := tl.WaitForLSN(wctx, lsn); err != nil {
+		if errors.Is(err, repo.ErrIngestStopped) {
+			return err
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -295,4 +307,15 @@ func (s *Server) waitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.L
 			Hint:    "is the timeline's WAL source (callmemaybe) streaming?"}
 	}
 	return nil
+}
+
+// latestLSN is the LSN a request without one is served at: the last
+// record ingested. A timeline whose ingest stopped has WAL after that
+// point that it cannot serve: the request fails (repo.ErrIngestStopped)
+// rather than serve a state that lacks acknowledged commits.
+func latestLSN(tl *repo.Timeline) (pgdata.LSN, error) {
+	if stop := tl.IngestStopped(); stop != nil {
+		return 0, fmt.Errorf("the latest state of the timeline is not known: %w", stop)
+	}
+	return tl.LastRecordLSN(), nil
 }

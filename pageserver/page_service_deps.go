@@ -17,20 +17,27 @@ import (
 // processes, SLRU pages in Go (redo.go).
 func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 
-// openTimelineWAL starts the WAL side of a timeline: its ingest (which
-// needs the timeline's pg_control, so an imported timeline or a branch of
-// one), its raw-WAL store in walDir, and the receiver that streams into
-// both from the source the store remembers.
-func openTimelineWAL(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
-	ing, err := NewWalIngest(ctx, tl, log)
-	if err != nil {
-		return nil, err
+// timelineWALOpener returns what starts the WAL side of a timeline: its
+// ingest (which needs the timeline's pg_control, so an imported timeline
+// or a branch of one), its raw-WAL store in walDir, and the receiver that
+// streams into both from the source the store remembers. fp, if not nil,
+// makes the ingest of the records it matches fail (FailIngestEnv).
+func timelineWALOpener(fp *ingestFailpoint) openWALFunc {
+	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
+		ing, err := NewWalIngest(ctx, tl, log)
+		if err != nil {
+			return nil, err
+		}
+		store, err := OpenWALStore(walDir, ing.SegSize(), log)
+		if err != nil {
+			return nil, err
+		}
+		var in Ingester = ing
+		if fp != nil {
+			in = failingIngester{Ingester: ing, fp: fp}
+		}
+		return &receiverWAL{WalReceiver: NewWalReceiver(tl, in, store, log), store: store}, nil
 	}
-	store, err := OpenWALStore(walDir, ing.SegSize(), log)
-	if err != nil {
-		return nil, err
-	}
-	return &receiverWAL{WalReceiver: NewWalReceiver(tl, ing, store, log), store: store}, nil
 }
 
 // receiverWAL is a timeline's WalReceiver with its WALStore.

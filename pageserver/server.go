@@ -74,6 +74,13 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	if err := os.RemoveAll(filepath.Join(dir, importDirName)); err != nil {
 		return nil, fmt.Errorf("remove interrupted imports: %w", err)
 	}
+	fp, err := ingestFailpointFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if fp != nil {
+		log.Warn().Str(FailIngestEnv, fp.spec).Msg("ingest failure injection is on: the ingest of matching records will fail")
+	}
 	s := &Server{dir: dir, cfg: cfg, log: log, started: time.Now(), metrics: newMetrics()}
 
 	rcfg := walredo.DefaultConfig()
@@ -97,7 +104,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: openTimelineWAL, runner: &walRunner{}, log: log,
+		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log,
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -233,12 +240,15 @@ type BranchInfo struct {
 	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
 	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
+	// when the timeline's ingest stopped, "" while it goes on.
+	IngestStopped string `json:"ingest_stopped,omitempty"`
 }
 
 // row is the branch as a row of branchColumns.
 func (b BranchInfo) row() []string {
 	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
-		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String()}
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped}
 }
 
 // optionalLSN is an LSN that is printed empty when it is 0 (none, or not
@@ -277,6 +287,9 @@ func (s *Server) branchInfo(t *tenant, b Branch) (BranchInfo, error) {
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(),
 	}
+	if stop := tl.IngestStopped(); stop != nil {
+		info.IngestStopped = stop.Error()
+	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
 		info.AncestorTimeline, info.AncestorLSN = a.String(), optionalLSN(at)
 		if ab, ok := t.branchOf(a); ok {
@@ -309,6 +322,10 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	}
 	lsn := start.lsn
 	switch {
+	case lsn == 0 && start.at.IsZero():
+		if _, err := latestLSN(anc); err != nil {
+			return BranchInfo{}, err
+		}
 	case !start.at.IsZero():
 		if lsn, err = t.lsnForTime(ctx, anc, start.at); err != nil {
 			return BranchInfo{}, err

@@ -91,6 +91,16 @@ type WalReceiverStatus struct {
 // ingest. Records are ingested only once they are fsynced, so the
 // repository never holds WAL the store could lose.
 //
+// Durability never depends on ingest. When the ingest of a record fails
+// (a record it cannot apply, a failed write of the repository, an
+// injected failure: FailIngestEnv), ingest stops there for the life of
+// the receiver: the timeline says so (repo.Timeline.StopIngest, which
+// makes waits for later LSNs fail at once), the page server's log says so
+// once, and the receiver goes on receiving, storing, fsyncing and
+// acknowledging WAL, so a compute that waits for us as its synchronous
+// standby keeps committing. A page server restarted once the cause is
+// fixed ingests the stored WAL from where the repository is durable.
+//
 // The source is either one compute (SetSource, the page service's
 // callmemaybe) or a set of safekeepers (SetSafekeepers); one replaces the
 // other. What the receiver reports as flushed differs:
@@ -128,6 +138,10 @@ type WalReceiver struct {
 	// records decoded but not ingested yet.
 	dec     *pgdata.WALDecoder
 	pending []*pgdata.Record
+	// decoded is the end of the last record decoded (or where the
+	// decoder started): where the stored WAL is cut back to while ingest
+	// is stopped (see rewind).
+	decoded pgdata.LSN
 	// toSafekeeper is set while streaming from a safekeeper: it changes
 	// the flush position reported (see above).
 	toSafekeeper bool
@@ -213,7 +227,8 @@ func (r *WalReceiver) source() (string, *SafekeeperSet, <-chan struct{}) {
 // crash, what came after its disk-consistent LSN), then streams from the
 // source, reconnecting with backoff, until ctx ends. It returns ctx's
 // error then, or the error that makes going on impossible (the store and
-// the timeline disagree, or ingest failed).
+// the timeline disagree, or an fsync failed). A failed ingest is not such
+// an error: streaming goes on without ingest (see WalReceiver).
 func (r *WalReceiver) Run(ctx context.Context) error {
 	if err := r.catchUp(ctx); err != nil {
 		r.setStatus(func(st *WalReceiverStatus) { st.LastError = err.Error() })
@@ -293,10 +308,9 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 	}
 }
 
-// fatalError is a failure after which the receiver stops: a failed
-// ingest of a record that decoded (the timeline must be reopened), or a
-// failed fsync (whether the bytes are durable is unknown, as for
-// PostgreSQL, which PANICs).
+// fatalError is a failure after which the receiver stops: a failed fsync
+// (whether the bytes are durable is unknown, as for PostgreSQL, which
+// PANICs), or a failure to cut the stored WAL back.
 type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
@@ -372,8 +386,15 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 // that record end, whose WAL differs from there on, and safekeepers that
 // had the dead compute's WAL stream the new one's from there too. Asking
 // for the WAL from the record end takes the source's history as it is.
+//
+// While ingest is stopped, the records after the timeline's last record
+// are kept (they were acknowledged): the cut is at the end of the last
+// record decoded instead.
 func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 	last, end := r.tl.LastRecordLSN(), r.store.End()
+	if r.tl.IngestStopped() != nil {
+		last = r.decoded
+	}
 	if last >= end {
 		// Nothing after the last record; or, past end, the rest of the
 		// segment an XLOG_SWITCH record ended, which the decoder skips
@@ -394,6 +415,7 @@ func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
 	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
 	r.dec.ExpectSystemID(r.ing.SystemID())
 	r.pending = r.pending[:0]
+	r.decoded = at
 }
 
 // decode moves every complete record fed so far to pending, up to the
@@ -404,6 +426,7 @@ func (r *WalReceiver) decode() error {
 		switch {
 		case err == nil:
 			r.pending = append(r.pending, rec)
+			r.decoded = rec.EndLSN
 		case errors.Is(err, pgdata.ErrNeedMoreWAL):
 			return nil
 		default:
@@ -412,15 +435,35 @@ func (r *WalReceiver) decode() error {
 	}
 }
 
-// ingestPending ingests the decoded records.
+// ingestPending ingests the decoded records. If one fails, ingest stops
+// (stopIngest) and the records are dropped: they stay in the store. It
+// fails only with ctx's error, when a record's ingest was cut short by
+// it.
 func (r *WalReceiver) ingestPending(ctx context.Context) error {
-	for i, rec := range r.pending {
-		if err := r.ing.Ingest(ctx, rec); err != nil {
-			r.pending = r.pending[i:]
-			return &fatalError{fmt.Errorf("ingest the record at %v: %w", rec.LSN, err)}
-		}
-		r.pending[i] = nil
+	defer func() {
+		clear(r.pending)
+		r.pending = r.pending[:0]
+	}()
+	if r.tl.IngestStopped() != nil {
+		return nil
 	}
-	r.pending = r.pending[:0]
+	for _, rec := range r.pending {
+		if err := r.ing.Ingest(ctx, rec); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.stopIngest(rec, err)
+			return nil
+		}
+	}
 	return nil
+}
+
+// stopIngest stops the timeline's ingest before rec, whose ingest failed
+// with err, and says so in the log, once.
+func (r *WalReceiver) stopIngest(rec *pgdata.Record, err error) {
+	reason := fmt.Sprintf("the record at %v (%v, info %#02x) failed: %v", rec.LSN, rec.Rmgr(), rec.Header.Info, err)
+	stop := r.tl.StopIngest(reason)
+	r.log.Error().Stringer("lsn", stop.LSN).Stringer("record_lsn", rec.LSN).Err(err).
+		Msg("ingest stopped: WAL is still received and kept, reads after this LSN fail until the page server is restarted with the cause fixed")
 }

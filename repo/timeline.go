@@ -44,7 +44,9 @@ type Timeline struct {
 	frozen      []frozenLayer // oldest first
 	state       durable
 	last, prev  pgdata.LSN
-	lsnAdvanced chan struct{} // closed when last advances
+	lsnAdvanced chan struct{} // closed when last advances, or ingest stops
+	// ingestStopped is set when the timeline's ingest stopped (StopIngest).
+	ingestStopped *IngestStoppedError
 
 	flushMu   sync.Mutex // one flush at a time
 	compactMu sync.Mutex // one compaction or GC at a time
@@ -179,13 +181,18 @@ func (tl *Timeline) GCCutoff() pgdata.LSN {
 }
 
 // WaitForLSN waits until records up to lsn have been ingested, or ctx ends.
+// If the timeline's ingest stopped before lsn (StopIngest), it fails at
+// once with the *IngestStoppedError.
 func (tl *Timeline) WaitForLSN(ctx context.Context, lsn pgdata.LSN) error {
 	for {
 		tl.mu.RLock()
-		last, ch := tl.last, tl.lsnAdvanced
+		last, ch, stopped := tl.last, tl.lsnAdvanced, tl.ingestStopped
 		tl.mu.RUnlock()
 		if last >= lsn {
 			return nil
+		}
+		if stopped != nil {
+			return fmt.Errorf("wait for %v: %w", lsn, stopped)
 		}
 		select {
 		case <-ch:
