@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/control/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -132,7 +133,7 @@ func TestTablespaces(t *testing.T) {
 	if got := queryString(t, conn, "SELECT pg_tablespace_location("+oid+")"); got != nodeTablespace {
 		t.Errorf("re-created compute: pg_tablespace_location = %q, want its node's %q", got, nodeTablespace)
 	}
-	if err := workload.CompareDumps(workload.MaskTablespaceLocation(dumpAll(t, pg)), workload.MaskTablespaceLocation(want)); err != nil {
+	if err := pgdump.Compare(workload.MaskTablespaceLocation(dumpAll(t, pg)), workload.MaskTablespaceLocation(want)).Err(); err != nil {
 		t.Errorf("pg_dumpall of the re-created compute and of the live one: %v", err)
 	}
 	if got := tablespaceFiles(t, nodeTablespace); !slices.Equal(got, liveFiles) {
@@ -151,7 +152,7 @@ func TestTablespaces(t *testing.T) {
 	exec1(t, conn, "INSERT INTO tsw_a (id, v) VALUES (-1, 'after')")
 
 	bpg := env.Postgres.CreateStart("after_tablespaces")
-	if err := workload.CompareDumps(workload.MaskTablespaceLocation(dumpAll(t, bpg)), workload.MaskTablespaceLocation(want)); err != nil {
+	if err := pgdump.Compare(workload.MaskTablespaceLocation(dumpAll(t, bpg)), workload.MaskTablespaceLocation(want)).Err(); err != nil {
 		t.Errorf("pg_dumpall of branch after_tablespaces and of main at %s: %v", lsn, err)
 	}
 	bconn := bpg.Connect()
