@@ -168,7 +168,8 @@ func compare(t *testing.T, s pgsuites.Suite, stock, compute *pgsuites.Result) {
 // suites wrote: no record of a type that ingest does not support.
 //
 // $ZENITH_PGSUITES_SAFEKEEPERS (default "0,3") chooses the compute's
-// configurations; scripts/test runs a short form.
+// configurations and $ZENITH_PGSUITES (default "regress,isolation") the
+// suites; scripts/test runs a short form, scripts/pgsuites the long one.
 func TestSuites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL's regression and isolation suites")
@@ -176,6 +177,7 @@ func TestSuites(t *testing.T) {
 	src := sources(t)
 	t.Logf("PostgreSQL test suites %s from %s", src.Version(), src.Dir)
 	configs := safekeeperCounts(t)
+	suites := chosenSuites(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 
@@ -191,7 +193,7 @@ func TestSuites(t *testing.T) {
 			env := zenithtest.New(t, &zenithtest.Options{Safekeepers: sk})
 			pg := env.Postgres.CreateStart("main", settingArgs()...)
 			computeT := computeTarget(t, pg.ConnString, stockT.BinDir)
-			for _, s := range []pgsuites.Suite{pgsuites.Regress, pgsuites.Isolation} {
+			for _, s := range suites {
 				start := time.Now()
 				oi := o
 				oi.OutputDir = filepath.Join(out, fmt.Sprintf("sk%d", sk))
@@ -214,6 +216,28 @@ func TestSuites(t *testing.T) {
 		})
 	}
 	waldumpStats(ctx, t, filepath.Join(stockPG.DataDir(), "pg_wal"))
+}
+
+// chosenSuites is $ZENITH_PGSUITES: the suites to run, comma-separated
+// ("regress,isolation" by default).
+func chosenSuites(t *testing.T) []pgsuites.Suite {
+	v := os.Getenv("ZENITH_PGSUITES")
+	if v == "" {
+		return []pgsuites.Suite{pgsuites.Regress, pgsuites.Isolation}
+	}
+	var suites []pgsuites.Suite
+	for _, name := range strings.Split(v, ",") {
+		switch strings.TrimSpace(name) {
+		case pgsuites.Regress.Name:
+			suites = append(suites, pgsuites.Regress)
+		case pgsuites.Isolation.Name:
+			suites = append(suites, pgsuites.Isolation)
+		default:
+			t.Fatalf("ZENITH_PGSUITES=%q: want regress, isolation or both, comma-separated", v)
+		}
+	}
+	t.Logf("ZENITH_PGSUITES: running %s only", v)
+	return suites
 }
 
 // safekeeperCounts is $ZENITH_PGSUITES_SAFEKEEPERS: the numbers of
