@@ -92,12 +92,12 @@ var recordHandlings = map[pgdata.RecordType]RecordHandling{
 	{Rmgr: pgdata.RmgrCLOG, Info: 0x00}:                    ingested("zeroes the pg_xact page (in Go), extending the segment"),
 	{Rmgr: pgdata.RmgrCLOG, Info: pgdata.XLogClogTruncate}: ingested("removes the pg_xact segments before the cut-off; sets the oldest XID and its database"),
 
-	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseCreateFileCopy}: ingested("copies the template database's relations and relmap (STRATEGY FILE_COPY); databases in tablespaces other than pg_default are unsupported"),
-	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseCreateWALLog}:   ingested("creates the database directory (STRATEGY WAL_LOG: its pages follow as FPI records); databases in tablespaces other than pg_default are unsupported"),
-	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseDrop}:           ingested("drops the database directory with every relation in it"),
+	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseCreateFileCopy}: ingested("copies the template database's relations and relmap from one tablespace to another (STRATEGY FILE_COPY: one record per tablespace)"),
+	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseCreateWALLog}:   ingested("creates the database directory in its tablespace (STRATEGY WAL_LOG: its pages follow as FPI records)"),
+	{Rmgr: pgdata.RmgrDatabase, Info: pgdata.XLogDBaseDrop}:           ingested("drops the database directory with every relation in it, in every tablespace the record names"),
 
-	{Rmgr: pgdata.RmgrTablespace, Info: 0x00}: {Unsupported, "CREATE TABLESPACE: tablespaces other than pg_default and pg_global are not supported yet"},
-	{Rmgr: pgdata.RmgrTablespace, Info: 0x10}: {Unsupported, "DROP TABLESPACE: tablespaces other than pg_default and pg_global are not supported yet"},
+	{Rmgr: pgdata.RmgrTablespace, Info: pgdata.XLogTblspcCreate}: ingested("adds the tablespace (OID and location) to the tablespace list; a basebackup recreates its pg_tblspc entry"),
+	{Rmgr: pgdata.RmgrTablespace, Info: pgdata.XLogTblspcDrop}:   ingested("removes the tablespace from the tablespace list"),
 
 	{Rmgr: pgdata.RmgrMultiXact, Info: pgdata.XLogMultiXactZeroOffPage}: ingested("zeroes the pg_multixact/offsets page (in Go)"),
 	{Rmgr: pgdata.RmgrMultiXact, Info: pgdata.XLogMultiXactZeroMemPage}: ingested("zeroes the pg_multixact/members page (in Go)"),
