@@ -50,7 +50,9 @@ const (
 	exVMCopied = "visibility-map page of a database created with STRATEGY WAL_LOG, with fewer bits than on disk: " +
 		"log_newpage_buffer(page_std) leaves the bitmap in the image's hole; checked: header equal, our bits a subset"
 	exSPGistMeta = "SP-GiST metapage equal except its lastUsedPages cache, which SpGistUpdateMetaPage writes without WAL"
-	exSequence   = "sequence page equal except last_value/log_cnt: nextval WAL-logs the state SEQ_LOG_VALS ahead; " +
+	exUnlogged   = "fork of an unlogged relation (it has an init fork): never WAL-logged; a compute starts with it reset " +
+		"from the init fork (ResetUnloggedRelations), as after a crash; the init fork itself is compared"
+	exSequence = "sequence page equal except last_value/log_cnt: nextval WAL-logs the state SEQ_LOG_VALS ahead; " +
 		"checked: logged last_value = page last_value + log_cnt * increment, logged log_cnt = 0"
 )
 
@@ -244,6 +246,10 @@ func (o *Oracle) checkRelations(db pageserver.Database, rel string) {
 	for rf, d := range disk {
 		if rf.fork == pgdata.ForkFSM {
 			o.count(exFSM)
+			continue
+		}
+		if rf.fork != pgdata.ForkInit && disk[relFork{rf.rel, pgdata.ForkInit}] != nil {
+			o.count(exUnlogged)
 			continue
 		}
 		blocks := uint32(len(d.pages) / pgdata.BlockSize)

@@ -63,9 +63,11 @@ func (s Server) command(ctx context.Context, prog string, args ...string) (*exec
 }
 
 // DumpAll returns pg_dumpall's output (roles, tablespaces, every
-// database), with a fixed \restrict key.
+// database), with a fixed \restrict key, without the rows of unlogged
+// tables: a server rebuilt from WAL starts with them empty, as after a
+// crash (ResetUnloggedRelations).
 func DumpAll(ctx context.Context, s Server) (string, error) {
-	cmd, err := s.command(ctx, "pg_dumpall", "--restrict-key="+restrictKey)
+	cmd, err := s.command(ctx, "pg_dumpall", "--restrict-key="+restrictKey, "--no-unlogged-table-data")
 	if err != nil {
 		return "", err
 	}
