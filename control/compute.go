@@ -70,6 +70,17 @@ func (n *Node) Dir() string { return n.dir }
 // DataDir is the node's PostgreSQL data directory.
 func (n *Node) DataDir() string { return filepath.Join(n.dir, "pgdata") }
 
+// TablespacesDir holds the node's tablespaces that were created with a
+// LOCATION, one directory per tablespace OID, each linked from
+// pg_tblspc/<OID> in the data directory. A LOCATION belongs to the
+// compute that ran CREATE TABLESPACE: a node built from the page server
+// never uses it (two nodes on one host would share its files, and the
+// old compute may still run there), so pg_tablespace_location() on a
+// rebuilt node names this directory. In-place tablespaces
+// (allow_in_place_tablespaces and an empty LOCATION) stay in
+// pg_tblspc/<OID>.
+func (n *Node) TablespacesDir() string { return filepath.Join(n.dir, "tablespaces") }
+
 // LogFile is the node's PostgreSQL log.
 func (n *Node) LogFile() string { return filepath.Join(n.dir, "postgres.log") }
 

@@ -191,9 +191,11 @@ func (e *Env) settledLSN(ctx context.Context, n *Node, last pgdata.LSN) (pgdata.
 // timeline at lsn and zenith's configuration, owned by the PostgreSQL OS
 // user.
 func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err error) {
-	data := n.DataDir()
-	if err := os.RemoveAll(data); err != nil {
-		return fmt.Errorf("remove old data directory: %w", err)
+	data, tablespaces := n.DataDir(), n.TablespacesDir()
+	for _, d := range []string{data, tablespaces} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove old data directory: %w", err)
+		}
 	}
 	if err := os.Mkdir(data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -201,12 +203,13 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 	defer func() {
 		if err != nil {
 			os.RemoveAll(data)
+			os.RemoveAll(tablespaces)
 		}
 	}()
 	pr, pw := io.Pipe()
 	untarred := make(chan error, 1)
 	go func() {
-		err := untar(pr, data)
+		err := untar(pr, data, tablespaces)
 		pr.CloseWithError(err) // unblocks the writer if untar stops early
 		untarred <- err
 	}()
@@ -229,6 +232,11 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 	}
 	if err := pgcluster.PrepareDir(data, user); err != nil {
 		return err
+	}
+	if _, err := os.Stat(tablespaces); err == nil {
+		if err := pgcluster.PrepareDir(tablespaces, user); err != nil {
+			return err
+		}
 	}
 	n.BasebackupLSN, n.CleanLSN = lsn, lsn
 	return n.save()

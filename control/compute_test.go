@@ -36,7 +36,7 @@ func TestTarDirUntarRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	if err := untar(&buf, dst); err != nil {
+	if err := untar(&buf, dst, ""); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range files {
@@ -77,7 +77,7 @@ func TestUntarRejects(t *testing.T) {
 			if err := os.Mkdir(dst, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			err := untar(&buf, dst)
+			err := untar(&buf, dst, "")
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("untar = %v, want error containing %q", err, tc.wantErr)
 			}
@@ -86,7 +86,7 @@ func TestUntarRejects(t *testing.T) {
 			}
 		})
 	}
-	if err := untar(strings.NewReader("not a tar at all, just text that is long enough"), t.TempDir()); err == nil {
+	if err := untar(strings.NewReader("not a tar at all, just text that is long enough"), t.TempDir(), ""); err == nil {
 		t.Errorf("untar of garbage succeeded")
 	}
 }

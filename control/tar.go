@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/zenithdb/zenith/pageserver"
 )
 
 // tarDir writes the files and directories under dir to w as a tar
@@ -66,7 +69,14 @@ func tarDir(w io.Writer, dir string) error {
 // directories 0700 and files 0600, as PostgreSQL wants them. Entries
 // that would land outside dir, and anything but files and directories, are
 // errors.
-func untar(r io.Reader, dir string) error {
+//
+// A basebackup's pg_tblspc/<OID> directory entry that carries the
+// location the tablespace was created at (pageserver.TablespaceLocationPAXKey)
+// becomes tablespacesDir/<OID>, with pg_tblspc/<OID> a symbolic link to
+// it, as CREATE TABLESPACE ... LOCATION leaves a data directory; the
+// original location is never touched (see Node.TablespacesDir). Any other
+// pg_tblspc/<OID> (an in-place tablespace) is a plain directory.
+func untar(r io.Reader, dir, tablespacesDir string) error {
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -84,6 +94,12 @@ func untar(r io.Reader, dir string) error {
 			return fmt.Errorf("basebackup tar: entry %q is not inside the data directory", hdr.Name)
 		}
 		path := filepath.Join(dir, name)
+		if _, ok := hdr.PAXRecords[pageserver.TablespaceLocationPAXKey]; ok {
+			if err := linkTablespace(name, path, tablespacesDir, hdr.Typeflag); err != nil {
+				return fmt.Errorf("basebackup tar: %w", err)
+			}
+			continue
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(path, 0o700); err != nil {
@@ -100,6 +116,30 @@ func untar(r io.Reader, dir string) error {
 			return fmt.Errorf("basebackup tar: entry %q has type %q: only files and directories are expected", hdr.Name, hdr.Typeflag)
 		}
 	}
+}
+
+// linkTablespace makes the directory of a tablespace created with a
+// LOCATION, whose entry name is pg_tblspc/<OID> and whose path in the data
+// directory is path: tablespacesDir/<OID>, and path a symbolic link to it.
+func linkTablespace(name, path, tablespacesDir string, typ byte) error {
+	parent, oid := filepath.Split(name)
+	if _, err := strconv.ParseUint(oid, 10, 32); err != nil || parent != "pg_tblspc"+string(filepath.Separator) || typ != tar.TypeDir {
+		return fmt.Errorf("entry %q carries a tablespace location but is not the directory pg_tblspc/<OID>", name)
+	}
+	if tablespacesDir == "" {
+		return fmt.Errorf("tablespace %s has a location, but there is no directory to put it in", oid)
+	}
+	target, err := filepath.Abs(filepath.Join(tablespacesDir, oid))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.Symlink(target, path)
 }
 
 func writeTarFile(path string, r io.Reader) error {

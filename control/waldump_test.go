@@ -43,6 +43,8 @@ func TestWaldumpGolden(t *testing.T) {
 		{"span", []string{"--start", "0/7FB158", walSamples + "/span"}},
 		{"span-json-end", []string{"--json", "--start", "0/7FB158", "--end", "0/900100", walSamples + "/span"}},
 		{"off-inside-a-record", []string{"--start", "0/2006004", walSamples + "/off"}},
+		{"off-stats", []string{"--stats", walSamples + "/off"}},
+		{"span-stats-json", []string{"--stats", "--json", "--start", "0/7FB158", walSamples + "/span"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,6 +82,13 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 			return err
 		}
 	}
+	listed, err := b.tablespaces(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.checkTablespaces(ctx, listed); err != nil {
+		return err
+	}
 	if err := b.auxFiles(ctx); err != nil {
 		return err
 	}

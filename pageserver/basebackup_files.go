@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,16 +25,16 @@ type backup struct {
 }
 
 // auxFiles writes the auxiliary files outside the database directories
-// (PG_VERSION, the configuration files). Those under base/ and global/
-// are left out: databases writes each listed database's PG_VERSION, so a
-// database created by WAL has one and a dropped one leaves no directory.
+// (PG_VERSION, the configuration files). Those under base/, global/ and
+// pg_tblspc/ are left out: databases writes each listed database's
+// PG_VERSION, so a dropped database leaves no directory.
 func (b *backup) auxFiles(ctx context.Context) error {
 	paths, err := b.r.AuxFiles(ctx)
 	if err != nil {
 		return err
 	}
 	for _, p := range paths {
-		if strings.HasPrefix(p, "base/") || strings.HasPrefix(p, "global/") {
+		if strings.HasPrefix(p, "base/") || strings.HasPrefix(p, "global/") || strings.HasPrefix(p, "pg_tblspc/") {
 			continue
 		}
 		contents, err := b.r.AuxFile(ctx, p)
@@ -47,33 +48,39 @@ func (b *backup) auxFiles(ctx context.Context) error {
 	return nil
 }
 
-// databaseDir is the directory of a database: global/ or base/<oid>/.
-func databaseDir(db Database) (string, error) {
+// databaseDir is the directory of a database: global/, base/<oid>/ or, in
+// any other tablespace, pg_tblspc/<spc>/PG_15_<catversion>/<oid>
+// (GetDatabasePath).
+func databaseDir(db Database) string {
 	switch db.SpcNode {
 	case pgdata.GlobalTablespaceOID:
-		return "global", nil
+		return "global"
 	case pgdata.DefaultTablespaceOID:
-		return "base/" + strconv.FormatUint(uint64(db.DbNode), 10), nil
+		return "base/" + strconv.FormatUint(uint64(db.DbNode), 10)
 	}
-	return "", fmt.Errorf("database %d in tablespace %d: tablespaces other than pg_default and pg_global are not supported", db.DbNode, db.SpcNode)
+	return Tablespace{OID: db.SpcNode}.VersionDir() + "/" + strconv.FormatUint(uint64(db.DbNode), 10)
 }
 
-// databases writes every database's directory: PG_VERSION (not for
-// global/), the relmapper file and every relation fork.
+// databases writes every database's directory: PG_VERSION where the
+// model lists one (a database's default tablespace has it, CREATE
+// DATABASE writes it; a directory that only holds relations placed in
+// another tablespace does not, and DROP TABLESPACE and ALTER DATABASE SET
+// TABLESPACE depend on that), the relmapper file and every relation fork.
 func (b *backup) databases(ctx context.Context) error {
 	dbs, err := b.r.Databases(ctx)
 	if err != nil {
 		return err
 	}
+	aux, err := b.r.AuxFiles(ctx)
+	if err != nil {
+		return err
+	}
 	for _, db := range dbs {
-		dir, err := databaseDir(db)
-		if err != nil {
-			return err
-		}
+		dir := databaseDir(db)
 		if err := b.t.dir(dir); err != nil {
 			return err
 		}
-		if db.SpcNode != pgdata.GlobalTablespaceOID {
+		if _, found := slices.BinarySearch(aux, databaseVersionPath(db)); found {
 			if err := b.t.bytes(dir+"/PG_VERSION", pgVersionFile); err != nil {
 				return err
 			}
@@ -83,7 +90,8 @@ func (b *backup) databases(ctx context.Context) error {
 			return err
 		}
 		// A database without one is being created at the LSN (not yet
-		// committed, so no backend can connect to it).
+		// committed, so no backend can connect to it), or this is not
+		// its default tablespace.
 		if found {
 			if err := b.t.bytes(dir+"/pg_filenode.map", relmap); err != nil {
 				return err

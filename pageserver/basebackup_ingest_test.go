@@ -1,20 +1,17 @@
 package pageserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/control/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo"
@@ -186,16 +183,11 @@ func dumpAll(t *testing.T, pg *pgcluster.Cluster) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := pg.Command(ctx, "pg_dumpall", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port()), "-U", pgcluster.DefaultSuperuser,
-		// A fixed key: by default each dump gets a random one.
-		"--restrict-key=zenith")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := pgdump.DumpAll(ctx, pgdump.ClusterServer(pg))
 	if err != nil {
-		t.Fatalf("pg_dumpall: %v: %s", err, stderr.Bytes())
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // amcheck runs pg_amcheck on every relation of every database, indexes
@@ -204,10 +196,8 @@ func amcheck(t *testing.T, pg *pgcluster.Cluster) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := pg.Command(ctx, "pg_amcheck", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port()), "-U", pgcluster.DefaultSuperuser,
-		"--all", "--install-missing", "--heapallindexed")
-	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("pg_amcheck: %v\n%s", err, out)
+	if err := pgdump.Amcheck(ctx, pgdump.ClusterServer(pg)); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -220,66 +210,16 @@ func nextXid(t *testing.T, pg *pgcluster.Cluster) int64 {
 	return queryInt(t, conn, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
 }
 
-// seqLogVals is how many values nextval logs ahead in the WAL
-// (SEQ_LOG_VALS in sequence.c).
-const seqLogVals = 32
-
-// setvalLine matches pg_dump's line restoring a sequence's value.
-var setvalLine = regexp.MustCompile(`(?m)^SELECT pg_catalog\.setval\('([^']+)', (\d+), (true|false)\);$`)
-
 // compareDumps checks that the dump of a cluster started from a
-// basebackup equals the original's, except that a sequence may be up to
-// seqLogVals ahead: nextval logs values ahead, and a server that starts
-// from the WAL (a standby, crash recovery, the page server) continues
-// after the logged value, never before the original's.
+// basebackup equals the original's (pgdump.Compare: a sequence may be
+// logged ahead), and that the dumps restore sequences at all.
 func compareDumps(t *testing.T, got, want string) {
 	t.Helper()
-	gotSeqs, wantSeqs := map[string]int64{}, map[string]int64{}
-	mask := func(dump string, seqs map[string]int64) string {
-		return setvalLine.ReplaceAllStringFunc(dump, func(line string) string {
-			m := setvalLine.FindStringSubmatch(line)
-			v, err := strconv.ParseInt(m[2], 10, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			seqs[m[1]] = v
-			return fmt.Sprintf("SELECT pg_catalog.setval('%s', N, %s);", m[1], m[3])
-		})
+	c := pgdump.Compare(got, want)
+	if err := c.Err(); err != nil {
+		t.Errorf("pg_dumpall of the basebackup differs from the original's at that LSN:\n%v", err)
 	}
-	if g, w := mask(got, gotSeqs), mask(want, wantSeqs); g != w {
-		t.Errorf("pg_dumpall of the basebackup differs from the original's at that LSN:\n%s", firstDifference(g, w))
-	}
-	if len(wantSeqs) == 0 {
+	if c.Sequences == 0 {
 		t.Errorf("the dump restores no sequence: the comparison of sequences is not tested")
 	}
-	for seq, w := range wantSeqs {
-		if g := gotSeqs[seq]; g < w || g > w+seqLogVals {
-			t.Errorf("sequence %s: %d in the basebackup, want %d to %d", seq, g, w, w+seqLogVals)
-		}
-	}
-}
-
-// firstDifference shows the first line where two dumps differ.
-func firstDifference(got, want string) string {
-	line := 1
-	for i := 0; i < len(got) && i < len(want); i++ {
-		if got[i] != want[i] {
-			return fmt.Sprintf("line %d: got %q, want %q", line, lineAt(got, i), lineAt(want, i))
-		}
-		if got[i] == '\n' {
-			line++
-		}
-	}
-	return fmt.Sprintf("one is a prefix of the other (%d vs %d bytes)", len(got), len(want))
-}
-
-func lineAt(s string, i int) string {
-	start, end := i, i
-	for start > 0 && s[start-1] != '\n' {
-		start--
-	}
-	for end < len(s) && s[end] != '\n' {
-		end++
-	}
-	return s[start:end]
 }

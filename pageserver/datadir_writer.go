@@ -27,11 +27,12 @@ type DatadirWriter struct {
 	tl  *repo.Timeline
 	lsn pgdata.LSN // the open record's LSN, 0 outside a record
 
-	dbDir    *DBDir
-	relDirs  map[Database]*RelDir
-	slruDirs map[key.SLRU]*SLRUDir
-	twoPhase *TwoPhaseDir
-	auxDir   *AuxDir
+	dbDir     *DBDir
+	tblspcDir *TablespaceDir
+	relDirs   map[Database]*RelDir
+	slruDirs  map[key.SLRU]*SLRUDir
+	twoPhase  *TwoPhaseDir
+	auxDir    *AuxDir
 	// dirty holds the directories and sizes changed in the open record,
 	// encoded at Commit.
 	dirty map[key.Key]func() []byte
@@ -404,14 +405,11 @@ func (w *DatadirWriter) PutAuxFile(ctx context.Context, path string, contents []
 	if err := checkAuxPath(path); err != nil {
 		return err
 	}
-	if w.auxDir == nil {
-		d, err := load(ctx, w, key.AuxFile(AuxDirPath), decodeAuxDirValue)
-		if err != nil {
-			return err
-		}
-		w.auxDir = &d
+	d, err := w.auxFiles(ctx)
+	if err != nil {
+		return err
 	}
-	if insertSorted((*[]string)(w.auxDir), path, cmp.Compare[string]) {
+	if insertSorted((*[]string)(d), path, cmp.Compare[string]) {
 		w.dirty[key.AuxFile(AuxDirPath)] = func() []byte { return EncodeAuxFile(AuxDirPath, EncodeAuxDir(*w.auxDir)) }
 	}
 	return w.put(key.AuxFile(path), value.Image(EncodeAuxFile(path, contents)))

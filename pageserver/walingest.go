@@ -18,9 +18,10 @@ import (
 // LSN (already ingested), or whose xl_prev is not the previous record.
 var ErrIngestOrder = errors.New("WAL record out of order")
 
-// ErrUnsupportedRecord is returned by Ingest for a record of a feature the
-// page server does not support (tablespaces other than the two built-in
-// ones).
+// ErrUnsupportedRecord is returned by Ingest for a record type
+// ClassifyRecord calls unsupported. Since tablespaces are ingested no
+// PostgreSQL 15 record type is refused; it stays for callers that tell
+// such a failure apart.
 var ErrUnsupportedRecord = errors.New("unsupported WAL record")
 
 // WalIngest files decoded WAL records into a timeline: every record under
@@ -160,6 +161,8 @@ type decoded struct {
 	smgrTruncate  *pgdata.SmgrTruncate
 	dbCreate      *pgdata.DBaseCreate
 	dbDrop        *pgdata.DBaseDrop
+	tblspcCreate  *pgdata.TblspcCreate
+	tblspcDrop    *uint32 // the tablespace's OID
 	relMap        *pgdata.RelMapUpdate
 	xactEnd       *pgdata.XactEnd
 	prepare       *pgdata.XactPrepare
@@ -172,10 +175,15 @@ type decoded struct {
 	nextOID       *uint32
 	params        *pgdata.ParameterChange
 	running       *pgdata.RunningXacts
+	originSet     *pgdata.ReplOriginSet
+	originDrop    *uint16
 }
 
 // decodeRecord parses what the ingest needs of rec.
 func decodeRecord(rec *pgdata.Record) (*decoded, error) {
+	if h := ClassifyRecord(rec.Rmgr(), rec.Header.Info); h.Handling == Unsupported {
+		return nil, fmt.Errorf("%v/%s record: %s: %w", rec.Rmgr(), rec.TypeName(), h.How, ErrUnsupportedRecord)
+	}
 	d := &decoded{rec: rec}
 	var err error
 	if d.ops, err = walredo.OpsForRecord(rec); err != nil {
@@ -223,8 +231,8 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 		switch info {
 		case pgdata.XLogDBaseCreateFileCopy, pgdata.XLogDBaseCreateWALLog:
 			c, err := pgdata.ParseDBaseCreate(rec)
-			if err == nil && (c.TsID != pgdata.DefaultTablespaceOID || c.FileCopy && c.SrcTsID != pgdata.DefaultTablespaceOID) {
-				err = fmt.Errorf("database %d created in tablespace %d: %w", c.DbID, c.TsID, ErrUnsupportedRecord)
+			if err == nil && (c.TsID == pgdata.GlobalTablespaceOID || c.FileCopy && c.SrcTsID == pgdata.GlobalTablespaceOID) {
+				err = fmt.Errorf("database %d created in or from pg_global", c.DbID)
 			}
 			d.dbCreate = &c
 			return d, err
@@ -234,7 +242,16 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 			return d, err
 		}
 	case pgdata.RmgrTablespace:
-		return nil, fmt.Errorf("tablespace record: tablespaces other than pg_default and pg_global: %w", ErrUnsupportedRecord)
+		switch info {
+		case pgdata.XLogTblspcCreate:
+			c, err := pgdata.ParseTblspcCreate(rec)
+			d.tblspcCreate = &c
+			return d, err
+		case pgdata.XLogTblspcDrop:
+			ts, err := pgdata.ParseTblspcDrop(rec)
+			d.tblspcDrop = &ts
+			return d, err
+		}
 	case pgdata.RmgrRelMap:
 		u, err := pgdata.ParseRelMapUpdate(rec)
 		d.relMap = &u
@@ -271,6 +288,17 @@ func decodeRecord(rec *pgdata.Record) (*decoded, error) {
 			d.multiTruncate = &t
 			return d, err
 		}
+	case pgdata.RmgrReplicationOrigin:
+		switch info {
+		case pgdata.XLogReplOriginSet:
+			set, err := pgdata.ParseReplOriginSet(rec)
+			d.originSet = &set
+			return d, err
+		case pgdata.XLogReplOriginDrop:
+			origin, err := pgdata.ParseReplOriginDrop(rec)
+			d.originDrop = &origin
+			return d, err
+		}
 	case pgdata.RmgrStandby:
 		if info == pgdata.XLogRunningXacts {
 			r, err := pgdata.ParseRunningXacts(rec)
@@ -297,6 +325,10 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 		err = w.createDatabase(ctx, d.dbCreate)
 	case d.dbDrop != nil:
 		err = w.dropDatabase(ctx, d.dbDrop)
+	case d.tblspcCreate != nil:
+		err = w.w.CreateTablespace(ctx, Tablespace{OID: d.tblspcCreate.TsID, Location: d.tblspcCreate.Location})
+	case d.tblspcDrop != nil:
+		err = w.w.DropTablespace(ctx, *d.tblspcDrop)
 	case d.relMap != nil:
 		err = w.putRelMap(ctx, d.relMap)
 	case d.xactEnd != nil:
@@ -312,6 +344,9 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 		err = w.w.PutControlFile(w.control.Encode())
 	}
 	if err != nil {
+		return err
+	}
+	if err := w.trackReplOrigins(ctx, d); err != nil {
 		return err
 	}
 	if err := w.putOps(ctx, d.ops); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/key"
@@ -86,27 +87,40 @@ func (w *WalIngest) truncateMap(ctx context.Context, rel pgdata.RelFileNode, for
 	return nil
 }
 
-// databaseVersionPath is the path of a database's PG_VERSION file, an
-// auxiliary file.
-func databaseVersionPath(dbID uint32) string { return fmt.Sprintf("base/%d/PG_VERSION", dbID) }
+// databaseVersionPath is the path of the PG_VERSION file in a database's
+// directory, an auxiliary file: listed where PostgreSQL writes one (the
+// directory CREATE DATABASE makes in the database's default tablespace,
+// CreateDirAndVersionFile, or copies, copydir), and nowhere else.
+func databaseVersionPath(db Database) string { return databaseDir(db) + "/PG_VERSION" }
 
-// createDatabase follows dbase_redo for CREATE DATABASE: the directory and
-// its PG_VERSION; with FILE_COPY also a copy of every relation of the
-// source database (each block as it is at this record, the sizes) and its
-// relation map. With WAL_LOG, the relations and the map come in their
-// own records.
+// createDatabase follows dbase_redo for CREATE DATABASE, in any
+// tablespace. With WAL_LOG the record makes the directory and its
+// PG_VERSION (CreateDirAndVersionFile); the relations, their blocks and
+// the relation map come in their own records. With FILE_COPY the
+// directory is a copy of the source database's directory in the source
+// tablespace (copydir): every relation (each block as it is at this
+// record, the sizes), and the relation map and PG_VERSION if it has them.
+// CREATE DATABASE writes one such record per tablespace the template has
+// a directory in, and ALTER DATABASE SET TABLESPACE one for the move
+// (movedb), followed by the drop of the old directory.
 func (w *WalIngest) createDatabase(ctx context.Context, c *pgdata.DBaseCreate) error {
 	db := Database{c.TsID, c.DbID}
 	if err := w.w.CreateDatabase(ctx, db); err != nil {
 		return err
 	}
-	if err := w.w.PutAuxFile(ctx, databaseVersionPath(c.DbID), pgVersionFile); err != nil {
-		return err
-	}
 	if !c.FileCopy {
-		return nil
+		return w.w.PutAuxFile(ctx, databaseVersionPath(db), pgVersionFile)
 	}
 	src := Database{c.SrcTsID, c.SrcDbID}
+	hasVersion, err := w.w.AuxFileListed(ctx, databaseVersionPath(src))
+	if err != nil {
+		return err
+	}
+	if hasVersion {
+		if err := w.w.PutAuxFile(ctx, databaseVersionPath(db), pgVersionFile); err != nil {
+			return err
+		}
+	}
 	rels, err := w.w.Relations(ctx, src)
 	if err != nil {
 		return err
@@ -140,21 +154,30 @@ func (w *WalIngest) createDatabase(ctx context.Context, c *pgdata.DBaseCreate) e
 		}
 	}
 	relMap, err := w.tl.Get(ctx, key.RelMap(src.SpcNode, src.DbNode), lsn)
-	if err != nil {
+	switch {
+	case errors.Is(err, repo.ErrKeyNotFound):
+		// Not the source's default tablespace: no map to copy.
+		return nil
+	case err != nil:
 		return fmt.Errorf("copy the relation map of database %d: %w", c.SrcDbID, err)
 	}
 	return w.w.PutRelMap(db, relMap)
 }
 
 // dropDatabase follows dbase_redo for DROP DATABASE: the database's
-// directory goes from every tablespace the record names.
+// directory goes from every tablespace the record names (dropdb names
+// each one it has a directory in; movedb names the one it moved from).
 func (w *WalIngest) dropDatabase(ctx context.Context, drop *pgdata.DBaseDrop) error {
 	for _, ts := range drop.TsIDs {
-		if err := w.w.DropDatabase(ctx, Database{ts, drop.DbID}); err != nil {
+		db := Database{ts, drop.DbID}
+		if err := w.w.DropDatabase(ctx, db); err != nil {
+			return err
+		}
+		if err := w.w.RemoveAuxFile(ctx, databaseVersionPath(db)); err != nil {
 			return err
 		}
 	}
-	return w.w.RemoveAuxFile(ctx, databaseVersionPath(drop.DbID))
+	return nil
 }
 
 // putRelMap stores a relation map (relmap_redo). The shared map's record
@@ -171,17 +194,37 @@ func (w *WalIngest) putRelMap(ctx context.Context, u *pgdata.RelMapUpdate) error
 	return w.w.PutRelMap(db, bytes.Clone(u.File))
 }
 
-// RemoveAuxFile unlists an auxiliary file (a dropped database's
-// PG_VERSION); its value stays for reads at older LSNs.
-func (w *DatadirWriter) RemoveAuxFile(ctx context.Context, path string) error {
+// auxFiles returns the list of auxiliary files as of the open record.
+func (w *DatadirWriter) auxFiles(ctx context.Context) (*AuxDir, error) {
 	if w.auxDir == nil {
 		d, err := load(ctx, w, key.AuxFile(AuxDirPath), decodeAuxDirValue)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		w.auxDir = &d
 	}
-	if removeSorted((*[]string)(w.auxDir), path, cmp.Compare[string]) {
+	return w.auxDir, nil
+}
+
+// AuxFileListed reports whether an auxiliary file is listed as of the
+// open record.
+func (w *DatadirWriter) AuxFileListed(ctx context.Context, path string) (bool, error) {
+	d, err := w.auxFiles(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, found := slices.BinarySearch(*d, path)
+	return found, nil
+}
+
+// RemoveAuxFile unlists an auxiliary file (a dropped database's
+// PG_VERSION); its value stays for reads at older LSNs.
+func (w *DatadirWriter) RemoveAuxFile(ctx context.Context, path string) error {
+	d, err := w.auxFiles(ctx)
+	if err != nil {
+		return err
+	}
+	if removeSorted((*[]string)(d), path, cmp.Compare[string]) {
 		w.dirty[key.AuxFile(AuxDirPath)] = func() []byte { return EncodeAuxFile(AuxDirPath, EncodeAuxDir(*w.auxDir)) }
 	}
 	return nil

@@ -56,6 +56,25 @@ type pageJob struct {
 // checkRelations rebuilds every block of every relation file of the
 // oracle database and compares it with the file.
 func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir string, dbOID uint32, rels map[uint32]relation, h *history) {
+	jobs, files := relationPages(t, dataDir, dbOID, rels)
+	tally, replayed := checkPages(ctx, t, m, jobs, files, h)
+	// The oracle must have seen every kind of page and of change the
+	// workload makes, or it proves little.
+	for _, want := range []string{"Heap", "Btree", "Hash", "Gin", "Gist", "SPGist", "BRIN", "Sequence", "visibility map"} {
+		if tally["equal "+want] == 0 {
+			t.Errorf("no %s page was compared equal", want)
+		}
+	}
+	for _, want := range replayedTypes {
+		if replayed[want] == 0 {
+			t.Errorf("no %s was replayed into a page found equal", want)
+		}
+	}
+}
+
+// relationPages reads every page of every relation file of database dbOID
+// in dataDir; it returns them and the number of files.
+func relationPages(t *testing.T, dataDir string, dbOID uint32, rels map[uint32]relation) ([]pageJob, int) {
 	dbDir := filepath.Join("base", strconv.FormatUint(uint64(dbOID), 10))
 	entries, err := os.ReadDir(filepath.Join(dataDir, dbDir))
 	if err != nil {
@@ -85,7 +104,13 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 			jobs = append(jobs, pageJob{tag: tag, page: data[i : i+pgdata.BlockSize], rel: info, ok: known})
 		}
 	}
+	return jobs, len(entries)
+}
 
+// checkPages rebuilds and compares every page of jobs, and reports the
+// tallies of what became of them; it returns the pages by outcome and the
+// records and operations replayed into pages found equal, by type.
+func checkPages(ctx context.Context, t *testing.T, m *Manager, jobs []pageJob, files int, h *history) (tally, replayed map[string]int) {
 	results := make([]outcome, len(jobs))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -104,8 +129,7 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 	close(next)
 	wg.Wait()
 
-	tally := map[string]int{}
-	replayed := map[string]int{}
+	tally, replayed = map[string]int{}, map[string]int{}
 	var failures []outcome
 	for _, o := range results {
 		if o.failure != "" {
@@ -117,7 +141,7 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 			replayed[k] += n
 		}
 	}
-	report(t, fmt.Sprintf("%d blocks of %d relation files", len(jobs), len(entries)), tally)
+	report(t, fmt.Sprintf("%d blocks of %d relation files", len(jobs), files), tally)
 	report(t, "records and operations replayed into pages found equal", replayed)
 	for i, f := range failures {
 		if i == 100 {
@@ -126,18 +150,7 @@ func checkRelations(ctx context.Context, t *testing.T, m *Manager, dataDir strin
 		}
 		t.Errorf("%v: %s", f.tag, f.failure)
 	}
-	// The oracle must have seen every kind of page and of change the
-	// workload makes, or it proves little.
-	for _, want := range []string{"Heap", "Btree", "Hash", "Gin", "Gist", "SPGist", "BRIN", "Sequence", "visibility map"} {
-		if tally["equal "+want] == 0 {
-			t.Errorf("no %s page was compared equal", want)
-		}
-	}
-	for _, want := range replayedTypes {
-		if replayed[want] == 0 {
-			t.Errorf("no %s was replayed into a page found equal", want)
-		}
-	}
+	return tally, replayed
 }
 
 // replayedTypes are the records and operations the mixed workload is
@@ -193,6 +206,8 @@ func rmgrOf(r relation) (pgdata.RmgrID, bool) {
 		return pgdata.RmgrSPGist, true
 	case "brin":
 		return pgdata.RmgrBRIN, true
+	case "bloom":
+		return pgdata.RmgrGeneric, true
 	}
 	return 0, false
 }

@@ -12,6 +12,7 @@
 //	field1   field2     field3     field4      field5   field6
 //
 //	0x00     0          0          0           0        0          database directory
+//	0x00     0          0          0           0        1          tablespace directory
 //	0x01     spcnode    dbnode     0           0        0          relmapper file of a database (dbnode 0: global)
 //	0x01     spcnode    dbnode     0           0        1          relation directory of a database
 //	0x01     spcnode    dbnode     relnode     fork     blkno      relation block

@@ -58,6 +58,10 @@ func (k Key) f6() uint32 { return binary.BigEndian.Uint32(k[14:18]) }
 // DBDir is the key of the list of databases.
 func DBDir() Key { return make6(kindDBDir, 0, 0, 0, 0, 0) }
 
+// TablespaceDir is the key of the list of tablespaces other than
+// pg_default and pg_global, with their locations.
+func TablespaceDir() Key { return make6(kindDBDir, 0, 0, 0, 0, 1) }
+
 // RelMap is the key of a database's relmapper file (pg_filenode.map);
 // dbNode 0 with the global tablespace is global/pg_filenode.map.
 func RelMap(spcNode, dbNode uint32) Key { return make6(kindRelation, spcNode, dbNode, 0, 0, 0) }
@@ -189,8 +193,11 @@ func (k Key) RelBlock() (rel pgdata.RelFileNode, fork pgdata.ForkNumber, blk pgd
 func (k Key) String() string {
 	switch k[0] {
 	case kindDBDir:
-		if k == DBDir() {
+		switch k {
+		case DBDir():
 			return "dbdir"
+		case TablespaceDir():
+			return "tblspcdir"
 		}
 	case kindRelation:
 		spc, db, rel, fork, blk := k.f2(), k.f3(), k.f4(), pgdata.ForkNumber(k[13]), k.f6()

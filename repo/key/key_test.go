@@ -13,6 +13,7 @@ func TestOrderIsTupleOrder(t *testing.T) {
 	// Listed in the order the keys must sort.
 	want := []Key{
 		DBDir(),
+		TablespaceDir(),
 		RelMap(1663, 5),
 		RelDir(1663, 5),
 		RelBlock(rel, pgdata.ForkMain, 0),
@@ -103,6 +104,7 @@ func TestStringAndHex(t *testing.T) {
 		{RelMap(1664, 0), "relmap 1664/0"},
 		{RelDir(1663, 5), "reldir 1663/5"},
 		{DBDir(), "dbdir"},
+		{TablespaceDir(), "tblspcdir"},
 		{SLRUPage(Clog, 2, 5), "slru pg_xact/0002 blk 5"},
 		{SLRUSegmentSize(MultiXactMembers, 0x1A), "slrusize pg_multixact/members/001A"},
 		{SLRUDir(MultiXactOffsets), "slrudir pg_multixact/offsets"},

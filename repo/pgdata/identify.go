@@ -75,6 +75,7 @@ var recordTypeNames = [...]map[uint8]string{
 	// included (commit_ts_identify, replorigin_identify).
 	RmgrCommitTs:          {0x00: "ZEROPAGE", 0x10: "TRUNCATE"},
 	RmgrReplicationOrigin: {0x00: "SET", 0x10: "DROP"},
+	RmgrGeneric:           {0x00: "Generic"},
 	RmgrLogicalMessage:    {0x00: "MESSAGE"},
 }
 

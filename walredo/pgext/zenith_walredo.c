@@ -55,6 +55,15 @@
  * request, so nothing with a foreign LSN is ever flushed through the scratch
  * cluster's WAL.
  *
+ * Init forks (of unlogged relations) are redone in the scratch relation's
+ * main fork. PostgreSQL keeps init-fork buffers in step with the disk
+ * (XLogReadBufferForRedoExtended, and hash's metapage redo, call
+ * FlushOneBuffer for INIT_FORKNUM, and such buffers are always
+ * BM_PERMANENT), so a flush would call XLogFlush up to the page's LSN, a
+ * position the scratch cluster's own WAL never reaches: "xlog flush request
+ * ... is not satisfied". No redo function treats the init fork otherwise,
+ * and block numbers stay as they are.
+ *
  * Each request runs inside PG_TRY in a subtransaction: an ERROR rolls the
  * subtransaction back (releasing buffer locks and pins), is sent back as an
  * 'E' reply, and the process carries on. Log output goes to stderr; stdout
@@ -169,6 +178,7 @@ static void redo_record(const Target *target, const char *raw, uint32 len,
 						XLogRecPtr lsn, Buffer target_buf, bool *target_new);
 static void check_rmgr(const XLogRecord *rec, XLogRecPtr lsn);
 static RelFileNode scratch_rnode(Oid relnode);
+static ForkNumber scratch_fork(ForkNumber fork);
 static Buffer install_page(RelFileNode rnode, ForkNumber fork,
 						   BlockNumber blkno, const char *image);
 static void drop_other_pages(bool *used);
@@ -352,7 +362,7 @@ handle_redo(Cursor *c, char *page_out)
 	 */
 	InRecovery = true;
 
-	buf = install_page(scratch, target.fork, target.blkno,
+	buf = install_page(scratch, scratch_fork(target.fork), target.blkno,
 					   base ? base : zero_page.data);
 	target_new = PageIsNew(base ? base : zero_page.data);
 
@@ -375,8 +385,8 @@ handle_redo(Cursor *c, char *page_out)
 						errmsg("%zu stray bytes after the records of a redo request",
 							   c->left)));
 
-	buf = ReadBufferWithoutRelcache(scratch, target.fork, target.blkno,
-									RBM_NORMAL, NULL, false);
+	buf = ReadBufferWithoutRelcache(scratch, scratch_fork(target.fork),
+									target.blkno, RBM_NORMAL, NULL, false);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(page_out, BufferGetPage(buf), BLCKSZ);
 	UnlockReleaseBuffer(buf);
@@ -388,7 +398,7 @@ handle_redo(Cursor *c, char *page_out)
 	 * remembered as an "invalid page" by the redo machinery; forget it (a
 	 * no-op when nothing was remembered).
 	 */
-	XLogDropRelation(scratch, target.fork);
+	XLogDropRelation(scratch, scratch_fork(target.fork));
 }
 
 /*
@@ -441,6 +451,7 @@ redo_record(const Target *target, const char *raw, uint32 len,
 			blk->forknum == target->fork && blk->blkno == target->blkno)
 		{
 			blk->rnode = scratch_rnode(TARGET_RELNODE);
+			blk->forknum = scratch_fork(blk->forknum);
 			blk->prefetch_buffer = target_buf;
 			found = true;
 			initializes = blk->apply_image || (blk->flags & BKPBLOCK_WILL_INIT);
@@ -448,6 +459,7 @@ redo_record(const Target *target, const char *raw, uint32 len,
 		else
 		{
 			blk->rnode = scratch_rnode(OTHER_RELNODE_BASE + id);
+			blk->forknum = scratch_fork(blk->forknum);
 			blk->prefetch_buffer = install_page(blk->rnode, blk->forknum,
 												blk->blkno, NULL);
 			used_other[id] = true;
@@ -482,7 +494,8 @@ redo_record(const Target *target, const char *raw, uint32 len,
 	if (*target_new)
 	{
 		Buffer		buf = ReadBufferWithoutRelcache(scratch_rnode(TARGET_RELNODE),
-													target->fork, target->blkno,
+													scratch_fork(target->fork),
+													target->blkno,
 													RBM_NORMAL, NULL, false);
 
 		*target_new = PageIsNew(BufferGetPage(buf));
@@ -563,6 +576,17 @@ scratch_rnode(Oid relnode)
 	rnode.dbNode = SCRATCH_DB_OID;
 	rnode.relNode = relnode;
 	return rnode;
+}
+
+/*
+ * scratch_fork is the fork of a scratch relation that stands for fork: the
+ * main fork for an init fork (see HOW REDO RUNS HERE), fork itself
+ * otherwise.
+ */
+static ForkNumber
+scratch_fork(ForkNumber fork)
+{
+	return fork == INIT_FORKNUM ? MAIN_FORKNUM : fork;
 }
 
 /*

@@ -1,7 +1,19 @@
-package pageserver
+// Package pagecheck is the page oracle the tests share: it compares what
+// the page server holds for a timeline at one LSN with the data directory
+// of the PostgreSQL server that wrote that WAL, stopped cleanly at that
+// LSN. Every database, relation map, relation fork and size, every page
+// (after rm_mask, the masking wal_consistency_checking does), the SLRU
+// segments, pg_twophase and the checkpoint's counters must agree; what a
+// data directory holds that WAL never says is counted under a reason
+// (the constants below) and checked as far as that reason allows.
+//
+// It is test support: it reports through testing.TB and must never be
+// imported by non-test code.
+package pagecheck
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -10,12 +22,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )
+
+// relFork is one fork of a relation.
+type relFork struct {
+	rel  pgdata.RelFileNode
+	fork pgdata.ForkNumber
+}
 
 // What a data directory holds that WAL does not say, by reason. A page or
 // fork counted under one of these is not compared byte for byte, or only
@@ -29,31 +50,49 @@ const (
 	exVMCopied = "visibility-map page of a database created with STRATEGY WAL_LOG, with fewer bits than on disk: " +
 		"log_newpage_buffer(page_std) leaves the bitmap in the image's hole; checked: header equal, our bits a subset"
 	exSPGistMeta = "SP-GiST metapage equal except its lastUsedPages cache, which SpGistUpdateMetaPage writes without WAL"
-	exSequence   = "sequence page equal except last_value/log_cnt: nextval WAL-logs the state SEQ_LOG_VALS ahead; " +
+	exUnlogged   = "fork of an unlogged relation (it has an init fork): never WAL-logged; a compute starts with it reset " +
+		"from the init fork (ResetUnloggedRelations), as after a crash; the init fork itself is compared"
+	exSequence = "sequence page equal except last_value/log_cnt: nextval WAL-logs the state SEQ_LOG_VALS ahead; " +
 		"checked: logged last_value = page last_value + log_cnt * increment, logged log_cnt = 0"
 )
 
-// oracle compares a timeline at its last LSN with a stopped data
+// Oracle compares a timeline at its last LSN with a stopped data
 // directory.
-type oracle struct {
-	t      *testing.T
+type Oracle struct {
+	t      testing.TB
 	ctx    context.Context
 	m      *walredo.Manager
 	tenant string
-	rd     *DatadirReader
+	rd     *pageserver.DatadirReader
 	dir    string
-	cat    *catalogs
+	cat    *Catalogs
 	mu     sync.Mutex
 	tally  map[string]int
 }
 
-func (o *oracle) count(what string) {
+// New returns an oracle comparing what rd reads (a timeline at one LSN,
+// its pages rebuilt through m for tenant) with the stopped data directory
+// dir; cat is what the catalogs said before the server stopped.
+func New(ctx context.Context, t testing.TB, m *walredo.Manager, tenant string, rd *pageserver.DatadirReader, dir string, cat *Catalogs) *Oracle {
+	return &Oracle{t: t, ctx: ctx, m: m, tenant: tenant, rd: rd, dir: dir, cat: cat, tally: map[string]int{}}
+}
+
+// Report logs how many values were compared, by outcome.
+func (o *Oracle) Report(what string) {
+	o.t.Helper()
+	Report(o.t, what, o.tally)
+}
+
+// Reader is the timeline reader the oracle compares.
+func (o *Oracle) Reader() *pageserver.DatadirReader { return o.rd }
+
+func (o *Oracle) count(what string) {
 	o.mu.Lock()
 	o.tally[what]++
 	o.mu.Unlock()
 }
 
-func (o *oracle) file(p string) []byte {
+func (o *Oracle) file(p string) []byte {
 	o.t.Helper()
 	b, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(p)))
 	if err != nil {
@@ -62,27 +101,21 @@ func (o *oracle) file(p string) []byte {
 	return b
 }
 
-// checkDatabases compares the databases, their PG_VERSION files, relation
-// maps, relations, fork sizes and pages.
-func (o *oracle) checkDatabases() {
+// CheckDatabases compares the tablespaces, the databases' directories in
+// every tablespace, their PG_VERSION files, relation maps, relations,
+// fork sizes and pages.
+func (o *Oracle) CheckDatabases() {
 	t := o.t
-	dirs := map[Database]string{{pgdata.GlobalTablespaceOID, 0}: "global"}
-	bases, err := os.ReadDir(filepath.Join(o.dir, "base"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range bases {
-		oid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err != nil {
-			t.Fatalf("base/%s: %v", e.Name(), err)
-		}
-		dirs[Database{pgdata.DefaultTablespaceOID, uint32(oid)}] = "base/" + e.Name()
-	}
-	var want DBDir
+	dirs := map[pageserver.Database]string{{SpcNode: pgdata.GlobalTablespaceOID}: "global"}
+	o.databaseDirs(dirs, pgdata.DefaultTablespaceOID, "base")
+	o.checkTablespaces(dirs)
+	var want pageserver.DBDir
 	for db := range dirs {
 		want = append(want, db)
 	}
-	slices.SortFunc(want, compareDatabase)
+	slices.SortFunc(want, func(a, b pageserver.Database) int {
+		return cmp.Or(cmp.Compare(a.SpcNode, b.SpcNode), cmp.Compare(a.DbNode, b.DbNode))
+	})
 	got, err := o.rd.Databases(o.ctx)
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("databases = %v, %v; want %v", got, err, want)
@@ -92,32 +125,80 @@ func (o *oracle) checkDatabases() {
 		t.Fatal(err)
 	}
 	for db, rel := range dirs {
+		_, statErr := os.Stat(filepath.Join(o.dir, rel, "pg_filenode.map"))
 		relMap, found, err := o.rd.RelMap(o.ctx, db)
-		if err != nil || !found || !bytes.Equal(relMap, o.file(rel+"/pg_filenode.map")) {
-			t.Errorf("%s/pg_filenode.map: stored %d bytes (found %v, %v), differs from the file", rel, len(relMap), found, err)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case found != (statErr == nil):
+			t.Errorf("%s/pg_filenode.map: stored %v, on disk %v", rel, found, statErr == nil)
+		case found && !bytes.Equal(relMap, o.file(rel+"/pg_filenode.map")):
+			t.Errorf("%s/pg_filenode.map: stored %d bytes, differs from the file", rel, len(relMap))
 		}
 		if db.DbNode != 0 {
-			if _, found := slices.BinarySearch(aux, rel+"/PG_VERSION"); !found {
-				t.Errorf("%s/PG_VERSION is not among the auxiliary files", rel)
+			_, statErr := os.Stat(filepath.Join(o.dir, rel, "PG_VERSION"))
+			if _, found := slices.BinarySearch(aux, rel+"/PG_VERSION"); found != (statErr == nil) {
+				t.Errorf("%s/PG_VERSION: among the auxiliary files %v, on disk %v", rel, found, statErr == nil)
 			}
 		}
 		o.checkRelations(db, rel)
 	}
+	inDir := map[string]bool{}
+	for _, rel := range dirs {
+		inDir[rel] = true
+	}
 	for _, p := range aux {
-		if d, ok := pathDir(p); ok && dirs[Database{pgdata.DefaultTablespaceOID, d}] == "" {
+		if (strings.HasPrefix(p, "base/") || strings.HasPrefix(p, "pg_tblspc/")) && !inDir[path.Dir(p)] {
 			t.Errorf("auxiliary file %s belongs to no database", p)
 		}
 	}
 }
 
-// pathDir returns the database OID of a base/<oid>/... path.
-func pathDir(p string) (uint32, bool) {
-	var oid uint32
-	var rest string
-	if n, _ := fmt.Sscanf(p, "base/%d/%s", &oid, &rest); n != 2 {
-		return 0, false
+// databaseDirs adds the database directories under rel (base/ or a
+// tablespace's version directory) to dirs.
+func (o *Oracle) databaseDirs(dirs map[pageserver.Database]string, spc uint32, rel string) {
+	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
+	if err != nil {
+		o.t.Fatal(err)
 	}
-	return oid, true
+	for _, e := range entries {
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			o.t.Fatalf("%s/%s: %v", rel, e.Name(), err)
+		}
+		dirs[pageserver.Database{SpcNode: spc, DbNode: uint32(oid)}] = rel + "/" + e.Name()
+	}
+}
+
+// checkTablespaces compares the tablespace list with pg_tblspc, where each
+// entry is a symbolic link to the tablespace's location or, in place, a
+// directory, and adds the database directories in each to dirs.
+func (o *Oracle) checkTablespaces(dirs map[pageserver.Database]string) {
+	t := o.t
+	entries, err := os.ReadDir(filepath.Join(o.dir, "pg_tblspc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want pageserver.TablespaceDir
+	for _, e := range entries {
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			t.Fatalf("pg_tblspc/%s: %v", e.Name(), err)
+		}
+		ts := pageserver.Tablespace{OID: uint32(oid)}
+		if e.Type()&os.ModeSymlink != 0 {
+			if ts.Location, err = os.Readlink(filepath.Join(o.dir, "pg_tblspc", e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want = append(want, ts)
+		o.databaseDirs(dirs, ts.OID, ts.VersionDir())
+	}
+	slices.SortFunc(want, func(a, b pageserver.Tablespace) int { return cmp.Compare(a.OID, b.OID) })
+	got, err := o.rd.Tablespaces(o.ctx)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("tablespaces = %v, %v; want %v", got, err, want)
+	}
 }
 
 // diskFork is a relation fork in the data directory: its pages.
@@ -127,13 +208,13 @@ type diskFork struct {
 	pages []byte
 }
 
-func (o *oracle) checkRelations(db Database, rel string) {
+func (o *Oracle) checkRelations(db pageserver.Database, rel string) {
 	t := o.t
 	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := map[forkRef]*diskFork{}
+	disk := map[relFork]*diskFork{}
 	for _, e := range entries {
 		r, fork, seg, err := pgdata.ParseRelationPath(rel + "/" + e.Name())
 		if err != nil {
@@ -142,17 +223,17 @@ func (o *oracle) checkRelations(db Database, rel string) {
 		if seg != 0 {
 			t.Fatalf("%s/%s: the test's relations stay below 1 GiB", rel, e.Name())
 		}
-		disk[forkRef{r, fork}] = &diskFork{rel: r, fork: fork, pages: o.file(rel + "/" + e.Name())}
+		disk[relFork{r, fork}] = &diskFork{rel: r, fork: fork, pages: o.file(rel + "/" + e.Name())}
 	}
 	rels, err := o.rd.Relations(o.ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := map[forkRef]bool{}
+	ours := map[relFork]bool{}
 	for _, e := range rels {
 		for f := range pgdata.MaxFork + 1 {
 			if e.Forks.Has(f) {
-				ours[forkRef{pgdata.RelFileNode{SpcNode: db.SpcNode, DbNode: db.DbNode, RelNode: e.RelNode}, f}] = true
+				ours[relFork{pgdata.RelFileNode{SpcNode: db.SpcNode, DbNode: db.DbNode, RelNode: e.RelNode}, f}] = true
 			}
 		}
 	}
@@ -165,6 +246,10 @@ func (o *oracle) checkRelations(db Database, rel string) {
 	for rf, d := range disk {
 		if rf.fork == pgdata.ForkFSM {
 			o.count(exFSM)
+			continue
+		}
+		if rf.fork != pgdata.ForkInit && disk[relFork{rf.rel, pgdata.ForkInit}] != nil {
+			o.count(exUnlogged)
 			continue
 		}
 		blocks := uint32(len(d.pages) / pgdata.BlockSize)
@@ -225,7 +310,7 @@ func emptyMapPage(p []byte) bool {
 }
 
 // checkPage compares one stored page with the file's.
-func (o *oracle) checkPage(db Database, d *diskFork, blk uint32) {
+func (o *Oracle) checkPage(db pageserver.Database, d *diskFork, blk uint32) {
 	t := o.t
 	want := d.pages[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]
 	got, err := o.rd.RelPage(o.ctx, d.rel, d.fork, blk)
@@ -242,21 +327,21 @@ func (o *oracle) checkPage(db Database, d *diskFork, blk uint32) {
 		switch {
 		case allZeros(got) && emptyMapPage(want):
 			o.count(exVMExtend)
-		case o.cat.walLog[db.DbNode] && bitsSubset(got, want):
+		case o.cat.WALLog[db.DbNode] && bitsSubset(got, want):
 			o.count(exVMCopied)
 		default:
 			t.Errorf("%s: visibility-map page differs at byte %d", where, firstDiff(got, want))
 		}
 		return
 	}
-	ri, ok := o.cat.rels[[2]uint32{db.DbNode, d.rel.RelNode}]
+	ri, ok := o.cat.Rels[[2]uint32{db.DbNode, d.rel.RelNode}]
 	if !ok {
 		t.Errorf("%s: differs at byte %d, and no catalog says what the relation is", where, firstDiff(got, want))
 		return
 	}
 	rmgr, ok := rmgrOfRelation(ri)
 	if !ok {
-		t.Errorf("%s (%s, %s): differs at byte %d, no rm_mask known for it", where, ri.name, ri.am, firstDiff(got, want))
+		t.Errorf("%s (%s, %s): differs at byte %d, no rm_mask known for it", where, ri.Name, ri.AM, firstDiff(got, want))
 		return
 	}
 	gotM, err1 := o.m.Mask(o.ctx, o.tenant, rmgr, blk, got)
@@ -269,8 +354,8 @@ func (o *oracle) checkPage(db Database, d *diskFork, blk uint32) {
 	switch {
 	case bytes.Equal(gotM, wantM):
 	case rmgr == pgdata.RmgrSequence:
-		if err := sequenceLoggedAhead(gotM, wantM, ri.increment); err != nil {
-			t.Errorf("%s: sequence %s: %v", where, ri.name, err)
+		if err := sequenceLoggedAhead(gotM, wantM, ri.Increment); err != nil {
+			t.Errorf("%s: sequence %s: %v", where, ri.Name, err)
 			return
 		}
 		what = exSequence
@@ -282,7 +367,7 @@ func (o *oracle) checkPage(db Database, d *diskFork, blk uint32) {
 		what = exSPGistMeta
 	}
 	if !bytes.Equal(gotM, wantM) {
-		t.Errorf("%s (%s %s): differs after masking at byte %d", where, ri.am, ri.name, firstDiff(gotM, wantM))
+		t.Errorf("%s (%s %s): differs after masking at byte %d", where, ri.AM, ri.Name, firstDiff(gotM, wantM))
 		return
 	}
 	o.count(what)
@@ -313,14 +398,14 @@ func firstDiff(a, b []byte) int {
 
 // rmgrOfRelation is the resource manager whose rm_mask applies to a
 // relation's pages.
-func rmgrOfRelation(ri relInfo) (pgdata.RmgrID, bool) {
-	if ri.kind == "S" {
+func rmgrOfRelation(ri Relation) (pgdata.RmgrID, bool) {
+	if ri.Kind == "S" {
 		return pgdata.RmgrSequence, true
 	}
 	rmgr, ok := map[string]pgdata.RmgrID{
 		"heap": pgdata.RmgrHeap, "btree": pgdata.RmgrBtree, "hash": pgdata.RmgrHash, "gin": pgdata.RmgrGin,
 		"gist": pgdata.RmgrGist, "spgist": pgdata.RmgrSPGist, "brin": pgdata.RmgrBRIN,
-	}[ri.am]
+	}[ri.AM]
 	return rmgr, ok
 }
 
@@ -362,17 +447,17 @@ func sequenceTuple(p []byte) (int, error) {
 	return data, nil
 }
 
-// checkSLRUs compares pg_xact and pg_multixact: segments, sizes, pages.
-func (o *oracle) checkSLRUs() {
+// CheckSLRUs compares pg_xact and pg_multixact: segments, sizes, pages.
+func (o *Oracle) CheckSLRUs() {
 	t := o.t
-	for _, s := range importSLRUs {
+	for _, s := range []key.SLRU{key.Clog, key.MultiXactOffsets, key.MultiXactMembers} {
 		entries, err := os.ReadDir(filepath.Join(o.dir, filepath.FromSlash(s.String())))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want SLRUDir
+		var want pageserver.SLRUDir
 		for _, e := range entries {
-			seg, err := ParseSLRUSegmentName(e.Name())
+			seg, err := pageserver.ParseSLRUSegmentName(e.Name())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -401,23 +486,24 @@ func (o *oracle) checkSLRUs() {
 	}
 }
 
-// checkTwoPhase compares pg_twophase: the transaction left prepared.
-func (o *oracle) checkTwoPhase() {
+// CheckTwoPhase compares pg_twophase, which must hold want files (the
+// transactions the test left prepared).
+func (o *Oracle) CheckTwoPhase(want int) {
 	t := o.t
 	entries, err := os.ReadDir(filepath.Join(o.dir, "pg_twophase"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 {
-		t.Errorf("pg_twophase has %d files, want the transaction left prepared", len(entries))
+	if len(entries) != want {
+		t.Errorf("pg_twophase has %d files, want %d (the transactions left prepared)", len(entries), want)
 	}
-	var want TwoPhaseDir
+	var files pageserver.TwoPhaseDir
 	for _, e := range entries {
-		xid, err := ParseTwoPhaseName(e.Name())
+		xid, err := pageserver.ParseTwoPhaseName(e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, xid)
+		files = append(files, xid)
 		got, err := o.rd.TwoPhaseFile(o.ctx, xid)
 		if w := o.file("pg_twophase/" + e.Name()); err != nil || !bytes.Equal(got, w) {
 			t.Errorf("pg_twophase/%s: stored %d bytes (%v), the file has %d", e.Name(), len(got), err, len(w))
@@ -426,14 +512,14 @@ func (o *oracle) checkTwoPhase() {
 		o.count("equal pg_twophase file")
 	}
 	got, err := o.rd.TwoPhaseFiles(o.ctx)
-	if err != nil || !slices.Equal(got, want) {
-		t.Errorf("prepared transactions = %v, %v; want %v", got, err, want)
+	if err != nil || !slices.Equal(got, files) {
+		t.Errorf("prepared transactions = %v, %v; want %v", got, err, files)
 	}
 }
 
-// checkCheckpoint compares a stored checkpoint with pg_control's: the
+// CheckCheckpoint compares a stored checkpoint with pg_control's: the
 // counters may be ahead, the horizons must be the same.
-func (o *oracle) checkCheckpoint(when string, got pgdata.CheckPoint, cf *pgdata.ControlFile) {
+func (o *Oracle) CheckCheckpoint(when string, got pgdata.CheckPoint, cf *pgdata.ControlFile) {
 	want := cf.CheckPointCopy
 	o.t.Logf("stored checkpoint %s: next xid %s oid %d multi %d offset %d, oldest xid %d (db %d) multi %d (db %d)",
 		when, got.NextXidString(), got.NextOid, got.NextMulti, got.NextMultiOffset, got.OldestXid, got.OldestXidDB, got.OldestMulti, got.OldestMultiDB)
