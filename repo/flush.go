@@ -66,6 +66,7 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 		d.flushTimes = addFlushTime(d.flushTimes, flushTime{repo.now(), disk}, pitr)
 	}, func() {
 		tl.frozen = tl.frozen[1:]
+		repo.mem.frozen.Add(-fr.mem.Size())
 	})
 	if err != nil {
 		if !listed && f != nil {
