@@ -1,0 +1,16 @@
+# Shell functions shared by scripts/bench and scripts/soak; source it.
+
+# free_ports N: the first of N consecutive ports on 127.0.0.1 that nothing
+# listens on.
+free_ports() {
+	local n=$1 base p ok
+	for _ in $(seq 100); do
+		base=$((20000 + RANDOM % 30000)) ok=1
+		for ((p = base; p < base + n; p++)); do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ok=0; break; fi
+		done
+		if [ "$ok" = 1 ]; then echo "$base"; return; fi
+	done
+	echo "no $n free consecutive ports on 127.0.0.1" >&2
+	exit 1
+}
