@@ -11,10 +11,12 @@
 // Tenants and timelines are loaded at their first use. A timeline takes
 // values (Put, then FinishWrite for each ingested WAL record) into an
 // in-memory layer, which is frozen at a size or age threshold and flushed
-// to a delta layer file. Get rebuilds a key at an LSN from the newest image
-// and the records after it, found by walking layers newest first and
-// continuing in the ancestor timeline below the branch point, and replays
-// the records through a Redo. Compaction rewrites flushed deltas into
+// to a delta layer file; the in-memory layers of all timelines together
+// stay within Config.InMemoryLayerLimit (the writer freezes early, and
+// flushes itself when the background flush falls behind). Get rebuilds a
+// key at an LSN from the newest image and the records after it, found by
+// walking layers newest first and continuing in the ancestor timeline
+// below the branch point, and replays the records through a Redo. Compaction rewrites flushed deltas into
 // key-partitioned ones and writes image layers; garbage collection removes
 // layers that no read at or above the GC cut-off, nor any child branch's
 // branch point, can need.
