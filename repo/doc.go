@@ -16,10 +16,10 @@
 // flushes itself when the background flush falls behind). Get rebuilds a
 // key at an LSN from the newest image and the records after it, found by
 // walking layers newest first and continuing in the ancestor timeline
-// below the branch point, and replays the records through a Redo. Compaction rewrites flushed deltas into
-// key-partitioned ones and writes image layers; garbage collection removes
-// layers that no read at or above the GC cut-off, nor any child branch's
-// branch point, can need.
+// below the branch point, and replays the records through a Redo.
+// Compaction rewrites flushed deltas into key-partitioned ones and writes
+// image layers; garbage collection removes layers that no read at or above
+// the GC cut-off, nor any child branch's branch point, can need.
 //
 // Durability: a layer file is written, fsynced and renamed into place,
 // the directory is fsynced, and only then is the timeline's metadata file
