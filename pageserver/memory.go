@@ -8,9 +8,10 @@ import (
 
 // MemoryStatus is what the page server holds in memory, in bytes, each
 // amount next to its limit where one exists. RSS is what the operating
-// system charges the process; the Go heap and the block cache (allocated
-// outside the Go heap) are most of it, the rest is the Go runtime's own
-// and what the collector has not returned yet.
+// system charges the process; the Go heap is most of it (the block cache
+// included: scripts/build builds without cgo, with which pebble would
+// allocate it with C malloc, outside the heap), the rest is the Go
+// runtime's own and what the collector has not returned yet.
 type MemoryStatus struct {
 	RSSBytes int64 `json:"rss_bytes"`
 	// GoHeapBytes is the memory of Go heap objects, live or not yet

@@ -33,6 +33,10 @@ type Config struct {
 	// the open layers reach half of it, the writing timeline freezes its
 	// open layer; when the total reaches it, the writer flushes its
 	// frozen layers itself, which slows ingest to the speed of the disk.
+	// The default (32 MiB, so layers of 16 MiB) keeps the heap's swing
+	// from each fill-freeze-flush cycle small next to the caches: the
+	// memory of a flushed layer is garbage the Go heap must hold until
+	// the next collection.
 	InMemoryLayerLimit int64
 	// FlushInterval is how often in-memory layers are checked for age and
 	// frozen layers flushed; size-triggered flushes happen at once. Zero
@@ -57,7 +61,7 @@ func DefaultConfig(workdir string) Config {
 		Logger:             zerolog.Nop(),
 		PageCacheSize:      64 << 20,
 		BlockCacheSize:     128 << 20,
-		InMemoryLayerLimit: 128 << 20,
+		InMemoryLayerLimit: 32 << 20,
 		FlushInterval:      time.Second,
 		CompactionInterval: 20 * time.Second,
 		GCInterval:         100 * time.Second,
