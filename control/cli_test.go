@@ -390,6 +390,10 @@ func TestSafekeepers(t *testing.T) {
 	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3})
 	if st := env.Zenith("status"); strings.Count(st, "safekeeper") != 3 || strings.Contains(st, "stopped") {
 		t.Fatalf("status with 3 safekeepers:\n%s", st)
+	} else if strings.Count(st, "  memory: RSS ") != 4 || !strings.Contains(st, "in-memory layers ") {
+		// Each running process reports its memory, the page server also
+		// its in-memory layers and caches.
+		t.Errorf("status with 3 safekeepers: want a memory line for each of the 4 processes:\n%s", st)
 	}
 	pg := env.Postgres.CreateStart("main")
 	conn := pg.Connect()

@@ -68,6 +68,8 @@ type processStatus struct {
 	PID     int    `json:"pid,omitempty"`
 	Address string `json:"address,omitempty"`
 	Log     string `json:"log,omitempty"`
+	// Memory is what the running process reports of its memory.
+	Memory *processMemory `json:"memory,omitempty"`
 }
 
 // StatusCommand is `zenith status`.
@@ -75,11 +77,14 @@ func StatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the page server, safekeepers and compute nodes",
-		Description: `Shows whether each background process runs (by its verified pidfile) and
-the compute nodes of every tenant. A stale pidfile is reported and removed.
-A branch whose WAL the page server stopped ingesting (a record it could not
-ingest) is named with where and why: its commits go on, but no compute can
-start at its end until the page server is restarted with the cause fixed.
+		Description: `Shows whether each background process runs (by its verified pidfile), the
+memory each running one reports (resident, Go heap; for the page server also
+its in-memory layers, page cache and block cache next to their limits, and
+the WAL received but not yet ingested), and the compute nodes of every
+tenant. A stale pidfile is reported and removed. A branch whose WAL the page
+server stopped ingesting (a record it could not ingest) is named with where
+and why: its commits go on, but no compute can start at its end until the
+page server is restarted with the cause fixed.
 
 Examples:
   zenith status
@@ -92,14 +97,22 @@ Examples:
 			}
 			var procs []processStatus
 			if e.Config.Pageserver.Local {
-				procs = append(procs, e.daemonStatus(e.pageserverDaemon(), e.Config.Pageserver.ListenPG))
+				p := e.daemonStatus(e.pageserverDaemon(), e.Config.Pageserver.ListenPG)
+				if p.Running {
+					p.Memory = e.pageserverMemory(c.Context)
+				}
+				procs = append(procs, p)
 			}
 			sks, err := e.safekeeperDaemons(0)
 			if err != nil {
 				return err
 			}
 			for i, d := range sks {
-				procs = append(procs, e.daemonStatus(d, e.SafekeeperAddr(i+1)))
+				p := e.daemonStatus(d, e.SafekeeperAddr(i+1))
+				if p.Running {
+					p.Memory = e.safekeeperMemory(c.Context, i+1)
+				}
+				procs = append(procs, p)
 			}
 			nodes, err := e.nodeRows(c.Context, nil)
 			if err != nil {
@@ -129,6 +142,9 @@ Examples:
 			for _, p := range procs {
 				if p.Running {
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
+					if p.Memory != nil {
+						fmt.Fprintf(e.Out, "  memory: %s\n", p.Memory)
+					}
 				} else {
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
 				}
@@ -207,6 +223,7 @@ func PageserverCommand() *cli.Command {
 					}
 					fmt.Fprintf(e.Out, "page server: running, pid %d, %s, %s tenants, %s timelines, up %ss\n",
 						pid, e.Config.Pageserver.ListenPG, st["tenants"], st["timelines"], st["uptime_seconds"])
+					fmt.Fprintf(e.Out, "  memory: %s\n", e.pageserverMemory(c.Context))
 					return nil
 				}),
 			},

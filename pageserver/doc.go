@@ -105,6 +105,19 @@
 // and the receiver cuts that record's start off); it reports its
 // disk-consistent LSN to them as flushed, so they keep the WAL above it.
 //
+// # Memory
+//
+// What the server keeps in memory is bounded: the in-memory layers of every
+// timeline together by the repository's InMemoryLayerLimit (past it the WAL
+// receiver's ingest waits for flushes), reconstructed pages by the page
+// cache and layer-file blocks by the block cache. The status command, GET
+// /v1/status ("memory") and zenith_pageserver_memory_bytes report each
+// next to its limit, with the Go heap, the process's RSS and the WAL
+// received but not yet ingested (memory.go). The HTTP listener serves
+// net/http/pprof's profiles under /debug/pprof/ (go tool pprof
+// http://ADDR/debug/pprof/heap); they show the process's internals but no
+// tenant data, and belong behind the admin scope once token auth exists.
+//
 // # Basebackup
 //
 // Basebackup (basebackup.go) writes a tar of the data directory at an LSN

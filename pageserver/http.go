@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +32,7 @@ const maxRequestBody = 64 << 10
 //	PUT  /v1/tenant/{id}/timeline/{timeline}/safekeepers {"safekeepers": ["host:port", ...]}
 //	                                     TimelineInfo (the page service's safekeepers command)
 //	GET  /metrics                        Prometheus text format
+//	GET  /debug/pprof/...                Go runtime profiles (net/http/pprof)
 //
 // Errors are {"error": message, "code": SQLSTATE} with the status the
 // SQLSTATE maps to (httpStatus).
@@ -129,10 +131,25 @@ func (s *Server) httpServer() *http.Server {
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	handlePprof(mux)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+}
+
+// handlePprof serves net/http/pprof's profiles under /debug/pprof/ (heap,
+// goroutine, allocs, CPU profile, execution trace), as `go tool pprof`
+// expects them. They are registered on this mux, never on
+// http.DefaultServeMux. They reveal the process's internals but no tenant
+// data; once token auth exists they belong behind the admin scope.
+func handlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 type tenantJSON struct {

@@ -72,7 +72,7 @@ func newMetrics() *metrics {
 
 // register adds the per-timeline metrics, read from s at each scrape.
 func (m *metrics) register(s *Server) {
-	m.reg.MustRegister(&timelineCollector{s: s})
+	m.reg.MustRegister(&timelineCollector{s: s}, memoryCollector{s: s})
 }
 
 // pageRequest records the outcome of one page-stream request.

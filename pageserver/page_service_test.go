@@ -27,6 +27,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -323,6 +324,18 @@ func TestPageService(t *testing.T) {
 	if len(st) != 1 || st[0]["tenants"] != "2" || st[0]["timelines"] != "3" {
 		t.Errorf("status = %v, want 2 tenants, 3 timelines", st)
 	}
+	defaults := repo.DefaultConfig("")
+	if got, want := st[0]["in_memory_layer_limit"], strconv.FormatInt(defaults.InMemoryLayerLimit, 10); got != want {
+		t.Errorf("status in_memory_layer_limit = %q, want %q", got, want)
+	}
+	if got, want := st[0]["page_cache_limit"], strconv.FormatInt(defaults.PageCacheSize, 10); got != want {
+		t.Errorf("status page_cache_limit = %q, want %q", got, want)
+	}
+	for _, col := range []string{"rss_bytes", "go_heap_bytes"} {
+		if n, err := strconv.ParseInt(st[0][col], 10, 64); err != nil || n <= 0 {
+			t.Errorf("status %s = %q, want a positive number", col, st[0][col])
+		}
+	}
 
 	t.Run("basebackup", func(t *testing.T) {
 		var tarball bytes.Buffer
@@ -374,6 +387,14 @@ func TestPageService(t *testing.T) {
 		if status.Tenants != 2 || status.Timelines != 3 {
 			t.Errorf("GET /v1/status = %+v", status)
 		}
+		if m := status.Memory; m.GoHeapBytes <= 0 || m.InMemoryLayerLimit != defaults.InMemoryLayerLimit ||
+			m.BlockCacheLimit != defaults.BlockCacheSize || m.InMemoryLayerBytes() > m.InMemoryLayerLimit {
+			t.Errorf("GET /v1/status memory = %+v, want a Go heap and the default limits", m)
+		}
+		// A heap profile, as go tool pprof fetches it: gzipped protobuf.
+		if prof := httpGet(t, base+"/debug/pprof/heap"); !strings.HasPrefix(prof, "\x1f\x8b") {
+			t.Errorf("GET /debug/pprof/heap: %q..., want a gzipped profile", prof[:min(len(prof), 40)])
+		}
 		var branches []BranchInfo
 		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/branch", "", http.StatusOK, &branches)
 		if len(branches) != 3 || branches[2].Name != "main" || branches[2].LastRecordLSN != mainLSN {
@@ -419,10 +440,14 @@ func TestPageService(t *testing.T) {
 			{fmt.Sprintf(`zenith_pageserver_last_record_lsn{tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), float64(mainLSN)},
 			{fmt.Sprintf(`zenith_pageserver_layer_files{kind="delta",tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), 1},
 			{`zenith_pageserver_basebackups_total{result="ok"}`, 1},
+			{`zenith_pageserver_memory_limit_bytes{kind="in_memory_layers"}`, float64(defaults.InMemoryLayerLimit)},
 		} {
 			if got, ok := metricValue(string(body), m.name); !ok || got != m.want {
 				t.Errorf("/metrics: %s = %v (found %v), want %v", m.name, got, ok, m.want)
 			}
+		}
+		if got, ok := metricValue(string(body), `zenith_pageserver_memory_bytes{kind="go_heap"}`); !ok || got <= 0 {
+			t.Errorf("/metrics: Go heap = %v (found %v), want a positive number", got, ok)
 		}
 	})
 }

@@ -212,10 +212,12 @@ type Status struct {
 	Tenants       int    `json:"tenants"`
 	Timelines     int    `json:"timelines"`
 	UptimeSeconds int64  `json:"uptime_seconds"`
+	// Memory is what the server holds in memory, next to the limits.
+	Memory MemoryStatus `json:"memory"`
 }
 
 func (s *Server) status() Status {
-	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds())}
+	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds()), Memory: s.memoryStatus()}
 	for _, t := range s.tenants.list() {
 		st.Tenants++
 		st.Timelines += len(t.tn.Timelines())

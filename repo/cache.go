@@ -58,6 +58,13 @@ func (c *pageCache) get(k cacheKey, lsn pgdata.LSN) (pgdata.LSN, []byte, bool) {
 	return p.lsn, p.page, true
 }
 
+// bytes is the memory the cached pages take, bookkeeping included.
+func (c *pageCache) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
+}
+
 // put remembers page as k's version at lsn, unless a newer one is cached.
 // The cache keeps page; the caller must not modify it afterwards.
 func (c *pageCache) put(k cacheKey, lsn pgdata.LSN, page []byte) {

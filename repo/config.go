@@ -28,6 +28,16 @@ type Config struct {
 	PageCacheSize int64
 	// BlockCacheSize is the memory, in bytes, for blocks of layer files.
 	BlockCacheSize int64
+	// InMemoryLayerLimit is the memory, in bytes, that the in-memory
+	// layers of all timelines may take together, open and frozen. When
+	// the open layers reach half of it, the writing timeline freezes its
+	// open layer; when the total reaches it, the writer flushes its
+	// frozen layers itself, which slows ingest to the speed of the disk.
+	// The default (32 MiB, so layers of 16 MiB) keeps the heap's swing
+	// from each fill-freeze-flush cycle small next to the caches: the
+	// memory of a flushed layer is garbage the Go heap must hold until
+	// the next collection.
+	InMemoryLayerLimit int64
 	// FlushInterval is how often in-memory layers are checked for age and
 	// frozen layers flushed; size-triggered flushes happen at once. Zero
 	// disables background flushing: only Flush writes layer files.
@@ -51,6 +61,7 @@ func DefaultConfig(workdir string) Config {
 		Logger:             zerolog.Nop(),
 		PageCacheSize:      64 << 20,
 		BlockCacheSize:     128 << 20,
+		InMemoryLayerLimit: 32 << 20,
 		FlushInterval:      time.Second,
 		CompactionInterval: 20 * time.Second,
 		GCInterval:         100 * time.Second,
@@ -69,6 +80,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("repository config: PageCacheSize %d is negative", c.PageCacheSize)
 	case c.BlockCacheSize < 0:
 		return fmt.Errorf("repository config: BlockCacheSize %d is negative", c.BlockCacheSize)
+	case c.InMemoryLayerLimit <= 0:
+		return fmt.Errorf("repository config: InMemoryLayerLimit %d must be positive", c.InMemoryLayerLimit)
 	case c.FlushInterval < 0, c.CompactionInterval < 0, c.GCInterval < 0:
 		return errors.New("repository config: a background interval is negative")
 	}

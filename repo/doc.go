@@ -11,13 +11,15 @@
 // Tenants and timelines are loaded at their first use. A timeline takes
 // values (Put, then FinishWrite for each ingested WAL record) into an
 // in-memory layer, which is frozen at a size or age threshold and flushed
-// to a delta layer file. Get rebuilds a key at an LSN from the newest image
-// and the records after it, found by walking layers newest first and
-// continuing in the ancestor timeline below the branch point, and replays
-// the records through a Redo. Compaction rewrites flushed deltas into
-// key-partitioned ones and writes image layers; garbage collection removes
-// layers that no read at or above the GC cut-off, nor any child branch's
-// branch point, can need.
+// to a delta layer file; the in-memory layers of all timelines together
+// stay within Config.InMemoryLayerLimit (the writer freezes early, and
+// flushes itself when the background flush falls behind). Get rebuilds a
+// key at an LSN from the newest image and the records after it, found by
+// walking layers newest first and continuing in the ancestor timeline
+// below the branch point, and replays the records through a Redo.
+// Compaction rewrites flushed deltas into key-partitioned ones and writes
+// image layers; garbage collection removes layers that no read at or above
+// the GC cut-off, nor any child branch's branch point, can need.
 //
 // Durability: a layer file is written, fsynced and renamed into place,
 // the directory is fsynced, and only then is the timeline's metadata file

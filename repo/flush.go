@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/zenithdb/zenith/repo/layer"
@@ -65,7 +66,10 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 		d.diskConsistentLSN, d.prevRecordLSN = disk, fr.prev
 		d.flushTimes = addFlushTime(d.flushTimes, flushTime{repo.now(), disk}, pitr)
 	}, func() {
-		tl.frozen = tl.frozen[1:]
+		// Delete, not reslice: the backing array would keep the
+		// flushed layer, and all its values, alive.
+		tl.frozen = slices.Delete(tl.frozen, 0, 1)
+		repo.mem.frozen.Add(-fr.mem.Size())
 	})
 	if err != nil {
 		if !listed && f != nil {

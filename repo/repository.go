@@ -24,6 +24,7 @@ type Repository struct {
 	fs      vfs.FS
 	env     *layer.Env
 	cache   *pageCache
+	mem     memoryUse
 	redo    Redo
 	log     zerolog.Logger
 	now     func() time.Time

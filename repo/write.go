@@ -36,7 +36,9 @@ func (tl *Timeline) Put(k key.Key, lsn pgdata.LSN, v value.Value) error {
 // FinishWrite makes every pending Put visible and advances the last record
 // LSN to lsn (the end of the record just ingested) and the previous record
 // LSN to prev (its start). When the open in-memory layer has reached the
-// tenant's checkpoint distance it is frozen and a flush is requested.
+// tenant's checkpoint distance, or the open layers of the repository half
+// its InMemoryLayerLimit, it is frozen and a flush is requested; past the
+// limit the writer flushes its frozen layers itself (throttle).
 func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
 	tl.writeMu.Lock()
 	defer tl.writeMu.Unlock()
@@ -52,12 +54,12 @@ func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
 	tl.mu.RLock()
 	open := tl.open
 	tl.mu.RUnlock()
-	for _, p := range tl.pending {
-		// Put checked the order, so this cannot fail unless the
-		// timeline's invariants are broken.
-		if err := open.Put(p.k, p.lsn, p.v); err != nil {
-			return fmt.Errorf("timeline %s: %w", tl.id, err)
-		}
+	mem := &tl.tenant.repo.mem
+	before := open.Size()
+	err := tl.putPending(open)
+	mem.open.Add(open.Size() - before)
+	if err != nil {
+		return err
 	}
 	clear(tl.pending)
 	tl.pending = tl.pending[:0]
@@ -69,10 +71,22 @@ func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
 	tl.lsnAdvanced = make(chan struct{})
 	tl.mu.Unlock()
 
-	if open.Size() >= tl.tenant.Config().CheckpointDistance {
+	if open.Size() >= tl.tenant.Config().CheckpointDistance || mem.open.Load() >= tl.tenant.repo.cfg.InMemoryLayerLimit/2 {
 		tl.freezeLocked()
 		tl.tenant.repo.requestFlush()
-		tl.throttle()
+	}
+	tl.throttle()
+	return nil
+}
+
+// putPending adds the pending puts to the open layer.
+func (tl *Timeline) putPending(open *layer.MemLayer) error {
+	for _, p := range tl.pending {
+		// Put checked the order, so this cannot fail unless the
+		// timeline's invariants are broken.
+		if err := open.Put(p.k, p.lsn, p.v); err != nil {
+			return fmt.Errorf("timeline %s: %w", tl.id, err)
+		}
 	}
 	return nil
 }
@@ -82,14 +96,20 @@ func (tl *Timeline) FinishWrite(lsn, prev pgdata.LSN) error {
 // the speed of the disk instead of letting memory grow.
 const maxFrozenLayers = 4
 
-// throttle flushes the frozen layers in the writer's goroutine when the
-// background flush has fallen behind. Without background flushing (a
-// FlushInterval of zero) flushing is left to the caller.
+// throttle flushes the timeline's frozen layers in the writer's goroutine
+// when the background flush has fallen behind: too many frozen layers, or
+// in-memory layers at the repository's InMemoryLayerLimit. Without
+// background flushing (a FlushInterval of zero) flushing is left to the
+// caller.
 func (tl *Timeline) throttle() {
+	repo := tl.tenant.repo
 	tl.mu.RLock()
 	n := len(tl.frozen)
 	tl.mu.RUnlock()
-	if n < maxFrozenLayers || tl.tenant.repo.cfg.FlushInterval == 0 {
+	if n == 0 || repo.cfg.FlushInterval == 0 {
+		return
+	}
+	if n < maxFrozenLayers && repo.mem.total() < repo.cfg.InMemoryLayerLimit {
 		return
 	}
 	if err := tl.flushFrozen(context.Background()); err != nil {
@@ -120,6 +140,9 @@ func (tl *Timeline) freezeLocked() {
 		tl.log.Error().Err(err).Msg("freeze in-memory layer")
 		return
 	}
+	size := tl.open.Size()
+	tl.tenant.repo.mem.open.Add(-size)
+	tl.tenant.repo.mem.frozen.Add(size)
 	tl.frozen = append(tl.frozen, frozenLayer{tl.open, tl.prev})
 	tl.open = layer.NewMemLayer(tl.last+1, tl.tenant.repo.now())
 }

@@ -83,7 +83,8 @@
 // # HTTP
 //
 // GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
-// (JSON), GET /metrics (Prometheus).
+// (JSON), GET /v1/memory (the process's resident memory and Go heap, JSON),
+// GET /metrics (Prometheus).
 //
 // # Known limits
 //

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/memstat"
 )
 
 // metrics are the safekeeper's Prometheus metrics.
@@ -25,8 +26,35 @@ func newMetrics() *metrics {
 		walSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
 	}
-	m.reg.MustRegister(m.walReceived, m.walSent, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.walReceived, m.walSent, prometheus.NewGoCollector(), memoryCollector{})
 	return m
+}
+
+// Memory is the safekeeper's own memory, in bytes, as GET /v1/memory
+// reports it.
+type Memory struct {
+	RSSBytes       int64 `json:"rss_bytes"`
+	GoHeapBytes    int64 `json:"go_heap_bytes"`
+	GoRuntimeBytes int64 `json:"go_runtime_bytes"`
+}
+
+func readMemory() Memory {
+	p := memstat.Read()
+	return Memory{RSSBytes: p.RSS, GoHeapBytes: p.GoHeap, GoRuntimeBytes: p.GoRuntime}
+}
+
+// memoryCollector exports Memory at scrape time.
+type memoryCollector struct{}
+
+var descMemory = prometheus.NewDesc("safekeeper_memory_bytes", "Memory the safekeeper holds: rss (resident), go_heap (Go heap objects), go_runtime (all the Go runtime holds from the system).", []string{"kind"}, nil)
+
+func (memoryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descMemory }
+
+func (memoryCollector) Collect(ch chan<- prometheus.Metric) {
+	m := readMemory()
+	for kind, v := range map[string]int64{"rss": m.RSSBytes, "go_heap": m.GoHeapBytes, "go_runtime": m.GoRuntimeBytes} {
+		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(v), kind)
+	}
 }
 
 // timelineCollector exports each timeline's LSNs and term.
@@ -86,6 +114,9 @@ func (s *Safekeeper) httpHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, tl.State())
+	})
+	mux.HandleFunc("GET /v1/memory", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, readMemory())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
 	return mux

@@ -1,4 +1,5 @@
-# Shell helpers sourced by scripts/bench and scripts/bench-ephemeral.
+# Shell helpers sourced by scripts/bench, scripts/bench-ephemeral and
+# scripts/soak.
 
 # free_ports N: the first of N consecutive ports on 127.0.0.1 that nothing
 # listens on.

@@ -31,6 +31,9 @@ func NewEnv(fs vfs.FS, cacheBytes int64) *Env {
 	return &Env{FS: fs, readerOpts: sstable.ReaderOptions{Cache: pebble.NewCache(cacheBytes)}}
 }
 
+// BlockCacheBytes is the memory the block cache holds now.
+func (e *Env) BlockCacheBytes() int64 { return e.readerOpts.Cache.Size() }
+
 // Close releases the block cache; every File must be closed first.
 func (e *Env) Close() { e.readerOpts.Cache.Unref() }
 

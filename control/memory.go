@@ -1,0 +1,102 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenithdb/zenith/safekeeper"
+)
+
+// processMemory is what a running page server or safekeeper reports of
+// its own memory, in bytes; limits are 0 where none applies.
+type processMemory struct {
+	RSS                int64 `json:"rss_bytes"`
+	GoHeap             int64 `json:"go_heap_bytes"`
+	InMemoryLayers     int64 `json:"in_memory_layer_bytes,omitempty"`
+	InMemoryLayerLimit int64 `json:"in_memory_layer_limit,omitempty"`
+	PageCache          int64 `json:"page_cache_bytes,omitempty"`
+	PageCacheLimit     int64 `json:"page_cache_limit,omitempty"`
+	BlockCache         int64 `json:"block_cache_bytes,omitempty"`
+	BlockCacheLimit    int64 `json:"block_cache_limit,omitempty"`
+	WALInFlight        int64 `json:"wal_in_flight_bytes,omitempty"`
+	// Error says why the process did not report (it runs but does not
+	// answer).
+	Error string `json:"error,omitempty"`
+}
+
+// pageserverMemory asks the page server's status command for its memory.
+func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := e.Pageserver().Status(ctx)
+	if err != nil {
+		return &processMemory{Error: err.Error()}
+	}
+	var m processMemory
+	var bad []string
+	for _, f := range []struct {
+		col string
+		v   *int64
+	}{
+		{"rss_bytes", &m.RSS}, {"go_heap_bytes", &m.GoHeap},
+		{"in_memory_layer_bytes", &m.InMemoryLayers}, {"in_memory_layer_limit", &m.InMemoryLayerLimit},
+		{"page_cache_bytes", &m.PageCache}, {"page_cache_limit", &m.PageCacheLimit},
+		{"block_cache_bytes", &m.BlockCache}, {"block_cache_limit", &m.BlockCacheLimit},
+		{"wal_in_flight_bytes", &m.WALInFlight},
+	} {
+		v, err := strconv.ParseInt(st[f.col], 10, 64)
+		if err != nil {
+			bad = append(bad, f.col)
+		}
+		*f.v = v
+	}
+	if bad != nil {
+		return &processMemory{Error: "status does not report " + strings.Join(bad, ", ") + " (an older page server?)"}
+	}
+	return &m
+}
+
+// safekeeperMemory asks safekeeper n's HTTP API for its memory.
+func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BaseHTTPPort+n-1))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/memory", nil)
+	if err != nil {
+		return &processMemory{Error: err.Error()}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return &processMemory{Error: err.Error()}
+	}
+	defer resp.Body.Close()
+	var sm safekeeper.Memory
+	if resp.StatusCode != http.StatusOK {
+		return &processMemory{Error: fmt.Sprintf("GET %s/v1/memory: %s", addr, resp.Status)}
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&sm); err != nil {
+		return &processMemory{Error: fmt.Sprintf("GET %s/v1/memory: %v", addr, err)}
+	}
+	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes}
+}
+
+// String is the memory line of zenith status.
+func (m *processMemory) String() string {
+	if m.Error != "" {
+		return "not reported: " + m.Error
+	}
+	s := fmt.Sprintf("RSS %s, Go heap %s", formatBytes(m.RSS), formatBytes(m.GoHeap))
+	if m.InMemoryLayerLimit > 0 {
+		s += fmt.Sprintf("; in-memory layers %s of %s, page cache %s of %s, block cache %s of %s, WAL in flight %s",
+			formatBytes(m.InMemoryLayers), formatBytes(m.InMemoryLayerLimit), formatBytes(m.PageCache), formatBytes(m.PageCacheLimit),
+			formatBytes(m.BlockCache), formatBytes(m.BlockCacheLimit), formatBytes(m.WALInFlight))
+	}
+	return s
+}
