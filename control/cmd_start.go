@@ -94,12 +94,10 @@ Examples:
 			if e.Config.Pageserver.Local {
 				procs = append(procs, e.daemonStatus(e.pageserverDaemon(), e.Config.Pageserver.ListenPG))
 			}
-			sks, err := e.safekeeperDaemons(0)
-			if err != nil {
-				return err
-			}
-			for i, d := range sks {
-				procs = append(procs, e.daemonStatus(d, e.SafekeeperAddr(i+1)))
+			for i, sk := range e.Config.SafekeeperList() {
+				if sk.Local {
+					procs = append(procs, e.daemonStatus(e.safekeeperDaemon(i+1), sk.ListenPG))
+				}
 			}
 			nodes, err := e.nodeRows(c.Context, nil)
 			if err != nil {
@@ -123,8 +121,12 @@ Examples:
 				}{e.Dir, procs, nodes, stops})
 			}
 			fmt.Fprintf(e.Out, "repository %s\n", e.Dir)
-			if !e.Config.Pageserver.Local {
-				fmt.Fprintf(e.Out, "page server %s (remote)\n", e.Config.Pageserver.ListenPG)
+			for _, r := range e.remoteServices() {
+				state := "answers"
+				if err := dialCheck(c.Context, r.Addr); err != nil {
+					state = "does not answer"
+				}
+				fmt.Fprintf(e.Out, "%s: on another host, %s, %s\n", r.Name, r.Addr, state)
 			}
 			for _, p := range procs {
 				if p.Running {

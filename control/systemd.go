@@ -33,16 +33,15 @@ type systemdUnit struct {
 // (zenith pg start) need both and are not units: stop them first
 // (zenith pg stop) when stopping the services by hand.
 func (e *Env) systemdUnits() ([]systemdUnit, error) {
-	sks, err := e.safekeeperDaemons(0)
-	if err != nil {
-		return nil, err
-	}
 	var units []systemdUnit
 	var skFiles []string
-	for i, d := range sks {
+	for i, sk := range e.Config.SafekeeperList() {
 		f := fmt.Sprintf("zenith-safekeeper-%d.service", i+1)
-		units = append(units, systemdUnit{File: f, d: d})
-		skFiles = append(skFiles, f)
+		units = append(units, systemdUnit{File: f, d: e.safekeeperDaemon(i + 1)})
+		// Only a safekeeper on this host can order the page server.
+		if sk.Local {
+			skFiles = append(skFiles, f)
+		}
 	}
 	if e.Config.Pageserver.Local {
 		units = append(units, systemdUnit{File: "zenith-pageserver.service", After: skFiles, d: e.pageserverDaemon()})
