@@ -39,9 +39,10 @@ hosts, give their addresses instead: --pageserver-addr and --safekeeper-addrs
 run only the services on this host (--local: by default those whose address
 this host can listen on); the others run there, e.g. from the units --systemd
 writes, and zenith start/stop say so. Compute nodes then must be reachable
-from those hosts: --compute-host (their address in connection strings, added
-to --compute-listen) and --compute-replication-from (the networks pg_hba.conf
-trusts for WAL streaming; otherwise it trusts loopback only).
+from those hosts: --compute-host (their address in connection strings; they
+listen on 127.0.0.1 and there unless --compute-listen says otherwise) and
+--compute-replication-from (the networks pg_hba.conf trusts for WAL
+streaming; otherwise it trusts loopback only).
 
 Examples:
   zenith init
