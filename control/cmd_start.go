@@ -275,8 +275,10 @@ func SafekeeperCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if len(ds) == 0 {
+			if len(ds) == 0 && e.Config.Safekeepers.Count == 0 {
 				fmt.Fprintf(e.Progress, "this repository has no safekeepers (config.toml safekeepers.count = 0)\n")
+			} else if len(ds) == 0 {
+				fmt.Fprintf(e.Progress, "none of the %d safekeepers runs on this host (config.toml local = false): manage them on theirs\n", e.Config.Safekeepers.Count)
 			}
 			for _, d := range ds {
 				if err := f(e, c, d); err != nil {

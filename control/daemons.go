@@ -87,8 +87,8 @@ func (e *Env) safekeeperDaemons(only int) ([]*Daemon, error) {
 	return ds, nil
 }
 
-// remoteServices are the configured services that run on other hosts,
-// as "safekeeper N at ADDR", for messages.
+// remoteServices are the configured services that run on other hosts
+// (config.toml local = false): this repository only talks to them.
 func (e *Env) remoteServices() []remoteService {
 	var rs []remoteService
 	if !e.Config.Pageserver.Local {

@@ -26,8 +26,9 @@ type systemdUnit struct {
 }
 
 // systemdUnits returns the units of the repository's roles: each
-// safekeeper, then the page server. The page server starts after the
-// local safekeepers and stops before them: it streams WAL from them, and
+// safekeeper, those of other hosts too (to be copied there: each runs
+// with its own addresses), then the page server when it runs here. The
+// page server starts after the local safekeepers and stops before them: it streams WAL from them, and
 // its last flush on SIGTERM needs nothing from them, while a safekeeper
 // that stopped first would leave the page server retrying. Compute nodes
 // (zenith pg start) need both and are not units: stop them first
