@@ -121,19 +121,19 @@ Examples:
 				}{e.Dir, procs, nodes, stops})
 			}
 			fmt.Fprintf(e.Out, "repository %s\n", e.Dir)
-			for _, r := range e.remoteServices() {
-				state := "answers"
-				if err := dialCheck(c.Context, r.Addr); err != nil {
-					state = "does not answer"
-				}
-				fmt.Fprintf(e.Out, "%s: on another host, %s, %s\n", r.Name, r.Addr, state)
-			}
 			for _, p := range procs {
 				if p.Running {
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
 				} else {
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
 				}
+			}
+			for _, r := range e.remoteServices() {
+				state := "answers"
+				if err := dialCheck(c.Context, r.Addr); err != nil {
+					state = "does not answer"
+				}
+				fmt.Fprintf(e.Out, "%s: on another host, %s, %s\n", r.Name, r.Addr, state)
 			}
 			if err := printNodes(e.Out, nodes); err != nil {
 				return err

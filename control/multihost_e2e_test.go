@@ -86,6 +86,7 @@ func TestMultihostAddresses(t *testing.T) {
 		}
 	}
 	status := env.Zenith("status")
+	t.Logf("zenith start:\n%szenith status:\n%s", started, status)
 	for _, want := range []string{
 		"page server: running, pid", "safekeeper 1: running, pid",
 		fmt.Sprintf("safekeeper 3: on another host, %s, answers", sks[2]),
