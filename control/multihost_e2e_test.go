@@ -70,6 +70,22 @@ func TestMultihostAddresses(t *testing.T) {
 		}
 	}
 
+	// systemd on host a can order the page server after safekeeper 1
+	// only: the others are units of other hosts.
+	psUnit, err := os.ReadFile(filepath.Join(unitDir, "zenith-pageserver.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after string
+	for _, l := range strings.Split(string(psUnit), "\n") {
+		if strings.HasPrefix(l, "After=") {
+			after = l
+		}
+	}
+	if !strings.Contains(after, "zenith-safekeeper-1.service") || strings.Contains(after, "zenith-safekeeper-2") {
+		t.Errorf("page server unit: %q, want it after safekeeper 1 only", after)
+	}
+
 	// Hosts b and c: their safekeepers, run as their units say.
 	for n := 2; n <= 3; n++ {
 		startUnit(t, env, filepath.Join(unitDir, fmt.Sprintf("zenith-safekeeper-%d.service", n)), sks[n-1])
