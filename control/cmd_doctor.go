@@ -226,10 +226,13 @@ func (d *doctor) listeners() []listener {
 		ps := e.pageserverDaemon()
 		ls = append(ls, listener{"page service", e.Config.Pageserver.ListenPG, ps}, listener{"page server HTTP", e.Config.Pageserver.ListenHTTP, ps})
 	}
-	for n := 1; n <= e.Config.Safekeepers.Count; n++ {
-		sk := e.safekeeperDaemon(n)
-		ls = append(ls, listener{fmt.Sprintf("safekeeper %d", n), e.SafekeeperAddr(n), sk},
-			listener{fmt.Sprintf("safekeeper %d HTTP", n), net.JoinHostPort("127.0.0.1", fmt.Sprint(e.Config.Safekeepers.BaseHTTPPort+n-1)), sk})
+	for i, sk := range e.Config.SafekeeperList() {
+		if !sk.Local {
+			continue
+		}
+		d := e.safekeeperDaemon(i + 1)
+		ls = append(ls, listener{fmt.Sprintf("safekeeper %d", i+1), sk.ListenPG, d},
+			listener{fmt.Sprintf("safekeeper %d HTTP", i+1), sk.ListenHTTP, d})
 	}
 	return ls
 }

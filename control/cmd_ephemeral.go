@@ -76,6 +76,6 @@ func startEphemeral(c *cli.Context) error {
 		name, name, from, br.AncestorLSN, n.Name, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(e.Progress, "throw it away with: zenith pg stop %s --destroy --immediate (the branch %s stays in the page server: zenith cannot delete branches yet)\n",
 		n.Name, name)
-	fmt.Fprintln(e.Out, n.ConnString())
+	fmt.Fprintln(e.Out, n.ConnString(e))
 	return nil
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,18 +32,41 @@ init needs it: zenith start starts it for good.
 An existing repository is never overwritten. If anything fails, init removes
 what it created.
 
+Where the services are: by default the page server and the safekeepers all
+run here on 127.0.0.1 (--pageserver-port, --safekeeper-port...). On several
+hosts, give their addresses instead: --pageserver-addr and --safekeeper-addrs
+(each HOST:PORT, where the service listens and is reached). zenith start/stop
+run only the services on this host (--local: by default those whose address
+this host can listen on); the others run there, e.g. from the units --systemd
+writes, and zenith start/stop say so. Compute nodes then must be reachable
+from those hosts: --compute-host (their address in connection strings; they
+listen on 127.0.0.1 and there unless --compute-listen says otherwise) and
+--compute-replication-from (the networks pg_hba.conf trusts for WAL
+streaming; otherwise it trusts loopback only).
+
 Examples:
   zenith init
   ZENITH_REPO_DIR=/srv/zenith zenith init --pageserver-port 6400 --http-port 9899
   zenith init --safekeepers 3 --safekeeper-port 5454
-  zenith init --systemd /etc/systemd/system --systemd-user zenith`,
+  zenith init --systemd /etc/systemd/system --systemd-user zenith
+  zenith init --pageserver-addr 10.0.0.1:64000 \\
+      --safekeeper-addrs 10.0.0.1:5454,10.0.0.2:5454,10.0.0.3:5454 \\
+      --compute-host 10.0.0.1 --compute-replication-from 10.0.0.0/24 --systemd /tmp/units`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: /usr/lib/postgresql/15/bin or pg_config --bindir)"},
-			&cli.IntFlag{Name: "safekeepers", Usage: "how many safekeepers zenith start runs (0: computes stream WAL straight to the page server)"},
+			&cli.IntFlag{Name: "safekeepers", Usage: "how many safekeepers (0: computes stream WAL straight to the page server; default: as many as --safekeeper-addrs)"},
 			&cli.IntFlag{Name: "safekeeper-port", Value: DefaultConfig().Safekeepers.BasePGPort, Usage: "safekeeper N listens for WAL on 127.0.0.1:`PORT`+N-1"},
-			&cli.IntFlag{Name: "safekeeper-http-port", Value: DefaultConfig().Safekeepers.BaseHTTPPort, Usage: "safekeeper N serves HTTP on 127.0.0.1:`PORT`+N-1"},
+			&cli.IntFlag{Name: "safekeeper-http-port", Value: DefaultConfig().Safekeepers.BaseHTTPPort, Usage: "safekeeper N serves HTTP on 127.0.0.1:`PORT`+N-1 (with --safekeeper-addrs: on its host)"},
+			&cli.StringFlag{Name: "safekeeper-addrs", Usage: "the safekeepers' WAL service addresses `HOST:PORT,...`, safekeeper 1 first"},
+			&cli.StringFlag{Name: "safekeeper-http-addrs", Usage: "their HTTP addresses `HOST:PORT,...` (default: each one's host, --safekeeper-http-port+N-1)"},
 			&cli.IntFlag{Name: "pageserver-port", Value: 64000, Usage: "`PORT` of the page server's page service on 127.0.0.1"},
 			&cli.IntFlag{Name: "http-port", Value: 9898, Usage: "`PORT` of the page server's HTTP API on 127.0.0.1"},
+			&cli.StringFlag{Name: "pageserver-addr", Usage: "the page server's page service at `HOST:PORT` (instead of --pageserver-port)"},
+			&cli.StringFlag{Name: "pageserver-http-addr", Usage: "its HTTP API at `HOST:PORT` (default: its host, --http-port)"},
+			&cli.StringFlag{Name: "local", Value: "auto", Usage: "`WHICH` services run on this host: auto (those at an address of this host), all, none, or a list such as pageserver,safekeeper-1"},
+			&cli.StringFlag{Name: "compute-host", Value: DefaultConfig().Compute.AdvertiseHost, Usage: "`HOST` at which computes are reached (connection strings; the page server's and safekeepers' too)"},
+			&cli.StringFlag{Name: "compute-listen", Usage: "computes' listen_addresses, `HOSTS` comma separated (default: 127.0.0.1 and --compute-host)"},
+			&cli.StringFlag{Name: "compute-replication-from", Usage: "`CIDR,...` networks whose hosts may stream WAL from computes without a password (the page server's and safekeepers' hosts)"},
 			&cli.StringFlag{Name: "systemd", Usage: "also write systemd unit files for the page server and safekeepers to `DIR`"},
 			&cli.StringFlag{Name: "systemd-user", Value: DefaultSystemdUser, Usage: "the units run zenith as OS user `NAME` (the repository must belong to it)"},
 		},
@@ -69,32 +90,18 @@ func runInit(c *cli.Context) (err error) {
 	if cfg.PGBinDir, err = pgcluster.FindBinDir(ctx, c.String("pg-bin")); err != nil {
 		return err
 	}
-	cfg.Safekeepers.Count = c.Int("safekeepers")
-	cfg.Safekeepers.BasePGPort, cfg.Safekeepers.BaseHTTPPort = c.Int("safekeeper-port"), c.Int("safekeeper-http-port")
-	pgPort, httpPort := c.Int("pageserver-port"), c.Int("http-port")
-	cfg.Pageserver.ListenPG = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
-	cfg.Pageserver.ListenHTTP = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	if err := initAddresses(c, &cfg); err != nil {
+		return err
+	}
 	cfg.DefaultTenant = id.NewTenantID() // replaced by the page server's answer
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	if pgPort == httpPort {
-		return fmt.Errorf("--pageserver-port and --http-port are both %d: give two ports", pgPort)
+	if err := checkComputeReachable(cfg); err != nil {
+		return err
 	}
-	for _, p := range []struct {
-		flag string
-		port int
-	}{{"--pageserver-port", pgPort}, {"--http-port", httpPort}} {
-		if err := checkPortFree(p.port); err != nil {
-			return fmt.Errorf("%s: %w", p.flag, err)
-		}
-	}
-	for n := 1; n <= cfg.Safekeepers.Count; n++ {
-		for _, p := range []int{cfg.Safekeepers.BasePGPort + n - 1, cfg.Safekeepers.BaseHTTPPort + n - 1} {
-			if err := checkPortFree(p); err != nil {
-				return fmt.Errorf("safekeeper %d: %w", n, err)
-			}
-		}
+	if err := checkLocalAddrsFree(cfg); err != nil {
+		return err
 	}
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -106,7 +113,9 @@ func runInit(c *cli.Context) (err error) {
 		if err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), daemonStopTimeout)
 			defer cancel()
-			_ = ps.Stop(stopCtx, true, io.Discard)
+			if cfg.Pageserver.Local {
+				_ = ps.Stop(stopCtx, true, io.Discard)
+			}
 			os.RemoveAll(dir)
 		}
 	}()
@@ -119,11 +128,15 @@ func runInit(c *cli.Context) (err error) {
 	if err := pgcluster.PrepareDir(filepath.Join(dir, "pgdatadirs"), user); err != nil {
 		return fmt.Errorf("the repository must be reachable by PostgreSQL: %w", err)
 	}
-	if err := writePageserverConfig(e.PageserverDir(), cfg); err != nil {
-		return err
-	}
-	if err := ps.Start(ctx, e.Progress); err != nil {
-		return err
+	if cfg.Pageserver.Local {
+		if err := writePageserverConfig(e.PageserverDir(), cfg); err != nil {
+			return err
+		}
+		if err := ps.Start(ctx, e.Progress); err != nil {
+			return err
+		}
+	} else if err := e.Pageserver().Ping(ctx); err != nil {
+		return fmt.Errorf("the page server at %s runs on another host and must run before zenith init: %w", cfg.Pageserver.ListenPG, err)
 	}
 	tenant, err := e.Pageserver().TenantCreate(ctx, id.TenantID{})
 	if err != nil {
@@ -133,8 +146,10 @@ func runInit(c *cli.Context) (err error) {
 	if err := importInitdb(ctx, e, tenant, "main"); err != nil {
 		return err
 	}
-	if err := ps.Stop(ctx, false, e.Progress); err != nil {
-		return err
+	if cfg.Pageserver.Local {
+		if err := ps.Stop(ctx, false, e.Progress); err != nil {
+			return err
+		}
 	}
 	b, err := encodeConfig(e.Config)
 	if err != nil {
@@ -150,7 +165,11 @@ func runInit(c *cli.Context) (err error) {
 		fmt.Fprintf(e.Progress, "the units run as OS user %s: it must own %s (chown -R %s: %s)\n",
 			c.String("systemd-user"), dir, c.String("systemd-user"), dir)
 	}
-	fmt.Fprintf(e.Out, "initialized zenith repository %s\ndefault tenant %s, branch main\nnext: zenith start, then zenith pg start main\n", dir, tenant)
+	fmt.Fprintf(e.Out, "initialized zenith repository %s\ndefault tenant %s, branch main\n", dir, tenant)
+	for _, r := range e.remoteServices() {
+		fmt.Fprintf(e.Out, "%s at %s: on another host, run it there (zenith start leaves it alone)\n", r.Name, r.Addr)
+	}
+	fmt.Fprintf(e.Out, "next: zenith start, then zenith pg start main\n")
 	return nil
 }
 

@@ -30,7 +30,7 @@ func nodeFlags() []cli.Flag {
 	return []cli.Flag{
 		tenantFlag(),
 		&cli.StringFlag{Name: "name", Usage: "name the node `NODE` (default: the branch's name)"},
-		&cli.IntFlag{Name: "port", Usage: "listen on 127.0.0.1:`PORT` (default: a free port, kept for the node's life)"},
+		&cli.IntFlag{Name: "port", Usage: "listen on `PORT` of compute.listen_addresses (default: a free port, kept for the node's life)"},
 		&cli.StringFlag{Name: "lsn", Usage: "make a read-only node showing the branch as of `LSN` (e.g. 0/16B9188)"},
 		&cli.StringSliceFlag{Name: "c", Usage: "PostgreSQL setting `name=value` for the node (repeatable)"},
 	}
@@ -91,7 +91,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.Out, "created compute node %s on branch %s (%s)\n", n.Name, n.Branch, n.Address())
+			fmt.Fprintf(e.Out, "created compute node %s on branch %s (%s)\n", n.Name, n.Branch, n.Address(e))
 			return nil
 		},
 	}
@@ -154,7 +154,7 @@ Examples:
 			if err := e.StartNode(c.Context, n); err != nil {
 				return err
 			}
-			fmt.Fprintln(e.Out, n.ConnString())
+			fmt.Fprintln(e.Out, n.ConnString(e))
 			return nil
 		},
 	}
@@ -291,23 +291,23 @@ func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
 		if n.ReadOnly() {
 			lsn = n.ReadOnlyLSN
 		} else if st == "running" {
-			if cur, err := currentLSN(ctx, n); err == nil {
+			if cur, err := currentLSN(ctx, e, n); err == nil {
 				lsn = cur
 			}
 		}
 		rows = append(rows, nodeRow{
-			Name: n.Name, Address: n.Address(), Tenant: n.Tenant, Branch: n.Branch, Timeline: n.Timeline,
-			LSN: lsn, ReadOnly: n.ReadOnly(), Status: st, ConnStr: n.ConnString(),
+			Name: n.Name, Address: n.Address(e), Tenant: n.Tenant, Branch: n.Branch, Timeline: n.Timeline,
+			LSN: lsn, ReadOnly: n.ReadOnly(), Status: st, ConnStr: n.ConnString(e),
 		})
 	}
 	return rows, nil
 }
 
 // currentLSN asks a running node for its WAL insert position.
-func currentLSN(ctx context.Context, n *Node) (pgdata.LSN, error) {
+func currentLSN(ctx context.Context, e *Env, n *Node) (pgdata.LSN, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, n.ConnString()+"?sslmode=disable")
+	conn, err := pgconn.Connect(ctx, n.ConnString(e)+"?sslmode=disable")
 	if err != nil {
 		return 0, err
 	}

@@ -103,16 +103,14 @@ Examples:
 				}
 				procs = append(procs, p)
 			}
-			sks, err := e.safekeeperDaemons(0)
-			if err != nil {
-				return err
-			}
-			for i, d := range sks {
-				p := e.daemonStatus(d, e.SafekeeperAddr(i+1))
-				if p.Running {
-					p.Memory = e.safekeeperMemory(c.Context, i+1)
+			for i, sk := range e.Config.SafekeeperList() {
+				if sk.Local {
+					p := e.daemonStatus(e.safekeeperDaemon(i+1), sk.ListenPG)
+					if p.Running {
+						p.Memory = e.safekeeperMemory(c.Context, i+1)
+					}
+					procs = append(procs, p)
 				}
-				procs = append(procs, p)
 			}
 			nodes, err := e.nodeRows(c.Context, nil)
 			if err != nil {
@@ -136,9 +134,6 @@ Examples:
 				}{e.Dir, procs, nodes, stops})
 			}
 			fmt.Fprintf(e.Out, "repository %s\n", e.Dir)
-			if !e.Config.Pageserver.Local {
-				fmt.Fprintf(e.Out, "page server %s (remote)\n", e.Config.Pageserver.ListenPG)
-			}
 			for _, p := range procs {
 				if p.Running {
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
@@ -148,6 +143,13 @@ Examples:
 				} else {
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
 				}
+			}
+			for _, r := range e.remoteServices() {
+				state := "answers"
+				if err := dialCheck(c.Context, r.Addr); err != nil {
+					state = "does not answer"
+				}
+				fmt.Fprintf(e.Out, "%s: on another host, %s, %s\n", r.Name, r.Addr, state)
 			}
 			if err := printNodes(e.Out, nodes); err != nil {
 				return err
@@ -290,8 +292,10 @@ func SafekeeperCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if len(ds) == 0 {
+			if len(ds) == 0 && e.Config.Safekeepers.Count == 0 {
 				fmt.Fprintf(e.Progress, "this repository has no safekeepers (config.toml safekeepers.count = 0)\n")
+			} else if len(ds) == 0 {
+				fmt.Fprintf(e.Progress, "none of the %d safekeepers runs on this host (config.toml local = false): manage them on theirs\n", e.Config.Safekeepers.Count)
 			}
 			for _, d := range ds {
 				if err := f(e, c, d); err != nil {

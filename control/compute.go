@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -84,12 +85,16 @@ func (n *Node) TablespacesDir() string { return filepath.Join(n.dir, "tablespace
 // LogFile is the node's PostgreSQL log.
 func (n *Node) LogFile() string { return filepath.Join(n.dir, "postgres.log") }
 
-// Address is where the node listens.
-func (n *Node) Address() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port)) }
+// Address is where the node is reached: the configured compute host
+// (compute.advertise_host) and the node's port.
+func (n *Node) Address(e *Env) string {
+	return net.JoinHostPort(e.Config.Compute.AdvertiseHost, strconv.Itoa(n.Port))
+}
 
-// ConnString is a connection URL for database postgres as the superuser.
-func (n *Node) ConnString() string {
-	return fmt.Sprintf("postgresql://%s@%s/postgres", pgcluster.DefaultSuperuser, n.Address())
+// ConnString is a connection URL for database postgres as the superuser,
+// the one users, the page server and the safekeepers connect with.
+func (n *Node) ConnString(e *Env) string {
+	return fmt.Sprintf("postgresql://%s@%s/postgres", pgcluster.DefaultSuperuser, n.Address(e))
 }
 
 // socketDir is the node's unix socket directory: outside the node
@@ -107,6 +112,9 @@ func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) 
 		SocketDir: n.socketDir(),
 		Port:      n.Port,
 		LogFile:   n.LogFile(),
+		// Over zenith.conf's listen_addresses: the server's command line
+		// would otherwise say 127.0.0.1.
+		ListenAddresses: strings.Join(e.Config.Compute.ListenHosts(), ","),
 	})
 }
 

@@ -16,7 +16,7 @@ const computeConfFile = "zenith.conf"
 // before the user's own.
 func computeSettings(n *Node, e *Env) [][2]string {
 	s := [][2]string{
-		{"listen_addresses", "127.0.0.1"},
+		{"listen_addresses", strings.Join(e.Config.Compute.ListenHosts(), ",")},
 		{"port", fmt.Sprint(n.Port)},
 		// The page server (or the safekeepers) receive WAL as physical
 		// replication clients.
@@ -49,9 +49,10 @@ func computeSettings(n *Node, e *Env) [][2]string {
 	return s
 }
 
-// computeHBA lets every local user in without a password over the socket
-// and loopback, including replication connections (the page server's).
-const computeHBA = `# Written by zenith: trust on loopback only (the server listens nowhere else).
+// computeHBALoopback lets every local user in without a password over
+// the socket and loopback, including replication connections (the page
+// server's and the safekeepers' when they run here).
+const computeHBALoopback = `# Written by zenith: trust on loopback only, unless config.toml [compute] says more.
 local   all          all                 trust
 host    all          all   127.0.0.1/32  trust
 host    all          all   ::1/128       trust
@@ -59,6 +60,27 @@ local   replication  all                 trust
 host    replication  all   127.0.0.1/32  trust
 host    replication  all   ::1/128       trust
 `
+
+// computeHBA is a compute's pg_hba.conf: loopback, and when computes listen
+// beyond it, the host's own addresses (samehost: the connection string on
+// this host) and replication from the networks of compute.replication_from
+// (a page server or safekeepers on other hosts). Anything else is refused.
+func computeHBA(c ComputeConfig) string {
+	var b strings.Builder
+	b.WriteString(computeHBALoopback)
+	if !c.LoopbackOnly() {
+		b.WriteString("# compute.listen_addresses goes beyond loopback: this host's own addresses too\n")
+		b.WriteString("host    all          all   samehost      trust\n")
+		b.WriteString("host    replication  all   samehost      trust\n")
+	}
+	if len(c.ReplicationFrom) > 0 {
+		b.WriteString("# compute.replication_from: the page server and safekeepers on other hosts\n")
+		for _, n := range c.ReplicationFrom {
+			fmt.Fprintf(&b, "host    replication  all   %-13s trust\n", n)
+		}
+	}
+	return b.String()
+}
 
 // writeComputeConfig writes zenith.conf (zenith's settings, then the
 // user's), includes it from postgresql.conf, and writes pg_hba.conf.
@@ -98,7 +120,7 @@ func writeComputeConfig(n *Node, e *Env) error {
 			return fmt.Errorf("write postgresql.conf: %w", err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(computeHBA), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(computeHBA(e.Config.Compute)), 0o600); err != nil {
 		return fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return nil

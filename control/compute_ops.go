@@ -37,7 +37,7 @@ type NodeOptions struct {
 	Branch string
 	// Name is the node's name; empty means the branch's.
 	Name string
-	// Port is its TCP port on 127.0.0.1; 0 picks a free one.
+	// Port is its TCP port (on compute.listen_addresses); 0 picks a free one.
 	Port int
 	// LSN makes a read-only node at that LSN of the branch; 0 follows the
 	// branch.
@@ -136,7 +136,7 @@ func (e *Env) choosePort(port int) (int, error) {
 		if name, ok := taken[port]; ok {
 			return 0, fmt.Errorf("port %d is already compute node %s's: choose another --port", port, name)
 		}
-		return port, checkPortFree(port)
+		return port, e.checkComputePortFree(port)
 	}
 	for i := 0; i < 20; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -145,7 +145,7 @@ func (e *Env) choosePort(port int) (int, error) {
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if _, ok := taken[p]; !ok {
+		if _, ok := taken[p]; !ok && e.checkComputePortFree(p) == nil {
 			return p, nil
 		}
 	}
@@ -154,11 +154,31 @@ func (e *Env) choosePort(port int) (int, error) {
 
 // checkPortFree fails if something listens on 127.0.0.1:port.
 func checkPortFree(port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	return checkAddrFree(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
+// checkAddrFree fails if something listens on addr (host:port).
+func checkAddrFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("port %d is in use by another program: choose another port, or stop that program (%v)", port, err)
+		host, port, _ := net.SplitHostPort(addr)
+		return fmt.Errorf("port %s is in use by another program, or %s is not an address of this host: choose another port, or stop that program (%v)", port, host, err)
 	}
 	return l.Close()
+}
+
+// checkComputePortFree fails if a compute could not listen on port of
+// every host of compute.listen_addresses.
+func (e *Env) checkComputePortFree(port int) error {
+	for _, h := range e.Config.Compute.ListenHosts() {
+		if h == "*" {
+			h = ""
+		}
+		if err := checkAddrFree(net.JoinHostPort(h, strconv.Itoa(port))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settledLSN returns the branch's last record LSN once the page server
@@ -308,7 +328,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
-	if err := checkPortFree(n.Port); err != nil {
+	if err := e.checkComputePortFree(n.Port); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
 	n.CleanLSN = 0
@@ -326,7 +346,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	} else if !n.ReadOnly() {
-		src := n.ConnString() + "?application_name=pageserver"
+		src := n.ConnString(e) + "?application_name=pageserver"
 		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, src); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
 			defer cancel()

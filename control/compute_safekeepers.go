@@ -53,7 +53,7 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 	ok := 0
 	var errs []string
 	for _, sk := range el.Safekeepers {
-		err := setCompute(ctx, sk.Addr, n.Tenant, n.Timeline, el.Term, start, n.ConnString())
+		err := setCompute(ctx, sk.Addr, n.Tenant, n.Timeline, el.Term, start, n.ConnString(e))
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", sk.Addr, err))
 			continue

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // pageserverDaemon is the page server that runs from this repository.
@@ -22,32 +23,34 @@ func (e *Env) pageserverDaemon() *Daemon {
 
 // safekeeperDaemon is safekeeper n (from 1) of this repository.
 func (e *Env) safekeeperDaemon(n int) *Daemon {
-	pgAddr := e.SafekeeperAddr(n)
-	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BaseHTTPPort+n-1))
+	sk := e.Config.SafekeeperList()[n-1]
 	return &Daemon{
 		Name:    fmt.Sprintf("safekeeper %d", n),
 		Args:    []string{"safekeeper", "run", "-D", e.SafekeeperDir(n), "--id", strconv.Itoa(n)},
-		Extra:   append([]string{"--listen-pg", pgAddr, "--listen-http", httpAddr}, e.safekeeperPeers(n)...),
+		Extra:   append([]string{"--listen-pg", sk.ListenPG, "--listen-http", sk.ListenHTTP}, e.safekeeperPeers(n)...),
 		PidPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.pid", n)),
 		LogPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.log", n)),
-		Ready: func(ctx context.Context) error {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "tcp", pgAddr)
-			if err != nil {
-				return err
-			}
-			return conn.Close()
-		},
+		Ready:   func(ctx context.Context) error { return dialCheck(ctx, sk.ListenPG) },
 	}
+}
+
+// dialCheck connects to addr and hangs up.
+func dialCheck(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // safekeeperPeers is the --peers flag of safekeeper n: the other
 // safekeepers' HTTP addresses, from which it learns the commit LSN.
 func (e *Env) safekeeperPeers(n int) []string {
 	var peers []string
-	for i := 1; i <= e.Config.Safekeepers.Count; i++ {
-		if i != n {
-			peers = append(peers, net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BaseHTTPPort+i-1)))
+	for i, sk := range e.Config.SafekeeperList() {
+		if i+1 != n {
+			peers = append(peers, sk.ListenHTTP)
 		}
 	}
 	if len(peers) == 0 {
@@ -58,24 +61,62 @@ func (e *Env) safekeeperPeers(n int) []string {
 
 // SafekeeperAddr is the WAL service address of safekeeper n (from 1).
 func (e *Env) SafekeeperAddr(n int) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BasePGPort+n-1))
+	return e.Config.SafekeeperList()[n-1].ListenPG
 }
 
-// safekeeperDaemons are all the repository's safekeepers, or only number
-// only when only > 0.
+// safekeeperDaemons are the repository's safekeepers that run here
+// (SafekeeperNode.Local), or only number only when only > 0, which must
+// run here.
 func (e *Env) safekeeperDaemons(only int) ([]*Daemon, error) {
-	count := e.Config.Safekeepers.Count
+	list := e.Config.SafekeeperList()
 	if only > 0 {
-		if only > count {
-			return nil, fmt.Errorf("--id %d: this repository has %d safekeepers (config.toml safekeepers.count)", only, count)
+		if only > len(list) {
+			return nil, fmt.Errorf("--id %d: this repository has %d safekeepers (config.toml safekeepers.count)", only, len(list))
+		}
+		if !list[only-1].Local {
+			return nil, fmt.Errorf("safekeeper %d at %s runs on another host (config.toml: local = false): manage it there", only, list[only-1].ListenPG)
 		}
 		return []*Daemon{e.safekeeperDaemon(only)}, nil
 	}
-	ds := make([]*Daemon, 0, count)
-	for n := 1; n <= count; n++ {
-		ds = append(ds, e.safekeeperDaemon(n))
+	var ds []*Daemon
+	for i, sk := range list {
+		if sk.Local {
+			ds = append(ds, e.safekeeperDaemon(i+1))
+		}
 	}
 	return ds, nil
+}
+
+// remoteServices are the configured services that run on other hosts
+// (config.toml local = false): this repository only talks to them.
+func (e *Env) remoteServices() []remoteService {
+	var rs []remoteService
+	if !e.Config.Pageserver.Local {
+		rs = append(rs, remoteService{"page server", e.Config.Pageserver.ListenPG})
+	}
+	for i, sk := range e.Config.SafekeeperList() {
+		if !sk.Local {
+			rs = append(rs, remoteService{fmt.Sprintf("safekeeper %d", i+1), sk.ListenPG})
+		}
+	}
+	return rs
+}
+
+// remoteService is a service this repository talks to but does not run.
+type remoteService struct{ Name, Addr string }
+
+// noteRemote says, for zenith start or stop (verb), which services run
+// elsewhere and were left alone, and whether each answers.
+func (e *Env) noteRemote(ctx context.Context, verb string) {
+	for _, r := range e.remoteServices() {
+		state := "answers"
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := dialCheck(dctx, r.Addr); err != nil {
+			state = "does not answer: " + err.Error()
+		}
+		cancel()
+		fmt.Fprintf(e.Progress, "%s at %s runs on another host: not %s here (%s)\n", r.Name, r.Addr, verb, state)
+	}
 }
 
 // startAll starts the safekeepers and then the page server (when it runs
@@ -90,6 +131,7 @@ func (e *Env) startAll(ctx context.Context) error {
 			return err
 		}
 	}
+	e.noteRemote(ctx, "started")
 	if !e.Config.Pageserver.Local {
 		return e.Pageserver().Ping(ctx)
 	}
@@ -118,5 +160,6 @@ func (e *Env) stopAll(ctx context.Context, immediate bool) error {
 	for _, d := range sks {
 		keep(d.Stop(ctx, immediate, e.Progress))
 	}
+	e.noteRemote(ctx, "stopped")
 	return first
 }

@@ -4,7 +4,7 @@
 //
 // The repository directory (./.zenith or $ZENITH_REPO_DIR) holds:
 //
-//	config.toml                      pg_bin_dir, default_tenant, [pageserver], [safekeepers]
+//	config.toml                      pg_bin_dir, default_tenant, [pageserver], [safekeepers], [compute]
 //	pageserver/                      the page server's working directory (pageserver.toml, tenants/)
 //	pageserver.pid, pageserver.log   the background page server (zenith start)
 //	safekeepers/skN/                 safekeeper N's data; safekeeper-N.pid and .log next to pageserver's
@@ -17,6 +17,11 @@
 // server as its synchronous standby (callmemaybe); with them, zenith pg
 // start runs the safekeepers' election first and the compute waits for a
 // majority of them.
+//
+// Services may run on other hosts: config.toml gives each one's host:port
+// and whether it is local; only local ones are started, stopped and
+// written to by this repository, and computes are reached at
+// [compute] advertise_host by users, the page server and the safekeepers.
 //
 // The CLI never reads the page server's repository files itself; it asks
 // the page server (PageserverClient), so the same commands work against a

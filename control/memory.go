@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,7 +66,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e.Config.Safekeepers.BaseHTTPPort+n-1))
+	addr := e.Config.SafekeeperList()[n-1].ListenHTTP
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/memory", nil)
 	if err != nil {
 		return &processMemory{Error: err.Error()}

@@ -26,23 +26,23 @@ type systemdUnit struct {
 }
 
 // systemdUnits returns the units of the repository's roles: each
-// safekeeper, then the page server. The page server starts after the
-// local safekeepers and stops before them: it streams WAL from them, and
+// safekeeper, those of other hosts too (to be copied there: each runs
+// with its own addresses), then the page server when it runs here. The
+// page server starts after the local safekeepers and stops before them: it streams WAL from them, and
 // its last flush on SIGTERM needs nothing from them, while a safekeeper
 // that stopped first would leave the page server retrying. Compute nodes
 // (zenith pg start) need both and are not units: stop them first
 // (zenith pg stop) when stopping the services by hand.
 func (e *Env) systemdUnits() ([]systemdUnit, error) {
-	sks, err := e.safekeeperDaemons(0)
-	if err != nil {
-		return nil, err
-	}
 	var units []systemdUnit
 	var skFiles []string
-	for i, d := range sks {
+	for i, sk := range e.Config.SafekeeperList() {
 		f := fmt.Sprintf("zenith-safekeeper-%d.service", i+1)
-		units = append(units, systemdUnit{File: f, d: d})
-		skFiles = append(skFiles, f)
+		units = append(units, systemdUnit{File: f, d: e.safekeeperDaemon(i + 1)})
+		// Only a safekeeper on this host can order the page server.
+		if sk.Local {
+			skFiles = append(skFiles, f)
+		}
 	}
 	if e.Config.Pageserver.Local {
 		units = append(units, systemdUnit{File: "zenith-pageserver.service", After: skFiles, d: e.pageserverDaemon()})

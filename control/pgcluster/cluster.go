@@ -44,6 +44,10 @@ type Options struct {
 	SocketDir string
 	// Port is the TCP port on 127.0.0.1; 0 picks a free one at each Start.
 	Port int
+	// ListenAddresses is the server's listen_addresses (hosts, comma
+	// separated); empty means 127.0.0.1. Cluster connects to the first
+	// (127.0.0.1 for a wildcard), so it must accept the superuser there.
+	ListenAddresses string
 	// Settings are server settings passed as `-c name=value` at Start,
 	// over postgresql.conf.
 	Settings map[string]string
@@ -146,9 +150,29 @@ func (c *Cluster) Port() int {
 func (c *Cluster) User() *OSUser { return c.user }
 
 // ConnString is a libpq connection string for database dbname, over TCP
-// on 127.0.0.1, as the superuser.
+// on the first listen address (127.0.0.1 by default), as the superuser.
 func (c *Cluster) ConnString(dbname string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", c.Port(), c.opts.Superuser, dbname)
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", c.connectHost(), c.Port(), c.opts.Superuser, dbname)
+}
+
+// connectHost is the host ConnString connects to.
+func (c *Cluster) connectHost() string {
+	first, _, _ := strings.Cut(c.listenAddresses(), ",")
+	switch first = strings.TrimSpace(first); first {
+	case "", "*", "0.0.0.0":
+		return "127.0.0.1"
+	case "::":
+		return "::1"
+	}
+	return first
+}
+
+// listenAddresses is the server's listen_addresses.
+func (c *Cluster) listenAddresses() string {
+	if c.opts.ListenAddresses == "" {
+		return "127.0.0.1"
+	}
+	return c.opts.ListenAddresses
 }
 
 // Command returns a command running the PostgreSQL program prog (e.g.
@@ -241,7 +265,7 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 		return fmt.Errorf("stat server log: %w", err)
 	}
 
-	args := []string{"-D", c.opts.DataDir, "-p", strconv.Itoa(port), "-h", "127.0.0.1", "-k", c.opts.SocketDir}
+	args := []string{"-D", c.opts.DataDir, "-p", strconv.Itoa(port), "-h", c.listenAddresses(), "-k", c.opts.SocketDir}
 	keys := make([]string, 0, len(c.opts.Settings))
 	for k := range c.opts.Settings {
 		keys = append(keys, k)

@@ -35,6 +35,10 @@ type Options struct {
 	Wrap []string
 	// Environ is added to every zenith command's environment.
 	Environ []string
+	// InitArgs, when set, are zenith init's flags instead of the page
+	// server and safekeeper ports New picks on 127.0.0.1 (Safekeepers is
+	// then ignored and PageserverAddr empty): a test of other addresses.
+	InitArgs []string
 }
 
 // Env is a zenith repository in a temporary directory, driven by the real
@@ -80,10 +84,13 @@ func New(t testing.TB, opts *Options) *Env {
 	e := &Env{t: t, Bin: bin, Dir: dir, RepoDir: filepath.Join(dir, "repo"), wrap: opts.Wrap, environ: opts.Environ}
 	e.Postgres = &Computes{env: e}
 	t.Cleanup(e.cleanup)
-	pgPort, httpPort := freePort(t), freePort(t)
-	e.PageserverAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
-	args := []string{"init", "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort)}
-	if opts.Safekeepers > 0 {
+	args := append([]string{"init"}, opts.InitArgs...)
+	if opts.InitArgs == nil {
+		pgPort, httpPort := freePort(t), freePort(t)
+		e.PageserverAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
+		args = append(args, "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort))
+	}
+	if opts.Safekeepers > 0 && opts.InitArgs == nil {
 		args = append(args, "--safekeepers", strconv.Itoa(opts.Safekeepers),
 			"--safekeeper-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)),
 			"--safekeeper-http-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)))
