@@ -33,11 +33,10 @@ type Session struct {
 	portals map[string]*portal
 
 	// Per-command output state.
-	out     sink
-	cols    bool
-	rows    int
-	tag     string
-	copying bool
+	out  sink
+	cols bool
+	rows int
+	tag  string
 }
 
 type portal struct {

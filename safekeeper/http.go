@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zenithdb/zenith/repo/id"
@@ -25,7 +26,7 @@ func newMetrics() *metrics {
 		walSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
 	}
-	m.reg.MustRegister(m.walReceived, m.walSent, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.walReceived, m.walSent, collectors.NewGoCollector())
 	return m
 }
 
