@@ -31,6 +31,7 @@ var layers = []struct {
 	{"layer files", []string{"repo/layer", "repo/remote"}},
 	{"the layer map", []string{"repo/layermap"}},
 	{"libraries: repository, protocol, redo", []string{"repo", "pgwire", "walredo"}},
+	{"the page service's API, for its client and server", []string{"pageserver/api"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the binary's test fixture (imports nothing of zenith)", []string{"control/zenithtest"}},
 	{"the control plane", []string{"control"}},

@@ -11,6 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -99,13 +101,13 @@ Examples:
 // BRANCH@LSN or BRANCH@TIME), checking what can be checked here first so
 // mistakes get a clear message.
 func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start string) (Branch, error) {
-	if err := checkName("branch", name); err != nil {
+	if err := api.CheckBranchName(name); err != nil {
 		return Branch{}, err
 	}
 	if name == "list" {
 		return Branch{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
 	}
-	p, err := ParseStartPoint(start)
+	p, err := api.ParseStartPoint(start)
 	if err != nil {
 		return Branch{}, err
 	}
@@ -118,15 +120,15 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	var pe *PageserverError
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case codeExists:
+		case pgwire.CodeDuplicateObject:
 			return b, fmt.Errorf("branch %s exists already (zenith branch shows the branches): %w", name, err)
-		case codeUnknown:
+		case pgwire.CodeUndefinedObject:
 			return b, fmt.Errorf("unknown branch or timeline %q (zenith branch shows the branches): %w", p.Branch, err)
-		case codeLSNTooOld:
+		case pgwire.CodeObjectNotInPrereqState: // before the GC cut-off, or not a record boundary
 			return b, fmt.Errorf("cannot branch at %s: the LSN must be the end of a WAL record (as pg_current_wal_lsn() prints it after a commit) and after the GC cut-off: %w", p, err)
-		case codeLSNTimeout:
+		case pgwire.CodeQueryCanceled:
 			return b, fmt.Errorf("cannot branch at %s: the page server has not reached that LSN: %w", p, err)
-		case codeInvalidValue:
+		case pgwire.CodeInvalidParameterValue:
 			return b, fmt.Errorf("cannot branch at %s: %w", p, err)
 		}
 	}
@@ -135,7 +137,7 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 
 // waitForLSN fails with a clear message if p.LSN is after the end of its
 // branch, waiting a little for the page server to catch up first.
-func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p StartPoint) error {
+func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) error {
 	deadline := time.Now().Add(branchCatchUpTimeout)
 	for {
 		branches, err := e.Pageserver().BranchList(ctx, t)

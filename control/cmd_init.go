@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 )
@@ -207,7 +208,7 @@ func importInitdb(ctx context.Context, e *Env, t id.TenantID, name string) error
 	if err := e.Pageserver().Import(ctx, t, name, io.TeeReader(pr, prog)); err != nil {
 		pr.CloseWithError(err)
 		var pe *PageserverError
-		if errors.As(err, &pe) && pe.Code == codeExists {
+		if errors.As(err, &pe) && pe.Code == pgwire.CodeDuplicateObject {
 			return fmt.Errorf("import %s: %w", name, err)
 		}
 		return fmt.Errorf("import initdb's data directory as branch %s: %w", name, err)

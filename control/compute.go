@@ -15,6 +15,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -144,7 +145,7 @@ func loadNode(dir string) (*Node, error) {
 
 // node returns tenant t's node name.
 func (e *Env) node(t id.TenantID, name string) (*Node, error) {
-	if err := checkName("node", name); err != nil {
+	if err := api.CheckName("node", name); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(e.TenantNodesDir(t), name)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -65,7 +67,7 @@ func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branc
 // explainTenant turns the page server's "unknown tenant" into advice.
 func explainTenant(err error, t id.TenantID) error {
 	var pe *PageserverError
-	if errors.As(err, &pe) && pe.Code == codeUnknown {
+	if errors.As(err, &pe) && pe.Code == pgwire.CodeUndefinedObject {
 		return fmt.Errorf("%w (zenith tenant list shows the tenants; is tenant %s on this page server?)", err, t)
 	}
 	return err
@@ -77,7 +79,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	if o.Name == "" {
 		o.Name = o.Branch
 	}
-	if err := checkName("node", o.Name); err != nil {
+	if err := api.CheckName("node", o.Name); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(e.TenantNodesDir(o.Tenant), o.Name)

@@ -46,15 +46,6 @@ func (e *PageserverError) Error() string {
 	return fmt.Sprintf("page server: %s (SQLSTATE %s)", e.Message, e.Code)
 }
 
-// SQLSTATEs the page service answers with (see its command table).
-const (
-	codeUnknown      = "42704" // unknown tenant, branch or timeline
-	codeExists       = "42710"
-	codeInvalidValue = "22023"
-	codeLSNTooOld    = "55000" // before the GC cut-off, or not a record boundary
-	codeLSNTimeout   = "57014"
-)
-
 // dialTimeout bounds connecting to the page server, so a command against
 // a page server that is down fails quickly.
 const dialTimeout = 5 * time.Second

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -111,11 +112,11 @@ func (s *Server) httpServer() *http.Server {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		if err := checkBranchName(req.Name); err != nil {
+		if err := api.CheckBranchName(req.Name); err != nil {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
 		}
-		start, err := parseBranchStart(req.Start)
+		start, err := api.ParseStartPoint(req.Start)
 		if err != nil {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
@@ -190,7 +191,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := r.PathValue("timeline")
-	err := checkTimelineRef(ref)
+	err := api.CheckTimelineRef(ref)
 	if err == nil {
 		err = checkSafekeeperAddrs(req.Safekeepers)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -37,9 +38,9 @@ func TestParseCommand(t *testing.T) {
 		{line: "tenant_create " + tenantHex, want: pageCommand{name: "tenant_create", tenant: tenant}},
 		{line: "tenant_create $1", args: []string{tenantHex}, want: pageCommand{name: "tenant_create", tenant: tenant}},
 		{line: "import " + tenantHex + " main", want: pageCommand{name: "import", tenant: tenant, branch: "main"}},
-		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main"}}},
-		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main", lsn: 0x16B374D848}}},
-		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: timelineHex, at: at}}},
+		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main"}}},
+		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main", LSN: 0x16B374D848}}},
+		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: timelineHex, Time: at}}},
 		{line: "branch_list " + tenantHex, want: pageCommand{name: "branch_list", tenant: tenant}},
 		{line: "basebackup " + tenantHex + " main", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main"}},
 		{line: "basebackup $1 $2 $3", args: []string{tenantHex, timelineHex, "0/16B3748"}, want: pageCommand{name: "basebackup", tenant: tenant, timeline: timelineHex, lsn: 0x16B3748}},
@@ -138,16 +139,16 @@ func FuzzPageServiceCommand(f *testing.F) {
 		}
 		// What parsed is well-formed.
 		if c.branch != "" {
-			if err := checkBranchName(c.branch); err != nil {
+			if err := api.CheckBranchName(c.branch); err != nil {
 				t.Fatalf("%q: branch %q: %v", line, c.branch, err)
 			}
 		}
 		if c.timeline != "" {
-			if err := checkTimelineRef(c.timeline); err != nil {
+			if err := api.CheckTimelineRef(c.timeline); err != nil {
 				t.Fatalf("%q: timeline %q: %v", line, c.timeline, err)
 			}
 		}
-		if c.name == "branch_create" && c.start.lsn != 0 && !c.start.at.IsZero() {
+		if c.name == "branch_create" && c.start.LSN != 0 && !c.start.Time.IsZero() {
 			t.Fatalf("%q: a start with both an LSN and a time", line)
 		}
 		if c.name == "safekeepers" {
@@ -195,18 +196,6 @@ func TestBranchesFile(t *testing.T) {
 		}
 		if _, err := loadBranches(dir); err == nil {
 			t.Errorf("%s: loaded without an error", name)
-		}
-	}
-}
-
-func TestCheckBranchName(t *testing.T) {
-	for name, ok := range map[string]bool{
-		"main": true, "dev-2": true, "a.b_c": true, "9lives": true, strings.Repeat("a", 63): true,
-		"": false, "-x": false, ".x": false, "a b": false, "a/b": false, "a@b": false, "ü": false,
-		strings.Repeat("a", 64): false, timelineHex: false,
-	} {
-		if err := checkBranchName(name); (err == nil) != ok {
-			t.Errorf("checkBranchName(%q) = %v, want ok=%v", name, err, ok)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/oklog/run"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -302,15 +303,15 @@ func (s *Server) branchInfos(t *tenant) ([]BranchInfo, error) {
 // createBranch creates branch name of t at start: a branch's last record,
 // an LSN of its history (waited for if not ingested yet; it must be a
 // record boundary), or the last commit at or before a time.
-func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start branchStart) (BranchInfo, error) {
-	anc, err := t.timeline(start.ref)
+func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start api.StartPoint) (BranchInfo, error) {
+	anc, err := t.timeline(start.Branch)
 	if err != nil {
 		return BranchInfo{}, err
 	}
-	lsn := start.lsn
+	lsn := start.LSN
 	switch {
-	case !start.at.IsZero():
-		if lsn, err = t.lsnForTime(ctx, anc, start.at); err != nil {
+	case !start.Time.IsZero():
+		if lsn, err = t.lsnForTime(ctx, anc, start.Time); err != nil {
 			return BranchInfo{}, err
 		}
 	case lsn != 0:
