@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // InitCommand is `zenith init`.
@@ -140,7 +141,7 @@ func runInit(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ConfigFileName), b, 0o644); err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(dir, ConfigFileName), b, 0o644); err != nil {
 		return err
 	}
 	if sd := c.String("systemd"); sd != "" {
@@ -172,7 +173,7 @@ func writePageserverConfig(dir string, cfg Config) error {
 		text = re.ReplaceAllLiteralString(text, fmt.Sprintf("%s = %q", key, value))
 	}
 	path := filepath.Join(dir, pageserver.ConfigFileName)
-	if err := writeFileAtomic(path, []byte(text), 0o644); err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, path, []byte(text), 0o644); err != nil {
 		return err
 	}
 	if _, err := pageserver.LoadConfig(path); err != nil {

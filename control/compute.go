@@ -19,6 +19,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // nodeFileName is a compute node's description in its directory.
@@ -124,7 +125,8 @@ func (n *Node) save() error {
 	if err != nil {
 		return fmt.Errorf("encode node %s: %w", n.Name, err)
 	}
-	return writeFileAtomic(filepath.Join(n.dir, nodeFileName), b, 0o644)
+	_, err = vfs.WriteFileAtomic(vfs.Default, filepath.Join(n.dir, nodeFileName), b, 0o644)
+	return err
 }
 
 func loadNode(dir string) (*Node, error) {

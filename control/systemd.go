@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // systemdUnit is a unit file for one zenith role run in the foreground.
@@ -57,7 +59,7 @@ func writeSystemdUnits(e *Env, dir string) error {
 		}
 		unit := fmt.Sprintf(systemdUnit, e.Dir, d.Name, strings.Join(args, " "))
 		path := filepath.Join(dir, files[i])
-		if err := writeFileAtomic(path, []byte(unit), 0o644); err != nil {
+		if _, err := vfs.WriteFileAtomic(vfs.Default, path, []byte(unit), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.Progress, "wrote %s\n", path)
