@@ -23,7 +23,7 @@ var layers = []struct {
 	name     string
 	packages []string
 }{
-	{"PostgreSQL the program; file plumbing; ids", []string{"repo/pgcluster", "repo/vfs", "repo/id"}},
+	{"PostgreSQL the program; file plumbing; ids; config files", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf"}},
 	{"a throw-away PostgreSQL for tests", []string{"repo/pgcluster/pgtest"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
 	{"formats built on them; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/pgcluster/pgwaldump"}},

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
@@ -136,10 +136,8 @@ func loadNode(dir string) (*Node, error) {
 		return nil, fmt.Errorf("read compute node: %w", err)
 	}
 	var n Node
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&n); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := tomlconf.DecodeStrict(path, b, &n); err != nil {
+		return nil, err
 	}
 	n.dir = dir
 	return &n, nil

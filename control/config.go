@@ -9,6 +9,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
 // RepoDirEnv names the environment variable that overrides the repository
@@ -121,19 +122,8 @@ func encodeConfig(c Config) ([]byte, error) {
 // validates it. name is used in messages.
 func decodeConfig(name string, b []byte) (Config, error) {
 	cfg := DefaultConfig()
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) {
-			return cfg, fmt.Errorf("%s: unknown setting:\n%s", name, strict.String())
-		}
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return cfg, fmt.Errorf("%s:%d:%d: %v", name, row, col, de)
-		}
-		return cfg, fmt.Errorf("%s: %w", name, err)
+	if err := tomlconf.DecodeStrict(name, b, &cfg); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", name, err)

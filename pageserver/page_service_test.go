@@ -29,6 +29,7 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
 // testPageServer is a Server on loopback ports in a temporary directory,
@@ -69,7 +70,7 @@ func startPageServer(t *testing.T) *testPageServer {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.WaitLSNTimeout = Duration(time.Second)
+	cfg.WaitLSNTimeout = tomlconf.Duration(time.Second)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := newServer(ctx, dir, cfg, log, ext)

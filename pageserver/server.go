@@ -113,9 +113,9 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 func (s *Server) tenantConfig() repo.TenantConfig {
 	c := repo.DefaultTenantConfig()
 	c.CheckpointDistance = s.cfg.CheckpointDistance
-	c.CheckpointTimeout = repo.Duration{Duration: time.Duration(s.cfg.CheckpointTimeout)}
+	c.CheckpointTimeout = s.cfg.CheckpointTimeout
 	c.GCHorizon = s.cfg.GCHorizon
-	c.PITRInterval = repo.Duration{Duration: time.Duration(s.cfg.PITRInterval)}
+	c.PITRInterval = s.cfg.PITRInterval
 	return c
 }
 
