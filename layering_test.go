@@ -23,7 +23,7 @@ var layers = []struct {
 	name     string
 	packages []string
 }{
-	{"PostgreSQL the program; file plumbing; ids; config files", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf"}},
+	{"PostgreSQL the program; file plumbing; ids; config files; tars", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf", "repo/tarfile"}},
 	{"a throw-away PostgreSQL for tests", []string{"repo/pgcluster/pgtest"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
 	{"formats built on them; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/pgcluster/pgwaldump"}},

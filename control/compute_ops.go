@@ -17,6 +17,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 	"github.com/zenithdb/zenith/safekeeper"
 )
 
@@ -205,8 +206,11 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 	pr, pw := io.Pipe()
 	untarred := make(chan error, 1)
 	go func() {
-		err := untar(pr, data)
-		pr.CloseWithError(err) // unblocks the writer if untar stops early
+		err := tarfile.ExtractDataDir(pr, data)
+		if err != nil {
+			err = fmt.Errorf("basebackup tar: %w", err)
+		}
+		pr.CloseWithError(err) // unblocks the writer if extraction stops early
 		untarred <- err
 	}()
 	prog := newProgress(e.Progress, fmt.Sprintf("basebackup of %s at %s", n.Branch, lsn))

@@ -14,6 +14,7 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
 // The page service is the page server's libpq endpoint: management
@@ -170,7 +171,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	if err := extractDataDirTar(r, dir); err != nil {
+	if err := tarfile.ExtractDataDir(r, dir); err != nil {
 		return err
 	}
 	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.branch).Int64("bytes", r.BytesRead()).
@@ -242,7 +243,7 @@ func sqlError(err error) error {
 		code = pgwire.CodeUndefinedObject
 	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
 		code = pgwire.CodeDuplicateObject
-	case errors.Is(err, ErrNotShutDown), errors.Is(err, errBadTar):
+	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),

@@ -1,8 +1,6 @@
 package pageserver
 
 import (
-	"archive/tar"
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -196,72 +194,6 @@ func TestBranchesFile(t *testing.T) {
 		}
 		if _, err := loadBranches(dir); err == nil {
 			t.Errorf("%s: loaded without an error", name)
-		}
-	}
-}
-
-// tarOf builds a tar from entries.
-func tarOf(t *testing.T, entries ...*tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, h := range entries {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			tw.Write(bytes.Repeat([]byte{'x'}, int(h.Size)))
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// headerOnly is a tar cut after one entry's header.
-func headerOnly(t *testing.T, h *tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := tar.NewWriter(&buf).WriteHeader(h); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func TestExtractDataDirTar(t *testing.T) {
-	file := func(name string, size int64) *tar.Header {
-		return &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: size, Mode: 0o600}
-	}
-	dir := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o700} }
-
-	good := t.TempDir()
-	b := tarOf(t, dir("./"), dir("global"), file("global/pg_control", 8192), file("base/1/1259", 16384), file("./PG_VERSION", 3))
-	if err := extractDataDirTar(bytes.NewReader(append(b, make([]byte, 10240)...)), good); err != nil {
-		t.Fatal(err)
-	}
-	for name, size := range map[string]int64{"global/pg_control": 8192, "base/1/1259": 16384, "PG_VERSION": 3} {
-		if info, err := os.Stat(filepath.Join(good, name)); err != nil || info.Size() != size {
-			t.Errorf("%s: %v, want %d bytes", name, err, size)
-		}
-	}
-
-	for what, tarball := range map[string][]byte{
-		"absolute name":  tarOf(t, file("/etc/passwd", 1)),
-		"dot-dot":        tarOf(t, file("base/../../x", 1)),
-		"symlink":        tarOf(t, &tar.Header{Name: "pg_wal", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}),
-		"hard link":      tarOf(t, file("a", 1), &tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}),
-		"device":         tarOf(t, &tar.Header{Name: "null", Typeflag: tar.TypeChar}),
-		"duplicate":      tarOf(t, file("a", 1), file("./a", 1)),
-		"oversized file": headerOnly(t, &tar.Header{Name: "big", Typeflag: tar.TypeReg, Size: maxImportFileBytes + 1}),
-		"not a tar":      []byte("hello, world"),
-		"truncated":      tarOf(t, file("a", 4096))[:1024],
-		"trailing junk":  append(tarOf(t, file("a", 1)), make([]byte, maxTarTrailer+1024)...),
-		"backslash name": tarOf(t, file(`base\1`, 1)),
-	} {
-		err := extractDataDirTar(bytes.NewReader(tarball), t.TempDir())
-		if !errors.Is(err, errBadTar) {
-			t.Errorf("%s: got %v, want errBadTar", what, err)
 		}
 	}
 }
