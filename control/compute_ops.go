@@ -50,10 +50,10 @@ type NodeOptions struct {
 
 // findBranch returns tenant t's branch name, or an error that lists the
 // branches there are.
-func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branch, error) {
+func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (api.BranchInfo, error) {
 	branches, err := e.Pageserver().BranchList(ctx, t)
 	if err != nil {
-		return Branch{}, explainTenant(err, t)
+		return api.BranchInfo{}, explainTenant(err, t)
 	}
 	names := make([]string, 0, len(branches))
 	for _, b := range branches {
@@ -62,7 +62,7 @@ func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branc
 		}
 		names = append(names, b.Name)
 	}
-	return Branch{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s); zenith branch NAME creates one", name, t, strings.Join(names, ", "))
+	return api.BranchInfo{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s); zenith branch NAME creates one", name, t, strings.Join(names, ", "))
 }
 
 // explainTenant turns the page server's "unknown tenant" into advice.
@@ -98,7 +98,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 		return nil, err
 	}
 	n := &Node{
-		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.TimelineID,
+		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.Timeline,
 		Port: o.Port, ReadOnlyLSN: o.LSN, Settings: o.Settings, dir: dir,
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -261,8 +261,8 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	if branch.TimelineID != n.Timeline {
-		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.TimelineID, n.Name, n.Timeline, n.Name)
+	if branch.Timeline != n.Timeline {
+		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.Timeline, n.Name, n.Timeline, n.Name)
 	}
 	if !n.ReadOnly() {
 		if err := e.checkOnlyWriter(ctx, n); err != nil {

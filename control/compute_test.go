@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/tarfile"
 )
@@ -134,11 +135,11 @@ func TestWriteComputeConfig(t *testing.T) {
 func TestPrintBranchTree(t *testing.T) {
 	tl := func() id.TimelineID { return id.NewTimelineID() }
 	main, feat, sub, other := tl(), tl(), tl(), tl()
-	branches := []Branch{
-		{Name: "sub", TimelineID: sub, AncestorTimelineID: feat.String(), AncestorLSN: "0/1800000", LastRecordLSN: 0x1900000},
-		{Name: "other", TimelineID: other, AncestorTimelineID: main.String(), AncestorLSN: "0/1A00000", LastRecordLSN: 0x1A00000},
-		{Name: "main", TimelineID: main, LastRecordLSN: 0x2000000},
-		{Name: "feature", TimelineID: feat, AncestorTimelineID: main.String(), AncestorLSN: "0/16B9188", LastRecordLSN: 0x1800000},
+	branches := []api.BranchInfo{
+		{Name: "sub", Timeline: sub, AncestorTimeline: feat.String(), AncestorLSN: 0x1800000, LastRecordLSN: 0x1900000},
+		{Name: "other", Timeline: other, AncestorTimeline: main.String(), AncestorLSN: 0x1A00000, LastRecordLSN: 0x1A00000},
+		{Name: "main", Timeline: main, LastRecordLSN: 0x2000000},
+		{Name: "feature", Timeline: feat, AncestorTimeline: main.String(), AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000},
 	}
 	var buf bytes.Buffer
 	printBranchTree(&buf, branches)

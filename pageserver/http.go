@@ -96,7 +96,7 @@ func (s *Server) httpServer() *http.Server {
 			return
 		}
 		if infos == nil {
-			infos = []BranchInfo{}
+			infos = []api.BranchInfo{}
 		}
 		writeJSON(w, http.StatusOK, infos)
 	})
@@ -142,14 +142,14 @@ type tenantJSON struct {
 
 // TimelineInfo describes a timeline for the HTTP API.
 type TimelineInfo struct {
-	Timeline          id.TimelineID `json:"timeline_id"`
-	Branch            string        `json:"branch"`
-	AncestorTimeline  string        `json:"ancestor_timeline_id"`
-	AncestorLSN       optionalLSN   `json:"ancestor_lsn"`
-	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
-	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
-	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
-	GCCutoffLSN       pgdata.LSN    `json:"gc_cutoff_lsn"`
+	Timeline          id.TimelineID   `json:"timeline_id"`
+	Branch            string          `json:"branch"`
+	AncestorTimeline  string          `json:"ancestor_timeline_id"`
+	AncestorLSN       api.OptionalLSN `json:"ancestor_lsn"`
+	LastRecordLSN     pgdata.LSN      `json:"last_record_lsn"`
+	PrevRecordLSN     api.OptionalLSN `json:"prev_record_lsn"`
+	DiskConsistentLSN pgdata.LSN      `json:"disk_consistent_lsn"`
+	GCCutoffLSN       pgdata.LSN      `json:"gc_cutoff_lsn"`
 	// WALReceiver is nil for a timeline that takes no WAL.
 	WALReceiver *walStatus `json:"wal_receiver"`
 }
@@ -160,14 +160,14 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 		return TimelineInfo{}, err
 	}
 	ti := TimelineInfo{
-		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
+		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
 	if b, ok := t.branchOf(tid); ok {
 		ti.Branch = b.Name
 	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
-		ti.AncestorTimeline, ti.AncestorLSN = a.String(), optionalLSN(at)
+		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
 	}
 	if w := t.walOf(tid); w != nil {
 		st := w.Status()

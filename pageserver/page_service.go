@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -22,11 +23,6 @@ import (
 // COPY IN, and the page stream as COPY BOTH. See commandSyntax for the
 // commands and sqlError for the SQLSTATEs of their errors.
 type pageService struct{ s *Server }
-
-// branchColumns are the columns of branch_list and of the commands that
-// create a branch.
-var branchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn"}
 
 // Handle runs one command.
 func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
@@ -132,12 +128,12 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 	return fmt.Errorf("command %q is parsed but not handled", c.name)
 }
 
-func branchRows(sess *pgwire.Session, infos ...BranchInfo) error {
-	if err := sess.Columns(branchColumns...); err != nil {
+func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
+	if err := sess.Columns(api.BranchColumns...); err != nil {
 		return err
 	}
 	for _, b := range infos {
-		if err := sess.Row(b.row()...); err != nil {
+		if err := sess.Row(b.Row()...); err != nil {
 			return err
 		}
 	}

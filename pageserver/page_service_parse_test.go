@@ -14,7 +14,6 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 const (
@@ -194,16 +193,6 @@ func TestBranchesFile(t *testing.T) {
 		}
 		if _, err := loadBranches(dir); err == nil {
 			t.Errorf("%s: loaded without an error", name)
-		}
-	}
-}
-
-func TestOptionalLSNText(t *testing.T) {
-	for _, l := range []optionalLSN{0, optionalLSN(pgdata.LSN(0x16B3748))} {
-		b, _ := l.MarshalText()
-		var got optionalLSN
-		if err := got.UnmarshalText(b); err != nil || got != l {
-			t.Errorf("%v: round trip %q -> %v, %v", pgdata.LSN(l), b, got, err)
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
@@ -375,12 +376,12 @@ func TestPageService(t *testing.T) {
 		if status.Tenants != 2 || status.Timelines != 3 {
 			t.Errorf("GET /v1/status = %+v", status)
 		}
-		var branches []BranchInfo
+		var branches []api.BranchInfo
 		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/branch", "", http.StatusOK, &branches)
 		if len(branches) != 3 || branches[2].Name != "main" || branches[2].LastRecordLSN != mainLSN {
 			t.Errorf("GET branches = %+v", branches)
 		}
-		var created BranchInfo
+		var created api.BranchInfo
 		httpJSON(t, "POST", base+"/v1/tenant/"+tenant.String()+"/branch", `{"name":"viahttp","start":"dev"}`, http.StatusCreated, &created)
 		if created.Name != "viahttp" || created.AncestorName != "dev" {
 			t.Errorf("POST branch = %+v", created)
