@@ -11,8 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 // branchCatchUpTimeout bounds how long branch creation at an LSN waits for
@@ -60,7 +61,7 @@ Examples:
 					return writeJSON(e.Out, branches)
 				}
 				for _, b := range branches {
-					fmt.Fprintf(e.Out, "%s\t%s\t%s\n", b.Name, b.TimelineID, b.LastRecordLSN)
+					fmt.Fprintf(e.Out, "%s\t%s\t%s\n", b.Name, b.Timeline, b.LastRecordLSN)
 				}
 				return nil
 			},
@@ -89,7 +90,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.Out, "created branch %s at %s from %s (timeline %s)\n", b.Name, b.AncestorLSN, start, b.TimelineID)
+			fmt.Fprintf(e.Out, "created branch %s at %s from %s (timeline %s)\n", b.Name, b.AncestorLSN, start, b.Timeline)
 			return nil
 		},
 	}
@@ -98,35 +99,35 @@ Examples:
 // CreateBranch creates branch name of tenant t at start (BRANCH,
 // BRANCH@LSN or BRANCH@TIME), checking what can be checked here first so
 // mistakes get a clear message.
-func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start string) (Branch, error) {
-	if err := checkName("branch", name); err != nil {
-		return Branch{}, err
+func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start string) (api.BranchInfo, error) {
+	if err := api.CheckBranchName(name); err != nil {
+		return api.BranchInfo{}, err
 	}
 	if name == "list" {
-		return Branch{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
+		return api.BranchInfo{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
 	}
-	p, err := ParseStartPoint(start)
+	p, err := api.ParseStartPoint(start)
 	if err != nil {
-		return Branch{}, err
+		return api.BranchInfo{}, err
 	}
 	if p.LSN != 0 {
 		if err := e.waitForLSN(ctx, t, p); err != nil {
-			return Branch{}, err
+			return api.BranchInfo{}, err
 		}
 	}
 	b, err := e.Pageserver().BranchCreate(ctx, t, name, p.String())
 	var pe *PageserverError
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case codeExists:
+		case pgwire.CodeDuplicateObject:
 			return b, fmt.Errorf("branch %s exists already (zenith branch shows the branches): %w", name, err)
-		case codeUnknown:
+		case pgwire.CodeUndefinedObject:
 			return b, fmt.Errorf("unknown branch or timeline %q (zenith branch shows the branches): %w", p.Branch, err)
-		case codeLSNTooOld:
+		case pgwire.CodeObjectNotInPrereqState: // before the GC cut-off, or not a record boundary
 			return b, fmt.Errorf("cannot branch at %s: the LSN must be the end of a WAL record (as pg_current_wal_lsn() prints it after a commit) and after the GC cut-off: %w", p, err)
-		case codeLSNTimeout:
+		case pgwire.CodeQueryCanceled:
 			return b, fmt.Errorf("cannot branch at %s: the page server has not reached that LSN: %w", p, err)
-		case codeInvalidValue:
+		case pgwire.CodeInvalidParameterValue:
 			return b, fmt.Errorf("cannot branch at %s: %w", p, err)
 		}
 	}
@@ -135,16 +136,16 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 
 // waitForLSN fails with a clear message if p.LSN is after the end of its
 // branch, waiting a little for the page server to catch up first.
-func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p StartPoint) error {
+func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) error {
 	deadline := time.Now().Add(branchCatchUpTimeout)
 	for {
 		branches, err := e.Pageserver().BranchList(ctx, t)
 		if err != nil {
 			return explainTenant(err, t)
 		}
-		var b *Branch
+		var b *api.BranchInfo
 		for i := range branches {
-			if branches[i].Name == p.Branch || branches[i].TimelineID.String() == p.Branch {
+			if branches[i].Name == p.Branch || branches[i].Timeline.String() == p.Branch {
 				b = &branches[i]
 			}
 		}
@@ -171,24 +172,23 @@ func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p StartPoint) error
 
 // printBranchTree prints branches as a tree: each branch under its
 // ancestor, with the LSN it starts at.
-func printBranchTree(w io.Writer, branches []Branch) {
-	children := map[string][]Branch{}
+func printBranchTree(w io.Writer, branches []api.BranchInfo) {
+	children := map[string][]api.BranchInfo{}
 	byTimeline := map[string]bool{}
 	for _, b := range branches {
-		byTimeline[b.TimelineID.String()] = true
+		byTimeline[b.Timeline.String()] = true
 	}
-	var roots []Branch
+	var roots []api.BranchInfo
 	for _, b := range branches {
-		if b.AncestorTimelineID != "" && byTimeline[b.AncestorTimelineID] {
-			children[b.AncestorTimelineID] = append(children[b.AncestorTimelineID], b)
+		if b.AncestorTimeline != "" && byTimeline[b.AncestorTimeline] {
+			children[b.AncestorTimeline] = append(children[b.AncestorTimeline], b)
 		} else {
 			roots = append(roots, b)
 		}
 	}
-	byStart := func(bs []Branch) {
+	byStart := func(bs []api.BranchInfo) {
 		sort.Slice(bs, func(i, j int) bool {
-			li, _ := pgdata.ParseLSN(bs[i].AncestorLSN)
-			lj, _ := pgdata.ParseLSN(bs[j].AncestorLSN)
+			li, lj := bs[i].AncestorLSN, bs[j].AncestorLSN
 			if li != lj {
 				return li < lj
 			}
@@ -196,14 +196,14 @@ func printBranchTree(w io.Writer, branches []Branch) {
 		})
 	}
 	byStart(roots)
-	var walk func(b Branch, prefix, branchPrefix string)
-	walk = func(b Branch, prefix, branchPrefix string) {
+	var walk func(b api.BranchInfo, prefix, branchPrefix string)
+	walk = func(b api.BranchInfo, prefix, branchPrefix string) {
 		fmt.Fprintf(w, "%s%s", branchPrefix, b.Name)
-		if b.AncestorLSN != "" {
+		if b.AncestorLSN != 0 {
 			fmt.Fprintf(w, " @ %s", b.AncestorLSN)
 		}
 		fmt.Fprintf(w, " (last %s)\n", b.LastRecordLSN)
-		kids := children[b.TimelineID.String()]
+		kids := children[b.Timeline.String()]
 		byStart(kids)
 		for i, k := range kids {
 			if i == len(kids)-1 {

@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/walredo"
 )
 

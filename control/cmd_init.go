@@ -12,9 +12,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // InitCommand is `zenith init`.
@@ -155,7 +157,7 @@ func runInit(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ConfigFileName), b, 0o644); err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(dir, ConfigFileName), b, 0o644); err != nil {
 		return err
 	}
 	if sd := c.String("systemd"); sd != "" {
@@ -193,7 +195,7 @@ func writePageserverConfig(dir string, cfg Config) error {
 		text = re.ReplaceAllLiteralString(text, fmt.Sprintf("%s = %q", key, value))
 	}
 	path := filepath.Join(dir, pageserver.ConfigFileName)
-	if err := writeFileAtomic(path, []byte(text), 0o644); err != nil {
+	if _, err := vfs.WriteFileAtomic(vfs.Default, path, []byte(text), 0o644); err != nil {
 		return err
 	}
 	if _, err := pageserver.LoadConfig(path); err != nil {
@@ -229,7 +231,7 @@ func importInitdb(ctx context.Context, e *Env, t id.TenantID, name string) error
 	if err := e.Pageserver().Import(ctx, t, name, io.TeeReader(pr, prog)); err != nil {
 		pr.CloseWithError(err)
 		var pe *PageserverError
-		if errors.As(err, &pe) && pe.Code == codeExists {
+		if errors.As(err, &pe) && pe.Code == pgwire.CodeDuplicateObject {
 			return fmt.Errorf("import %s: %w", name, err)
 		}
 		return fmt.Errorf("import initdb's data directory as branch %s: %w", name, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -39,7 +40,7 @@ func nodeFlags() []cli.Flag {
 // nodeOptions reads pg create's flags.
 func nodeOptions(c *cli.Context, t id.TenantID, branch string) (NodeOptions, error) {
 	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port")}
-	if err := checkName("branch", branch); err != nil {
+	if err := api.CheckTimelineRef(branch); err != nil {
 		return o, err
 	}
 	if s := c.String("lsn"); s != "" {

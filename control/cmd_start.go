@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // StartCommand is `zenith start`.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -43,7 +44,7 @@ Examples:
 					}
 					t, err := e.Pageserver().TenantCreate(c.Context, want)
 					var pe *PageserverError
-					if errors.As(err, &pe) && pe.Code == codeExists {
+					if errors.As(err, &pe) && pe.Code == pgwire.CodeDuplicateObject {
 						return fmt.Errorf("tenant %s exists already: %w", want, err)
 					}
 					if err != nil {

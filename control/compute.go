@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,9 +15,12 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // nodeFileName is a compute node's description in its directory.
@@ -142,7 +144,8 @@ func (n *Node) save() error {
 	if err != nil {
 		return fmt.Errorf("encode node %s: %w", n.Name, err)
 	}
-	return writeFileAtomic(filepath.Join(n.dir, nodeFileName), b, 0o644)
+	_, err = vfs.WriteFileAtomic(vfs.Default, filepath.Join(n.dir, nodeFileName), b, 0o644)
+	return err
 }
 
 func loadNode(dir string) (*Node, error) {
@@ -152,10 +155,8 @@ func loadNode(dir string) (*Node, error) {
 		return nil, fmt.Errorf("read compute node: %w", err)
 	}
 	var n Node
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&n); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := tomlconf.DecodeStrict(path, b, &n); err != nil {
+		return nil, err
 	}
 	n.dir = dir
 	return &n, nil
@@ -163,7 +164,7 @@ func loadNode(dir string) (*Node, error) {
 
 // node returns tenant t's node name.
 func (e *Env) node(t id.TenantID, name string) (*Node, error) {
-	if err := checkName("node", name); err != nil {
+	if err := api.CheckName("node", name); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(e.TenantNodesDir(t), name)

@@ -12,9 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 	"github.com/zenithdb/zenith/safekeeper"
 )
 
@@ -47,10 +50,10 @@ type NodeOptions struct {
 
 // findBranch returns tenant t's branch name, or an error that lists the
 // branches there are.
-func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branch, error) {
+func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (api.BranchInfo, error) {
 	branches, err := e.Pageserver().BranchList(ctx, t)
 	if err != nil {
-		return Branch{}, explainTenant(err, t)
+		return api.BranchInfo{}, explainTenant(err, t)
 	}
 	names := make([]string, 0, len(branches))
 	for _, b := range branches {
@@ -59,13 +62,13 @@ func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (Branc
 		}
 		names = append(names, b.Name)
 	}
-	return Branch{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s); zenith branch NAME creates one", name, t, strings.Join(names, ", "))
+	return api.BranchInfo{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s); zenith branch NAME creates one", name, t, strings.Join(names, ", "))
 }
 
 // explainTenant turns the page server's "unknown tenant" into advice.
 func explainTenant(err error, t id.TenantID) error {
 	var pe *PageserverError
-	if errors.As(err, &pe) && pe.Code == codeUnknown {
+	if errors.As(err, &pe) && pe.Code == pgwire.CodeUndefinedObject {
 		return fmt.Errorf("%w (zenith tenant list shows the tenants; is tenant %s on this page server?)", err, t)
 	}
 	return err
@@ -77,7 +80,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	if o.Name == "" {
 		o.Name = o.Branch
 	}
-	if err := checkName("node", o.Name); err != nil {
+	if err := api.CheckName("node", o.Name); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(e.TenantNodesDir(o.Tenant), o.Name)
@@ -95,7 +98,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 		return nil, err
 	}
 	n := &Node{
-		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.TimelineID,
+		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.Timeline,
 		Port: o.Port, ReadOnlyLSN: o.LSN, Settings: o.Settings, dir: dir,
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -150,11 +153,6 @@ func (e *Env) choosePort(port int) (int, error) {
 		}
 	}
 	return 0, errors.New("could not find a free port: give one with --port")
-}
-
-// checkPortFree fails if something listens on 127.0.0.1:port.
-func checkPortFree(port int) error {
-	return checkAddrFree(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
 // checkAddrFree fails if something listens on addr (host:port).
@@ -229,8 +227,11 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 	pr, pw := io.Pipe()
 	untarred := make(chan error, 1)
 	go func() {
-		err := untar(pr, data, tablespaces)
-		pr.CloseWithError(err) // unblocks the writer if untar stops early
+		err := tarfile.ExtractBasebackup(pr, data, tablespaces)
+		if err != nil {
+			err = fmt.Errorf("basebackup tar: %w", err)
+		}
+		pr.CloseWithError(err) // unblocks the writer if extraction stops early
 		untarred <- err
 	}()
 	prog := newProgress(e.Progress, fmt.Sprintf("basebackup of %s at %s", n.Branch, lsn))
@@ -286,8 +287,8 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	if branch.TimelineID != n.Timeline {
-		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.TimelineID, n.Name, n.Timeline, n.Name)
+	if branch.Timeline != n.Timeline {
+		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.Timeline, n.Name, n.Timeline, n.Name)
 	}
 	if !n.ReadOnly() {
 		// A writable node continues at the branch's end, which the page

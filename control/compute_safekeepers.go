@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
 )
@@ -47,38 +46,13 @@ func (e *Env) elect(ctx context.Context, n *Node) (safekeeper.Election, error) {
 	return el, nil
 }
 
-// assignCompute tells every safekeeper that voted to stream from the node
-// as the compute of the elected term; a majority must accept.
+// assignCompute tells the safekeepers that joined the election to stream
+// from the node as the compute of the elected term, starting at start (the
+// basebackup's LSN, which must be the term's start); a majority must
+// accept. Election.SetCompute does it, with its checks.
 func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election, start pgdata.LSN) error {
-	ok := 0
-	var errs []string
-	for _, sk := range el.Safekeepers {
-		err := setCompute(ctx, sk.Addr, n.Tenant, n.Timeline, el.Term, start, n.ConnString(e))
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", sk.Addr, err))
-			continue
-		}
-		ok++
-	}
-	if ok < len(el.Safekeepers)/2+1 {
-		return fmt.Errorf("compute node %s: only %d of %d safekeepers accepted it: %s", n.Name, ok, len(el.Safekeepers), strings.Join(errs, "; "))
-	}
-	for _, msg := range errs {
-		fmt.Fprintf(e.Progress, "compute node %s: a safekeeper did not accept it (the others are a majority): %s\n", n.Name, msg)
-	}
-	return nil
-}
-
-// setCompute sends a safekeeper its `compute` command.
-func setCompute(ctx context.Context, addr string, t id.TenantID, tl id.TimelineID, term uint64, start pgdata.LSN, connStr string) error {
-	conn, err := dial(ctx, addr, "safekeeper")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	cmd := fmt.Sprintf("compute %s %s %d %s %s", t, tl, term, start, connStr)
-	if _, err := conn.Exec(ctx, cmd).ReadAll(); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+	if err := el.SetCompute(ctx, n.ConnString(e), start); err != nil {
+		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
 	return nil
 }

@@ -1,14 +1,15 @@
 package control
 
 import (
-	"archive/tar"
 	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
 func TestTarDirUntarRoundTrip(t *testing.T) {
@@ -36,7 +37,7 @@ func TestTarDirUntarRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	if err := untar(&buf, dst, ""); err != nil {
+	if err := tarfile.ExtractDataDir(&buf, dst); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range files {
@@ -50,44 +51,6 @@ func TestTarDirUntarRoundTrip(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(dst, "pg_notify")); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
 		t.Errorf("empty directory pg_notify not restored as 0700: %v %v", st, err)
-	}
-}
-
-func TestUntarRejects(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		hdr     tar.Header
-		wantErr string
-	}{
-		{"parent", tar.Header{Name: "../evil", Typeflag: tar.TypeReg}, "not inside"},
-		{"nested parent", tar.Header{Name: "base/../../evil", Typeflag: tar.TypeReg}, "not inside"},
-		{"absolute", tar.Header{Name: "/etc/evil", Typeflag: tar.TypeReg}, "not inside"},
-		{"symlink", tar.Header{Name: "pg_tblspc/1", Typeflag: tar.TypeSymlink, Linkname: "/"}, "only files and directories"},
-		{"hard link", tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "PG_VERSION"}, "only files and directories"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			tw := tar.NewWriter(&buf)
-			if err := tw.WriteHeader(&tc.hdr); err != nil {
-				t.Fatal(err)
-			}
-			tw.Close()
-			parent := t.TempDir()
-			dst := filepath.Join(parent, "pgdata")
-			if err := os.Mkdir(dst, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			err := untar(&buf, dst, "")
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("untar = %v, want error containing %q", err, tc.wantErr)
-			}
-			if _, err := os.Stat(filepath.Join(parent, "evil")); err == nil {
-				t.Errorf("a file was written outside the data directory")
-			}
-		})
-	}
-	if err := untar(strings.NewReader("not a tar at all, just text that is long enough"), t.TempDir(), ""); err == nil {
-		t.Errorf("untar of garbage succeeded")
 	}
 }
 
@@ -172,11 +135,11 @@ func TestWriteComputeConfig(t *testing.T) {
 func TestPrintBranchTree(t *testing.T) {
 	tl := func() id.TimelineID { return id.NewTimelineID() }
 	main, feat, sub, other := tl(), tl(), tl(), tl()
-	branches := []Branch{
-		{Name: "sub", TimelineID: sub, AncestorTimelineID: feat.String(), AncestorLSN: "0/1800000", LastRecordLSN: 0x1900000},
-		{Name: "other", TimelineID: other, AncestorTimelineID: main.String(), AncestorLSN: "0/1A00000", LastRecordLSN: 0x1A00000},
-		{Name: "main", TimelineID: main, LastRecordLSN: 0x2000000},
-		{Name: "feature", TimelineID: feat, AncestorTimelineID: main.String(), AncestorLSN: "0/16B9188", LastRecordLSN: 0x1800000},
+	branches := []api.BranchInfo{
+		{Name: "sub", Timeline: sub, AncestorTimeline: feat.String(), AncestorLSN: 0x1800000, LastRecordLSN: 0x1900000},
+		{Name: "other", Timeline: other, AncestorTimeline: main.String(), AncestorLSN: 0x1A00000, LastRecordLSN: 0x1A00000},
+		{Name: "main", Timeline: main, LastRecordLSN: 0x2000000},
+		{Name: "feature", Timeline: feat, AncestorTimeline: main.String(), AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000},
 	}
 	var buf bytes.Buffer
 	printBranchTree(&buf, branches)

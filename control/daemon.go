@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // Timeouts of background process management.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // runDoctor runs `zenith doctor args...` with no repository, in a

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -27,7 +28,7 @@ const ingestStopAdvice = "the page server keeps the WAL: restart it once the cau
 
 // errIngestStopped is the error of an operation that needs branch b's
 // latest state while its ingest is stopped.
-func errIngestStopped(b Branch) error {
+func errIngestStopped(b api.BranchInfo) error {
 	return fmt.Errorf("branch %s: %s; %s", b.Name, b.IngestStopped, ingestStopAdvice)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -23,22 +24,6 @@ type PageserverClient struct {
 	Addr string
 }
 
-// Branch is one row of `branch_list`: a branch name and its timeline.
-type Branch struct {
-	Name               string        `json:"name"`
-	TimelineID         id.TimelineID `json:"timeline_id"`
-	AncestorName       string        `json:"ancestor_name,omitempty"`
-	AncestorTimelineID string        `json:"ancestor_timeline_id,omitempty"`
-	AncestorLSN        string        `json:"ancestor_lsn,omitempty"`
-	LastRecordLSN      pgdata.LSN    `json:"last_record_lsn"`
-	PrevRecordLSN      string        `json:"prev_record_lsn,omitempty"`
-	DiskConsistentLSN  string        `json:"disk_consistent_lsn,omitempty"`
-	// IngestStopped is the page server's "ingest of timeline T stopped at
-	// LSN X: reason" when the branch's ingest stopped, "" while it goes
-	// on.
-	IngestStopped string `json:"ingest_stopped,omitempty"`
-}
-
 // PageserverError is an error the page server answered with.
 type PageserverError struct {
 	Command string
@@ -49,15 +34,6 @@ type PageserverError struct {
 func (e *PageserverError) Error() string {
 	return fmt.Sprintf("page server: %s (SQLSTATE %s)", e.Message, e.Code)
 }
-
-// SQLSTATEs the page service answers with (see its command table).
-const (
-	codeUnknown      = "42704" // unknown tenant, branch or timeline
-	codeExists       = "42710"
-	codeInvalidValue = "22023"
-	codeLSNTooOld    = "55000" // before the GC cut-off, or not a record boundary
-	codeLSNTimeout   = "57014"
-)
 
 // dialTimeout bounds connecting to the page server, so a command against
 // a page server that is down fails quickly.
@@ -182,14 +158,14 @@ func (c *PageserverClient) TenantList(ctx context.Context) ([]id.TenantID, error
 }
 
 // BranchList returns the branches of tenant t.
-func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]Branch, error) {
+func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]api.BranchInfo, error) {
 	rows, err := c.query(ctx, "branch_list "+t.String())
 	if err != nil {
 		return nil, err
 	}
-	branches := make([]Branch, 0, len(rows))
+	branches := make([]api.BranchInfo, 0, len(rows))
 	for _, r := range rows {
-		b, err := parseBranchRow(r)
+		b, err := api.ParseBranchRow(r)
 		if err != nil {
 			return nil, fmt.Errorf("branch_list: %w", err)
 		}
@@ -198,36 +174,16 @@ func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]Bra
 	return branches, nil
 }
 
-func parseBranchRow(r map[string]string) (Branch, error) {
-	b := Branch{
-		Name:               r["name"],
-		AncestorName:       r["ancestor_name"],
-		AncestorTimelineID: r["ancestor_timeline_id"],
-		AncestorLSN:        r["ancestor_lsn"],
-		PrevRecordLSN:      r["prev_record_lsn"],
-		DiskConsistentLSN:  r["disk_consistent_lsn"],
-		IngestStopped:      r["ingest_stopped"],
-	}
-	var err error
-	if b.TimelineID, err = id.ParseTimelineID(r["timeline_id"]); err != nil {
-		return b, fmt.Errorf("branch %q: %w", b.Name, err)
-	}
-	if b.LastRecordLSN, err = pgdata.ParseLSN(r["last_record_lsn"]); err != nil {
-		return b, fmt.Errorf("branch %q: last_record_lsn: %w", b.Name, err)
-	}
-	return b, nil
-}
-
-// BranchCreate creates branch name of tenant t at start (see ParseStart).
-func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name, start string) (Branch, error) {
+// BranchCreate creates branch name of tenant t at start (BRANCH[@LSN|@TIME], api.StartPoint).
+func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name, start string) (api.BranchInfo, error) {
 	rows, err := c.query(ctx, fmt.Sprintf("branch_create %s %s %s", t, name, start))
 	if err != nil {
-		return Branch{}, err
+		return api.BranchInfo{}, err
 	}
 	if len(rows) != 1 {
-		return Branch{}, fmt.Errorf("branch_create: %d rows, want 1", len(rows))
+		return api.BranchInfo{}, fmt.Errorf("branch_create: %d rows, want 1", len(rows))
 	}
-	return parseBranchRow(rows[0])
+	return api.ParseBranchRow(rows[0])
 }
 
 // Import sends a tar of a cleanly shut down data directory, read from r,

@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // freeLoopbackAddr returns a loopback address with a port that was free

@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // ErrNotRunning is returned (wrapped) when a background process has no
@@ -45,7 +46,8 @@ type Pidfile struct {
 
 // Write records pid.
 func (p Pidfile) Write(pid int) error {
-	return writeFileAtomic(p.Path, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	_, err := vfs.WriteFileAtomic(vfs.Default, p.Path, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	return err
 }
 
 // Remove removes the pidfile; a missing one is not an error.

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // startSleep starts `sleep 600` with the given extra argument and stops it

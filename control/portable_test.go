@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // releaseTarball returns $ZENITH_RELEASE_TARBALL, or builds one with

@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
 )

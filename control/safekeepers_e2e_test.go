@@ -22,8 +22,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/zenithdb/zenith/control"
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
 )

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // DefaultSystemdUser is the OS user the systemd units run zenith as.
@@ -108,7 +110,7 @@ func writeSystemdUnits(e *Env, dir, user string) error {
 	}
 	for _, u := range units {
 		path := filepath.Join(dir, u.File)
-		if err := writeFileAtomic(path, []byte(u.render(e.Dir, exe, user)), 0o644); err != nil {
+		if _, err := vfs.WriteFileAtomic(vfs.Default, path, []byte(u.render(e.Dir, exe, user)), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.Progress, "wrote %s\n", path)

@@ -16,11 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/pgwaldump"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgwaldump"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 

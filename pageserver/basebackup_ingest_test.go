@@ -10,11 +10,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgdump"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )

@@ -7,28 +7,25 @@ import (
 	"path"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
-// TablespaceLocationPAXKey is the PAX extended-header record that a
-// basebackup puts on the pg_tblspc/<OID> directory entry of a tablespace
-// created with a LOCATION: the location on the compute that created it.
-//
 // A basebackup is one tar, so a tablespace's files are in it under
 // pg_tblspc/<OID>/PG_15_<catversion>/, and pg_tblspc/<OID> is a directory
 // entry, never a symbolic link: a tar that anyone extracts never writes
 // outside the directory it is extracted into (and PostgreSQL runs on it
 // as it is, the tablespace then being in place). The original location
-// belongs to the compute that created it; whoever extracts the tar
-// decides where the tablespace lives now, and may read this record to
-// say where it was (zenith's compute nodes put it in the node's own
-// directory and link pg_tblspc/<OID> to it: package control).
-const TablespaceLocationPAXKey = "ZENITH.tablespace_location"
+// belongs to the compute that created it and rides on the entry as the
+// PAX record tarfile.TablespaceLocationKey; whoever extracts the tar
+// decides where the tablespace lives now (zenith's compute nodes put it
+// in the node's own directory and link pg_tblspc/<OID> to it:
+// tarfile.ExtractBasebackup).
 
 // tablespaces writes the directory of every tablespace other than
 // pg_default and pg_global, pg_tblspc/<OID>/PG_15_<catversion>, which
 // CREATE TABLESPACE makes (create_tablespace_directories), with the
 // original location of one created with a LOCATION as a PAX record
-// (TablespaceLocationPAXKey). It returns the tablespaces.
+// (tarfile.TablespaceLocationKey). It returns the tablespaces.
 func (b *backup) tablespaces(ctx context.Context) (map[uint32]bool, error) {
 	list, err := b.r.Tablespaces(ctx)
 	if err != nil {
@@ -38,7 +35,7 @@ func (b *backup) tablespaces(ctx context.Context) (map[uint32]bool, error) {
 	for _, ts := range list {
 		var pax map[string]string
 		if !ts.InPlace() {
-			pax = map[string]string{TablespaceLocationPAXKey: ts.Location}
+			pax = map[string]string{tarfile.TablespaceLocationKey: ts.Location}
 		}
 		if err := b.t.dirWithRecords(ts.Dir(), pax); err != nil {
 			return nil, err

@@ -1,15 +1,13 @@
 package pageserver
 
 import (
-	"bytes"
 	_ "embed"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
 // ConfigFileName is the name of the page server's config file in its
@@ -33,20 +31,20 @@ type Config struct {
 
 	// WaitLSNTimeout bounds how long a request for an LSN not yet ingested
 	// waits for it.
-	WaitLSNTimeout Duration `toml:"wait_lsn_timeout"`
+	WaitLSNTimeout tomlconf.Duration `toml:"wait_lsn_timeout"`
 	// CheckpointDistance is how many bytes of WAL the in-memory layer takes
 	// before it is frozen and flushed to a delta layer file.
 	CheckpointDistance int64 `toml:"checkpoint_distance"`
 	// CheckpointTimeout flushes the in-memory layer at least this often.
-	CheckpointTimeout Duration `toml:"checkpoint_timeout"`
+	CheckpointTimeout tomlconf.Duration `toml:"checkpoint_timeout"`
 	// CompactionPeriod is how often background compaction runs.
-	CompactionPeriod Duration `toml:"compaction_period"`
+	CompactionPeriod tomlconf.Duration `toml:"compaction_period"`
 	// GCPeriod is how often background GC runs.
-	GCPeriod Duration `toml:"gc_period"`
+	GCPeriod tomlconf.Duration `toml:"gc_period"`
 	// GCHorizon is how many bytes of WAL history every timeline keeps.
 	GCHorizon int64 `toml:"gc_horizon"`
 	// PITRInterval is how much time of history every timeline keeps.
-	PITRInterval Duration `toml:"pitr_interval"`
+	PITRInterval tomlconf.Duration `toml:"pitr_interval"`
 	// RedoProcesses is the size of each tenant's WAL redo process pool.
 	RedoProcesses int `toml:"redo_processes"`
 	// WalredoModule is the path of a WAL redo module to use instead of
@@ -62,13 +60,13 @@ func DefaultConfig() Config {
 	return Config{
 		ListenPG:           "127.0.0.1:64000",
 		ListenHTTP:         "127.0.0.1:9898",
-		WaitLSNTimeout:     Duration(60 * time.Second),
+		WaitLSNTimeout:     tomlconf.Duration(60 * time.Second),
 		CheckpointDistance: 256 << 20,
-		CheckpointTimeout:  Duration(10 * time.Minute),
-		CompactionPeriod:   Duration(20 * time.Second),
-		GCPeriod:           Duration(time.Hour),
+		CheckpointTimeout:  tomlconf.Duration(10 * time.Minute),
+		CompactionPeriod:   tomlconf.Duration(20 * time.Second),
+		GCPeriod:           tomlconf.Duration(time.Hour),
 		GCHorizon:          64 << 20,
-		PITRInterval:       Duration(7 * 24 * time.Hour),
+		PITRInterval:       tomlconf.Duration(7 * 24 * time.Hour),
 		RedoProcesses:      2,
 		Log:                "json",
 	}
@@ -82,19 +80,8 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("read page server config: %w", err)
 	}
-	dec := toml.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) {
-			return cfg, fmt.Errorf("%s: unknown setting:\n%s", path, strict.String())
-		}
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return cfg, fmt.Errorf("%s:%d:%d: %v", path, row, col, de)
-		}
-		return cfg, fmt.Errorf("%s: %w", path, err)
+	if err := tomlconf.DecodeStrict(path, b, &cfg); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -129,22 +116,5 @@ func (c *Config) Validate() error {
 	case c.Log != "console" && c.Log != "json":
 		return fmt.Errorf("log_format = %q: want \"console\" or \"json\"", c.Log)
 	}
-	return nil
-}
-
-// Duration is a time.Duration written in TOML as a string such as "10s" or
-// "7h30m".
-type Duration time.Duration
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("duration %q: want a number with a unit, e.g. \"30s\" or \"168h\"", b)
-	}
-	*d = Duration(v)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -97,7 +98,7 @@ func (s *Server) httpServer() *http.Server {
 			return
 		}
 		if infos == nil {
-			infos = []BranchInfo{}
+			infos = []api.BranchInfo{}
 		}
 		writeJSON(w, http.StatusOK, infos)
 	})
@@ -113,11 +114,11 @@ func (s *Server) httpServer() *http.Server {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		if err := checkBranchName(req.Name); err != nil {
+		if err := api.CheckBranchName(req.Name); err != nil {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
 		}
-		start, err := parseBranchStart(req.Start)
+		start, err := api.ParseStartPoint(req.Start)
 		if err != nil {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
@@ -158,14 +159,14 @@ type tenantJSON struct {
 
 // TimelineInfo describes a timeline for the HTTP API.
 type TimelineInfo struct {
-	Timeline          id.TimelineID `json:"timeline_id"`
-	Branch            string        `json:"branch"`
-	AncestorTimeline  string        `json:"ancestor_timeline_id"`
-	AncestorLSN       optionalLSN   `json:"ancestor_lsn"`
-	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
-	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
-	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
-	GCCutoffLSN       pgdata.LSN    `json:"gc_cutoff_lsn"`
+	Timeline          id.TimelineID   `json:"timeline_id"`
+	Branch            string          `json:"branch"`
+	AncestorTimeline  string          `json:"ancestor_timeline_id"`
+	AncestorLSN       api.OptionalLSN `json:"ancestor_lsn"`
+	LastRecordLSN     pgdata.LSN      `json:"last_record_lsn"`
+	PrevRecordLSN     api.OptionalLSN `json:"prev_record_lsn"`
+	DiskConsistentLSN pgdata.LSN      `json:"disk_consistent_lsn"`
+	GCCutoffLSN       pgdata.LSN      `json:"gc_cutoff_lsn"`
 	// IngestStopped is set when the timeline's ingest stopped: where and
 	// why (see WalReceiver).
 	IngestStopped *IngestStop `json:"ingest_stopped,omitempty"`
@@ -179,7 +180,7 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 		return TimelineInfo{}, err
 	}
 	ti := TimelineInfo{
-		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
+		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
 	if b, ok := t.branchOf(tid); ok {
@@ -189,7 +190,7 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 		ti.IngestStopped = &IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
 	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
-		ti.AncestorTimeline, ti.AncestorLSN = a.String(), optionalLSN(at)
+		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
 	}
 	if w := t.walOf(tid); w != nil {
 		st := w.Status()
@@ -221,7 +222,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := r.PathValue("timeline")
-	err := checkTimelineRef(ref)
+	err := api.CheckTimelineRef(ref)
 	if err == nil {
 		err = checkSafekeeperAddrs(req.Safekeepers)
 	}

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
 // The page service is the page server's libpq endpoint: management
@@ -21,11 +23,6 @@ import (
 // COPY IN, and the page stream as COPY BOTH. See commandSyntax for the
 // commands and sqlError for the SQLSTATEs of their errors.
 type pageService struct{ s *Server }
-
-// branchColumns are the columns of branch_list and of the commands that
-// create a branch.
-var branchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped"}
 
 // Handle runs one command.
 func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
@@ -137,12 +134,12 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 	return fmt.Errorf("command %q is parsed but not handled", c.name)
 }
 
-func branchRows(sess *pgwire.Session, infos ...BranchInfo) error {
-	if err := sess.Columns(branchColumns...); err != nil {
+func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
+	if err := sess.Columns(api.BranchColumns...); err != nil {
 		return err
 	}
 	for _, b := range infos {
-		if err := sess.Row(b.row()...); err != nil {
+		if err := sess.Row(b.Row()...); err != nil {
 			return err
 		}
 	}
@@ -176,7 +173,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	if err := extractDataDirTar(r, dir); err != nil {
+	if err := tarfile.ExtractDataDir(r, dir); err != nil {
 		return err
 	}
 	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.branch).Int64("bytes", r.BytesRead()).
@@ -253,7 +250,7 @@ func sqlError(err error) error {
 		code = pgwire.CodeUndefinedObject
 	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
 		code = pgwire.CodeDuplicateObject
-	case errors.Is(err, ErrNotShutDown), errors.Is(err, errBadTar):
+	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):
 		return &pgwire.Error{Code: pgwire.CodeObjectNotInPrereqState, Message: err.Error(),

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -26,32 +26,13 @@ type pageCommand struct {
 	// branch is the name of a branch to create (import, branch_create).
 	branch string
 	// start is branch_create's starting point.
-	start branchStart
+	start api.StartPoint
 	// lsn is basebackup's LSN; 0 means the last record.
 	lsn pgdata.LSN
 	// connStr is callmemaybe's connection string.
 	connStr string
 	// safekeepers are the safekeepers command's addresses, host:port.
 	safekeepers []string
-}
-
-// branchStart is where a new branch starts: a timeline (by branch name
-// or id) and optionally an LSN or a point in time of its history.
-type branchStart struct {
-	ref string
-	lsn pgdata.LSN // 0: none
-	at  time.Time  // zero: none
-}
-
-// String prints the start as it was written.
-func (b branchStart) String() string {
-	switch {
-	case b.lsn != 0:
-		return b.ref + "@" + b.lsn.String()
-	case !b.at.IsZero():
-		return b.ref + "@" + b.at.Format(time.RFC3339Nano)
-	}
-	return b.ref
 }
 
 // commandSyntax is each command's arguments, as the usage in errors shows
@@ -155,17 +136,17 @@ func (c *pageCommand) parseArgs(words []string) error {
 	switch c.name {
 	case "import":
 		c.branch = words[1]
-		return checkBranchName(c.branch)
+		return api.CheckBranchName(c.branch)
 	case "branch_create":
 		c.branch = words[1]
-		if err := checkBranchName(c.branch); err != nil {
+		if err := api.CheckBranchName(c.branch); err != nil {
 			return err
 		}
-		c.start, err = parseBranchStart(words[2])
+		c.start, err = api.ParseStartPoint(words[2])
 		return err
 	case "basebackup", "callmemaybe", "safekeepers", "pagestream":
 		c.timeline = words[1]
-		if err := checkTimelineRef(c.timeline); err != nil {
+		if err := api.CheckTimelineRef(c.timeline); err != nil {
 			return err
 		}
 		if c.name == "safekeepers" {
@@ -197,47 +178,6 @@ func unquote(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
-}
-
-// checkTimelineRef accepts a timeline id or a branch name.
-func checkTimelineRef(ref string) error {
-	if _, err := id.ParseTimelineID(ref); err == nil {
-		return nil
-	}
-	if err := checkBranchName(ref); err != nil {
-		return fmt.Errorf("%q is neither a timeline id (32 hex digits) nor a branch name", truncate(ref, 64))
-	}
-	return nil
-}
-
-// parseBranchStart parses BRANCH, BRANCH@LSN or BRANCH@TIME, where BRANCH
-// may also be a timeline id and TIME is RFC 3339 (2006-01-02T15:04:05Z).
-func parseBranchStart(s string) (branchStart, error) {
-	ref, point, hasPoint := strings.Cut(s, "@")
-	b := branchStart{ref: ref}
-	if err := checkTimelineRef(ref); err != nil {
-		return b, err
-	}
-	if !hasPoint {
-		return b, nil
-	}
-	if strings.Contains(point, "/") {
-		lsn, err := pgdata.ParseLSN(point)
-		if err != nil {
-			return b, err
-		}
-		if lsn == 0 {
-			return b, fmt.Errorf("LSN 0/0 is not a position in the WAL")
-		}
-		b.lsn = lsn
-		return b, nil
-	}
-	at, err := time.Parse(time.RFC3339, point)
-	if err != nil {
-		return b, fmt.Errorf("%q after @ is neither an LSN (16/B374D848) nor an RFC 3339 time (2021-06-01T12:00:00Z)", truncate(point, 64))
-	}
-	b.at = at
-	return b, nil
 }
 
 // truncate shortens outside input quoted in an error message.

@@ -1,8 +1,6 @@
 package pageserver
 
 import (
-	"archive/tar"
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 const (
@@ -37,9 +35,9 @@ func TestParseCommand(t *testing.T) {
 		{line: "tenant_create " + tenantHex, want: pageCommand{name: "tenant_create", tenant: tenant}},
 		{line: "tenant_create $1", args: []string{tenantHex}, want: pageCommand{name: "tenant_create", tenant: tenant}},
 		{line: "import " + tenantHex + " main", want: pageCommand{name: "import", tenant: tenant, branch: "main"}},
-		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main"}}},
-		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: "main", lsn: 0x16B374D848}}},
-		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: branchStart{ref: timelineHex, at: at}}},
+		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main"}}},
+		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main", LSN: 0x16B374D848}}},
+		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: timelineHex, Time: at}}},
 		{line: "branch_list " + tenantHex, want: pageCommand{name: "branch_list", tenant: tenant}},
 		{line: "basebackup " + tenantHex + " main", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main"}},
 		{line: "basebackup $1 $2 $3", args: []string{tenantHex, timelineHex, "0/16B3748"}, want: pageCommand{name: "basebackup", tenant: tenant, timeline: timelineHex, lsn: 0x16B3748}},
@@ -138,16 +136,16 @@ func FuzzPageServiceCommand(f *testing.F) {
 		}
 		// What parsed is well-formed.
 		if c.branch != "" {
-			if err := checkBranchName(c.branch); err != nil {
+			if err := api.CheckBranchName(c.branch); err != nil {
 				t.Fatalf("%q: branch %q: %v", line, c.branch, err)
 			}
 		}
 		if c.timeline != "" {
-			if err := checkTimelineRef(c.timeline); err != nil {
+			if err := api.CheckTimelineRef(c.timeline); err != nil {
 				t.Fatalf("%q: timeline %q: %v", line, c.timeline, err)
 			}
 		}
-		if c.name == "branch_create" && c.start.lsn != 0 && !c.start.at.IsZero() {
+		if c.name == "branch_create" && c.start.LSN != 0 && !c.start.Time.IsZero() {
 			t.Fatalf("%q: a start with both an LSN and a time", line)
 		}
 		if c.name == "safekeepers" {
@@ -195,94 +193,6 @@ func TestBranchesFile(t *testing.T) {
 		}
 		if _, err := loadBranches(dir); err == nil {
 			t.Errorf("%s: loaded without an error", name)
-		}
-	}
-}
-
-func TestCheckBranchName(t *testing.T) {
-	for name, ok := range map[string]bool{
-		"main": true, "dev-2": true, "a.b_c": true, "9lives": true, strings.Repeat("a", 63): true,
-		"": false, "-x": false, ".x": false, "a b": false, "a/b": false, "a@b": false, "ü": false,
-		strings.Repeat("a", 64): false, timelineHex: false,
-	} {
-		if err := checkBranchName(name); (err == nil) != ok {
-			t.Errorf("checkBranchName(%q) = %v, want ok=%v", name, err, ok)
-		}
-	}
-}
-
-// tarOf builds a tar from entries.
-func tarOf(t *testing.T, entries ...*tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, h := range entries {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			tw.Write(bytes.Repeat([]byte{'x'}, int(h.Size)))
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// headerOnly is a tar cut after one entry's header.
-func headerOnly(t *testing.T, h *tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := tar.NewWriter(&buf).WriteHeader(h); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func TestExtractDataDirTar(t *testing.T) {
-	file := func(name string, size int64) *tar.Header {
-		return &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: size, Mode: 0o600}
-	}
-	dir := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o700} }
-
-	good := t.TempDir()
-	b := tarOf(t, dir("./"), dir("global"), file("global/pg_control", 8192), file("base/1/1259", 16384), file("./PG_VERSION", 3))
-	if err := extractDataDirTar(bytes.NewReader(append(b, make([]byte, 10240)...)), good); err != nil {
-		t.Fatal(err)
-	}
-	for name, size := range map[string]int64{"global/pg_control": 8192, "base/1/1259": 16384, "PG_VERSION": 3} {
-		if info, err := os.Stat(filepath.Join(good, name)); err != nil || info.Size() != size {
-			t.Errorf("%s: %v, want %d bytes", name, err, size)
-		}
-	}
-
-	for what, tarball := range map[string][]byte{
-		"absolute name":  tarOf(t, file("/etc/passwd", 1)),
-		"dot-dot":        tarOf(t, file("base/../../x", 1)),
-		"symlink":        tarOf(t, &tar.Header{Name: "pg_wal", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}),
-		"hard link":      tarOf(t, file("a", 1), &tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}),
-		"device":         tarOf(t, &tar.Header{Name: "null", Typeflag: tar.TypeChar}),
-		"duplicate":      tarOf(t, file("a", 1), file("./a", 1)),
-		"oversized file": headerOnly(t, &tar.Header{Name: "big", Typeflag: tar.TypeReg, Size: maxImportFileBytes + 1}),
-		"not a tar":      []byte("hello, world"),
-		"truncated":      tarOf(t, file("a", 4096))[:1024],
-		"trailing junk":  append(tarOf(t, file("a", 1)), make([]byte, maxTarTrailer+1024)...),
-		"backslash name": tarOf(t, file(`base\1`, 1)),
-	} {
-		err := extractDataDirTar(bytes.NewReader(tarball), t.TempDir())
-		if !errors.Is(err, errBadTar) {
-			t.Errorf("%s: got %v, want errBadTar", what, err)
-		}
-	}
-}
-
-func TestOptionalLSNText(t *testing.T) {
-	for _, l := range []optionalLSN{0, optionalLSN(pgdata.LSN(0x16B3748))} {
-		b, _ := l.MarshalText()
-		var got optionalLSN
-		if err := got.UnmarshalText(b); err != nil || got != l {
-			t.Errorf("%v: round trip %q -> %v, %v", pgdata.LSN(l), b, got, err)
 		}
 	}
 }

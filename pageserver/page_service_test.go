@@ -25,11 +25,13 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
 // testPageServer is a Server on loopback ports in a temporary directory,
@@ -70,7 +72,7 @@ func startPageServer(t *testing.T) *testPageServer {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.WaitLSNTimeout = Duration(time.Second)
+	cfg.WaitLSNTimeout = tomlconf.Duration(time.Second)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := newServer(ctx, dir, cfg, log, ext)
@@ -395,12 +397,12 @@ func TestPageService(t *testing.T) {
 		if prof := httpGet(t, base+"/debug/pprof/heap"); !strings.HasPrefix(prof, "\x1f\x8b") {
 			t.Errorf("GET /debug/pprof/heap: %q..., want a gzipped profile", prof[:min(len(prof), 40)])
 		}
-		var branches []BranchInfo
+		var branches []api.BranchInfo
 		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/branch", "", http.StatusOK, &branches)
 		if len(branches) != 3 || branches[2].Name != "main" || branches[2].LastRecordLSN != mainLSN {
 			t.Errorf("GET branches = %+v", branches)
 		}
-		var created BranchInfo
+		var created api.BranchInfo
 		httpJSON(t, "POST", base+"/v1/tenant/"+tenant.String()+"/branch", `{"name":"viahttp","start":"dev"}`, http.StatusCreated, &created)
 		if created.Name != "viahttp" || created.AncestorName != "dev" {
 			t.Errorf("POST branch = %+v", created)

@@ -14,10 +14,10 @@ import (
 	"github.com/oklog/run"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -122,9 +122,9 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 func (s *Server) tenantConfig() repo.TenantConfig {
 	c := repo.DefaultTenantConfig()
 	c.CheckpointDistance = s.cfg.CheckpointDistance
-	c.CheckpointTimeout = repo.Duration{Duration: time.Duration(s.cfg.CheckpointTimeout)}
+	c.CheckpointTimeout = s.cfg.CheckpointTimeout
 	c.GCHorizon = s.cfg.GCHorizon
-	c.PITRInterval = repo.Duration{Duration: time.Duration(s.cfg.PITRInterval)}
+	c.PITRInterval = s.cfg.PITRInterval
 	return c
 }
 
@@ -234,69 +234,22 @@ func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
 	return s.tenants.create(tid)
 }
 
-// BranchInfo describes a branch as branch_list and the HTTP API show it.
-// Optional values (no ancestor, an unknown previous record) are empty.
-type BranchInfo struct {
-	Name              string        `json:"name"`
-	Timeline          id.TimelineID `json:"timeline_id"`
-	AncestorName      string        `json:"ancestor_name"`
-	AncestorTimeline  string        `json:"ancestor_timeline_id"`
-	AncestorLSN       optionalLSN   `json:"ancestor_lsn"`
-	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
-	PrevRecordLSN     optionalLSN   `json:"prev_record_lsn"`
-	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
-	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
-	// when the timeline's ingest stopped, "" while it goes on.
-	IngestStopped string `json:"ingest_stopped,omitempty"`
-}
-
-// row is the branch as a row of branchColumns.
-func (b BranchInfo) row() []string {
-	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
-		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped}
-}
-
-// optionalLSN is an LSN that is printed empty when it is 0 (none, or not
-// known).
-type optionalLSN pgdata.LSN
-
-func (l optionalLSN) String() string {
-	if l == 0 {
-		return ""
-	}
-	return pgdata.LSN(l).String()
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (l optionalLSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (l *optionalLSN) UnmarshalText(b []byte) error {
-	if len(b) == 0 {
-		*l = 0
-		return nil
-	}
-	v, err := pgdata.ParseLSN(string(b))
-	*l = optionalLSN(v)
-	return err
-}
-
 // branchInfo describes branch b of t.
-func (s *Server) branchInfo(t *tenant, b Branch) (BranchInfo, error) {
+func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 	tl, err := t.tn.Timeline(b.Timeline)
 	if err != nil {
-		return BranchInfo{}, err
+		return api.BranchInfo{}, err
 	}
-	info := BranchInfo{
+	info := api.BranchInfo{
 		Name: b.Name, Timeline: b.Timeline,
-		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: optionalLSN(tl.PrevRecordLSN()),
+		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(),
 	}
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()
 	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
-		info.AncestorTimeline, info.AncestorLSN = a.String(), optionalLSN(at)
+		info.AncestorTimeline, info.AncestorLSN = a.String(), api.OptionalLSN(at)
 		if ab, ok := t.branchOf(a); ok {
 			info.AncestorName = ab.Name
 		}
@@ -305,8 +258,8 @@ func (s *Server) branchInfo(t *tenant, b Branch) (BranchInfo, error) {
 }
 
 // branchInfos describes every branch of t, ordered by name.
-func (s *Server) branchInfos(t *tenant) ([]BranchInfo, error) {
-	var infos []BranchInfo
+func (s *Server) branchInfos(t *tenant) ([]api.BranchInfo, error) {
+	var infos []api.BranchInfo
 	for _, b := range t.Branches() {
 		info, err := s.branchInfo(t, b)
 		if err != nil {
@@ -320,32 +273,32 @@ func (s *Server) branchInfos(t *tenant) ([]BranchInfo, error) {
 // createBranch creates branch name of t at start: a branch's last record,
 // an LSN of its history (waited for if not ingested yet; it must be a
 // record boundary), or the last commit at or before a time.
-func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start branchStart) (BranchInfo, error) {
-	anc, err := t.timeline(start.ref)
+func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start api.StartPoint) (api.BranchInfo, error) {
+	anc, err := t.timeline(start.Branch)
 	if err != nil {
-		return BranchInfo{}, err
+		return api.BranchInfo{}, err
 	}
-	lsn := start.lsn
+	lsn := start.LSN
 	switch {
-	case lsn == 0 && start.at.IsZero():
+	case lsn == 0 && start.Time.IsZero():
 		if _, err := latestLSN(anc); err != nil {
-			return BranchInfo{}, err
+			return api.BranchInfo{}, err
 		}
-	case !start.at.IsZero():
-		if lsn, err = t.lsnForTime(ctx, anc, start.at); err != nil {
-			return BranchInfo{}, err
+	case !start.Time.IsZero():
+		if lsn, err = t.lsnForTime(ctx, anc, start.Time); err != nil {
+			return api.BranchInfo{}, err
 		}
 	case lsn != 0:
 		if err := s.waitForLSN(ctx, anc, lsn); err != nil {
-			return BranchInfo{}, err
+			return api.BranchInfo{}, err
 		}
 		if _, err := t.recordBefore(ctx, anc, lsn); err != nil {
-			return BranchInfo{}, err
+			return api.BranchInfo{}, err
 		}
 	}
 	b, err := t.createBranch(ctx, name, anc, lsn)
 	if err != nil {
-		return BranchInfo{}, err
+		return api.BranchInfo{}, err
 	}
 	return s.branchInfo(t, b)
 }

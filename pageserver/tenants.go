@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -368,9 +369,6 @@ func (t *tenant) createBranch(ctx context.Context, name string, ancestor *repo.T
 // timelines: <workdir>/tenants/<tenant>/branches.json.
 const branchesFileName = "branches.json"
 
-// maxBranchName is the longest branch name accepted.
-const maxBranchName = 63
-
 // Branch is a human name for a timeline of a tenant.
 type Branch struct {
 	// Name is the branch's name, unique in its tenant.
@@ -386,29 +384,6 @@ type Branch struct {
 // branchesFile is the JSON document of branches.json.
 type branchesFile struct {
 	Branches []Branch `json:"branches"`
-}
-
-// checkBranchName accepts the names PostgreSQL would accept as a plain
-// identifier and a bit more: letters, digits, '_', '-' and '.', starting
-// with a letter or digit, at most 63 bytes. A name that reads as a
-// timeline id is refused, so that a reference to a timeline is never
-// ambiguous.
-func checkBranchName(name string) error {
-	if name == "" || len(name) > maxBranchName {
-		return fmt.Errorf("branch name %q: want 1 to %d characters", name, maxBranchName)
-	}
-	for i, c := range name {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && (c == '_' || c == '-' || c == '.'):
-		default:
-			return fmt.Errorf("branch name %q: only letters, digits, '_', '-' and '.' (not first) are allowed", name)
-		}
-	}
-	if _, err := id.ParseTimelineID(name); err == nil {
-		return fmt.Errorf("branch name %q reads as a timeline id", name)
-	}
-	return nil
 }
 
 // loadBranches reads a tenant's branch names; a missing file is a tenant
@@ -429,7 +404,7 @@ func loadBranches(tenantDir string) ([]Branch, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i, br := range f.Branches {
-		if err := checkBranchName(br.Name); err != nil {
+		if err := api.CheckBranchName(br.Name); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if i > 0 && f.Branches[i-1].Name >= br.Name {

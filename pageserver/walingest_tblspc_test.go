@@ -17,13 +17,14 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgdump"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
 // TestIngestTablespaces runs the tablespace workload (in-place and
@@ -183,7 +184,7 @@ func tablespaceEntries(t *testing.T, tarball []byte) map[string]string {
 			t.Fatal(err)
 		}
 		if dir, oid, _ := strings.Cut(strings.TrimSuffix(h.Name, "/"), "/"); dir == "pg_tblspc" && oid != "" && !strings.Contains(oid, "/") {
-			got[oid] = h.PAXRecords[pageserver.TablespaceLocationPAXKey]
+			got[oid] = h.PAXRecords[tarfile.TablespaceLocationKey]
 		}
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // TestWalReceiverComputeReplaced replaces main's compute as the control

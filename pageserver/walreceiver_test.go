@@ -15,12 +15,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )

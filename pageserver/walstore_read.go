@@ -126,7 +126,7 @@ func (s *WALStore) recordEnd(stored pgdata.LSN) (pgdata.LSN, error) {
 	for seg := (stored - 1).SegmentNo(s.segSize); ; seg-- {
 		from, err := s.recordStartIn(seg, stored)
 		if err == nil && from < stored {
-			next, err := s.scan(context.Background(), from, stored, nil)
+			next, err := pgdata.ScanWAL(context.Background(), from, stored, s.segSize, s.readAt, nil)
 			var eow *pgdata.EndOfWALError
 			if errors.As(err, &eow) {
 				next, err = eow.LSN, nil
@@ -220,41 +220,6 @@ func (s *WALStore) recordStartIn(seg uint64, limit pgdata.LSN) (pgdata.LSN, erro
 	return 0, errNoRecordStart
 }
 
-// scan decodes the stored WAL from from, a record boundary, feeding bytes
-// up to limit, and calls fn (if not nil) on each record until fn says
-// stop. It returns where the next record starts (the decoder's
-// NextRecordLSN) once fn stops or the bytes run out, or the decoder's
-// *pgdata.EndOfWALError where the WAL stops being valid.
-func (s *WALStore) scan(ctx context.Context, from, limit pgdata.LSN, fn func(*pgdata.Record) (stop bool)) (pgdata.LSN, error) {
-	dec := pgdata.NewWALDecoder(from, s.segSize)
-	buf := make([]byte, walReadChunk)
-	pos := from
-	for {
-		rec, err := dec.Next()
-		switch {
-		case err == nil:
-			if fn != nil && fn(rec) {
-				return dec.NextRecordLSN(), nil
-			}
-		case errors.Is(err, pgdata.ErrNeedMoreWAL):
-			if pos >= limit {
-				return dec.NextRecordLSN(), nil
-			}
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
-			n := min(pgdata.LSN(len(buf)), limit-pos)
-			if err := s.readAt(buf[:n], pos); err != nil {
-				return 0, err
-			}
-			dec.Feed(buf[:n])
-			pos += n
-		default:
-			return 0, err
-		}
-	}
-}
-
 // PrevRecord returns the start of the stored record that ends at end (a
 // record's EndLSN), or an error wrapping ErrNoRecordEndsAt if no
 // record ends there. At the store's start it answers with the previous
@@ -275,7 +240,7 @@ func (s *WALStore) PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, 
 		if err == nil && from < end {
 			var start pgdata.LSN
 			found := false
-			_, err := s.scan(ctx, from, storeEnd, func(rec *pgdata.Record) bool {
+			_, err := pgdata.ScanWAL(ctx, from, storeEnd, s.segSize, s.readAt, func(rec *pgdata.Record) bool {
 				if rec.EndLSN == end {
 					start, found = rec.LSN, true
 				}
@@ -357,7 +322,7 @@ func (s *WALStore) lastCommitIn(ctx context.Context, seg uint64, end pgdata.LSN,
 	var sum segmentCommits
 	var best pgdata.LSN
 	complete := false
-	_, err = s.scan(ctx, from, end, func(rec *pgdata.Record) bool {
+	_, err = pgdata.ScanWAL(ctx, from, end, s.segSize, s.readAt, func(rec *pgdata.Record) bool {
 		if rec.LSN >= segEnd {
 			complete = true
 			return true

@@ -13,7 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster/pgwaldump"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgwaldump"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 

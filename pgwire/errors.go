@@ -9,21 +9,20 @@ import (
 
 // SQLSTATE codes the servers use (PostgreSQL's errcodes.txt).
 const (
-	CodeSyntaxError             = "42601"
-	CodeUndefinedObject         = "42704"
-	CodeDuplicateObject         = "42710"
-	CodeInvalidParameterValue   = "22023"
-	CodeInvalidTextRepr         = "22P02"
-	CodeFeatureNotSupported     = "0A000"
-	CodeProtocolViolation       = "08P01"
-	CodeInvalidAuthorization    = "28000"
-	CodeInvalidPassword         = "28P01"
-	CodeInsufficientPrivilege   = "42501"
-	CodeQueryCanceled           = "57014"
-	CodeObjectNotInPrereqState  = "55000"
-	CodeInternalError           = "XX000"
-	CodeDataCorrupted           = "XX001"
-	CodeConfigurationLimitExced = "53400"
+	CodeSyntaxError            = "42601"
+	CodeUndefinedObject        = "42704"
+	CodeDuplicateObject        = "42710"
+	CodeInvalidParameterValue  = "22023"
+	CodeInvalidTextRepr        = "22P02"
+	CodeFeatureNotSupported    = "0A000"
+	CodeProtocolViolation      = "08P01"
+	CodeInvalidAuthorization   = "28000"
+	CodeInvalidPassword        = "28P01"
+	CodeInsufficientPrivilege  = "42501"
+	CodeQueryCanceled          = "57014"
+	CodeObjectNotInPrereqState = "55000"
+	CodeInternalError          = "XX000"
+	CodeDataCorrupted          = "XX001"
 )
 
 // Error is an error a handler returns to send the client an ErrorResponse

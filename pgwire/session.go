@@ -33,11 +33,10 @@ type Session struct {
 	portals map[string]*portal
 
 	// Per-command output state.
-	out     sink
-	cols    bool
-	rows    int
-	tag     string
-	copying bool
+	out  sink
+	cols bool
+	rows int
+	tag  string
 }
 
 type portal struct {
@@ -362,3 +361,10 @@ func countParams(q string) int {
 	}
 	return n
 }
+
+// Close ends the session by closing its connection. A handler calls it
+// when the client's message stream is broken inside a COPY (a message over
+// the size limit, a read error): no later message can be framed, so the
+// session cannot go on, and the server must not wait for the rest of a
+// message it refused.
+func (s *Session) Close() error { return s.conn.Close() }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
@@ -95,7 +95,7 @@ type TenantConfig struct {
 	CheckpointDistance int64 `toml:"checkpoint_distance" comment:"Bytes the open in-memory layer may hold before it is frozen and flushed."`
 	// CheckpointTimeout is how old the open in-memory layer may get before
 	// it is frozen and flushed.
-	CheckpointTimeout Duration `toml:"checkpoint_timeout" comment:"Age at which the open in-memory layer is frozen and flushed (e.g. \"10m\")."`
+	CheckpointTimeout tomlconf.Duration `toml:"checkpoint_timeout" comment:"Age at which the open in-memory layer is frozen and flushed (e.g. \"10m\")."`
 	// CompactionTargetSize is the size compaction aims at for each delta
 	// and image layer file it writes.
 	CompactionTargetSize int64 `toml:"compaction_target_size" comment:"Size compaction aims at for each layer file it writes, in bytes."`
@@ -110,19 +110,19 @@ type TenantConfig struct {
 	GCHorizon int64 `toml:"gc_horizon" comment:"Bytes of WAL history below the last record that GC keeps."`
 	// PITRInterval is how much time of history GC keeps; zero keeps no
 	// history for time's sake (the horizon alone decides).
-	PITRInterval Duration `toml:"pitr_interval" comment:"Time of history GC keeps for point-in-time branches (e.g. \"168h\"); 0s for none."`
+	PITRInterval tomlconf.Duration `toml:"pitr_interval" comment:"Time of history GC keeps for point-in-time branches (e.g. \"168h\"); 0s for none."`
 }
 
 // DefaultTenantConfig returns the defaults for a new tenant.
 func DefaultTenantConfig() TenantConfig {
 	return TenantConfig{
 		CheckpointDistance:     256 << 20,
-		CheckpointTimeout:      Duration{10 * time.Minute},
+		CheckpointTimeout:      tomlconf.Duration(10 * time.Minute),
 		CompactionTargetSize:   128 << 20,
 		CompactionThreshold:    10,
 		ImageCreationThreshold: 3,
 		GCHorizon:              64 << 20,
-		PITRInterval:           Duration{7 * 24 * time.Hour},
+		PITRInterval:           tomlconf.Duration(7 * 24 * time.Hour),
 	}
 }
 
@@ -131,7 +131,7 @@ func (c TenantConfig) Validate() error {
 	switch {
 	case c.CheckpointDistance <= 0:
 		return fmt.Errorf("tenant config: checkpoint_distance %d must be positive", c.CheckpointDistance)
-	case c.CheckpointTimeout.Duration <= 0:
+	case time.Duration(c.CheckpointTimeout) <= 0:
 		return fmt.Errorf("tenant config: checkpoint_timeout %v must be positive", c.CheckpointTimeout)
 	case c.CompactionTargetSize <= 0:
 		return fmt.Errorf("tenant config: compaction_target_size %d must be positive", c.CompactionTargetSize)
@@ -141,7 +141,7 @@ func (c TenantConfig) Validate() error {
 		return fmt.Errorf("tenant config: image_creation_threshold %d must be at least 1", c.ImageCreationThreshold)
 	case c.GCHorizon < 0:
 		return fmt.Errorf("tenant config: gc_horizon %d must not be negative", c.GCHorizon)
-	case c.PITRInterval.Duration < 0:
+	case time.Duration(c.PITRInterval) < 0:
 		return fmt.Errorf("tenant config: pitr_interval %v must not be negative", c.PITRInterval)
 	}
 	return nil
@@ -161,45 +161,8 @@ func encodeTenantConfig(c TenantConfig) ([]byte, error) {
 // file may leave settings out; unknown keys are errors.
 func decodeTenantConfig(b []byte) (TenantConfig, error) {
 	c := DefaultTenantConfig()
-	d := toml.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&c); err != nil {
-		return c, fmt.Errorf("tenant config: %s", describeTOMLError(err))
+	if err := tomlconf.DecodeStrict("tenant config", b, &c); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
-}
-
-// describeTOMLError names the offending keys and lines of a decoding error,
-// which go-toml only puts in its detailed form.
-func describeTOMLError(err error) string {
-	var se *toml.StrictMissingError
-	if errors.As(err, &se) {
-		var keys []string
-		for _, e := range se.Errors {
-			keys = append(keys, strings.Join(e.Key(), "."))
-		}
-		return "unknown settings: " + strings.Join(keys, ", ")
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		return fmt.Sprintf("%s (line %d): %v", strings.Join(de.Key(), "."), row, err)
-	}
-	return err.Error()
-}
-
-// Duration is a time.Duration written in TOML as a string ("10m", "168h").
-type Duration struct{ time.Duration }
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
 }

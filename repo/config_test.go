@@ -4,12 +4,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
 func TestTenantConfigRoundTrip(t *testing.T) {
 	c := DefaultTenantConfig()
 	c.GCHorizon = 12345
-	c.PITRInterval = Duration{90 * time.Minute}
+	c.PITRInterval = tomlconf.Duration(90 * time.Minute)
 	b, err := encodeTenantConfig(c)
 	if err != nil {
 		t.Fatal(err)

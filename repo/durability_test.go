@@ -14,6 +14,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/value"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
@@ -359,7 +360,7 @@ func TestGCPITR(t *testing.T) {
 	defer r.Close()
 	conf := smallTenantConfig()
 	conf.GCHorizon = 0
-	conf.PITRInterval = repo.Duration{Duration: time.Hour}
+	conf.PITRInterval = tomlconf.Duration(time.Hour)
 	tn, err := r.CreateTenant(id.NewTenantID(), conf)
 	if err != nil {
 		t.Fatal(err)

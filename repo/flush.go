@@ -58,7 +58,7 @@ func (tl *Timeline) flushOne(fr frozenLayer) error {
 		}
 	}
 	disk := lsns.End - 1
-	pitr := tl.tenant.Config().PITRInterval.Duration
+	pitr := time.Duration(tl.tenant.Config().PITRInterval)
 	listed, err := tl.commit(func(d *durable) {
 		if f != nil {
 			d.layers = d.layers.With([]layer.Layer{f}, nil)

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/layer"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -30,7 +31,7 @@ func (tl *Timeline) GC(ctx context.Context) error {
 	if h := pgdata.LSN(conf.GCHorizon); last > h {
 		horizon = last - h
 	}
-	cutoff := max(old, min(horizon, pitrCutoff(times, tl.tenant.repo.now(), conf.PITRInterval.Duration), disk))
+	cutoff := max(old, min(horizon, pitrCutoff(times, tl.tenant.repo.now(), time.Duration(conf.PITRInterval)), disk))
 
 	// Hold the tenant while choosing, so no branch is created below the
 	// new cut-off or between reading the branch points and committing.

@@ -50,7 +50,7 @@ func smallTenantConfig() repo.TenantConfig {
 	c.CompactionThreshold = 3
 	c.ImageCreationThreshold = 2
 	c.GCHorizon = 1 << 10
-	c.PITRInterval = repo.Duration{}
+	c.PITRInterval = 0
 	return c
 }
 

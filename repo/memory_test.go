@@ -9,6 +9,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/value"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
@@ -37,7 +38,7 @@ func TestInMemoryLayersStayWithinLimit(t *testing.T) {
 	defer r.Close()
 	conf := repo.DefaultTenantConfig()
 	conf.CheckpointDistance = 1 << 30
-	conf.CheckpointTimeout = repo.Duration{Duration: 24 * time.Hour}
+	conf.CheckpointTimeout = tomlconf.Duration(24 * time.Hour)
 	var tls []*repo.Timeline
 	for range 2 {
 		tn, err := r.CreateTenant(id.NewTenantID(), conf)

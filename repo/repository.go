@@ -235,7 +235,7 @@ func (r *Repository) startLoop(ctx context.Context, name string, interval time.D
 // flushes every frozen layer.
 func (r *Repository) flushAll(ctx context.Context) {
 	for _, tl := range r.loadedTimelines() {
-		if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= tl.tenant.Config().CheckpointTimeout.Duration {
+		if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= time.Duration(tl.tenant.Config().CheckpointTimeout) {
 			tl.Freeze()
 		}
 		if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {

@@ -109,17 +109,9 @@ type Control struct {
 	Compute     string `json:"compute"`
 }
 
-// CorruptionError says a file is torn or corrupt.
-type CorruptionError struct {
-	File string
-	Err  error
-}
-
-func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("safekeeper file %s is corrupt: %v", e.File, e.Err)
-}
-
-func (e *CorruptionError) Unwrap() error { return e.Err }
+// CorruptionError says a safekeeper file (a control file, a WAL segment)
+// is torn or corrupt; it is vfs.CorruptionError.
+type CorruptionError = vfs.CorruptionError
 
 // encodeControl returns the bytes of a control file holding c.
 func encodeControl(c *Control) ([]byte, error) {
@@ -173,7 +165,7 @@ func readControl(dir string) (*Control, error) {
 	}
 	c, err := decodeControl(b)
 	if err != nil {
-		return nil, &CorruptionError{File: path, Err: err}
+		return nil, &CorruptionError{File: path, Offset: -1, Err: err}
 	}
 	return c, nil
 }

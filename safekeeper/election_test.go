@@ -9,8 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zenithdb/zenith/repo/id"
@@ -26,7 +27,7 @@ func newMetrics() *metrics {
 		walSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
 	}
-	m.reg.MustRegister(m.walReceived, m.walSent, prometheus.NewGoCollector(), memoryCollector{})
+	m.reg.MustRegister(m.walReceived, m.walSent, collectors.NewGoCollector(), memoryCollector{})
 	return m
 }
 

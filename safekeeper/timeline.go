@@ -94,7 +94,7 @@ func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log ze
 		return nil, err
 	}
 	if !pgdata.ValidWALSegmentSize(ctl.SegmentSize) {
-		return nil, &CorruptionError{File: dir, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
+		return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
 	}
 	w, err := openWAL(dir, ctl.SegmentSize)
 	if err != nil {

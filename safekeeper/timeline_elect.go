@@ -1,6 +1,7 @@
 package safekeeper
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -23,38 +24,16 @@ func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
 	if flush <= from {
 		return flush, nil
 	}
-	dec := pgdata.NewWALDecoder(from, segSize)
 	end := from
-	buf := make([]byte, 256<<10)
-	for pos := from; pos < flush; {
-		n := pgdata.LSN(len(buf))
-		if flush-pos < n {
-			n = flush - pos
-		}
-		if err := tl.ReadWAL(buf[:n], pos); err != nil {
-			return 0, err
-		}
-		dec.Feed(buf[:n])
-		pos += n
-		for {
-			rec, err := dec.Next()
-			if errors.Is(err, pgdata.ErrNeedMoreWAL) {
-				break
-			}
-			var eow *pgdata.EndOfWALError
-			if errors.As(err, &eow) {
-				return end, nil
-			}
-			if err != nil {
-				return 0, fmt.Errorf("decode WAL at %s: %w", dec.NextRecordLSN(), err)
-			}
-			// A record's EndLSN is MAXALIGNed; the WAL may stop exactly at
-			// its unaligned end.
-			end = rec.EndLSN
-			if end > flush {
-				end = flush
-			}
-		}
+	_, err := pgdata.ScanWAL(context.Background(), from, flush, segSize, tl.ReadWAL, func(rec *pgdata.Record) bool {
+		// A record's EndLSN is MAXALIGNed; the WAL may stop exactly at
+		// its unaligned end.
+		end = min(rec.EndLSN, flush)
+		return false
+	})
+	var eow *pgdata.EndOfWALError
+	if err != nil && !errors.As(err, &eow) {
+		return 0, fmt.Errorf("decode WAL from %s: %w", from, err)
 	}
 	return end, nil
 }

@@ -51,7 +51,7 @@ func openWAL(dir string, segSize uint64) (*walFiles, error) {
 	}
 	for i := 1; i < len(segs); i++ {
 		if segs[i] != segs[i-1]+1 {
-			return nil, &CorruptionError{File: dir, Err: fmt.Errorf("WAL segment %s is missing", w.name(segs[i-1]+1))}
+			return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("WAL segment %s is missing", w.name(segs[i-1]+1))}
 		}
 	}
 	last := segs[len(segs)-1]
@@ -69,7 +69,7 @@ func openWAL(dir string, segSize uint64) (*walFiles, error) {
 	}
 	if uint64(st.Size()) > segSize {
 		f.Close()
-		return nil, &CorruptionError{File: w.path(last), Err: fmt.Errorf("%d bytes, longer than a segment", st.Size())}
+		return nil, &CorruptionError{File: w.path(last), Offset: -1, Err: fmt.Errorf("%d bytes, longer than a segment", st.Size())}
 	}
 	w.open, w.openSeg = f, last
 	w.begin = pgdata.LSN(segs[0] * segSize)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // ExtensionFile is the file name of the redo module walredo/pgext builds.

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
 )
@@ -242,23 +241,4 @@ func (h *history) truncate(tr pgdata.SmgrTruncate) {
 			delete(h.blocks, tag)
 		}
 	}
-}
-
-// sortedTags lists the blocks of m in a stable order, for reports.
-func sortedTags[V any](m map[BufferTag]V) []BufferTag {
-	tags := make([]BufferTag, 0, len(m))
-	for t := range m {
-		tags = append(tags, t)
-	}
-	sort.Slice(tags, func(i, j int) bool {
-		a, b := tags[i], tags[j]
-		if a.Rel.RelNode != b.Rel.RelNode {
-			return a.Rel.RelNode < b.Rel.RelNode
-		}
-		if a.Fork != b.Fork {
-			return a.Fork < b.Fork
-		}
-		return a.Block < b.Block
-	})
-	return tags
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // Errors callers can branch on (wrapped, with details).

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zenithdb/zenith/control/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
 )
 
 // dumpTimeout bounds one pg_dumpall or pg_amcheck of the suites'

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // Suite is one of PostgreSQL's test suites: its driver and schedule.

@@ -66,12 +66,17 @@ func FindSources() (Sources, error) {
 			}
 		}
 	}
+	var bad []string
 	for _, d := range candidates {
 		s := Sources{Dir: d}
 		if err := s.check(); err != nil {
-			return Sources{}, fmt.Errorf("%w: %s: %v (run scripts/pgsrc again)", ErrNoSources, d, err)
+			bad = append(bad, fmt.Sprintf("%s: %v", d, err))
+			continue
 		}
 		return s, nil
+	}
+	if len(bad) > 0 {
+		return Sources{}, fmt.Errorf("%w: %s (run scripts/pgsrc again)", ErrNoSources, strings.Join(bad, "; "))
 	}
 	return Sources{}, fmt.Errorf("%w: looked at %s; run scripts/pgsrc (apt-get source postgresql-15 through the machine's apt sources)",
 		ErrNoSources, strings.Join(tried, ", "))

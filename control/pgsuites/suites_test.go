@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/control/pgsuites"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 )
 
 // settings are the server settings both the stock cluster and the compute

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,9 @@ var built = sync.OnceValues(build)
 // test process.
 func Binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the zenith binary; skipped in -short mode")
+	}
 	if p := os.Getenv("ZENITH_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("ZENITH_BIN=%s: %v", p, err)
@@ -42,9 +44,11 @@ func Binary(t testing.TB) string {
 // build runs scripts/build into a directory of this process, after
 // removing the ones of test processes that are gone.
 func build() (string, error) {
+	// go test puts its own GOROOT/bin first on the PATH of the test binary,
+	// so the go command that runs the test is the one found here.
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("find the go command: %w (or set ZENITH_BIN)", err)
 	}
 	out, err := exec.Command(goTool, "env", "GOMOD").Output()
 	if err != nil {

@@ -18,8 +18,18 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
+
+// SkipIfShort skips the test under go test -short (scripts/test --quick):
+// a test that starts PostgreSQL or the zenith binary takes seconds and
+// belongs to the full suite, not to the edit loop.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL; skipped in -short mode")
+	}
+}
 
 // Start initdbs and starts a PostgreSQL 15 cluster with the given server
 // settings (nil for none), and registers a cleanup that stops it (fast,
@@ -41,6 +51,7 @@ func Start(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 // (initdb done) and cleanup is registered; the test calls Start itself.
 func New(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 	t.Helper()
+	SkipIfShort(t)
 	// Not t.TempDir(): that is 0700 root, which the postgres OS user
 	// cannot enter. The name carries our pid so that a later test process
 	// can remove what this one leaves if it is killed before its cleanup.

@@ -7,6 +7,12 @@
 // the tests use it (through the pgtest subpackage) to run the real
 // PostgreSQL that every oracle test compares against.
 //
+// It lives under repo/, beside repo/pgdata (PostgreSQL's formats), because
+// it is PostgreSQL the program: a leaf that imports no zenith package, so
+// that walredo and the tests of the lowest packages (repo/pgdata, pgwire,
+// safekeeper) may use it and its test fixtures (pgtest, pgwaldump,
+// workload) without importing upward into control (docs/architecture.md).
+//
 // PostgreSQL refuses to run as root. When the calling process is root,
 // every PostgreSQL program is run as the unprivileged "postgres" OS user
 // (the one Debian's package creates) and the directories handed to it are

@@ -24,7 +24,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // SeqLogVals is how many values nextval logs ahead in the WAL

@@ -11,10 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
-	"github.com/zenithdb/zenith/control/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/control/pgcluster/pgwaldump"
-	"github.com/zenithdb/zenith/control/pgcluster/workload"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgwaldump"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 )
 
 // TestMixedWritesWhatItPromises runs the mixed workload at scale 1 and

@@ -11,7 +11,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/zenithdb/zenith/control/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"fmt"
+
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// BranchInfo describes a branch as the page service's branch_list and
+// branch_create answer (one row each, BranchColumns) and as the HTTP API
+// shows it (JSON). Optional values (no ancestor, an unknown previous
+// record) are empty.
+type BranchInfo struct {
+	Name              string        `json:"name"`
+	Timeline          id.TimelineID `json:"timeline_id"`
+	AncestorName      string        `json:"ancestor_name"`
+	AncestorTimeline  string        `json:"ancestor_timeline_id"`
+	AncestorLSN       OptionalLSN   `json:"ancestor_lsn"`
+	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
+	PrevRecordLSN     OptionalLSN   `json:"prev_record_lsn"`
+	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
+	// when the timeline's ingest stopped, "" while it goes on.
+	IngestStopped string `json:"ingest_stopped,omitempty"`
+}
+
+// BranchColumns are the columns of branch_list and of the commands that
+// create a branch, in the order of BranchInfo.Row.
+var BranchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped"}
+
+// Row is the branch as a row of BranchColumns.
+func (b BranchInfo) Row() []string {
+	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped}
+}
+
+// ParseBranchRow reads a row of BranchColumns, by column name, back into a
+// BranchInfo.
+func ParseBranchRow(r map[string]string) (BranchInfo, error) {
+	b := BranchInfo{Name: r["name"], AncestorName: r["ancestor_name"], AncestorTimeline: r["ancestor_timeline_id"],
+		IngestStopped: r["ingest_stopped"]}
+	var err error
+	if b.Timeline, err = id.ParseTimelineID(r["timeline_id"]); err != nil {
+		return b, fmt.Errorf("branch %q: %w", b.Name, err)
+	}
+	for _, f := range []struct {
+		col string
+		lsn *OptionalLSN
+	}{{"ancestor_lsn", &b.AncestorLSN}, {"prev_record_lsn", &b.PrevRecordLSN}} {
+		if err := f.lsn.UnmarshalText([]byte(r[f.col])); err != nil {
+			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
+		}
+	}
+	for _, f := range []struct {
+		col string
+		lsn *pgdata.LSN
+	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}} {
+		if *f.lsn, err = pgdata.ParseLSN(r[f.col]); err != nil {
+			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
+		}
+	}
+	return b, nil
+}
+
+// OptionalLSN is an LSN that is printed empty when it is 0 (none, or not
+// known).
+type OptionalLSN pgdata.LSN
+
+func (l OptionalLSN) String() string {
+	if l == 0 {
+		return ""
+	}
+	return pgdata.LSN(l).String()
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (l OptionalLSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *OptionalLSN) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*l = 0
+		return nil
+	}
+	v, err := pgdata.ParseLSN(string(b))
+	*l = OptionalLSN(v)
+	return err
+}
