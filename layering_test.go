@@ -23,6 +23,7 @@ var layers = []struct {
 	name     string
 	packages []string
 }{
+	{"ports for servers about to listen", []string{"repo/netport"}},
 	{"PostgreSQL the program; file plumbing; ids; config files; tars", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf", "repo/tarfile", "repo/memstat"}},
 	{"a throw-away PostgreSQL for tests; pg_dumpall comparison", []string{"repo/pgcluster/pgtest", "repo/pgcluster/pgdump"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
@@ -34,7 +35,7 @@ var layers = []struct {
 	{"the page service's API, for its client and server", []string{"pageserver/api"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
-	{"the binary's test fixture (imports nothing of zenith)", []string{"control/zenithtest"}},
+	{"the binary's test fixture (imports only repo/netport of zenith)", []string{"control/zenithtest"}},
 	{"the control plane", []string{"control"}},
 	{"PostgreSQL's own test suites on a compute", []string{"control/pgsuites"}},
 	{"the binary", []string{""}},
@@ -58,7 +59,7 @@ var testOnly = map[[2]string]string{
 	// The page server's receiver tests run real safekeepers in process;
 	// the page server itself never imports a safekeeper.
 	{"pageserver", "safekeeper"}: "tests run real safekeepers",
-	// zenithtest imports no zenith package: it builds and runs the binary,
+	// zenithtest imports no zenith package but repo/netport: it builds and runs the binary,
 	// which the page server's end-to-end test runs as a process.
 	{"pageserver", "control/zenithtest"}: "the end-to-end test runs the binary",
 }

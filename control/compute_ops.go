@@ -15,6 +15,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/netport"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tarfile"
@@ -142,12 +143,10 @@ func (e *Env) choosePort(port int) (int, error) {
 		return port, e.checkComputePortFree(port)
 	}
 	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := netport.Pick("127.0.0.1", 1)
 		if err != nil {
-			return 0, fmt.Errorf("pick a free port: %w", err)
+			return 0, fmt.Errorf("%w: give one with --port", err)
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		if _, ok := taken[p]; !ok && e.checkComputePortFree(p) == nil {
 			return p, nil
 		}

@@ -25,18 +25,6 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
-// freeLoopbackAddr returns a loopback address with a port that was free
-// a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // syncBuffer is a bytes.Buffer a process can write while the test reads.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -158,7 +146,7 @@ func TestPageserverRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No pageserver.toml: the defaults, with the addresses from the flags.
-	pgAddr, httpAddr := freeLoopbackAddr(t), freeLoopbackAddr(t)
+	pgAddr, httpAddr := zenithtest.FreeAddr(t), zenithtest.FreeAddr(t)
 	ps := startPageserverRun(t, bin, dir, pgAddr, httpAddr)
 
 	lines := strings.Fields(psql(t, pgAddr, "tenant_create", "tenant_list"))
@@ -202,7 +190,7 @@ func TestPageserverRun(t *testing.T) {
 	}
 
 	// A second page server on the same address fails at once, clearly.
-	out2, err := exec.Command(bin, "pageserver", "run", "-D", dir, "--listen-pg", pgAddr, "--listen-http", freeLoopbackAddr(t)).CombinedOutput()
+	out2, err := exec.Command(bin, "pageserver", "run", "-D", dir, "--listen-pg", pgAddr, "--listen-http", zenithtest.FreeAddr(t)).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out2), "address already in use") {
 		t.Errorf("pageserver run on a taken port: %v\n%s", err, out2)

@@ -109,7 +109,7 @@ func TestSafekeeperRun(t *testing.T) {
 	base := t.TempDir()
 	ps := make([]*skProcess, 3)
 	for i := range ps {
-		ps[i] = &skProcess{pgAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t)}
+		ps[i] = &skProcess{pgAddr: zenithtest.FreeAddr(t), httpAddr: zenithtest.FreeAddr(t)}
 	}
 	var addrs []string
 	for i, p := range ps {

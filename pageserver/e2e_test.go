@@ -67,15 +67,8 @@ func startPageServerProcess(t *testing.T) *pageServerProcess {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is a loopback address whose port nothing listens on.
+func freeAddr(t *testing.T) string { return zenithtest.FreeAddr(t) }
 
 // Write collects the process's output.
 func (p *pageServerProcess) Write(b []byte) (int, error) {

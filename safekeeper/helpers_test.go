@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/netport"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -62,15 +64,15 @@ func newTestSet(t testing.TB, n int) *testSet {
 	return ts
 }
 
-// freeAddr returns a loopback address with a port free right now.
+// freeAddr returns a loopback address with a port free right now, below
+// the ephemeral range (netport.Pick).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netport.Pick("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 func (ts *testSet) addrs() []string {

@@ -2,11 +2,12 @@
 # scripts/soak.
 
 # free_ports N: the first of N consecutive ports on 127.0.0.1 that nothing
-# listens on.
+# listens on, below the kernel's ephemeral range (32768 and up by default),
+# which outgoing connections take their ports from (see repo/netport).
 free_ports() {
 	local n=$1 base p ok
 	for _ in $(seq 100); do
-		base=$((20000 + RANDOM % 30000)) ok=1
+		base=$((10000 + RANDOM % 22000)) ok=1
 		for ((p = base; p < base + n; p++)); do
 			if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then ok=0; break; fi
 		done

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/zenithdb/zenith/repo/netport"
 )
 
 // commandTimeout bounds one zenith command run by a test.
@@ -190,38 +190,27 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
+// freePort picks a free TCP port on 127.0.0.1.
 func freePort(t testing.TB) int {
+	return freePortRange(t, 1)
+}
+
+// FreeAddr is a loopback address (host:port) with a port that nothing
+// listens on, for a server a test is about to start (netport.Pick).
+func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 }
 
 // freePortRange finds n consecutive free ports on 127.0.0.1 and returns
 // the first.
 func freePortRange(t testing.TB, n int) int {
 	t.Helper()
-	for attempt := 0; attempt < 100; attempt++ {
-		base := 20000 + rand.IntN(30000)
-		free := true
-		for p := base; p < base+n && free; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				free = false
-				continue
-			}
-			l.Close()
-		}
-		if free {
-			return base
-		}
+	p, err := netport.Pick("127.0.0.1", n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports found", n)
-	return 0
+	return p
 }
 
 // Computes creates and starts compute nodes of an Env.

@@ -8,7 +8,7 @@
 // PostgreSQL that every oracle test compares against.
 //
 // It lives under repo/, beside repo/pgdata (PostgreSQL's formats), because
-// it is PostgreSQL the program: a leaf that imports no zenith package, so
+// it is PostgreSQL the program: of zenith it imports only repo/netport, so
 // that walredo and the tests of the lowest packages (repo/pgdata, pgwire,
 // safekeeper) may use it and its test fixtures (pgtest, pgwaldump,
 // workload) without importing upward into control (docs/architecture.md).
