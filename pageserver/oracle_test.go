@@ -210,7 +210,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	conn.Close(ctx)
 	ps.Stop(t)
 	m := pageserver.OpenTestRedoManager(t)
-	r, err := repo.Open(repo.Config{Workdir: ps.Dir(), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop()})
+	r, err := repo.Open(repo.Config{Workdir: ps.Dir(), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop(), InMemoryLayerLimit: repo.DefaultConfig("").InMemoryLayerLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 	env.Zenith("stop")
 
 	m := openRedo(ctx, t, binDir)
-	r, err := repo.Open(repo.Config{Workdir: filepath.Join(env.RepoDir, "pageserver"), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop()})
+	r, err := repo.Open(repo.Config{Workdir: filepath.Join(env.RepoDir, "pageserver"), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop(), InMemoryLayerLimit: repo.DefaultConfig("").InMemoryLayerLimit})
 	if err != nil {
 		t.Fatalf("open the page server's repository: %v", err)
 	}
