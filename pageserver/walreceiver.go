@@ -266,7 +266,9 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			// let the stream count as a success for the backoff: a source
 			// that keeps sending it is retried ever more slowly.
 			streamed = false
-			r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors++ })
+			// Counted with its reason in one update: a reader of the
+			// status never sees the count without the error.
+			r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors, st.LastError = st.DecodeErrors+1, err.Error() })
 			if _, rerr := r.rewind(); rerr != nil {
 				r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, rerr.Error() })
 				return rerr
