@@ -106,9 +106,9 @@ func (r *Repository) CreateTenant(tid id.TenantID, conf TenantConfig) (*Tenant, 
 	if err != nil {
 		return nil, err
 	}
-	err = mkdirDurable(r.fs, dir)
+	err = vfs.MkdirDurable(r.fs, dir, 0o755)
 	if err == nil {
-		err = mkdirDurable(r.fs, filepath.Join(dir, "timelines"))
+		err = vfs.MkdirDurable(r.fs, filepath.Join(dir, "timelines"), 0o755)
 	}
 	if err == nil {
 		_, err = vfs.WriteFileAtomic(r.fs, filepath.Join(dir, tenantConfigFile), b, 0o644)

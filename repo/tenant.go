@@ -62,7 +62,7 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 		log:       r.log.With().Str("tenant", tid.String()).Logger(),
 		timelines: make(map[id.TimelineID]*timelineEntry),
 	}
-	b, err := readFile(r.fs, filepath.Join(tn.dir, tenantConfigFile))
+	b, err := vfs.ReadFile(r.fs, filepath.Join(tn.dir, tenantConfigFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("tenant %s: %w", tid, ErrTenantNotFound)
 	}
@@ -82,7 +82,7 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 			continue // not a timeline directory
 		}
 		file := filepath.Join(tn.timelineDir(tlid), metadataFile)
-		b, err := readFile(r.fs, file)
+		b, err := vfs.ReadFile(r.fs, file)
 		if errors.Is(err, fs.ErrNotExist) {
 			// A crash between creating the directory and writing the
 			// metadata: the timeline was never created.
@@ -212,7 +212,7 @@ func (tn *Tenant) createLocked(tid id.TimelineID, m metadata) (*Timeline, error)
 	}
 	fs := tn.repo.fs
 	dir := tn.timelineDir(tid)
-	if err := mkdirDurable(fs, dir); err != nil {
+	if err := vfs.MkdirDurable(fs, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", tid, err)
 	}
 	m.Layers = []string{}

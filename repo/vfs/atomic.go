@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -55,4 +56,27 @@ func SyncDir(fs FS, dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// MkdirDurable creates dir (and its parents) and fsyncs its parent, so the
+// new directory survives a crash.
+func MkdirDurable(fs FS, dir string, perm os.FileMode) error {
+	if err := fs.MkdirAll(dir, perm); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	return SyncDir(fs, filepath.Dir(dir))
+}
+
+// ReadFile returns the contents of the named file.
+func ReadFile(fs FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
 }

@@ -14,6 +14,7 @@ type Op string
 const (
 	OpCreate  Op = "create"
 	OpOpen    Op = "open"
+	OpOpenRW  Op = "openrw"
 	OpOpenDir Op = "opendir"
 	OpRead    Op = "read"
 	OpWrite   Op = "write"
@@ -93,6 +94,11 @@ func (f *Faulty) Create(name string) (File, error) { return f.wrap(OpCreate, nam
 // Open implements FS.
 func (f *Faulty) Open(name string) (File, error) { return f.wrap(OpOpen, name, f.fs.Open) }
 
+// OpenReadWrite implements FS.
+func (f *Faulty) OpenReadWrite(name string) (File, error) {
+	return f.wrap(OpOpenRW, name, f.fs.OpenReadWrite)
+}
+
 // OpenDir implements FS.
 func (f *Faulty) OpenDir(name string) (File, error) { return f.wrap(OpOpenDir, name, f.fs.OpenDir) }
 
@@ -171,9 +177,34 @@ func (f *faultyFile) Write(p []byte) (int, error) {
 	return f.File.Write(p)
 }
 
+func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fs.check(OpWrite, f.name); err != nil {
+		return 0, err
+	}
+	return f.File.WriteAt(p, off)
+}
+
 func (f *faultyFile) Sync() error {
 	if err := f.fs.check(OpSync, f.name); err != nil {
 		return err
 	}
 	return f.File.Sync()
+}
+
+// CrashAt returns a rule that lets step-1 operations through and, at the
+// step-th, crashes mem (MemFS.Crash) and fails that operation: a test
+// that runs an operation once with each step, restarting mem in between,
+// sees a machine crash at every file-system operation it makes.
+func CrashAt(mem *MemFS, step int) Rule {
+	var mu sync.Mutex
+	ops := 0
+	return func(op Op, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ops++; ops == step {
+			mem.Crash()
+			return fmt.Errorf("crash at %s %s: %w", op, name, ErrInjected)
+		}
+		return nil
+	}
 }

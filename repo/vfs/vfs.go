@@ -12,6 +12,7 @@ type File interface {
 	io.Reader
 	io.ReaderAt
 	io.Writer
+	io.WriterAt
 	io.Closer
 	// Sync makes the file's contents durable (fsync). For a directory
 	// opened with OpenDir, it makes the directory's entries durable.
@@ -25,6 +26,10 @@ type FS interface {
 	Create(name string) (File, error)
 	// Open opens the named file for reading.
 	Open(name string) (File, error)
+	// OpenReadWrite opens the named file for reading and writing,
+	// creating it (empty) if it does not exist; an existing file keeps
+	// its contents.
+	OpenReadWrite(name string) (File, error)
 	// OpenDir opens a directory so that it can be synced.
 	OpenDir(name string) (File, error)
 	// Rename atomically replaces newname with oldname.
@@ -55,6 +60,9 @@ type pebbleFS struct{ fs pvfs.FS }
 
 func (p pebbleFS) Create(name string) (File, error) { return file(p.fs.Create(name)) }
 func (p pebbleFS) Open(name string) (File, error)   { return file(p.fs.Open(name)) }
+func (p pebbleFS) OpenReadWrite(name string) (File, error) {
+	return file(p.fs.OpenReadWrite(name))
+}
 func (p pebbleFS) OpenDir(name string) (File, error) {
 	return file(p.fs.OpenDir(name))
 }
