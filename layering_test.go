@@ -27,7 +27,7 @@ var layers = []struct {
 	{"PostgreSQL the program; file plumbing; ids; config files; tars", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf", "repo/tarfile", "repo/memstat"}},
 	{"a throw-away PostgreSQL for tests; pg_dumpall comparison", []string{"repo/pgcluster/pgtest", "repo/pgcluster/pgdump"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
-	{"formats built on them; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/pgcluster/pgwaldump"}},
+	{"formats built on them; WAL segment files; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/walseg", "repo/pgcluster/pgwaldump"}},
 	{"test workloads", []string{"repo/pgcluster/workload"}},
 	{"layer files", []string{"repo/layer", "repo/remote"}},
 	{"the layer map", []string{"repo/layermap"}},

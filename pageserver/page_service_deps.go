@@ -10,6 +10,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -28,7 +29,7 @@ func timelineWALOpener(fp *ingestFailpoint) openWALFunc {
 		if err != nil {
 			return nil, err
 		}
-		store, err := OpenWALStore(walDir, ing.SegSize(), log)
+		store, err := OpenWALStore(vfs.Default, walDir, ing.SegSize(), log)
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -144,7 +145,7 @@ func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zer
 		ing, err = NewWalIngest(ctx, n.tl, log)
 	}
 	if err == nil {
-		n.store, err = OpenWALStore(c.walDir, ing.SegSize(), log)
+		n.store, err = OpenWALStore(vfs.Default, c.walDir, ing.SegSize(), log)
 	}
 	if err != nil {
 		r.Close()

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
+	"github.com/zenithdb/zenith/repo/walseg"
 )
 
 // The raw-WAL store of a timeline, for the page server without
@@ -38,10 +37,6 @@ import (
 
 // walStoreControlFile is the name of the store's control file.
 const walStoreControlFile = "walstore.json"
-
-// walStoreTimeline is the PostgreSQL timeline the segment files are named
-// with: Zenith computes never switch timelines.
-const walStoreTimeline = 1
 
 // walReadChunk is how much stored WAL a scan reads and decodes at a time.
 const walReadChunk = 256 << 10
@@ -86,15 +81,13 @@ const walStoreControlVersion = 1
 // Init, Write, Sync, SetSource, SetSafekeepers and RemoveBelow; any number of readers may
 // call the rest at the same time.
 type WALStore struct {
+	fs      vfs.FS
 	dir     string
 	segSize uint64
 	log     zerolog.Logger
 
-	wmu sync.Mutex // serialises the writer's operations and their I/O
-	// Open files the writer wrote to since the last Sync, by segment; the
-	// one holding end stays open after Sync.
-	files    map[uint64]*os.File
-	dirDirty bool // a segment file was created or removed since the last Sync
+	wmu  sync.Mutex // serialises the writer's operations and their I/O
+	segs *walseg.Segments
 
 	mu        sync.Mutex // protects the fields below, for readers
 	ctl       walStoreControl
@@ -103,22 +96,21 @@ type WALStore struct {
 	timeIndex map[uint64]segmentCommits
 }
 
-// OpenWALStore opens the store in dir, creating it if needed. The store's
-// end is the end of the last record that decodes completely from the
-// stored bytes: bytes after it are a torn write and are cut off, and what
-// remains is fsynced, so Flushed is that end.
-func OpenWALStore(dir string, segSize uint64, log zerolog.Logger) (*WALStore, error) {
-	if !pgdata.ValidWALSegmentSize(segSize) {
-		return nil, fmt.Errorf("open WAL store %s: invalid WAL segment size %d", dir, segSize)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open WAL store: %w", err)
+// OpenWALStore opens the store in dir on fs, creating it if needed. The
+// store's end is the end of the last record that decodes completely from
+// the stored bytes: bytes after it are a torn write and are cut off, and
+// what remains is fsynced, so Flushed is that end.
+func OpenWALStore(fs vfs.FS, dir string, segSize uint64, log zerolog.Logger) (*WALStore, error) {
+	segs, err := walseg.Open(fs, dir, segSize)
+	if err != nil {
+		return nil, fmt.Errorf("open WAL store %s: %w", dir, err)
 	}
 	s := &WALStore{
+		fs:        fs,
 		dir:       dir,
 		segSize:   segSize,
 		log:       log.With().Str("wal_store", dir).Logger(),
-		files:     make(map[uint64]*os.File),
+		segs:      segs,
 		timeIndex: make(map[uint64]segmentCommits),
 	}
 	if err := s.load(); err != nil {
@@ -131,14 +123,7 @@ func OpenWALStore(dir string, segSize uint64, log zerolog.Logger) (*WALStore, er
 func (s *WALStore) Close() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	var first error
-	for seg, f := range s.files {
-		if err := f.Close(); err != nil && first == nil {
-			first = fmt.Errorf("close WAL segment: %w", err)
-		}
-		delete(s.files, seg)
-	}
-	return first
+	return s.segs.Close()
 }
 
 // SegmentSize is the WAL segment size of the stored WAL.
@@ -241,7 +226,7 @@ func (s *WALStore) writeControl(ctl walStoreControl) error {
 		return fmt.Errorf("encode WAL store control file: %w", err)
 	}
 	// 0600: the source may be a connection string with a password.
-	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(s.dir, walStoreControlFile), append(b, '\n'), 0o600); err != nil {
+	if _, err := vfs.WriteFileAtomic(s.fs, filepath.Join(s.dir, walStoreControlFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write WAL store control file: %w", err)
 	}
 	s.mu.Lock()
@@ -249,14 +234,6 @@ func (s *WALStore) writeControl(ctl walStoreControl) error {
 	s.mu.Unlock()
 	return nil
 }
-
-// segmentPath is the file of segment segNo.
-func (s *WALStore) segmentPath(segNo uint64) string {
-	return filepath.Join(s.dir, pgdata.WALFileName(walStoreTimeline, segNo, s.segSize))
-}
-
-// segmentStart is the LSN of the first byte of segment segNo.
-func (s *WALStore) segmentStart(segNo uint64) pgdata.LSN { return pgdata.LSN(segNo * s.segSize) }
 
 // Write stores WAL bytes b that begin at lsn. They must continue the
 // stored WAL: lsn at or below End (ErrWALGap otherwise), and bytes below
@@ -287,42 +264,16 @@ func (s *WALStore) Write(lsn pgdata.LSN, b []byte) error {
 		}
 		lsn, b = lsn+pgdata.LSN(n), b[n:]
 	}
-	for len(b) > 0 {
-		segNo := lsn.SegmentNo(s.segSize)
-		off := lsn.SegmentOffset(s.segSize)
-		n := min(uint64(len(b)), s.segSize-off)
-		f, err := s.openForWrite(segNo)
-		if err != nil {
-			return err
-		}
-		if _, err := f.WriteAt(b[:n], int64(off)); err != nil {
-			return fmt.Errorf("write WAL at %v to %s: %w", lsn, f.Name(), err)
-		}
-		lsn, b = lsn+pgdata.LSN(n), b[n:]
-		s.mu.Lock()
-		s.end = lsn
-		s.mu.Unlock()
+	if len(b) == 0 {
+		return nil
 	}
+	if err := s.segs.WriteAt(b, lsn); err != nil {
+		return fmt.Errorf("write WAL at %v to %s: %w", lsn, s.dir, err)
+	}
+	s.mu.Lock()
+	s.end = lsn + pgdata.LSN(len(b))
+	s.mu.Unlock()
 	return nil
-}
-
-// openForWrite returns the open file of segment segNo, creating it if
-// needed.
-func (s *WALStore) openForWrite(segNo uint64) (*os.File, error) {
-	if f := s.files[segNo]; f != nil {
-		return f, nil
-	}
-	path := s.segmentPath(segNo)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open WAL segment: %w", err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		s.dirDirty = true
-	}
-	s.files[segNo] = f
-	return f, nil
 }
 
 // Sync makes every written byte durable: it fsyncs the segment files
@@ -332,29 +283,8 @@ func (s *WALStore) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	end := s.End()
-	current := end.SegmentNo(s.segSize)
-	segs := make([]uint64, 0, len(s.files))
-	for seg := range s.files {
-		segs = append(segs, seg)
-	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
-	for _, seg := range segs {
-		f := s.files[seg]
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("fsync WAL segment %s: %w", f.Name(), err)
-		}
-		if seg != current {
-			delete(s.files, seg)
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("close WAL segment: %w", err)
-			}
-		}
-	}
-	if s.dirDirty {
-		if err := vfs.SyncDir(vfs.Default, s.dir); err != nil {
-			return err
-		}
-		s.dirDirty = false
+	if err := s.segs.Sync(); err != nil {
+		return fmt.Errorf("WAL store %s: %w", s.dir, err)
 	}
 	s.mu.Lock()
 	s.flushed = end
@@ -383,19 +313,15 @@ func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
 	if err := s.writeControl(ctl); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	for seg := oldFirst; seg < lsn.SegmentNo(s.segSize); seg++ {
-		if f := s.files[seg]; f != nil {
-			f.Close()
-			delete(s.files, seg)
-		}
-		if err := os.Remove(s.segmentPath(seg)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove WAL segment: %w", err)
-		}
-		s.mu.Lock()
 		delete(s.timeIndex, seg)
-		s.mu.Unlock()
 	}
-	return vfs.SyncDir(vfs.Default, s.dir)
+	s.mu.Unlock()
+	if _, err := s.segs.RemoveBelow(lsn.SegmentNo(s.segSize)); err != nil {
+		return fmt.Errorf("WAL store %s: %w", s.dir, err)
+	}
+	return nil
 }
 
 // Truncate forgets the stored WAL from end on, a record boundary between
@@ -423,39 +349,16 @@ func (s *WALStore) Truncate(end pgdata.LSN) error {
 		}
 	}
 	s.mu.Unlock()
-	for seg, f := range s.files {
-		// The file holding end may be removed too (end at its start):
-		// the next write opens it again.
-		if seg >= endSeg {
-			delete(s.files, seg)
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("close WAL segment: %w", err)
-			}
-		}
-	}
-	segs, err := s.listSegments()
-	if err != nil {
+	if err := s.segs.Truncate(end); err != nil {
 		return fmt.Errorf("truncate WAL store %s: %w", s.dir, err)
 	}
-	return s.truncate(segs, end)
+	return nil
 }
 
 // readAt reads len(b) stored bytes at lsn, which must be below End.
 func (s *WALStore) readAt(b []byte, lsn pgdata.LSN) error {
-	for len(b) > 0 {
-		segNo := lsn.SegmentNo(s.segSize)
-		off := lsn.SegmentOffset(s.segSize)
-		n := min(uint64(len(b)), s.segSize-off)
-		f, err := os.Open(s.segmentPath(segNo))
-		if err != nil {
-			return fmt.Errorf("read stored WAL at %v: %w", lsn, err)
-		}
-		_, err = f.ReadAt(b[:n], int64(off))
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("read stored WAL at %v from %s: %w", lsn, f.Name(), err)
-		}
-		lsn, b = lsn+pgdata.LSN(n), b[n:]
+	if err := s.segs.ReadAt(b, lsn); err != nil {
+		return fmt.Errorf("read stored WAL at %v: %w", lsn, err)
 	}
 	return nil
 }

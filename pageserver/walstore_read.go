@@ -7,22 +7,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
+	"github.com/zenithdb/zenith/repo/walseg"
 )
 
 // load reads the control file and finds the durable end of the stored WAL,
 // cutting off a torn tail.
 func (s *WALStore) load() error {
 	ctlPath := filepath.Join(s.dir, walStoreControlFile)
-	if err := os.Remove(ctlPath + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.fs.Remove(ctlPath + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	b, err := os.ReadFile(ctlPath)
+	b, err := vfs.ReadFile(s.fs, ctlPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -57,8 +57,17 @@ func (s *WALStore) load() error {
 	if end < stored {
 		s.log.Warn().Stringer("end", end).Int64("bytes", int64(stored-end)).Msg("cutting off a torn WAL tail")
 	}
-	if err := s.truncate(segs, end); err != nil {
+	// Cut the torn tail; then make what remains durable: a page server
+	// killed before its Sync left written bytes in the page cache only.
+	if err := s.segs.Truncate(end); err != nil {
 		return err
+	}
+	for _, seg := range segs {
+		if s.segs.Start(seg) < end || seg == end.SegmentNo(s.segSize) {
+			if err := s.segs.SyncSegment(seg); err != nil {
+				return err
+			}
+		}
 	}
 	s.end, s.flushed = end, end
 	s.log.Info().Stringer("start", s.ctl.Start).Stringer("end", end).Msg("opened WAL store")
@@ -66,24 +75,17 @@ func (s *WALStore) load() error {
 }
 
 // listSegments returns the numbers of the segment files in the store,
-// sorted.
+// sorted. Files other than segments and the control file do not belong.
 func (s *WALStore) listSegments() ([]uint64, error) {
-	entries, err := os.ReadDir(s.dir)
+	segs, others, err := s.segs.List()
 	if err != nil {
 		return nil, err
 	}
-	var segs []uint64
-	for _, e := range entries {
-		if e.Name() == walStoreControlFile {
-			continue
+	for _, name := range others {
+		if name != walStoreControlFile {
+			return nil, fmt.Errorf("unexpected file %s in the WAL store", name)
 		}
-		tli, segNo, partial, err := pgdata.ParseWALFileName(e.Name(), s.segSize)
-		if err != nil || partial || tli != walStoreTimeline || !e.Type().IsRegular() {
-			return nil, fmt.Errorf("unexpected file %s in the WAL store", e.Name())
-		}
-		segs = append(segs, segNo)
 	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
 	return segs, nil
 }
 
@@ -95,21 +97,21 @@ func (s *WALStore) storedBytesEnd(segs []uint64) (pgdata.LSN, error) {
 	end := s.ctl.Start
 	for i, seg := range segs {
 		if seg < first {
-			return 0, fmt.Errorf("segment file %s is below the store's start %v", filepath.Base(s.segmentPath(seg)), s.ctl.Start)
+			return 0, fmt.Errorf("segment file %s is below the store's start %v", s.segs.Name(seg), s.ctl.Start)
 		}
 		if seg != first+uint64(i) {
 			break
 		}
-		fi, err := os.Stat(s.segmentPath(seg))
+		size, err := s.segs.Size(seg)
 		if err != nil {
 			return 0, err
 		}
-		fileEnd := s.segmentStart(seg) + pgdata.LSN(min(uint64(fi.Size()), s.segSize))
+		fileEnd := s.segs.Start(seg) + pgdata.LSN(size)
 		if fileEnd <= end {
 			break
 		}
 		end = fileEnd
-		if uint64(fi.Size()) < s.segSize {
+		if uint64(size) < s.segSize {
 			break
 		}
 	}
@@ -143,43 +145,6 @@ func (s *WALStore) recordEnd(stored pgdata.LSN) (pgdata.LSN, error) {
 	}
 }
 
-// truncate cuts the segment files at end: the file holding end is cut
-// there, files after it are removed, and the result is fsynced.
-func (s *WALStore) truncate(segs []uint64, end pgdata.LSN) error {
-	endSeg := end.SegmentNo(s.segSize)
-	removed := false
-	for _, seg := range segs {
-		path := s.segmentPath(seg)
-		switch {
-		case seg < endSeg:
-		case seg > endSeg || end.SegmentOffset(s.segSize) == 0 && seg > s.ctl.Start.SegmentNo(s.segSize):
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("remove torn WAL segment: %w", err)
-			}
-			removed = true
-		default:
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				return err
-			}
-			err = f.Truncate(int64(end.SegmentOffset(s.segSize)))
-			if err == nil {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("truncate WAL segment %s: %w", path, err)
-			}
-		}
-	}
-	if removed {
-		return vfs.SyncDir(vfs.Default, s.dir)
-	}
-	return nil
-}
-
 // recordStartIn is where the first record that starts in segment seg
 // starts, judged from the page headers (as XLogFindNextRecord does): the
 // store's start in its first segment, elsewhere after the rest of a
@@ -190,7 +155,7 @@ func (s *WALStore) recordStartIn(seg uint64, limit pgdata.LSN) (pgdata.LSN, erro
 	if seg == s.ctl.Start.SegmentNo(s.segSize) {
 		return s.ctl.Start, nil
 	}
-	segStart := s.segmentStart(seg)
+	segStart := s.segs.Start(seg)
 	for page := segStart; page < segStart+pgdata.LSN(s.segSize); page += pgdata.XLogBlockSize {
 		size := pgdata.LSN(pgdata.XLogShortPageHeaderSize)
 		if page == segStart {
@@ -205,7 +170,7 @@ func (s *WALStore) recordStartIn(seg uint64, limit pgdata.LSN) (pgdata.LSN, erro
 		}
 		h, err := pgdata.ParseXLogPageHeader(b)
 		if err == nil {
-			err = h.Check(page, s.segSize, walStoreTimeline)
+			err = h.Check(page, s.segSize, walseg.Timeline)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("WAL page header at %v: %w", page, err)
@@ -308,7 +273,7 @@ func (s *WALStore) FindLSNForTime(ctx context.Context, t time.Time) (pgdata.LSN,
 // segment's records are all complete below end, it remembers the
 // segment's summary.
 func (s *WALStore) lastCommitIn(ctx context.Context, seg uint64, end pgdata.LSN, target int64) (pgdata.LSN, bool, error) {
-	segEnd := s.segmentStart(seg + 1)
+	segEnd := s.segs.Start(seg + 1)
 	from, err := s.recordStartIn(seg, end)
 	if errors.Is(err, errNoRecordStart) {
 		if end >= segEnd {

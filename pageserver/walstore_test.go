@@ -15,6 +15,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/pgcluster/pgwaldump"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // The "span" sample of repo/pgdata: 1 MiB segments 7 to 9 from a real
@@ -87,7 +88,7 @@ func spanRecords(t *testing.T, wal []byte) []*pgdata.Record {
 
 func openTestStore(t *testing.T, dir string) *WALStore {
 	t.Helper()
-	s, err := OpenWALStore(dir, spanSegSize, zerolog.Nop())
+	s, err := OpenWALStore(vfs.Default, dir, spanSegSize, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestWALStoreReopen(t *testing.T) {
 	if got, want := storedBytes(t, s), wal[:spanEnd-spanStart]; !bytes.Equal(got, want) {
 		t.Fatalf("reopened store holds %d bytes that differ from the %d written", len(got), len(want))
 	}
-	fi, err := os.Stat(s.segmentPath(9))
+	fi, err := os.Stat(s.segs.Path(9))
 	if err != nil {
 		t.Fatal(err)
 	}

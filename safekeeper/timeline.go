@@ -96,7 +96,7 @@ func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log ze
 	if !pgdata.ValidWALSegmentSize(ctl.SegmentSize) {
 		return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
 	}
-	w, err := openWAL(dir, ctl.SegmentSize)
+	w, err := openWAL(vfs.Default, dir, ctl.SegmentSize)
 	if err != nil {
 		return nil, err
 	}

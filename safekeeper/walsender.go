@@ -11,6 +11,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/walseg"
 )
 
 // keepaliveInterval is how often an idle walsender sends a keepalive.
@@ -91,7 +92,7 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 		if err := sess.Columns("systemid", "timeline", "xlogpos", "dbname"); err != nil {
 			return err
 		}
-		return sess.Row(strconv.FormatUint(st.SystemID, 10), strconv.Itoa(walTimeline), st.servable().String(), "")
+		return sess.Row(strconv.FormatUint(st.SystemID, 10), strconv.Itoa(walseg.Timeline), st.servable().String(), "")
 	case "SHOW":
 		if strings.TrimSpace(rest) != "wal_segment_size" {
 			return pgwire.Errorf(pgwire.CodeUndefinedObject, "a safekeeper shows only wal_segment_size")
@@ -133,8 +134,8 @@ func parseStartReplication(rest string) (pgdata.LSN, error) {
 		f = f[1:]
 	}
 	if len(f) == 3 && strings.EqualFold(f[1], "TIMELINE") {
-		if f[2] != strconv.Itoa(walTimeline) {
-			return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "requested timeline %s is not timeline %d", f[2], walTimeline)
+		if f[2] != strconv.Itoa(walseg.Timeline) {
+			return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "requested timeline %s is not timeline %d", f[2], walseg.Timeline)
 		}
 		f = f[:1]
 	}
