@@ -170,7 +170,9 @@ func TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL(t *testing.T) {
 
 // TestWalsenderServesOnlyUpToCommitLSN: a safekeeper holding WAL that its
 // peers lack serves a replication client (the page server) only the WAL a
-// quorum has, and records the client's flush position.
+// quorum has, and records the client's flush position, which its peers
+// then learn (before, only the safekeeper the page server streamed from
+// ever removed old WAL).
 func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -244,6 +246,11 @@ func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the page server's LSN to be recorded", func() bool { return ts.tl(0).State().PageserverLSN == m })
+	// The peers learn it too: they may remove WAL below it as well.
+	for i := 1; i < 3; i++ {
+		waitFor(t, 10*time.Second, fmt.Sprintf("safekeeper %d to learn the page server's LSN from its peer", i+1),
+			func() bool { return ts.tl(i).State().PageserverLSN == m })
+	}
 }
 
 func portOf(addr string) string {
