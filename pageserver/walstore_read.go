@@ -191,11 +191,33 @@ func (s *WALStore) recordStartIn(seg uint64, limit pgdata.LSN) (pgdata.LSN, erro
 		return s.ctl.Start, nil
 	}
 	segStart := s.segmentStart(seg)
-	at, err := pgdata.FirstRecordStart(segStart, min(limit, segStart+pgdata.LSN(s.segSize)), s.segSize, walStoreTimeline, s.readAt)
-	if errors.Is(err, pgdata.ErrNoRecordStart) {
-		return 0, errNoRecordStart
+	for page := segStart; page < segStart+pgdata.LSN(s.segSize); page += pgdata.XLogBlockSize {
+		size := pgdata.LSN(pgdata.XLogShortPageHeaderSize)
+		if page == segStart {
+			size = pgdata.XLogLongPageHeaderSize
+		}
+		if page+size > limit {
+			return 0, errNoRecordStart
+		}
+		b := make([]byte, size)
+		if err := s.readAt(b, page); err != nil {
+			return 0, err
+		}
+		h, err := pgdata.ParseXLogPageHeader(b)
+		if err == nil {
+			err = h.Check(page, s.segSize, walStoreTimeline)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("WAL page header at %v: %w", page, err)
+		}
+		switch rest := pgdata.LSN(h.RemLen).Align(); {
+		case h.Info&pgdata.XLPFirstIsContRecord == 0:
+			return page + size, nil
+		case rest < pgdata.XLogBlockSize-size:
+			return page + size + rest, nil
+		}
 	}
-	return at, err
+	return 0, errNoRecordStart
 }
 
 // PrevRecord returns the start of the stored record that ends at end (a
