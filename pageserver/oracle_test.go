@@ -210,10 +210,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	conn.Close(ctx)
 	ps.Stop(t)
 	m := pageserver.OpenTestRedoManager(t)
-	cfg := repo.DefaultConfig(ps.Dir())
-	// No background work: the repository is only read.
-	cfg.Redo, cfg.FlushInterval, cfg.CompactionInterval, cfg.GCInterval = pageserver.NewRedo(m), 0, 0, 0
-	r, err := repo.Open(cfg)
+	r, err := repo.Open(repo.Config{Workdir: ps.Dir(), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

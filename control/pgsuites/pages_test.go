@@ -54,10 +54,7 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 	env.Zenith("stop")
 
 	m := openRedo(ctx, t, binDir)
-	cfg := repo.DefaultConfig(filepath.Join(env.RepoDir, "pageserver"))
-	// No background work: the repository is only read.
-	cfg.Redo, cfg.FlushInterval, cfg.CompactionInterval, cfg.GCInterval = pageserver.NewRedo(m), 0, 0, 0
-	r, err := repo.Open(cfg)
+	r, err := repo.Open(repo.Config{Workdir: filepath.Join(env.RepoDir, "pageserver"), Redo: pageserver.NewRedo(m), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatalf("open the page server's repository: %v", err)
 	}
