@@ -39,7 +39,7 @@ func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
 	}
 	end := from
 	if from == begin && termStart < begin && begin.PageOffset() == 0 {
-		first, err := pgdata.FirstRecordStart(begin, flush, segSize, walTimeline, tl.ReadWAL)
+		first, err := pgdata.FirstRecordStart(begin, flush, segSize, tl.ReadWAL)
 		if err != nil {
 			return 0, fmt.Errorf("find the last complete record in the stored WAL [%s, %s): %w", begin, flush, err)
 		}

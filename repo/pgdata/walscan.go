@@ -62,9 +62,8 @@ var ErrNoRecordStart = errors.New("no record starts in the WAL")
 // boundary: the first bytes there may be the middle of a record. The
 // answer may lie at or past limit (the rest ends there); it reads no byte
 // at or after limit, and returns an error wrapping ErrNoRecordStart if no
-// page header below limit says where a record starts. tli names segment
-// files in error messages.
-func FirstRecordStart(page, limit LSN, segSize uint64, tli uint32, readAt func(b []byte, lsn LSN) error) (LSN, error) {
+// page header below limit says where a record starts.
+func FirstRecordStart(page, limit LSN, segSize uint64, readAt func(b []byte, lsn LSN) error) (LSN, error) {
 	if off := page.PageOffset(); off != 0 {
 		return 0, fmt.Errorf("first record start: %s is not a page boundary", page)
 	}
@@ -82,7 +81,7 @@ func FirstRecordStart(page, limit LSN, segSize uint64, tli uint32, readAt func(b
 		}
 		h, err := ParseXLogPageHeader(b)
 		if err == nil {
-			err = h.Check(page, segSize, tli)
+			err = h.Check(page, segSize, h.TLI)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("WAL page header at %s: %w", page, err)
