@@ -118,6 +118,13 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	b, err := e.Pageserver().BranchCreate(ctx, t, name, p.String())
 	var pe *PageserverError
 	if errors.As(err, &pe) {
+		if pe.Code == pgwire.CodeObjectNotInPrereqState {
+			// The branch's end is not known while its ingest is stopped
+			// (which may also have happened since waitForLSN looked).
+			if err := e.checkIngest(ctx, t, p); err != nil {
+				return b, err
+			}
+		}
 		switch pe.Code {
 		case pgwire.CodeDuplicateObject:
 			return b, fmt.Errorf("branch %s exists already (zenith branch shows the branches): %w", name, err)
@@ -134,27 +141,20 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	return b, explainTenant(err, t)
 }
 
-// waitForLSN fails with a clear message if p.LSN is after the end of its
-// branch, waiting a little for the page server to catch up first.
+// waitForLSN fails with a clear message if p's branch is unknown, or if
+// p.LSN is after the end of its branch, waiting a little for the page
+// server to catch up first, or after the point where the branch's ingest
+// stopped (without waiting: that point does not move until the page
+// server is restarted).
 func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) error {
 	deadline := time.Now().Add(branchCatchUpTimeout)
 	for {
-		branches, err := e.Pageserver().BranchList(ctx, t)
+		b, err := e.startBranch(ctx, t, p)
 		if err != nil {
-			return explainTenant(err, t)
+			return err
 		}
-		var b *api.BranchInfo
-		for i := range branches {
-			if branches[i].Name == p.Branch || branches[i].Timeline.String() == p.Branch {
-				b = &branches[i]
-			}
-		}
-		if b == nil {
-			names := make([]string, 0, len(branches))
-			for _, b := range branches {
-				names = append(names, b.Name)
-			}
-			return fmt.Errorf("unknown branch %q in tenant %s (branches: %s)", p.Branch, t, strings.Join(names, ", "))
+		if err := ingestStoppedBefore(b, p); err != nil {
+			return err
 		}
 		if p.LSN <= b.LastRecordLSN {
 			return nil
@@ -168,6 +168,45 @@ func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) e
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// checkIngest fails with the reason if p lies after the point where its
+// branch's ingest stopped.
+func (e *Env) checkIngest(ctx context.Context, t id.TenantID, p api.StartPoint) error {
+	b, err := e.startBranch(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	return ingestStoppedBefore(b, p)
+}
+
+// ingestStoppedBefore returns the error for branching at p from b if b's
+// ingest stopped before p, or p is b's end (not known while ingest is
+// stopped); nil otherwise.
+func ingestStoppedBefore(b api.BranchInfo, p api.StartPoint) error {
+	if b.IngestStopped == "" || p.LSN != 0 && p.LSN <= b.LastRecordLSN || p.LSN == 0 && !p.Time.IsZero() {
+		return nil
+	}
+	return fmt.Errorf("cannot branch at %s: %s; branch at %s@%s or before it, or: %s",
+		p, b.IngestStopped, p.Branch, b.LastRecordLSN, ingestStopAdvice)
+}
+
+// startBranch returns the branch (or timeline) p starts from.
+func (e *Env) startBranch(ctx context.Context, t id.TenantID, p api.StartPoint) (api.BranchInfo, error) {
+	branches, err := e.Pageserver().BranchList(ctx, t)
+	if err != nil {
+		return api.BranchInfo{}, explainTenant(err, t)
+	}
+	for _, b := range branches {
+		if b.Name == p.Branch || b.Timeline.String() == p.Branch {
+			return b, nil
+		}
+	}
+	names := make([]string, 0, len(branches))
+	for _, b := range branches {
+		names = append(names, b.Name)
+	}
+	return api.BranchInfo{}, fmt.Errorf("unknown branch %q in tenant %s (branches: %s)", p.Branch, t, strings.Join(names, ", "))
 }
 
 // printBranchTree prints branches as a tree: each branch under its

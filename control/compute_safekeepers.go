@@ -2,9 +2,13 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -50,9 +54,58 @@ func (e *Env) elect(ctx context.Context, n *Node) (safekeeper.Election, error) {
 // from the node as the compute of the elected term, starting at start (the
 // basebackup's LSN, which must be the term's start); a majority must
 // accept. Election.SetCompute does it, with its checks.
+//
+// It then waits until a majority of them stream from the node: before
+// that the node can commit nothing (each commit waits for a quorum), and
+// a node stopped before any of them connected would take its last WAL,
+// the shutdown checkpoint, with it, so that the page server never reaches
+// it (the clean stop then waited stopCatchUpTimeout in vain).
 func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election, start pgdata.LSN) error {
 	if err := el.SetCompute(ctx, n.ConnString(e), start); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
-	return nil
+	want := e.Config.Safekeepers.Count/2 + 1
+	deadline := time.Now().Add(safekeepersConnectTimeout)
+	for {
+		got, err := streamingSafekeepers(ctx, n.ConnString(e))
+		if err == nil && got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%d of the %d needed are streaming", got, want)
+			}
+			return fmt.Errorf("compute node %s: the safekeepers did not start streaming from it within %v (%w); "+
+				"can they reach it? (their logs say; config.toml [compute] replication_from lists the networks it trusts)", n.Name, safekeepersConnectTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// safekeepersConnectTimeout bounds how long a compute start waits for a
+// majority of the safekeepers to stream from the new compute.
+const safekeepersConnectTimeout = 60 * time.Second
+
+// streamingSafekeepers counts the safekeepers that stream from the compute
+// at connStr (pg_stat_replication, by their application_name).
+func streamingSafekeepers(ctx context.Context, connStr string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, connStr+"?sslmode=disable")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE 'safekeeper%' AND state = 'streaming'").ReadAll()
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 {
+		return 0, errors.New("pg_stat_replication: no row")
+	}
+	return strconv.Atoi(string(res[0].Rows[0][0]))
 }

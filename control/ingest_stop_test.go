@@ -203,6 +203,13 @@ func testIngestFailure(t *testing.T, env *skEnv) {
 		t.Errorf("basebackup at %v, where ingest stopped: %v", stop.LSN, err)
 	}
 	mustFail(t, env.Env, want, "pg", "start", "main", "--name", "second")
+	// So does a branch after the point, or at the branch's end, which is
+	// not known (before, the first waited and said the LSN was after the
+	// end of main, the second that it was not the end of a record).
+	for _, start := range []string{"main@" + end.String(), "main"} {
+		mustFail(t, env.Env, "cannot branch at "+start+": "+stop.Message, "branch", "after-stop", start)
+	}
+	env.Zenith("branch", "at-stop", "main@"+stop.LSN.String())
 
 	// Commits still go on, over several WAL segments.
 	for i := 0; i < 3; i++ {

@@ -98,8 +98,9 @@ func commitLSN(own TimelineState, peers []TimelineState, q int) pgdata.LSN {
 	return flushes[q-1]
 }
 
-// updateCommit advances tl's commit LSN from the peers' states, and removes
-// the WAL below what the page server and every peer hold.
+// updateCommit advances tl's commit LSN and the page server's LSN from the
+// peers' states, and removes the WAL below what the page server and every
+// peer hold.
 func (s *Safekeeper) updateCommit(tl *Timeline, peers [][]TimelineState) {
 	own := tl.State()
 	var same []TimelineState
@@ -116,6 +117,17 @@ func (s *Safekeeper) updateCommit(tl *Timeline, peers [][]TimelineState) {
 		if !found {
 			// A peer we cannot see may still need our WAL.
 			horizon = 0
+		}
+	}
+	// The page server streams from one safekeeper and reports what it
+	// holds durably to that one only; the others learn it from it, or
+	// they would keep all their WAL forever.
+	for _, p := range same {
+		if p.PageserverLSN > own.PageserverLSN {
+			if err := tl.SetPageserverLSN(p.PageserverLSN); err != nil {
+				tl.log.Error().Err(err).Msg("record the page server's LSN")
+			}
+			own.PageserverLSN = p.PageserverLSN
 		}
 	}
 	if c := commitLSN(own, same, s.quorum()); c > own.CommitLSN {

@@ -28,7 +28,9 @@
 //	greet <tenant> <timeline>
 //	    row: term, history, flush_lsn, record_lsn, commit_lsn, begin_lsn
 //	    (record_lsn is the end of the last complete record at or below
-//	    flush_lsn: where a new term may start)
+//	    flush_lsn: where a new term may start; where old segments were
+//	    removed, decoding starts at the first record the page header of
+//	    begin_lsn points to, as PostgreSQL's XLogFindNextRecord does)
 //	vote <tenant> <timeline> <term>
 //	    votes for term if it is higher than any seen (persisted before the
 //	    answer) and drops the connection to the compute of an older term;
@@ -76,7 +78,9 @@
 // Each safekeeper polls its peers' HTTP status (--peers) and takes as
 // commit LSN the q-th highest flush LSN (q = a majority of peers + 1) among
 // the safekeepers that are in its term and in sync with it (their history
-// ends with the same (term, start)). Whole segment files that end at or
+// ends with the same (term, start)). The page server reports its
+// consistent LSN to the safekeeper it streams from; the others take the
+// highest one their peers report. Whole segment files that end at or
 // below the page server's consistent LSN, and below the flush LSN of
 // every peer, are removed; while a peer cannot be reached nothing is.
 //

@@ -19,6 +19,7 @@ import (
 type realWAL struct {
 	from, to pgdata.LSN
 	bytes    []byte
+	starts   []pgdata.LSN // start LSN of every record
 	ends     []pgdata.LSN // end LSN of every record
 }
 
@@ -27,8 +28,15 @@ func (w *realWAL) slice(a, b pgdata.LSN) []byte { return w.bytes[a-w.from : b-w.
 // boundary returns the end of a record about frac of the way in.
 func (w *realWAL) boundary(frac float64) pgdata.LSN { return w.ends[int(float64(len(w.ends)-1)*frac)] }
 
-func makeRealWAL(t *testing.T) *realWAL {
+// makeRealWAL runs statements (by default a small mixed workload) on a
+// fresh PostgreSQL and returns the WAL they wrote.
+func makeRealWAL(t *testing.T, statements ...string) *realWAL {
 	t.Helper()
+	if len(statements) == 0 {
+		statements = []string{"CREATE TABLE t (n int, pad text)",
+			"INSERT INTO t SELECT g, repeat('y', 300) FROM generate_series(1, 300) g",
+			"UPDATE t SET n = n + 1 WHERE n % 3 = 0", "INSERT INTO t VALUES (0, 'last')"}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pg := pgtest.Start(t, nil)
@@ -41,9 +49,7 @@ func makeRealWAL(t *testing.T) *realWAL {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"CREATE TABLE t (n int, pad text)",
-		"INSERT INTO t SELECT g, repeat('y', 300) FROM generate_series(1, 300) g",
-		"UPDATE t SET n = n + 1 WHERE n % 3 = 0", "INSERT INTO t VALUES (0, 'last')"} {
+	for _, q := range statements {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -58,6 +64,7 @@ func makeRealWAL(t *testing.T) *realWAL {
 			break
 		}
 		if rec.EndLSN <= to {
+			w.starts = append(w.starts, rec.LSN)
 			w.ends = append(w.ends, rec.EndLSN)
 		}
 	}
@@ -163,7 +170,9 @@ func TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL(t *testing.T) {
 
 // TestWalsenderServesOnlyUpToCommitLSN: a safekeeper holding WAL that its
 // peers lack serves a replication client (the page server) only the WAL a
-// quorum has, and records the client's flush position.
+// quorum has, and records the client's flush position, which its peers
+// then learn (before, only the safekeeper the page server streamed from
+// ever removed old WAL).
 func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -237,6 +246,11 @@ func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the page server's LSN to be recorded", func() bool { return ts.tl(0).State().PageserverLSN == m })
+	// The peers learn it too: they may remove WAL below it as well.
+	for i := 1; i < 3; i++ {
+		waitFor(t, 10*time.Second, fmt.Sprintf("safekeeper %d to learn the page server's LSN from its peer", i+1),
+			func() bool { return ts.tl(i).State().PageserverLSN == m })
+	}
 }
 
 func portOf(addr string) string {
@@ -246,4 +260,96 @@ func portOf(addr string) string {
 		}
 	}
 	return addr
+}
+
+// TestRecordLSNAfterOldWALIsRemoved: once the segments below the page
+// server's LSN are removed, a safekeeper's WAL begins at a segment
+// boundary in the middle of a record. The end of the last complete record
+// (where an election starts the next term) is still found, and an election
+// starts there, truncating nothing. Before the fix RecordLSN decoded from
+// the segment boundary, found no record, and answered the boundary itself:
+// the election made it the term's start, truncated every safekeeper's WAL
+// above it (committed transactions included), and the page server refused
+// a basebackup there ("LSN is not the end of a WAL record").
+func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Records of 1 MB cover the segment boundary, small ones follow.
+	w := makeRealWAL(t,
+		"SELECT pg_logical_emit_message(false, 'zenith', repeat('m', 1000000)) FROM generate_series(1, 14)",
+		"CREATE TABLE t (n int)", "INSERT INTO t SELECT generate_series(1, 50)", "INSERT INTO t VALUES (0)")
+	seg := w.to - pgdata.LSN(w.to.SegmentOffset(pgdata.WALSegmentSize))
+	cross := -1
+	for i := range w.starts {
+		if w.starts[i] < seg && w.ends[i] > seg {
+			cross = i
+		}
+	}
+	if seg <= w.from || cross < 0 || cross+2 >= len(w.ends) {
+		t.Fatalf("no record covers the segment boundary %s in the WAL [%s, %s)", seg, w.from, w.to)
+	}
+	// storeWAL makes a timeline hold w up to end, with the segments below
+	// end removed.
+	storeWAL := func(t *testing.T, tl *Timeline, end pgdata.LSN) {
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, w.from)
+		appendSynced(t, tl, 1, w.from, w.slice(w.from, end))
+		if err := tl.SetPageserverLSN(end); err != nil {
+			t.Fatal(err)
+		}
+		if err := tl.RemoveOldWAL(end); err != nil {
+			t.Fatal(err)
+		}
+		if got := tl.State().BeginLSN; got != seg {
+			t.Fatalf("WAL begins at %s after the removal, want %s", got, seg)
+		}
+	}
+
+	crossEnd := w.ends[cross]
+	for _, tt := range []struct {
+		name string
+		end  pgdata.LSN // where the stored WAL ends
+		want pgdata.LSN // 0: no record is known to end in it
+	}{
+		{"all of it", w.to, w.to},
+		{"up to the end of the record over the boundary", crossEnd, crossEnd},
+		{"into the record after it", crossEnd + 10, crossEnd},
+		{"into a later record", w.ends[cross+1] + 30, w.ends[cross+1]},
+		{"inside the record over the boundary", seg + 5000, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tl := newTestTimeline(t, t.TempDir())
+			defer tl.Close()
+			storeWAL(t, tl, tt.end)
+			got, err := tl.RecordLSN()
+			switch {
+			case tt.want == 0 && !errors.Is(err, pgdata.ErrNoRecordStart):
+				t.Fatalf("RecordLSN = %s, %v; want an error: no record ends in the stored WAL [%s, %s)", got, err, seg, tt.end)
+			case tt.want != 0 && (err != nil || got != tt.want):
+				t.Fatalf("RecordLSN = %s, %v; want %s (WAL stored [%s, %s))", got, err, tt.want, seg, tt.end)
+			}
+		})
+	}
+
+	ts := newTestSet(t, 3)
+	for i := range ts.nodes {
+		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		storeWAL(t, tl, w.to)
+		ts.start(i)
+	}
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.StartLSN != w.to {
+		t.Fatalf("election starts term %d at %s, want %s (the end of the WAL, a record's end)", e.Term, e.StartLSN, w.to)
+	}
+	for i := range ts.nodes {
+		if got := ts.tl(i).FlushLSN(); got != w.to {
+			t.Errorf("safekeeper %d: flush LSN %s after the election, want %s", i+1, got, w.to)
+		}
+	}
 }

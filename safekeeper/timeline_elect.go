@@ -10,21 +10,56 @@ import (
 
 // RecordLSN returns the end of the last complete WAL record at or below
 // the flush LSN: where a new term's compute may start. It decodes from the
-// start of the last term (a record boundary), or from the beginning of the
-// WAL if that is later; so its cost is that term's WAL. With no WAL it
-// returns the flush LSN.
+// start of the last term (a record boundary), or, if the WAL below that was
+// removed, from the first record that starts in the stored WAL; so its cost
+// is that term's WAL. With no WAL it returns the flush LSN.
+//
+// Where the stored WAL begins is a record boundary when a compute started
+// there, but once old segments are removed it is a segment boundary, whose
+// first bytes may be the rest of a record begun in the removed WAL. The
+// page header there says (as PostgreSQL's XLogFindNextRecord reads it):
+// the records are decoded from the end of that rest, which is itself the
+// end of a record; a page with no such rest is taken to begin right after
+// a record, as the removed WAL cannot say otherwise.
 func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
 	tl.mu.Lock()
-	from, flush := tl.wal.begin, tl.flush
-	if n := len(tl.ctl.History); n > 0 && tl.ctl.History[n-1].Start > from {
-		from = tl.ctl.History[n-1].Start
+	begin, flush := tl.wal.begin, tl.flush
+	from := begin
+	var termStart pgdata.LSN
+	if n := len(tl.ctl.History); n > 0 {
+		termStart = tl.ctl.History[n-1].Start
 	}
 	segSize := tl.ctl.SegmentSize
 	tl.mu.Unlock()
+	if termStart > from {
+		from = termStart
+	}
 	if flush <= from {
 		return flush, nil
 	}
 	end := from
+	if from == begin && termStart < begin && begin.PageOffset() == 0 {
+		first, err := pgdata.FirstRecordStart(begin, flush, segSize, tl.ReadWAL)
+		if err != nil {
+			return 0, fmt.Errorf("find the last complete record in the stored WAL [%s, %s): %w", begin, flush, err)
+		}
+		header := pgdata.LSN(pgdata.XLogShortPageHeaderSize)
+		if begin.SegmentOffset(segSize) == 0 {
+			header = pgdata.XLogLongPageHeaderSize
+		}
+		if first != begin+header {
+			// The rest of a record from the removed WAL ends there.
+			if first > flush {
+				return 0, fmt.Errorf("find the last complete record in the stored WAL [%s, %s): the WAL ends inside a record begun below it, at %s: %w",
+					begin, flush, first, pgdata.ErrNoRecordStart)
+			}
+			end = first
+		}
+		from = first
+		if flush <= from {
+			return end, nil
+		}
+	}
 	_, err := pgdata.ScanWAL(context.Background(), from, flush, segSize, tl.ReadWAL, func(rec *pgdata.Record) bool {
 		// A record's EndLSN is MAXALIGNed; the WAL may stop exactly at
 		// its unaligned end.
