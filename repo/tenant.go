@@ -37,6 +37,9 @@ type Tenant struct {
 type timelineEntry struct {
 	meta metadata
 	tl   *Timeline
+	// deleting is set while the timeline is being deleted: it cannot be
+	// loaded or branched from.
+	deleting bool
 }
 
 // TimelineInfo describes a timeline without loading it.
@@ -113,6 +116,9 @@ func (tn *Tenant) Timelines() []TimelineInfo {
 	defer tn.mu.Unlock()
 	infos := make([]TimelineInfo, 0, len(tn.timelines))
 	for tid, e := range tn.timelines {
+		if e.deleting {
+			continue
+		}
 		info := TimelineInfo{ID: tid, AncestorLSN: e.meta.AncestorLSN}
 		if e.meta.Ancestor != nil {
 			info.Ancestor = *e.meta.Ancestor
@@ -133,7 +139,7 @@ func (tn *Tenant) Timeline(tid id.TimelineID) (*Timeline, error) {
 
 func (tn *Tenant) timelineLocked(tid id.TimelineID) (*Timeline, error) {
 	e, ok := tn.timelines[tid]
-	if !ok {
+	if !ok || e.deleting {
 		return nil, fmt.Errorf("timeline %s of tenant %s: %w", tid, tn.id, ErrTimelineNotFound)
 	}
 	if e.tl != nil {
