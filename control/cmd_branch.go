@@ -21,7 +21,8 @@ import (
 // on its way to it).
 const branchCatchUpTimeout = 10 * time.Second
 
-// BranchCommand is `zenith branch [NAME [START]]` and `zenith branch list`.
+// BranchCommand is `zenith branch [NAME [START]]`, `zenith branch list`
+// and `zenith branch delete NAME`.
 func BranchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "branch",
@@ -34,7 +35,8 @@ the LSN it branched at. With NAME, creates the branch NAME starting at START:
   BRANCH@TIMESTAMP   the last commit on BRANCH at or before that RFC 3339 time
 START may name a timeline id instead of a branch. Creating a branch copies
 no data; a compute node on it starts with zenith pg start NAME.
-("list" is a subcommand, not a branch name.)
+zenith branch delete NAME deletes one. ("list" and "delete" are
+subcommands, not branch names.)
 
 Examples:
   zenith branch
@@ -43,7 +45,7 @@ Examples:
   zenith branch yesterday main@2024-05-01T12:00:00Z
   zenith branch list --json`,
 		Flags: []cli.Flag{tenantFlag()},
-		Subcommands: []*cli.Command{{
+		Subcommands: []*cli.Command{branchDeleteCommand(), {
 			Name:        "list",
 			Usage:       "list the branches",
 			Description: "Examples:\n  zenith branch list\n  zenith branch list --json | jq -r '.[].name'",
@@ -103,8 +105,8 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	if err := api.CheckBranchName(name); err != nil {
 		return api.BranchInfo{}, err
 	}
-	if name == "list" {
-		return api.BranchInfo{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
+	if name == "list" || name == "delete" {
+		return api.BranchInfo{}, fmt.Errorf("%q cannot be a branch name: it is a subcommand of zenith branch", name)
 	}
 	p, err := api.ParseStartPoint(start)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 )
 
-// TenantCommand is `zenith tenant create|list`.
+// TenantCommand is `zenith tenant create|list|delete`.
 func TenantCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tenant",
@@ -92,6 +92,7 @@ Examples:
 					return nil
 				},
 			},
+			tenantDeleteCommand(),
 		},
 	}
 }

@@ -27,9 +27,11 @@ const maxRequestBody = 64 << 10
 //	GET  /v1/status                      Status
 //	GET  /v1/tenant                      [{"tenant_id"}]
 //	POST /v1/tenant {"tenant_id"?}       {"tenant_id"}               201
+//	DELETE /v1/tenant/{id}               {"tenant_id"}
 //	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
 //	GET  /v1/tenant/{id}/branch          [BranchInfo]
 //	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
+//	DELETE /v1/tenant/{id}/branch/{branch|timeline}  {"timeline_id"} (409 while it has children)
 //	PUT  /v1/tenant/{id}/timeline/{timeline}/safekeepers {"safekeepers": ["host:port", ...]}
 //	                                     TimelineInfo (the page service's safekeepers command)
 //	GET  /metrics                        Prometheus text format
@@ -129,6 +131,34 @@ func (s *Server) httpServer() *http.Server {
 			return
 		}
 		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		if err := s.tenants.delete(t.id); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tenantJSON{t.id})
+	})
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		ref := r.PathValue("branch")
+		if err := api.CheckTimelineRef(ref); err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+		tid, err := t.deleteBranch(ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -304,7 +334,7 @@ func httpStatus(code string) int {
 		return http.StatusBadRequest
 	case pgwire.CodeUndefinedObject:
 		return http.StatusNotFound
-	case pgwire.CodeDuplicateObject, pgwire.CodeObjectNotInPrereqState:
+	case pgwire.CodeDuplicateObject, pgwire.CodeObjectNotInPrereqState, pgwire.CodeDependentObjects:
 		return http.StatusConflict
 	case pgwire.CodeQueryCanceled:
 		return http.StatusGatewayTimeout

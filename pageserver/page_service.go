@@ -91,6 +91,25 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return branchRows(sess, infos...)
+	case "branch_delete":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		tid, err := t.deleteBranch(c.timeline)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns("timeline_id"); err != nil {
+			return err
+		}
+		return sess.Row(tid.String())
+	case "tenant_delete":
+		if err := s.tenants.delete(c.tenant); err != nil {
+			return err
+		}
+		sess.SetTag("TENANT_DELETE")
+		return nil
 	case "branch_create":
 		t, err := s.tenants.get(c.tenant)
 		if err != nil {
@@ -236,7 +255,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 
 // sqlError gives an error of a command its SQLSTATE (see the command
 // table in the package's interface notes): unknown things 42704, taken
-// names 42710, bad input 22023, LSNs the timeline cannot serve 55000
+// names 42710, a branch with children 2BP01, bad input 22023, LSNs the timeline cannot serve 55000
 // (those after the point where its ingest stopped included).
 // Other errors stay internal errors (XX000).
 func sqlError(err error) error {
@@ -250,6 +269,8 @@ func sqlError(err error) error {
 		code = pgwire.CodeUndefinedObject
 	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
 		code = pgwire.CodeDuplicateObject
+	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
+		code = pgwire.CodeDependentObjects
 	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):

@@ -46,9 +46,11 @@ var commandSyntax = map[string]struct {
 	"status":          {"status", 0, 0},
 	"tenant_create":   {"tenant_create [tenant_id]", 0, 1},
 	"tenant_list":     {"tenant_list", 0, 0},
+	"tenant_delete":   {"tenant_delete <tenant_id>", 1, 1},
 	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2},
 	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3},
 	"branch_list":     {"branch_list <tenant_id>", 1, 1},
+	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2},
 	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3},
 	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1},
 	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3},
@@ -68,7 +70,7 @@ func parseCommand(line string, args []string) (pageCommand, error) {
 	syn, ok := commandSyntax[c.name]
 	if !ok {
 		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", truncate(words[0], 64)),
-			Hint: "commands: identify_system, status, tenant_create, tenant_list, import, branch_create, branch_list, basebackup, callmemaybe, safekeepers, pagestream"}
+			Hint: "commands: identify_system, status, tenant_create, tenant_list, tenant_delete, import, branch_create, branch_list, branch_delete, basebackup, callmemaybe, safekeepers, pagestream"}
 	}
 	words = words[1:]
 	if syn.max == -1 && len(words) >= syn.min {
@@ -144,7 +146,7 @@ func (c *pageCommand) parseArgs(words []string) error {
 		}
 		c.start, err = api.ParseStartPoint(words[2])
 		return err
-	case "basebackup", "callmemaybe", "safekeepers", "pagestream":
+	case "basebackup", "callmemaybe", "safekeepers", "pagestream", "branch_delete":
 		c.timeline = words[1]
 		if err := api.CheckTimelineRef(c.timeline); err != nil {
 			return err

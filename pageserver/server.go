@@ -81,6 +81,13 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	if fp != nil {
 		log.Warn().Str(FailIngestEnv, fp.spec).Msg("ingest failure injection is on: the ingest of matching records will fail")
 	}
+	failDelete, err := deleteFailpointFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if failDelete != "" {
+		log.Warn().Str(FailDeleteEnv, failDelete).Msg("delete failure injection is on: a branch delete kills the page server")
+	}
 	s := &Server{dir: dir, cfg: cfg, log: log, started: time.Now(), metrics: newMetrics()}
 
 	rcfg := walredo.DefaultConfig()
@@ -107,7 +114,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log,
+		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log, failDelete: failDelete,
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -312,9 +319,26 @@ type walRunner struct {
 	wg      sync.WaitGroup
 }
 
-func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
+// start runs w's receiver once the runner runs (at once if it does); the
+// function it returns stops that receiver and waits for it.
+func (r *walRunner) start(w timelineWAL, log zerolog.Logger) (stop func()) {
+	var (
+		once   sync.Once
+		cancel = make(chan struct{})
+		done   = make(chan struct{})
+	)
 	run := func(ctx context.Context) {
 		defer r.wg.Done()
+		defer close(done)
+		ctx, stopRun := context.WithCancel(ctx)
+		defer stopRun()
+		go func() {
+			select {
+			case <-cancel:
+				stopRun()
+			case <-ctx.Done():
+			}
+		}()
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Msg("WAL receiver stopped")
 		}
@@ -324,9 +348,18 @@ func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
 	r.wg.Add(1)
 	if r.ctx == nil {
 		r.pending = append(r.pending, run)
-		return
+	} else {
+		go run(r.ctx)
 	}
-	go run(r.ctx)
+	return func() {
+		once.Do(func() { close(cancel) })
+		r.mu.Lock()
+		started := r.ctx != nil
+		r.mu.Unlock()
+		if started {
+			<-done
+		}
+	}
 }
 
 // run starts every receiver and waits, until ctx ends, for them to stop.
