@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -29,7 +30,8 @@ func BranchCommand() *cli.Command {
 		Usage:     "show the branch tree, or create a branch",
 		ArgsUsage: "[NAME [START]]",
 		Description: `Without arguments, prints the tenant's branches as a tree, each child with
-the LSN it branched at. With NAME, creates the branch NAME starting at START:
+the LSN it branched at, its last LSN, its logical size (its databases as of
+its last LSN) and its physical size (the layers and WAL only it holds). With NAME, creates the branch NAME starting at START:
   BRANCH             the end of BRANCH now (default: main)
   BRANCH@LSN         that LSN of BRANCH, as pg_current_wal_lsn() prints it
   BRANCH@TIMESTAMP   the last commit on BRANCH at or before that RFC 3339 time
@@ -46,10 +48,17 @@ Examples:
   zenith branch list --json`,
 		Flags: []cli.Flag{tenantFlag()},
 		Subcommands: []*cli.Command{branchDeleteCommand(), {
-			Name:        "list",
-			Usage:       "list the branches",
-			Description: "Examples:\n  zenith branch list\n  zenith branch list --json | jq -r '.[].name'",
-			Flags:       []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Name:  "list",
+			Usage: "list the branches",
+			Description: `Lists the branches: NAME, TIMELINE, LAST LSN, LOGICAL (the size of its
+databases as of its last LSN, as pg_database_size sums them) and PHYSICAL
+(the bytes on the page server only it holds: its own layer files and WAL,
+what deleting it frees; a new branch holds none, it reads its parent's).
+
+Examples:
+  zenith branch list
+  zenith branch list --json | jq -r '.[].name'`,
+			Flags: []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 			Action: func(c *cli.Context) error {
 				e, t, err := openTenant(c)
 				if err != nil {
@@ -62,10 +71,7 @@ Examples:
 				if c.Bool("json") {
 					return writeJSON(e.Out, branches)
 				}
-				for _, b := range branches {
-					fmt.Fprintf(e.Out, "%s\t%s\t%s\n", b.Name, b.Timeline, b.LastRecordLSN)
-				}
-				return nil
+				return printBranchList(e.Out, branches)
 			},
 		}},
 		Action: func(c *cli.Context) error {
@@ -158,6 +164,9 @@ func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) e
 			}
 			return fmt.Errorf("unknown branch %q in tenant %s (branches: %s)", p.Branch, t, strings.Join(names, ", "))
 		}
+		if p.LSN < b.GCCutoffLSN {
+			return fmt.Errorf("cannot branch at %s: it is before the GC cut-off of branch %s, %s; history before the cut-off is gone (zenith tenant config shows and changes how much history is kept)", p, p.Branch, b.GCCutoffLSN)
+		}
 		if p.LSN <= b.LastRecordLSN {
 			return nil
 		}
@@ -204,7 +213,7 @@ func printBranchTree(w io.Writer, branches []api.BranchInfo) {
 		if b.AncestorLSN != 0 {
 			fmt.Fprintf(w, " @ %s", b.AncestorLSN)
 		}
-		fmt.Fprintf(w, " (last %s)\n", b.LastRecordLSN)
+		fmt.Fprintf(w, " (last %s, logical %s, physical %s)\n", b.LastRecordLSN, logicalSize(b), formatBytes(b.PhysicalSize()))
 		kids := children[b.Timeline.String()]
 		byStart(kids)
 		for i, k := range kids {
@@ -218,4 +227,23 @@ func printBranchTree(w io.Writer, branches []api.BranchInfo) {
 	for _, r := range roots {
 		walk(r, "", "")
 	}
+}
+
+// printBranchList prints branches as an aligned table with their sizes.
+func printBranchList(w io.Writer, branches []api.BranchInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTIMELINE\tLAST LSN\tLOGICAL\tPHYSICAL")
+	for _, b := range branches {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Timeline, b.LastRecordLSN, logicalSize(b), formatBytes(b.PhysicalSize()))
+	}
+	return tw.Flush()
+}
+
+// logicalSize prints a branch's logical size, "?" when the page server
+// could not compute it.
+func logicalSize(b api.BranchInfo) string {
+	if b.LogicalSize < 0 {
+		return "?"
+	}
+	return formatBytes(b.LogicalSize)
 }

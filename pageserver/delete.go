@@ -131,6 +131,7 @@ func (t *tenant) finishDelete(tid id.TimelineID) error {
 	if err != nil {
 		return fmt.Errorf("delete timeline %s: %w", tid, err)
 	}
+	t.forgetSize(tid)
 	if err := os.RemoveAll(t.walDir(tid)); err != nil {
 		return fmt.Errorf("delete timeline %s: remove its WAL: %w", tid, err)
 	}

@@ -28,6 +28,9 @@ const maxRequestBody = 64 << 10
 //	GET  /v1/tenant                      [{"tenant_id"}]
 //	POST /v1/tenant {"tenant_id"?}       {"tenant_id"}               201
 //	DELETE /v1/tenant/{id}               {"tenant_id"}
+//	POST /v1/tenant/{id}/gc              [BranchInfo] (flush and GC every timeline now)
+//	GET  /v1/tenant/{id}/config          [api.TenantSetting]
+//	PUT  /v1/tenant/{id}/config {"gc_horizon"?: bytes, "pitr_interval"?: "24h"}  [api.TenantSetting]
 //	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
 //	GET  /v1/tenant/{id}/branch          [BranchInfo]
 //	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
@@ -94,7 +97,7 @@ func (s *Server) httpServer() *http.Server {
 		if !ok {
 			return
 		}
-		infos, err := s.branchInfos(t)
+		infos, err := s.branchInfos(r.Context(), t)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -131,6 +134,28 @@ func (s *Server) httpServer() *http.Server {
 			return
 		}
 		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.HandleFunc("GET /v1/tenant/{tenant}/config", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := s.httpTenant(w, r); ok {
+			writeJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
+		}
+	})
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", s.httpSetTenantConfig)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		err := t.gc(r.Context())
+		var infos []api.BranchInfo
+		if err == nil {
+			infos, err = s.branchInfos(r.Context(), t)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}", func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -279,6 +304,42 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, info)
+}
+
+// httpSetTenantConfig changes a tenant's retention, as the page service's
+// tenant_config does, and answers its settings.
+func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.httpTenant(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		GCHorizon    *int64  `json:"gc_horizon"`
+		PITRInterval *string `json:"pitr_interval"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var change api.RetentionChange
+	var args []string
+	if req.GCHorizon != nil {
+		args = append(args, fmt.Sprintf("%s=%d", api.SettingGCHorizon, *req.GCHorizon))
+	}
+	if req.PITRInterval != nil {
+		args = append(args, api.SettingPITRInterval+"="+*req.PITRInterval)
+	}
+	for _, a := range args {
+		if err := change.ParseArg(a); err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+	}
+	settings, err := t.configure(change)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, settings)
 }
 
 // httpTenant resolves the {tenant} of the request's path, answering the

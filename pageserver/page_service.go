@@ -86,11 +86,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		if err != nil {
 			return err
 		}
-		infos, err := s.branchInfos(t)
-		if err != nil {
-			return err
-		}
-		return branchRows(sess, infos...)
+		return branchRowsOf(ctx, s, sess, t)
 	case "branch_delete":
 		t, err := s.tenants.get(c.tenant)
 		if err != nil {
@@ -104,6 +100,33 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return sess.Row(tid.String())
+	case "gc":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		if err := t.gc(ctx); err != nil {
+			return err
+		}
+		return branchRowsOf(ctx, s, sess, t)
+	case "tenant_config":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		settings, err := t.configure(c.retention)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns(api.TenantConfigColumns...); err != nil {
+			return err
+		}
+		for _, st := range settings {
+			if err := sess.Row(st.Name, st.Value); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "tenant_delete":
 		if err := s.tenants.delete(c.tenant); err != nil {
 			return err
@@ -151,6 +174,15 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		return ps.pagestream(ctx, sess, tl)
 	}
 	return fmt.Errorf("command %q is parsed but not handled", c.name)
+}
+
+// branchRowsOf answers every branch of t.
+func branchRowsOf(ctx context.Context, s *Server, sess *pgwire.Session, t *tenant) error {
+	infos, err := s.branchInfos(ctx, t)
+	if err != nil {
+		return err
+	}
+	return branchRows(sess, infos...)
 }
 
 func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
@@ -201,7 +233,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	if err != nil {
 		return err
 	}
-	info, err := s.branchInfo(t, br)
+	info, err := s.branchInfo(ctx, t, br)
 	if err != nil {
 		return err
 	}

@@ -242,7 +242,7 @@ func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
 }
 
 // branchInfo describes branch b of t.
-func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
+func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.BranchInfo, error) {
 	tl, err := t.tn.Timeline(b.Timeline)
 	if err != nil {
 		return api.BranchInfo{}, err
@@ -250,8 +250,10 @@ func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 	info := api.BranchInfo{
 		Name: b.Name, Timeline: b.Timeline,
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
+	sz := t.sizes(ctx, tl)
+	info.LogicalSize, info.LayerBytes, info.WALBytes = sz.Logical, sz.Layers, sz.WAL
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()
 	}
@@ -265,10 +267,10 @@ func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 }
 
 // branchInfos describes every branch of t, ordered by name.
-func (s *Server) branchInfos(t *tenant) ([]api.BranchInfo, error) {
+func (s *Server) branchInfos(ctx context.Context, t *tenant) ([]api.BranchInfo, error) {
 	var infos []api.BranchInfo
 	for _, b := range t.Branches() {
-		info, err := s.branchInfo(t, b)
+		info, err := s.branchInfo(ctx, t, b)
 		if err != nil {
 			return nil, err
 		}
@@ -307,7 +309,7 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
-	return s.branchInfo(t, b)
+	return s.branchInfo(ctx, t, b)
 }
 
 // walRunner runs the WAL receivers of the loaded timelines for as long as

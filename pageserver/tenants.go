@@ -106,6 +106,7 @@ type tenant struct {
 	reserved map[string]bool
 	wal      map[id.TimelineID]timelineWAL
 	stopWAL  map[id.TimelineID]func()
+	logical  map[id.TimelineID]logicalSize
 }
 
 // loadTenants opens every tenant of the repository, every timeline of
@@ -152,6 +153,7 @@ func (ts *tenants) newTenant(tn *repo.Tenant) (*tenant, error) {
 		reserved: map[string]bool{},
 		wal:      map[id.TimelineID]timelineWAL{},
 		stopWAL:  map[id.TimelineID]func(){},
+		logical:  map[id.TimelineID]logicalSize{},
 	}, nil
 }
 

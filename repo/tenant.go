@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -26,7 +28,9 @@ type Tenant struct {
 	id   id.TenantID
 	dir  string
 	log  zerolog.Logger
-	conf TenantConfig
+	conf atomic.Pointer[TenantConfig]
+
+	confMu sync.Mutex // one SetConfig at a time
 
 	mu        sync.Mutex
 	timelines map[id.TimelineID]*timelineEntry
@@ -72,9 +76,11 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
 	}
-	if tn.conf, err = decodeTenantConfig(b); err != nil {
+	conf, err := decodeTenantConfig(b)
+	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
 	}
+	tn.conf.Store(&conf)
 	names, err := r.fs.List(tn.timelinesDir())
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: list timelines: %w", tid, err)
@@ -108,7 +114,29 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 func (tn *Tenant) ID() id.TenantID { return tn.id }
 
 // Config is the tenant's settings.
-func (tn *Tenant) Config() TenantConfig { return tn.conf }
+func (tn *Tenant) Config() TenantConfig { return *tn.conf.Load() }
+
+// SetConfig replaces the tenant's settings, durably (its config.toml is
+// replaced atomically), after validating them. Flushes, compaction and
+// GC use the new settings from their next run: a longer retention keeps
+// what is still there, it cannot bring back what GC removed.
+func (tn *Tenant) SetConfig(conf TenantConfig) error {
+	if err := conf.Validate(); err != nil {
+		return err
+	}
+	b, err := encodeTenantConfig(conf)
+	if err != nil {
+		return err
+	}
+	tn.confMu.Lock()
+	defer tn.confMu.Unlock()
+	if _, err := vfs.WriteFileAtomic(tn.repo.fs, filepath.Join(tn.dir, tenantConfigFile), b, 0o644); err != nil {
+		return fmt.Errorf("tenant %s: %w", tn.id, err)
+	}
+	tn.conf.Store(&conf)
+	tn.log.Info().Int64("gc_horizon", conf.GCHorizon).Stringer("pitr_interval", time.Duration(conf.PITRInterval)).Msg("tenant settings changed")
+	return nil
+}
 
 // Timelines lists the tenant's timelines, ordered by id.
 func (tn *Tenant) Timelines() []TimelineInfo {

@@ -11,7 +11,8 @@ func TestBranchRowRoundTrip(t *testing.T) {
 	for _, b := range []BranchInfo{
 		{Name: "main", Timeline: id.NewTimelineID(), LastRecordLSN: 0x16B9188, DiskConsistentLSN: 0x1000000},
 		{Name: "dev", Timeline: id.NewTimelineID(), AncestorName: "main", AncestorTimeline: id.NewTimelineID().String(),
-			AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000, PrevRecordLSN: 0x17FFF00, DiskConsistentLSN: 0x1700000},
+			AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000, PrevRecordLSN: 0x17FFF00, DiskConsistentLSN: 0x1700000,
+			GCCutoffLSN: 0x1600000, LogicalSize: 7 << 20, LayerBytes: 3 << 20, WALBytes: 16 << 20},
 	} {
 		row := map[string]string{}
 		for i, v := range b.Row() {
