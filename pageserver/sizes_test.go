@@ -2,10 +2,13 @@ package pageserver
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/zenithdb/zenith/repo/id"
@@ -67,6 +70,22 @@ func TestBranchSizesAndRetention(t *testing.T) {
 	if dev["layer_bytes"] != "0" {
 		t.Errorf("dev, just branched: layer_bytes %s, want 0 (it reads main's)", dev["layer_bytes"])
 	}
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metric := fmt.Sprintf("zenith_pageserver_logical_size_bytes{tenant_id=%q,timeline_id=%q} ", tenant, main["timeline_id"])
+	var value float64
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if v, ok := strings.CutPrefix(line, metric); ok {
+			value, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if value != float64(want) {
+		t.Errorf("/metrics: %s= %v, want %d", metric, value, want)
+	}
 
 	settings := func(cmd string) map[string]string {
 		out := map[string]string{}
@@ -82,7 +101,7 @@ func TestBranchSizesAndRetention(t *testing.T) {
 	if got["gc_horizon"] != "1073741824" || got["pitr_interval"] != "24h0m0s" {
 		t.Errorf("tenant_config after the change shows %v", got)
 	}
-	_, err := queryRows(conn, fmt.Sprintf("tenant_config %s gc_horizon=-5", tenant))
+	_, err = queryRows(conn, fmt.Sprintf("tenant_config %s gc_horizon=-5", tenant))
 	wantSQLState(t, "tenant_config with a negative horizon", err, "22023")
 	_, err = queryRows(conn, fmt.Sprintf("tenant_config %s checkpoint_distance=5", tenant))
 	wantSQLState(t, "tenant_config of a setting it does not change", err, "22023")
