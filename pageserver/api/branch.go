@@ -75,7 +75,11 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 		col string
 		lsn *pgdata.LSN
 	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}} {
-		if *f.lsn, err = pgdata.ParseLSN(r[f.col]); err != nil {
+		v, ok := r[f.col]
+		if !ok && f.col == "gc_cutoff_lsn" {
+			continue // a page server from before retention settings
+		}
+		if *f.lsn, err = pgdata.ParseLSN(v); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
 		}
 	}
@@ -83,7 +87,11 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 		col string
 		n   *int64
 	}{{"logical_size", &b.LogicalSize}, {"layer_bytes", &b.LayerBytes}, {"wal_bytes", &b.WALBytes}} {
-		if *f.n, err = strconv.ParseInt(r[f.col], 10, 64); err != nil {
+		v, ok := r[f.col]
+		if !ok {
+			continue // a page server from before sizes
+		}
+		if *f.n, err = strconv.ParseInt(v, 10, 64); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
 		}
 	}

@@ -23,6 +23,11 @@ func TestBranchRowRoundTrip(t *testing.T) {
 			t.Errorf("ParseBranchRow(%v) = %+v, %v; want %+v", row, got, err, b)
 		}
 	}
+	// A row of a page server from before sizes and cut-offs still parses.
+	old := map[string]string{"name": "main", "timeline_id": id.NewTimelineID().String(), "last_record_lsn": "0/16B9188", "disk_consistent_lsn": "0/16B9188"}
+	if b, err := ParseBranchRow(old); err != nil || b.LogicalSize != 0 || b.GCCutoffLSN != 0 {
+		t.Errorf("ParseBranchRow of a row without sizes = %+v, %v", b, err)
+	}
 	if _, err := ParseBranchRow(map[string]string{"name": "x", "timeline_id": "nope"}); err == nil {
 		t.Errorf("a row with a bad timeline id parsed")
 	}
