@@ -31,8 +31,13 @@ func TestBranchDelete(t *testing.T) {
 
 	mustFail(t, env.Env, "branch dev has child branches feature: delete them first", "branch", "delete", "dev")
 	mustFail(t, env.Env, `unknown branch "nosuch"`, "branch", "delete", "nosuch")
+	// A stopped node of the branch does not hold it; it goes with it.
+	env.Postgres.CreateStart("feature").Stop()
 	if out := env.Zenith("branch", "delete", "feature"); !strings.Contains(out, "deleted branch feature") {
 		t.Errorf("zenith branch delete feature printed %q", out)
+	}
+	if out := env.Zenith("pg", "list"); strings.Contains(out, "feature") {
+		t.Errorf("zenith pg list after the delete still shows the stopped node feature:\n%s", out)
 	}
 	mustFail(t, env.Env, "compute nodes dev are running on it", "branch", "delete", "dev")
 	devTL := branchTimeline(t, env, "dev")

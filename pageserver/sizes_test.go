@@ -1,16 +1,19 @@
 package pageserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -105,6 +108,26 @@ func TestBranchSizesAndRetention(t *testing.T) {
 	wantSQLState(t, "tenant_config with a negative horizon", err, "22023")
 	_, err = queryRows(conn, fmt.Sprintf("tenant_config %s checkpoint_distance=5", tenant))
 	wantSQLState(t, "tenant_config of a setting it does not change", err, "22023")
+	// The HTTP twin.
+	req, _ := http.NewRequest(http.MethodPut, "http://"+ts.httpAddr+"/v1/tenant/"+tenant+"/config", strings.NewReader(`{"pitr_interval": "1h"}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var put []api.TenantSetting
+	_ = json.NewDecoder(resp.Body).Decode(&put)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !slices.Contains(put, api.TenantSetting{Name: "pitr_interval", Value: "1h0m0s"}) ||
+		!slices.Contains(put, api.TenantSetting{Name: "gc_horizon", Value: "1073741824"}) {
+		t.Errorf("PUT config {pitr_interval: 1h}: %d %v", resp.StatusCode, put)
+	}
+	req, _ = http.NewRequest(http.MethodPut, "http://"+ts.httpAddr+"/v1/tenant/"+tenant+"/config", strings.NewReader(`{"gc_horizon": -1}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("PUT config {gc_horizon: -1}: %d, want 400", resp.StatusCode)
+	}
 	b, err := os.ReadFile(filepath.Join(ts.srv.dir, "tenants", tenant, "config.toml"))
 	if err != nil || !regexp.MustCompile(`gc_horizon = 1073741824`).Match(b) {
 		t.Errorf("config.toml after tenant_config (%v):\n%s", err, b)
