@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -88,7 +90,41 @@ func (e *Env) DeleteBranch(ctx context.Context, t id.TenantID, name string, forc
 		}
 		return b, explainTenant(err, t)
 	}
-	return b, e.destroyNodes(ctx, nodes)
+	if err := e.destroyNodes(ctx, nodes); err != nil {
+		return b, err
+	}
+	return b, e.deleteFromSafekeepers(ctx, t, []id.TimelineID{b.Timeline})
+}
+
+// deleteFromSafekeepers removes timelines' WAL from every safekeeper of
+// the configuration. A safekeeper that cannot be reached keeps them; the
+// message says which, and the page server's delete stands.
+func (e *Env) deleteFromSafekeepers(ctx context.Context, t id.TenantID, tls []id.TimelineID) error {
+	var failed []string
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, sk := range e.Config.SafekeeperList() {
+		for _, tl := range tls {
+			url := fmt.Sprintf("http://%s/v1/timeline/%s/%s", sk.ListenHTTP, t, tl)
+			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s", resp.Status)
+				}
+			}
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("  curl -X DELETE %s   # %v", url, err))
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("deleted on the page server, but some safekeepers still keep the WAL; once they are up, remove it with:\n%s", strings.Join(failed, "\n"))
+	}
+	return nil
 }
 
 // nodesOf returns tenant t's compute nodes that match. A running one is an
@@ -181,13 +217,20 @@ func (e *Env) DeleteTenant(ctx context.Context, t id.TenantID, force bool) error
 	if t == e.Config.DefaultTenant {
 		return fmt.Errorf("tenant %s is the repository's default tenant (default_tenant in %s): it cannot be deleted", t, filepath.Join(e.Dir, ConfigFileName))
 	}
+	branches, err := e.Pageserver().BranchList(ctx, t)
+	var pe *PageserverError
+	if errors.As(err, &pe) && pe.Code == pgwire.CodeUndefinedObject {
+		return fmt.Errorf("unknown tenant %s (zenith tenant list shows the tenants): %w", t, err)
+	}
+	if err != nil {
+		return err
+	}
 	nodes, err := e.nodesOf(ctx, t, func(*Node) bool { return true }, force,
 		fmt.Sprintf("zenith tenant delete %s --force", t))
 	if err != nil {
 		return err
 	}
 	if err := e.Pageserver().TenantDelete(ctx, t); err != nil {
-		var pe *PageserverError
 		if errors.As(err, &pe) && pe.Code == pgwire.CodeUndefinedObject {
 			return fmt.Errorf("unknown tenant %s (zenith tenant list shows the tenants): %w", t, err)
 		}
@@ -196,5 +239,12 @@ func (e *Env) DeleteTenant(ctx context.Context, t id.TenantID, force bool) error
 	if err := e.destroyNodes(ctx, nodes); err != nil {
 		return err
 	}
-	return os.RemoveAll(e.TenantNodesDir(t))
+	if err := os.RemoveAll(e.TenantNodesDir(t)); err != nil {
+		return err
+	}
+	tls := make([]id.TimelineID, 0, len(branches))
+	for _, b := range branches {
+		tls = append(tls, b.Timeline)
+	}
+	return e.deleteFromSafekeepers(ctx, t, tls)
 }

@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,33 @@ func TestTenantDelete(t *testing.T) {
 	}
 	if _, err := os.Stat(tenantDir); !os.IsNotExist(err) {
 		t.Errorf("tenant directory after the delete: %v", err)
+	}
+}
+
+// TestBranchDeleteSafekeepers deletes a branch whose compute streamed to
+// three safekeepers: its WAL goes from each of them too, and main's stays.
+func TestBranchDeleteSafekeepers(t *testing.T) {
+	env := newSKEnv(t, 3)
+	env.Postgres.CreateStart("main")
+	env.Zenith("branch", "dev")
+	exec1(t, env.Postgres.CreateStart("dev").Connect(), "CREATE TABLE t AS SELECT generate_series(1, 100) AS id")
+	tenant, devTL := env.nodeOf(t, "dev")
+	_, mainTL := env.nodeOf(t, "main")
+	skDir := func(n int, tl string) string {
+		return filepath.Join(env.RepoDir, "safekeepers", fmt.Sprintf("sk%d", n), tenant, tl)
+	}
+	for n := 1; n <= 3; n++ {
+		if _, err := os.Stat(skDir(n, devTL)); err != nil {
+			t.Fatalf("safekeeper %d has no WAL of dev before the delete: %v", n, err)
+		}
+	}
+	env.Zenith("branch", "delete", "dev", "--force")
+	for n := 1; n <= 3; n++ {
+		if _, err := os.Stat(skDir(n, devTL)); !os.IsNotExist(err) {
+			t.Errorf("safekeeper %d: dev's WAL directory after the delete: %v", n, err)
+		}
+		if _, err := os.Stat(skDir(n, mainTL)); err != nil {
+			t.Errorf("safekeeper %d: main's WAL directory after dev's delete: %v", n, err)
+		}
 	}
 }
