@@ -24,7 +24,7 @@ func branchDeleteCommand() *cli.Command {
 		Usage:     "delete a branch and its storage",
 		ArgsUsage: "NAME",
 		Description: `Deletes the branch NAME: its timeline's layer files, WAL and metadata on the
-page server. Branches that start from it must be deleted first (children are
+page server, and its WAL on the safekeepers. Branches that start from it must be deleted first (children are
 never deleted with it). A compute node running on it makes the delete fail
 unless --force, which destroys the branch's compute nodes; stopped nodes of
 the branch are removed with it. The delete is crash-safe: a page server
@@ -182,7 +182,7 @@ func tenantDeleteCommand() *cli.Command {
 		Usage:     "delete a tenant with all its branches and storage",
 		ArgsUsage: "ID",
 		Description: `Deletes tenant ID from the page server: every branch, layer file and byte of
-WAL it holds. Compute nodes running on it make the delete fail unless
+WAL it holds (and its branches' WAL on the safekeepers). Compute nodes running on it make the delete fail unless
 --force, which destroys them; its stopped nodes are removed with it. The
 repository's default tenant cannot be deleted.
 
