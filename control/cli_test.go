@@ -190,7 +190,7 @@ func TestTenantsIsolated(t *testing.T) {
 	}
 	other := fields[2]
 	list := env.Zenith("tenant", "list")
-	if !strings.Contains(list, other) || strings.Count(list, "\n") != 2 {
+	if !strings.Contains(list, other) || strings.Count(list, "(1 branch)") != 2 {
 		t.Errorf("tenant list does not show both tenants:\n%s", list)
 	}
 	a := env.Postgres.CreateStart("main")

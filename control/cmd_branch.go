@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -21,20 +22,23 @@ import (
 // on its way to it).
 const branchCatchUpTimeout = 10 * time.Second
 
-// BranchCommand is `zenith branch [NAME [START]]` and `zenith branch list`.
+// BranchCommand is `zenith branch [NAME [START]]`, `zenith branch list`
+// and `zenith branch delete NAME`.
 func BranchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "branch",
 		Usage:     "show the branch tree, or create a branch",
 		ArgsUsage: "[NAME [START]]",
 		Description: `Without arguments, prints the tenant's branches as a tree, each child with
-the LSN it branched at. With NAME, creates the branch NAME starting at START:
+the LSN it branched at, its last LSN, its logical size (its databases as of
+its last LSN) and its physical size (the layers and WAL only it holds). With NAME, creates the branch NAME starting at START:
   BRANCH             the end of BRANCH now (default: main)
   BRANCH@LSN         that LSN of BRANCH, as pg_current_wal_lsn() prints it
   BRANCH@TIMESTAMP   the last commit on BRANCH at or before that RFC 3339 time
 START may name a timeline id instead of a branch. Creating a branch copies
 no data; a compute node on it starts with zenith pg start NAME.
-("list" is a subcommand, not a branch name.)
+zenith branch delete NAME deletes one. ("list" and "delete" are
+subcommands, not branch names.)
 
 Examples:
   zenith branch
@@ -43,11 +47,18 @@ Examples:
   zenith branch yesterday main@2024-05-01T12:00:00Z
   zenith branch list --json`,
 		Flags: []cli.Flag{tenantFlag()},
-		Subcommands: []*cli.Command{{
-			Name:        "list",
-			Usage:       "list the branches",
-			Description: "Examples:\n  zenith branch list\n  zenith branch list --json | jq -r '.[].name'",
-			Flags:       []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Subcommands: []*cli.Command{branchDeleteCommand(), {
+			Name:  "list",
+			Usage: "list the branches",
+			Description: `Lists the branches: NAME, TIMELINE, LAST LSN, LOGICAL (the size of its
+databases as of its last LSN, as pg_database_size sums them) and PHYSICAL
+(the bytes on the page server only it holds: its own layer files and WAL,
+what deleting it frees; a new branch holds none, it reads its parent's).
+
+Examples:
+  zenith branch list
+  zenith branch list --json | jq -r '.[].name'`,
+			Flags: []cli.Flag{tenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 			Action: func(c *cli.Context) error {
 				e, t, err := openTenant(c)
 				if err != nil {
@@ -60,10 +71,7 @@ Examples:
 				if c.Bool("json") {
 					return writeJSON(e.Out, branches)
 				}
-				for _, b := range branches {
-					fmt.Fprintf(e.Out, "%s\t%s\t%s\n", b.Name, b.Timeline, b.LastRecordLSN)
-				}
-				return nil
+				return printBranchList(e.Out, branches)
 			},
 		}},
 		Action: func(c *cli.Context) error {
@@ -103,8 +111,8 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	if err := api.CheckBranchName(name); err != nil {
 		return api.BranchInfo{}, err
 	}
-	if name == "list" {
-		return api.BranchInfo{}, errors.New(`"list" cannot be a branch name: zenith branch list lists the branches`)
+	if name == "list" || name == "delete" {
+		return api.BranchInfo{}, fmt.Errorf("%q cannot be a branch name: it is a subcommand of zenith branch", name)
 	}
 	p, err := api.ParseStartPoint(start)
 	if err != nil {
@@ -155,6 +163,9 @@ func (e *Env) waitForLSN(ctx context.Context, t id.TenantID, p api.StartPoint) e
 		}
 		if err := ingestStoppedBefore(b, p); err != nil {
 			return err
+		}
+		if p.LSN < b.GCCutoffLSN {
+			return fmt.Errorf("cannot branch at %s: it is before the GC cut-off of branch %s, %s; history before the cut-off is gone (zenith tenant config shows and changes how much history is kept)", p, p.Branch, b.GCCutoffLSN)
 		}
 		if p.LSN <= b.LastRecordLSN {
 			return nil
@@ -241,7 +252,7 @@ func printBranchTree(w io.Writer, branches []api.BranchInfo) {
 		if b.AncestorLSN != 0 {
 			fmt.Fprintf(w, " @ %s", b.AncestorLSN)
 		}
-		fmt.Fprintf(w, " (last %s)\n", b.LastRecordLSN)
+		fmt.Fprintf(w, " (last %s, logical %s, physical %s)\n", b.LastRecordLSN, logicalSize(b), formatBytes(b.PhysicalSize()))
 		kids := children[b.Timeline.String()]
 		byStart(kids)
 		for i, k := range kids {
@@ -255,4 +266,23 @@ func printBranchTree(w io.Writer, branches []api.BranchInfo) {
 	for _, r := range roots {
 		walk(r, "", "")
 	}
+}
+
+// printBranchList prints branches as an aligned table with their sizes.
+func printBranchList(w io.Writer, branches []api.BranchInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTIMELINE\tLAST LSN\tLOGICAL\tPHYSICAL")
+	for _, b := range branches {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Timeline, b.LastRecordLSN, logicalSize(b), formatBytes(b.PhysicalSize()))
+	}
+	return tw.Flush()
+}
+
+// logicalSize prints a branch's logical size, "?" when the page server
+// could not compute it.
+func logicalSize(b api.BranchInfo) string {
+	if b.LogicalSize < 0 {
+		return "?"
+	}
+	return formatBytes(b.LogicalSize)
 }

@@ -3,14 +3,17 @@ package control
 import (
 	"errors"
 	"fmt"
+	"io"
+	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
-// TenantCommand is `zenith tenant create|list`.
+// TenantCommand is `zenith tenant create|list|delete`.
 func TenantCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tenant",
@@ -58,10 +61,18 @@ Examples:
 				},
 			},
 			{
-				Name:        "list",
-				Usage:       "list the page server's tenants",
-				Description: "The default tenant is marked with *.\n\nExamples:\n  zenith tenant list\n  zenith tenant list --json",
-				Flags:       []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Name:  "list",
+				Usage: "list the page server's tenants",
+				Description: `Lists the tenants, the default one marked with *, each with its branches:
+LOGICAL is a branch's databases as of its last LSN (what pg_database_size
+sums to), PHYSICAL the bytes on the page server only that branch holds (its
+layer files and WAL: what deleting it frees). The tenant's line totals its
+physical bytes.
+
+Examples:
+  zenith tenant list
+  zenith tenant list --json`,
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action: func(c *cli.Context) error {
 					e, err := openEnv(c)
 					if err != nil {
@@ -71,27 +82,71 @@ Examples:
 					if err != nil {
 						return err
 					}
+					rows := make([]tenantRow, 0, len(ts))
+					for _, t := range ts {
+						branches, err := e.Pageserver().BranchList(c.Context, t)
+						if err != nil {
+							return fmt.Errorf("branches of tenant %s: %w", t, err)
+						}
+						rows = append(rows, newTenantRow(t, t == e.Config.DefaultTenant, branches))
+					}
 					if c.Bool("json") {
-						type row struct {
-							ID      id.TenantID `json:"id"`
-							Default bool        `json:"default"`
-						}
-						rows := make([]row, 0, len(ts))
-						for _, t := range ts {
-							rows = append(rows, row{t, t == e.Config.DefaultTenant})
-						}
 						return writeJSON(e.Out, rows)
 					}
-					for _, t := range ts {
-						mark := " "
-						if t == e.Config.DefaultTenant {
-							mark = "*"
-						}
-						fmt.Fprintf(e.Out, "%s %s\n", mark, t)
-					}
-					return nil
+					return printTenants(e.Out, rows)
 				},
 			},
+			tenantConfigCommand(),
+			tenantDeleteCommand(),
 		},
 	}
+}
+
+// tenantRow is a tenant in zenith tenant list.
+type tenantRow struct {
+	ID       id.TenantID `json:"id"`
+	Default  bool        `json:"default"`
+	Physical int64       `json:"physical_size"`
+	Branches []branchRow `json:"branches"`
+}
+
+// branchRow is a branch's sizes in zenith tenant list.
+type branchRow struct {
+	Name       string        `json:"name"`
+	Timeline   id.TimelineID `json:"timeline_id"`
+	Logical    int64         `json:"logical_size"`
+	Physical   int64         `json:"physical_size"`
+	LayerBytes int64         `json:"layer_bytes"`
+	WALBytes   int64         `json:"wal_bytes"`
+}
+
+func newTenantRow(t id.TenantID, def bool, branches []api.BranchInfo) tenantRow {
+	r := tenantRow{ID: t, Default: def, Branches: []branchRow{}}
+	for _, b := range branches {
+		r.Physical += b.PhysicalSize()
+		r.Branches = append(r.Branches, branchRow{Name: b.Name, Timeline: b.Timeline, Logical: b.LogicalSize,
+			Physical: b.PhysicalSize(), LayerBytes: b.LayerBytes, WALBytes: b.WALBytes})
+	}
+	return r
+}
+
+// printTenants prints each tenant, then its branches with their sizes.
+func printTenants(w io.Writer, rows []tenantRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TENANT\tBRANCH\tLOGICAL\tPHYSICAL")
+	for _, r := range rows {
+		mark := " "
+		if r.Default {
+			mark = "*"
+		}
+		n := fmt.Sprintf("(%d branches)", len(r.Branches))
+		if len(r.Branches) == 1 {
+			n = "(1 branch)"
+		}
+		fmt.Fprintf(tw, "%s %s\t%s\t\t%s\n", mark, r.ID, n, formatBytes(r.Physical))
+		for _, b := range r.Branches {
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\n", b.Name, logicalSize(api.BranchInfo{LogicalSize: b.Logical}), formatBytes(b.Physical))
+		}
+	}
+	return tw.Flush()
 }

@@ -136,17 +136,17 @@ func TestPrintBranchTree(t *testing.T) {
 	tl := func() id.TimelineID { return id.NewTimelineID() }
 	main, feat, sub, other := tl(), tl(), tl(), tl()
 	branches := []api.BranchInfo{
-		{Name: "sub", Timeline: sub, AncestorTimeline: feat.String(), AncestorLSN: 0x1800000, LastRecordLSN: 0x1900000},
+		{Name: "sub", Timeline: sub, AncestorTimeline: feat.String(), AncestorLSN: 0x1800000, LastRecordLSN: 0x1900000, LogicalSize: -1},
 		{Name: "other", Timeline: other, AncestorTimeline: main.String(), AncestorLSN: 0x1A00000, LastRecordLSN: 0x1A00000},
-		{Name: "main", Timeline: main, LastRecordLSN: 0x2000000},
+		{Name: "main", Timeline: main, LastRecordLSN: 0x2000000, LogicalSize: 7 << 20, LayerBytes: 20 << 20, WALBytes: 16 << 20},
 		{Name: "feature", Timeline: feat, AncestorTimeline: main.String(), AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000},
 	}
 	var buf bytes.Buffer
 	printBranchTree(&buf, branches)
-	want := `main (last 0/2000000)
-├── feature @ 0/16B9188 (last 0/1800000)
-│   └── sub @ 0/1800000 (last 0/1900000)
-└── other @ 0/1A00000 (last 0/1A00000)
+	want := `main (last 0/2000000, logical 7.0 MiB, physical 36.0 MiB)
+├── feature @ 0/16B9188 (last 0/1800000, logical 0 B, physical 0 B)
+│   └── sub @ 0/1800000 (last 0/1900000, logical ?, physical 0 B)
+└── other @ 0/1A00000 (last 0/1A00000, logical 0 B, physical 0 B)
 `
 	if buf.String() != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", buf.String(), want)

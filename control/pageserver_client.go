@@ -186,6 +186,18 @@ func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name
 	return api.ParseBranchRow(rows[0])
 }
 
+// BranchDelete deletes branch (a name or a timeline id) of tenant t.
+func (c *PageserverClient) BranchDelete(ctx context.Context, t id.TenantID, branch string) error {
+	_, err := c.query(ctx, fmt.Sprintf("branch_delete %s %s", t, branch))
+	return err
+}
+
+// TenantDelete deletes tenant t with everything it holds.
+func (c *PageserverClient) TenantDelete(ctx context.Context, t id.TenantID) error {
+	_, err := c.query(ctx, "tenant_delete "+t.String())
+	return err
+}
+
 // Import sends a tar of a cleanly shut down data directory, read from r,
 // as the new branch name of tenant t.
 func (c *PageserverClient) Import(ctx context.Context, t id.TenantID, name string, r io.Reader) error {

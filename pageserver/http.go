@@ -27,9 +27,14 @@ const maxRequestBody = 64 << 10
 //	GET  /v1/status                      Status
 //	GET  /v1/tenant                      [{"tenant_id"}]
 //	POST /v1/tenant {"tenant_id"?}       {"tenant_id"}               201
+//	DELETE /v1/tenant/{id}               {"tenant_id"}
+//	POST /v1/tenant/{id}/gc              [BranchInfo] (flush and GC every timeline now)
+//	GET  /v1/tenant/{id}/config          [api.TenantSetting]
+//	PUT  /v1/tenant/{id}/config {"gc_horizon"?: bytes, "pitr_interval"?: "24h"}  [api.TenantSetting]
 //	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
 //	GET  /v1/tenant/{id}/branch          [BranchInfo]
 //	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
+//	DELETE /v1/tenant/{id}/branch/{branch|timeline}  {"timeline_id"} (409 while it has children)
 //	PUT  /v1/tenant/{id}/timeline/{timeline}/safekeepers {"safekeepers": ["host:port", ...]}
 //	                                     TimelineInfo (the page service's safekeepers command)
 //	GET  /metrics                        Prometheus text format
@@ -92,7 +97,7 @@ func (s *Server) httpServer() *http.Server {
 		if !ok {
 			return
 		}
-		infos, err := s.branchInfos(t)
+		infos, err := s.branchInfos(r.Context(), t)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -129,6 +134,56 @@ func (s *Server) httpServer() *http.Server {
 			return
 		}
 		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.HandleFunc("GET /v1/tenant/{tenant}/config", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := s.httpTenant(w, r); ok {
+			writeJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
+		}
+	})
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", s.httpSetTenantConfig)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		err := t.gc(r.Context())
+		var infos []api.BranchInfo
+		if err == nil {
+			infos, err = s.branchInfos(r.Context(), t)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, infos)
+	})
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		if err := s.tenants.delete(t.id); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tenantJSON{t.id})
+	})
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		ref := r.PathValue("branch")
+		if err := api.CheckTimelineRef(ref); err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+		tid, err := t.deleteBranch(ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -251,6 +306,42 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// httpSetTenantConfig changes a tenant's retention, as the page service's
+// tenant_config does, and answers its settings.
+func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.httpTenant(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		GCHorizon    *int64  `json:"gc_horizon"`
+		PITRInterval *string `json:"pitr_interval"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var change api.RetentionChange
+	var args []string
+	if req.GCHorizon != nil {
+		args = append(args, fmt.Sprintf("%s=%d", api.SettingGCHorizon, *req.GCHorizon))
+	}
+	if req.PITRInterval != nil {
+		args = append(args, api.SettingPITRInterval+"="+*req.PITRInterval)
+	}
+	for _, a := range args {
+		if err := change.ParseArg(a); err != nil {
+			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+			return
+		}
+	}
+	settings, err := t.configure(change)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, settings)
+}
+
 // httpTenant resolves the {tenant} of the request's path, answering the
 // request itself if it cannot.
 func (s *Server) httpTenant(w http.ResponseWriter, r *http.Request) (*tenant, bool) {
@@ -304,7 +395,7 @@ func httpStatus(code string) int {
 		return http.StatusBadRequest
 	case pgwire.CodeUndefinedObject:
 		return http.StatusNotFound
-	case pgwire.CodeDuplicateObject, pgwire.CodeObjectNotInPrereqState:
+	case pgwire.CodeDuplicateObject, pgwire.CodeObjectNotInPrereqState, pgwire.CodeDependentObjects:
 		return http.StatusConflict
 	case pgwire.CodeQueryCanceled:
 		return http.StatusGatewayTimeout

@@ -121,10 +121,12 @@ var (
 	descIngestStopLSN  = prometheus.NewDesc("zenith_pageserver_ingest_stopped_lsn", "Where the timeline's WAL ingest stopped (the end of the last record ingested), for a stopped ingest.", timelineLabels, nil)
 	descLayerFiles     = prometheus.NewDesc("zenith_pageserver_layer_files", "Layer files of the timeline, by kind.", append(timelineLabels, "kind"), nil)
 	descLayerBytes     = prometheus.NewDesc("zenith_pageserver_layer_bytes", "Bytes of the timeline's layer files, by kind.", append(timelineLabels, "kind"), nil)
+	descLogicalSize    = prometheus.NewDesc("zenith_pageserver_logical_size_bytes", "Size of the timeline's databases as of its last record (what pg_database_size sums to); -1 if it could not be computed.", timelineLabels, nil)
+	descWALStoreBytes  = prometheus.NewDesc("zenith_pageserver_wal_store_bytes", "Bytes of the timeline's raw WAL kept by the page server.", timelineLabels, nil)
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
 		ch <- d
 	}
 }
@@ -167,6 +169,9 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 					gauge(descWALSafekeeper, current, append(labels, sk)...)
 				}
 			}
+			sz := t.sizes(context.Background(), tl)
+			gauge(descLogicalSize, float64(sz.Logical), labels...)
+			gauge(descWALStoreBytes, float64(sz.WAL), labels...)
 			files, bytes := layerFiles(filepath.Join(t.dir, "timelines", info.ID.String()))
 			for kind, n := range files {
 				gauge(descLayerFiles, float64(n), append(labels, kind)...)

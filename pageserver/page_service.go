@@ -86,11 +86,53 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		if err != nil {
 			return err
 		}
-		infos, err := s.branchInfos(t)
+		return branchRowsOf(ctx, s, sess, t)
+	case "branch_delete":
+		t, err := s.tenants.get(c.tenant)
 		if err != nil {
 			return err
 		}
-		return branchRows(sess, infos...)
+		tid, err := t.deleteBranch(c.timeline)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns("timeline_id"); err != nil {
+			return err
+		}
+		return sess.Row(tid.String())
+	case "gc":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		if err := t.gc(ctx); err != nil {
+			return err
+		}
+		return branchRowsOf(ctx, s, sess, t)
+	case "tenant_config":
+		t, err := s.tenants.get(c.tenant)
+		if err != nil {
+			return err
+		}
+		settings, err := t.configure(c.retention)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns(api.TenantConfigColumns...); err != nil {
+			return err
+		}
+		for _, st := range settings {
+			if err := sess.Row(st.Name, st.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "tenant_delete":
+		if err := s.tenants.delete(c.tenant); err != nil {
+			return err
+		}
+		sess.SetTag("TENANT_DELETE")
+		return nil
 	case "branch_create":
 		t, err := s.tenants.get(c.tenant)
 		if err != nil {
@@ -132,6 +174,15 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		return ps.pagestream(ctx, sess, tl)
 	}
 	return fmt.Errorf("command %q is parsed but not handled", c.name)
+}
+
+// branchRowsOf answers every branch of t.
+func branchRowsOf(ctx context.Context, s *Server, sess *pgwire.Session, t *tenant) error {
+	infos, err := s.branchInfos(ctx, t)
+	if err != nil {
+		return err
+	}
+	return branchRows(sess, infos...)
 }
 
 func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
@@ -182,7 +233,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	if err != nil {
 		return err
 	}
-	info, err := s.branchInfo(t, br)
+	info, err := s.branchInfo(ctx, t, br)
 	if err != nil {
 		return err
 	}
@@ -236,7 +287,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 
 // sqlError gives an error of a command its SQLSTATE (see the command
 // table in the package's interface notes): unknown things 42704, taken
-// names 42710, bad input 22023, LSNs the timeline cannot serve 55000
+// names 42710, a branch with children 2BP01, bad input 22023, LSNs the timeline cannot serve 55000
 // (those after the point where its ingest stopped included).
 // Other errors stay internal errors (XX000).
 func sqlError(err error) error {
@@ -250,6 +301,8 @@ func sqlError(err error) error {
 		code = pgwire.CodeUndefinedObject
 	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
 		code = pgwire.CodeDuplicateObject
+	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
+		code = pgwire.CodeDependentObjects
 	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):

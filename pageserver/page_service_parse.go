@@ -33,6 +33,8 @@ type pageCommand struct {
 	connStr string
 	// safekeepers are the safekeepers command's addresses, host:port.
 	safekeepers []string
+	// retention is tenant_config's change.
+	retention api.RetentionChange
 }
 
 // commandSyntax is each command's arguments, as the usage in errors shows
@@ -46,9 +48,13 @@ var commandSyntax = map[string]struct {
 	"status":          {"status", 0, 0},
 	"tenant_create":   {"tenant_create [tenant_id]", 0, 1},
 	"tenant_list":     {"tenant_list", 0, 0},
+	"tenant_delete":   {"tenant_delete <tenant_id>", 1, 1},
+	"gc":              {"gc <tenant_id>", 1, 1},
+	"tenant_config":   {"tenant_config <tenant_id> [gc_horizon=<bytes>] [pitr_interval=<duration>]", 1, 3},
 	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2},
 	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3},
 	"branch_list":     {"branch_list <tenant_id>", 1, 1},
+	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2},
 	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3},
 	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1},
 	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3},
@@ -68,7 +74,7 @@ func parseCommand(line string, args []string) (pageCommand, error) {
 	syn, ok := commandSyntax[c.name]
 	if !ok {
 		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", truncate(words[0], 64)),
-			Hint: "commands: identify_system, status, tenant_create, tenant_list, import, branch_create, branch_list, basebackup, callmemaybe, safekeepers, pagestream"}
+			Hint: "commands: identify_system, status, tenant_create, tenant_list, tenant_delete, tenant_config, gc, import, branch_create, branch_list, branch_delete, basebackup, callmemaybe, safekeepers, pagestream"}
 	}
 	words = words[1:]
 	if syn.max == -1 && len(words) >= syn.min {
@@ -134,6 +140,12 @@ func (c *pageCommand) parseArgs(words []string) error {
 		}
 	}
 	switch c.name {
+	case "tenant_config":
+		for _, w := range words[1:] {
+			if err := c.retention.ParseArg(w); err != nil {
+				return err
+			}
+		}
 	case "import":
 		c.branch = words[1]
 		return api.CheckBranchName(c.branch)
@@ -144,7 +156,7 @@ func (c *pageCommand) parseArgs(words []string) error {
 		}
 		c.start, err = api.ParseStartPoint(words[2])
 		return err
-	case "basebackup", "callmemaybe", "safekeepers", "pagestream":
+	case "basebackup", "callmemaybe", "safekeepers", "pagestream", "branch_delete":
 		c.timeline = words[1]
 		if err := api.CheckTimelineRef(c.timeline); err != nil {
 			return err

@@ -81,6 +81,13 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	if fp != nil {
 		log.Warn().Str(FailIngestEnv, fp.spec).Msg("ingest failure injection is on: the ingest of matching records will fail")
 	}
+	failDelete, err := deleteFailpointFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if failDelete != "" {
+		log.Warn().Str(FailDeleteEnv, failDelete).Msg("delete failure injection is on: a branch delete kills the page server")
+	}
 	s := &Server{dir: dir, cfg: cfg, log: log, started: time.Now(), metrics: newMetrics()}
 
 	rcfg := walredo.DefaultConfig()
@@ -107,7 +114,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log,
+		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log, failDelete: failDelete,
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -235,7 +242,7 @@ func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
 }
 
 // branchInfo describes branch b of t.
-func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
+func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.BranchInfo, error) {
 	tl, err := t.tn.Timeline(b.Timeline)
 	if err != nil {
 		return api.BranchInfo{}, err
@@ -243,8 +250,10 @@ func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 	info := api.BranchInfo{
 		Name: b.Name, Timeline: b.Timeline,
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
+	sz := t.sizes(ctx, tl)
+	info.LogicalSize, info.LayerBytes, info.WALBytes = sz.Logical, sz.Layers, sz.WAL
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()
 	}
@@ -258,10 +267,10 @@ func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 }
 
 // branchInfos describes every branch of t, ordered by name.
-func (s *Server) branchInfos(t *tenant) ([]api.BranchInfo, error) {
+func (s *Server) branchInfos(ctx context.Context, t *tenant) ([]api.BranchInfo, error) {
 	var infos []api.BranchInfo
 	for _, b := range t.Branches() {
-		info, err := s.branchInfo(t, b)
+		info, err := s.branchInfo(ctx, t, b)
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +309,7 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
-	return s.branchInfo(t, b)
+	return s.branchInfo(ctx, t, b)
 }
 
 // walRunner runs the WAL receivers of the loaded timelines for as long as
@@ -312,9 +321,26 @@ type walRunner struct {
 	wg      sync.WaitGroup
 }
 
-func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
+// start runs w's receiver once the runner runs (at once if it does); the
+// function it returns stops that receiver and waits for it.
+func (r *walRunner) start(w timelineWAL, log zerolog.Logger) (stop func()) {
+	var (
+		once   sync.Once
+		cancel = make(chan struct{})
+		done   = make(chan struct{})
+	)
 	run := func(ctx context.Context) {
 		defer r.wg.Done()
+		defer close(done)
+		ctx, stopRun := context.WithCancel(ctx)
+		defer stopRun()
+		go func() {
+			select {
+			case <-cancel:
+				stopRun()
+			case <-ctx.Done():
+			}
+		}()
 		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Msg("WAL receiver stopped")
 		}
@@ -324,9 +350,18 @@ func (r *walRunner) start(w timelineWAL, log zerolog.Logger) {
 	r.wg.Add(1)
 	if r.ctx == nil {
 		r.pending = append(r.pending, run)
-		return
+	} else {
+		go run(r.ctx)
 	}
-	go run(r.ctx)
+	return func() {
+		once.Do(func() { close(cancel) })
+		r.mu.Lock()
+		started := r.ctx != nil
+		r.mu.Unlock()
+		if started {
+			<-done
+		}
+	}
 }
 
 // run starts every receiver and waits, until ctx ends, for them to stop.

@@ -85,6 +85,9 @@ type tenants struct {
 	openWAL openWALFunc
 	runner  *walRunner
 	log     zerolog.Logger
+	// failDelete is FailDeleteEnv's value: where a delete kills the
+	// process ("" for nowhere).
+	failDelete string
 
 	mu   sync.Mutex
 	byID map[id.TenantID]*tenant
@@ -102,6 +105,8 @@ type tenant struct {
 	branches []Branch // sorted by name; saved in branches.json
 	reserved map[string]bool
 	wal      map[id.TimelineID]timelineWAL
+	stopWAL  map[id.TimelineID]func()
+	logical  map[id.TimelineID]logicalSize
 }
 
 // loadTenants opens every tenant of the repository, every timeline of
@@ -122,6 +127,9 @@ func loadTenants(ctx context.Context, ts *tenants) error {
 			return err
 		}
 		ts.byID[tid] = t
+		if err := t.finishDeletes(); err != nil {
+			return err
+		}
 		for _, info := range tn.Timelines() {
 			tl, err := tn.Timeline(info.ID)
 			if err != nil {
@@ -144,6 +152,8 @@ func (ts *tenants) newTenant(tn *repo.Tenant) (*tenant, error) {
 		log:      ts.log.With().Str("tenant", tn.ID().String()).Logger(),
 		reserved: map[string]bool{},
 		wal:      map[id.TimelineID]timelineWAL{},
+		stopWAL:  map[id.TimelineID]func(){},
+		logical:  map[id.TimelineID]logicalSize{},
 	}, nil
 }
 
@@ -207,15 +217,16 @@ func (ts *tenants) close() error {
 // pg_control) is still readable; the failure is logged.
 func (t *tenant) attachWAL(ctx context.Context, tl *repo.Timeline) {
 	log := t.log.With().Str("timeline", tl.ID().String()).Logger()
-	w, err := t.ts.openWAL(ctx, tl, filepath.Join(t.dir, "wal", tl.ID().String()), log)
+	w, err := t.ts.openWAL(ctx, tl, t.walDir(tl.ID()), log)
 	if err != nil {
 		log.Error().Err(err).Msg("timeline takes no WAL")
 		return
 	}
+	stop := t.ts.runner.start(w, log)
 	t.mu.Lock()
 	t.wal[tl.ID()] = w
+	t.stopWAL[tl.ID()] = stop
 	t.mu.Unlock()
-	t.ts.runner.start(w, log)
 }
 
 // walOf returns a timeline's WAL side, nil if it has none.
@@ -311,8 +322,9 @@ func (t *tenant) release(name string) {
 // new timeline named name. The timeline is flushed before the name is
 // written, so a named branch always has its import on disk. Everything
 // that can be checked before the timeline exists is (the name, pg_control
-// and its state); an import that fails after that leaves an unnamed, empty
-// or partial timeline, because the repository cannot delete timelines yet.
+// and its state); the timeline of an import that fails after that is
+// deleted (a crash in the middle leaves it unnamed, for branch_delete by
+// its id).
 func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch, error) {
 	if err := t.reserve(name); err != nil {
 		return Branch{}, err
@@ -337,11 +349,21 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 		return Branch{}, err
 	}
 	lsn, err := ImportDataDir(ctx, tl, datadir, t.log)
-	if err != nil {
-		return Branch{}, err
+	if err == nil {
+		if err = tl.Flush(ctx); err != nil {
+			err = fmt.Errorf("import: flush: %w", err)
+		}
 	}
-	if err := tl.Flush(ctx); err != nil {
-		return Branch{}, fmt.Errorf("import: flush: %w", err)
+	if err != nil {
+		// Nothing names the timeline yet: remove it whole.
+		derr := t.tn.MarkTimelineDeleted(tl.ID())
+		if derr == nil {
+			derr = t.finishDelete(tl.ID())
+		}
+		if derr != nil {
+			t.log.Error().Err(derr).Str("timeline", tl.ID().String()).Msg("cannot delete the timeline of a failed import")
+		}
+		return Branch{}, err
 	}
 	t.attachWAL(ctx, tl)
 	br := Branch{Name: name, Timeline: tl.ID(), Start: lsn}

@@ -21,6 +21,7 @@ const (
 	CodeInsufficientPrivilege  = "42501"
 	CodeQueryCanceled          = "57014"
 	CodeObjectNotInPrereqState = "55000"
+	CodeDependentObjects       = "2BP01" // dependent_objects_still_exist
 	CodeInternalError          = "XX000"
 	CodeDataCorrupted          = "XX001"
 )

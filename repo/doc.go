@@ -30,6 +30,13 @@
 // not list are leftovers of an interrupted flush or compaction and are
 // removed at load. Every file operation goes through the vfs seam.
 //
+// Deletion: a timeline (without children) or a tenant is deleted by
+// renaming its directory to "<id>.deleted", durably; that rename is the
+// commit point. A crash before it leaves everything as it was; a crash
+// after it leaves a directory that is never loaded again, removed at the
+// next listing of the tenants (Tenants) or by the owner of the timeline's other state
+// (DeletedTimelines, RemoveDeletedTimeline).
+//
 // The repository must never serve data it cannot vouch for: a corrupt or
 // truncated file is a *CorruptionError naming it, never a wrong page.
 package repo

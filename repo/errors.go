@@ -16,6 +16,9 @@ var (
 	ErrTimelineNotFound = errors.New("timeline not found")
 	// ErrTimelineExists: creating a timeline whose id exists.
 	ErrTimelineExists = errors.New("timeline already exists")
+	// ErrTimelineHasChildren: deleting a timeline that child timelines
+	// branch from.
+	ErrTimelineHasChildren = errors.New("timeline has child timelines")
 	// ErrBranchBeforeGCCutoff: a branch point below the ancestor's GC
 	// cut-off, whose history may be gone.
 	ErrBranchBeforeGCCutoff = errors.New("branch point is before the ancestor's GC cut-off")

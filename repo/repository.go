@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,7 +143,8 @@ func (r *Repository) tenantLocked(tid id.TenantID) (*Tenant, error) {
 	return tn, nil
 }
 
-// Tenants lists the ids of every tenant on disk, ordered.
+// Tenants lists the ids of every tenant on disk, ordered. It finishes the
+// deletions of tenants that a crash interrupted after their commit point.
 func (r *Repository) Tenants() ([]id.TenantID, error) {
 	names, err := r.fs.List(r.tenantsDir())
 	if err != nil {
@@ -150,6 +152,12 @@ func (r *Repository) Tenants() ([]id.TenantID, error) {
 	}
 	var ids []id.TenantID
 	for _, n := range names {
+		if strings.HasSuffix(n, deletedSuffix) {
+			if err := r.removeDeleted(filepath.Join(r.tenantsDir(), n)); err != nil {
+				return nil, fmt.Errorf("finish deleting tenant: %w", err)
+			}
+			continue
+		}
 		if tid, err := id.ParseTenantID(n); err == nil {
 			ids = append(ids, tid)
 		}

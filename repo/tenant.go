@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -26,7 +28,9 @@ type Tenant struct {
 	id   id.TenantID
 	dir  string
 	log  zerolog.Logger
-	conf TenantConfig
+	conf atomic.Pointer[TenantConfig]
+
+	confMu sync.Mutex // one SetConfig at a time
 
 	mu        sync.Mutex
 	timelines map[id.TimelineID]*timelineEntry
@@ -37,6 +41,9 @@ type Tenant struct {
 type timelineEntry struct {
 	meta metadata
 	tl   *Timeline
+	// deleting is set while the timeline is being deleted: it cannot be
+	// loaded or branched from.
+	deleting bool
 }
 
 // TimelineInfo describes a timeline without loading it.
@@ -69,9 +76,11 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
 	}
-	if tn.conf, err = decodeTenantConfig(b); err != nil {
+	conf, err := decodeTenantConfig(b)
+	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
 	}
+	tn.conf.Store(&conf)
 	names, err := r.fs.List(tn.timelinesDir())
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: list timelines: %w", tid, err)
@@ -105,7 +114,29 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 func (tn *Tenant) ID() id.TenantID { return tn.id }
 
 // Config is the tenant's settings.
-func (tn *Tenant) Config() TenantConfig { return tn.conf }
+func (tn *Tenant) Config() TenantConfig { return *tn.conf.Load() }
+
+// SetConfig replaces the tenant's settings, durably (its config.toml is
+// replaced atomically), after validating them. Flushes, compaction and
+// GC use the new settings from their next run: a longer retention keeps
+// what is still there, it cannot bring back what GC removed.
+func (tn *Tenant) SetConfig(conf TenantConfig) error {
+	if err := conf.Validate(); err != nil {
+		return err
+	}
+	b, err := encodeTenantConfig(conf)
+	if err != nil {
+		return err
+	}
+	tn.confMu.Lock()
+	defer tn.confMu.Unlock()
+	if _, err := vfs.WriteFileAtomic(tn.repo.fs, filepath.Join(tn.dir, tenantConfigFile), b, 0o644); err != nil {
+		return fmt.Errorf("tenant %s: %w", tn.id, err)
+	}
+	tn.conf.Store(&conf)
+	tn.log.Info().Int64("gc_horizon", conf.GCHorizon).Stringer("pitr_interval", time.Duration(conf.PITRInterval)).Msg("tenant settings changed")
+	return nil
+}
 
 // Timelines lists the tenant's timelines, ordered by id.
 func (tn *Tenant) Timelines() []TimelineInfo {
@@ -113,6 +144,9 @@ func (tn *Tenant) Timelines() []TimelineInfo {
 	defer tn.mu.Unlock()
 	infos := make([]TimelineInfo, 0, len(tn.timelines))
 	for tid, e := range tn.timelines {
+		if e.deleting {
+			continue
+		}
 		info := TimelineInfo{ID: tid, AncestorLSN: e.meta.AncestorLSN}
 		if e.meta.Ancestor != nil {
 			info.Ancestor = *e.meta.Ancestor
@@ -133,7 +167,7 @@ func (tn *Tenant) Timeline(tid id.TimelineID) (*Timeline, error) {
 
 func (tn *Tenant) timelineLocked(tid id.TimelineID) (*Timeline, error) {
 	e, ok := tn.timelines[tid]
-	if !ok {
+	if !ok || e.deleting {
 		return nil, fmt.Errorf("timeline %s of tenant %s: %w", tid, tn.id, ErrTimelineNotFound)
 	}
 	if e.tl != nil {

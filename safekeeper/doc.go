@@ -87,8 +87,10 @@
 // # HTTP
 //
 // GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
-// (JSON), GET /v1/memory (the process's resident memory and Go heap, JSON),
-// GET /metrics (Prometheus).
+// (JSON), DELETE /v1/timeline/<tenant>/<timeline> (its WAL and control
+// file, after the page server deleted the branch; {"deleted": false} if it
+// had none), GET /v1/memory (the process's resident memory and Go heap,
+// JSON), GET /metrics (Prometheus).
 //
 // # Known limits
 //

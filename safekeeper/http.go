@@ -116,6 +116,24 @@ func (s *Safekeeper) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, tl.State())
 	})
+	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", func(w http.ResponseWriter, r *http.Request) {
+		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		found, err := s.DeleteTimeline(tenant, timeline)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]bool{"deleted": found})
+	})
 	mux.HandleFunc("GET /v1/memory", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, readMemory())
 	})

@@ -81,6 +81,13 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 			return nil, fmt.Errorf("list timelines: %w", err)
 		}
 		for _, e := range tls {
+			if marked, err := removeDeleted(filepath.Join(cfg.Dir, te.Name()), e.Name()); marked || err != nil {
+				if err != nil {
+					s.closeTimelines()
+					return nil, fmt.Errorf("finish deleting timeline: %w", err)
+				}
+				continue
+			}
 			timeline, err := id.ParseTimelineID(e.Name())
 			if err != nil || !e.IsDir() {
 				continue

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -20,6 +21,18 @@ type BranchInfo struct {
 	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
 	PrevRecordLSN     OptionalLSN   `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	// GCCutoffLSN is the lowest LSN the branch can be read, or branched
+	// from, at: history below it is gone.
+	GCCutoffLSN pgdata.LSN `json:"gc_cutoff_lsn"`
+	// LogicalSize is the size of the branch's databases as of its last
+	// record, what pg_database_size sums to (-1 when it could not be
+	// computed).
+	LogicalSize int64 `json:"logical_size"`
+	// LayerBytes and WALBytes are the bytes on the page server that only
+	// this branch holds (its own layer files, its own raw WAL): what
+	// deleting it frees.
+	LayerBytes int64 `json:"layer_bytes"`
+	WALBytes   int64 `json:"wal_bytes"`
 	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
 	// when the timeline's ingest stopped, "" while it goes on.
 	IngestStopped string `json:"ingest_stopped,omitempty"`
@@ -28,13 +41,18 @@ type BranchInfo struct {
 // BranchColumns are the columns of branch_list and of the commands that
 // create a branch, in the order of BranchInfo.Row.
 var BranchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped"}
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped",
+	"gc_cutoff_lsn", "logical_size", "layer_bytes", "wal_bytes"}
 
 // Row is the branch as a row of BranchColumns.
 func (b BranchInfo) Row() []string {
 	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
-		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped}
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped,
+		b.GCCutoffLSN.String(), strconv.FormatInt(b.LogicalSize, 10), strconv.FormatInt(b.LayerBytes, 10), strconv.FormatInt(b.WALBytes, 10)}
 }
+
+// PhysicalSize is the bytes only this branch holds: its layers and WAL.
+func (b BranchInfo) PhysicalSize() int64 { return b.LayerBytes + b.WALBytes }
 
 // ParseBranchRow reads a row of BranchColumns, by column name, back into a
 // BranchInfo.
@@ -56,8 +74,24 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 	for _, f := range []struct {
 		col string
 		lsn *pgdata.LSN
-	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}} {
-		if *f.lsn, err = pgdata.ParseLSN(r[f.col]); err != nil {
+	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}} {
+		v, ok := r[f.col]
+		if !ok && f.col == "gc_cutoff_lsn" {
+			continue // a page server from before retention settings
+		}
+		if *f.lsn, err = pgdata.ParseLSN(v); err != nil {
+			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
+		}
+	}
+	for _, f := range []struct {
+		col string
+		n   *int64
+	}{{"logical_size", &b.LogicalSize}, {"layer_bytes", &b.LayerBytes}, {"wal_bytes", &b.WALBytes}} {
+		v, ok := r[f.col]
+		if !ok {
+			continue // a page server from before sizes
+		}
+		if *f.n, err = strconv.ParseInt(v, 10, 64); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
 		}
 	}
