@@ -30,6 +30,8 @@ type Tenant struct {
 
 	mu        sync.Mutex
 	timelines map[id.TimelineID]*timelineEntry
+
+	upload tenantUpload
 }
 
 // timelineEntry is a timeline the tenant knows of: its metadata as last
