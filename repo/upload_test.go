@@ -224,7 +224,9 @@ func TestRemoteCorruption(t *testing.T) {
 	}{
 		{"truncated layer", "-", func(b []byte) []byte { return b[:len(b)/2] }},
 		{"flipped byte in a layer", "-", func(b []byte) []byte { b[len(b)/3] ^= 1; return b }},
-		{"damaged index", "index.json", func(b []byte) []byte { return bytes.Replace(b, []byte("disk_consistent_lsn"), []byte("disk_consistent_lsm"), 1) }},
+		{"damaged index", "index.json", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("disk_consistent_lsn"), []byte("disk_consistent_lsm"), 1)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newRemoteSetup()
