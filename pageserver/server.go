@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -100,6 +101,14 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.Logger = log
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
+	repoCfg.TenantFiles = []string{branchesFileName}
+	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
+		s.redo.Close()
+		return nil, err
+	}
+	if repoCfg.Remote != nil {
+		log.Info().Str("remote_storage", cfg.RemoteStorage.URL).Msg("layers are uploaded to remote storage")
+	}
 	s.repo, err = repo.Open(repoCfg)
 	if err != nil {
 		s.redo.Close()
@@ -243,7 +252,7 @@ func (s *Server) branchInfo(t *tenant, b Branch) (api.BranchInfo, error) {
 	info := api.BranchInfo{
 		Name: b.Name, Timeline: b.Timeline,
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), RemoteConsistentLSN: tl.RemoteConsistentLSN(),
 	}
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()

@@ -20,6 +20,9 @@ type BranchInfo struct {
 	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
 	PrevRecordLSN     OptionalLSN   `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	// RemoteConsistentLSN is the LSN up to which the branch is in remote
+	// storage (0: nothing uploaded yet, or no remote storage).
+	RemoteConsistentLSN pgdata.LSN `json:"remote_consistent_lsn"`
 	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
 	// when the timeline's ingest stopped, "" while it goes on.
 	IngestStopped string `json:"ingest_stopped,omitempty"`
@@ -28,12 +31,12 @@ type BranchInfo struct {
 // BranchColumns are the columns of branch_list and of the commands that
 // create a branch, in the order of BranchInfo.Row.
 var BranchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped"}
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "remote_consistent_lsn", "ingest_stopped"}
 
 // Row is the branch as a row of BranchColumns.
 func (b BranchInfo) Row() []string {
 	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
-		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped}
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.RemoteConsistentLSN.String(), b.IngestStopped}
 }
 
 // ParseBranchRow reads a row of BranchColumns, by column name, back into a
@@ -56,7 +59,7 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 	for _, f := range []struct {
 		col string
 		lsn *pgdata.LSN
-	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}} {
+	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"remote_consistent_lsn", &b.RemoteConsistentLSN}} {
 		if *f.lsn, err = pgdata.ParseLSN(r[f.col]); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)
 		}
