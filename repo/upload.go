@@ -115,6 +115,18 @@ func (tl *Timeline) RemoteConsistentLSN() pgdata.LSN {
 	return pgdata.LSN(tl.upload.lsn.Load())
 }
 
+// DurableLSN is the LSN up to which the timeline survives the loss of
+// this page server: with remote storage its remote-consistent LSN (a
+// page server whose disk is lost restores it from there), without it the
+// disk-consistent LSN (what survives a crash). The WAL above it must be
+// kept where it came from (the safekeepers) to rebuild the rest.
+func (tl *Timeline) DurableLSN() pgdata.LSN {
+	if tl.tenant.repo.remote != nil {
+		return tl.RemoteConsistentLSN()
+	}
+	return tl.DiskConsistentLSN()
+}
+
 // Upload uploads the timeline's new layer files and then its index, so
 // that remote storage holds it as of its disk-consistent LSN at the call.
 // On error, RemoteConsistentLSN stays where the last complete upload put

@@ -107,6 +107,11 @@ func TestRemoteRestore(t *testing.T) {
 	if err := tl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The safekeepers must keep the WAL of the late record: the durable
+	// LSN, which they remove WAL below, is the remote-consistent one.
+	if got := tl.DurableLSN(); got != remoteLSN || tl.DiskConsistentLSN() != 0x2000 {
+		t.Errorf("durable LSN = %v with disk-consistent %v, want the remote-consistent %v", got, tl.DiskConsistentLSN(), remoteLSN)
+	}
 	// The disk is lost without a Close (whose last upload would send
 	// the late record).
 	disk2 := vfs.NewMem()
