@@ -1,10 +1,14 @@
 package control_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/pageserver"
@@ -38,6 +42,7 @@ func TestPageserverDiskLossS3(t *testing.T) {
 	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 1, Environ: srv.Env(),
 		MoreInitArgs: []string{"--remote-storage", "s3://zenith/layers"}})
 	loseDisk(t, env)
+	s3DownThenDiskLoss(t, env, srv)
 	if _, err := os.Stat(filepath.Join(env.RepoDir, "remote_storage")); err == nil {
 		t.Errorf("remote_storage directory in the repository: the layers went there, not to S3")
 	}
@@ -94,6 +99,97 @@ func loseDisk(t *testing.T, env *zenithtest.Env) {
 	if out := env.Zenith("branch", "list"); !strings.Contains(out, "before") {
 		t.Errorf("zenith branch list after the losses:\n%s\nwant branch before", out)
 	}
+	pg.Destroy()
+}
+
+// s3DownThenDiskLoss stops the S3 server while the page server flushes
+// layers (a 1 MiB checkpoint distance) that it then cannot upload, so its
+// disk-consistent LSN runs ahead of its remote-consistent one by several
+// WAL segments; then kills the page server and deletes its directory, and
+// starts S3 again. The safekeepers kept the WAL above the
+// remote-consistent LSN (not only above the disk-consistent one), so the
+// restored page server catches up and nothing committed is lost.
+func s3DownThenDiskLoss(t *testing.T, env *zenithtest.Env, srv *s3test.Server) {
+	t.Helper()
+	conf := filepath.Join(env.RepoDir, "pageserver", pageserver.ConfigFileName)
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = regexp.MustCompile(`(?m)^checkpoint_distance = .*$`).ReplaceAll(b, []byte("checkpoint_distance = 1048576"))
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pageserver.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Zenith("pageserver", "stop")
+	env.Zenith("pageserver", "start")
+	pg := env.Postgres.CreateStart("main")
+	conn := pg.Connect()
+	srv.Stop()
+	exec1(t, conn, "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 150000) g")
+	want := dumpAll(t, pg)
+	var tl pageserver.TimelineInfo
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		tl = mainTimeline(t, env, cfg.ListenHTTP)
+		if tl.DiskConsistentLSN > tl.RemoteConsistentLSN+3*16<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with S3 down, the page server's disk-consistent LSN did not get 3 segments ahead of its remote-consistent LSN: %+v", tl)
+		}
+	}
+	t.Logf("S3 down: disk-consistent %v, remote-consistent %v", tl.DiskConsistentLSN, tl.RemoteConsistentLSN)
+	// Time for the safekeeper's WAL removal, which runs every few
+	// seconds, to remove what it would.
+	time.Sleep(5 * time.Second)
+	conn.Close(t.Context())
+	env.Zenith("pageserver", "stop", "--immediate")
+	wipePageserver(t, env)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	env.Zenith("pageserver", "start")
+	pg.Destroy()
+	pg = env.Postgres.CreateStart("main")
+	if err := pgdump.Compare(dumpAll(t, pg), want).Err(); err != nil {
+		t.Errorf("after uploads failed with S3 down and the page server's directory was lost: pg_dumpall of main: %v", err)
+	}
+	pg.Destroy()
+}
+
+// mainTimeline asks the page server's HTTP API for branch main's
+// timeline.
+func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) pageserver.TimelineInfo {
+	t.Helper()
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var tenants []struct {
+		ID string `json:"tenant_id"`
+	}
+	get("/v1/tenant", &tenants)
+	for _, tn := range tenants {
+		var tls []pageserver.TimelineInfo
+		get("/v1/tenant/"+tn.ID+"/timeline", &tls)
+		for _, tl := range tls {
+			if tl.Branch == "main" {
+				return tl
+			}
+		}
+	}
+	t.Fatalf("the page server at %s has no branch main", httpAddr)
+	return pageserver.TimelineInfo{}
 }
 
 // wipePageserver deletes everything in the page server's directory but
