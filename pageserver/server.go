@@ -182,6 +182,26 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
+			// After each GC period: GC moves the cut-offs that
+			// trimWAL goes by.
+			tick := time.NewTicker(time.Duration(s.cfg.GCPeriod))
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tick.C:
+					s.tenants.trimWAL()
+				}
+			}
+		}, func(error) {
+			s.log.Info().Msg("stopping the WAL store trimming")
+			cancel()
+		})
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
 			s.tenants.runner.run(ctx)
 			return nil
 		}, func(error) {
