@@ -19,8 +19,8 @@ import (
 // remoteSetup is a repository with remote storage on its own file system,
 // so that the repository's disk can be lost while the remote stays.
 type remoteSetup struct {
-	remoteFS *vfs.Faulty
-	remote   *remote.LocalDir
+	remoteFS *vfs.Faulty // nil for a remote not on a vfs
+	remote   remote.Storage
 }
 
 func newRemoteSetup() *remoteSetup {
