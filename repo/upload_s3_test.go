@@ -171,4 +171,3 @@ func (p *cuttingProxy) serve(c net.Conn, upstream string) {
 	}()
 	<-done
 }
-
