@@ -110,23 +110,42 @@ func (s *S3) Upload(ctx context.Context, p string, r io.Reader) error {
 	if err := checkPath(p); err != nil {
 		return err
 	}
-	buf := make([]byte, s.partSize)
-	n, err := io.ReadFull(r, buf)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket: &s.bucket, Key: aws.String(s.key(p)),
-			Body: bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
-			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
-		})
+	// A seekable body of known size below a part goes up as it is:
+	// the SDK rewinds it to retry.
+	if rs, ok := r.(io.ReadSeeker); ok {
+		size, err := rs.Seek(0, io.SeekEnd)
+		if err == nil {
+			_, err = rs.Seek(0, io.SeekStart)
+		}
 		if err != nil {
 			return fmt.Errorf("upload %s: %w", p, err)
 		}
-		return nil
+		if size < s.partSize {
+			return s.put(ctx, p, rs, size)
+		}
+	}
+	buf := make([]byte, s.partSize)
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return s.put(ctx, p, bytes.NewReader(buf[:n]), int64(n))
 	}
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", p, err)
 	}
 	if err := s.multipart(ctx, p, buf[:n], r); err != nil {
+		return fmt.Errorf("upload %s: %w", p, err)
+	}
+	return nil
+}
+
+// put uploads the object at p in one request.
+func (s *S3) put(ctx context.Context, p string, body io.ReadSeeker, size int64) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: aws.String(s.key(p)),
+		Body: body, ContentLength: aws.Int64(size),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+	})
+	if err != nil {
 		return fmt.Errorf("upload %s: %w", p, err)
 	}
 	return nil
