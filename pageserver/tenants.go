@@ -300,6 +300,8 @@ func (t *tenant) commitBranch(b Branch) error {
 		return err
 	}
 	t.branches = branches
+	// The name goes to remote storage with the tenant's files.
+	t.ts.repo.RequestUpload()
 	t.log.Info().Str("branch", b.Name).Str("timeline", b.Timeline.String()).Stringer("start", b.Start).Msg("created branch")
 	return nil
 }

@@ -227,7 +227,7 @@ func (tn *Tenant) createLocked(tid id.TimelineID, m metadata) (*Timeline, error)
 	}
 	tn.timelines[tid] = &timelineEntry{meta: m}
 	tn.log.Info().Str("timeline", tid.String()).Stringer("start_lsn", m.DiskConsistentLSN).Msg("created timeline")
-	tn.repo.requestUpload()
+	tn.repo.RequestUpload()
 	return tn.timelineLocked(tid)
 }
 

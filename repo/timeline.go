@@ -281,7 +281,7 @@ func (tl *Timeline) commit(change func(d *durable), install func()) (listed bool
 		install()
 	}
 	tl.mu.Unlock()
-	tl.tenant.repo.requestUpload()
+	tl.tenant.repo.RequestUpload()
 	return true, nil
 }
 

@@ -347,8 +347,9 @@ func (r *Repository) uploadAll(ctx context.Context) {
 	}
 }
 
-// requestUpload wakes the upload loop.
-func (r *Repository) requestUpload() {
+// RequestUpload wakes the upload loop, which uploads what changed: a
+// caller that changed one of Config.TenantFiles calls it.
+func (r *Repository) RequestUpload() {
 	select {
 	case r.uploadCh <- struct{}{}:
 	default:
