@@ -153,6 +153,9 @@ func (tn *Tenant) timelineLocked(tid id.TimelineID) (*Timeline, error) {
 		return nil, fmt.Errorf("load timeline %s of tenant %s: %w", tid, tn.id, err)
 	}
 	e.tl = tl
+	// Learn its remote-consistent LSN now, not at the upload loop's
+	// next tick.
+	tn.repo.RequestUpload()
 	tl.log.Debug().Stringer("disk_consistent_lsn", e.meta.DiskConsistentLSN).Int("layers", len(e.meta.Layers)).Msg("loaded timeline")
 	return tl, nil
 }

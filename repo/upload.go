@@ -215,7 +215,7 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 	p := remoteTimelinePrefix(tl.tenant.id, tl.id) + indexFile
 	u.uploaded = map[string]uploadedLayer{}
 	var buf bytes.Buffer
-	err := repo.remote.Download(ctx, p, &buf)
+	err := repo.download(ctx, p, &buf)
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 	case err != nil:
