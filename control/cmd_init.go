@@ -16,6 +16,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
@@ -46,11 +47,20 @@ listen on 127.0.0.1 and there unless --compute-listen says otherwise) and
 --compute-replication-from (the networks pg_hba.conf trusts for WAL
 streaming; otherwise it trusts loopback only).
 
+Remote storage: the page server uploads every layer file and timeline index
+to --remote-storage (by default the directory remote_storage inside the
+repository); a page server whose directory is lost restores every tenant
+from there when it starts. For s3://bucket/prefix, the credentials come
+from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS shared
+config files), the endpoint and region from the flags or AWS_ENDPOINT_URL
+and AWS_REGION.
+
 Examples:
   zenith init
   ZENITH_REPO_DIR=/srv/zenith zenith init --pageserver-port 6400 --http-port 9899
   zenith init --safekeepers 3 --safekeeper-port 5454
   zenith init --systemd /etc/systemd/system --systemd-user zenith
+  zenith init --remote-storage s3://zenith-layers/prod --remote-storage-endpoint http://10.0.0.5:7070
   zenith init --pageserver-addr 10.0.0.1:64000 \\
       --safekeeper-addrs 10.0.0.1:5454,10.0.0.2:5454,10.0.0.3:5454 \\
       --compute-host 10.0.0.1 --compute-replication-from 10.0.0.0/24 --systemd /tmp/units`,
@@ -69,6 +79,9 @@ Examples:
 			&cli.StringFlag{Name: "compute-host", Value: DefaultConfig().Compute.AdvertiseHost, Usage: "`HOST` at which computes are reached (connection strings; the page server's and safekeepers' too)"},
 			&cli.StringFlag{Name: "compute-listen", Usage: "computes' listen_addresses, `HOSTS` comma separated (default: 127.0.0.1 and --compute-host)"},
 			&cli.StringFlag{Name: "compute-replication-from", Usage: "`CIDR,...` networks whose hosts may stream WAL from computes without a password (the page server's and safekeepers' hosts)"},
+			&cli.StringFlag{Name: "remote-storage", Usage: "where the page server uploads layer files and timeline indexes: `URL` file:///absolute/dir or s3://bucket/prefix (default: file://REPO/remote_storage, inside the repository)"},
+			&cli.StringFlag{Name: "remote-storage-endpoint", Usage: "for s3://: the S3-compatible server's `URL` (default: $AWS_ENDPOINT_URL, or AWS)"},
+			&cli.StringFlag{Name: "remote-storage-region", Usage: "for s3://: the bucket's `REGION` (default: $AWS_REGION, or us-east-1)"},
 			&cli.StringFlag{Name: "systemd", Usage: "also write systemd unit files for the page server and safekeepers to `DIR`"},
 			&cli.StringFlag{Name: "systemd-user", Value: DefaultSystemdUser, Usage: "the units run zenith as OS user `NAME` (the repository must belong to it)"},
 		},
@@ -94,6 +107,10 @@ func runInit(c *cli.Context) (err error) {
 	}
 	if err := initAddresses(c, &cfg); err != nil {
 		return err
+	}
+	rs := remoteStorageFlags(c, "file://"+filepath.Join(dir, "remote_storage"))
+	if err := rs.Validate(); err != nil {
+		return fmt.Errorf("--remote-storage: %w", err)
 	}
 	cfg.DefaultTenant = id.NewTenantID() // replaced by the page server's answer
 	if err := cfg.Validate(); err != nil {
@@ -131,7 +148,7 @@ func runInit(c *cli.Context) (err error) {
 		return fmt.Errorf("the repository must be reachable by PostgreSQL: %w", err)
 	}
 	if cfg.Pageserver.Local {
-		if err := writePageserverConfig(e.PageserverDir(), cfg); err != nil {
+		if err := writePageserverConfig(e.PageserverDir(), cfg, rs); err != nil {
 			return err
 		}
 		if err := ps.Start(ctx, e.Progress); err != nil {
@@ -175,10 +192,20 @@ func runInit(c *cli.Context) (err error) {
 	return nil
 }
 
+// remoteStorageFlags reads --remote-storage and its endpoint and region;
+// def is the URL without the flag.
+func remoteStorageFlags(c *cli.Context, def string) remote.Config {
+	rs := remote.Config{URL: c.String("remote-storage"), Endpoint: c.String("remote-storage-endpoint"), Region: c.String("remote-storage-region")}
+	if rs.URL == "" {
+		rs.URL = def
+	}
+	return rs
+}
+
 // writePageserverConfig creates the page server's working directory with
-// the sample pageserver.toml, set to the configured addresses and
-// PostgreSQL, and checks that the page server will accept it.
-func writePageserverConfig(dir string, cfg Config) error {
+// the sample pageserver.toml, set to the configured addresses, PostgreSQL
+// and remote storage, and checks that the page server will accept it.
+func writePageserverConfig(dir string, cfg Config, rs remote.Config) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create page server directory: %w", err)
 	}
@@ -187,6 +214,9 @@ func writePageserverConfig(dir string, cfg Config) error {
 		"listen_pg":   cfg.Pageserver.ListenPG,
 		"listen_http": cfg.Pageserver.ListenHTTP,
 		"pg_bin_dir":  cfg.PGBinDir,
+		"url":         rs.URL,
+		"endpoint":    rs.Endpoint,
+		"region":      rs.Region,
 	} {
 		re := regexp.MustCompile(`(?m)^` + key + ` = .*$`)
 		if !re.MatchString(text) {

@@ -252,6 +252,9 @@ Example:
 			&cli.StringFlag{Name: "listen-pg", Value: DefaultConfig().Pageserver.ListenPG, Usage: "page service address `HOST:PORT`"},
 			&cli.StringFlag{Name: "listen-http", Value: DefaultConfig().Pageserver.ListenHTTP, Usage: "HTTP API address `HOST:PORT`"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: searched)"},
+			&cli.StringFlag{Name: "remote-storage", Usage: "where it uploads layer files and timeline indexes: `URL` file:///absolute/dir or s3://bucket/prefix (default: none)"},
+			&cli.StringFlag{Name: "remote-storage-endpoint", Usage: "for s3://: the S3-compatible server's `URL` (default: $AWS_ENDPOINT_URL, or AWS)"},
+			&cli.StringFlag{Name: "remote-storage-region", Usage: "for s3://: the bucket's `REGION` (default: $AWS_REGION, or us-east-1)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -269,7 +272,11 @@ Example:
 			if cfg.PGBinDir, err = pgcluster.FindBinDir(c.Context, c.String("pg-bin")); err != nil {
 				return err
 			}
-			if err := writePageserverConfig(dir, cfg); err != nil {
+			rs := remoteStorageFlags(c, "")
+			if err := rs.Validate(); err != nil {
+				return fmt.Errorf("--remote-storage: %w", err)
+			}
+			if err := writePageserverConfig(dir, cfg, rs); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, pageserver.ConfigFileName))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 
 	// Log is "console" (for a person) or "json" (for a daemon's log file).
 	Log string `toml:"log_format"`
+
+	// RemoteStorage is where layer files and timeline indexes are
+	// uploaded, and tenants restored from (empty URL: nowhere).
+	RemoteStorage remote.Config `toml:"remote_storage"`
 }
 
 // DefaultConfig is the configuration of a page server with no config file.
@@ -115,6 +120,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
 	case c.Log != "console" && c.Log != "json":
 		return fmt.Errorf("log_format = %q: want \"console\" or \"json\"", c.Log)
+	}
+	if err := c.RemoteStorage.Validate(); err != nil {
+		return fmt.Errorf("remote_storage.url: %w", err)
 	}
 	return nil
 }

@@ -221,7 +221,10 @@ type TimelineInfo struct {
 	LastRecordLSN     pgdata.LSN      `json:"last_record_lsn"`
 	PrevRecordLSN     api.OptionalLSN `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN      `json:"disk_consistent_lsn"`
-	GCCutoffLSN       pgdata.LSN      `json:"gc_cutoff_lsn"`
+	// RemoteConsistentLSN is the LSN up to which the timeline is in
+	// remote storage (0: nothing uploaded yet, or no remote storage).
+	RemoteConsistentLSN pgdata.LSN `json:"remote_consistent_lsn"`
+	GCCutoffLSN         pgdata.LSN `json:"gc_cutoff_lsn"`
 	// IngestStopped is set when the timeline's ingest stopped: where and
 	// why (see WalReceiver).
 	IngestStopped *IngestStop `json:"ingest_stopped,omitempty"`
@@ -236,7 +239,7 @@ func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error
 	}
 	ti := TimelineInfo{
 		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), RemoteConsistentLSN: tl.RemoteConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
 	if b, ok := t.branchOf(tid); ok {
 		ti.Branch = b.Name

@@ -72,7 +72,7 @@ func newMetrics() *metrics {
 
 // register adds the per-timeline metrics, read from s at each scrape.
 func (m *metrics) register(s *Server) {
-	m.reg.MustRegister(&timelineCollector{s: s}, memoryCollector{s: s})
+	m.reg.MustRegister(&timelineCollector{s: s}, memoryCollector{s: s}, remoteCollector{s.repo.RemoteStats()})
 }
 
 // pageRequest records the outcome of one page-stream request.
@@ -111,6 +111,7 @@ var (
 	timelineLabels     = []string{"tenant_id", "timeline_id"}
 	descLastRecordLSN  = prometheus.NewDesc("zenith_pageserver_last_record_lsn", "End of the last WAL record ingested.", timelineLabels, nil)
 	descDiskConsistent = prometheus.NewDesc("zenith_pageserver_disk_consistent_lsn", "LSN up to which the timeline is durable in layer files.", timelineLabels, nil)
+	descRemoteConsist  = prometheus.NewDesc("zenith_pageserver_remote_consistent_lsn", "LSN up to which the timeline is in remote storage (0: nothing uploaded, or no remote storage).", timelineLabels, nil)
 	descGCCutoff       = prometheus.NewDesc("zenith_pageserver_gc_cutoff_lsn", "Lowest LSN the timeline can be read at.", timelineLabels, nil)
 	descWALReceived    = prometheus.NewDesc("zenith_pageserver_wal_received_lsn", "End of the WAL received from the timeline's source.", timelineLabels, nil)
 	descWALFlushed     = prometheus.NewDesc("zenith_pageserver_wal_flushed_lsn", "End of the received WAL that is fsynced.", timelineLabels, nil)
@@ -126,7 +127,7 @@ var (
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descRemoteConsist, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
 		ch <- d
 	}
 }
@@ -144,6 +145,7 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 			labels := []string{t.id.String(), info.ID.String()}
 			gauge(descLastRecordLSN, float64(tl.LastRecordLSN()), labels...)
 			gauge(descDiskConsistent, float64(tl.DiskConsistentLSN()), labels...)
+			gauge(descRemoteConsist, float64(tl.RemoteConsistentLSN()), labels...)
 			gauge(descGCCutoff, float64(tl.GCCutoff()), labels...)
 			if stop := tl.IngestStopped(); stop != nil {
 				gauge(descIngestStopped, 1, labels...)
@@ -207,4 +209,34 @@ func layerFiles(dir string) (files map[string]int, bytes map[string]int64) {
 		bytes[kind] += info.Size()
 	}
 	return files, bytes
+}
+
+// remoteCollector reports the traffic with remote storage.
+type remoteCollector struct{ st *repo.RemoteStats }
+
+var (
+	descRemoteUploads       = prometheus.NewDesc("zenith_pageserver_remote_uploads_total", "Objects uploaded to remote storage (layer files, indexes, tenant files).", nil, nil)
+	descRemoteUploadBytes   = prometheus.NewDesc("zenith_pageserver_remote_upload_bytes_total", "Bytes uploaded to remote storage.", nil, nil)
+	descRemoteUploadErrors  = prometheus.NewDesc("zenith_pageserver_remote_upload_errors_total", "Uploads of a timeline or tenant that failed (each retried later).", nil, nil)
+	descRemoteDownloads     = prometheus.NewDesc("zenith_pageserver_remote_downloads_total", "Objects downloaded from remote storage.", nil, nil)
+	descRemoteDownloadBytes = prometheus.NewDesc("zenith_pageserver_remote_download_bytes_total", "Bytes downloaded from remote storage.", nil, nil)
+)
+
+func (c remoteCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRemoteUploads, descRemoteUploadBytes, descRemoteUploadErrors, descRemoteDownloads, descRemoteDownloadBytes} {
+		ch <- d
+	}
+}
+
+func (c remoteCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v int64
+	}{
+		{descRemoteUploads, c.st.Uploads.Load()}, {descRemoteUploadBytes, c.st.UploadedBytes.Load()},
+		{descRemoteUploadErrors, c.st.UploadErrors.Load()}, {descRemoteDownloads, c.st.Downloads.Load()},
+		{descRemoteDownloadBytes, c.st.DownloadedBytes.Load()},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -107,6 +108,14 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.Logger = log
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
+	repoCfg.TenantFiles = []string{branchesFileName}
+	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
+		s.redo.Close()
+		return nil, err
+	}
+	if repoCfg.Remote != nil {
+		log.Info().Str("remote_storage", cfg.RemoteStorage.URL).Msg("layers are uploaded to remote storage")
+	}
 	s.repo, err = repo.Open(repoCfg)
 	if err != nil {
 		s.redo.Close()
@@ -175,6 +184,26 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 			if err := hs.Shutdown(ctx); err != nil {
 				hs.Close()
 			}
+		})
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			// After each GC period: GC moves the cut-offs that
+			// trimWAL goes by.
+			tick := time.NewTicker(time.Duration(s.cfg.GCPeriod))
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tick.C:
+					s.tenants.trimWAL()
+				}
+			}
+		}, func(error) {
+			s.log.Info().Msg("stopping the WAL store trimming")
+			cancel()
 		})
 	}
 	{
@@ -250,7 +279,7 @@ func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.Branc
 	info := api.BranchInfo{
 		Name: b.Name, Timeline: b.Timeline,
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(), RemoteConsistentLSN: tl.RemoteConsistentLSN(),
 	}
 	sz := t.sizes(ctx, tl)
 	info.LogicalSize, info.LayerBytes, info.WALBytes = sz.Logical, sz.Layers, sz.WAL

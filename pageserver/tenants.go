@@ -53,6 +53,9 @@ type timelineWAL interface {
 	// FindLSNForTime returns the end of the last commit record at or
 	// before t; ok is false if the stored WAL has none.
 	FindLSNForTime(ctx context.Context, t time.Time) (lsn pgdata.LSN, ok bool, err error)
+	// RemoveBelow forgets the stored WAL below lsn, a record boundary;
+	// nothing happens if the store starts at or above it, or ends below.
+	RemoveBelow(lsn pgdata.LSN) error
 	// Close releases the store's files, once Run has returned.
 	Close() error
 }
@@ -308,6 +311,8 @@ func (t *tenant) commitBranch(b Branch) error {
 		return err
 	}
 	t.branches = branches
+	// The name goes to remote storage with the tenant's files.
+	t.ts.repo.RequestUpload()
 	t.log.Info().Str("branch", b.Name).Str("timeline", b.Timeline.String()).Stringer("start", b.Start).Msg("created branch")
 	return nil
 }
@@ -449,4 +454,33 @@ func saveBranches(tenantDir string, branches []Branch) error {
 		return fmt.Errorf("save branch names: %w", err)
 	}
 	return nil
+}
+
+// trimWAL removes, for every timeline, the stored WAL that nothing can need
+// any more: below both its durable LSN (where a restart, or a restore from
+// remote storage, resumes ingesting; see repo.Timeline.DurableLSN) and its
+// GC cut-off (below which no branch can be made and no read is answered,
+// and which the PITR window and GC horizon hold back).
+func (ts *tenants) trimWAL() {
+	for _, t := range ts.list() {
+		t.mu.Lock()
+		wals := make(map[id.TimelineID]timelineWAL, len(t.wal))
+		for tid, w := range t.wal {
+			wals[tid] = w
+		}
+		t.mu.Unlock()
+		for tid, w := range wals {
+			tl, err := t.tn.Timeline(tid)
+			if err != nil {
+				continue
+			}
+			lsn := tl.DurableLSN()
+			if lsn == 0 || lsn > tl.GCCutoff() {
+				continue
+			}
+			if err := w.RemoveBelow(lsn); err != nil {
+				t.log.Warn().Err(err).Str("timeline", tid.String()).Stringer("lsn", lsn).Msg("remove old WAL from the WAL store")
+			}
+		}
+	}
 }

@@ -108,10 +108,12 @@ type WalReceiverStatus struct {
 //   - To a compute, flush is the end of the last complete record in the
 //     fsynced WAL store: the compute may use the page server as a
 //     synchronous standby, and its replication slot keeps the WAL above.
-//   - To a safekeeper, flush is what the page server has made durable in
-//     its repository (the timeline's DiskConsistentLSN): the safekeepers
-//     keep their WAL until then, so the page server can always stream
-//     again from its repository's state, even without its WAL store.
+//   - To a safekeeper, flush is what the page server has made durable
+//     (the timeline's DurableLSN: its remote-consistent LSN with remote
+//     storage, else its disk-consistent LSN): the safekeepers keep their
+//     WAL until then, so the page server can always stream again from its
+//     repository's state, even without its WAL store, and even after it
+//     lost its disk and restored from remote storage.
 //
 // From safekeepers the receiver streams from one at a time, the one whose
 // IDENTIFY_SYSTEM xlogpos (its commit LSN) is highest, and switches when

@@ -205,12 +205,14 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 // complete record in the fsynced WAL as flushed (a restart resumes from
 // such a record boundary: see WALStore's reopening), and the timeline's
 // last record LSN as applied; reply asks the walsender to answer. To a
-// safekeeper, flushed is the timeline's disk-consistent LSN instead (see
-// WalReceiver).
+// safekeeper, flushed is the timeline's durable LSN instead (see
+// WalReceiver): the safekeepers remove WAL below it, so with remote
+// storage it is the remote-consistent LSN, the WAL above which a page
+// server that lost its disk needs again.
 func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
 	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
 	if r.toSafekeeper {
-		flushed = min(flushed, r.tl.DiskConsistentLSN())
+		flushed = min(flushed, r.tl.DurableLSN())
 	}
 	st := pgwire.StandbyStatus{
 		Written:        r.store.End(),

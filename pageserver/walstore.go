@@ -30,10 +30,11 @@ import (
 // that start and the WAL receiver's source; it is replaced atomically.
 //
 // Retention: nothing is removed unless RemoveBelow is called. The page
-// server keeps every segment for now, so that branches at old LSNs
-// (PrevRecord) and time lookups (FindLSNForTime) keep working; once GC
-// and remote storage decide what history is needed, RemoveBelow at the
-// disk-consistent LSN is the lower bound of what may go.
+// server calls it after each GC period (tenants.trimWAL) at the
+// timeline's durable LSN (the remote-consistent LSN with remote storage,
+// else the disk-consistent LSN) once the GC cut-off has passed it, so that
+// branches at LSNs that can still be read (PrevRecord), time lookups in
+// the PITR window (FindLSNForTime) and a restart keep working.
 
 // walStoreControlFile is the name of the store's control file.
 const walStoreControlFile = "walstore.json"
@@ -295,8 +296,7 @@ func (s *WALStore) Sync() error {
 // RemoveBelow forgets the stored WAL below lsn, a record boundary between
 // Start and End (the timeline's disk-consistent LSN): the store then
 // starts at lsn, and the segment files wholly below lsn's segment are
-// removed. Nobody calls it yet; see the retention note at the top of
-// walstore.go.
+// removed. See the retention note at the top of walstore.go.
 func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

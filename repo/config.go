@@ -9,6 +9,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
@@ -47,6 +48,19 @@ type Config struct {
 	// the loop (Compact and GC can always be called directly).
 	CompactionInterval time.Duration
 	GCInterval         time.Duration
+	// Remote is the remote storage that layer files and timeline indexes
+	// are uploaded to, and that tenants missing from Workdir are restored
+	// from at Open; nil: none.
+	Remote remote.Storage
+	// UploadInterval is how often timelines are uploaded to Remote, in
+	// addition to after every flush, compaction and GC.
+	UploadInterval time.Duration
+	// UploadTimeout bounds the last upload at Close.
+	UploadTimeout time.Duration
+	// TenantFiles names files of a tenant's directory, besides its
+	// settings, that are uploaded and restored with it (the page server's
+	// branch names).
+	TenantFiles []string
 	// Now is the clock (for freezing by age and the PITR window); nil
 	// means time.Now.
 	Now func() time.Time
@@ -65,6 +79,8 @@ func DefaultConfig(workdir string) Config {
 		FlushInterval:      time.Second,
 		CompactionInterval: 20 * time.Second,
 		GCInterval:         100 * time.Second,
+		UploadInterval:     10 * time.Second,
+		UploadTimeout:      30 * time.Second,
 		Now:                time.Now,
 	}
 }
@@ -82,7 +98,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("repository config: BlockCacheSize %d is negative", c.BlockCacheSize)
 	case c.InMemoryLayerLimit <= 0:
 		return fmt.Errorf("repository config: InMemoryLayerLimit %d must be positive", c.InMemoryLayerLimit)
-	case c.FlushInterval < 0, c.CompactionInterval < 0, c.GCInterval < 0:
+	case c.FlushInterval < 0, c.CompactionInterval < 0, c.GCInterval < 0, c.UploadInterval < 0, c.UploadTimeout < 0:
 		return errors.New("repository config: a background interval is negative")
 	}
 	return nil

@@ -49,38 +49,56 @@ type envelope struct {
 
 func encodeMetadata(m metadata) ([]byte, error) {
 	m.Version = metadataVersion
-	body, err := json.Marshal(m)
+	b, err := encodeEnvelope(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode metadata: %w", err)
 	}
-	b, err := json.MarshalIndent(envelope{CRC32C: crc32.Checksum(body, castagnoli), Body: body}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode metadata: %w", err)
-	}
-	return append(b, '\n'), nil
+	return b, nil
 }
 
 func decodeMetadata(b []byte, file string) (metadata, error) {
 	var m metadata
-	var e envelope
-	if err := json.Unmarshal(b, &e); err != nil {
-		return m, &CorruptionError{File: file, Offset: -1, Err: err}
-	}
-	// The file is indented for people; the checksum is of the compact body.
-	var body bytes.Buffer
-	if err := json.Compact(&body, e.Body); err != nil {
-		return m, &CorruptionError{File: file, Offset: -1, Err: err}
-	}
-	if got := crc32.Checksum(body.Bytes(), castagnoli); got != e.CRC32C {
-		return m, &CorruptionError{File: file, Offset: -1, Err: fmt.Errorf("checksum mismatch: computed %08x, stored %08x", got, e.CRC32C)}
-	}
-	if err := json.Unmarshal(body.Bytes(), &m); err != nil {
-		return m, &CorruptionError{File: file, Offset: -1, Err: err}
+	if err := decodeEnvelope(b, file, &m); err != nil {
+		return m, err
 	}
 	if m.Version != metadataVersion {
 		return m, fmt.Errorf("metadata %s: unsupported format version %d", file, m.Version)
 	}
 	return m, nil
+}
+
+// encodeEnvelope renders v as JSON inside an envelope with its checksum.
+func encodeEnvelope(v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(envelope{CRC32C: crc32.Checksum(body, castagnoli), Body: body}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// decodeEnvelope checks the envelope in b and decodes its body into v; a
+// damaged one is a *CorruptionError naming file.
+func decodeEnvelope(b []byte, file string, v any) error {
+	var e envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return &CorruptionError{File: file, Offset: -1, Err: err}
+	}
+	// The file is indented for people; the checksum is of the compact body.
+	var body bytes.Buffer
+	if err := json.Compact(&body, e.Body); err != nil {
+		return &CorruptionError{File: file, Offset: -1, Err: err}
+	}
+	if got := crc32.Checksum(body.Bytes(), castagnoli); got != e.CRC32C {
+		return &CorruptionError{File: file, Offset: -1, Err: fmt.Errorf("checksum mismatch: computed %08x, stored %08x", got, e.CRC32C)}
+	}
+	if err := json.Unmarshal(body.Bytes(), v); err != nil {
+		return &CorruptionError{File: file, Offset: -1, Err: err}
+	}
+	return nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/layer"
+	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
@@ -35,9 +36,13 @@ type Repository struct {
 	tenants map[id.TenantID]*Tenant
 	closed  bool
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	flushCh chan struct{}
+	remote      remote.Storage
+	remoteStats RemoteStats
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	flushCh  chan struct{}
+	uploadCh chan struct{}
 }
 
 // Open opens (creating if needed) the repository in cfg.Workdir and starts
@@ -53,15 +58,17 @@ func Open(cfg Config) (*Repository, error) {
 		return nil, err
 	}
 	r := &Repository{
-		workdir: cfg.Workdir,
-		fs:      cfg.FS,
-		cache:   newPageCache(cfg.PageCacheSize),
-		redo:    cfg.Redo,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		cfg:     cfg,
-		tenants: make(map[id.TenantID]*Tenant),
-		flushCh: make(chan struct{}, 1),
+		workdir:  cfg.Workdir,
+		fs:       cfg.FS,
+		cache:    newPageCache(cfg.PageCacheSize),
+		redo:     cfg.Redo,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		cfg:      cfg,
+		tenants:  make(map[id.TenantID]*Tenant),
+		flushCh:  make(chan struct{}, 1),
+		remote:   cfg.Remote,
+		uploadCh: make(chan struct{}, 1),
 	}
 	if err := r.fs.MkdirAll(r.tenantsDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
@@ -72,12 +79,20 @@ func Open(cfg Config) (*Repository, error) {
 			return nil, fmt.Errorf("open repository: %w", err)
 		}
 	}
+	if r.remote != nil {
+		if err := r.restore(context.Background()); err != nil {
+			return nil, fmt.Errorf("open repository: restore from remote storage: %w", err)
+		}
+	}
 	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)
 	r.startLoop(ctx, "compaction", cfg.CompactionInterval, nil, r.compactAll)
 	r.startLoop(ctx, "gc", cfg.GCInterval, nil, r.gcAll)
+	if r.remote != nil {
+		r.startLoop(ctx, "upload", cfg.UploadInterval, r.uploadCh, r.uploadAll)
+	}
 	return r, nil
 }
 
@@ -184,6 +199,15 @@ func (r *Repository) Close() error {
 		if err := tl.Flush(context.Background()); err != nil && first == nil {
 			first = err
 		}
+	}
+	if r.remote != nil {
+		// What the last flush wrote goes to remote storage too, if it
+		// can in a while; otherwise it goes at the next start.
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.UploadTimeout)
+		r.uploadAll(ctx)
+		cancel()
+	}
+	for _, tl := range r.loadedTimelines() {
 		if err := tl.close(); err != nil && first == nil {
 			first = err
 		}

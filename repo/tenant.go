@@ -34,6 +34,8 @@ type Tenant struct {
 
 	mu        sync.Mutex
 	timelines map[id.TimelineID]*timelineEntry
+
+	upload tenantUpload
 }
 
 // timelineEntry is a timeline the tenant knows of: its metadata as last
@@ -185,6 +187,9 @@ func (tn *Tenant) timelineLocked(tid id.TimelineID) (*Timeline, error) {
 		return nil, fmt.Errorf("load timeline %s of tenant %s: %w", tid, tn.id, err)
 	}
 	e.tl = tl
+	// Learn its remote-consistent LSN now, not at the upload loop's
+	// next tick.
+	tn.repo.RequestUpload()
 	tl.log.Debug().Stringer("disk_consistent_lsn", e.meta.DiskConsistentLSN).Int("layers", len(e.meta.Layers)).Msg("loaded timeline")
 	return tl, nil
 }
@@ -259,6 +264,7 @@ func (tn *Tenant) createLocked(tid id.TimelineID, m metadata) (*Timeline, error)
 	}
 	tn.timelines[tid] = &timelineEntry{meta: m}
 	tn.log.Info().Str("timeline", tid.String()).Stringer("start_lsn", m.DiskConsistentLSN).Msg("created timeline")
+	tn.repo.RequestUpload()
 	return tn.timelineLocked(tid)
 }
 

@@ -51,6 +51,8 @@ type Timeline struct {
 	flushMu   sync.Mutex // one flush at a time
 	compactMu sync.Mutex // one compaction or GC at a time
 	metaMu    sync.Mutex // one metadata write at a time
+
+	upload timelineUpload
 }
 
 // durable is what the timeline's metadata file says.
@@ -279,6 +281,7 @@ func (tl *Timeline) commit(change func(d *durable), install func()) (listed bool
 		install()
 	}
 	tl.mu.Unlock()
+	tl.tenant.repo.RequestUpload()
 	return true, nil
 }
 

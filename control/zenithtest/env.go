@@ -39,6 +39,9 @@ type Options struct {
 	// server and safekeeper ports New picks on 127.0.0.1 (Safekeepers is
 	// then ignored and PageserverAddr empty): a test of other addresses.
 	InitArgs []string
+	// MoreInitArgs are added to zenith init's flags (e.g.
+	// --remote-storage).
+	MoreInitArgs []string
 }
 
 // Env is a zenith repository in a temporary directory, driven by the real
@@ -95,6 +98,7 @@ func New(t testing.TB, opts *Options) *Env {
 			"--safekeeper-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)),
 			"--safekeeper-http-port", strconv.Itoa(freePortRange(t, opts.Safekeepers)))
 	}
+	args = append(args, opts.MoreInitArgs...)
 	e.Zenith(args...)
 	if !opts.NoStart {
 		e.Zenith("start")

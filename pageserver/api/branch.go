@@ -21,6 +21,9 @@ type BranchInfo struct {
 	LastRecordLSN     pgdata.LSN    `json:"last_record_lsn"`
 	PrevRecordLSN     OptionalLSN   `json:"prev_record_lsn"`
 	DiskConsistentLSN pgdata.LSN    `json:"disk_consistent_lsn"`
+	// RemoteConsistentLSN is the LSN up to which the branch is in remote
+	// storage (0: nothing uploaded yet, or no remote storage).
+	RemoteConsistentLSN pgdata.LSN `json:"remote_consistent_lsn"`
 	// GCCutoffLSN is the lowest LSN the branch can be read, or branched
 	// from, at: history below it is gone.
 	GCCutoffLSN pgdata.LSN `json:"gc_cutoff_lsn"`
@@ -41,13 +44,13 @@ type BranchInfo struct {
 // BranchColumns are the columns of branch_list and of the commands that
 // create a branch, in the order of BranchInfo.Row.
 var BranchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
-	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "ingest_stopped",
+	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "remote_consistent_lsn", "ingest_stopped",
 	"gc_cutoff_lsn", "logical_size", "layer_bytes", "wal_bytes"}
 
 // Row is the branch as a row of BranchColumns.
 func (b BranchInfo) Row() []string {
 	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
-		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.IngestStopped,
+		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.RemoteConsistentLSN.String(), b.IngestStopped,
 		b.GCCutoffLSN.String(), strconv.FormatInt(b.LogicalSize, 10), strconv.FormatInt(b.LayerBytes, 10), strconv.FormatInt(b.WALBytes, 10)}
 }
 
@@ -74,10 +77,10 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 	for _, f := range []struct {
 		col string
 		lsn *pgdata.LSN
-	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}} {
+	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}, {"remote_consistent_lsn", &b.RemoteConsistentLSN}} {
 		v, ok := r[f.col]
-		if !ok && f.col == "gc_cutoff_lsn" {
-			continue // a page server from before retention settings
+		if !ok && (f.col == "gc_cutoff_lsn" || f.col == "remote_consistent_lsn") {
+			continue // a page server from before retention settings or remote storage
 		}
 		if *f.lsn, err = pgdata.ParseLSN(v); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)

@@ -9,7 +9,7 @@ import (
 
 func TestBranchRowRoundTrip(t *testing.T) {
 	for _, b := range []BranchInfo{
-		{Name: "main", Timeline: id.NewTimelineID(), LastRecordLSN: 0x16B9188, DiskConsistentLSN: 0x1000000},
+		{Name: "main", Timeline: id.NewTimelineID(), LastRecordLSN: 0x16B9188, DiskConsistentLSN: 0x1000000, RemoteConsistentLSN: 0xF00000},
 		{Name: "dev", Timeline: id.NewTimelineID(), AncestorName: "main", AncestorTimeline: id.NewTimelineID().String(),
 			AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000, PrevRecordLSN: 0x17FFF00, DiskConsistentLSN: 0x1700000,
 			GCCutoffLSN: 0x1600000, LogicalSize: 7 << 20, LayerBytes: 3 << 20, WALBytes: 16 << 20},
