@@ -127,3 +127,30 @@ func IsLoopback(addr string) bool {
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
+
+// ClientOptions are what zenith's own clients present to a service: a
+// token (empty: none) and the CA that signed the services' certificates
+// (empty: no TLS).
+type ClientOptions struct {
+	Token  string
+	CAFile string
+}
+
+// ConnParams are the libpq connection-string parameters of o: sslmode
+// (verify-full against the CA, or disable) and the token as password.
+// Tokens and paths with a quote or a backslash are escaped.
+func (o ClientOptions) ConnParams() string {
+	p := "sslmode=disable"
+	if o.CAFile != "" {
+		p = "sslmode=verify-full sslrootcert=" + quoteConnValue(o.CAFile)
+	}
+	if o.Token != "" {
+		p += " password=" + quoteConnValue(o.Token)
+	}
+	return p
+}
+
+// quoteConnValue quotes a libpq keyword/value connection-string value.
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
