@@ -269,7 +269,7 @@ Example:
 			if cfg.PGBinDir, err = pgcluster.FindBinDir(c.Context, c.String("pg-bin")); err != nil {
 				return err
 			}
-			if err := writePageserverConfig(dir, cfg); err != nil {
+			if err := writePageserverConfig(dir, cfg, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, pageserver.ConfigFileName))
