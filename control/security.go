@@ -40,6 +40,10 @@ func (e *Env) PrivateKeyPath() string { return filepath.Join(e.Dir, auth.Private
 // PublicKeyPath is the key the services check tokens with.
 func (e *Env) PublicKeyPath() string { return filepath.Join(e.Dir, auth.PublicKeyFile) }
 
+// ServiceTokenFile is the environment file of the systemd units with
+// auth on: the token the services present to each other (0600).
+func (e *Env) ServiceTokenFile() string { return filepath.Join(e.Dir, "service_token.env") }
+
 // TLSPath is a file of the local CA directory (auth.CACertFile...).
 func (e *Env) TLSPath(name string) string { return filepath.Join(e.Dir, tlsDirName, name) }
 
