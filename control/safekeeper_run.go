@@ -41,6 +41,14 @@ the commit LSN. On --listen-http: GET /v1/status, /v1/timeline/<tenant>/<timelin
 commit LSN is the flush LSN that a majority of the set has reached, learnt
 by polling them. Without peers the safekeeper is a set of one.
 
+With --auth-public-key every client must present a token signed by that
+key (the libpq password, HTTP "Authorization: Bearer"): the election
+commands need an admin token, reading a timeline's WAL a token for its
+tenant; /metrics stays public. Its own token, for its peers, is in
+$ZENITH_AUTH_TOKEN. With --tls-cert and --tls-key both listeners speak TLS
+(plaintext libpq sessions are refused), and --tls-ca makes it reach its
+peers over TLS, checking their certificates.
+
 SIGINT or SIGTERM stops it cleanly: connections close and every timeline's
 control file is written before it exits with status 0.
 

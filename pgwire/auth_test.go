@@ -27,7 +27,9 @@ func (l remoteListener) Accept() (net.Conn, error) {
 
 type remoteConn struct{ net.Conn }
 
-func (remoteConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000} }
+func (remoteConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000}
+}
 
 // TestPasswordOnlyOverTLSFromRemote: a remote client is not asked for its
 // token over plaintext (28000, before it sends it), and is over TLS.
