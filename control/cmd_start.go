@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -245,13 +246,25 @@ a comment, and the addresses given. Then run it with zenith pageserver run -D
 DIR (or a systemd unit), and point a repository at it in config.toml
 ([pageserver] listen_pg, local = false). An existing pageserver.toml is kept.
 
-Example:
-  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000`,
+With token auth and TLS (a repository made with zenith init --auth --tls),
+copy that repository's auth_public_key.pem and tls/ files to this host and
+name them; the page server's own token for the safekeepers then comes from
+$ZENITH_AUTH_TOKEN (zenith token --admin on the repository's host).
+
+Examples:
+  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000
+  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 10.0.0.1:64000 \
+      --auth-public-key /etc/zenith/auth_public_key.pem \
+      --tls-cert /etc/zenith/server.crt --tls-key /etc/zenith/server.key --tls-ca /etc/zenith/ca.crt`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "D", Usage: "the page server's working `DIR`", Required: true},
 			&cli.StringFlag{Name: "listen-pg", Value: DefaultConfig().Pageserver.ListenPG, Usage: "page service address `HOST:PORT`"},
 			&cli.StringFlag{Name: "listen-http", Value: DefaultConfig().Pageserver.ListenHTTP, Usage: "HTTP API address `HOST:PORT`"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of PostgreSQL 15's programs (default: searched)"},
+			&cli.StringFlag{Name: "auth-public-key", Usage: "take only tokens signed by the ed25519 key in PEM `FILE`"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve TLS with the PEM certificate `FILE` (and --tls-key)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "the PEM key `FILE` of --tls-cert"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "reach the safekeepers over TLS, checking them against the PEM CA `FILE`"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -269,7 +282,17 @@ Example:
 			if cfg.PGBinDir, err = pgcluster.FindBinDir(c.Context, c.String("pg-bin")); err != nil {
 				return err
 			}
-			if err := writePageserverConfig(dir, cfg, nil); err != nil {
+			security := map[string]string{}
+			for _, f := range []string{"auth-public-key", "tls-cert", "tls-key", "tls-ca"} {
+				if v := c.String(f); v != "" {
+					abs, err := filepath.Abs(v)
+					if err != nil {
+						return fmt.Errorf("--%s: %w", f, err)
+					}
+					security[strings.ReplaceAll(f, "-", "_")] = abs
+				}
+			}
+			if err := writePageserverConfig(dir, cfg, security); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, pageserver.ConfigFileName))
