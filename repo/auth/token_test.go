@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,6 +150,15 @@ func TestKeyFiles(t *testing.T) {
 	}
 	if _, err := LoadPublicKey(privPath); err == nil {
 		t.Error("LoadPublicKey of the private key file: got nil, want an error")
+	}
+	if st, err := os.Stat(privPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode: %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	if err := os.Chmod(privPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPrivateKey(privPath); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a private key others may read: got %v, want a refusal saying chmod 600", err)
 	}
 }
 
