@@ -25,7 +25,7 @@ var layers = []struct {
 }{
 	{"ports for servers about to listen", []string{"repo/netport"}},
 	{"PostgreSQL the program; file plumbing; ids; config files; tars", []string{"repo/pgcluster", "repo/vfs", "repo/id", "repo/tomlconf", "repo/tarfile", "repo/memstat"}},
-	{"a throw-away PostgreSQL or S3 server for tests; pg_dumpall comparison", []string{"repo/pgcluster/pgtest", "repo/pgcluster/pgdump", "repo/remote/s3test"}},
+	{"a throw-away PostgreSQL or S3 server for tests; pg_dumpall comparison; tokens and TLS", []string{"repo/pgcluster/pgtest", "repo/pgcluster/pgdump", "repo/remote/s3test", "repo/auth"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
 	{"formats built on them; WAL segment files; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/walseg", "repo/pgcluster/pgwaldump"}},
 	{"test workloads", []string{"repo/pgcluster/workload"}},

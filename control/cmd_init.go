@@ -84,6 +84,8 @@ Examples:
 			&cli.StringFlag{Name: "remote-storage-region", Usage: "for s3://: the bucket's `REGION` (default: $AWS_REGION, or us-east-1)"},
 			&cli.StringFlag{Name: "systemd", Usage: "also write systemd unit files for the page server and safekeepers to `DIR`"},
 			&cli.StringFlag{Name: "systemd-user", Value: DefaultSystemdUser, Usage: "the units run zenith as OS user `NAME` (the repository must belong to it)"},
+			&cli.BoolFlag{Name: "auth", Usage: "services take only tokens signed by the repository's ed25519 key (auth_private_key.pem, 0600); zenith token prints one"},
+			&cli.BoolFlag{Name: "tls", Usage: "services speak TLS with a certificate of a local CA made in tls/ (ca.crt for clients: sslrootcert)"},
 		},
 		Action: runInit,
 	}
@@ -113,6 +115,7 @@ func runInit(c *cli.Context) (err error) {
 		return fmt.Errorf("--remote-storage: %w", err)
 	}
 	cfg.DefaultTenant = id.NewTenantID() // replaced by the page server's answer
+	cfg.Security = SecurityConfig{Auth: c.Bool("auth"), TLS: c.Bool("tls")}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
@@ -147,8 +150,11 @@ func runInit(c *cli.Context) (err error) {
 	if err := pgcluster.PrepareDir(filepath.Join(dir, "pgdatadirs"), user); err != nil {
 		return fmt.Errorf("the repository must be reachable by PostgreSQL: %w", err)
 	}
+	if err := initSecurity(e); err != nil {
+		return err
+	}
 	if cfg.Pageserver.Local {
-		if err := writePageserverConfig(e.PageserverDir(), cfg, rs); err != nil {
+		if err := writePageserverConfig(e.PageserverDir(), cfg, rs, e.pageserverSecurity()); err != nil {
 			return err
 		}
 		if err := ps.Start(ctx, e.Progress); err != nil {
@@ -205,19 +211,25 @@ func remoteStorageFlags(c *cli.Context, def string) remote.Config {
 // writePageserverConfig creates the page server's working directory with
 // the sample pageserver.toml, set to the configured addresses, PostgreSQL
 // and remote storage, and checks that the page server will accept it.
-func writePageserverConfig(dir string, cfg Config, rs remote.Config) error {
+//
+// security are the settings of token auth and TLS (pageserverSecurity).
+func writePageserverConfig(dir string, cfg Config, rs remote.Config, security map[string]string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create page server directory: %w", err)
 	}
 	text := pageserver.SampleConfig
-	for key, value := range map[string]string{
+	settings := map[string]string{
 		"listen_pg":   cfg.Pageserver.ListenPG,
 		"listen_http": cfg.Pageserver.ListenHTTP,
 		"pg_bin_dir":  cfg.PGBinDir,
 		"url":         rs.URL,
 		"endpoint":    rs.Endpoint,
 		"region":      rs.Region,
-	} {
+	}
+	for k, v := range security {
+		settings[k] = v
+	}
+	for key, value := range settings {
 		re := regexp.MustCompile(`(?m)^` + key + ` = .*$`)
 		if !re.MatchString(text) {
 			return fmt.Errorf("the page server's sample config has no %s setting", key)

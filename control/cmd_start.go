@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -245,8 +246,16 @@ a comment, and the addresses given. Then run it with zenith pageserver run -D
 DIR (or a systemd unit), and point a repository at it in config.toml
 ([pageserver] listen_pg, local = false). An existing pageserver.toml is kept.
 
-Example:
-  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000`,
+With token auth and TLS (a repository made with zenith init --auth --tls),
+copy that repository's auth_public_key.pem and tls/ files to this host and
+name them; the page server's own token for the safekeepers then comes from
+$ZENITH_AUTH_TOKEN (zenith token --admin on the repository's host).
+
+Examples:
+  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 0.0.0.0:64000
+  zenith pageserver init -D /var/lib/zenith/pageserver --listen-pg 10.0.0.1:64000 \
+      --auth-public-key /etc/zenith/auth_public_key.pem \
+      --tls-cert /etc/zenith/server.crt --tls-key /etc/zenith/server.key --tls-ca /etc/zenith/ca.crt`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "D", Usage: "the page server's working `DIR`", Required: true},
 			&cli.StringFlag{Name: "listen-pg", Value: DefaultConfig().Pageserver.ListenPG, Usage: "page service address `HOST:PORT`"},
@@ -255,6 +264,10 @@ Example:
 			&cli.StringFlag{Name: "remote-storage", Usage: "where it uploads layer files and timeline indexes: `URL` file:///absolute/dir or s3://bucket/prefix (default: none)"},
 			&cli.StringFlag{Name: "remote-storage-endpoint", Usage: "for s3://: the S3-compatible server's `URL` (default: $AWS_ENDPOINT_URL, or AWS)"},
 			&cli.StringFlag{Name: "remote-storage-region", Usage: "for s3://: the bucket's `REGION` (default: $AWS_REGION, or us-east-1)"},
+			&cli.StringFlag{Name: "auth-public-key", Usage: "take only tokens signed by the ed25519 key in PEM `FILE`"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve TLS with the PEM certificate `FILE` (and --tls-key)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "the PEM key `FILE` of --tls-cert"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "reach the safekeepers over TLS, checking them against the PEM CA `FILE`"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -276,7 +289,17 @@ Example:
 			if err := rs.Validate(); err != nil {
 				return fmt.Errorf("--remote-storage: %w", err)
 			}
-			if err := writePageserverConfig(dir, cfg, rs); err != nil {
+			security := map[string]string{}
+			for _, f := range []string{"auth-public-key", "tls-cert", "tls-key", "tls-ca"} {
+				if v := c.String(f); v != "" {
+					abs, err := filepath.Abs(v)
+					if err != nil {
+						return fmt.Errorf("--%s: %w", f, err)
+					}
+					security[strings.ReplaceAll(f, "-", "_")] = abs
+				}
+			}
+			if err := writePageserverConfig(dir, cfg, rs, security); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", filepath.Join(dir, pageserver.ConfigFileName))

@@ -26,6 +26,7 @@ func Commands() []*cli.Command {
 		safekeeperRunCommand(),
 		WaldumpCommand(),
 		DoctorCommand(),
+		TokenCommand(),
 	)
 	for _, c := range cmds {
 		allowFlagsAfterArgs(c)

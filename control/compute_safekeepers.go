@@ -40,7 +40,11 @@ func syncStandbyNames(count int) string {
 // section 6) and points the page server at the safekeepers, so that it has
 // the WAL up to the elected start LSN before the basebackup there.
 func (e *Env) elect(ctx context.Context, n *Node) (safekeeper.Election, error) {
-	el, err := safekeeper.Elect(ctx, e.safekeeperAddrs(), n.Tenant, n.Timeline, zerolog.Nop())
+	client, err := e.cliClient()
+	if err != nil {
+		return safekeeper.Election{}, err
+	}
+	el, err := safekeeper.Elect(ctx, e.safekeeperAddrs(), n.Tenant, n.Timeline, client, zerolog.Nop())
 	if err != nil {
 		return el, fmt.Errorf("compute node %s: safekeeper election: %w (are the safekeepers running? zenith start starts them)", n.Name, err)
 	}

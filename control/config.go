@@ -37,6 +37,7 @@ type Config struct {
 	Pageserver    PageserverConfig `toml:"pageserver" comment:"The page server: its addresses, and whether zenith start/stop run it here."`
 	Safekeepers   SafekeeperConfig `toml:"safekeepers" comment:"The safekeepers (count 0: computes stream WAL to the page server directly)."`
 	Compute       ComputeConfig    `toml:"compute" comment:"Compute nodes: where they listen, and how the page server and safekeepers reach them."`
+	Security      SecurityConfig   `toml:"security" comment:"Token auth and TLS of the services (zenith init --auth --tls)."`
 }
 
 // PageserverConfig says how to reach the page server.

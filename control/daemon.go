@@ -37,6 +37,9 @@ type Daemon struct {
 	PidPath, LogPath string
 	// Ready reports whether the process answers.
 	Ready func(ctx context.Context) error
+	// Environ, if set, is what the process gets in its environment on top
+	// of zenith's own (its token, which must not be in its arguments).
+	Environ func() ([]string, error)
 }
 
 func (d *Daemon) pidfile() Pidfile { return Pidfile{Path: d.PidPath, Args: d.Args} }
@@ -82,6 +85,13 @@ func (d *Daemon) Start(ctx context.Context, notes io.Writer) error {
 	// Not CommandContext: the process outlives this command.
 	cmd := exec.Command(exe, append(append([]string{}, d.Args...), d.Extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if d.Environ != nil {
+		env, err := d.Environ()
+		if err != nil {
+			return fmt.Errorf("start %s: %w", d.Name, err)
+		}
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Its own session: a Ctrl-C at the terminal that ran zenith start must
 	// not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zenithdb/zenith/repo/auth"
 )
 
 // pageserverDaemon is the page server that runs from this repository.
@@ -18,6 +20,7 @@ func (e *Env) pageserverDaemon() *Daemon {
 		PidPath: filepath.Join(e.Dir, "pageserver.pid"),
 		LogPath: filepath.Join(e.Dir, "pageserver.log"),
 		Ready:   func(ctx context.Context) error { return e.Pageserver().Ping(ctx) },
+		Environ: e.daemonEnv,
 	}
 }
 
@@ -27,11 +30,26 @@ func (e *Env) safekeeperDaemon(n int) *Daemon {
 	return &Daemon{
 		Name:    fmt.Sprintf("safekeeper %d", n),
 		Args:    []string{"safekeeper", "run", "-D", e.SafekeeperDir(n), "--id", strconv.Itoa(n)},
-		Extra:   append([]string{"--listen-pg", sk.ListenPG, "--listen-http", sk.ListenHTTP}, e.safekeeperPeers(n)...),
+		Extra:   append(append([]string{"--listen-pg", sk.ListenPG, "--listen-http", sk.ListenHTTP}, e.safekeeperPeers(n)...), e.safekeeperSecurityFlags()...),
 		PidPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.pid", n)),
 		LogPath: filepath.Join(e.Dir, fmt.Sprintf("safekeeper-%d.log", n)),
 		Ready:   func(ctx context.Context) error { return dialCheck(ctx, sk.ListenPG) },
+		Environ: e.daemonEnv,
 	}
+}
+
+// safekeeperSecurityFlags are the safekeepers' flags of token auth and
+// TLS, as the repository has them.
+func (e *Env) safekeeperSecurityFlags() []string {
+	var f []string
+	if e.Config.Security.Auth {
+		f = append(f, "--auth-public-key", e.PublicKeyPath())
+	}
+	if e.Config.Security.TLS {
+		f = append(f, "--tls-cert", e.TLSPath(auth.ServerCertFile), "--tls-key", e.TLSPath(auth.ServerKeyFile),
+			"--tls-ca", e.TLSPath(auth.CACertFile))
+	}
+	return f
 }
 
 // dialCheck connects to addr and hangs up.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -101,14 +102,22 @@ func (e *Env) DeleteBranch(ctx context.Context, t id.TenantID, name string, forc
 // message says which, and the page server's delete stands.
 func (e *Env) deleteFromSafekeepers(ctx context.Context, t id.TenantID, tls []id.TimelineID) error {
 	var failed []string
-	client := &http.Client{Timeout: 10 * time.Second}
+	client, scheme, err := e.httpClient(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	opts, err := e.cliClient()
+	if err != nil {
+		return err
+	}
 	for _, sk := range e.Config.SafekeeperList() {
 		for _, tl := range tls {
-			url := fmt.Sprintf("http://%s/v1/timeline/%s/%s", sk.ListenHTTP, t, tl)
+			url := fmt.Sprintf("%s%s/v1/timeline/%s/%s", scheme, sk.ListenHTTP, t, tl)
 			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
 			if err != nil {
 				return err
 			}
+			auth.SetBearer(req, opts.Token)
 			resp, err := client.Do(req)
 			if err == nil {
 				resp.Body.Close()
@@ -117,7 +126,7 @@ func (e *Env) deleteFromSafekeepers(ctx context.Context, t id.TenantID, tls []id
 				}
 			}
 			if err != nil {
-				failed = append(failed, fmt.Sprintf("  curl -X DELETE %s   # %v", url, err))
+				failed = append(failed, fmt.Sprintf("  curl -X DELETE %s%s   # %v", url, e.curlAuthHint(), err))
 			}
 		}
 	}

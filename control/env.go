@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -23,6 +25,11 @@ type Env struct {
 	// Out is where results go (stdout); Progress is where progress and
 	// notes go (stderr).
 	Out, Progress io.Writer
+
+	// client is what this command presents to the services, made once.
+	clientOnce sync.Once
+	client     auth.ClientOptions
+	clientErr  error
 }
 
 // RepoDir returns the repository directory: $ZENITH_REPO_DIR, or .zenith
@@ -75,7 +82,15 @@ func (e *Env) TenantNodesDir(t id.TenantID) string {
 
 // Pageserver is a client of the configured page server.
 func (e *Env) Pageserver() *PageserverClient {
-	return &PageserverClient{Addr: e.Config.Pageserver.ListenPG}
+	o, err := e.cliClient()
+	return &PageserverClient{Addr: e.Config.Pageserver.ListenPG, Client: o, clientErr: err}
+}
+
+// cliClient is what this command presents to the services (clientOptions),
+// made at the first call.
+func (e *Env) cliClient() (auth.ClientOptions, error) {
+	e.clientOnce.Do(func() { e.client, e.clientErr = e.clientOptions() })
+	return e.client, e.clientErr
 }
 
 // tenant returns the tenant of command c: its --tenant flag, or the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/safekeeper"
 )
 
@@ -67,11 +68,20 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	addr := e.Config.SafekeeperList()[n-1].ListenHTTP
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/memory", nil)
+	client, scheme, err := e.httpClient(5 * time.Second)
 	if err != nil {
 		return &processMemory{Error: err.Error()}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	opts, err := e.cliClient()
+	if err != nil {
+		return &processMemory{Error: err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/v1/memory", nil)
+	if err != nil {
+		return &processMemory{Error: err.Error()}
+	}
+	auth.SetBearer(req, opts.Token)
+	resp, err := client.Do(req)
 	if err != nil {
 		return &processMemory{Error: err.Error()}
 	}

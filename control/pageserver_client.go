@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -22,6 +23,10 @@ import (
 type PageserverClient struct {
 	// Addr is the page service's host:port.
 	Addr string
+	// Client is the token and CA it presents.
+	Client auth.ClientOptions
+	// clientErr is why Client could not be made: every call returns it.
+	clientErr error
 }
 
 // PageserverError is an error the page server answered with.
@@ -40,17 +45,21 @@ func (e *PageserverError) Error() string {
 const dialTimeout = 5 * time.Second
 
 func (c *PageserverClient) connect(ctx context.Context) (*pgconn.PgConn, error) {
-	return dial(ctx, c.Addr, "page server")
+	if c.clientErr != nil {
+		return nil, c.clientErr
+	}
+	return dial(ctx, c.Addr, "page server", c.Client)
 }
 
 // dial opens a libpq connection to a zenith service (what names it in
-// messages) at addr, host:port.
-func dial(ctx context.Context, addr, what string) (*pgconn.PgConn, error) {
+// messages) at addr, host:port, presenting client's token and checking
+// the server's certificate against client's CA.
+func dial(ctx context.Context, addr, what string, client auth.ClientOptions) (*pgconn.PgConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s address %q: %w", what, addr, err)
 	}
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s user=zenith dbname=zenith sslmode=disable application_name=zenith-cli", host, port))
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s user=zenith dbname=zenith application_name=zenith-cli %s", host, port, client.ConnParams()))
 	if err != nil {
 		return nil, fmt.Errorf("%s address %q: %w", what, addr, err)
 	}

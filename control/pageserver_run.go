@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/auth"
 )
 
 // pageserverRunCommand is `zenith pageserver run -D DIR`: the page server
@@ -101,5 +102,6 @@ func pageserverConfig(c *cli.Context, dir string) (pageserver.Config, error) {
 	if v := c.String("listen-http"); v != "" {
 		cfg.ListenHTTP = v
 	}
+	cfg.Client = auth.ClientOptions{Token: os.Getenv(AuthTokenEnv), CAFile: cfg.TLSCA}
 	return cfg, cfg.Validate()
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/safekeeper"
 )
 
@@ -39,6 +41,14 @@ the commit LSN. On --listen-http: GET /v1/status, /v1/timeline/<tenant>/<timelin
 commit LSN is the flush LSN that a majority of the set has reached, learnt
 by polling them. Without peers the safekeeper is a set of one.
 
+With --auth-public-key every client must present a token signed by that
+key (the libpq password, HTTP "Authorization: Bearer"): the election
+commands need an admin token, reading a timeline's WAL a token for its
+tenant; /metrics stays public. Its own token, for its peers, is in
+$ZENITH_AUTH_TOKEN. With --tls-cert and --tls-key both listeners speak TLS
+(plaintext libpq sessions are refused), and --tls-ca makes it reach its
+peers over TLS, checking their certificates.
+
 SIGINT or SIGTERM stops it cleanly: connections close and every timeline's
 control file is written before it exits with status 0.
 
@@ -54,6 +64,10 @@ Examples:
 				&cli.StringFlag{Name: "listen-http", Value: "127.0.0.1:7676", Usage: "serve HTTP on `HOST:PORT`"},
 				&cli.StringSliceFlag{Name: "peers", Usage: "the other safekeepers' HTTP addresses, `HOST:PORT,...`"},
 				&cli.StringFlag{Name: "log-format", Value: "json", Usage: "log as `json` or for a person (console)"},
+				&cli.StringFlag{Name: "auth-public-key", Usage: "take only tokens signed by the ed25519 key in PEM `FILE` (libpq password, HTTP bearer); its own token for the peers is $" + AuthTokenEnv},
+				&cli.StringFlag{Name: "tls-cert", Usage: "serve TLS on both listeners with the PEM certificate `FILE` (and --tls-key)"},
+				&cli.StringFlag{Name: "tls-key", Usage: "the PEM key `FILE` of --tls-cert"},
+				&cli.StringFlag{Name: "tls-ca", Usage: "check the peers' certificates against the PEM CA `FILE` (and reach them over TLS)"},
 			},
 			Action: runSafekeeper,
 		}},
@@ -80,7 +94,14 @@ func runSafekeeper(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("safekeeper run: %w", err)
 	}
-	sk, err := safekeeper.Open(safekeeper.Config{ID: c.Uint64("id"), Dir: dir, Peers: c.StringSlice("peers")}, log)
+	cfg := safekeeper.Config{ID: c.Uint64("id"), Dir: dir, Peers: c.StringSlice("peers")}
+	if err := safekeeperSecurity(c, &cfg); err != nil {
+		pgLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("safekeeper run: %w", err)
+	}
+	log.Info().Bool("auth", cfg.Verifier != nil).Bool("tls", cfg.TLS != nil).Msg("security")
+	sk, err := safekeeper.Open(cfg, log)
 	if err != nil {
 		pgLn.Close()
 		httpLn.Close()
@@ -92,5 +113,26 @@ func runSafekeeper(c *cli.Context) error {
 	if err := runUntilSignal(log, serve, sk.Close); err != nil {
 		return fmt.Errorf("safekeeper run: %w", err)
 	}
+	return nil
+}
+
+// safekeeperSecurity sets cfg's token check, TLS and what it presents to
+// its peers from c's flags and the environment.
+func safekeeperSecurity(c *cli.Context, cfg *safekeeper.Config) error {
+	var err error
+	if f := c.String("auth-public-key"); f != "" {
+		if cfg.Verifier, err = auth.LoadVerifier(f); err != nil {
+			return fmt.Errorf("--auth-public-key: %w", err)
+		}
+	}
+	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
+		return errors.New("--tls-cert and --tls-key: give both or neither")
+	}
+	if f := c.String("tls-cert"); f != "" {
+		if cfg.TLS, err = auth.ServerTLS(f, c.String("tls-key")); err != nil {
+			return err
+		}
+	}
+	cfg.Client = auth.ClientOptions{Token: os.Getenv(AuthTokenEnv), CAFile: c.String("tls-ca")}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -140,7 +141,7 @@ func TestSafekeeperRun(t *testing.T) {
 		"wal_level":                 "replica",
 	})
 	tenant, timeline := id.NewTenantID(), id.NewTimelineID()
-	e, err := safekeeper.Elect(ctx, addrs, tenant, timeline, zerolog.Nop())
+	e, err := safekeeper.Elect(ctx, addrs, tenant, timeline, auth.ClientOptions{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

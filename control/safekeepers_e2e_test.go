@@ -23,6 +23,7 @@ import (
 
 	"github.com/zenithdb/zenith/control"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
@@ -416,6 +417,23 @@ func newOtherControlPlane(t *testing.T, env *skEnv) *otherControlPlane {
 	}
 	if err := os.WriteFile(filepath.Join(o.dir, control.ConfigFileName), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// With auth and TLS (ZENITH_TEST_SECURE), a failed-over control
+	// plane holds the same keys and CA: the operator copies them.
+	for _, f := range []string{auth.PrivateKeyFile, auth.PublicKeyFile, filepath.Join("tls", auth.CACertFile)} {
+		b, err := os.ReadFile(filepath.Join(env.RepoDir, f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(o.dir, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(o.dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return o
 }

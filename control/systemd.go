@@ -24,7 +24,9 @@ type systemdUnit struct {
 	File string
 	// After are the units this one starts after and stops before.
 	After []string
-	d     *Daemon
+	// EnvFile, if set, holds the daemon's token (ServiceTokenFile).
+	EnvFile string
+	d       *Daemon
 }
 
 // systemdUnits returns the units of the repository's roles: each
@@ -48,6 +50,11 @@ func (e *Env) systemdUnits() ([]systemdUnit, error) {
 	}
 	if e.Config.Pageserver.Local {
 		units = append(units, systemdUnit{File: "zenith-pageserver.service", After: skFiles, d: e.pageserverDaemon()})
+	}
+	if e.Config.Security.Auth {
+		for i := range units {
+			units[i].EnvFile = e.ServiceTokenFile()
+		}
 	}
 	return units, nil
 }
@@ -82,6 +89,11 @@ func (u systemdUnit) render(repoDir, exe, user string) string {
 	b.WriteString("TimeoutStopSec=60\n")
 	fmt.Fprintf(&b, "CacheDirectory=%s\n", systemdCacheDir)
 	fmt.Fprintf(&b, "Environment=ZENITH_CACHE_DIR=/var/cache/%s\n", systemdCacheDir)
+	if u.EnvFile != "" {
+		// The token the role presents to the other services; systemd
+		// reads the file as root, so it stays 0600.
+		fmt.Fprintf(&b, "EnvironmentFile=%s\n", u.EnvFile)
+	}
 	b.WriteString("LimitNOFILE=65536\n")
 	b.WriteString("NoNewPrivileges=yes\n")
 	b.WriteString("\n[Install]\n")
@@ -107,6 +119,16 @@ func writeSystemdUnits(e *Env, dir, user string) error {
 	units, err := e.systemdUnits()
 	if err != nil {
 		return err
+	}
+	if e.Config.Security.Auth {
+		env, err := e.daemonEnv()
+		if err != nil {
+			return fmt.Errorf("systemd units: %w", err)
+		}
+		if _, err := vfs.WriteFileAtomic(vfs.Default, e.ServiceTokenFile(), []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+			return fmt.Errorf("systemd units: %w", err)
+		}
+		fmt.Fprintf(e.Progress, "wrote %s (the services' token, mode 0600)\n", e.ServiceTokenFile())
 	}
 	for _, u := range units {
 		path := filepath.Join(dir, u.File)

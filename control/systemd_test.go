@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zenithdb/zenith/repo/auth"
 )
 
 // TestSystemdUnitsVerify writes the units of a repository with three
@@ -83,4 +85,55 @@ func lineWith(text, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestSystemdUnitsWithAuth: with --auth --tls, the units pass the key and
+// certificates as flags and the services' token through an environment
+// file of mode 0600 (never on the command line), and that token verifies.
+func TestSystemdUnitsWithAuth(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Safekeepers.Count = 3
+	cfg.Security = SecurityConfig{Auth: true, TLS: true}
+	e := &Env{Dir: t.TempDir(), Config: cfg, Out: io.Discard, Progress: io.Discard}
+	if err := initSecurity(e); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := writeSystemdUnits(e, dir, "zenith"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(e.ServiceTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", e.ServiceTokenFile(), st.Mode().Perm())
+	}
+	b, err := os.ReadFile(e.ServiceTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, ok := strings.CutPrefix(strings.TrimSpace(string(b)), AuthTokenEnv+"=")
+	if !ok {
+		t.Fatalf("%s: %q, want %s=<token>", e.ServiceTokenFile(), b, AuthTokenEnv)
+	}
+	v, err := auth.LoadVerifier(e.PublicKeyPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(tok); err != nil || c.Scope != auth.ScopeAdmin {
+		t.Errorf("the services' token: %+v, %v; want an admin token that verifies", c, err)
+	}
+	sk, err := os.ReadFile(filepath.Join(dir, "zenith-safekeeper-1.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EnvironmentFile=" + e.ServiceTokenFile() + "\n", "--auth-public-key " + e.PublicKeyPath(), "--tls-cert ", "--tls-ca "} {
+		if !strings.Contains(string(sk), want) {
+			t.Errorf("safekeeper unit has no %q:\n%s", want, sk)
+		}
+	}
+	if strings.Contains(string(sk), tok) {
+		t.Errorf("the token is in the unit file itself:\n%s", sk)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
 )
@@ -54,6 +55,23 @@ type Config struct {
 
 	// Log is "console" (for a person) or "json" (for a daemon's log file).
 	Log string `toml:"log_format"`
+
+	// AuthPublicKey is the path of the PEM ed25519 public key that signs
+	// the tokens this server accepts; empty: no auth, every client is
+	// trusted.
+	AuthPublicKey string `toml:"auth_public_key"`
+	// TLSCert and TLSKey are the PEM certificate and key of both
+	// listeners; empty: no TLS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+
+	// Client is what the server presents to the safekeepers it streams
+	// from: a token (from ZENITH_AUTH_TOKEN, never from the file) and the
+	// CA of their certificates (tls_ca).
+	Client auth.ClientOptions `toml:"-"`
+	// TLSCA is the PEM CA certificate that the safekeepers' certificates
+	// are checked against; empty: connect without TLS.
+	TLSCA string `toml:"tls_ca"`
 
 	// RemoteStorage is where layer files and timeline indexes are
 	// uploaded, and tenants restored from (empty URL: nowhere).
@@ -120,6 +138,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
 	case c.Log != "console" && c.Log != "json":
 		return fmt.Errorf("log_format = %q: want \"console\" or \"json\"", c.Log)
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return fmt.Errorf("tls_cert and tls_key: set both or neither")
 	}
 	if err := c.RemoteStorage.Validate(); err != nil {
 		return fmt.Errorf("remote_storage.url: %w", err)

@@ -65,6 +65,18 @@
 // message that cannot be framed ends its session; the server keeps serving
 // everyone else.
 //
+// # Tokens and TLS
+//
+// With auth_public_key set, both listeners take only ed25519-signed tokens
+// (package repo/auth): the page service as the libpq password, the HTTP
+// API as "Authorization: Bearer". Every command declares its need in
+// commandSyntax and every route in routes: a tenant's data needs a token
+// for it, management (tenants, WAL sources, pprof) an admin token;
+// /v1/status and /metrics stay public. A bad token is 28P01 (401), a
+// token whose scope does not reach the command 28000 (403). With tls_cert
+// and tls_key both listeners speak TLS and the page service refuses
+// plaintext; the WAL receivers present Config.Client to the safekeepers.
+//
 // # WAL in, durably
 //
 // WalReceiver (walreceiver.go) pulls a timeline's WAL over the replication

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -42,19 +43,36 @@ const maxRequestBody = 64 << 10
 //
 // Errors are {"error": message, "code": SQLSTATE} with the status the
 // SQLSTATE maps to (httpStatus).
+//
+// With auth on (auth_public_key), every route but /v1/status and
+// /metrics needs "Authorization: Bearer <token>" (see routes for which
+// scope): a missing, malformed, expired or foreign token is 401 (code
+// 28P01), a token whose scope does not reach the route 403 (28000).
 func (s *Server) httpServer() *http.Server {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux := auth.NewMux(s.verifier)
+	s.routes(mux)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+}
+
+// routes registers every route of the HTTP API on mux, each with what it
+// needs of a token when auth is on: /v1/status and /metrics are public
+// (health checks and scraping), a tenant's routes need a token for it,
+// the rest an admin token.
+func (s *Server) routes(mux *auth.Mux) {
+	mux.HandleFunc("GET /v1/status", auth.Public, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.status())
 	})
-	mux.HandleFunc("GET /v1/tenant", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []tenantJSON{}
 		for _, t := range s.tenants.list() {
 			out = append(out, tenantJSON{t.id})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("POST /v1/tenant", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			TenantID string `json:"tenant_id"`
 		}
@@ -76,7 +94,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusCreated, tenantJSON{t.id})
 	})
-	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -92,7 +110,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -107,7 +125,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusOK, infos)
 	})
-	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -135,13 +153,13 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusCreated, info)
 	})
-	mux.HandleFunc("GET /v1/tenant/{tenant}/config", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/tenant/{tenant}/config", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := s.httpTenant(w, r); ok {
 			writeJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
 		}
 	})
-	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", s.httpSetTenantConfig)
-	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", auth.Admin, s.httpSetTenantConfig)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -157,7 +175,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusOK, infos)
 	})
-	mux.HandleFunc("DELETE /v1/tenant/{tenant}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -168,7 +186,7 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusOK, tenantJSON{t.id})
 	})
-	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
 		if !ok {
 			return
@@ -185,27 +203,23 @@ func (s *Server) httpServer() *http.Server {
 		}
 		writeJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
 	})
-	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", s.httpSetSafekeepers)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, s.httpSetSafekeepers)
+	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	handlePprof(mux)
-	return &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
 }
 
 // handlePprof serves net/http/pprof's profiles under /debug/pprof/ (heap,
 // goroutine, allocs, CPU profile, execution trace), as `go tool pprof`
 // expects them. They are registered on this mux, never on
 // http.DefaultServeMux. They reveal the process's internals but no tenant
-// data; once token auth exists they belong behind the admin scope.
-func handlePprof(mux *http.ServeMux) {
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+// data, but the command line and the heap do: they need an admin token.
+func handlePprof(mux *auth.Mux) {
+	mux.HandleFunc("GET /debug/pprof/", auth.Admin, pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", auth.Admin, pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", auth.Admin, pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", auth.Admin, pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", auth.Admin, pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", auth.Admin, pprof.Trace)
 }
 
 type tenantJSON struct {

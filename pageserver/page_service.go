@@ -13,6 +13,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tarfile"
@@ -28,6 +29,9 @@ type pageService struct{ s *Server }
 func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
 	c, err := parseCommand(line, args)
 	if err != nil {
+		return err
+	}
+	if err := authorize(sess, commandSyntax[c.name].need, c.tenant); err != nil {
 		return err
 	}
 	if err := ps.run(ctx, sess, c); err != nil {
@@ -282,6 +286,19 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 	}
 	s.log.Info().Str("tenant", t.id.String()).Str("timeline", tl.ID().String()).Stringer("lsn", lsn).
 		Dur("took", time.Since(start)).Msg("sent basebackup")
+	return nil
+}
+
+// authorize checks that the session's token (if auth is on) meets need
+// for tenant: 28000 if it does not.
+func authorize(sess *pgwire.Session, need auth.Need, tenant id.TenantID) error {
+	claims, ok := sess.Auth.(*auth.Claims)
+	if !ok {
+		return nil
+	}
+	if err := claims.Allow(need, tenant); err != nil {
+		return pgwire.Errorf(pgwire.CodeInvalidAuthorization, "%v", err)
+	}
 	return nil
 }
 

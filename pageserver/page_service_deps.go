@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
@@ -23,7 +24,9 @@ func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 // or a branch of one), its raw-WAL store in walDir, and the receiver that
 // streams into both from the source the store remembers. fp, if not nil,
 // makes the ingest of the records it matches fail (FailIngestEnv).
-func timelineWALOpener(fp *ingestFailpoint) openWALFunc {
+//
+// client is what the receivers present to the safekeepers.
+func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions) openWALFunc {
 	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
 		ing, err := NewWalIngest(ctx, tl, log)
 		if err != nil {
@@ -37,7 +40,9 @@ func timelineWALOpener(fp *ingestFailpoint) openWALFunc {
 		if fp != nil {
 			in = failingIngester{Ingester: ing, fp: fp}
 		}
-		return &receiverWAL{WalReceiver: NewWalReceiver(tl, in, store, log), store: store}, nil
+		r := NewWalReceiver(tl, in, store, log)
+		r.client = client
+		return &receiverWAL{WalReceiver: r, store: store}, nil
 	}
 }
 

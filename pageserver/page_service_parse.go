@@ -8,6 +8,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -39,26 +40,29 @@ type pageCommand struct {
 
 // commandSyntax is each command's arguments, as the usage in errors shows
 // them; min and max count them (max -1: the last one takes the rest of
-// the line).
+// the line); and what the command needs of a token when auth is on (the
+// tenant of a Tenant command is its first argument). Management (tenants,
+// WAL sources) needs an admin token; a tenant's data, a token for it.
 var commandSyntax = map[string]struct {
 	usage    string
 	min, max int
+	need     auth.Need
 }{
-	"identify_system": {"identify_system", 0, 0},
-	"status":          {"status", 0, 0},
-	"tenant_create":   {"tenant_create [tenant_id]", 0, 1},
-	"tenant_list":     {"tenant_list", 0, 0},
-	"tenant_delete":   {"tenant_delete <tenant_id>", 1, 1},
-	"gc":              {"gc <tenant_id>", 1, 1},
-	"tenant_config":   {"tenant_config <tenant_id> [gc_horizon=<bytes>] [pitr_interval=<duration>]", 1, 3},
-	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2},
-	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3},
-	"branch_list":     {"branch_list <tenant_id>", 1, 1},
-	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2},
-	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3},
-	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1},
-	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3},
-	"pagestream":      {"pagestream <tenant_id> <branch|timeline_id>", 2, 2},
+	"identify_system": {"identify_system", 0, 0, auth.AnyToken},
+	"status":          {"status", 0, 0, auth.AnyToken},
+	"tenant_create":   {"tenant_create [tenant_id]", 0, 1, auth.Admin},
+	"tenant_list":     {"tenant_list", 0, 0, auth.Admin},
+	"tenant_delete":   {"tenant_delete <tenant_id>", 1, 1, auth.Admin},
+	"gc":              {"gc <tenant_id>", 1, 1, auth.Admin},
+	"tenant_config":   {"tenant_config <tenant_id> [gc_horizon=<bytes>] [pitr_interval=<duration>]", 1, 3, auth.Admin},
+	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2, auth.Tenant},
+	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3, auth.Tenant},
+	"branch_list":     {"branch_list <tenant_id>", 1, 1, auth.Tenant},
+	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2, auth.Tenant},
+	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3, auth.Tenant},
+	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1, auth.Admin},
+	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3, auth.Admin},
+	"pagestream":      {"pagestream <tenant_id> <branch|timeline_id>", 2, 2, auth.Tenant},
 }
 
 // parseCommand parses a command line. args are the extended protocol's

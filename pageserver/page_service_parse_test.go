@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -155,7 +156,7 @@ func FuzzPageServiceCommand(f *testing.F) {
 			// Every address is safe inside a connection string.
 			set := &SafekeeperSet{Addrs: c.safekeepers}
 			for _, a := range c.safekeepers {
-				if _, err := pgconn.ParseConfig(set.connString(a, id.NewTimelineID())); err != nil {
+				if _, err := pgconn.ParseConfig(set.connString(a, id.NewTimelineID(), auth.ClientOptions{Token: `a'b\\c`})); err != nil {
 					t.Fatalf("%q: the connection string for %q: %v", line, a, err)
 				}
 			}

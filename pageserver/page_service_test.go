@@ -58,6 +58,13 @@ var walredoExtension = sync.OnceValues(func() (string, error) {
 
 func startPageServer(t *testing.T) *testPageServer {
 	t.Helper()
+	return startPageServerWith(t, nil)
+}
+
+// startPageServerWith is startPageServer with a config that configure,
+// if not nil, changes.
+func startPageServerWith(t *testing.T, configure func(*Config)) *testPageServer {
+	t.Helper()
 	ext, err := walredoExtension()
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +80,9 @@ func startPageServer(t *testing.T) *testPageServer {
 	}
 	cfg := DefaultConfig()
 	cfg.WaitLSNTimeout = tomlconf.Duration(time.Second)
+	if configure != nil {
+		configure(&cfg)
+	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := newServer(ctx, dir, cfg, log, ext)

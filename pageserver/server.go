@@ -2,6 +2,7 @@ package pageserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/walredo"
@@ -45,6 +47,10 @@ type Server struct {
 	repo    *repo.Repository
 	tenants *tenants
 	metrics *metrics
+	// verifier checks tokens; nil when auth is off.
+	verifier *auth.Verifier
+	// tls serves both listeners; nil without TLS.
+	tls *tls.Config
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,6 +96,17 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 		log.Warn().Str(FailDeleteEnv, failDelete).Msg("delete failure injection is on: a branch delete kills the page server")
 	}
 	s := &Server{dir: dir, cfg: cfg, log: log, started: time.Now(), metrics: newMetrics()}
+	if cfg.AuthPublicKey != "" {
+		if s.verifier, err = auth.LoadVerifier(cfg.AuthPublicKey); err != nil {
+			return nil, fmt.Errorf("auth_public_key: %w", err)
+		}
+	}
+	if cfg.TLSCert != "" {
+		if s.tls, err = auth.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, err
+		}
+	}
+	log.Info().Bool("auth", s.verifier != nil).Bool("tls", s.tls != nil).Msg("security")
 
 	rcfg := walredo.DefaultConfig()
 	rcfg.Dir = filepath.Join(dir, walredoDirName)
@@ -123,7 +140,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp), runner: &walRunner{}, log: log, failDelete: failDelete,
+		openWAL: timelineWALOpener(fp, cfg.Client), runner: &walRunner{}, log: log, failDelete: failDelete,
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -132,6 +149,17 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	s.metrics.register(s)
 	log.Info().Str("dir", dir).Int("tenants", len(s.tenants.list())).Msg("page server opened")
 	return s, nil
+}
+
+// authenticator is the page service's password check when auth is on:
+// the password is a token, kept as the session's *auth.Claims.
+func (s *Server) authenticator() func(context.Context, map[string]string, string) (any, error) {
+	if s.verifier == nil {
+		return nil
+	}
+	return func(_ context.Context, _ map[string]string, password string) (any, error) {
+		return s.verifier.Verify(password)
+	}
 }
 
 // tenantConfig is the settings of tenants this server creates.
@@ -159,8 +187,12 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 	}
 	{
 		ctx, cancel := context.WithCancel(ctx)
-		srv := pgwire.NewServer(pgwire.Config{ServerVersion: "15.0 (zenith page server " + Version + ")"},
-			&pageService{s: s}, s.log.With().Str("component", "page_service").Logger())
+		srv := pgwire.NewServer(pgwire.Config{
+			ServerVersion: "15.0 (zenith page server " + Version + ")",
+			TLS:           s.tls,
+			RequireTLS:    s.tls != nil,
+			Authenticate:  s.authenticator(),
+		}, &pageService{s: s}, s.log.With().Str("component", "page_service").Logger())
 		g.Add(func() error {
 			s.log.Info().Str("addr", pg.Addr().String()).Msg("page service listening")
 			return srv.Serve(ctx, pg)
@@ -171,6 +203,9 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 	}
 	{
 		hs := s.httpServer()
+		if s.tls != nil {
+			httpLn = tls.NewListener(httpLn, s.tls)
+		}
 		g.Add(func() error {
 			s.log.Info().Str("addr", httpLn.Addr().String()).Msg("HTTP API listening")
 			if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -122,10 +123,12 @@ type WalReceiverStatus struct {
 // safekeeper sends WAL only up to its commit LSN, so the page server never
 // ingests WAL that a later election could truncate.
 type WalReceiver struct {
-	tl    *repo.Timeline
-	ing   Ingester
-	store *WALStore
-	log   zerolog.Logger
+	tl *repo.Timeline
+	// client is what it presents to safekeepers (token, CA).
+	client auth.ClientOptions
+	ing    Ingester
+	store  *WALStore
+	log    zerolog.Logger
 
 	// statusInterval, silenceTimeout, probeInterval and switchIdle are
 	// the constants of the same names; tests shorten them.

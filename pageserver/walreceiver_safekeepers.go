@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -52,10 +53,10 @@ func (s *SafekeeperSet) clone() *SafekeeperSet {
 
 // connString is the replication connection string for the safekeeper at
 // addr: its walsender serves the timeline named in the startup options.
-func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID) string {
+func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID, client auth.ClientOptions) string {
 	host, port, _ := net.SplitHostPort(addr)
-	return fmt.Sprintf("host=%s port=%s user=pageserver dbname=replication sslmode=disable connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s'",
-		host, port, s.Tenant, timeline)
+	return fmt.Sprintf("host=%s port=%s user=pageserver dbname=replication %s connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s'",
+		host, port, client.ConnParams(), s.Tenant, timeline)
 }
 
 // parseSafekeeperAddrs parses "host:port[,host:port...]".
@@ -144,7 +145,7 @@ func (r *WalReceiver) probeSafekeepers(ctx context.Context, set *SafekeeperSet, 
 		go func() {
 			defer wg.Done()
 			out[i] = safekeeperProbe{addr: addr}
-			out[i].commit, out[i].err = r.probe(ctx, set.connString(addr, r.tl.ID()))
+			out[i].commit, out[i].err = r.probe(ctx, set.connString(addr, r.tl.ID(), r.client))
 		}()
 	}
 	wg.Wait()
@@ -204,7 +205,7 @@ func (r *WalReceiver) streamSafekeepers(ctx context.Context, set *SafekeeperSet,
 	}()
 	r.toSafekeeper = true
 	r.setStatus(func(st *WalReceiverStatus) { st.Safekeeper = addr })
-	streamed, err = r.stream(sctx, set.connString(addr, r.tl.ID()), changed)
+	streamed, err = r.stream(sctx, set.connString(addr, r.tl.ID(), r.client), changed)
 	cause := context.Cause(sctx)
 	cancel(nil)
 	<-watched

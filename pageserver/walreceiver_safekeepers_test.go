@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
@@ -194,7 +195,7 @@ func startSafekeeperCompute(ctx context.Context, t *testing.T, ps *testPageServe
 	settings["synchronous_commit"] = "on"
 	c.pg = startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", c.tenant), settings)
 
-	e, err := safekeeper.Elect(ctx, sks.addrs(), c.tenant, c.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	e, err := safekeeper.Elect(ctx, sks.addrs(), c.tenant, c.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

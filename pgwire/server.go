@@ -39,7 +39,9 @@ type Config struct {
 	RequireTLS bool
 	// Authenticate, when set, asks every client for a password (a token)
 	// and accepts the session only if it returns nil; what it returns is
-	// kept in Session.Auth. When nil, every client is trusted.
+	// kept in Session.Auth. When nil, every client is trusted. A password
+	// is asked for only over TLS or from a loopback address: anywhere
+	// else the session is refused (28000) before the client sends it.
 	Authenticate func(ctx context.Context, params map[string]string, password string) (any, error)
 	// ServerVersion is reported as the server_version parameter.
 	ServerVersion string
@@ -205,6 +207,11 @@ func (s *Server) authenticate(ctx context.Context, sess *Session) error {
 	if s.cfg.Authenticate == nil {
 		return nil
 	}
+	if !sess.TLS && !isLoopback(sess.conn.RemoteAddr()) {
+		return sess.fatal(&Error{Code: CodeInvalidAuthorization,
+			Message: "this server takes a token only over TLS or from loopback",
+			Hint:    "connect with sslmode=verify-full (or require)"})
+	}
 	sess.be.Send(&pgproto3.AuthenticationCleartextPassword{})
 	if err := sess.be.Flush(); err != nil {
 		return err
@@ -230,4 +237,16 @@ func (s *Server) authenticate(ctx context.Context, sess *Session) error {
 	}
 	sess.Auth = auth
 	return nil
+}
+
+// isLoopback reports whether addr is a loopback TCP address (or a Unix
+// socket, which never leaves the host).
+func isLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
 }

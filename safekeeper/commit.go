@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -18,7 +19,12 @@ const peerTimeout = time.Second
 // pollPeers computes the commit LSN of every timeline from the peers'
 // flush LSNs, and removes WAL nobody needs, until ctx ends.
 func (s *Safekeeper) pollPeers(ctx context.Context) {
-	client := &http.Client{Timeout: peerTimeout}
+	client, err := peerHTTPClient(s.cfg.Client)
+	if err != nil {
+		s.log.Error().Err(err).Msg("cannot poll the peers")
+		<-ctx.Done()
+		return
+	}
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -43,7 +49,7 @@ func (s *Safekeeper) peerStates(ctx context.Context, client *http.Client) [][]Ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := fetchStatus(ctx, client, addr)
+			st, err := fetchStatus(ctx, client, s.cfg.Client, addr)
 			if err != nil {
 				s.log.Debug().Err(err).Str("peer", addr).Msg("peer status")
 				return
@@ -55,12 +61,30 @@ func (s *Safekeeper) peerStates(ctx context.Context, client *http.Client) [][]Ti
 	return out
 }
 
-// fetchStatus gets a safekeeper's /v1/status.
-func fetchStatus(ctx context.Context, client *http.Client, addr string) ([]TimelineState, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+// peerHTTPClient is the HTTP client of the peers' status: over TLS,
+// checked against opts' CA, when it has one.
+func peerHTTPClient(opts auth.ClientOptions) (*http.Client, error) {
+	if opts.CAFile == "" {
+		return &http.Client{Timeout: peerTimeout}, nil
+	}
+	tc, err := auth.ClientTLS(opts.CAFile)
 	if err != nil {
 		return nil, err
 	}
+	return &http.Client{Timeout: peerTimeout, Transport: &http.Transport{TLSClientConfig: tc}}, nil
+}
+
+// fetchStatus gets a safekeeper's /v1/status.
+func fetchStatus(ctx context.Context, client *http.Client, opts auth.ClientOptions, addr string) ([]TimelineState, error) {
+	scheme := "http://"
+	if opts.CAFile != "" {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/v1/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	auth.SetBearer(req, opts.Token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -52,6 +53,9 @@ type Election struct {
 	Donor string
 	// Safekeepers are the answers, in the order of the addresses given.
 	Safekeepers []SafekeeperState
+	// Client is what the election presents to the safekeepers (an admin
+	// token, the CA of their certificates).
+	Client auth.ClientOptions
 }
 
 // Elect runs an election for tenant/timeline among the safekeepers at the
@@ -59,8 +63,8 @@ type Election struct {
 // than any seen, and with a majority of votes bring the voters to the most
 // advanced one's WAL (by last term, then flush LSN), truncated to its last
 // complete record, recording (term, start) in their histories.
-func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (Election, error) {
-	e := Election{Tenant: tenant, Timeline: timeline, Safekeepers: make([]SafekeeperState, len(safekeepers))}
+func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeline id.TimelineID, client auth.ClientOptions, log zerolog.Logger) (Election, error) {
+	e := Election{Tenant: tenant, Timeline: timeline, Safekeepers: make([]SafekeeperState, len(safekeepers)), Client: client}
 	majority := len(safekeepers)/2 + 1
 	conns := make([]*pgconn.PgConn, len(safekeepers))
 	defer func() {
@@ -76,7 +80,7 @@ func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeli
 	each(len(safekeepers), func(i int) {
 		st := &e.Safekeepers[i]
 		st.Addr = safekeepers[i]
-		c, err := pgconn.Connect(ctx, peerConnString(st.Addr))
+		c, err := pgconn.Connect(ctx, peerConnString(st.Addr, e.Client))
 		if err != nil {
 			st.Err = err
 			return
@@ -191,7 +195,7 @@ func (e Election) SetCompute(ctx context.Context, connStr string, start pgdata.L
 			errs[i] = errors.New("not in the elected term")
 			return
 		}
-		c, err := pgconn.Connect(ctx, peerConnString(st.Addr))
+		c, err := pgconn.Connect(ctx, peerConnString(st.Addr, e.Client))
 		if err != nil {
 			errs[i] = err
 			return

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -129,7 +130,7 @@ func TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL(t *testing.T) {
 		ts.start(i)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, log)
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestElectionTruncatesDivergentSuffixAndCopiesMissingWAL(t *testing.T) {
 	last := w.ends[len(w.ends)-2]
 	appendSynced(t, ts.tl(2), 3, m, w.slice(m, last+10))
 	appendSynced(t, ts.tl(0), 3, m, w.slice(m, k))
-	e, err = Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, log)
+	e, err = Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		storeWAL(t, tl, w.to)
 		ts.start(i)
 	}
-	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

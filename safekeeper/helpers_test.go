@@ -25,6 +25,8 @@ type testSet struct {
 	tenant   id.TenantID
 	timeline id.TimelineID
 	nodes    []*testNode
+	// configure, if set, changes each node's config before it opens.
+	configure func(*Config)
 }
 
 type testNode struct {
@@ -87,7 +89,11 @@ func (ts *testSet) addrs() []string {
 func (ts *testSet) open(i int) *Safekeeper {
 	ts.t.Helper()
 	nd := ts.nodes[i]
-	sk, err := Open(Config{ID: nd.id, Dir: nd.dir, Peers: nd.peers, PollInterval: 50 * time.Millisecond},
+	cfg := Config{ID: nd.id, Dir: nd.dir, Peers: nd.peers, PollInterval: 50 * time.Millisecond}
+	if ts.configure != nil {
+		ts.configure(&cfg)
+	}
+	sk, err := Open(cfg,
 		zerolog.New(zerolog.NewTestWriter(ts.t)).Level(zerolog.InfoLevel))
 	if err != nil {
 		ts.t.Fatalf("open safekeeper %d: %v", nd.id, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/memstat"
 )
@@ -88,17 +89,26 @@ func (c timelineCollector) Collect(ch chan<- prometheus.Metric) {
 
 // httpHandler serves the status endpoints and /metrics.
 func (s *Safekeeper) httpHandler() http.Handler {
+	mux := auth.NewMux(s.cfg.Verifier)
+	s.routes(mux)
+	return mux
+}
+
+// routes registers every HTTP route on mux with what it needs of a token
+// when auth is on: /metrics is public (scraping); /v1/status (every
+// tenant's timelines, which the peers poll) and /v1/memory need an admin
+// token; a timeline's state, a token for its tenant.
+func (s *Safekeeper) routes(mux *auth.Mux) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(timelineCollector{s})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/status", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []TimelineState{}
 		for _, tl := range s.Timelines() {
 			out = append(out, tl.State())
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -116,7 +126,7 @@ func (s *Safekeeper) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, tl.State())
 	})
-	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -134,11 +144,10 @@ func (s *Safekeeper) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]bool{"deleted": found})
 	})
-	mux.HandleFunc("GET /v1/memory", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, readMemory())
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
-	return mux
+	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -2,6 +2,7 @@ package safekeeper
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -31,6 +33,15 @@ type Config struct {
 	// PollInterval is how often the peers' flush LSNs are polled for the
 	// commit LSN (default 100 ms).
 	PollInterval time.Duration
+	// Verifier checks the tokens of clients (libpq password, HTTP
+	// bearer); nil: auth off, every client is trusted.
+	Verifier *auth.Verifier
+	// TLS serves both listeners; nil: no TLS. With it, libpq sessions
+	// without TLS are refused.
+	TLS *tls.Config
+	// Client is what this safekeeper presents to its peers: a token and
+	// the CA of their certificates.
+	Client auth.ClientOptions
 }
 
 // Safekeeper serves the timelines under one data directory.
@@ -151,7 +162,13 @@ func (s *Safekeeper) Run(ctx context.Context, pg, httpLn net.Listener) error {
 	}
 
 	var g run.Group
-	srv := pgwire.NewServer(pgwire.Config{ServerVersion: "15.0 (zenith safekeeper)"}, pgwire.HandlerFunc(s.handle), s.log)
+	pcfg := pgwire.Config{ServerVersion: "15.0 (zenith safekeeper)", TLS: s.cfg.TLS, RequireTLS: s.cfg.TLS != nil}
+	if v := s.cfg.Verifier; v != nil {
+		pcfg.Authenticate = func(_ context.Context, _ map[string]string, password string) (any, error) {
+			return v.Verify(password)
+		}
+	}
+	srv := pgwire.NewServer(pcfg, pgwire.HandlerFunc(s.handle), s.log)
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Serve(ctx, pg) }, func(error) {
@@ -160,6 +177,9 @@ func (s *Safekeeper) Run(ctx context.Context, pg, httpLn net.Listener) error {
 		})
 	}
 	if httpLn != nil {
+		if s.cfg.TLS != nil {
+			httpLn = tls.NewListener(httpLn, s.cfg.TLS)
+		}
 		hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Add(func() error {
 			if err := hs.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {

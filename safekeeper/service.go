@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -17,9 +18,63 @@ import (
 // stateColumns are the columns of greet's answer (vote adds granted).
 var stateColumns = []string{"term", "history", "flush_lsn", "record_lsn", "commit_lsn", "begin_lsn"}
 
+// commandNeeds is what each command needs of a token when auth is on.
+// The election commands (greet, vote, elected, compute) are the control
+// plane's, and elected and compute make the safekeeper connect where they
+// say: admin. Reading a timeline's WAL needs a token for its tenant (the
+// first argument, or the replication session's tenant_id).
+var commandNeeds = map[string]auth.Need{
+	"greet":                   auth.Admin,
+	"vote":                    auth.Admin,
+	"elected":                 auth.Admin,
+	"compute":                 auth.Admin,
+	"read_wal":                auth.Tenant,
+	"IDENTIFY_SYSTEM":         auth.Tenant,
+	"START_REPLICATION":       auth.Tenant,
+	"CREATE_REPLICATION_SLOT": auth.Tenant,
+	"SHOW":                    auth.Tenant,
+}
+
+// replicationCommands are the commands of a replication session, whose
+// timeline is named in the startup parameters.
+var replicationCommands = map[string]bool{"IDENTIFY_SYSTEM": true, "START_REPLICATION": true, "CREATE_REPLICATION_SLOT": true, "SHOW": true}
+
+// authorize checks that the session's token (if auth is on) may run the
+// command whose first word is word: 28000 if not.
+func authorize(sess *pgwire.Session, word string, fields []string) error {
+	claims, ok := sess.Auth.(*auth.Claims)
+	if !ok {
+		return nil
+	}
+	need, ok := commandNeeds[word]
+	if !ok {
+		// An unknown command: the handler says so.
+		return nil
+	}
+	var tenant id.TenantID
+	if need == auth.Tenant {
+		if replicationCommands[word] {
+			tenant, _, _ = sessionTimelineIDs(sess.Params)
+		} else if len(fields) > 1 {
+			tenant, _ = id.ParseTenantID(fields[1])
+		}
+	}
+	if err := claims.Allow(need, tenant); err != nil {
+		return pgwire.Errorf(pgwire.CodeInvalidAuthorization, "%v", err)
+	}
+	return nil
+}
+
 // handle runs one command of a libpq session.
 func (s *Safekeeper) handle(ctx context.Context, sess *pgwire.Session, cmd string, args []string) error {
 	word, rest, _ := strings.Cut(cmd, " ")
+	key := word
+	if replicationCommands[strings.ToUpper(word)] {
+		key = strings.ToUpper(word)
+	}
+	if err := authorize(sess, key, strings.Fields(cmd)); err != nil {
+		return err
+	}
 	switch strings.ToUpper(word) {
 	case "IDENTIFY_SYSTEM", "START_REPLICATION", "CREATE_REPLICATION_SLOT", "SHOW":
 		return s.handleReplication(ctx, sess, strings.ToUpper(word), strings.TrimSpace(rest))
@@ -202,7 +257,7 @@ func (s *Safekeeper) joinElected(ctx context.Context, tl *Timeline, term uint64,
 		if donor == "-" {
 			return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "elected: the WAL ends at %s, below the start %s, and there is no donor", from, start)
 		}
-		if err := pullWAL(ctx, tl, term, donor, from, start); err != nil {
+		if err := pullWAL(ctx, tl, term, donor, from, start, s.cfg.Client); err != nil {
 			return err
 		}
 	}
@@ -210,8 +265,8 @@ func (s *Safekeeper) joinElected(ctx context.Context, tl *Timeline, term uint64,
 }
 
 // pullWAL copies the WAL [from, to) from the donor safekeeper at addr.
-func pullWAL(ctx context.Context, tl *Timeline, term uint64, addr string, from, to pgdata.LSN) error {
-	conn, err := pgconn.Connect(ctx, peerConnString(addr))
+func pullWAL(ctx context.Context, tl *Timeline, term uint64, addr string, from, to pgdata.LSN, client auth.ClientOptions) error {
+	conn, err := pgconn.Connect(ctx, peerConnString(addr, client))
 	if err != nil {
 		return fmt.Errorf("connect to donor %s: %w", addr, err)
 	}
@@ -243,12 +298,13 @@ func (w *recoveryWriter) Write(b []byte) (int, error) {
 }
 
 // peerConnString is the libpq connection string for a safekeeper's
-// listener at host:port.
-func peerConnString(addr string) string {
+// listener at host:port, presenting client's token and checking its
+// certificate against client's CA.
+func peerConnString(addr string, client auth.ClientOptions) string {
 	host, port := addr, "5454"
 	if i := strings.LastIndex(addr, ":"); i >= 0 {
 		host, port = addr[:i], addr[i+1:]
 	}
 	host = strings.Trim(host, "[]")
-	return fmt.Sprintf("host=%s port=%s user=zenith dbname=safekeeper sslmode=disable connect_timeout=5", host, port)
+	return fmt.Sprintf("host=%s port=%s user=zenith dbname=safekeeper %s connect_timeout=5", host, port, client.ConnParams())
 }

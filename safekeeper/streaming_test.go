@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -30,7 +31,7 @@ var computeSettings = map[string]string{
 func startCompute(t *testing.T, ctx context.Context, ts *testSet) (*pgcluster.Cluster, pgdata.LSN) {
 	t.Helper()
 	pg := pgtest.Start(t, computeSettings)
-	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestZombieComputeIsFenced(t *testing.T) {
 	waitFor(t, 10*time.Second, "the safekeepers to hold the table", func() bool {
 		return ts.tl(0).FlushLSN() >= before && ts.tl(1).FlushLSN() >= before && ts.tl(2).FlushLSN() >= before
 	})
-	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,23 @@ var ErrWALTruncated = errors.New("WAL already sent has been truncated by an elec
 // startup parameters: options='-c tenant_id=<id> -c timeline_id=<id>' (or
 // --tenant_id=<id>), or tenant_id and timeline_id parameters themselves.
 func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error) {
+	tenant, timeline, err := sessionTimelineIDs(params)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := s.Timeline(tenant, timeline, false)
+	if err != nil {
+		return nil, err
+	}
+	if tl == nil {
+		return nil, pgwire.Errorf(pgwire.CodeUndefinedObject, "timeline %s/%s does not exist on this safekeeper", tenant, timeline)
+	}
+	return tl, nil
+}
+
+// sessionTimelineIDs are the tenant and timeline ids a replication
+// session names in its startup parameters.
+func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, error) {
 	vals := map[string]string{"tenant_id": params["tenant_id"], "timeline_id": params["timeline_id"]}
 	opts := strings.Fields(params["options"])
 	for i := 0; i < len(opts); i++ {
@@ -54,25 +71,18 @@ func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error
 		}
 	}
 	if vals["tenant_id"] == "" || vals["timeline_id"] == "" {
-		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue,
+		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue,
 			"a replication connection to a safekeeper must name its timeline: options='-c tenant_id=<id> -c timeline_id=<id>'")
 	}
 	tenant, err := id.ParseTenantID(vals["tenant_id"])
 	if err != nil {
-		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
+		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
 	}
 	timeline, err := id.ParseTimelineID(vals["timeline_id"])
 	if err != nil {
-		return nil, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
+		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
 	}
-	tl, err := s.Timeline(tenant, timeline, false)
-	if err != nil {
-		return nil, err
-	}
-	if tl == nil {
-		return nil, pgwire.Errorf(pgwire.CodeUndefinedObject, "timeline %s/%s does not exist on this safekeeper", tenant, timeline)
-	}
-	return tl, nil
+	return tenant, timeline, nil
 }
 
 // servable is the end of the WAL a walsender may send: the commit LSN,

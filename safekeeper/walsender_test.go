@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -86,7 +87,7 @@ func TestWalsenderEndsStreamWhenSentWALIsTruncated(t *testing.T) {
 		t.Fatal("received WAL differs from the compute's")
 	}
 
-	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, zerolog.New(zerolog.NewTestWriter(t)))
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

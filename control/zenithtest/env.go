@@ -42,7 +42,14 @@ type Options struct {
 	// MoreInitArgs are added to zenith init's flags (e.g.
 	// --remote-storage).
 	MoreInitArgs []string
+	// Secure runs zenith init with --auth --tls: every service takes
+	// only tokens, over TLS. SecureEnv in the environment turns it on for
+	// every Env, to run the integration tests that way.
+	Secure bool
 }
+
+// SecureEnv, set to 1, makes every Env Secure.
+const SecureEnv = "ZENITH_TEST_SECURE"
 
 // Env is a zenith repository in a temporary directory, driven by the real
 // binary as a user would: New runs `zenith init` and `zenith start` on
@@ -61,6 +68,9 @@ type Env struct {
 	PageserverAddr string
 	// Postgres creates and starts compute nodes.
 	Postgres *Computes
+	// Secure is set when the services take only tokens over TLS
+	// (Options.Secure): CAFile and Token are what a client needs.
+	Secure bool
 
 	wrap, environ []string
 }
@@ -92,6 +102,10 @@ func New(t testing.TB, opts *Options) *Env {
 		pgPort, httpPort := freePort(t), freePort(t)
 		e.PageserverAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(pgPort))
 		args = append(args, "--pageserver-port", strconv.Itoa(pgPort), "--http-port", strconv.Itoa(httpPort))
+	}
+	if opts.Secure || os.Getenv(SecureEnv) == "1" {
+		e.Secure = true
+		args = append(args, "--auth", "--tls")
 	}
 	if opts.Safekeepers > 0 && opts.InitArgs == nil {
 		args = append(args, "--safekeepers", strconv.Itoa(opts.Safekeepers),
@@ -293,3 +307,28 @@ func (p *Postgres) Destroy() {
 
 // String names the node in messages.
 func (p *Postgres) String() string { return fmt.Sprintf("compute node %s", p.Name) }
+
+// CAFile is the local CA of a Secure environment (sslrootcert).
+func (e *Env) CAFile() string { return filepath.Join(e.RepoDir, "tls", "ca.crt") }
+
+// Token is `zenith token args...` (--admin, or --tenant ID).
+func (e *Env) Token(args ...string) string {
+	e.t.Helper()
+	return strings.TrimSpace(e.Zenith(append([]string{"token"}, args...)...))
+}
+
+// PageserverConnString is a libpq connection string to the page service,
+// with TLS checked against the CA and token as password when the
+// environment is Secure ("" for none).
+func (e *Env) PageserverConnString(token string) string {
+	host, port, _ := net.SplitHostPort(e.PageserverAddr)
+	s := fmt.Sprintf("host=%s port=%s user=zenith dbname=pageserver connect_timeout=10", host, port)
+	if !e.Secure {
+		return s + " sslmode=disable"
+	}
+	s += " sslmode=verify-full sslrootcert=" + e.CAFile()
+	if token != "" {
+		s += " password=" + token
+	}
+	return s
+}
