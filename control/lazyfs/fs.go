@@ -1,0 +1,320 @@
+package lazyfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/pageserver/api"
+)
+
+// Options configure a lazy file system.
+type Options struct {
+	// Backing is the directory the lazy basebackup was unpacked into,
+	// with the manifest's files created by CreateFiles.
+	Backing string
+	// Mountpoint is where PostgreSQL sees the data directory.
+	Mountpoint string
+	Manifest   *api.LazyManifest
+	Client     *PageClient
+	// CacheBytes bounds the fetched, unwritten blocks kept on disk; 0 is
+	// no bound. Blocks the compute wrote are never dropped.
+	CacheBytes int64
+	// ReadAhead is how many blocks a sequential read fetches after the
+	// ones asked for, in the same batch.
+	ReadAhead uint32
+	Log       zerolog.Logger
+}
+
+// FS is a mounted lazy file system.
+type FS struct {
+	manifest  *api.LazyManifest
+	client    *PageClient
+	readAhead uint32
+	log       zerolog.Logger
+	cache     *blockCache
+	fetched   atomic.Int64
+
+	mu sync.Mutex
+	// files are the manifest's files by their backing inode number: the
+	// kernel may forget a node and look it up again, and a file's state
+	// must outlive that.
+	files map[uint64]*lazyFile
+
+	server *fuse.Server
+}
+
+// CreateFiles creates, under dir, every file of the manifest as a sparse
+// file of its size: the backing files a lazy file system fills.
+func CreateFiles(dir string, m *api.LazyManifest) error {
+	for _, f := range m.Files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("lazy data directory: %w", err)
+		}
+		err = file.Truncate(f.Size)
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("lazy data directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// attrTimeout is how long the kernel trusts names and attributes: every
+// change goes through this file system, so long is safe, and 0 is
+// ruinous (PostgreSQL stats its files constantly; DESIGN section 7).
+const attrTimeout = time.Minute
+
+// Mount mounts the file system (as root, with DirectMount: no fusermount
+// helper; AllowOther, as PostgreSQL runs as another user) and serves it
+// until Unmount or Wait.
+func Mount(o Options) (*FS, error) {
+	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log,
+		files: map[uint64]*lazyFile{}, cache: newBlockCache(o.CacheBytes / blockSize)}
+	for _, lf := range o.Manifest.Files {
+		p := filepath.Join(o.Backing, filepath.FromSlash(lf.Path))
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return nil, fmt.Errorf("lazy file %s: %w", lf.Path, err)
+		}
+		f.files[st.Ino] = newLazyFile(f, p, lf)
+	}
+	var rootSt syscall.Stat_t
+	if err := syscall.Stat(o.Backing, &rootSt); err != nil {
+		return nil, err
+	}
+	root := &fs.LoopbackRoot{Path: o.Backing, Dev: rootSt.Dev}
+	// NewNode gets the backing file's stat, which NodeWrapChilder (its
+	// successor) does not: the inode number is what finds a lazy file.
+	//lint:ignore SA1019 see above
+	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, st *syscall.Stat_t) fs.InodeEmbedder {
+		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, fs: f, lazy: f.lazyFile(st)}
+	}
+	//lint:ignore SA1019 see root.NewNode
+	root.RootNode = root.NewNode(root, nil, "", &rootSt)
+	timeout, negative := attrTimeout, time.Second
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: true, DirectMount: true, FsName: "zenith-lazy", Name: "zenith",
+			// The kernel keeps what it read of a file across opens and
+			// writes (FOPEN_KEEP_CACHE): every change passes here.
+			ExplicitDataCacheControl: true,
+			MaxBackground:            64,
+		},
+		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
+	}
+	server, err := fs.Mount(o.Mountpoint, root.RootNode, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
+	}
+	f.server = server
+	return f, nil
+}
+
+// Wait waits until the file system is unmounted.
+func (f *FS) Wait() { f.server.Wait() }
+
+// Unmount unmounts it; it fails while files are open (PostgreSQL runs).
+func (f *FS) Unmount() error { return f.server.Unmount() }
+
+// Fetched is the number of blocks fetched from the page server so far.
+func (f *FS) Fetched() int64 { return f.fetched.Load() }
+
+func (f *FS) lazyFile(st *syscall.Stat_t) *lazyFile {
+	if st == nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.files[st.Ino]
+}
+
+// forget drops the lazy state of the backing file at p before it is
+// unlinked or replaced: its inode number may be given to a new file.
+func (f *FS) forget(p string) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil || st.Nlink > 1 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.files, st.Ino)
+}
+
+// node is a loopback node; a file of the manifest has its lazy state.
+type node struct {
+	fs.LoopbackNode
+	fs   *FS
+	lazy *lazyFile
+}
+
+var (
+	_ fs.NodeOpener    = (*node)(nil)
+	_ fs.NodeSetattrer = (*node)(nil)
+	_ fs.NodeUnlinker  = (*node)(nil)
+	_ fs.NodeRenamer   = (*node)(nil)
+)
+
+func (n *node) childPath(name string) string {
+	return filepath.Join(n.RootData.Path, n.Path(n.Root()), name)
+}
+
+// Open serves a lazy file through Go; any other file is a plain
+// loopback file, which the kernel passes through to the backing file
+// where it can (reads and writes never reach this process).
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if n.lazy == nil {
+		return n.LoopbackNode.Open(ctx, flags)
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := n.lazy.truncate(ctx, 0); err != nil {
+			return nil, 0, n.fs.errno("truncate", n.lazy, err)
+		}
+	}
+	return &handle{lf: n.lazy}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Setattr truncates a lazy file through its state; everything else is
+// the loopback's.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.lazy == nil {
+		return n.LoopbackNode.Setattr(ctx, f, in, out)
+	}
+	if size, ok := in.GetSize(); ok {
+		if err := n.lazy.truncate(ctx, int64(size)); err != nil {
+			return n.fs.errno("truncate", n.lazy, err)
+		}
+		in.Valid &^= fuse.FATTR_SIZE
+	}
+	return n.LoopbackNode.Setattr(ctx, nil, in, out)
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	n.fs.forget(n.childPath(name))
+	return n.LoopbackNode.Unlink(ctx, name)
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if p, ok := newParent.(*node); ok {
+		n.fs.forget(p.childPath(newName))
+	}
+	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+}
+
+// errno logs a failed lazy operation and turns it into EIO, which
+// PostgreSQL reports as an ERROR of the statement that read (a fetch
+// that timed out, a page server that is down or answered an error).
+func (f *FS) errno(op string, lf *lazyFile, err error) syscall.Errno {
+	f.log.Error().Err(err).Str("file", lf.info.Path).Str("op", op).Msg("lazy file operation failed")
+	return syscall.EIO
+}
+
+// handle is an open lazy file. It does not offer a passthrough fd: its
+// reads must reach ensure.
+type handle struct{ lf *lazyFile }
+
+var (
+	_ fs.FileReader    = (*handle)(nil)
+	_ fs.FileWriter    = (*handle)(nil)
+	_ fs.FileGetattrer = (*handle)(nil)
+	_ fs.FileFsyncer   = (*handle)(nil)
+	_ fs.FileFlusher   = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.lf.read(ctx, buf, off)
+	if err != nil {
+		return nil, h.lf.fs.errno("read", h.lf, err)
+	}
+	return fuse.ReadResultData(buf[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.lf.write(ctx, data, off)
+	if err != nil {
+		return uint32(n), h.lf.fs.errno("write", h.lf, err)
+	}
+	return uint32(n), 0
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := h.lf.stat(&st); err != nil {
+		return fs.ToErrno(err)
+	}
+	out.FromStat(&st)
+	return 0
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	h.lf.mu.Lock()
+	fd := h.lf.fd
+	h.lf.mu.Unlock()
+	if fd < 0 {
+		return 0
+	}
+	return fs.ToErrno(syscall.Fdatasync(fd))
+}
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+// blockCache bounds the fetched blocks kept on disk: first in, first
+// out, each dropped only while it is still a clean fetched copy.
+type blockCache struct {
+	mu    sync.Mutex
+	limit int64
+	ring  []cacheEntry
+	head  int
+	n     int
+}
+
+type cacheEntry struct {
+	lf *lazyFile
+	b  uint32
+}
+
+func newBlockCache(limit int64) *blockCache {
+	return &blockCache{limit: limit}
+}
+
+// added records newly fetched blocks and evicts the oldest ones over
+// the limit.
+func (c *blockCache) added(lf *lazyFile, blocks []uint32) {
+	if c.limit <= 0 || len(blocks) == 0 {
+		return
+	}
+	var victims []cacheEntry
+	c.mu.Lock()
+	if c.ring == nil {
+		c.ring = make([]cacheEntry, c.limit)
+	}
+	for _, b := range blocks {
+		if int64(c.n) == c.limit {
+			victims = append(victims, c.ring[c.head])
+			c.head = (c.head + 1) % len(c.ring)
+			c.n--
+		}
+		c.ring[(c.head+c.n)%len(c.ring)] = cacheEntry{lf, b}
+		c.n++
+	}
+	c.mu.Unlock()
+	for _, v := range victims {
+		v.lf.evict(v.b)
+	}
+}
