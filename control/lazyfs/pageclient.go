@@ -81,11 +81,17 @@ func (c *PageClient) GetPages(ctx context.Context, lsn pgdata.LSN, rel pgdata.Re
 	return pages, err
 }
 
-// Close closes the idle connections.
+// Close ends the idle connections' page streams (CopyDone, Terminate,
+// so the page server sees a client leave, not a broken connection) and
+// closes them.
 func (c *PageClient) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.idle {
+		s.conn.SetDeadline(time.Now().Add(time.Second))
+		s.fe.Send(&pgproto3.CopyDone{})
+		s.fe.Send(&pgproto3.Terminate{})
+		_ = s.fe.Flush()
 		s.conn.Close()
 	}
 	c.idle = nil
