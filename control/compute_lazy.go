@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zenithdb/zenith/control/lazyfs"
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -127,9 +126,6 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 		}
 	}
 	if err := os.Rename(mpath, n.lazyManifest()); err != nil {
-		return err
-	}
-	if err := lazyfs.CreateFiles(backing, m); err != nil {
 		return err
 	}
 	if err := writeComputeConfig(n, e, backing); err != nil {

@@ -1,11 +1,14 @@
 // Package lazyfs serves a lazy compute's data directory through FUSE
 // (DESIGN section 7, "Lazy mode"): the page server's lazy basebackup
 // gives every file but the logged relations' contents, and a manifest
-// of those files with their sizes. CreateFiles makes each a sparse
-// backing file of its size; Mount serves the backing directory as a
-// loopback file system in which a read of a block of such a file that
-// is not local yet is a GetPage@LSN request at the basebackup's LSN
-// over the page stream (PageClient), written into the backing file.
+// of those files with their sizes. Mount serves the backing directory
+// as a loopback file system in which those files are listed from the
+// start and created in the backing directory, as sparse files of their
+// sizes, when first looked up (creating a file costs about a millisecond
+// on this machine's disk, and the catalog alone has a thousand); a read
+// of a block of such a file that is not local yet is a GetPage@LSN
+// request at the basebackup's LSN over the page stream (PageClient),
+// written into the backing file.
 //
 // A block the compute writes is local for the rest of the node's life
 // and served from the backing file (the overlay). Fetched blocks that

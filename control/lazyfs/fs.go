@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,8 +21,9 @@ import (
 
 // Options configure a lazy file system.
 type Options struct {
-	// Backing is the directory the lazy basebackup was unpacked into,
-	// with the manifest's files created by CreateFiles.
+	// Backing is the directory the lazy basebackup was unpacked into.
+	// The manifest's files appear in the mount from the start; each is
+	// created in it, as a sparse file of its size, when first looked up.
 	Backing string
 	// Mountpoint is where PostgreSQL sees the data directory.
 	Mountpoint string
@@ -44,36 +47,20 @@ type FS struct {
 	cache     *blockCache
 	fetched   atomic.Int64
 
+	backing  string
+	uid, gid int // the backing directory's owner, given to new files
+
 	mu sync.Mutex
 	// files are the manifest's files by their backing inode number: the
 	// kernel may forget a node and look it up again, and a file's state
 	// must outlive that.
 	files map[uint64]*lazyFile
+	// pending are the manifest's files not yet created in the backing
+	// directory, by path; pendingDirs the same by directory and name.
+	pending     map[string]api.LazyFile
+	pendingDirs map[string]map[string]bool
 
 	server *fuse.Server
-}
-
-// CreateFiles creates, under dir, every file of the manifest as a sparse
-// file of its size: the backing files a lazy file system fills.
-func CreateFiles(dir string, m *api.LazyManifest) error {
-	for _, f := range m.Files {
-		p := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
-		}
-		file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("lazy data directory: %w", err)
-		}
-		err = file.Truncate(f.Size)
-		if cerr := file.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("lazy data directory: %w", err)
-		}
-	}
-	return nil
 }
 
 // attrTimeout is how long the kernel trusts names and attributes: every
@@ -85,19 +72,25 @@ const attrTimeout = time.Minute
 // helper; AllowOther, as PostgreSQL runs as another user) and serves it
 // until Unmount or Wait.
 func Mount(o Options) (*FS, error) {
-	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log,
-		files: map[uint64]*lazyFile{}, cache: newBlockCache(o.CacheBytes / blockSize)}
-	for _, lf := range o.Manifest.Files {
-		p := filepath.Join(o.Backing, filepath.FromSlash(lf.Path))
-		var st syscall.Stat_t
-		if err := syscall.Stat(p, &st); err != nil {
-			return nil, fmt.Errorf("lazy file %s: %w", lf.Path, err)
-		}
-		f.files[st.Ino] = newLazyFile(f, p, lf)
-	}
+	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log, backing: o.Backing,
+		files: map[uint64]*lazyFile{}, pending: map[string]api.LazyFile{}, pendingDirs: map[string]map[string]bool{},
+		cache: newBlockCache(o.CacheBytes / blockSize)}
 	var rootSt syscall.Stat_t
 	if err := syscall.Stat(o.Backing, &rootSt); err != nil {
 		return nil, err
+	}
+	f.uid, f.gid = int(rootSt.Uid), int(rootSt.Gid)
+	for _, lf := range o.Manifest.Files {
+		dir, name := path.Split(lf.Path)
+		dir = strings.TrimSuffix(dir, "/")
+		if err := os.MkdirAll(filepath.Join(o.Backing, filepath.FromSlash(dir)), 0o700); err != nil {
+			return nil, err
+		}
+		f.pending[lf.Path] = lf
+		if f.pendingDirs[dir] == nil {
+			f.pendingDirs[dir] = map[string]bool{}
+		}
+		f.pendingDirs[dir][name] = true
 	}
 	root := &fs.LoopbackRoot{Path: o.Backing, Dev: rootSt.Dev}
 	// NewNode gets the backing file's stat, which NodeWrapChilder (its
@@ -145,6 +138,54 @@ func (f *FS) lazyFile(st *syscall.Stat_t) *lazyFile {
 	return f.files[st.Ino]
 }
 
+// materialize creates the backing file of the manifest's file at rel
+// (a path relative to the root) if it is still pending: a sparse file of
+// its size, owned as the backing directory is.
+func (f *FS) materialize(rel string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lf, ok := f.pending[rel]
+	if !ok {
+		return nil
+	}
+	p := filepath.Join(f.backing, filepath.FromSlash(rel))
+	file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create backing file %s: %w", rel, err)
+	}
+	err = file.Truncate(lf.Size)
+	if err == nil {
+		err = file.Chown(f.uid, f.gid)
+	}
+	var st syscall.Stat_t
+	if err == nil {
+		err = syscall.Fstat(int(file.Fd()), &st)
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("create backing file %s: %w", rel, err)
+	}
+	f.files[st.Ino] = newLazyFile(f, p, lf)
+	delete(f.pending, rel)
+	dir, name := path.Split(rel)
+	delete(f.pendingDirs[strings.TrimSuffix(dir, "/")], name)
+	return nil
+}
+
+// pendingIn returns the names of the pending files in directory rel.
+func (f *FS) pendingIn(rel string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.pendingDirs[rel]))
+	for n := range f.pendingDirs[rel] {
+		names = append(names, n)
+	}
+	return names
+}
+
 // forget drops the lazy state of the backing file at p before it is
 // unlinked or replaced: its inode number may be given to a new file.
 func (f *FS) forget(p string) {
@@ -169,10 +210,57 @@ var (
 	_ fs.NodeSetattrer = (*node)(nil)
 	_ fs.NodeUnlinker  = (*node)(nil)
 	_ fs.NodeRenamer   = (*node)(nil)
+	_ fs.NodeLookuper  = (*node)(nil)
+
+	_ fs.NodeOpendirHandler = (*node)(nil)
 )
 
 func (n *node) childPath(name string) string {
 	return filepath.Join(n.RootData.Path, n.Path(n.Root()), name)
+}
+
+// childRel is the path of the child name relative to the root, as the
+// manifest writes it.
+func (n *node) childRel(name string) string {
+	return path.Join(n.Path(n.Root()), name)
+}
+
+// Lookup creates a pending file's backing file first: from then on it
+// is an ordinary file of the backing directory.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		n.fs.log.Error().Err(err).Msg("lazy file system")
+		return nil, syscall.EIO
+	}
+	return n.LoopbackNode.Lookup(ctx, name, out)
+}
+
+// OpendirHandle lists a directory with its pending files.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	pending := n.fs.pendingIn(n.Path(n.Root()))
+	if len(pending) == 0 {
+		return n.LoopbackNode.OpendirHandle(ctx, flags)
+	}
+	entries, err := os.ReadDir(filepath.Join(n.RootData.Path, n.Path(n.Root())))
+	if err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	list := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}
+	for _, e := range entries {
+		de := fuse.DirEntry{Name: e.Name(), Mode: uint32(syscall.S_IFREG)}
+		if info, err := e.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				de.Mode, de.Ino = st.Mode, st.Ino
+			}
+		}
+		list = append(list, de)
+	}
+	for i, name := range pending {
+		// Not a backing inode number yet; readdir callers need one that
+		// is not 0.
+		list = append(list, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: 1<<62 + uint64(i)})
+	}
+	return fs.NewListDirStream(list).(fs.FileHandle), 0, 0
 }
 
 // Open serves a lazy file through Go; any other file is a plain
@@ -206,12 +294,21 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		return syscall.EIO
+	}
 	n.fs.forget(n.childPath(name))
 	return n.LoopbackNode.Unlink(ctx, name)
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		return syscall.EIO
+	}
 	if p, ok := newParent.(*node); ok {
+		if err := n.fs.materialize(p.childRel(newName)); err != nil {
+			return syscall.EIO
+		}
 		n.fs.forget(p.childPath(newName))
 	}
 	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
