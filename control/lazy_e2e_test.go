@@ -254,3 +254,39 @@ func mountsIn(dir string) []string {
 	}
 	return out
 }
+
+// TestLazyPageserverDown kills the page server under a lazy compute:
+// reading a block not fetched yet is an ERROR (EIO), not a PANIC, and
+// once the page server is back the same query answers, with the data.
+func TestLazyPageserverDown(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+	loader := env.Postgres.CreateStart("main", "--eager")
+	if _, err := loader.Connect().Exec(ctx, "CREATE TABLE big AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 100000) g"); err != nil {
+		t.Fatal(err)
+	}
+	loader.Stop()
+	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	conn := pg.Connect()
+	env.Zenith("pageserver", "stop", "--immediate")
+	var n int
+	err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Fatalf("count(*) with the page server down: %d, %v; want an I/O error", n, err)
+	}
+	t.Logf("with the page server down: %v", err)
+	env.Zenith("pageserver", "start")
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n); err != nil || n != 100000 {
+		t.Fatalf("count(*) once the page server is back: %d, %v; want 100000", n, err)
+	}
+	if st := listNode(t, env, "lazy").Status; st != "running" {
+		t.Errorf("the lazy node is %s after the page server came back, want running", st)
+	}
+	conn.Close(ctx)
+	pg.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+}
