@@ -63,7 +63,7 @@ func (c *PageClient) GetPages(ctx context.Context, lsn pgdata.LSN, rel pgdata.Re
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	s, err := c.get(deadline)
+	s, pooled, err := c.get(deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -73,9 +73,20 @@ func (c *PageClient) GetPages(ctx context.Context, lsn pgdata.LSN, rel pgdata.Re
 		s.conn.Close()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			err = fmt.Errorf("%w after %v: %v", ErrFetchTimeout, c.timeout, err)
+			return nil, fmt.Errorf("%w after %v: %v", ErrFetchTimeout, c.timeout, err)
 		}
-		return nil, err
+		if !pooled {
+			return nil, err
+		}
+		// A pooled connection may have died idle (the page server
+		// restarted): one more try on a new one.
+		if s, err = c.dial(deadline); err != nil {
+			return nil, err
+		}
+		if pages, err = s.getPages(deadline, lsn, rel, fork, blocks); err != nil && !errors.As(err, &pe) {
+			s.conn.Close()
+			return nil, err
+		}
 	}
 	c.put(s)
 	return pages, err
@@ -97,16 +108,18 @@ func (c *PageClient) Close() {
 	c.idle = nil
 }
 
-func (c *PageClient) get(deadline time.Time) (*pageStream, error) {
+// get returns an idle connection (pooled) or a new one.
+func (c *PageClient) get(deadline time.Time) (s *pageStream, pooled bool, err error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 {
 		s := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return s, nil
+		return s, true, nil
 	}
 	c.mu.Unlock()
-	return c.dial(deadline)
+	s, err = c.dial(deadline)
+	return s, false, err
 }
 
 func (c *PageClient) put(s *pageStream) {
