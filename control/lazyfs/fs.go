@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,11 @@ type Options struct {
 	// ReadAhead is how many blocks a sequential read fetches after the
 	// ones asked for, in the same batch.
 	ReadAhead uint32
-	Log       zerolog.Logger
+	// PrefetchCatalog fetches the system catalogs' blocks in the
+	// background once mounted: every backend's first steps read them,
+	// one block and one round trip at a time.
+	PrefetchCatalog bool
+	Log             zerolog.Logger
 }
 
 // FS is a mounted lazy file system.
@@ -59,6 +64,8 @@ type FS struct {
 	// directory, by path; pendingDirs the same by directory and name.
 	pending     map[string]api.LazyFile
 	pendingDirs map[string]map[string]bool
+	// byPath are the created files' lazy state, by path.
+	byPath map[string]*lazyFile
 
 	server *fuse.Server
 }
@@ -74,7 +81,7 @@ const attrTimeout = time.Minute
 func Mount(o Options) (*FS, error) {
 	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log, backing: o.Backing,
 		files: map[uint64]*lazyFile{}, pending: map[string]api.LazyFile{}, pendingDirs: map[string]map[string]bool{},
-		cache: newBlockCache(o.CacheBytes / blockSize)}
+		byPath: map[string]*lazyFile{}, cache: newBlockCache(o.CacheBytes / blockSize)}
 	var rootSt syscall.Stat_t
 	if err := syscall.Stat(o.Backing, &rootSt); err != nil {
 		return nil, err
@@ -117,7 +124,58 @@ func Mount(o Options) (*FS, error) {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
 	f.server = server
+	if o.PrefetchCatalog {
+		go f.prefetchCatalog()
+	}
 	return f, nil
+}
+
+// firstNormalObjectID is PostgreSQL's FirstNormalObjectId: relation
+// file numbers below it are the system catalogs' (and their indexes').
+const firstNormalObjectID = 16384
+
+// prefetchBatch is how many blocks one prefetch request asks for.
+const prefetchBatch = 64
+
+// prefetchCatalog fetches every block of the system catalogs, shared
+// ones first, in pipelined batches, while PostgreSQL starts and its
+// first backends run. It stops at the first error (the page server is
+// down: reads will say so) or when the file system is unmounted.
+func (f *FS) prefetchCatalog() {
+	start := time.Now()
+	var files []api.LazyFile
+	for _, lf := range f.manifest.Files {
+		if lf.Rel.RelNode < firstNormalObjectID && lf.Size > 0 {
+			files = append(files, lf)
+		}
+	}
+	// Shared catalogs (global/) first: every connection reads them.
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Rel.DbNode < files[j].Rel.DbNode })
+	blocks := 0
+	for _, info := range files {
+		if err := f.materialize(info.Path); err != nil {
+			f.log.Warn().Err(err).Msg("catalog prefetch stopped")
+			return
+		}
+		f.mu.Lock()
+		lf := f.byPath[info.Path]
+		f.mu.Unlock()
+		if lf == nil {
+			continue // unlinked meanwhile
+		}
+		n := uint32(info.Size / blockSize)
+		for b := uint32(0); b < n; b += prefetchBatch {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := lf.ensure(ctx, b, min(n, b+prefetchBatch), 0)
+			cancel()
+			if err != nil {
+				f.log.Warn().Err(err).Msg("catalog prefetch stopped")
+				return
+			}
+		}
+		blocks += int(n)
+	}
+	f.log.Info().Int("files", len(files)).Int("blocks", blocks).Dur("took", time.Since(start)).Msg("catalog prefetched")
 }
 
 // Wait waits until the file system is unmounted.
@@ -169,6 +227,7 @@ func (f *FS) materialize(rel string) error {
 		return fmt.Errorf("create backing file %s: %w", rel, err)
 	}
 	f.files[st.Ino] = newLazyFile(f, p, lf)
+	f.byPath[rel] = f.files[st.Ino]
 	delete(f.pending, rel)
 	dir, name := path.Split(rel)
 	delete(f.pendingDirs[strings.TrimSuffix(dir, "/")], name)
