@@ -299,3 +299,57 @@ func TestLazyPageserverDown(t *testing.T) {
 		t.Fatalf("pg stop left %v mounted", m)
 	}
 }
+
+// TestLazyFetchTimeout stops (SIGSTOP) the page server under a lazy
+// compute: a read of a block not fetched yet fails with an I/O error
+// once the fetch timeout passes, rather than hanging the backend, and
+// the same query answers once the page server runs again (SIGCONT).
+func TestLazyFetchTimeout(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+	loader := env.Postgres.CreateStart("main", "--eager")
+	if _, err := loader.Connect().Exec(ctx, "CREATE TABLE big AS SELECT g FROM generate_series(1, 100000) g"); err != nil {
+		t.Fatal(err)
+	}
+	loader.Stop()
+	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	conn := pg.Connect()
+	b, err := os.ReadFile(filepath.Join(env.RepoDir, "pageserver.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid < 1 {
+		t.Fatalf("pageserver.pid: %q", b)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	start := time.Now()
+	var n int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Fatalf("count(*) with the page server stopped: %d, %v; want an I/O error", n, err)
+	}
+	t.Logf("with the page server stopped, after %v: %v", time.Since(start).Round(time.Second), err)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n); err != nil || n != 100000 {
+		t.Fatalf("count(*) once the page server runs again: %d, %v; want 100000", n, err)
+	}
+	conn.Close(ctx)
+	pg.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+}
