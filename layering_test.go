@@ -35,6 +35,7 @@ var layers = []struct {
 	{"the page service's API, for its client and server", []string{"pageserver/api"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
+	{"a lazy compute's data directory through FUSE", []string{"control/lazyfs"}},
 	{"the binary's test fixture (imports only repo/netport of zenith)", []string{"control/zenithtest"}},
 	{"the control plane", []string{"control"}},
 	{"PostgreSQL's own test suites on a compute", []string{"control/pgsuites"}},

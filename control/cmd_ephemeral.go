@@ -61,7 +61,7 @@ func startEphemeral(c *cli.Context) error {
 	}
 	n, err := e.CreateNode(c.Context, o)
 	if err == nil {
-		if err = e.StartNode(c.Context, n); err != nil {
+		if err = e.StartNode(c.Context, n, o.Eager); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), daemonStopTimeout)
 			if derr := e.DestroyNode(stopCtx, n, true); derr != nil {
 				err = errors.Join(err, fmt.Errorf("remove the node again: %w", derr))

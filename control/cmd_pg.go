@@ -22,7 +22,7 @@ func PgCommand() *cli.Command {
 		Name:  "pg",
 		Usage: "manage compute nodes (PostgreSQL servers on a branch)",
 		Subcommands: []*cli.Command{
-			pgCreateCommand(), pgStartCommand(), pgStopCommand(), pgListCommand(),
+			pgCreateCommand(), pgStartCommand(), pgStopCommand(), pgListCommand(), pgFuseCommand(),
 		},
 	}
 }
@@ -34,12 +34,13 @@ func nodeFlags() []cli.Flag {
 		&cli.IntFlag{Name: "port", Usage: "listen on `PORT` of compute.listen_addresses (default: a free port, kept for the node's life)"},
 		&cli.StringFlag{Name: "lsn", Usage: "make a read-only node showing the branch as of `LSN` (e.g. 0/16B9188)"},
 		&cli.StringSliceFlag{Name: "c", Usage: "PostgreSQL setting `name=value` for the node (repeatable)"},
+		&cli.BoolFlag{Name: "eager", Usage: "copy every relation file into the data directory instead of serving them lazily through FUSE"},
 	}
 }
 
 // nodeOptions reads pg create's flags.
 func nodeOptions(c *cli.Context, t id.TenantID, branch string) (NodeOptions, error) {
-	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port")}
+	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port"), Eager: c.Bool("eager")}
 	if err := api.CheckTimelineRef(branch); err != nil {
 		return o, err
 	}
@@ -152,7 +153,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if err := e.StartNode(c.Context, n); err != nil {
+			if err := e.StartNode(c.Context, n, c.Bool("eager")); err != nil {
 				return err
 			}
 			fmt.Fprintln(e.Out, n.ConnString(e))
@@ -272,6 +273,10 @@ type nodeRow struct {
 	ReadOnly bool          `json:"read_only"`
 	Status   string        `json:"status"`
 	ConnStr  string        `json:"connstr"`
+	// Mode is eager or lazy (relation files served through FUSE).
+	Mode string `json:"mode"`
+	// DiskBytes is the disk space the node's files take.
+	DiskBytes int64 `json:"disk_bytes"`
 	// IngestStopped is set when the page server stopped ingesting the
 	// branch's WAL: where and why.
 	IngestStopped string `json:"ingest_stopped,omitempty"`
@@ -299,6 +304,7 @@ func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
 		rows = append(rows, nodeRow{
 			Name: n.Name, Address: n.Address(e), Tenant: n.Tenant, Branch: n.Branch, Timeline: n.Timeline,
 			LSN: lsn, ReadOnly: n.ReadOnly(), Status: st, ConnStr: n.ConnString(e),
+			Mode: n.modeName(), DiskBytes: n.DiskUse(),
 		})
 	}
 	return rows, nil
@@ -325,13 +331,13 @@ func currentLSN(ctx context.Context, e *Env, n *Node) (pgdata.LSN, error) {
 
 func printNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tTENANT\tBRANCH\tLSN\tSTATUS")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tTENANT\tBRANCH\tLSN\tSTATUS\tMODE\tDISK")
 	for _, r := range rows {
 		branch := r.Branch
 		if r.ReadOnly {
 			branch += " (read-only)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, branch, r.LSN, r.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, branch, r.LSN, r.Status, r.Mode, formatBytes(r.DiskBytes))
 	}
 	return tw.Flush()
 }

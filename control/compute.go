@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -60,6 +61,19 @@ type Node struct {
 	// everything, at this LSN of the branch. 0/0 while the server runs and
 	// after an unclean stop: the next start rebuilds the data directory.
 	CleanLSN pgdata.LSN `toml:"clean_lsn"`
+	// Mode is how the data directory was built: ModeEager or ModeLazy
+	// ("" in nodes made before lazy mode: eager).
+	Mode string `toml:"mode"`
+	// Fresh is set while the data directory is as built and never
+	// started on: the only state in which a lazy one may be reused (what
+	// its FUSE server knew of it died with the server).
+	Fresh bool `toml:"fresh"`
+	// LazyCacheBytes bounds a lazy node's cache of fetched blocks on its
+	// disk (0: 1 GiB); blocks the compute wrote are not counted.
+	LazyCacheBytes int64 `toml:"lazy_cache_bytes"`
+	// LazyFetchTimeout bounds each fetch of a lazy node's pages; one that
+	// takes longer is an I/O error in the backend that read (0: 20s).
+	LazyFetchTimeout tomlconf.Duration `toml:"lazy_fetch_timeout"`
 
 	dir string
 }
@@ -123,6 +137,12 @@ func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) 
 // Status is "running", "stopped", or "crashed" (a server that did not
 // stop cleanly: the next start rebuilds its data directory).
 func (n *Node) Status(ctx context.Context, e *Env) (string, error) {
+	if n.IsLazy() {
+		_, err := n.fuseDaemon(e).PID(io.Discard)
+		if (err == nil) != isMounted(n.DataDir()) {
+			return "crashed", nil
+		}
+	}
 	c, err := n.cluster(ctx, e)
 	if err != nil {
 		return "", err

@@ -83,9 +83,9 @@ func computeHBA(c ComputeConfig) string {
 }
 
 // writeComputeConfig writes zenith.conf (zenith's settings, then the
-// user's), includes it from postgresql.conf, and writes pg_hba.conf.
-func writeComputeConfig(n *Node, e *Env) error {
-	dir := n.DataDir()
+// user's), includes it from postgresql.conf, and writes pg_hba.conf, in
+// the data directory dir.
+func writeComputeConfig(n *Node, e *Env, dir string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by zenith for compute node %s (tenant %s, branch %s); rewritten whenever\n# the data directory is rebuilt. Add settings with zenith pg create -c name=value.\n", n.Name, n.Tenant, n.Branch)
 	for _, kv := range computeSettings(n, e) {

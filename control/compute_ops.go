@@ -47,6 +47,9 @@ type NodeOptions struct {
 	// branch.
 	LSN      pgdata.LSN
 	Settings map[string]string
+	// Eager copies every relation file into the data directory instead
+	// of serving them lazily through FUSE.
+	Eager bool
 }
 
 // findBranch returns tenant t's branch name, or an error that lists the
@@ -116,10 +119,27 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 			return nil, err
 		}
 	}
-	if err := e.buildDataDir(ctx, n, lsn); err != nil {
+	if err := e.buildNode(ctx, n, lsn, o.Eager); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// buildNode builds the node's data directory lazily where FUSE can be
+// mounted, unless eager, and eagerly otherwise, saying why in one line.
+func (e *Env) buildNode(ctx context.Context, n *Node, lsn pgdata.LSN, eager bool) error {
+	if !eager {
+		why := e.lazyUnavailable()
+		if why == "" {
+			err := e.buildDataDir(ctx, n, lsn, true)
+			if !errors.Is(err, errLazyTablespaces) {
+				return err
+			}
+			why = err.Error()
+		}
+		fmt.Fprintf(e.Progress, "compute node %s: eager mode (a full copy of the data): %s\n", n.Name, why)
+	}
+	return e.buildDataDir(ctx, n, lsn, false)
 }
 
 // choosePort checks that port is free and not another node's, or picks a
@@ -206,10 +226,14 @@ func (e *Env) settledLSN(ctx context.Context, n *Node, last pgdata.LSN) (pgdata.
 
 // buildDataDir replaces the node's data directory with a basebackup of its
 // timeline at lsn and zenith's configuration, owned by the PostgreSQL OS
-// user.
-func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err error) {
+// user: a copy of every file (eager), or a lazy one whose relation files
+// a FUSE server fills at run time (see compute_lazy.go).
+func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN, lazy bool) (err error) {
 	data, tablespaces := n.DataDir(), n.TablespacesDir()
-	for _, d := range []string{data, tablespaces} {
+	if isMounted(data) {
+		return fmt.Errorf("compute node %s: its data directory is still mounted: zenith pg stop %s unmounts it", n.Name, n.Name)
+	}
+	for _, d := range []string{data, tablespaces, n.lazyDir()} {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("remove old data directory: %w", err)
 		}
@@ -221,29 +245,29 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 		if err != nil {
 			os.RemoveAll(data)
 			os.RemoveAll(tablespaces)
+			os.RemoveAll(n.lazyDir())
 		}
 	}()
-	pr, pw := io.Pipe()
-	untarred := make(chan error, 1)
-	go func() {
-		err := tarfile.ExtractBasebackup(pr, data, tablespaces)
-		if err != nil {
-			err = fmt.Errorf("basebackup tar: %w", err)
-		}
-		pr.CloseWithError(err) // unblocks the writer if extraction stops early
-		untarred <- err
-	}()
-	prog := newProgress(e.Progress, fmt.Sprintf("basebackup of %s at %s", n.Branch, lsn))
-	err = e.Pageserver().Basebackup(ctx, n.Tenant, n.Timeline, lsn, io.MultiWriter(pw, prog))
-	pw.CloseWithError(err)
-	if uerr := <-untarred; err == nil && uerr != nil {
-		err = uerr
+	n.Mode, n.Fresh = ModeEager, false
+	if lazy {
+		err = e.buildLazyDataDir(ctx, n, lsn)
+	} else {
+		err = e.buildEagerDataDir(ctx, n, lsn)
 	}
 	if err != nil {
-		return fmt.Errorf("basebackup of branch %s at %s: %w", n.Branch, lsn, err)
+		return err
 	}
-	prog.Done()
-	if err := writeComputeConfig(n, e); err != nil {
+	n.BasebackupLSN, n.CleanLSN, n.Fresh = lsn, lsn, true
+	return n.save()
+}
+
+// buildEagerDataDir unpacks a full basebackup into the data directory.
+func (e *Env) buildEagerDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) error {
+	data := n.DataDir()
+	if err := e.extractBasebackup(ctx, n, lsn, false, data); err != nil {
+		return err
+	}
+	if err := writeComputeConfig(n, e, data); err != nil {
 		return err
 	}
 	user, err := pgcluster.ServerUser()
@@ -253,19 +277,55 @@ func (e *Env) buildDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) (err er
 	if err := pgcluster.PrepareDir(data, user); err != nil {
 		return err
 	}
-	if _, err := os.Stat(tablespaces); err == nil {
-		if err := pgcluster.PrepareDir(tablespaces, user); err != nil {
+	if _, err := os.Stat(n.TablespacesDir()); err == nil {
+		if err := pgcluster.PrepareDir(n.TablespacesDir(), user); err != nil {
 			return err
 		}
 	}
-	n.BasebackupLSN, n.CleanLSN = lsn, lsn
-	return n.save()
+	n.Mode = ModeEager
+	return nil
+}
+
+// extractBasebackup unpacks the page server's basebackup of the node's
+// timeline at lsn (lazy or not) into dir, and its tablespaces into the
+// node's.
+func (e *Env) extractBasebackup(ctx context.Context, n *Node, lsn pgdata.LSN, lazy bool, dir string) error {
+	pr, pw := io.Pipe()
+	untarred := make(chan error, 1)
+	go func() {
+		err := tarfile.ExtractBasebackup(pr, dir, n.TablespacesDir())
+		if err != nil {
+			err = fmt.Errorf("basebackup tar: %w", err)
+		}
+		pr.CloseWithError(err) // unblocks the writer if extraction stops early
+		untarred <- err
+	}()
+	what := "basebackup"
+	if lazy {
+		what = "lazy basebackup"
+	}
+	prog := newProgress(e.Progress, fmt.Sprintf("%s of %s at %s", what, n.Branch, lsn))
+	err := e.Pageserver().Basebackup(ctx, n.Tenant, n.Timeline, lsn, lazy, io.MultiWriter(pw, prog))
+	pw.CloseWithError(err)
+	if uerr := <-untarred; err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup of branch %s at %s: %w", n.Branch, lsn, err)
+	}
+	prog.Done()
+	return nil
 }
 
 // StartNode starts the node's server, rebuilding its data directory from
 // the page server first unless it may be reused (see Node.CleanLSN), and,
-// for a writable node, points the page server's WAL receiver at it.
-func (e *Env) StartNode(ctx context.Context, n *Node) error {
+// for a writable node, points the page server's WAL receiver at it. The
+// data directory is lazy (served through FUSE, see compute_lazy.go)
+// unless eager is set or FUSE cannot be mounted here.
+func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
+	if _, err := e.checkLazy(ctx, n); err != nil {
+		return err
+	}
 	c, err := n.cluster(ctx, e)
 	if err != nil {
 		return err
@@ -299,8 +359,14 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
-	_, statErr := os.Stat(filepath.Join(n.DataDir(), "PG_VERSION"))
-	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN)
+	wantLazy := !eager && e.lazyUnavailable() == ""
+	dataDir := n.DataDir()
+	if n.IsLazy() {
+		dataDir = n.lazyBacking()
+	}
+	_, statErr := os.Stat(filepath.Join(dataDir, "PG_VERSION"))
+	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN) &&
+		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
 	// With safekeepers, a writable node continues where the election
 	// says, always from a fresh basebackup there.
 	var el *safekeeper.Election
@@ -324,14 +390,28 @@ func (e *Env) StartNode(ctx context.Context, n *Node) error {
 		if n.CleanLSN == 0 && n.BasebackupLSN != 0 {
 			fmt.Fprintf(e.Progress, "compute node %s was not stopped cleanly: rebuilding its data directory from the page server at %s\n", n.Name, lsn)
 		}
-		if err := e.buildDataDir(ctx, n, lsn); err != nil {
+		if err := e.buildNode(ctx, n, lsn, eager); err != nil {
 			return err
 		}
 	}
 	if err := e.checkComputePortFree(n.Port); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
-	n.CleanLSN = 0
+	if n.IsLazy() {
+		if err := e.mountLazy(ctx, n); err != nil {
+			fmt.Fprintf(e.Progress, "compute node %s: eager mode (a full copy of the data): cannot mount FUSE: %v\n", n.Name, firstLine(err))
+			if err := e.buildDataDir(ctx, n, n.BasebackupLSN, false); err != nil {
+				return err
+			}
+		} else {
+			defer func() {
+				if err != nil {
+					_ = e.unmountLazy(context.Background(), n)
+				}
+			}()
+		}
+	}
+	n.CleanLSN, n.Fresh = 0, false
 	if err := n.save(); err != nil {
 		return err
 	}
@@ -380,11 +460,19 @@ func (e *Env) checkOnlyWriter(ctx context.Context, n *Node) error {
 // directory may be reused; an immediate stop, or a page server that does
 // not catch up, makes the next start rebuild it.
 func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
+	if _, err := e.checkLazy(ctx, n); err != nil {
+		return err
+	}
 	c, err := n.cluster(ctx, e)
 	if err != nil {
 		return err
 	}
 	if _, err := c.PID(); errors.Is(err, pgcluster.ErrNotRunning) {
+		if n.IsLazy() {
+			if err := e.unmountLazy(ctx, n); err != nil {
+				return fmt.Errorf("stop compute node %s: %w", n.Name, err)
+			}
+		}
 		// A server that died leaves its socket directory behind.
 		return os.RemoveAll(n.socketDir())
 	}
@@ -405,6 +493,12 @@ func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
 	}
 	if err := n.save(); err != nil {
 		return err
+	}
+	if n.IsLazy() {
+		// After PostgreSQL is gone: the mount is busy until then.
+		if err := e.unmountLazy(ctx, n); err != nil {
+			return fmt.Errorf("stop compute node %s: %w", n.Name, err)
+		}
 	}
 	// The socket directory is outside the node's: do not leave it behind.
 	if err := os.RemoveAll(n.socketDir()); err != nil {

@@ -103,7 +103,7 @@ func TestWriteComputeConfig(t *testing.T) {
 			e.Config.Safekeepers.Count = tc.safekeepers
 			// Twice: the include must not be appended again.
 			for i := 0; i < 2; i++ {
-				if err := writeComputeConfig(n, e); err != nil {
+				if err := writeComputeConfig(n, e, n.DataDir()); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -223,8 +223,9 @@ func (c *PageserverClient) Import(ctx context.Context, t id.TenantID, name strin
 }
 
 // Basebackup writes the tar of timeline tl of tenant t at lsn (0: its last
-// record) to w.
-func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.TimelineID, lsn pgdata.LSN, w io.Writer) error {
+// record) to w; a lazy one lists the relation files instead of holding
+// them (api.LazyManifest).
+func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.TimelineID, lsn pgdata.LSN, lazy bool, w io.Writer) error {
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return err
@@ -233,6 +234,9 @@ func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.
 	cmd := fmt.Sprintf("basebackup %s %s", t, tl)
 	if lsn != 0 {
 		cmd += " " + lsn.String()
+	}
+	if lazy {
+		cmd += " lazy"
 	}
 	if _, err := conn.CopyTo(ctx, w, cmd); err != nil {
 		return wrap(cmd, err)

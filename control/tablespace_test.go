@@ -96,7 +96,9 @@ func TestTablespaces(t *testing.T) {
 	env := zenithtest.New(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pg := env.Postgres.CreateStart("main")
+	// Eager: the test reads the stopped node's data directory, which a
+	// lazy node serves only while it runs.
+	pg := env.Postgres.CreateStart("main", "--eager")
 	user, err := pgcluster.ServerUser()
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -19,6 +20,11 @@ type BasebackupOptions struct {
 	// checkpoint record by random access and only checks xl_prev < its
 	// position (ValidXLogRecordHeader).
 	Prev pgdata.LSN
+	// Lazy leaves the contents of logged relations out: their files are
+	// listed, with their sizes, in the file api.LazyManifestName at the
+	// top of the tar, for a compute that fetches their blocks on demand.
+	// Unlogged relations (an init fork and its copy) are still written.
+	Lazy bool
 	// Progress, if set, is called with the bytes written so far after
 	// every file and at the end.
 	Progress func(bytes int64)
@@ -77,6 +83,9 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 		return err
 	}
 	b := &backup{r: r, t: newTarball(w, time.Unix(cf.Time, 0), opts.Progress), relSegSize: cf.RelSegSize}
+	if opts.Lazy {
+		b.lazy = &api.LazyManifest{LSN: lsn, RelSegSize: cf.RelSegSize}
+	}
 	for _, d := range basebackupDirs {
 		if err := b.t.dir(d); err != nil {
 			return err
@@ -100,6 +109,11 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	}
 	if err := b.twoPhase(ctx); err != nil {
 		return err
+	}
+	if b.lazy != nil {
+		if err := b.t.bytes(api.LazyManifestName, b.lazy.Encode()); err != nil {
+			return err
+		}
 	}
 	for _, f := range wal.Files {
 		if err := b.t.bytes("pg_wal/"+f.Name, f.Data); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -22,6 +23,9 @@ type backup struct {
 	r          *DatadirReader
 	t          *tarball
 	relSegSize uint32 // blocks per relation segment file (RELSEG_SIZE)
+	// lazy, when set, collects the logged relation files instead of
+	// writing their contents (BasebackupOptions.Lazy).
+	lazy *api.LazyManifest
 }
 
 // auxFiles writes the auxiliary files outside the database directories
@@ -143,6 +147,10 @@ func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgda
 	for seg := uint32(0); seg == 0 || seg*b.relSegSize < n; seg++ {
 		start := seg * b.relSegSize
 		end := min(n, start+b.relSegSize)
+		if b.lazy != nil && from == as && from != pgdata.ForkInit {
+			b.lazy.Add(rel, as, seg, int64(end-start)*pgdata.BlockSize)
+			continue
+		}
 		err := b.pagesFile(ctx, pgdata.RelationPath(rel, as, seg), start, end, func(blk uint32) ([]byte, error) {
 			return b.r.RelPage(ctx, rel, from, blk)
 		})

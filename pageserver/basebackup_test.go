@@ -80,6 +80,7 @@ func TestBasebackupImport(t *testing.T) {
 
 	pg := newClusterFromTar(t, tarball, settings)
 	compareDataDirs(t, src.DataDir(), pg.DataDir())
+	checkLazyBasebackup(t, tl, lsn, pg.DataDir())
 	cd, err := pg.ControlData(ctx)
 	if err != nil {
 		t.Fatal(err)

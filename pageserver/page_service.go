@@ -278,7 +278,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 		return err
 	}
 	start := time.Now()
-	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev}); err != nil {
+	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev, Lazy: c.lazy}); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {

@@ -30,6 +30,9 @@ type pageCommand struct {
 	start api.StartPoint
 	// lsn is basebackup's LSN; 0 means the last record.
 	lsn pgdata.LSN
+	// lazy is basebackup's "lazy": relation files left out, listed with
+	// their sizes in api.LazyManifestName.
+	lazy bool
 	// connStr is callmemaybe's connection string.
 	connStr string
 	// safekeepers are the safekeepers command's addresses, host:port.
@@ -59,7 +62,7 @@ var commandSyntax = map[string]struct {
 	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3, auth.Tenant},
 	"branch_list":     {"branch_list <tenant_id>", 1, 1, auth.Tenant},
 	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2, auth.Tenant},
-	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn]", 2, 3, auth.Tenant},
+	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn] [lazy]", 2, 4, auth.Tenant},
 	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1, auth.Admin},
 	"safekeepers":     {"safekeepers <tenant_id> <branch|timeline_id> <host:port>[,<host:port>...]", 3, 3, auth.Admin},
 	"pagestream":      {"pagestream <tenant_id> <branch|timeline_id>", 2, 2, auth.Tenant},
@@ -174,6 +177,12 @@ func (c *pageCommand) parseArgs(words []string) error {
 			if c.connStr == "" {
 				return fmt.Errorf("empty connection string")
 			}
+		}
+		if c.name == "basebackup" && len(words) > 2 && words[len(words)-1] == "lazy" {
+			c.lazy, words = true, words[:len(words)-1]
+		}
+		if c.name == "basebackup" && len(words) == 4 {
+			return fmt.Errorf("basebackup's fourth argument is %q, want lazy", words[3])
 		}
 		if c.name == "basebackup" && len(words) == 3 {
 			if c.lsn, err = pgdata.ParseLSN(words[2]); err != nil {

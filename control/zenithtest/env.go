@@ -187,6 +187,15 @@ func (e *Env) cleanup() {
 	for len(e.Processes()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A lazy compute's FUSE mount that zenith did not remove (its server
+	// was killed above): detach it, or removing the directory would fail
+	// on it.
+	for _, m := range mountsUnder(e.Dir) {
+		e.t.Errorf("cleanup: %s was left mounted", m)
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			e.t.Logf("cleanup: unmount %s: %v", m, err)
+		}
+	}
 	if e.t.Failed() {
 		logs, _ := filepath.Glob(filepath.Join(e.RepoDir, "*.log"))
 		nodeLogs, _ := filepath.Glob(filepath.Join(e.RepoDir, "pgdatadirs", "tenants", "*", "*", "*.log"))
@@ -198,6 +207,18 @@ func (e *Env) cleanup() {
 	if err := os.RemoveAll(e.Dir); err != nil {
 		e.t.Logf("cleanup: %v", err)
 	}
+}
+
+// mountsUnder returns the mount points inside dir.
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }
 
 func lastLines(b []byte, n int) string {

@@ -1,0 +1,95 @@
+package control
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/zenithdb/zenith/control/lazyfs"
+	"github.com/zenithdb/zenith/pageserver/api"
+)
+
+// pgFuseCommand is `zenith pg fuse`, the process that serves a lazy
+// node's data directory. zenith pg start runs one per lazy node, in the
+// background, and zenith pg stop stops it after PostgreSQL: one process
+// per node, so that the death of one is the crash of one compute (whose
+// files it serves) and nothing else, and its memory is the node's.
+func pgFuseCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "fuse",
+		Hidden: true,
+		Usage:  "serve a lazy compute node's data directory through FUSE (run by zenith pg start)",
+		Description: `Mounts the lazy data directory of the compute node in --dir at its pgdata/
+and serves it until SIGTERM (which unmounts once PostgreSQL is gone) or
+an unmount. Blocks of relation files are fetched from the page server at
+--pageserver on first read. zenith pg start runs this; there is no need
+to run it by hand.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Required: true, Usage: "the compute node's `DIR`"},
+			&cli.StringFlag{Name: "pageserver", Required: true, Usage: "the page service's `HOST:PORT`"},
+			&cli.StringFlag{Name: "tenant", Required: true, Usage: "the node's tenant `ID`"},
+			&cli.StringFlag{Name: "timeline", Required: true, Usage: "the node's timeline `ID`"},
+			&cli.Int64Flag{Name: "cache-bytes", Value: defaultLazyCacheBytes, Usage: "bound on fetched blocks kept on disk, in `BYTES` (0: none)"},
+			&cli.DurationFlag{Name: "fetch-timeout", Value: defaultLazyFetchTimeout, Usage: "a fetch that takes longer is an I/O error"},
+			&cli.UintFlag{Name: "read-ahead", Value: lazyReadAhead, Usage: "`BLOCKS` a sequential read fetches ahead"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return fmt.Errorf("pg fuse takes no arguments, only flags")
+			}
+			dir := c.String("dir")
+			log := zerolog.New(os.Stderr).With().Timestamp().Str("node", filepath.Base(dir)).Logger()
+			n := &Node{dir: dir}
+			text, err := os.ReadFile(n.lazyManifest())
+			if err != nil {
+				return err
+			}
+			m, err := api.ParseLazyManifest(text)
+			if err != nil {
+				return err
+			}
+			client := lazyfs.NewPageClient(c.String("pageserver"), c.String("tenant"), c.String("timeline"), c.Duration("fetch-timeout"))
+			defer client.Close()
+			fsys, err := lazyfs.Mount(lazyfs.Options{
+				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
+				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,
+				PrefetchCatalog: true,
+			})
+			if err != nil {
+				return err
+			}
+			log.Info().Str("mountpoint", n.DataDir()).Stringer("lsn", m.LSN).Int("files", len(m.Files)).Msg("serving lazy data directory")
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			done := make(chan struct{})
+			go func() {
+				fsys.Wait()
+				close(done)
+			}()
+			for {
+				select {
+				case <-done:
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Msg("unmounted")
+					return nil
+				case <-sigs:
+					if err := fsys.Unmount(); err != nil {
+						log.Warn().Err(err).Msg("cannot unmount yet (PostgreSQL still runs?): still serving")
+						continue
+					}
+					select {
+					case <-done:
+					case <-time.After(10 * time.Second):
+					}
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Msg("unmounted")
+					return nil
+				}
+			}
+		},
+	}
+}

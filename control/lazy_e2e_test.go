@@ -1,0 +1,355 @@
+package control_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
+)
+
+// skipUnlessFUSE skips a test of lazy mode where zenith cannot mount
+// FUSE (not root, no /dev/fuse): there it is eager, which other tests
+// cover.
+func skipUnlessFUSE(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("lazy mode mounts FUSE as root")
+	}
+	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
+		t.Skipf("no FUSE here: %v", err)
+	} else {
+		f.Close()
+	}
+}
+
+// listedNode is what these tests read of pg list --json.
+type listedNode struct {
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	Mode      string `json:"mode"`
+	DiskBytes int64  `json:"disk_bytes"`
+}
+
+func listNode(t *testing.T, env *zenithtest.Env, name string) listedNode {
+	t.Helper()
+	var rows []listedNode
+	if err := json.Unmarshal([]byte(env.Zenith("pg", "list", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("pg list has no node %s", name)
+	return listedNode{}
+}
+
+// dumpServer is the pgdump.Server of a compute node.
+func dumpServer(t *testing.T, pg *zenithtest.Postgres) pgdump.Server {
+	t.Helper()
+	u, err := url.Parse(pg.ConnString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgdump.Server{Host: u.Hostname(), Port: port, User: u.User.Username(), BinDir: pgcluster.DefaultBinDir}
+}
+
+// dumpAndCheck runs pg_amcheck on a compute (which installs amcheck
+// where it is missing, so every dump has it) and returns its pg_dumpall.
+func dumpAndCheck(ctx context.Context, t *testing.T, what string, pg *zenithtest.Postgres) string {
+	t.Helper()
+	s := dumpServer(t, pg)
+	if err := pgdump.Amcheck(ctx, s); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+	d, err := pgdump.DumpAll(ctx, s)
+	if err != nil {
+		t.Fatalf("pg_dumpall of %s: %v", what, err)
+	}
+	return d
+}
+
+// workloadArgs are pg start's -c flags for the mixed workload's settings.
+func workloadArgs() []string {
+	var args []string
+	for k, v := range workload.Settings() {
+		args = append(args, "-c", k+"="+v)
+	}
+	return args
+}
+
+// TestLazyCompute runs the mixed workload on an eager compute, then
+// starts a lazy compute on the branch: its pg_dumpall equals the live
+// one's and amcheck is clean. Writes on the lazy compute then reach the
+// page server: an eager compute started after it has the same dump.
+// The lazy node's disk holds only what it read or wrote.
+func TestLazyCompute(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+
+	writer := env.Postgres.CreateStart("main", append([]string{"--eager"}, workloadArgs()...)...)
+	if got := listNode(t, env, "main").Mode; got != "eager" {
+		t.Fatalf("pg start --eager made a %s node", got)
+	}
+	// pg_amcheck --install-missing says NOTICE where amcheck exists
+	// already, which pgdump.Amcheck takes for a finding (and its
+	// environment drops PGOPTIONS): the setting is in the catalog, so
+	// every compute of the branch has it.
+	if _, err := writer.Connect().Exec(ctx, "ALTER ROLE postgres SET client_min_messages = warning"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workload.Run(ctx, writer.ConnString+"?sslmode=disable", workload.Options{Seed: 7, Scale: 0.3}); err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	live := dumpAndCheck(ctx, t, "the eager compute", writer)
+	writer.Stop()
+	eagerDisk := listNode(t, env, "main").DiskBytes
+
+	lazy := env.Postgres.CreateStart("main", append([]string{"--name", "lazy"}, workloadArgs()...)...)
+	if n := listNode(t, env, "lazy"); n.Mode != "lazy" || n.Status != "running" {
+		t.Fatalf("pg start made a %s node, %s; want lazy, running", n.Mode, n.Status)
+	}
+	lazyStartDisk := listNode(t, env, "lazy").DiskBytes
+	if d := dumpAndCheck(ctx, t, "the lazy compute", lazy); pgdump.Compare(d, live).Err() != nil {
+		t.Fatalf("lazy compute: %v", pgdump.Compare(d, live).Err())
+	}
+	t.Logf("disk: eager node %d bytes; lazy node %d at start, %d after pg_dumpall and amcheck",
+		eagerDisk, lazyStartDisk, listNode(t, env, "lazy").DiskBytes)
+	if lazyStartDisk >= eagerDisk/2 {
+		t.Errorf("the lazy node takes %d bytes at start, the eager one %d: relation files were copied", lazyStartDisk, eagerDisk)
+	}
+
+	// Writes through the mount: new relations (local files), updates of
+	// fetched blocks (the overlay), truncations, a rewrite.
+	conn := lazy.Connect()
+	for _, sql := range []string{
+		"CREATE TABLE lazy_new AS SELECT g AS id, repeat('n', 50) AS pad FROM generate_series(1, 50000) g",
+		"CREATE INDEX ON lazy_new (id)",
+		"UPDATE lazy_new SET pad = 'u' WHERE id % 3 = 0",
+		"DELETE FROM lazy_new WHERE id > 40000",
+		"VACUUM lazy_new",
+		"VACUUM FULL pg_class",
+		// Every page of every table rewritten in place: fetched blocks
+		// become the compute's own (the overlay).
+		"VACUUM FREEZE",
+		"ANALYZE",
+		"CHECKPOINT",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	conn.Close(ctx)
+	afterWrites := dumpAndCheck(ctx, t, "the lazy compute after its writes", lazy)
+	lazy.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+
+	eager := env.Postgres.CreateStart("main", "--name", "check", "--eager")
+	if d := dumpAndCheck(ctx, t, "an eager compute after the lazy one", eager); pgdump.Compare(d, afterWrites).Err() != nil {
+		t.Fatalf("eager compute after the lazy one's writes: %v", pgdump.Compare(d, afterWrites).Err())
+	}
+	eager.Stop()
+}
+
+// TestLazyServerKilled kills a lazy node's FUSE server with SIGKILL under
+// writes: PostgreSQL fails, pg list says crashed, pg start cleans up
+// and starts again, and every commit acknowledged before the kill is
+// there; nothing stays mounted.
+func TestLazyServerKilled(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+	pg := env.Postgres.CreateStart("main")
+	conn := pg.Connect()
+	if _, err := conn.Exec(ctx, "CREATE TABLE acked (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for i := 1; i <= 200; i++ {
+		if _, err := conn.Exec(ctx, "INSERT INTO acked VALUES ($1)", i); err != nil {
+			t.Fatal(err)
+		}
+		acked = i
+	}
+	pidFiles, _ := filepath.Glob(filepath.Join(env.RepoDir, "pgdatadirs", "tenants", "*", "main", "fuse.pid"))
+	if len(pidFiles) != 1 {
+		t.Fatalf("fuse.pid files: %v", pidFiles)
+	}
+	b, err := os.ReadFile(pidFiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid < 1 {
+		t.Fatalf("fuse.pid: %q", b)
+	}
+	// Keep writing while the server dies: some inserts fail, those that
+	// succeed were acknowledged and must survive.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := acked + 1; i < acked+100000; i++ {
+			if _, err := conn.Exec(ctx, "INSERT INTO acked VALUES ($1)", i); err != nil {
+				return
+			}
+			acked = i
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if st := listNode(t, env, "main").Status; st != "crashed" {
+		t.Errorf("after its FUSE server died, pg list says %s, want crashed", st)
+	}
+	pg = env.Postgres.CreateStart("main")
+	if m := listNode(t, env, "main"); m.Mode != "lazy" || m.Status != "running" {
+		t.Fatalf("restarted node: %s, %s; want lazy, running", m.Mode, m.Status)
+	}
+	conn = pg.Connect()
+	var n, max int
+	if err := conn.QueryRow(ctx, "SELECT count(*), coalesce(max(id), 0) FROM acked").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if max < acked || n != max {
+		t.Fatalf("after the crash: %d rows up to %d, want every acknowledged one up to %d", n, max, acked)
+	}
+	t.Logf("%d rows acknowledged before the kill, %d there after the restart", acked, n)
+	pg.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+}
+
+// mountsIn returns the mount points inside dir.
+func mountsIn(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestLazyPageserverDown kills the page server under a lazy compute:
+// reading a block not fetched yet is an ERROR (EIO), not a PANIC, and
+// once the page server is back the same query answers, with the data.
+func TestLazyPageserverDown(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+	loader := env.Postgres.CreateStart("main", "--eager")
+	for _, table := range []string{"big", "big2"} {
+		if _, err := loader.Connect().Exec(ctx, "CREATE TABLE "+table+" AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 100000) g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loader.Stop()
+	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	conn := pg.Connect()
+	env.Zenith("pageserver", "stop", "--immediate")
+	var n int
+	err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Fatalf("count(*) with the page server down: %d, %v; want an I/O error", n, err)
+	}
+	t.Logf("with the page server down: %v", err)
+	env.Zenith("pageserver", "start")
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n); err != nil || n != 100000 {
+		t.Fatalf("count(*) once the page server is back: %d, %v; want 100000", n, err)
+	}
+	if st := listNode(t, env, "lazy").Status; st != "running" {
+		t.Errorf("the lazy node is %s after the page server came back, want running", st)
+	}
+	// Restarted while nothing reads: the FUSE server's idle connections
+	// died with it, and the next read must not fail on one.
+	env.Zenith("pageserver", "stop", "--immediate")
+	env.Zenith("pageserver", "start")
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big2").Scan(&n); err != nil || n != 100000 {
+		t.Fatalf("count(*) after a page server restart: %d, %v; want 100000", n, err)
+	}
+	conn.Close(ctx)
+	pg.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+}
+
+// TestLazyFetchTimeout stops (SIGSTOP) the page server under a lazy
+// compute: a read of a block not fetched yet fails with an I/O error
+// once the fetch timeout passes, rather than hanging the backend, and
+// the same query answers once the page server runs again (SIGCONT).
+func TestLazyFetchTimeout(t *testing.T) {
+	skipUnlessFUSE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env := zenithtest.New(t, nil)
+	loader := env.Postgres.CreateStart("main", "--eager")
+	if _, err := loader.Connect().Exec(ctx, "CREATE TABLE big AS SELECT g FROM generate_series(1, 100000) g"); err != nil {
+		t.Fatal(err)
+	}
+	loader.Stop()
+	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	conn := pg.Connect()
+	b, err := os.ReadFile(filepath.Join(env.RepoDir, "pageserver.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid < 1 {
+		t.Fatalf("pageserver.pid: %q", b)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	start := time.Now()
+	var n int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Fatalf("count(*) with the page server stopped: %d, %v; want an I/O error", n, err)
+	}
+	t.Logf("with the page server stopped, after %v: %v", time.Since(start).Round(time.Second), err)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM big").Scan(&n); err != nil || n != 100000 {
+		t.Fatalf("count(*) once the page server runs again: %d, %v; want 100000", n, err)
+	}
+	conn.Close(ctx)
+	pg.Stop()
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("pg stop left %v mounted", m)
+	}
+}

@@ -1,0 +1,29 @@
+// Package lazyfs serves a lazy compute's data directory through FUSE
+// (DESIGN section 7, "Lazy mode"): the page server's lazy basebackup
+// gives every file but the logged relations' contents, and a manifest
+// of those files with their sizes. Mount serves the backing directory
+// as a loopback file system in which those files are listed from the
+// start and created in the backing directory, as sparse files of their
+// sizes, when first looked up (creating a file costs about a millisecond
+// on this machine's disk, and the catalog alone has a thousand); a read
+// of a block of such a file that is not local yet is a GetPage@LSN
+// request at the basebackup's LSN over the page stream (PageClient),
+// written into the backing file.
+//
+// A block the compute writes is local for the rest of the node's life
+// and served from the backing file (the overlay). Fetched blocks that
+// were never written form a bounded cache: the oldest are dropped (a
+// hole punched) and fetched again if read. A sequential read fetches
+// the next blocks in the same pipelined batch. Every other file
+// (configuration, WAL, SLRUs, relations the compute created) is a plain
+// loopback file, passed through by the kernel.
+//
+// A fetch that fails or times out is EIO: an ERROR in the backend that
+// read, not a PANIC. The process serving the mount is the compute's:
+// if it dies, the mount answers ENOTCONN, and the control plane treats
+// that as a compute crash (it stops PostgreSQL and unmounts).
+//
+// Files of the manifest are never passed through, even once complete:
+// the kernel keeps one page cache per FUSE inode, and a passthrough
+// handle next to a cached one would see different bytes.
+package lazyfs

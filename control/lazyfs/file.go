@@ -1,0 +1,281 @@
+package lazyfs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// The states of a block of a lazy file below its remote limit.
+const (
+	// blkRemote: only the page server has it; the backing file has a hole.
+	blkRemote byte = iota
+	// blkFetching: a fetch of it is in flight; wait for it.
+	blkFetching
+	// blkCached: fetched, unchanged since; the cache may drop it again.
+	blkCached
+	// blkWritten: the compute wrote it; the backing file is its only copy.
+	blkWritten
+)
+
+const blockSize = pgdata.BlockSize
+
+// lazyFile is one relation file segment of the manifest. Its backing
+// file has the segment's size from the start, with holes where blocks
+// are still remote; state says which. Blocks at or after remote (the
+// segment's size at the basebackup, lowered by truncation) are local
+// whatever they hold: the compute extended the file there.
+type lazyFile struct {
+	fs    *FS
+	path  string // of the backing file
+	info  api.LazyFile
+	first pgdata.BlockNumber // the fork's number of the file's block 0
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	fd     int // the backing file, read-write, open for the FS's life
+	remote uint32
+	state  []byte
+	// next is the block after the last one read: a read starting there
+	// is sequential and fetches ahead.
+	next uint32
+}
+
+func newLazyFile(fs *FS, path string, info api.LazyFile) *lazyFile {
+	n := uint32(info.Size / blockSize)
+	lf := &lazyFile{fs: fs, path: path, info: info, first: info.FirstBlock(fs.manifest.RelSegSize),
+		fd: -1, remote: n, state: make([]byte, n)}
+	lf.cond.L = &lf.mu
+	return lf
+}
+
+// open opens the backing file on first use (a database has thousands
+// of relation files, most never read); lf.mu must be held.
+func (lf *lazyFile) open() error {
+	if lf.fd >= 0 {
+		return nil
+	}
+	fd, err := unix.Open(lf.path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open backing file: %w", err)
+	}
+	lf.fd = fd
+	return nil
+}
+
+// ensure makes blocks [from, to) local, fetching those that are remote
+// in one pipelined batch; with ahead > 0 the batch also takes up to
+// ahead remote blocks after to (read-ahead).
+func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
+	lf.mu.Lock()
+	if err := lf.open(); err != nil {
+		lf.mu.Unlock()
+		return err
+	}
+	var fetch []uint32
+	for {
+		to = min(to, lf.remote)
+		busy := false
+		for b := from; b < to; b++ {
+			if lf.state[b] == blkFetching {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			break
+		}
+		lf.cond.Wait()
+	}
+	for b := from; b < to; b++ {
+		if lf.state[b] == blkRemote {
+			fetch = append(fetch, b)
+		}
+	}
+	if len(fetch) > 0 || from >= to {
+		for b := to; b < min(lf.remote, to+ahead); b++ {
+			if lf.state[b] == blkRemote {
+				fetch = append(fetch, b)
+			}
+		}
+	}
+	if len(fetch) == 0 {
+		lf.mu.Unlock()
+		return nil
+	}
+	for _, b := range fetch {
+		lf.state[b] = blkFetching
+	}
+	lf.mu.Unlock()
+
+	blocks := make([]pgdata.BlockNumber, len(fetch))
+	for i, b := range fetch {
+		blocks[i] = lf.first + pgdata.BlockNumber(b)
+	}
+	pages, err := lf.fs.client.GetPages(ctx, lf.fs.manifest.LSN, lf.info.Rel, lf.info.Fork, blocks)
+
+	lf.mu.Lock()
+	var cached []uint32
+	for i, b := range fetch {
+		if b >= lf.remote || lf.state[b] != blkFetching {
+			continue // truncated away meanwhile
+		}
+		if err != nil {
+			lf.state[b] = blkRemote
+			continue
+		}
+		if _, werr := unix.Pwrite(lf.fd, pages[i], int64(b)*blockSize); werr != nil {
+			lf.state[b] = blkRemote
+			if err == nil {
+				err = fmt.Errorf("write block %d to the local cache: %w", b, werr)
+			}
+			continue
+		}
+		lf.state[b] = blkCached
+		cached = append(cached, b)
+	}
+	lf.cond.Broadcast()
+	lf.mu.Unlock()
+	lf.fs.fetched.Add(int64(len(cached)))
+	// After the unlock: making room may evict this file's blocks.
+	lf.fs.cache.added(lf, cached)
+	if err != nil {
+		return fmt.Errorf("fetch %d blocks of %s (rel %v fork %v from block %d) at %v: %w",
+			len(fetch), lf.info.Path, lf.info.Rel, lf.info.Fork, blocks[0], lf.fs.manifest.LSN, err)
+	}
+	return nil
+}
+
+// evict drops block b from the cache if it is still a clean fetched
+// copy: a hole is punched in the backing file and the next read fetches
+// it again. It reports whether it did.
+func (lf *lazyFile) evict(b uint32) bool {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if lf.fd < 0 || b >= lf.remote || lf.state[b] != blkCached {
+		return false
+	}
+	if err := unix.Fallocate(lf.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(b)*blockSize, blockSize); err != nil {
+		return false
+	}
+	lf.state[b] = blkRemote
+	return true
+}
+
+// blockRange is the blocks that bytes [off, off+n) touch.
+func blockRange(off int64, n int) (uint32, uint32) {
+	return uint32(off / blockSize), uint32((off + int64(n) + blockSize - 1) / blockSize)
+}
+
+// read reads through the backing file once the blocks are local.
+func (lf *lazyFile) read(ctx context.Context, buf []byte, off int64) (int, error) {
+	from, to := blockRange(off, len(buf))
+	lf.mu.Lock()
+	sequential := from == lf.next && from != 0
+	lf.next = to
+	lf.mu.Unlock()
+	ahead := uint32(0)
+	if sequential {
+		ahead = lf.fs.readAhead
+	}
+	if err := lf.ensure(ctx, from, to, ahead); err != nil {
+		return 0, err
+	}
+	n, err := unix.Pread(lf.fd, buf, off)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// write writes data at off. A block it covers only in part is fetched
+// first; every block it touches is written, for the node's life.
+func (lf *lazyFile) write(ctx context.Context, data []byte, off int64) (int, error) {
+	from, to := blockRange(off, len(data))
+	if off%blockSize != 0 {
+		if err := lf.ensure(ctx, from, from+1, 0); err != nil {
+			return 0, err
+		}
+	}
+	if (off+int64(len(data)))%blockSize != 0 {
+		if err := lf.ensure(ctx, to-1, to, 0); err != nil {
+			return 0, err
+		}
+	}
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if err := lf.open(); err != nil {
+		return 0, err
+	}
+	for {
+		busy := false
+		for b := from; b < min(to, lf.remote); b++ {
+			if lf.state[b] == blkFetching {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			break
+		}
+		lf.cond.Wait()
+	}
+	n, err := unix.Pwrite(lf.fd, data, off)
+	if err != nil {
+		return n, err
+	}
+	for b := from; b < min(to, lf.remote); b++ {
+		lf.state[b] = blkWritten
+	}
+	return n, nil
+}
+
+// truncate sets the file's size. Blocks cut off are no longer remote:
+// if the file grows again they are the compute's own.
+func (lf *lazyFile) truncate(ctx context.Context, size int64) error {
+	if size%blockSize != 0 {
+		b := uint32(size / blockSize)
+		if err := lf.ensure(ctx, b, b+1, 0); err != nil {
+			return err
+		}
+	}
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if err := lf.open(); err != nil {
+		return err
+	}
+	for {
+		busy := false
+		for _, s := range lf.state[:lf.remote] {
+			if s == blkFetching {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			break
+		}
+		lf.cond.Wait()
+	}
+	if err := unix.Ftruncate(lf.fd, size); err != nil {
+		return err
+	}
+	lf.remote = min(lf.remote, uint32((size+blockSize-1)/blockSize))
+	return nil
+}
+
+// stat fills st from the backing file.
+func (lf *lazyFile) stat(st *syscall.Stat_t) error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if err := lf.open(); err != nil {
+		return err
+	}
+	return syscall.Fstat(lf.fd, st)
+}

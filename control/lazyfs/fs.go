@@ -1,0 +1,476 @@
+package lazyfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/pageserver/api"
+)
+
+// Options configure a lazy file system.
+type Options struct {
+	// Backing is the directory the lazy basebackup was unpacked into.
+	// The manifest's files appear in the mount from the start; each is
+	// created in it, as a sparse file of its size, when first looked up.
+	Backing string
+	// Mountpoint is where PostgreSQL sees the data directory.
+	Mountpoint string
+	Manifest   *api.LazyManifest
+	Client     *PageClient
+	// CacheBytes bounds the fetched, unwritten blocks kept on disk; 0 is
+	// no bound. Blocks the compute wrote are never dropped.
+	CacheBytes int64
+	// ReadAhead is how many blocks a sequential read fetches after the
+	// ones asked for, in the same batch.
+	ReadAhead uint32
+	// PrefetchCatalog fetches the system catalogs' blocks in the
+	// background once mounted: every backend's first steps read them,
+	// one block and one round trip at a time.
+	PrefetchCatalog bool
+	Log             zerolog.Logger
+}
+
+// FS is a mounted lazy file system.
+type FS struct {
+	manifest  *api.LazyManifest
+	client    *PageClient
+	readAhead uint32
+	log       zerolog.Logger
+	cache     *blockCache
+	fetched   atomic.Int64
+
+	backing  string
+	uid, gid int // the backing directory's owner, given to new files
+
+	mu sync.Mutex
+	// files are the manifest's files by their backing inode number: the
+	// kernel may forget a node and look it up again, and a file's state
+	// must outlive that.
+	files map[uint64]*lazyFile
+	// pending are the manifest's files not yet created in the backing
+	// directory, by path; pendingDirs the same by directory and name.
+	pending     map[string]api.LazyFile
+	pendingDirs map[string]map[string]bool
+	// byPath are the created files' lazy state, by path.
+	byPath map[string]*lazyFile
+
+	server *fuse.Server
+}
+
+// attrTimeout is how long the kernel trusts names and attributes: every
+// change goes through this file system, so long is safe, and 0 is
+// ruinous (PostgreSQL stats its files constantly; DESIGN section 7).
+const attrTimeout = time.Minute
+
+// Mount mounts the file system (as root, with DirectMount: no fusermount
+// helper; AllowOther, as PostgreSQL runs as another user) and serves it
+// until Unmount or Wait.
+func Mount(o Options) (*FS, error) {
+	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log, backing: o.Backing,
+		files: map[uint64]*lazyFile{}, pending: map[string]api.LazyFile{}, pendingDirs: map[string]map[string]bool{},
+		byPath: map[string]*lazyFile{}, cache: newBlockCache(o.CacheBytes / blockSize)}
+	var rootSt syscall.Stat_t
+	if err := syscall.Stat(o.Backing, &rootSt); err != nil {
+		return nil, err
+	}
+	f.uid, f.gid = int(rootSt.Uid), int(rootSt.Gid)
+	for _, lf := range o.Manifest.Files {
+		dir, name := path.Split(lf.Path)
+		dir = strings.TrimSuffix(dir, "/")
+		if err := os.MkdirAll(filepath.Join(o.Backing, filepath.FromSlash(dir)), 0o700); err != nil {
+			return nil, err
+		}
+		f.pending[lf.Path] = lf
+		if f.pendingDirs[dir] == nil {
+			f.pendingDirs[dir] = map[string]bool{}
+		}
+		f.pendingDirs[dir][name] = true
+	}
+	root := &fs.LoopbackRoot{Path: o.Backing, Dev: rootSt.Dev}
+	// NewNode gets the backing file's stat, which NodeWrapChilder (its
+	// successor) does not: the inode number is what finds a lazy file.
+	//lint:ignore SA1019 see above
+	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, st *syscall.Stat_t) fs.InodeEmbedder {
+		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, fs: f, lazy: f.lazyFile(st)}
+	}
+	//lint:ignore SA1019 see root.NewNode
+	root.RootNode = root.NewNode(root, nil, "", &rootSt)
+	timeout, negative := attrTimeout, time.Second
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: true, DirectMount: true, FsName: "zenith-lazy", Name: "zenith",
+			// The kernel keeps what it read of a file across opens and
+			// writes (FOPEN_KEEP_CACHE): every change passes here.
+			ExplicitDataCacheControl: true,
+			MaxBackground:            64,
+		},
+		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
+	}
+	server, err := fs.Mount(o.Mountpoint, root.RootNode, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
+	}
+	f.server = server
+	if o.PrefetchCatalog {
+		go f.prefetchCatalog()
+	}
+	return f, nil
+}
+
+// firstNormalObjectID is PostgreSQL's FirstNormalObjectId: relation
+// file numbers below it are the system catalogs' (and their indexes').
+const firstNormalObjectID = 16384
+
+// prefetchBatch is how many blocks one prefetch request asks for.
+const prefetchBatch = 64
+
+// prefetchCatalog fetches every block of the system catalogs, shared
+// ones first, in pipelined batches, while PostgreSQL starts and its
+// first backends run. It stops at the first error (the page server is
+// down: reads will say so) or when the file system is unmounted.
+func (f *FS) prefetchCatalog() {
+	start := time.Now()
+	var files []api.LazyFile
+	for _, lf := range f.manifest.Files {
+		if lf.Rel.RelNode < firstNormalObjectID && lf.Size > 0 {
+			files = append(files, lf)
+		}
+	}
+	// Shared catalogs (global/) first: every connection reads them.
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Rel.DbNode < files[j].Rel.DbNode })
+	blocks := 0
+	for _, info := range files {
+		if err := f.materialize(info.Path); err != nil {
+			f.log.Warn().Err(err).Msg("catalog prefetch stopped")
+			return
+		}
+		f.mu.Lock()
+		lf := f.byPath[info.Path]
+		f.mu.Unlock()
+		if lf == nil {
+			continue // unlinked meanwhile
+		}
+		n := uint32(info.Size / blockSize)
+		for b := uint32(0); b < n; b += prefetchBatch {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := lf.ensure(ctx, b, min(n, b+prefetchBatch), 0)
+			cancel()
+			if err != nil {
+				f.log.Warn().Err(err).Msg("catalog prefetch stopped")
+				return
+			}
+		}
+		blocks += int(n)
+	}
+	f.log.Info().Int("files", len(files)).Int("blocks", blocks).Dur("took", time.Since(start)).Msg("catalog prefetched")
+}
+
+// Wait waits until the file system is unmounted.
+func (f *FS) Wait() { f.server.Wait() }
+
+// Unmount unmounts it; it fails while files are open (PostgreSQL runs).
+func (f *FS) Unmount() error { return f.server.Unmount() }
+
+// Fetched is the number of blocks fetched from the page server so far.
+func (f *FS) Fetched() int64 { return f.fetched.Load() }
+
+func (f *FS) lazyFile(st *syscall.Stat_t) *lazyFile {
+	if st == nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.files[st.Ino]
+}
+
+// materialize creates the backing file of the manifest's file at rel
+// (a path relative to the root) if it is still pending: a sparse file of
+// its size, owned as the backing directory is.
+func (f *FS) materialize(rel string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lf, ok := f.pending[rel]
+	if !ok {
+		return nil
+	}
+	p := filepath.Join(f.backing, filepath.FromSlash(rel))
+	file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create backing file %s: %w", rel, err)
+	}
+	err = file.Truncate(lf.Size)
+	if err == nil {
+		err = file.Chown(f.uid, f.gid)
+	}
+	var st syscall.Stat_t
+	if err == nil {
+		err = syscall.Fstat(int(file.Fd()), &st)
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("create backing file %s: %w", rel, err)
+	}
+	f.files[st.Ino] = newLazyFile(f, p, lf)
+	f.byPath[rel] = f.files[st.Ino]
+	delete(f.pending, rel)
+	dir, name := path.Split(rel)
+	delete(f.pendingDirs[strings.TrimSuffix(dir, "/")], name)
+	return nil
+}
+
+// pendingIn returns the names of the pending files in directory rel.
+func (f *FS) pendingIn(rel string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.pendingDirs[rel]))
+	for n := range f.pendingDirs[rel] {
+		names = append(names, n)
+	}
+	return names
+}
+
+// forget drops the lazy state of the backing file at p before it is
+// unlinked or replaced: its inode number may be given to a new file.
+func (f *FS) forget(p string) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil || st.Nlink > 1 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.files, st.Ino)
+}
+
+// node is a loopback node; a file of the manifest has its lazy state.
+type node struct {
+	fs.LoopbackNode
+	fs   *FS
+	lazy *lazyFile
+}
+
+var (
+	_ fs.NodeOpener    = (*node)(nil)
+	_ fs.NodeSetattrer = (*node)(nil)
+	_ fs.NodeUnlinker  = (*node)(nil)
+	_ fs.NodeRenamer   = (*node)(nil)
+	_ fs.NodeLookuper  = (*node)(nil)
+
+	_ fs.NodeOpendirHandler = (*node)(nil)
+)
+
+func (n *node) childPath(name string) string {
+	return filepath.Join(n.RootData.Path, n.Path(n.Root()), name)
+}
+
+// childRel is the path of the child name relative to the root, as the
+// manifest writes it.
+func (n *node) childRel(name string) string {
+	return path.Join(n.Path(n.Root()), name)
+}
+
+// Lookup creates a pending file's backing file first: from then on it
+// is an ordinary file of the backing directory.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		n.fs.log.Error().Err(err).Msg("lazy file system")
+		return nil, syscall.EIO
+	}
+	return n.LoopbackNode.Lookup(ctx, name, out)
+}
+
+// OpendirHandle lists a directory with its pending files.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	pending := n.fs.pendingIn(n.Path(n.Root()))
+	if len(pending) == 0 {
+		return n.LoopbackNode.OpendirHandle(ctx, flags)
+	}
+	entries, err := os.ReadDir(filepath.Join(n.RootData.Path, n.Path(n.Root())))
+	if err != nil {
+		return nil, 0, fs.ToErrno(err)
+	}
+	list := []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}
+	for _, e := range entries {
+		de := fuse.DirEntry{Name: e.Name(), Mode: uint32(syscall.S_IFREG)}
+		if info, err := e.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				de.Mode, de.Ino = st.Mode, st.Ino
+			}
+		}
+		list = append(list, de)
+	}
+	for i, name := range pending {
+		// Not a backing inode number yet; readdir callers need one that
+		// is not 0.
+		list = append(list, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: 1<<62 + uint64(i)})
+	}
+	return fs.NewListDirStream(list).(fs.FileHandle), 0, 0
+}
+
+// Open serves a lazy file through Go; any other file is a plain
+// loopback file, which the kernel passes through to the backing file
+// where it can (reads and writes never reach this process).
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if n.lazy == nil {
+		return n.LoopbackNode.Open(ctx, flags)
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := n.lazy.truncate(ctx, 0); err != nil {
+			return nil, 0, n.fs.errno("truncate", n.lazy, err)
+		}
+	}
+	return &handle{lf: n.lazy}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Setattr truncates a lazy file through its state; everything else is
+// the loopback's.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.lazy == nil {
+		return n.LoopbackNode.Setattr(ctx, f, in, out)
+	}
+	if size, ok := in.GetSize(); ok {
+		if err := n.lazy.truncate(ctx, int64(size)); err != nil {
+			return n.fs.errno("truncate", n.lazy, err)
+		}
+		in.Valid &^= fuse.FATTR_SIZE
+	}
+	return n.LoopbackNode.Setattr(ctx, nil, in, out)
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		return syscall.EIO
+	}
+	n.fs.forget(n.childPath(name))
+	return n.LoopbackNode.Unlink(ctx, name)
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if err := n.fs.materialize(n.childRel(name)); err != nil {
+		return syscall.EIO
+	}
+	if p, ok := newParent.(*node); ok {
+		if err := n.fs.materialize(p.childRel(newName)); err != nil {
+			return syscall.EIO
+		}
+		n.fs.forget(p.childPath(newName))
+	}
+	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+}
+
+// errno logs a failed lazy operation and turns it into EIO, which
+// PostgreSQL reports as an ERROR of the statement that read (a fetch
+// that timed out, a page server that is down or answered an error).
+func (f *FS) errno(op string, lf *lazyFile, err error) syscall.Errno {
+	f.log.Error().Err(err).Str("file", lf.info.Path).Str("op", op).Msg("lazy file operation failed")
+	return syscall.EIO
+}
+
+// handle is an open lazy file. It does not offer a passthrough fd: its
+// reads must reach ensure.
+type handle struct{ lf *lazyFile }
+
+var (
+	_ fs.FileReader    = (*handle)(nil)
+	_ fs.FileWriter    = (*handle)(nil)
+	_ fs.FileGetattrer = (*handle)(nil)
+	_ fs.FileFsyncer   = (*handle)(nil)
+	_ fs.FileFlusher   = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.lf.read(ctx, buf, off)
+	if err != nil {
+		return nil, h.lf.fs.errno("read", h.lf, err)
+	}
+	return fuse.ReadResultData(buf[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.lf.write(ctx, data, off)
+	if err != nil {
+		return uint32(n), h.lf.fs.errno("write", h.lf, err)
+	}
+	return uint32(n), 0
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := h.lf.stat(&st); err != nil {
+		return fs.ToErrno(err)
+	}
+	out.FromStat(&st)
+	return 0
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	h.lf.mu.Lock()
+	fd := h.lf.fd
+	h.lf.mu.Unlock()
+	if fd < 0 {
+		return 0
+	}
+	return fs.ToErrno(syscall.Fdatasync(fd))
+}
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+// blockCache bounds the fetched blocks kept on disk: first in, first
+// out, each dropped only while it is still a clean fetched copy.
+type blockCache struct {
+	mu    sync.Mutex
+	limit int64
+	ring  []cacheEntry
+	head  int
+	n     int
+}
+
+type cacheEntry struct {
+	lf *lazyFile
+	b  uint32
+}
+
+func newBlockCache(limit int64) *blockCache {
+	return &blockCache{limit: limit}
+}
+
+// added records newly fetched blocks and evicts the oldest ones over
+// the limit.
+func (c *blockCache) added(lf *lazyFile, blocks []uint32) {
+	if c.limit <= 0 || len(blocks) == 0 {
+		return
+	}
+	var victims []cacheEntry
+	c.mu.Lock()
+	if c.ring == nil {
+		c.ring = make([]cacheEntry, c.limit)
+	}
+	for _, b := range blocks {
+		if int64(c.n) == c.limit {
+			victims = append(victims, c.ring[c.head])
+			c.head = (c.head + 1) % len(c.ring)
+			c.n--
+		}
+		c.ring[(c.head+c.n)%len(c.ring)] = cacheEntry{lf, b}
+		c.n++
+	}
+	c.mu.Unlock()
+	for _, v := range victims {
+		v.lf.evict(v.b)
+	}
+}

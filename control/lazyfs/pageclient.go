@@ -1,0 +1,207 @@
+package lazyfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// maxIdleStreams is how many page-stream connections the client keeps
+// open between fetches.
+const maxIdleStreams = 8
+
+// PageError is an error response of the page server to one request.
+type PageError struct {
+	SQLState, Message string
+}
+
+func (e *PageError) Error() string {
+	return fmt.Sprintf("page server: %s (SQLSTATE %s)", e.Message, e.SQLState)
+}
+
+// ErrFetchTimeout is returned (wrapped) when the page server does not
+// answer a batch within the client's timeout.
+var ErrFetchTimeout = errors.New("page fetch timed out")
+
+// PageClient fetches pages of one timeline over the page stream
+// (`pagestream <tenant> <timeline>`, pageserver/pagestream.go). A batch
+// of requests is pipelined: all are sent, then all answers read, so a
+// batch costs one round trip. Connections are pooled; one that fails is
+// closed, never reused.
+type PageClient struct {
+	addr    string
+	command string
+	timeout time.Duration
+	mu      sync.Mutex
+	idle    []*pageStream
+}
+
+// pageStream is one connection in COPY BOTH mode.
+type pageStream struct {
+	conn net.Conn
+	fe   *pgproto3.Frontend
+}
+
+// NewPageClient returns a client of the page service at addr (host:port)
+// for a tenant's timeline; every batch must be answered within timeout.
+func NewPageClient(addr, tenant, timeline string, timeout time.Duration) *PageClient {
+	return &PageClient{addr: addr, command: fmt.Sprintf("pagestream %s %s", tenant, timeline), timeout: timeout}
+}
+
+// GetPages fetches blocks of one fork as of lsn, in order, into pages
+// (one 8 KiB slice per block).
+func (c *PageClient) GetPages(ctx context.Context, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	s, pooled, err := c.get(deadline)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := s.getPages(deadline, lsn, rel, fork, blocks)
+	var pe *PageError
+	if err != nil && !errors.As(err, &pe) {
+		s.conn.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("%w after %v: %v", ErrFetchTimeout, c.timeout, err)
+		}
+		if !pooled {
+			return nil, err
+		}
+		// A pooled connection may have died idle (the page server
+		// restarted): one more try on a new one.
+		if s, err = c.dial(deadline); err != nil {
+			return nil, err
+		}
+		if pages, err = s.getPages(deadline, lsn, rel, fork, blocks); err != nil && !errors.As(err, &pe) {
+			s.conn.Close()
+			return nil, err
+		}
+	}
+	c.put(s)
+	return pages, err
+}
+
+// Close ends the idle connections' page streams (CopyDone, Terminate,
+// so the page server sees a client leave, not a broken connection) and
+// closes them.
+func (c *PageClient) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.idle {
+		s.conn.SetDeadline(time.Now().Add(time.Second))
+		s.fe.Send(&pgproto3.CopyDone{})
+		s.fe.Send(&pgproto3.Terminate{})
+		_ = s.fe.Flush()
+		s.conn.Close()
+	}
+	c.idle = nil
+}
+
+// get returns an idle connection (pooled) or a new one.
+func (c *PageClient) get(deadline time.Time) (s *pageStream, pooled bool, err error) {
+	c.mu.Lock()
+	if n := len(c.idle); n > 0 {
+		s := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return s, true, nil
+	}
+	c.mu.Unlock()
+	s, err = c.dial(deadline)
+	return s, false, err
+}
+
+func (c *PageClient) put(s *pageStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle) >= maxIdleStreams {
+		s.conn.Close()
+		return
+	}
+	c.idle = append(c.idle, s)
+}
+
+// dial connects, starts up and enters the page stream.
+func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the page server at %s: %w", c.addr, err)
+	}
+	conn.SetDeadline(deadline)
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "zenith", "database": "zenith", "application_name": "zenith-lazyfs"}})
+	fe.Send(&pgproto3.Query{String: c.command})
+	if err := fe.Flush(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("page server at %s: %w", c.addr, err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("page server at %s: %w", c.addr, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			return &pageStream{conn: conn, fe: fe}, nil
+		case *pgproto3.ErrorResponse:
+			conn.Close()
+			return nil, fmt.Errorf("page server at %s: %s: %s (SQLSTATE %s)", c.addr, c.command, m.Message, m.Code)
+		}
+	}
+}
+
+func (s *pageStream) getPages(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {
+	s.conn.SetDeadline(deadline)
+	for _, b := range blocks {
+		req := pageserver.PageRequest{Tag: pageserver.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: b}
+		s.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
+	}
+	if err := s.fe.Flush(); err != nil {
+		return nil, err
+	}
+	pages := make([][]byte, len(blocks))
+	var firstErr error
+	for i := range blocks {
+		msg, err := s.fe.Receive()
+		if err != nil {
+			return nil, err
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok {
+			return nil, fmt.Errorf("page stream: got %T, want CopyData", msg)
+		}
+		resp, err := pageserver.ParsePageResponse(cd.Data)
+		if err != nil {
+			return nil, err
+		}
+		switch resp.Tag {
+		case pageserver.TagGetPageResponse:
+			// Receive reuses its buffer: copy.
+			pages[i] = append([]byte(nil), resp.Page...)
+		case pageserver.TagErrorResponse:
+			if firstErr == nil {
+				firstErr = &PageError{SQLState: resp.SQLState, Message: resp.Message}
+			}
+		default:
+			return nil, fmt.Errorf("page stream: response 0x%02x to a getpage request", resp.Tag)
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return pages, nil
+}
