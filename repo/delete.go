@@ -1,10 +1,12 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/vfs"
@@ -84,6 +86,11 @@ func (tn *Tenant) beginDelete(tid id.TimelineID) (*timelineEntry, error) {
 // DeletedTimelines). Removing one that is not there is not an error.
 func (tn *Tenant) RemoveDeletedTimeline(tid id.TimelineID) error {
 	fs := tn.repo.fs
+	// Remote storage first: while the marked directory is here, a
+	// restart finishes this, and restore leaves the timeline alone.
+	if err := tn.repo.deleteRemote(remoteTimelinePrefix(tn.ID(), tid), indexFile); err != nil {
+		return fmt.Errorf("delete timeline %s: %w", tid, err)
+	}
 	if err := vfs.RemoveAll(fs, tn.timelineDir(tid)+deletedSuffix); err != nil {
 		return fmt.Errorf("delete timeline %s: %w", tid, err)
 	}
@@ -183,7 +190,15 @@ func (r *Repository) DeleteTenant(tid id.TenantID) error {
 	return r.removeDeleted(dir + deletedSuffix)
 }
 
+// removeDeleted finishes the delete of a tenant whose directory was
+// renamed to dir ("<id>.deleted"): its objects in remote storage, then
+// the directory.
 func (r *Repository) removeDeleted(dir string) error {
+	if tid, err := id.ParseTenantID(strings.TrimSuffix(filepath.Base(dir), deletedSuffix)); err == nil {
+		if err := r.deleteRemote(remoteTenantPrefix(tid), tenantConfigFile); err != nil {
+			return err
+		}
+	}
 	if err := vfs.RemoveAll(r.fs, dir); err != nil {
 		return err
 	}
@@ -191,5 +206,29 @@ func (r *Repository) removeDeleted(dir string) error {
 		return err
 	}
 	r.log.Info().Str("dir", dir).Msg("deleted")
+	return nil
+}
+
+// deleteRemote removes the objects under prefix from remote storage (if
+// there is one): first, the object whose presence makes restore bring
+// the rest back (a timeline's index, a tenant's settings), then the rest.
+func (r *Repository) deleteRemote(prefix, first string) error {
+	if r.remote == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := r.remote.Delete(ctx, prefix+first); err != nil {
+		return fmt.Errorf("remote storage: delete %s: %w", prefix+first, err)
+	}
+	objects, err := r.remote.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("remote storage: list %s: %w", prefix, err)
+	}
+	for _, p := range objects {
+		if err := r.remote.Delete(ctx, p); err != nil {
+			return fmt.Errorf("remote storage: delete %s: %w", p, err)
+		}
+	}
 	return nil
 }

@@ -74,6 +74,9 @@ func (r *Repository) restore(ctx context.Context) error {
 // restoreTenant restores what the work directory lacks of one tenant.
 func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, rt *remoteTenant) error {
 	dir := r.tenantDir(tid)
+	if _, err := r.fs.Stat(dir + deletedSuffix); err == nil {
+		return nil // being deleted: Tenants finishes it, remote objects too
+	}
 	if !slices.Contains(rt.files, tenantConfigFile) {
 		r.log.Warn().Str("tenant", tid.String()).Msg("remote storage has timelines of a tenant without its settings: not restored")
 		return nil
@@ -83,6 +86,9 @@ func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, rt *rem
 		tldir := filepath.Join(dir, "timelines", tlid.String())
 		if _, err := r.fs.Stat(filepath.Join(tldir, metadataFile)); err == nil {
 			continue
+		}
+		if _, err := r.fs.Stat(tldir + deletedSuffix); err == nil {
+			continue // being deleted: its owner finishes it, remote objects too
 		}
 		if err := vfs.MkdirDurable(r.fs, tldir, 0o755); err != nil {
 			return err
