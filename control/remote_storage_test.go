@@ -134,11 +134,11 @@ func s3DownThenDiskLoss(t *testing.T, env *zenithtest.Env, srv *s3test.Server) {
 	var tl pageserver.TimelineInfo
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		tl = mainTimeline(t, env, cfg.ListenHTTP)
-		if tl.DiskConsistentLSN > tl.RemoteConsistentLSN+3*16<<20 {
+		if tl.DiskConsistentLSN > tl.RemoteConsistentLSN+2*16<<20 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("with S3 down, the page server's disk-consistent LSN did not get 3 segments ahead of its remote-consistent LSN: %+v", tl)
+			t.Fatalf("with S3 down, the page server's disk-consistent LSN did not get 2 segments ahead of its remote-consistent LSN: %+v", tl)
 		}
 	}
 	t.Logf("S3 down: disk-consistent %v, remote-consistent %v", tl.DiskConsistentLSN, tl.RemoteConsistentLSN)
