@@ -15,6 +15,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/safekeeper"
 )
 
 // branchCatchUpTimeout bounds how long branch creation at an LSN waits for
@@ -118,6 +119,11 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
+	if p.LSN == 0 && p.Time.IsZero() {
+		if err := e.waitAcknowledged(ctx, t, p); err != nil {
+			return api.BranchInfo{}, err
+		}
+	}
 	if p.LSN != 0 {
 		if err := e.waitForLSN(ctx, t, p); err != nil {
 			return api.BranchInfo{}, err
@@ -147,6 +153,49 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 		}
 	}
 	return b, explainTenant(err, t)
+}
+
+// waitAcknowledged waits until the page server has ingested the WAL of
+// every commit acknowledged so far on p's branch, so that a branch at its
+// latest state holds them. With safekeepers, a commit is acknowledged when
+// a majority of them hold it, before the page server may have received
+// it; without, the page server itself waits for the WAL it acknowledged
+// to be ingested.
+func (e *Env) waitAcknowledged(ctx context.Context, t id.TenantID, p api.StartPoint) error {
+	if e.Config.Safekeepers.Count == 0 {
+		return nil
+	}
+	b, err := e.startBranch(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	client, err := e.cliClient()
+	if err != nil {
+		return err
+	}
+	end, err := safekeeper.AcknowledgedEnd(ctx, e.safekeeperAddrs(), t, b.Timeline, client)
+	if err != nil {
+		return fmt.Errorf("cannot branch at the latest state of %s: ask the safekeepers where its acknowledged WAL ends: %w (are they running? zenith start starts them)", p.Branch, err)
+	}
+	deadline := time.Now().Add(branchCatchUpTimeout)
+	for end > b.LastRecordLSN {
+		if err := ingestStoppedBefore(b, p); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cannot branch at the latest state of %s: the safekeepers hold its WAL up to %s, the page server has it up to %s after %v: is the page server streaming from them? (zenith status; or branch at %s@%s, which lacks the WAL after it)",
+				p.Branch, end, b.LastRecordLSN, branchCatchUpTimeout, p.Branch, b.LastRecordLSN)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if b, err = e.startBranch(ctx, t, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitForLSN fails with a clear message if p's branch is unknown, or if

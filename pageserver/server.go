@@ -354,6 +354,14 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	lsn := start.LSN
 	switch {
 	case lsn == 0 && start.Time.IsZero():
+		// The compute had its commits acknowledged once their WAL was
+		// stored here, which may be before it is ingested: the branch
+		// must hold them.
+		if w := t.walOf(anc.ID()); w != nil {
+			if err := s.waitForLSN(ctx, anc, w.Status().Flushed); err != nil {
+				return api.BranchInfo{}, err
+			}
+		}
 		if _, err := latestLSN(anc); err != nil {
 			return api.BranchInfo{}, err
 		}

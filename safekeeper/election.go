@@ -64,42 +64,14 @@ type Election struct {
 // advanced one's WAL (by last term, then flush LSN), truncated to its last
 // complete record, recording (term, start) in their histories.
 func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeline id.TimelineID, client auth.ClientOptions, log zerolog.Logger) (Election, error) {
-	e := Election{Tenant: tenant, Timeline: timeline, Safekeepers: make([]SafekeeperState, len(safekeepers)), Client: client}
+	e := newElection(safekeepers, tenant, timeline, client)
 	majority := len(safekeepers)/2 + 1
 	conns := make([]*pgconn.PgConn, len(safekeepers))
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close(context.Background())
-			}
-		}
-	}()
+	defer closeAll(conns)
 	target := tenant.String() + " " + timeline.String()
 
 	// Greet.
-	each(len(safekeepers), func(i int) {
-		st := &e.Safekeepers[i]
-		st.Addr = safekeepers[i]
-		c, err := pgconn.Connect(ctx, peerConnString(st.Addr, e.Client))
-		if err != nil {
-			st.Err = err
-			return
-		}
-		conns[i] = c
-		row, err := queryRow(ctx, c, "greet "+target)
-		if err == nil {
-			err = st.parse(row)
-		}
-		st.Err = err
-	})
-	var maxTerm uint64
-	greeted := 0
-	for _, st := range e.Safekeepers {
-		if st.Err == nil {
-			greeted++
-			maxTerm = max(maxTerm, st.Term)
-		}
-	}
+	greeted, maxTerm := e.greet(ctx, conns, target)
 	if greeted < majority {
 		return e, fmt.Errorf("election: %d of %d safekeepers answered: %w%s", greeted, len(safekeepers), ErrNoQuorum, e.failures())
 	}
@@ -127,18 +99,13 @@ func Elect(ctx context.Context, safekeepers []string, tenant id.TenantID, timeli
 			st.Voted = true
 		}
 	})
-	donor := -1
 	voted := 0
-	for i, st := range e.Safekeepers {
-		if !st.Voted {
-			continue
-		}
-		voted++
-		if d := donor; d < 0 || st.History.LastTerm() > e.Safekeepers[d].History.LastTerm() ||
-			st.History.LastTerm() == e.Safekeepers[d].History.LastTerm() && st.FlushLSN > e.Safekeepers[d].FlushLSN {
-			donor = i
+	for _, st := range e.Safekeepers {
+		if st.Voted {
+			voted++
 		}
 	}
+	donor := mostAdvanced(e.Safekeepers, func(st SafekeeperState) bool { return st.Voted })
 	if voted < majority {
 		return e, fmt.Errorf("election of term %d: %d of %d safekeepers voted: %w%s", e.Term, voted, len(safekeepers), ErrNoQuorum, e.failures())
 	}
@@ -216,6 +183,69 @@ func (e Election) SetCompute(ctx context.Context, connStr string, start pgdata.L
 		return fmt.Errorf("set the compute of term %d: %d safekeepers accepted: %w (%s)", e.Term, ok, ErrNoQuorum, strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// newElection is an election among safekeepers, none greeted yet.
+func newElection(safekeepers []string, tenant id.TenantID, timeline id.TimelineID, client auth.ClientOptions) Election {
+	e := Election{Tenant: tenant, Timeline: timeline, Safekeepers: make([]SafekeeperState, len(safekeepers)), Client: client}
+	for i, a := range safekeepers {
+		e.Safekeepers[i].Addr = a
+	}
+	return e
+}
+
+// closeAll closes the connections greet opened.
+func closeAll(conns []*pgconn.PgConn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close(context.Background())
+		}
+	}
+}
+
+// greet connects to every safekeeper of e and asks for its state of
+// target ("tenant timeline"), filling e.Safekeepers and conns; it returns
+// how many answered and the highest term among them.
+func (e *Election) greet(ctx context.Context, conns []*pgconn.PgConn, target string) (greeted int, maxTerm uint64) {
+	each(len(e.Safekeepers), func(i int) {
+		st := &e.Safekeepers[i]
+		c, err := pgconn.Connect(ctx, peerConnString(st.Addr, e.Client))
+		if err != nil {
+			st.Err = err
+			return
+		}
+		conns[i] = c
+		row, err := queryRow(ctx, c, "greet "+target)
+		if err == nil {
+			err = st.parse(row)
+		}
+		st.Err = err
+	})
+	for _, st := range e.Safekeepers {
+		if st.Err == nil {
+			greeted++
+			maxTerm = max(maxTerm, st.Term)
+		}
+	}
+	return greeted, maxTerm
+}
+
+// mostAdvanced returns the index of the most advanced of the states ok
+// accepts (by the last term of its history, then by flush LSN), -1 if
+// it accepts none: of any majority, it holds every record a majority
+// had acknowledged.
+func mostAdvanced(states []SafekeeperState, ok func(SafekeeperState) bool) int {
+	best := -1
+	for i, st := range states {
+		if !ok(st) {
+			continue
+		}
+		if b := best; b < 0 || st.History.LastTerm() > states[b].History.LastTerm() ||
+			st.History.LastTerm() == states[b].History.LastTerm() && st.FlushLSN > states[b].FlushLSN {
+			best = i
+		}
+	}
+	return best
 }
 
 // failures lists the safekeepers that failed, for an error message.
