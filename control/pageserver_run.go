@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -68,6 +69,9 @@ func runPageserver(c *cli.Context) error {
 		return fmt.Errorf("pageserver run: %w", err)
 	}
 	log := daemonLogger(cfg.Log).With().Str("role", "pageserver").Logger()
+	if limit := pageserver.SetMemoryLimit(cfg); limit > 0 && limit != math.MaxInt64 {
+		log.Info().Int64("memory_limit", limit).Msg("Go runtime memory limit (memory_limit, or GOMEMLIMIT)")
+	}
 
 	pgLn, httpLn, err := listenPGAndHTTP(c.Context, cfg.ListenPG, cfg.ListenHTTP)
 	if err != nil {

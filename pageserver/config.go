@@ -49,6 +49,13 @@ type Config struct {
 	PITRInterval tomlconf.Duration `toml:"pitr_interval"`
 	// RedoProcesses is the size of each tenant's WAL redo process pool.
 	RedoProcesses int `toml:"redo_processes"`
+	// MemoryLimit is the soft limit, in bytes, of the memory the page
+	// server's Go runtime holds (heap, stacks, its own): the collector
+	// runs as often as it must to stay below it. 0 derives it from the
+	// bounded caches (see DefaultMemoryLimit); -1 sets none, and the heap
+	// then swings up to twice what is live. GOMEMLIMIT in the environment
+	// overrides it.
+	MemoryLimit int64 `toml:"memory_limit"`
 	// WalredoModule is the path of a WAL redo module to use instead of
 	// the one built into the binary (empty: built in).
 	WalredoModule string `toml:"walredo_module"`
@@ -134,6 +141,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gc_horizon must not be negative")
 	case c.PITRInterval < 0:
 		return fmt.Errorf("pitr_interval must not be negative")
+	case c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < 64<<20:
+		return fmt.Errorf("memory_limit = %d: want at least 64 MiB (67108864), 0 (derived) or -1 (none)", c.MemoryLimit)
 	case c.RedoProcesses < 1 || c.RedoProcesses > 64:
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
 	case c.Log != "console" && c.Log != "json":

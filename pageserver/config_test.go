@@ -1,8 +1,10 @@
 package pageserver
 
 import (
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,46 @@ func TestLoadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: got %v, want an error containing %q", tc.text, err, tc.want)
 		}
+	}
+}
+
+// memory_limit: 0 derives the limit from the caches, a number sets it,
+// -1 leaves the runtime without one; too small a limit is refused.
+func TestMemoryLimit(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set: it overrides memory_limit")
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, tc := range []struct {
+		limit, want int64
+	}{
+		{0, DefaultMemoryLimit()},
+		{512 << 20, 512 << 20},
+		{-1, 0},
+	} {
+		debug.SetMemoryLimit(math.MaxInt64)
+		cfg := DefaultConfig()
+		cfg.MemoryLimit = tc.limit
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("memory_limit = %d: %v", tc.limit, err)
+		}
+		if got := SetMemoryLimit(cfg); got != tc.want {
+			t.Errorf("memory_limit = %d: SetMemoryLimit says %d, want %d", tc.limit, got, tc.want)
+		}
+		runtime := debug.SetMemoryLimit(-1)
+		if runtime == math.MaxInt64 {
+			runtime = 0
+		}
+		if runtime != tc.want {
+			t.Errorf("memory_limit = %d: the runtime's limit is %d, want %d", tc.limit, runtime, tc.want)
+		}
+	}
+	if DefaultMemoryLimit() != 352<<20 {
+		t.Errorf("DefaultMemoryLimit() = %d; the sample config says 352 MiB", DefaultMemoryLimit())
+	}
+	cfg := DefaultConfig()
+	cfg.MemoryLimit = 1000
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "memory_limit") {
+		t.Errorf("memory_limit = 1000: %v, want an error naming memory_limit", err)
 	}
 }

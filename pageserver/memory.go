@@ -1,8 +1,12 @@
 package pageserver
 
 import (
+	"os"
+	"runtime/debug"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/memstat"
 )
 
@@ -32,6 +36,40 @@ type MemoryStatus struct {
 	// WALInFlightBytes is the WAL received and not yet ingested, over
 	// every timeline.
 	WALInFlightBytes int64 `json:"wal_in_flight_bytes"`
+}
+
+// memoryOverhead is what DefaultMemoryLimit allows besides the bounded
+// caches: per-connection buffers, decoded WAL in flight, redo requests,
+// layer indexes, the runtime's own (measured under pgbench: the heap's
+// live set was the block cache, about 20 MiB of buffers and a few MiB of
+// each of the rest).
+const memoryOverhead = 128 << 20
+
+// DefaultMemoryLimit is the soft memory limit a page server with the
+// default caches gets when memory_limit is 0: their limits plus
+// memoryOverhead.
+func DefaultMemoryLimit() int64 {
+	c := repo.DefaultConfig("")
+	return c.PageCacheSize + c.BlockCacheSize + c.InMemoryLayerLimit + memoryOverhead
+}
+
+// SetMemoryLimit applies cfg's memory_limit to the Go runtime of this
+// process, unless GOMEMLIMIT is set, and returns the limit in force (0:
+// none). The page server's own process calls it; a library user decides
+// for its process.
+func SetMemoryLimit(cfg Config) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	limit := cfg.MemoryLimit
+	switch limit {
+	case -1:
+		return 0
+	case 0:
+		limit = DefaultMemoryLimit()
+	}
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 // InMemoryLayerBytes is the bytes of open and frozen in-memory layers.
