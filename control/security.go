@@ -33,9 +33,10 @@ const cliTokenTTL = time.Hour
 
 // nodeTokenTTL is how long a compute node's token lasts. It is minted
 // at every start of the node and removed when it stops, so it must only
-// outlast one run, as the daemons' tokens outlast theirs; its FUSE server
-// reads it for every new connection, so a node that runs longer gets a
-// new one by a restart or by a token written over the file.
+// outlast one run, as the daemons' tokens outlast theirs; a node that
+// runs longer gets a new one by a restart. (Its FUSE server reads the
+// file for every new connection: a token replaced in place is used at
+// once.)
 const nodeTokenTTL = serviceTokenTTL
 
 // nodeTokenFile is the file, in a compute node's directory, of the token
