@@ -42,7 +42,8 @@ var privatePEM = regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----`)
 // tenant's pages and nothing else (another tenant's pages and the admin
 // commands are refused with SQLSTATE 28000); no file of the node holds
 // an admin token or a private key; the compute's pg_hba.conf trusts
-// loopback only; a stopped node holds no token.
+// loopback only; a stopped node holds no token; a FUSE server whose
+// token is refused fails to start, naming the SQLSTATE.
 func TestSecureLazyCompute(t *testing.T) {
 	skipUnlessFUSE(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -81,11 +82,27 @@ func TestSecureLazyCompute(t *testing.T) {
 	// The token in the FUSE server's hands: its own tenant's pages, and
 	// nothing of another tenant or of management.
 	lazyDir := filepath.Join(nodeDir, "lazy")
-	checkNodeTokenReach(ctx, t, env, tenant, lazyDir, tokenPath, token)
+	other, otherTimeline := checkNodeTokenReach(ctx, t, env, tenant, lazyDir, tokenPath, token)
 
 	pg.Stop()
 	if _, err := os.Stat(tokenPath); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a stopped node still holds its token: %v", err)
+	}
+
+	// A FUSE server whose token the page server refuses says so and
+	// mounts nothing, rather than serving I/O errors.
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte(env.Token("--tenant", tenant)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := env.Run("pg", "fuse", "--dir", nodeDir, "--pageserver", env.PageserverAddr, "--tenant", other, "--timeline", otherTimeline,
+		"--ca-file", env.CAFile(), "--token-file", tokFile)
+	if err == nil || !strings.Contains(stderr, "SQLSTATE 28000") {
+		t.Errorf("zenith pg fuse with a token of another tenant: %v, stderr %q; want a failure naming SQLSTATE 28000", err, stderr)
+	}
+	t.Logf("zenith pg fuse with a token of another tenant: %s", strings.TrimSpace(stderr))
+	if m := mountsIn(env.Dir); len(m) > 0 {
+		t.Fatalf("a refused FUSE server left %v mounted", m)
 	}
 	pg.Destroy()
 	pg = env.Postgres.CreateStart("main")
@@ -236,8 +253,9 @@ func checkLoopbackHBA(ctx context.Context, t *testing.T, pg *zenithtest.Postgres
 // checkNodeTokenReach fetches a page of the node's timeline with the
 // node's token and client settings, as its FUSE server does, then tries
 // the same token on another tenant's pages and on admin commands: each
-// refused with SQLSTATE 28000.
-func checkNodeTokenReach(ctx context.Context, t *testing.T, env *zenithtest.Env, tenant, lazyDir, tokenPath, token string) {
+// refused with SQLSTATE 28000. It returns the other tenant and the
+// timeline of its main branch.
+func checkNodeTokenReach(ctx context.Context, t *testing.T, env *zenithtest.Env, tenant, lazyDir, tokenPath, token string) (other, otherTimeline string) {
 	t.Helper()
 	text, err := os.ReadFile(filepath.Join(lazyDir, "manifest"))
 	if err != nil {
@@ -269,7 +287,6 @@ func checkNodeTokenReach(ctx context.Context, t *testing.T, env *zenithtest.Env,
 		t.Fatal(err)
 	}
 	mainOf := map[string]string{}
-	var other string
 	for _, tn := range tenants {
 		for _, b := range tn.Branches {
 			if b.Name == "main" {
@@ -319,4 +336,5 @@ func checkNodeTokenReach(ctx context.Context, t *testing.T, env *zenithtest.Env,
 			t.Errorf("%s with the node's token: %v, want SQLSTATE 28000", cmd, err)
 		}
 	}
+	return other, mainOf[other]
 }
