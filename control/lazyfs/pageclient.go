@@ -39,8 +39,8 @@ var ErrFetchTimeout = errors.New("page fetch timed out")
 // (`pagestream <tenant> <timeline>`, pageserver/pagestream.go). A batch
 // of requests is pipelined: all are sent, then all answers read, so a
 // batch costs one round trip. Connections are pooled; one that fails is
-// closed, never reused. Each connection speaks TLS and presents a token
-// as the page service's other clients do (PageClientOptions).
+// closed, never reused. A connection speaks TLS and presents a token
+// when PageClientOptions say so, as the page service's other clients do.
 type PageClient struct {
 	addr      string
 	command   string
