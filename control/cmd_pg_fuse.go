@@ -28,8 +28,12 @@ func pgFuseCommand() *cli.Command {
 		Description: `Mounts the lazy data directory of the compute node in --dir at its pgdata/
 and serves it until SIGTERM (which unmounts once PostgreSQL is gone) or
 an unmount. Blocks of relation files are fetched from the page server at
---pageserver on first read. zenith pg start runs this; there is no need
-to run it by hand.`,
+--pageserver on first read, over TLS checked against --ca-file and with
+the token in --token-file (a token of the node's tenant only, which
+zenith pg start writes there) when the repository has them. The page
+server is reached once before the mount, so a refused token or an
+untrusted certificate stops the start with the reason. zenith pg start
+runs this; there is no need to run it by hand.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Required: true, Usage: "the compute node's `DIR`"},
 			&cli.StringFlag{Name: "pageserver", Required: true, Usage: "the page service's `HOST:PORT`"},
@@ -38,6 +42,8 @@ to run it by hand.`,
 			&cli.Int64Flag{Name: "cache-bytes", Value: defaultLazyCacheBytes, Usage: "bound on fetched blocks kept on disk, in `BYTES` (0: none)"},
 			&cli.DurationFlag{Name: "fetch-timeout", Value: defaultLazyFetchTimeout, Usage: "a fetch that takes longer is an I/O error"},
 			&cli.UintFlag{Name: "read-ahead", Value: lazyReadAhead, Usage: "`BLOCKS` a sequential read fetches ahead"},
+			&cli.StringFlag{Name: "ca-file", Usage: "speak TLS and check the page server's certificate against the CA in `FILE`"},
+			&cli.StringFlag{Name: "token-file", Usage: "present the token in `FILE` (read again for every new connection)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -54,8 +60,17 @@ to run it by hand.`,
 			if err != nil {
 				return err
 			}
-			client := lazyfs.NewPageClient(c.String("pageserver"), c.String("tenant"), c.String("timeline"), c.Duration("fetch-timeout"))
+			client, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{
+				Addr: c.String("pageserver"), Tenant: c.String("tenant"), Timeline: c.String("timeline"),
+				Timeout: c.Duration("fetch-timeout"), CAFile: c.String("ca-file"), TokenFile: c.String("token-file"),
+			})
+			if err != nil {
+				return err
+			}
 			defer client.Close()
+			if err := client.Check(c.Context); err != nil {
+				return err
+			}
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
 				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,

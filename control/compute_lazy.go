@@ -47,12 +47,8 @@ const (
 var errLazyTablespaces = errors.New("the branch has relations in tablespaces, which lazy mode does not serve yet")
 
 // lazyUnavailable says why this repository's nodes cannot be lazy here
-// (FUSE cannot be mounted, or the page server wants TLS or tokens, which
-// the FUSE server's page client does not speak yet), or "" if they can.
+// (FUSE cannot be mounted), or "" if they can.
 func (e *Env) lazyUnavailable() string {
-	if e.Config.Security.Auth || e.Config.Security.TLS {
-		return "lazy mode does not speak the page server's TLS and tokens yet (zenith init --auth/--tls)"
-	}
 	if os.Geteuid() != 0 {
 		return fmt.Sprintf("lazy mode mounts FUSE directly, which needs root (zenith runs as uid %d)", os.Geteuid())
 	}
@@ -87,9 +83,9 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 	return &Daemon{
 		Name: "FUSE server of compute node " + n.Name,
 		Args: []string{"pg", "fuse", "--dir", n.dir},
-		Extra: []string{"--pageserver", e.Pageserver().Addr, "--tenant", n.Tenant.String(), "--timeline", n.Timeline.String(),
+		Extra: append([]string{"--pageserver", e.Pageserver().Addr, "--tenant", n.Tenant.String(), "--timeline", n.Timeline.String(),
 			"--cache-bytes", strconv.FormatInt(cache, 10), "--fetch-timeout", timeout.String(),
-			"--read-ahead", strconv.Itoa(lazyReadAhead)},
+			"--read-ahead", strconv.Itoa(lazyReadAhead)}, e.lazyClientArgs(n)...),
 		PidPath: filepath.Join(n.dir, "fuse.pid"),
 		LogPath: filepath.Join(n.dir, "fuse.log"),
 		Ready: func(context.Context) error {
@@ -154,14 +150,21 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 	return nil
 }
 
-// mountLazy starts the node's FUSE server and waits for its mount.
+// mountLazy starts the node's FUSE server and waits for its mount. With
+// token auth it first mints the node's token (writeNodeToken).
 func (e *Env) mountLazy(ctx context.Context, n *Node) error {
+	if e.Config.Security.Auth {
+		if err := e.writeNodeToken(n); err != nil {
+			return err
+		}
+	}
 	return n.fuseDaemon(e).Start(ctx, io.Discard)
 }
 
 // unmountLazy stops the node's FUSE server once PostgreSQL is gone: it
 // unmounts and exits on SIGTERM. A mount left behind (the server was
-// killed) is unmounted here, lazily if it is still busy.
+// killed) is unmounted here, lazily if it is still busy. The node's
+// token goes with it.
 func (e *Env) unmountLazy(ctx context.Context, n *Node) error {
 	d := n.fuseDaemon(e)
 	if err := d.Stop(ctx, false, io.Discard); err != nil {
@@ -169,7 +172,10 @@ func (e *Env) unmountLazy(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
-	return unmount(n.DataDir())
+	if err := unmount(n.DataDir()); err != nil {
+		return err
+	}
+	return removeNodeToken(n)
 }
 
 // unmount unmounts the FUSE file system at dir if one is mounted there;

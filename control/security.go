@@ -31,6 +31,18 @@ const serviceTokenTTL = 365 * 24 * time.Hour
 // cliTokenTTL is how long the token of one zenith command lasts.
 const cliTokenTTL = time.Hour
 
+// nodeTokenTTL is how long a compute node's token lasts. It is minted
+// at every start of the node and removed when it stops, so it must only
+// outlast one run, as the daemons' tokens outlast theirs; a node that
+// runs longer gets a new one by a restart. (Its FUSE server reads the
+// file for every new connection: a token replaced in place is used at
+// once.)
+const nodeTokenTTL = serviceTokenTTL
+
+// nodeTokenFile is the file, in a compute node's directory, of the token
+// its FUSE server presents to the page service (mode 0600).
+const nodeTokenFile = "page_service_token"
+
 // tlsDirName holds the local CA and the services' certificate.
 const tlsDirName = "tls"
 
@@ -46,6 +58,58 @@ func (e *Env) ServiceTokenFile() string { return filepath.Join(e.Dir, "service_t
 
 // TLSPath is a file of the local CA directory (auth.CACertFile...).
 func (e *Env) TLSPath(name string) string { return filepath.Join(e.Dir, tlsDirName, name) }
+
+// tokenPath is the node's token file (nodeTokenFile).
+func (n *Node) tokenPath() string { return filepath.Join(n.dir, nodeTokenFile) }
+
+// writeNodeToken mints a token of the node's tenant only, never an admin
+// one, and writes it to the node's token file, mode 0600, replacing the
+// old one at once (a new connection reads either whole).
+func (e *Env) writeNodeToken(n *Node) error {
+	tok, err := e.issueToken(auth.TenantClaims(n.Tenant), nodeTokenTTL)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(n.dir, nodeTokenFile+".*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("write the node's token: %w", err)
+	}
+	_, err = f.WriteString(tok + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), n.tokenPath())
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write the node's token: %w", err)
+	}
+	return nil
+}
+
+// removeNodeToken removes the node's token file: a stopped node holds no
+// token.
+func removeNodeToken(n *Node) error {
+	if err := os.Remove(n.tokenPath()); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove the node's token: %w", err)
+	}
+	return nil
+}
+
+// lazyClientArgs are the flags of zenith pg fuse that make the node's
+// page client speak TLS and present the node's token, as the repository
+// has them.
+func (e *Env) lazyClientArgs(n *Node) []string {
+	var args []string
+	if e.Config.Security.TLS {
+		args = append(args, "--ca-file", e.TLSPath(auth.CACertFile))
+	}
+	if e.Config.Security.Auth {
+		args = append(args, "--token-file", n.tokenPath())
+	}
+	return args
+}
 
 // initSecurity makes the key pair (with auth) and the local CA and the
 // services' certificate for every host of the config (with TLS).

@@ -18,6 +18,12 @@
 // (configuration, WAL, SLRUs, relations the compute created) is a plain
 // loopback file, passed through by the kernel.
 //
+// PageClient speaks to the page service as zenith's other clients do:
+// TLS checked against the repository's CA, and a token (of the node's
+// tenant, which the control plane mints) as the password, read from its
+// file for every new connection. This package never mints or holds any
+// other token.
+//
 // A fetch that fails or times out is EIO: an ERROR in the backend that
 // read, not a PANIC. The process serving the mount is the compute's:
 // if it dies, the mount answers ENOTCONN, and the control plane treats

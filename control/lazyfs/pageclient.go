@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -35,13 +39,35 @@ var ErrFetchTimeout = errors.New("page fetch timed out")
 // (`pagestream <tenant> <timeline>`, pageserver/pagestream.go). A batch
 // of requests is pipelined: all are sent, then all answers read, so a
 // batch costs one round trip. Connections are pooled; one that fails is
-// closed, never reused.
+// closed, never reused. A connection speaks TLS and presents a token
+// when PageClientOptions say so, as the page service's other clients do.
 type PageClient struct {
-	addr    string
-	command string
-	timeout time.Duration
-	mu      sync.Mutex
-	idle    []*pageStream
+	addr      string
+	command   string
+	timeout   time.Duration
+	config    *pgconn.Config
+	tokenFile string
+	mu        sync.Mutex
+	idle      []*pageStream
+}
+
+// PageClientOptions say which page service and timeline a PageClient
+// reads, and what it presents there.
+type PageClientOptions struct {
+	// Addr is the page service's host:port.
+	Addr string
+	// Tenant and Timeline are the ids of the timeline read.
+	Tenant, Timeline string
+	// Timeout bounds each batch, connecting included.
+	Timeout time.Duration
+	// CAFile, if set, is the CA that must have signed the page server's
+	// certificate: the connection speaks TLS and checks the server's
+	// name (sslmode=verify-full). Empty: plaintext.
+	CAFile string
+	// TokenFile, if set, holds the token presented as the password. It
+	// is read again for every new connection, so a token renewed in
+	// place is used without a restart.
+	TokenFile string
 }
 
 // pageStream is one connection in COPY BOTH mode.
@@ -50,10 +76,38 @@ type pageStream struct {
 	fe   *pgproto3.Frontend
 }
 
-// NewPageClient returns a client of the page service at addr (host:port)
-// for a tenant's timeline; every batch must be answered within timeout.
-func NewPageClient(addr, tenant, timeline string, timeout time.Duration) *PageClient {
-	return &PageClient{addr: addr, command: fmt.Sprintf("pagestream %s %s", tenant, timeline), timeout: timeout}
+// NewPageClient returns a client of the page service for one timeline.
+// A CA file that cannot be read is an error here, before any fetch.
+func NewPageClient(o PageClientOptions) (*PageClient, error) {
+	host, port, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("page server address %q: %w", o.Addr, err)
+	}
+	conn := fmt.Sprintf("host=%s port=%s user=zenith dbname=zenith application_name=zenith-lazyfs %s",
+		host, port, auth.ClientOptions{CAFile: o.CAFile}.ConnParams())
+	cfg, err := pgconn.ParseConfig(conn)
+	if err != nil {
+		return nil, fmt.Errorf("page server at %s: %w", o.Addr, err)
+	}
+	return &PageClient{addr: o.Addr, command: fmt.Sprintf("pagestream %s %s", o.Tenant, o.Timeline),
+		timeout: o.Timeout, config: cfg, tokenFile: o.TokenFile}, nil
+}
+
+// Check opens a page stream within the client's timeout and keeps it for
+// the first fetch: a page server that cannot be reached, a certificate it
+// does not trust or a token it refuses is an error here, at start-up,
+// rather than an I/O error in a query later.
+func (c *PageClient) Check(ctx context.Context) error {
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	s, err := c.dial(deadline)
+	if err != nil {
+		return err
+	}
+	c.put(s)
+	return nil
 }
 
 // GetPages fetches blocks of one fork as of lsn, in order, into pages
@@ -132,17 +186,36 @@ func (c *PageClient) put(s *pageStream) {
 	c.idle = append(c.idle, s)
 }
 
-// dial connects, starts up and enters the page stream.
+// dial connects (TLS and the token as the client has them), starts up
+// and enters the page stream.
 func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.Dial("tcp", c.addr)
+	cfg := c.config.Copy()
+	if c.tokenFile != "" {
+		tok, err := readToken(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Password = tok
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return nil, fmt.Errorf("page server at %s refused the connection: %w", c.addr, pgErr)
+		}
 		return nil, fmt.Errorf("cannot reach the page server at %s: %w", c.addr, err)
 	}
+	// The page stream is COPY BOTH, which pgconn does not speak: take
+	// the connection (TLS and all) from it.
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("page server at %s: %w", c.addr, err)
+	}
+	conn, fe := hc.Conn, hc.Frontend
 	conn.SetDeadline(deadline)
-	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": "zenith", "database": "zenith", "application_name": "zenith-lazyfs"}})
 	fe.Send(&pgproto3.Query{String: c.command})
 	if err := fe.Flush(); err != nil {
 		conn.Close()
@@ -159,9 +232,22 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 			return &pageStream{conn: conn, fe: fe}, nil
 		case *pgproto3.ErrorResponse:
 			conn.Close()
-			return nil, fmt.Errorf("page server at %s: %s: %s (SQLSTATE %s)", c.addr, c.command, m.Message, m.Code)
+			return nil, fmt.Errorf("page server at %s: %s: %w", c.addr, c.command, pgconn.ErrorResponseToPgError(m))
 		}
 	}
+}
+
+// readToken reads the token in path (surrounding white space ignored).
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("page service token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("page service token %s is empty", path)
+	}
+	return tok, nil
 }
 
 func (s *pageStream) getPages(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {

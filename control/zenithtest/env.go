@@ -164,7 +164,12 @@ func (e *Env) Processes() []int {
 		}
 		if stat, err := os.ReadFile(filepath.Join(p, "stat")); err == nil {
 			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-				continue // a zombie is gone, waiting for its parent
+				// A zombie alone in its thread group is gone, waiting
+				// for its parent; one with threads left is still
+				// exiting, its sockets open (as pgcluster.Alive says).
+				if tasks, err := os.ReadDir(filepath.Join(p, "task")); err != nil || len(tasks) <= 1 {
+					continue
+				}
 			}
 		}
 		pids = append(pids, pid)

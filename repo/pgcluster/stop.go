@@ -160,8 +160,12 @@ func (c *Cluster) Stop(ctx context.Context, mode StopMode) error {
 	return nil
 }
 
-// Alive reports whether pid names a process that has not exited (a zombie
-// counts as exited).
+// Alive reports whether pid names a process that has not exited. A
+// zombie has exited once it is alone in its thread group: the main
+// thread of a killed multi-threaded process turns zombie while its other
+// threads may still be exiting, and until the last has, the process's
+// files are open (a listening socket: a new server on its port would
+// fail with "address already in use").
 func Alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return false
@@ -171,8 +175,9 @@ func Alive(pid int) bool {
 		return !errors.Is(err, os.ErrNotExist)
 	}
 	// The state follows the command name in parentheses: "pid (comm) S ...".
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		return err == nil && len(tasks) > 1
 	}
 	return true
 }
