@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -123,4 +124,90 @@ func checkDump(t *testing.T, pg *zenithtest.Postgres, want, what string) {
 	if err := pgdump.Compare(got, want).Err(); err != nil {
 		t.Errorf("%s: pg_dumpall differs from the stock cluster's: %v\nfirst difference: %s", what, err, pgdump.FirstDifference(got, want))
 	}
+}
+
+// TestImportKilled: the page server is killed (SIGKILL) in the middle of
+// an import, after the import's timeline exists and before its branch is
+// named. At the next start the half-imported timeline is gone (no files,
+// no branch), and the same import then succeeds.
+func TestImportKilled(t *testing.T) {
+	pgtest.SkipIfShort(t)
+	ctx := context.Background()
+	stock := pgtest.Start(t, nil)
+	pgbench := stock.Command(ctx, "pgbench", "-i", "-s", "8", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(stock.Port()), "-U", "postgres", "postgres")
+	if out, err := pgbench.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	want, err := pgdump.DumpAll(ctx, pgdump.ClusterServer(stock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stock.Stop(ctx, pgcluster.StopFast); err != nil {
+		t.Fatal(err)
+	}
+
+	env := newSKEnv(t, 0)
+	tenantDir := filepath.Join(env.RepoDir, "pageserver", "tenants", env.cfg.DefaultTenant.String())
+	timelines := func() int {
+		entries, err := os.ReadDir(filepath.Join(tenantDir, "timelines"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Logf("timeline directory %s", e.Name())
+		}
+		return len(entries)
+	}
+	before := timelines()
+
+	cmd := exec.Command(env.Bin, "import", stock.DataDir(), "--branch", "big")
+	cmd.Env = append(os.Environ(), "ZENITH_REPO_DIR="+env.RepoDir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		// The import marker, then the timeline it names.
+		m, _ := filepath.Glob(filepath.Join(tenantDir, "importing-*"))
+		if len(m) > 0 && !strings.HasSuffix(m[0], ".tmp") {
+			tid := strings.TrimPrefix(filepath.Base(m[0]), "importing-")
+			if _, err := os.Stat(filepath.Join(tenantDir, "timelines", tid)); err == nil {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("zenith import ended (err %v) before the test saw its timeline being imported:\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no import in progress after 3 minutes:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	killed, err := env.killPageserver()
+	mustKill(t, "the page server", killed, err)
+	if err := <-exited; err == nil {
+		t.Fatalf("zenith import succeeded although the page server was killed:\n%s", out.String())
+	}
+	if got := timelines(); got != before+1 {
+		t.Fatalf("the killed import left %d timelines, want the half-imported one next to the %d before", got, before)
+	}
+
+	env.Zenith("start")
+	if got := timelines(); got != before {
+		t.Errorf("after a restart: %d timelines, want the %d before the killed import", got, before)
+	}
+	if m, _ := filepath.Glob(filepath.Join(tenantDir, "importing-*")); len(m) != 0 {
+		t.Errorf("after a restart the import markers %v are left", m)
+	}
+	if list := env.Zenith("branch", "list"); strings.Contains(list, "big") {
+		t.Errorf("after a restart the killed import's branch is listed:\n%s", list)
+	}
+	env.Zenith("import", stock.DataDir(), "--branch", "big")
+	checkDump(t, env.Postgres.CreateStart("big"), want, "imported again after a killed import")
 }
