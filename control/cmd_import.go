@@ -140,13 +140,17 @@ func runImport(c *cli.Context) (err error) {
 	}
 
 	start := time.Now()
-	total, err := dirBytes(dir)
+	skip, err := oldWAL(dir)
+	if err != nil {
+		return err
+	}
+	total, err := dirBytes(dir, skip)
 	if err != nil {
 		return err
 	}
 	prog := newProgress(e.Progress, "importing "+name, total)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(pw, dir)) }()
+	go func() { pw.CloseWithError(tarDirExcept(pw, dir, skip)) }()
 	if err := e.Pageserver().Import(ctx, t, name, io.TeeReader(pr, prog)); err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("import %s as branch %s: %w", src, name, explainTenant(err, t))
@@ -250,12 +254,47 @@ func runningPostmaster(dir string) int {
 	return pid
 }
 
-// dirBytes is the size of the regular files under dir.
-func dirBytes(dir string) (int64, error) {
+// oldWAL returns what of the data directory dir's WAL the import does not
+// need: the page server reads only the shutdown checkpoint record that
+// pg_control points at, so every pg_wal file but the segment holding it
+// (and the next, if the record may run into it) stays here.
+func oldWAL(dir string) (skip func(rel string) bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
+	if err != nil {
+		return nil, err
+	}
+	cf, err := pgdata.ParseControlFile(b)
+	if err != nil {
+		return nil, err
+	}
+	segSize := uint64(cf.XLogSegSize)
+	seg := uint64(cf.CheckPoint) / segSize
+	// The record (114 bytes) runs into the next segment only from the
+	// last page of its own.
+	next := seg
+	if uint64(cf.CheckPoint)%segSize >= segSize-pgdata.XLogBlockSize {
+		next = seg + 1
+	}
+	return func(rel string) bool {
+		name, ok := strings.CutPrefix(rel, "pg_wal/")
+		if !ok || strings.Contains(name, "/") {
+			return false
+		}
+		_, n, partial, err := pgdata.ParseWALFileName(name, segSize)
+		return err == nil && !partial && n != seg && n != next
+	}, nil
+}
+
+// dirBytes is the size of the regular files under dir, but those skip
+// (if not nil) returns true for.
+func dirBytes(dir string, skip func(rel string) bool) (int64, error) {
 	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if rel, err := filepath.Rel(dir, path); err == nil && skip != nil && skip(filepath.ToSlash(rel)) {
+			return nil
 		}
 		if d.Type().IsRegular() {
 			info, err := d.Info()
