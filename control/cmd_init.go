@@ -269,7 +269,7 @@ func importInitdb(ctx context.Context, e *Env, t id.TenantID, name string) error
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarDir(pw, cl.DataDir())) }()
-	prog := newProgress(e.Progress, "importing "+name)
+	prog := newProgress(e.Progress, "importing "+name, 0)
 	if err := e.Pageserver().Import(ctx, t, name, io.TeeReader(pr, prog)); err != nil {
 		pr.CloseWithError(err)
 		var pe *PageserverError
@@ -279,6 +279,6 @@ func importInitdb(ctx context.Context, e *Env, t id.TenantID, name string) error
 		return fmt.Errorf("import initdb's data directory as branch %s: %w", name, err)
 	}
 	prog.Done()
-	fmt.Fprintf(e.Progress, "imported initdb's data directory as branch %s (%s in %v)\n", name, formatBytes(prog.n), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.Progress, "imported initdb's data directory as branch %s (%s in %v)\n", name, formatBytes(prog.Bytes()), time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -19,6 +19,7 @@ func Commands() []*cli.Command {
 		StatusCommand(),
 		TenantCommand(),
 		BranchCommand(),
+		ImportCommand(),
 		PgCommand(),
 		PageserverCommand(),
 		pageserverRunCommand(),

@@ -304,7 +304,7 @@ func (e *Env) extractBasebackup(ctx context.Context, n *Node, lsn pgdata.LSN, la
 	if lazy {
 		what = "lazy basebackup"
 	}
-	prog := newProgress(e.Progress, fmt.Sprintf("%s of %s at %s", what, n.Branch, lsn))
+	prog := newProgress(e.Progress, fmt.Sprintf("%s of %s at %s", what, n.Branch, lsn), 0)
 	err := e.Pageserver().Basebackup(ctx, n.Tenant, n.Timeline, lsn, lazy, io.MultiWriter(pw, prog))
 	pw.CloseWithError(err)
 	if uerr := <-untarred; err == nil && uerr != nil {

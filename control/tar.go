@@ -12,6 +12,13 @@ import (
 // tarDir writes the files and directories under dir to w as a tar
 // archive with paths relative to dir (the form import expects).
 func tarDir(w io.Writer, dir string) error {
+	return tarDirExcept(w, dir, nil)
+}
+
+// tarDirExcept is tarDir without the regular files for which skip
+// (if not nil) returns true; rel is the path relative to dir, with
+// slashes.
+func tarDirExcept(w io.Writer, dir string, skip func(rel string) bool) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -20,6 +27,9 @@ func tarDir(w io.Writer, dir string) error {
 		rel, err := filepath.Rel(dir, path)
 		if err != nil || rel == "." {
 			return err
+		}
+		if skip != nil && d.Type().IsRegular() && skip(filepath.ToSlash(rel)) {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {

@@ -133,6 +133,9 @@ func loadTenants(ctx context.Context, ts *tenants) error {
 		if err := t.finishDeletes(); err != nil {
 			return err
 		}
+		if err := t.finishInterruptedImports(); err != nil {
+			return err
+		}
 		for _, info := range tn.Timelines() {
 			tl, err := tn.Timeline(info.ID)
 			if err != nil {
@@ -328,8 +331,8 @@ func (t *tenant) release(name string) {
 // written, so a named branch always has its import on disk. Everything
 // that can be checked before the timeline exists is (the name, pg_control
 // and its state); the timeline of an import that fails after that is
-// deleted (a crash in the middle leaves it unnamed, for branch_delete by
-// its id).
+// deleted, and so is one that a crash interrupted, at the next start
+// (markImport).
 func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch, error) {
 	if err := t.reserve(name); err != nil {
 		return Branch{}, err
@@ -349,9 +352,13 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 	}
 	// The timeline's history starts at the shutdown checkpoint record;
 	// the import is stored at its end.
-	tl, err := t.tn.CreateTimeline(id.NewTimelineID(), cf.CheckPoint)
-	if err != nil {
+	tid := id.NewTimelineID()
+	if err := markImport(t.dir, tid); err != nil {
 		return Branch{}, err
+	}
+	tl, err := t.tn.CreateTimeline(tid, cf.CheckPoint)
+	if err != nil {
+		return Branch{}, errors.Join(err, unmarkImport(t.dir, tid))
 	}
 	lsn, err := ImportDataDir(ctx, tl, datadir, t.log)
 	if err == nil {
@@ -365,6 +372,9 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 		if derr == nil {
 			derr = t.finishDelete(tl.ID())
 		}
+		if derr == nil {
+			derr = unmarkImport(t.dir, tid)
+		}
 		if derr != nil {
 			t.log.Error().Err(derr).Str("timeline", tl.ID().String()).Msg("cannot delete the timeline of a failed import")
 		}
@@ -372,7 +382,10 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 	}
 	t.attachWAL(ctx, tl)
 	br := Branch{Name: name, Timeline: tl.ID(), Start: lsn}
-	return br, t.commitBranch(br)
+	if err := t.commitBranch(br); err != nil {
+		return Branch{}, err
+	}
+	return br, unmarkImport(t.dir, tid)
 }
 
 // createBranch creates a timeline named name that branches from ancestor

@@ -37,6 +37,7 @@ func (s *Safekeeper) pollPeers(ctx context.Context) {
 		for _, tl := range s.Timelines() {
 			s.updateCommit(tl, peers)
 		}
+		s.catchUp(ctx, client, peers)
 	}
 }
 

@@ -84,19 +84,30 @@
 // below the page server's consistent LSN, and below the flush LSN of
 // every peer, are removed; while a peer cannot be reached nothing is.
 //
+// # Catching up from peers
+//
+// A safekeeper that missed an election (down, partitioned, or restarted
+// with an empty directory while a compute started) learns from the peer
+// poll that a peer joined a newer term and streams from its compute. It
+// then joins that term as the election would have brought it in, with
+// the peer as donor: it records the term, truncates what diverges, pulls
+// the WAL it lacks from the donor over HTTP (up to the donor's flush LSN),
+// and streams from the term's compute, counting towards the quorum again
+// without waiting for the next election (recovery.go).
+//
 // # HTTP
 //
 // GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
-// (JSON), DELETE /v1/timeline/<tenant>/<timeline> (its WAL and control
+// (JSON), GET /v1/timeline/<tenant>/<timeline>/compute (its compute's term
+// and connection string) and .../wal?start=LSN&end=LSN (raw WAL bytes,
+// for a peer catching up; both admin), DELETE /v1/timeline/<tenant>/<timeline> (its WAL and control
 // file, after the page server deleted the branch; {"deleted": false} if it
 // had none), GET /v1/memory (the process's resident memory and Go heap,
 // JSON), GET /metrics (Prometheus).
 //
 // # Known limits
 //
-// A safekeeper that missed an election (down or partitioned while it ran)
-// stays in its old term until the next election brings it in; until then
-// the set tolerates one failure fewer. The start LSN of a term is found by
+// The start LSN of a term is found by
 // decoding the most advanced voter's WAL from its last term's start, so an
 // election costs a read of that term's WAL. The WAL segment size is taken
 // to be PostgreSQL's default (16 MiB), and the WAL is named as timeline 1.

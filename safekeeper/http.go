@@ -144,6 +144,7 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]bool{"deleted": found})
 	})
+	s.recoveryRoutes(mux)
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, readMemory())
 	})

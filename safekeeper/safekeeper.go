@@ -56,6 +56,8 @@ type Safekeeper struct {
 	// nil outside Run.
 	runCtx context.Context
 	wg     sync.WaitGroup
+	// catchingUp holds the timelines catching up from a peer (recovery.go).
+	catchingUp map[timelineKey]bool
 }
 
 type timelineKey struct {

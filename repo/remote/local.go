@@ -173,7 +173,13 @@ func (l *LocalDir) Delete(ctx context.Context, p string) error {
 		return err
 	}
 	name := l.file(p)
-	if err := l.fs.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := l.fs.Remove(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Nothing to make durable; its directory may not exist either
+		// (a timeline deleted before anything of it was uploaded).
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", p, err)
 	}
 	return vfs.SyncDir(l.fs, filepath.Dir(name))

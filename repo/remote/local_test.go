@@ -66,6 +66,9 @@ func TestLocalDir(t *testing.T) {
 			if err := s.Delete(ctx, "tenants/a/timelines/1/layer-x"); err != nil {
 				t.Errorf("deleting a missing object: %v", err)
 			}
+			if err := s.Delete(ctx, "tenants/never/timelines/uploaded/index.json"); err != nil {
+				t.Errorf("deleting an object whose directory does not exist: %v", err)
+			}
 			for _, p := range []string{"tenants/a/timelines/1/layer-x", "tenants/a", "nothing"} {
 				if _, err := download(t, s, p); !errors.Is(err, ErrNotFound) {
 					t.Errorf("Download(%q) error = %v, want ErrNotFound", p, err)
