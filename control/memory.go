@@ -19,6 +19,7 @@ import (
 type processMemory struct {
 	RSS                int64 `json:"rss_bytes"`
 	GoHeap             int64 `json:"go_heap_bytes"`
+	GoMemoryLimit      int64 `json:"go_memory_limit,omitempty"`
 	InMemoryLayers     int64 `json:"in_memory_layer_bytes,omitempty"`
 	InMemoryLayerLimit int64 `json:"in_memory_layer_limit,omitempty"`
 	PageCache          int64 `json:"page_cache_bytes,omitempty"`
@@ -49,7 +50,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 		{"in_memory_layer_bytes", &m.InMemoryLayers}, {"in_memory_layer_limit", &m.InMemoryLayerLimit},
 		{"page_cache_bytes", &m.PageCache}, {"page_cache_limit", &m.PageCacheLimit},
 		{"block_cache_bytes", &m.BlockCache}, {"block_cache_limit", &m.BlockCacheLimit},
-		{"wal_in_flight_bytes", &m.WALInFlight},
+		{"wal_in_flight_bytes", &m.WALInFlight}, {"go_memory_limit", &m.GoMemoryLimit},
 	} {
 		v, err := strconv.ParseInt(st[f.col], 10, 64)
 		if err != nil {
@@ -102,6 +103,9 @@ func (m *processMemory) String() string {
 		return "not reported: " + m.Error
 	}
 	s := fmt.Sprintf("RSS %s, Go heap %s", formatBytes(m.RSS), formatBytes(m.GoHeap))
+	if m.GoMemoryLimit > 0 {
+		s += fmt.Sprintf(" (Go memory limit %s)", formatBytes(m.GoMemoryLimit))
+	}
 	if m.InMemoryLayerLimit > 0 {
 		s += fmt.Sprintf("; in-memory layers %s of %s, page cache %s of %s, block cache %s of %s, WAL in flight %s",
 			formatBytes(m.InMemoryLayers), formatBytes(m.InMemoryLayerLimit), formatBytes(m.PageCache), formatBytes(m.PageCacheLimit),
