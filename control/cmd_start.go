@@ -80,8 +80,9 @@ func StatusCommand() *cli.Command {
 		Usage: "show the page server, safekeepers and compute nodes",
 		Description: `Shows whether each background process runs (by its verified pidfile), the
 memory each running one reports (resident, Go heap; for the page server also
-its in-memory layers, page cache and block cache next to their limits, and
-the WAL received but not yet ingested), and the compute nodes of every
+its in-memory layers, page cache and block cache next to their limits, the
+WAL received but not yet ingested, and the layer files open next to
+max_open_layer_files), and the compute nodes of every
 tenant. A stale pidfile is reported and removed. A branch whose WAL the page
 server stopped ingesting (a record it could not ingest) is named with where
 and why: its commits go on, but no compute can start at its end until the

@@ -26,6 +26,8 @@ type processMemory struct {
 	BlockCache         int64 `json:"block_cache_bytes,omitempty"`
 	BlockCacheLimit    int64 `json:"block_cache_limit,omitempty"`
 	WALInFlight        int64 `json:"wal_in_flight_bytes,omitempty"`
+	OpenLayerFiles     int64 `json:"open_layer_files,omitempty"`
+	MaxOpenLayerFiles  int64 `json:"max_open_layer_files,omitempty"`
 	// Error says why the process did not report (it runs but does not
 	// answer).
 	Error string `json:"error,omitempty"`
@@ -50,6 +52,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 		{"page_cache_bytes", &m.PageCache}, {"page_cache_limit", &m.PageCacheLimit},
 		{"block_cache_bytes", &m.BlockCache}, {"block_cache_limit", &m.BlockCacheLimit},
 		{"wal_in_flight_bytes", &m.WALInFlight},
+		{"open_layer_files", &m.OpenLayerFiles}, {"max_open_layer_files", &m.MaxOpenLayerFiles},
 	} {
 		v, err := strconv.ParseInt(st[f.col], 10, 64)
 		if err != nil {
@@ -106,6 +109,9 @@ func (m *processMemory) String() string {
 		s += fmt.Sprintf("; in-memory layers %s of %s, page cache %s of %s, block cache %s of %s, WAL in flight %s",
 			formatBytes(m.InMemoryLayers), formatBytes(m.InMemoryLayerLimit), formatBytes(m.PageCache), formatBytes(m.PageCacheLimit),
 			formatBytes(m.BlockCache), formatBytes(m.BlockCacheLimit), formatBytes(m.WALInFlight))
+	}
+	if m.MaxOpenLayerFiles > 0 {
+		s += fmt.Sprintf("; layer files open %d of %d", m.OpenLayerFiles, m.MaxOpenLayerFiles)
 	}
 	return s
 }

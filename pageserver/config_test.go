@@ -43,6 +43,8 @@ func TestLoadConfig(t *testing.T) {
 		{"gc_period = \"5 minutes\"\n", "duration"},
 		{"gc_period = \"-5m\"\n", "gc_period must be positive"},
 		{"redo_processes = 0\n", "redo_processes"},
+		{"max_open_layer_files = 0\n", "max_open_layer_files"},
+		{"in_memory_layer_limit = 1000\n", "in_memory_layer_limit"},
 		{"log_format = \"xml\"\n", "log_format"},
 		{"checkpoint_distance = \"big\"\n", ConfigFileName},
 	} {

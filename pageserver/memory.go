@@ -7,7 +7,7 @@ import (
 )
 
 // MemoryStatus is what the page server holds in memory, in bytes, each
-// amount next to its limit where one exists. RSS is what the operating
+// amount next to its limit where one exists, and its open layer files. RSS is what the operating
 // system charges the process; the Go heap is most of it (the block cache
 // included: scripts/build builds without cgo, with which pebble would
 // allocate it with C malloc, outside the heap), the rest is the Go
@@ -32,6 +32,13 @@ type MemoryStatus struct {
 	// WALInFlightBytes is the WAL received and not yet ingested, over
 	// every timeline.
 	WALInFlightBytes int64 `json:"wal_in_flight_bytes"`
+	// OpenLayerFiles is how many layer files are open, each a file
+	// descriptor, next to max_open_layer_files; LayerFileOpens counts the
+	// opens since the server started (a fast-growing count with the open
+	// files at the limit says the limit is too small for what is read).
+	OpenLayerFiles    int   `json:"open_layer_files"`
+	MaxOpenLayerFiles int   `json:"max_open_layer_files"`
+	LayerFileOpens    int64 `json:"layer_file_opens"`
 }
 
 // InMemoryLayerBytes is the bytes of open and frozen in-memory layers.
@@ -53,6 +60,9 @@ func (s *Server) memoryStatus() MemoryStatus {
 		PageCacheLimit:     rs.PageCacheLimit,
 		BlockCacheBytes:    rs.BlockCacheBytes,
 		BlockCacheLimit:    rs.BlockCacheLimit,
+		OpenLayerFiles:     rs.OpenLayerFiles,
+		MaxOpenLayerFiles:  rs.MaxOpenLayerFiles,
+		LayerFileOpens:     rs.LayerFileOpens,
 	}
 	for _, t := range s.tenants.list() {
 		for _, info := range t.tn.Timelines() {
@@ -72,11 +82,17 @@ type memoryCollector struct{ s *Server }
 var (
 	descMemory      = prometheus.NewDesc("zenith_pageserver_memory_bytes", "Memory the page server holds, by what holds it: go_heap, in_memory_layers_open, in_memory_layers_frozen, page_cache, block_cache, wal_in_flight (received, not yet ingested).", []string{"kind"}, nil)
 	descMemoryLimit = prometheus.NewDesc("zenith_pageserver_memory_limit_bytes", "Limit of each bounded kind of memory: in_memory_layers (open and frozen together), page_cache, block_cache.", []string{"kind"}, nil)
+	descOpenFiles   = prometheus.NewDesc("zenith_pageserver_open_layer_files", "Layer files open now, each a file descriptor.", nil, nil)
+	descFilesLimit  = prometheus.NewDesc("zenith_pageserver_open_layer_files_limit", "Layer files that may be open at once (max_open_layer_files).", nil, nil)
+	descFileOpens   = prometheus.NewDesc("zenith_pageserver_layer_file_opens_total", "Layer files opened for reading; past the limit each open closes the least recently read file.", nil, nil)
 )
 
 func (c memoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMemory
 	ch <- descMemoryLimit
+	ch <- descOpenFiles
+	ch <- descFilesLimit
+	ch <- descFileOpens
 }
 
 func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -92,4 +108,7 @@ func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(descMemoryLimit, prometheus.GaugeValue, float64(v), kind)
 	}
+	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(m.OpenLayerFiles))
+	ch <- prometheus.MustNewConstMetric(descFilesLimit, prometheus.GaugeValue, float64(m.MaxOpenLayerFiles))
+	ch <- prometheus.MustNewConstMetric(descFileOpens, prometheus.CounterValue, float64(m.LayerFileOpens))
 }

@@ -125,6 +125,10 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.Logger = log
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
+	repoCfg.PageCacheSize = cfg.PageCacheSize
+	repoCfg.BlockCacheSize = cfg.BlockCacheSize
+	repoCfg.InMemoryLayerLimit = cfg.InMemoryLayerLimit
+	repoCfg.MaxOpenLayerFiles = cfg.MaxOpenLayerFiles
 	repoCfg.TenantFiles = []string{branchesFileName}
 	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
 		s.redo.Close()

@@ -54,6 +54,9 @@ func Open(cfg Config) (*Repository, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxOpenLayerFiles == 0 {
+		cfg.MaxOpenLayerFiles = DefaultConfig("").MaxOpenLayerFiles
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -84,7 +87,7 @@ func Open(cfg Config) (*Repository, error) {
 			return nil, fmt.Errorf("open repository: restore from remote storage: %w", err)
 		}
 	}
-	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
+	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize, cfg.MaxOpenLayerFiles)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)
