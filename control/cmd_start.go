@@ -141,6 +141,9 @@ Examples:
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
 					if p.Memory != nil {
 						fmt.Fprintf(e.Out, "  memory: %s\n", p.Memory)
+						if l := p.Memory.diskLine(); l != "" {
+							fmt.Fprintf(e.Out, "  %s\n", l)
+						}
 					}
 				} else {
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
@@ -227,7 +230,11 @@ func PageserverCommand() *cli.Command {
 					}
 					fmt.Fprintf(e.Out, "page server: running, pid %d, %s, %s tenants, %s timelines, up %ss\n",
 						pid, e.Config.Pageserver.ListenPG, st["tenants"], st["timelines"], st["uptime_seconds"])
-					fmt.Fprintf(e.Out, "  memory: %s\n", e.pageserverMemory(c.Context))
+					m := e.pageserverMemory(c.Context)
+					fmt.Fprintf(e.Out, "  memory: %s\n", m)
+					if l := m.diskLine(); l != "" {
+						fmt.Fprintf(e.Out, "  %s\n", l)
+					}
 					return nil
 				}),
 			},

@@ -28,6 +28,10 @@ type processMemory struct {
 	WALInFlight        int64 `json:"wal_in_flight_bytes,omitempty"`
 	OpenLayerFiles     int64 `json:"open_layer_files,omitempty"`
 	MaxOpenLayerFiles  int64 `json:"max_open_layer_files,omitempty"`
+	// DiskFull says why the process's writes fail for a full disk, and
+	// since when; empty while they succeed.
+	DiskFull      string `json:"disk_full,omitempty"`
+	DiskFullSince string `json:"disk_full_since,omitempty"`
 	// Error says why the process did not report (it runs but does not
 	// answer).
 	Error string `json:"error,omitempty"`
@@ -63,6 +67,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 	if bad != nil {
 		return &processMemory{Error: "status does not report " + strings.Join(bad, ", ") + " (an older page server?)"}
 	}
+	m.DiskFull, m.DiskFullSince = st["disk_full"], st["disk_full_since"]
 	return &m
 }
 
@@ -97,6 +102,15 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 		return &processMemory{Error: fmt.Sprintf("GET %s/v1/memory: %v", addr, err)}
 	}
 	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes}
+}
+
+// diskLine is the line of zenith status about a full disk, empty if the
+// process's writes succeed.
+func (m *processMemory) diskLine() string {
+	if m == nil || m.DiskFull == "" {
+		return ""
+	}
+	return fmt.Sprintf("DISK FULL since %s: %s (ingest waits; free space and it goes on)", m.DiskFullSince, m.DiskFull)
 }
 
 // String is the memory line of zenith status.

@@ -84,6 +84,8 @@ var (
 	descMemoryLimit = prometheus.NewDesc("zenith_pageserver_memory_limit_bytes", "Limit of each bounded kind of memory: in_memory_layers (open and frozen together), page_cache, block_cache.", []string{"kind"}, nil)
 	descOpenFiles   = prometheus.NewDesc("zenith_pageserver_open_layer_files", "Layer files open now, each a file descriptor.", nil, nil)
 	descFilesLimit  = prometheus.NewDesc("zenith_pageserver_open_layer_files_limit", "Layer files that may be open at once (max_open_layer_files).", nil, nil)
+	descDiskFull    = prometheus.NewDesc("zenith_pageserver_disk_full", "1 while writes of layer files, metadata or the WAL store fail for a full disk (ENOSPC, EDQUOT); ingest waits meanwhile.", nil, nil)
+	descDiskErrors  = prometheus.NewDesc("zenith_pageserver_disk_full_errors_total", "Writes that failed for a full disk.", nil, nil)
 	descFileOpens   = prometheus.NewDesc("zenith_pageserver_layer_file_opens_total", "Layer files opened for reading; past the limit each open closes the least recently read file.", nil, nil)
 )
 
@@ -93,6 +95,8 @@ func (c memoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOpenFiles
 	ch <- descFilesLimit
 	ch <- descFileOpens
+	ch <- descDiskFull
+	ch <- descDiskErrors
 }
 
 func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -111,4 +115,11 @@ func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(m.OpenLayerFiles))
 	ch <- prometheus.MustNewConstMetric(descFilesLimit, prometheus.GaugeValue, float64(m.MaxOpenLayerFiles))
 	ch <- prometheus.MustNewConstMetric(descFileOpens, prometheus.CounterValue, float64(m.LayerFileOpens))
+	reason, _, errs := c.s.diskFull()
+	full := 0.0
+	if reason != "" {
+		full = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, full)
+	ch <- prometheus.MustNewConstMetric(descDiskErrors, prometheus.CounterValue, float64(errs))
 }
