@@ -237,3 +237,67 @@ func pageserverPID(t *testing.T, env *zenithtest.Env) int {
 	}
 	return n
 }
+
+// TestSafekeeperDiskFull fills one of three safekeepers' directories (a
+// tmpfs of its own) while a client commits numbered rows: the other two
+// are a quorum, so commits must go on, and the full one must keep running
+// (no crash loop). Once space is freed it must catch up: with another
+// safekeeper then stopped, commits still go on only if it holds the WAL
+// again. A compute re-created at the end has every acknowledged row.
+func TestSafekeeperDiskFull(t *testing.T) {
+	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3, NoStart: true})
+	skDir := filepath.Join(env.RepoDir, "safekeepers", "sk3")
+	if err := os.MkdirAll(skDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, skDir, duMiB(t, skDir)+48, func() { _, _, _ = env.Run("stop", "--immediate") })
+	env.Zenith("start")
+	pg := env.Postgres.CreateStart("main")
+	admin := pg.Connect()
+	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
+	admin.Close(context.Background())
+
+	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
+	defer func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+	}()
+	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	pidOf := func() string {
+		b, _ := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.pid"))
+		return strings.TrimSpace(string(b))
+	}
+	pid := pidOf()
+	ballast := fillDisk(t, skDir)
+	before := w.count()
+	t.Logf("filled %s; %d commits acknowledged", skDir, before)
+	// A quorum is left: commits go on. Enough of them to need more WAL
+	// than the full safekeeper could store.
+	waitFor(t, "commits to go on with one safekeeper's disk full", 3*time.Minute, func() bool { return w.count() >= before+300 })
+	if got := pidOf(); got != pid {
+		t.Errorf("safekeeper 3's pid is %s, was %s: it restarted on a full disk", got, pid)
+	}
+	out, _, _ := env.Run("status")
+	t.Logf("zenith status with safekeeper 3's disk full:\n%s", out)
+	if log, err := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.log")); err == nil && !strings.Contains(string(log), "no space left on device") {
+		t.Errorf("safekeeper 3's log does not say its disk is full")
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	// Safekeeper 3 must take WAL again: with safekeeper 1 stopped it is
+	// needed for the quorum.
+	time.Sleep(5 * time.Second)
+	env.Zenith("safekeeper", "stop", "--id", "1")
+	n := w.count()
+	waitFor(t, "commits to go on with safekeeper 1 stopped and 3's space freed", 3*time.Minute, func() bool { return w.count() >= n+50 })
+	acked := w.finish(t)
+	t.Logf("%d commits acknowledged; %d failed (last: %v)", len(acked), w.errors, w.last)
+	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
+	pg = env.Postgres.CreateStart("main")
+	checkAcked(t, pg.Connect(), acked)
+}
