@@ -280,7 +280,12 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	if got := pidOf(); got != pid {
 		t.Errorf("safekeeper 3's pid is %s, was %s: it restarted on a full disk", got, pid)
 	}
-	out, _, _ := env.Run("status")
+	var out string
+	waitFor(t, "zenith status to say safekeeper 3's disk is full", time.Minute, func() bool {
+		out = env.Zenith("status")
+		_, sk3, _ := strings.Cut(out, "safekeeper 3:")
+		return strings.Contains(sk3, "DISK FULL")
+	})
 	t.Logf("zenith status with safekeeper 3's disk full:\n%s", out)
 	if log, err := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.log")); err == nil && !strings.Contains(string(log), "no space left on device") {
 		t.Errorf("safekeeper 3's log does not say its disk is full")
@@ -295,6 +300,9 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	env.Zenith("safekeeper", "stop", "--id", "1")
 	n := w.count()
 	waitFor(t, "commits to go on with safekeeper 1 stopped and 3's space freed", 3*time.Minute, func() bool { return w.count() >= n+50 })
+	if out := env.Zenith("status"); strings.Contains(out, "DISK FULL") {
+		t.Errorf("zenith status still says a disk is full after space was freed and WAL written:\n%s", out)
+	}
 	acked := w.finish(t)
 	t.Logf("%d commits acknowledged; %d failed (last: %v)", len(acked), w.errors, w.last)
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")

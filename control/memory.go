@@ -101,7 +101,7 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&sm); err != nil {
 		return &processMemory{Error: fmt.Sprintf("GET %s/v1/memory: %v", addr, err)}
 	}
-	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes}
+	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes, DiskFull: sm.DiskFull, DiskFullSince: sm.DiskFullSince}
 }
 
 // diskLine is the line of zenith status about a full disk, empty if the
@@ -110,7 +110,7 @@ func (m *processMemory) diskLine() string {
 	if m == nil || m.DiskFull == "" {
 		return ""
 	}
-	return fmt.Sprintf("DISK FULL since %s: %s (ingest waits; free space and it goes on)", m.DiskFullSince, m.DiskFull)
+	return fmt.Sprintf("DISK FULL since %s: %s (writes wait; free space and they go on)", m.DiskFullSince, m.DiskFull)
 }
 
 // String is the memory line of zenith status.
