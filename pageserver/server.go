@@ -318,7 +318,7 @@ func (s *Server) status() Status {
 func (s *Server) diskFull() (reason, since string, errors int64) {
 	var first time.Time
 	for _, d := range []*vfs.DiskState{s.repo.DiskState(), &s.walDisk} {
-		err, at, n := d.Full()
+		at, n, err := d.Full()
 		errors += n
 		if err != nil && (first.IsZero() || at.Before(first)) {
 			first, reason = at, err.Error()

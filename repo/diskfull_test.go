@@ -89,7 +89,7 @@ func TestDiskFullStopsIngest(t *testing.T) {
 	if total := st.OpenLayerBytes + st.FrozenLayerBytes; total > limit+2*recSize {
 		t.Errorf("in-memory layers hold %d bytes with the disk full, limit %d", total, limit)
 	}
-	ferr, since, n := r.DiskState().Full()
+	since, n, ferr := r.DiskState().Full()
 	var dfe *vfs.DiskFullError
 	if !errors.As(ferr, &dfe) || since.IsZero() || n == 0 {
 		t.Errorf("DiskState().Full() = %v, %v, %d errors; want a *DiskFullError", ferr, since, n)
@@ -108,7 +108,7 @@ func TestDiskFullStopsIngest(t *testing.T) {
 	if err := tl.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if ferr, _, _ := r.DiskState().Full(); ferr != nil {
+	if _, _, ferr := r.DiskState().Full(); ferr != nil {
 		t.Errorf("disk still reported full after a flush succeeded: %v", ferr)
 	}
 	if got, want := tl.DiskConsistentLSN(), lsnOf(records-1); got != want {

@@ -151,7 +151,7 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 	})
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		m := readMemory()
-		if err, since, _ := s.disk.Full(); err != nil {
+		if since, _, err := s.disk.Full(); err != nil {
 			m.DiskFull, m.DiskFullSince = err.Error(), since.UTC().Format(time.RFC3339)
 		}
 		writeJSON(w, http.StatusOK, m)

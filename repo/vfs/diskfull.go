@@ -72,11 +72,11 @@ func (d *DiskState) Note(err error) error {
 	return err
 }
 
-// Full returns the last disk-full error and since when the disk is full;
-// nil if the last write succeeded (or none failed). Errors counts every
-// write that failed for a full disk.
-func (d *DiskState) Full() (err error, since time.Time, errors int64) {
+// Full returns since when the disk is full, how many writes failed for a
+// full disk in all, and the last disk-full error: nil if the last write
+// succeeded (or none failed).
+func (d *DiskState) Full() (since time.Time, errors int64, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.err, d.since, d.errors
+	return d.since, d.errors, d.err
 }

@@ -48,7 +48,7 @@ func TestDiskState(t *testing.T) {
 		if got := d.Note(s.err); got != s.err {
 			t.Errorf("step %d: Note returned %v, want its argument", i, got)
 		}
-		err, _, n := d.Full()
+		_, n, err := d.Full()
 		if (err != nil) != s.wantFull || n != s.wantN {
 			t.Errorf("step %d (%v): Full() = %v, %d errors; want full %v, %d errors", i, s.err, err, n, s.wantFull, s.wantN)
 		}
