@@ -166,7 +166,7 @@ func TestPageserverDiskFull(t *testing.T) {
 		return !strings.Contains(env.Zenith("status"), "DISK FULL")
 	})
 	acked := w.finish(t)
-	t.Logf("%d commits acknowledged, %d before the disk filled up; %d failed (last: %v)", len(acked), stalledAt, w.errors, w.last)
+	t.Logf("%d commits acknowledged, %d when they stopped on the full disk; %d failed (last: %v)", len(acked), stalledAt, w.errors, w.last)
 
 	// A plain restart must find every file of the page server sound.
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
