@@ -80,8 +80,9 @@ func StatusCommand() *cli.Command {
 		Usage: "show the page server, safekeepers and compute nodes",
 		Description: `Shows whether each background process runs (by its verified pidfile), the
 memory each running one reports (resident, Go heap; for the page server also
-its in-memory layers, page cache and block cache next to their limits, and
-the WAL received but not yet ingested), and the compute nodes of every
+its in-memory layers, page cache and block cache next to their limits, the
+WAL received but not yet ingested, and the layer files open next to
+max_open_layer_files), and the compute nodes of every
 tenant. A stale pidfile is reported and removed. A branch whose WAL the page
 server stopped ingesting (a record it could not ingest) is named with where
 and why: its commits go on, but no compute can start at its end until the
@@ -140,6 +141,9 @@ Examples:
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
 					if p.Memory != nil {
 						fmt.Fprintf(e.Out, "  memory: %s\n", p.Memory)
+						if l := p.Memory.diskLine(); l != "" {
+							fmt.Fprintf(e.Out, "  %s\n", l)
+						}
 					}
 				} else {
 					fmt.Fprintf(e.Out, "%s: stopped\n", p.Name)
@@ -226,7 +230,11 @@ func PageserverCommand() *cli.Command {
 					}
 					fmt.Fprintf(e.Out, "page server: running, pid %d, %s, %s tenants, %s timelines, up %ss\n",
 						pid, e.Config.Pageserver.ListenPG, st["tenants"], st["timelines"], st["uptime_seconds"])
-					fmt.Fprintf(e.Out, "  memory: %s\n", e.pageserverMemory(c.Context))
+					m := e.pageserverMemory(c.Context)
+					fmt.Fprintf(e.Out, "  memory: %s\n", m)
+					if l := m.diskLine(); l != "" {
+						fmt.Fprintf(e.Out, "  %s\n", l)
+					}
 					return nil
 				}),
 			},

@@ -130,9 +130,17 @@ type ackedWriter struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	mu     sync.Mutex
 	acked  []int
 	errors int
 	last   error
+}
+
+// count is how many commits were acknowledged so far.
+func (w *ackedWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
 }
 
 func startAckedWriter(connStr string) *ackedWriter {
@@ -165,7 +173,9 @@ func (w *ackedWriter) run() {
 		}
 		cancel()
 		if err == nil {
+			w.mu.Lock()
 			w.acked = append(w.acked, i)
+			w.mu.Unlock()
 			continue
 		}
 		w.errors++

@@ -27,6 +27,12 @@ type processMemory struct {
 	BlockCache         int64 `json:"block_cache_bytes,omitempty"`
 	BlockCacheLimit    int64 `json:"block_cache_limit,omitempty"`
 	WALInFlight        int64 `json:"wal_in_flight_bytes,omitempty"`
+	OpenLayerFiles     int64 `json:"open_layer_files,omitempty"`
+	MaxOpenLayerFiles  int64 `json:"max_open_layer_files,omitempty"`
+	// DiskFull says why the process's writes fail for a full disk, and
+	// since when; empty while they succeed.
+	DiskFull      string `json:"disk_full,omitempty"`
+	DiskFullSince string `json:"disk_full_since,omitempty"`
 	// Error says why the process did not report (it runs but does not
 	// answer).
 	Error string `json:"error,omitempty"`
@@ -51,6 +57,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 		{"page_cache_bytes", &m.PageCache}, {"page_cache_limit", &m.PageCacheLimit},
 		{"block_cache_bytes", &m.BlockCache}, {"block_cache_limit", &m.BlockCacheLimit},
 		{"wal_in_flight_bytes", &m.WALInFlight}, {"go_memory_limit", &m.GoMemoryLimit},
+		{"open_layer_files", &m.OpenLayerFiles}, {"max_open_layer_files", &m.MaxOpenLayerFiles},
 	} {
 		v, err := strconv.ParseInt(st[f.col], 10, 64)
 		if err != nil {
@@ -61,6 +68,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 	if bad != nil {
 		return &processMemory{Error: "status does not report " + strings.Join(bad, ", ") + " (an older page server?)"}
 	}
+	m.DiskFull, m.DiskFullSince = st["disk_full"], st["disk_full_since"]
 	return &m
 }
 
@@ -94,7 +102,16 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&sm); err != nil {
 		return &processMemory{Error: fmt.Sprintf("GET %s/v1/memory: %v", addr, err)}
 	}
-	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes}
+	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes, DiskFull: sm.DiskFull, DiskFullSince: sm.DiskFullSince}
+}
+
+// diskLine is the line of zenith status about a full disk, empty if the
+// process's writes succeed.
+func (m *processMemory) diskLine() string {
+	if m == nil || m.DiskFull == "" {
+		return ""
+	}
+	return fmt.Sprintf("DISK FULL since %s: %s (writes wait; free space and they go on)", m.DiskFullSince, m.DiskFull)
 }
 
 // String is the memory line of zenith status.
@@ -110,6 +127,9 @@ func (m *processMemory) String() string {
 		s += fmt.Sprintf("; in-memory layers %s of %s, page cache %s of %s, block cache %s of %s, WAL in flight %s",
 			formatBytes(m.InMemoryLayers), formatBytes(m.InMemoryLayerLimit), formatBytes(m.PageCache), formatBytes(m.PageCacheLimit),
 			formatBytes(m.BlockCache), formatBytes(m.BlockCacheLimit), formatBytes(m.WALInFlight))
+	}
+	if m.MaxOpenLayerFiles > 0 {
+		s += fmt.Sprintf("; layer files open %d of %d", m.OpenLayerFiles, m.MaxOpenLayerFiles)
 	}
 	return s
 }

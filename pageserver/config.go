@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
@@ -49,10 +50,20 @@ type Config struct {
 	PITRInterval tomlconf.Duration `toml:"pitr_interval"`
 	// RedoProcesses is the size of each tenant's WAL redo process pool.
 	RedoProcesses int `toml:"redo_processes"`
+	// PageCacheSize is the memory, in bytes, for reconstructed pages;
+	// BlockCacheSize for uncompressed blocks of layer files;
+	// InMemoryLayerLimit for the in-memory layers of every timeline
+	// together (see repo.Config for what each does when full).
+	PageCacheSize      int64 `toml:"page_cache_size"`
+	BlockCacheSize     int64 `toml:"block_cache_size"`
+	InMemoryLayerLimit int64 `toml:"in_memory_layer_limit"`
+	// MaxOpenLayerFiles is how many layer files may be open at once, each
+	// a file descriptor.
+	MaxOpenLayerFiles int `toml:"max_open_layer_files"`
 	// MemoryLimit is the soft limit, in bytes, of the memory the page
 	// server's Go runtime holds (heap, stacks, its own): the collector
 	// runs as often as it must to stay below it. 0 derives it from the
-	// bounded caches (see DefaultMemoryLimit); -1 sets none, and the heap
+	// bounded caches (see DerivedMemoryLimit); -1 sets none, and the heap
 	// then swings up to twice what is live. GOMEMLIMIT in the environment
 	// overrides it.
 	MemoryLimit int64 `toml:"memory_limit"`
@@ -87,6 +98,7 @@ type Config struct {
 
 // DefaultConfig is the configuration of a page server with no config file.
 func DefaultConfig() Config {
+	rc := repo.DefaultConfig("")
 	return Config{
 		ListenPG:           "127.0.0.1:64000",
 		ListenHTTP:         "127.0.0.1:9898",
@@ -98,6 +110,10 @@ func DefaultConfig() Config {
 		GCHorizon:          64 << 20,
 		PITRInterval:       tomlconf.Duration(7 * 24 * time.Hour),
 		RedoProcesses:      2,
+		PageCacheSize:      rc.PageCacheSize,
+		BlockCacheSize:     rc.BlockCacheSize,
+		InMemoryLayerLimit: rc.InMemoryLayerLimit,
+		MaxOpenLayerFiles:  rc.MaxOpenLayerFiles,
 		Log:                "json",
 	}
 }
@@ -145,6 +161,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("memory_limit = %d: want at least 64 MiB (67108864), 0 (derived) or -1 (none)", c.MemoryLimit)
 	case c.RedoProcesses < 1 || c.RedoProcesses > 64:
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
+	case c.PageCacheSize < 0:
+		return fmt.Errorf("page_cache_size = %d: must not be negative", c.PageCacheSize)
+	case c.BlockCacheSize < 0:
+		return fmt.Errorf("block_cache_size = %d: must not be negative", c.BlockCacheSize)
+	case c.InMemoryLayerLimit < 1<<20:
+		return fmt.Errorf("in_memory_layer_limit = %d: want at least 1 MiB", c.InMemoryLayerLimit)
+	case c.MaxOpenLayerFiles < 1:
+		return fmt.Errorf("max_open_layer_files = %d: want at least 1", c.MaxOpenLayerFiles)
 	case c.Log != "console" && c.Log != "json":
 		return fmt.Errorf("log_format = %q: want \"console\" or \"json\"", c.Log)
 	case (c.TLSCert == "") != (c.TLSKey == ""):

@@ -45,6 +45,8 @@ func TestLoadConfig(t *testing.T) {
 		{"gc_period = \"5 minutes\"\n", "duration"},
 		{"gc_period = \"-5m\"\n", "gc_period must be positive"},
 		{"redo_processes = 0\n", "redo_processes"},
+		{"max_open_layer_files = 0\n", "max_open_layer_files"},
+		{"in_memory_layer_limit = 1000\n", "in_memory_layer_limit"},
 		{"log_format = \"xml\"\n", "log_format"},
 		{"checkpoint_distance = \"big\"\n", ConfigFileName},
 	} {
@@ -65,7 +67,7 @@ func TestMemoryLimit(t *testing.T) {
 	for _, tc := range []struct {
 		limit, want int64
 	}{
-		{0, DefaultMemoryLimit()},
+		{0, DefaultConfig().DerivedMemoryLimit()},
 		{512 << 20, 512 << 20},
 		{-1, 0},
 	} {
@@ -86,8 +88,8 @@ func TestMemoryLimit(t *testing.T) {
 			t.Errorf("memory_limit = %d: the runtime's limit is %d, want %d", tc.limit, runtime, tc.want)
 		}
 	}
-	if DefaultMemoryLimit() != 352<<20 {
-		t.Errorf("DefaultMemoryLimit() = %d; the sample config says 352 MiB", DefaultMemoryLimit())
+	if got := DefaultConfig().DerivedMemoryLimit(); got != 352<<20 {
+		t.Errorf("the default derived memory limit is %d; the sample config says 352 MiB", got)
 	}
 	cfg := DefaultConfig()
 	cfg.MemoryLimit = 1000

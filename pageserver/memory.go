@@ -6,12 +6,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/memstat"
 )
 
 // MemoryStatus is what the page server holds in memory, in bytes, each
-// amount next to its limit where one exists. RSS is what the operating
+// amount next to its limit where one exists, and its open layer files. RSS is what the operating
 // system charges the process; the Go heap is most of it (the block cache
 // included: scripts/build builds without cgo, with which pebble would
 // allocate it with C malloc, outside the heap), the rest is the Go
@@ -36,20 +35,26 @@ type MemoryStatus struct {
 	// WALInFlightBytes is the WAL received and not yet ingested, over
 	// every timeline.
 	WALInFlightBytes int64 `json:"wal_in_flight_bytes"`
+	// OpenLayerFiles is how many layer files are open, each a file
+	// descriptor, next to max_open_layer_files; LayerFileOpens counts the
+	// opens since the server started (a fast-growing count with the open
+	// files at the limit says the limit is too small for what is read).
+	OpenLayerFiles    int   `json:"open_layer_files"`
+	MaxOpenLayerFiles int   `json:"max_open_layer_files"`
+	LayerFileOpens    int64 `json:"layer_file_opens"`
 }
 
-// memoryOverhead is what DefaultMemoryLimit allows besides the bounded
+// memoryOverhead is what DerivedMemoryLimit allows besides the bounded
 // caches: per-connection buffers, decoded WAL in flight, redo requests,
 // layer indexes, the runtime's own (measured under pgbench: the heap's
 // live set was the block cache, about 20 MiB of buffers and a few MiB of
 // each of the rest).
 const memoryOverhead = 128 << 20
 
-// DefaultMemoryLimit is the soft memory limit a page server with the
-// default caches gets when memory_limit is 0: their limits plus
-// memoryOverhead.
-func DefaultMemoryLimit() int64 {
-	c := repo.DefaultConfig("")
+// DerivedMemoryLimit is the soft memory limit the page server takes
+// when memory_limit is 0: the limits of its bounded caches (page cache,
+// block cache, in-memory layers) plus memoryOverhead.
+func (c Config) DerivedMemoryLimit() int64 {
 	return c.PageCacheSize + c.BlockCacheSize + c.InMemoryLayerLimit + memoryOverhead
 }
 
@@ -66,7 +71,7 @@ func SetMemoryLimit(cfg Config) int64 {
 	case -1:
 		return 0
 	case 0:
-		limit = DefaultMemoryLimit()
+		limit = cfg.DerivedMemoryLimit()
 	}
 	debug.SetMemoryLimit(limit)
 	return limit
@@ -91,6 +96,9 @@ func (s *Server) memoryStatus() MemoryStatus {
 		PageCacheLimit:     rs.PageCacheLimit,
 		BlockCacheBytes:    rs.BlockCacheBytes,
 		BlockCacheLimit:    rs.BlockCacheLimit,
+		OpenLayerFiles:     rs.OpenLayerFiles,
+		MaxOpenLayerFiles:  rs.MaxOpenLayerFiles,
+		LayerFileOpens:     rs.LayerFileOpens,
 	}
 	for _, t := range s.tenants.list() {
 		for _, info := range t.tn.Timelines() {
@@ -110,11 +118,21 @@ type memoryCollector struct{ s *Server }
 var (
 	descMemory      = prometheus.NewDesc("zenith_pageserver_memory_bytes", "Memory the page server holds, by what holds it: go_heap, in_memory_layers_open, in_memory_layers_frozen, page_cache, block_cache, wal_in_flight (received, not yet ingested).", []string{"kind"}, nil)
 	descMemoryLimit = prometheus.NewDesc("zenith_pageserver_memory_limit_bytes", "Limit of each bounded kind of memory: in_memory_layers (open and frozen together), page_cache, block_cache.", []string{"kind"}, nil)
+	descOpenFiles   = prometheus.NewDesc("zenith_pageserver_open_layer_files", "Layer files open now, each a file descriptor.", nil, nil)
+	descFilesLimit  = prometheus.NewDesc("zenith_pageserver_open_layer_files_limit", "Layer files that may be open at once (max_open_layer_files).", nil, nil)
+	descDiskFull    = prometheus.NewDesc("zenith_pageserver_disk_full", "1 while writes of layer files, metadata or the WAL store fail for a full disk (ENOSPC, EDQUOT); ingest waits meanwhile.", nil, nil)
+	descDiskErrors  = prometheus.NewDesc("zenith_pageserver_disk_full_errors_total", "Writes that failed for a full disk.", nil, nil)
+	descFileOpens   = prometheus.NewDesc("zenith_pageserver_layer_file_opens_total", "Layer files opened for reading; past the limit each open closes the least recently read file.", nil, nil)
 )
 
 func (c memoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMemory
 	ch <- descMemoryLimit
+	ch <- descOpenFiles
+	ch <- descFilesLimit
+	ch <- descFileOpens
+	ch <- descDiskFull
+	ch <- descDiskErrors
 }
 
 func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -130,4 +148,14 @@ func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(descMemoryLimit, prometheus.GaugeValue, float64(v), kind)
 	}
+	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(m.OpenLayerFiles))
+	ch <- prometheus.MustNewConstMetric(descFilesLimit, prometheus.GaugeValue, float64(m.MaxOpenLayerFiles))
+	ch <- prometheus.MustNewConstMetric(descFileOpens, prometheus.CounterValue, float64(m.LayerFileOpens))
+	reason, _, errs := c.s.diskFull()
+	full := 0.0
+	if reason != "" {
+		full = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, full)
+	ch <- prometheus.MustNewConstMetric(descDiskErrors, prometheus.CounterValue, float64(errs))
 }

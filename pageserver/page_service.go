@@ -59,13 +59,15 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 		m := st.Memory
 		if err := sess.Columns("tenants", "timelines", "uptime_seconds", "rss_bytes", "go_heap_bytes",
 			"in_memory_layer_bytes", "in_memory_layer_limit", "page_cache_bytes", "page_cache_limit",
-			"block_cache_bytes", "block_cache_limit", "wal_in_flight_bytes", "go_memory_limit"); err != nil {
+			"block_cache_bytes", "block_cache_limit", "wal_in_flight_bytes", "go_memory_limit", "open_layer_files", "max_open_layer_files",
+			"disk_full", "disk_full_since", "disk_full_errors"); err != nil {
 			return err
 		}
 		n := func(v int64) string { return strconv.FormatInt(v, 10) }
 		return sess.Row(strconv.Itoa(st.Tenants), strconv.Itoa(st.Timelines), n(st.UptimeSeconds), n(m.RSSBytes), n(m.GoHeapBytes),
 			n(m.InMemoryLayerBytes()), n(m.InMemoryLayerLimit), n(m.PageCacheBytes), n(m.PageCacheLimit),
-			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit))
+			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit), strconv.Itoa(m.OpenLayerFiles), strconv.Itoa(m.MaxOpenLayerFiles),
+			st.DiskFull, st.DiskFullSince, n(st.DiskFullErrors))
 	case "tenant_create":
 		t, err := s.createTenant(c.tenant)
 		if err != nil {

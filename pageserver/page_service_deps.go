@@ -26,7 +26,7 @@ func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 // makes the ingest of the records it matches fail (FailIngestEnv).
 //
 // client is what the receivers present to the safekeepers.
-func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions) openWALFunc {
+func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions, disk *vfs.DiskState) openWALFunc {
 	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
 		ing, err := NewWalIngest(ctx, tl, log)
 		if err != nil {
@@ -42,6 +42,7 @@ func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions) openWALFu
 		}
 		r := NewWalReceiver(tl, in, store, log)
 		r.client = client
+		r.disk = disk
 		return &receiverWAL{WalReceiver: r, store: store}, nil
 	}
 }

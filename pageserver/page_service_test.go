@@ -343,6 +343,9 @@ func TestPageService(t *testing.T) {
 	if got, want := st[0]["page_cache_limit"], strconv.FormatInt(defaults.PageCacheSize, 10); got != want {
 		t.Errorf("status page_cache_limit = %q, want %q", got, want)
 	}
+	if got, want := st[0]["max_open_layer_files"], strconv.Itoa(defaults.MaxOpenLayerFiles); got != want {
+		t.Errorf("status max_open_layer_files = %q, want %q", got, want)
+	}
 	for _, col := range []string{"rss_bytes", "go_heap_bytes"} {
 		if n, err := strconv.ParseInt(st[0][col], 10, 64); err != nil || n <= 0 {
 			t.Errorf("status %s = %q, want a positive number", col, st[0][col])
@@ -453,6 +456,7 @@ func TestPageService(t *testing.T) {
 			{fmt.Sprintf(`zenith_pageserver_layer_files{kind="delta",tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), 1},
 			{`zenith_pageserver_basebackups_total{result="ok"}`, 1},
 			{`zenith_pageserver_memory_limit_bytes{kind="in_memory_layers"}`, float64(defaults.InMemoryLayerLimit)},
+			{`zenith_pageserver_open_layer_files_limit`, float64(defaults.MaxOpenLayerFiles)},
 		} {
 			if got, ok := metricValue(string(body), m.name); !ok || got != m.want {
 				t.Errorf("/metrics: %s = %v (found %v), want %v", m.name, got, ok, m.want)

@@ -21,6 +21,7 @@ import (
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/remote"
+	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -51,6 +52,9 @@ type Server struct {
 	verifier *auth.Verifier
 	// tls serves both listeners; nil without TLS.
 	tls *tls.Config
+	// walDisk says whether the WAL store's writes find the disk full; the
+	// repository's own says it of layer files and metadata.
+	walDisk vfs.DiskState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -125,6 +129,10 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.Logger = log
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
+	repoCfg.PageCacheSize = cfg.PageCacheSize
+	repoCfg.BlockCacheSize = cfg.BlockCacheSize
+	repoCfg.InMemoryLayerLimit = cfg.InMemoryLayerLimit
+	repoCfg.MaxOpenLayerFiles = cfg.MaxOpenLayerFiles
 	repoCfg.TenantFiles = []string{branchesFileName}
 	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
 		s.redo.Close()
@@ -140,7 +148,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp, cfg.Client), runner: &walRunner{}, log: log, failDelete: failDelete,
+		openWAL: timelineWALOpener(fp, cfg.Client, &s.walDisk), runner: &walRunner{}, log: log, failDelete: failDelete,
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -285,15 +293,41 @@ type Status struct {
 	UptimeSeconds int64  `json:"uptime_seconds"`
 	// Memory is what the server holds in memory, next to the limits.
 	Memory MemoryStatus `json:"memory"`
+	// DiskFull says why writes fail for a full disk (ENOSPC, EDQUOT) and
+	// since when; empty while the last writes succeed. Ingest waits
+	// meanwhile and goes on by itself once space is freed.
+	DiskFull      string `json:"disk_full,omitempty"`
+	DiskFullSince string `json:"disk_full_since,omitempty"`
+	// DiskFullErrors counts the writes that failed for a full disk.
+	DiskFullErrors int64 `json:"disk_full_errors"`
 }
 
 func (s *Server) status() Status {
 	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds()), Memory: s.memoryStatus()}
+	st.DiskFull, st.DiskFullSince, st.DiskFullErrors = s.diskFull()
 	for _, t := range s.tenants.list() {
 		st.Tenants++
 		st.Timelines += len(t.tn.Timelines())
 	}
 	return st
+}
+
+// diskFull reports the repository's and the WAL store's disk-full state:
+// the error of the one full longer, when it became full, and the failed
+// writes of both.
+func (s *Server) diskFull() (reason, since string, errors int64) {
+	var first time.Time
+	for _, d := range []*vfs.DiskState{s.repo.DiskState(), &s.walDisk} {
+		at, n, err := d.Full()
+		errors += n
+		if err != nil && (first.IsZero() || at.Before(first)) {
+			first, reason = at, err.Error()
+		}
+	}
+	if !first.IsZero() {
+		since = first.UTC().Format(time.RFC3339)
+	}
+	return reason, since, errors
 }
 
 // createTenant creates a tenant with the given id, or a fresh one if tid

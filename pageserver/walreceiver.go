@@ -15,6 +15,7 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // ReplicationSlot is the physical replication slot the WAL receiver
@@ -126,9 +127,12 @@ type WalReceiver struct {
 	tl *repo.Timeline
 	// client is what it presents to safekeepers (token, CA).
 	client auth.ClientOptions
-	ing    Ingester
-	store  *WALStore
-	log    zerolog.Logger
+	// disk, if set, learns whether the WAL store's writes find the disk
+	// full (the page server's status shows it).
+	disk  *vfs.DiskState
+	ing   Ingester
+	store *WALStore
+	log   zerolog.Logger
 
 	// statusInterval, silenceTimeout, probeInterval and switchIdle are
 	// the constants of the same names; tests shorten them.
@@ -260,6 +264,9 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 		}
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
+			if r.disk != nil && vfs.IsDiskFull(err) {
+				r.disk.Note(err)
+			}
 			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
 			return err
 		}
@@ -300,6 +307,9 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			continue
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
+		if r.disk != nil && vfs.IsDiskFull(err) {
+			r.disk.Note(err)
+		}
 		if streamed {
 			backoff = minBackoff
 		}

@@ -181,6 +181,9 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 	if err := r.store.Sync(); err != nil {
 		return &fatalError{err}
 	}
+	if r.disk != nil {
+		r.disk.Note(nil)
+	}
 	// The records before WAL that does not decode are good: ingest them,
 	// then end the stream with the decode error.
 	decErr := r.decode()

@@ -39,6 +39,15 @@ type Config struct {
 	// memory of a flushed layer is garbage the Go heap must hold until
 	// the next collection.
 	InMemoryLayerLimit int64
+	// MaxOpenLayerFiles is how many layer files may be open at once
+	// (each holds a file descriptor); past it, the least recently read
+	// file is closed, and reopened when it is read again. More may be
+	// open for a moment only while more than this many are being read at
+	// once. The default (512) leaves room, under the soft limit of 1024
+	// descriptors that most systems start a process with, for the page
+	// service's connections, the WAL store and the redo processes' pipes.
+	// Zero means the default.
+	MaxOpenLayerFiles int
 	// FlushInterval is how often in-memory layers are checked for age and
 	// frozen layers flushed; size-triggered flushes happen at once. Zero
 	// disables background flushing: only Flush writes layer files.
@@ -76,6 +85,7 @@ func DefaultConfig(workdir string) Config {
 		PageCacheSize:      64 << 20,
 		BlockCacheSize:     128 << 20,
 		InMemoryLayerLimit: 32 << 20,
+		MaxOpenLayerFiles:  512,
 		FlushInterval:      time.Second,
 		CompactionInterval: 20 * time.Second,
 		GCInterval:         100 * time.Second,
@@ -98,6 +108,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("repository config: BlockCacheSize %d is negative", c.BlockCacheSize)
 	case c.InMemoryLayerLimit <= 0:
 		return fmt.Errorf("repository config: InMemoryLayerLimit %d must be positive", c.InMemoryLayerLimit)
+	case c.MaxOpenLayerFiles < 0:
+		return fmt.Errorf("repository config: MaxOpenLayerFiles %d is negative", c.MaxOpenLayerFiles)
 	case c.FlushInterval < 0, c.CompactionInterval < 0, c.GCInterval < 0, c.UploadInterval < 0, c.UploadTimeout < 0:
 		return errors.New("repository config: a background interval is negative")
 	}

@@ -67,6 +67,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no redo", func(c *Config) { c.Redo = nil }, "Redo"},
 		{"negative cache", func(c *Config) { c.PageCacheSize = -1 }, "PageCacheSize"},
 		{"negative interval", func(c *Config) { c.GCInterval = -time.Second }, "interval"},
+		{"negative open files", func(c *Config) { c.MaxOpenLayerFiles = -1 }, "MaxOpenLayerFiles"},
 	}
 	for _, tt := range tests {
 		c := base

@@ -44,6 +44,11 @@ func (tl *Timeline) flushFrozen(ctx context.Context) error {
 // flushOne writes one frozen layer (nothing, if it is empty), fsyncs the
 // file and the directory, then commits the metadata.
 func (tl *Timeline) flushOne(fr frozenLayer) error {
+	return tl.tenant.repo.disk.Note(tl.writeFrozen(fr))
+}
+
+// writeFrozen is flushOne without noting a full disk.
+func (tl *Timeline) writeFrozen(fr frozenLayer) error {
 	repo := tl.tenant.repo
 	lsns := fr.mem.Desc().LSNs
 	var f *layer.File

@@ -33,10 +33,18 @@ type MemoryStats struct {
 	// BlockCacheLimit (allocated outside the Go heap when cgo is on).
 	BlockCacheBytes int64
 	BlockCacheLimit int64
+	// OpenLayerFiles is how many layer files are open (each a file
+	// descriptor), at most MaxOpenLayerFiles unless more are being read
+	// at once; LayerFileOpens counts the opens since the repository
+	// opened, so its rate shows a limit too small for the working set.
+	OpenLayerFiles    int
+	MaxOpenLayerFiles int
+	LayerFileOpens    int64
 }
 
 // MemoryStats reports what the repository holds in memory now.
 func (r *Repository) MemoryStats() MemoryStats {
+	fs := r.env.FileStats()
 	return MemoryStats{
 		OpenLayerBytes:     r.mem.open.Load(),
 		FrozenLayerBytes:   r.mem.frozen.Load(),
@@ -45,5 +53,8 @@ func (r *Repository) MemoryStats() MemoryStats {
 		PageCacheLimit:     r.cfg.PageCacheSize,
 		BlockCacheBytes:    r.env.BlockCacheBytes(),
 		BlockCacheLimit:    r.cfg.BlockCacheSize,
+		OpenLayerFiles:     fs.Open,
+		MaxOpenLayerFiles:  fs.Limit,
+		LayerFileOpens:     fs.Opens,
 	}
 }

@@ -38,7 +38,11 @@ type Repository struct {
 
 	remote      remote.Storage
 	remoteStats RemoteStats
+	disk        vfs.DiskState
 
+	// ctx ends when Close begins: background work and writers waiting
+	// for a full disk stop.
+	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	flushCh  chan struct{}
@@ -53,6 +57,9 @@ func Open(cfg Config) (*Repository, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxOpenLayerFiles == 0 {
+		cfg.MaxOpenLayerFiles = DefaultConfig("").MaxOpenLayerFiles
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -84,9 +91,9 @@ func Open(cfg Config) (*Repository, error) {
 			return nil, fmt.Errorf("open repository: restore from remote storage: %w", err)
 		}
 	}
-	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
+	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize, cfg.MaxOpenLayerFiles)
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
+	r.ctx, r.cancel = ctx, cancel
 	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)
 	r.startLoop(ctx, "compaction", cfg.CompactionInterval, nil, r.compactAll)
 	r.startLoop(ctx, "gc", cfg.GCInterval, nil, r.gcAll)
@@ -95,6 +102,10 @@ func Open(cfg Config) (*Repository, error) {
 	}
 	return r, nil
 }
+
+// DiskState says whether the repository's writes find the disk full:
+// the last flush failed for it, or a compaction did since.
+func (r *Repository) DiskState() *vfs.DiskState { return &r.disk }
 
 func (r *Repository) tenantsDir() string { return filepath.Join(r.workdir, "tenants") }
 
@@ -279,6 +290,9 @@ func (r *Repository) flushAll(ctx context.Context) {
 func (r *Repository) compactAll(ctx context.Context) {
 	for _, tl := range r.loadedTimelines() {
 		if err := tl.Compact(ctx); err != nil && ctx.Err() == nil {
+			if vfs.IsDiskFull(err) {
+				r.disk.Note(err)
+			}
 			tl.log.Error().Err(err).Msg("background compaction")
 		}
 	}

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -100,7 +99,10 @@ const maxFrozenLayers = 4
 // when the background flush has fallen behind: too many frozen layers, or
 // in-memory layers at the repository's InMemoryLayerLimit. Without
 // background flushing (a FlushInterval of zero) flushing is left to the
-// caller.
+// caller. While the flush fails (a full disk) and the in-memory layers are
+// at the limit, the writer waits and tries again, until the flush succeeds
+// or the repository closes: ingest stops rather than memory grow, and goes
+// on by itself once space is freed.
 func (tl *Timeline) throttle() {
 	repo := tl.tenant.repo
 	tl.mu.RLock()
@@ -112,11 +114,32 @@ func (tl *Timeline) throttle() {
 	if n < maxFrozenLayers && repo.mem.total() < repo.cfg.InMemoryLayerLimit {
 		return
 	}
-	if err := tl.flushFrozen(context.Background()); err != nil {
+	for wait := minFlushRetry; ; wait = min(2*wait, maxFlushRetry) {
+		err := tl.flushFrozen(repo.ctx)
+		if err == nil || repo.ctx.Err() != nil {
+			return
+		}
 		// The values stay in memory and readable; the flush loop retries.
-		tl.log.Error().Err(err).Msg("flush by the writer")
+		full := repo.mem.total() >= repo.cfg.InMemoryLayerLimit
+		tl.log.Error().Err(err).Bool("ingest_waits", full).Dur("retry_in", wait).Msg("flush by the writer")
+		if !full {
+			return
+		}
+		select {
+		case <-repo.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 }
+
+// A writer whose flush fails with the in-memory layers at their limit
+// tries again after minFlushRetry, then ever more slowly up to
+// maxFlushRetry.
+const (
+	minFlushRetry = 100 * time.Millisecond
+	maxFlushRetry = 5 * time.Second
+)
 
 // Freeze freezes the open in-memory layer at the last record LSN, so that
 // the next flush writes it out. It does nothing if no record was ingested

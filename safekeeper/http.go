@@ -3,6 +3,7 @@ package safekeeper
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,6 +39,10 @@ type Memory struct {
 	RSSBytes       int64 `json:"rss_bytes"`
 	GoHeapBytes    int64 `json:"go_heap_bytes"`
 	GoRuntimeBytes int64 `json:"go_runtime_bytes"`
+	// DiskFull says why WAL writes fail for a full disk (ENOSPC,
+	// EDQUOT), since when (RFC 3339); empty while they succeed.
+	DiskFull      string `json:"disk_full,omitempty"`
+	DiskFullSince string `json:"disk_full_since,omitempty"`
 }
 
 func readMemory() Memory {
@@ -146,7 +151,11 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 	})
 	s.recoveryRoutes(mux)
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, readMemory())
+		m := readMemory()
+		if since, _, err := s.disk.Full(); err != nil {
+			m.DiskFull, m.DiskFullSince = err.Error(), since.UTC().Format(time.RFC3339)
+		}
+		writeJSON(w, http.StatusOK, m)
 	})
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // Config configures a Safekeeper.
@@ -58,6 +59,8 @@ type Safekeeper struct {
 	wg     sync.WaitGroup
 	// catchingUp holds the timelines catching up from a peer (recovery.go).
 	catchingUp map[timelineKey]bool
+	// disk says whether WAL writes find the disk full (GET /v1/memory).
+	disk vfs.DiskState
 }
 
 type timelineKey struct {
@@ -110,6 +113,7 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 				s.closeTimelines()
 				return nil, fmt.Errorf("open timeline %s/%s: %w", tenant, timeline, err)
 			}
+			tl.disk = &s.disk
 			s.timelines[timelineKey{tenant, timeline}] = tl
 		}
 	}
@@ -136,6 +140,7 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	if err != nil {
 		return nil, err
 	}
+	tl.disk = &s.disk
 	s.timelines[k] = tl
 	return tl, nil
 }

@@ -33,6 +33,8 @@ type Timeline struct {
 	Timeline id.TimelineID
 	dir      string
 	log      zerolog.Logger
+	// disk, if set, learns whether WAL writes find the disk full.
+	disk *vfs.DiskState
 
 	mu        sync.Mutex
 	ctl       Control // in memory; the file has what persist wrote
@@ -229,7 +231,16 @@ func (tl *Timeline) AppendWAL(term uint64, lsn pgdata.LSN, b []byte) error {
 	if term != tl.ctl.Term || tl.ctl.History.LastTerm() != term {
 		return ErrTermChanged
 	}
-	return tl.wal.write(lsn, b)
+	return tl.noteDisk(tl.wal.write(lsn, b))
+}
+
+// noteDisk tells the safekeeper's disk state how a write went; it
+// returns err.
+func (tl *Timeline) noteDisk(err error) error {
+	if tl.disk != nil {
+		tl.disk.Note(err)
+	}
+	return err
 }
 
 // Sync fsyncs the WAL written so far and returns the new flush LSN. The
@@ -238,7 +249,7 @@ func (tl *Timeline) Sync() (pgdata.LSN, error) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	flush, err := tl.wal.sync()
-	if err != nil {
+	if tl.noteDisk(err) != nil {
 		return tl.flush, err
 	}
 	if flush != tl.flush {

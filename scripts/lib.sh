@@ -1,5 +1,5 @@
-# Shell helpers sourced by scripts/bench, scripts/bench-ephemeral and
-# scripts/soak.
+# Shell helpers sourced by scripts/bench, scripts/bench-ephemeral,
+# scripts/bench-memory and scripts/soak.
 
 # free_ports N: the first of N consecutive ports on 127.0.0.1 that nothing
 # listens on, below the kernel's ephemeral range (32768 and up by default),
@@ -22,3 +22,15 @@ now() { date +%s.%N; }
 
 # since T0: seconds since T0, to the millisecond.
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+# proc_field STATUS NAME FIELD: FIELD of process NAME ("page server",
+# "safekeeper 2") in a zenith status --json, or nothing.
+proc_field() {
+	awk -v name="$2" -v field="$3" '
+		/"name": / { cur = $0; sub(/.*"name": "/, "", cur); sub(/".*/, "", cur) }
+		cur == name && $0 ~ "\"" field "\": " { v = $0; sub(/.*": /, "", v); sub(/,$/, "", v); print v; exit }
+	' <<<"$1"
+}
+
+# mib BYTES: whole MiB, or - for nothing.
+mib() { if [ -n "$1" ]; then echo $(($1 / 1048576)); else echo -; fi; }

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"bytes"
+	"container/list"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -14,15 +15,21 @@ import (
 )
 
 // File is a delta or image layer file. It opens its file on first use and
-// keeps it open until Close or Remove.
+// keeps it open until Close or Remove, or until its Env's limit of open
+// files closes it to open another (it reopens on its next use).
 type File struct {
 	env  *Env
 	desc Desc
 	path string
 
+	// mu is read-locked while the file is read, so that neither Remove
+	// nor the Env's file cache closes it under a reader.
 	mu      sync.RWMutex
 	r       *sstable.Reader
 	removed bool
+	// elem is the file's place in the Env's file cache while it is open;
+	// guarded by both mu and the cache's lock.
+	elem *list.Element
 }
 
 // OpenFile returns the layer file d in dir. The file is not read until the
@@ -40,28 +47,46 @@ func (l *File) Path() string { return l.path }
 // reader returns the open sstable reader, opening the file if needed, with
 // l.mu read-locked; the caller unlocks.
 func (l *File) reader() (*sstable.Reader, error) {
-	l.mu.RLock()
-	if l.r != nil || l.removed {
+	for {
+		l.mu.RLock()
 		if l.removed {
 			l.mu.RUnlock()
 			return nil, fmt.Errorf("layer file %s: %w", l.path, ErrRemoved)
 		}
-		return l.r, nil
-	}
-	l.mu.RUnlock()
-	l.mu.Lock()
-	if l.r == nil && !l.removed {
-		r, err := l.open()
-		if err != nil {
-			l.mu.Unlock()
+		if l.r != nil {
+			l.env.files.touch(l)
+			return l.r, nil
+		}
+		l.mu.RUnlock()
+		if err := l.openCached(); err != nil {
 			return nil, err
 		}
-		l.r = r
+		// The cache may close the file again before it is read-locked
+		// (only if every other open file is in use): then open it again.
 	}
-	l.mu.Unlock()
-	return l.reader()
 }
 
+// openCached opens the file, if it is not open, within the Env's limit of
+// open files.
+func (l *File) openCached() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.r != nil || l.removed {
+		return nil
+	}
+	l.env.files.reserve()
+	r, err := l.open()
+	if err != nil {
+		l.env.files.release()
+		return err
+	}
+	l.r = r
+	l.env.files.add(l)
+	return nil
+}
+
+// open opens the file and checks its trailer. It is the one place a layer
+// file is opened for reading.
 func (l *File) open() (r *sstable.Reader, err error) {
 	defer recoverCorruption(&err, l.path)
 	f, err := l.env.FS.Open(l.path)
@@ -294,12 +319,18 @@ func (l *File) closeLocked() error {
 	if l.r == nil {
 		return nil
 	}
-	err := l.r.Close()
-	l.r = nil
-	if err != nil {
+	l.env.files.remove(l)
+	if err := l.closeReader(); err != nil {
 		return fmt.Errorf("close layer file %s: %w", l.path, err)
 	}
 	return nil
+}
+
+// closeReader closes the open reader; l.mu is locked.
+func (l *File) closeReader() error {
+	err := l.r.Close()
+	l.r = nil
+	return err
 }
 
 // Remove closes and deletes the file. Reads that found the layer before

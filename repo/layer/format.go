@@ -17,25 +17,38 @@ import (
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
-// Env is what reading and writing layer files needs: the file system and
-// a block cache shared by every layer file.
+// Env is what reading and writing layer files needs: the file system, a
+// block cache shared by every layer file and the limit of layer files open
+// at once.
 type Env struct {
 	FS         vfs.FS
 	readerOpts sstable.ReaderOptions
+	files      *fileCache
 }
 
 // NewEnv returns an environment on fs with a block cache of cacheBytes
-// (uncompressed blocks of layer files; 0 disables it). Close releases the
-// cache.
-func NewEnv(fs vfs.FS, cacheBytes int64) *Env {
-	return &Env{FS: fs, readerOpts: sstable.ReaderOptions{Cache: pebble.NewCache(cacheBytes)}}
+// (uncompressed blocks of layer files; 0 disables it) that keeps at most
+// maxOpenFiles layer files open (at least 1). Close releases the cache.
+func NewEnv(fs vfs.FS, cacheBytes int64, maxOpenFiles int) *Env {
+	return &Env{
+		FS:         fs,
+		readerOpts: sstable.ReaderOptions{Cache: pebble.NewCache(cacheBytes)},
+		files:      newFileCache(max(maxOpenFiles, 1)),
+	}
 }
 
 // BlockCacheBytes is the memory the block cache holds now.
 func (e *Env) BlockCacheBytes() int64 { return e.readerOpts.Cache.Size() }
 
-// Close releases the block cache; every File must be closed first.
-func (e *Env) Close() { e.readerOpts.Cache.Unref() }
+// FileStats reports the layer files open now against the limit.
+func (e *Env) FileStats() FileStats { return e.files.stats() }
+
+// Close closes the layer files still open and releases the block cache;
+// no File may be in use.
+func (e *Env) Close() {
+	e.files.closeAll()
+	e.readerOpts.Cache.Unref()
+}
 
 func writerOptions() sstable.WriterOptions {
 	return sstable.WriterOptions{

@@ -115,7 +115,7 @@ func TestMemLayerRejectsOutOfOrder(t *testing.T) {
 
 func newEnv(t *testing.T) (*Env, string) {
 	t.Helper()
-	env := NewEnv(vfs.NewMem(), 1<<20)
+	env := NewEnv(vfs.NewMem(), 1<<20, 8)
 	t.Cleanup(env.Close)
 	dir := "/layers"
 	if err := env.FS.MkdirAll(dir, 0o755); err != nil {
@@ -357,7 +357,7 @@ func TestCorruptionIsDetected(t *testing.T) {
 }
 
 func FuzzLayerFile(f *testing.F) {
-	env := NewEnv(vfs.NewMem(), 0)
+	env := NewEnv(vfs.NewMem(), 0, 8)
 	defer env.Close()
 	dir := "/layers"
 	if err := env.FS.MkdirAll(dir, 0o755); err != nil {

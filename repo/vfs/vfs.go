@@ -50,10 +50,65 @@ type FS interface {
 var Default FS = osFS{pebbleFS{pvfs.Default}}
 
 // osFS is the operating system's file system, which pebble's lacks
-// nothing of but Chmod.
+// nothing of but Chmod and errors that say the disk is full: every error
+// of a call that may need space is a *DiskFullError when it is one.
 type osFS struct{ pebbleFS }
 
 func (osFS) Chmod(name string, mode os.FileMode) error { return os.Chmod(name, mode) }
+
+func (o osFS) Create(name string) (File, error) {
+	f, err := o.pebbleFS.Create(name)
+	return wrapOSFile(name, f, err)
+}
+
+func (o osFS) OpenReadWrite(name string) (File, error) {
+	f, err := o.pebbleFS.OpenReadWrite(name)
+	return wrapOSFile(name, f, err)
+}
+
+func (o osFS) OpenDir(name string) (File, error) {
+	f, err := o.pebbleFS.OpenDir(name)
+	return wrapOSFile(name, f, err)
+}
+
+func (o osFS) Open(name string) (File, error) {
+	f, err := o.pebbleFS.Open(name)
+	return wrapOSFile(name, f, err)
+}
+
+func (o osFS) Rename(oldname, newname string) error {
+	return diskFull(newname, o.pebbleFS.Rename(oldname, newname))
+}
+
+func (o osFS) MkdirAll(dir string, perm os.FileMode) error {
+	return diskFull(dir, o.pebbleFS.MkdirAll(dir, perm))
+}
+
+// osFile is a file of the operating system's, whose writes and syncs
+// report a full disk as a *DiskFullError.
+type osFile struct {
+	File
+	name string
+}
+
+func wrapOSFile(name string, f File, err error) (File, error) {
+	if err != nil {
+		return nil, diskFull(name, err)
+	}
+	return &osFile{File: f, name: name}, nil
+}
+
+func (f *osFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, diskFull(f.name, err)
+}
+
+func (f *osFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	return n, diskFull(f.name, err)
+}
+
+func (f *osFile) Sync() error { return diskFull(f.name, f.File.Sync()) }
 
 // pebbleFS adapts a pebble vfs.FS to FS.
 type pebbleFS struct{ fs pvfs.FS }

@@ -1,0 +1,311 @@
+package control_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zenithdb/zenith/control/zenithtest"
+)
+
+// mountTmpfs moves dir's contents onto a new tmpfs of sizeMiB mounted at
+// dir (as root), so that a test can fill a process's directory. The
+// mount goes when the test ends, after stop (which must end every process
+// using it) has run, even if the test failed.
+func mountTmpfs(t *testing.T, dir string, sizeMiB int, stop func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: mounting a tmpfs of a given size needs root; run as root to test a full disk")
+	}
+	seed := dir + ".seed"
+	if err := os.Rename(dir, seed); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMiB)+"m,mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		stop()
+		// The page server's redo processes end a moment after it.
+		var err error
+		for range 20 {
+			if err = exec.Command("umount", dir).Run(); err == nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err != nil {
+			// Something still holds it: detach it now, it goes when
+			// that process does.
+			out, err := exec.Command("umount", "-l", dir).CombinedOutput()
+			t.Logf("umount %s was busy; lazy unmount: %v %s", dir, err, out)
+		}
+	})
+	if out, err := exec.Command("cp", "-a", seed+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s onto the tmpfs: %v: %s", seed, err, out)
+	}
+	if err := os.RemoveAll(seed); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillDisk writes a file in dir until its file system is full and
+// returns its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "ballast")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", dir, err)
+			}
+			break
+		}
+	}
+	// Whatever is left, smaller than a MiB.
+	for _, n := range []int{64 << 10, 4 << 10, 512} {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+	}
+	return p
+}
+
+// waitFor polls cond every second until it holds or the time is up.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Second) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+	}
+}
+
+// TestPageserverDiskFull fills the page server's directory (a tmpfs of its
+// own) while a client commits numbered rows and records which commits were
+// acknowledged. Without safekeepers the page server is the compute's
+// synchronous standby, so with its disk full commits must stop being
+// acknowledged, while the page server keeps running (no crash loop) and
+// says why in zenith status. Once space is freed commits go on by
+// themselves; after a restart of the page server (its files must load: no
+// corrupt file) a compute re-created from it has every acknowledged row.
+func TestPageserverDiskFull(t *testing.T) {
+	env := zenithtest.New(t, &zenithtest.Options{NoStart: true})
+	psDir := filepath.Join(env.RepoDir, "pageserver")
+	seedSize := duMiB(t, psDir)
+	mountTmpfs(t, psDir, seedSize+96, func() { _, _, _ = env.Run("stop", "--immediate") })
+	env.Zenith("start")
+	pg := env.Postgres.CreateStart("main")
+	admin := pg.Connect()
+	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
+	admin.Close(context.Background())
+
+	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
+	defer func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+	}()
+	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	pid := pageserverPID(t, env)
+
+	ballast := fillDisk(t, psDir)
+	t.Logf("filled %s; %d commits acknowledged", psDir, w.count())
+	// The page server cannot store WAL or layers: acknowledgements stop.
+	var stalledAt int
+	waitFor(t, "commits to stop being acknowledged with the disk full", 3*time.Minute, func() bool {
+		n := w.count()
+		time.Sleep(5 * time.Second)
+		stalledAt = w.count()
+		return n == stalledAt
+	})
+	var status string
+	waitFor(t, "zenith status to say the disk is full", time.Minute, func() bool {
+		status = env.Zenith("status")
+		return strings.Contains(status, "DISK FULL")
+	})
+	t.Logf("zenith status with the disk full:\n%s", status)
+	if got := pageserverPID(t, env); got != pid {
+		t.Errorf("page server pid %d, was %d: it restarted on a full disk", got, pid)
+	}
+	time.Sleep(10 * time.Second)
+	if n := w.count(); n != stalledAt {
+		t.Errorf("%d commits acknowledged with the page server's disk full", n-stalledAt)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "commits to go on after space is freed", 3*time.Minute, func() bool { return w.count() >= stalledAt+50 })
+	waitFor(t, "zenith status to stop saying the disk is full", 2*time.Minute, func() bool {
+		return !strings.Contains(env.Zenith("status"), "DISK FULL")
+	})
+	acked := w.finish(t)
+	t.Logf("%d commits acknowledged, %d when they stopped on the full disk; %d failed (last: %v)", len(acked), stalledAt, w.errors, w.last)
+
+	// A plain restart must find every file of the page server sound.
+	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
+	env.Zenith("pageserver", "stop")
+	env.Zenith("pageserver", "start")
+	pg = env.Postgres.CreateStart("main")
+	checkAcked(t, pg.Connect(), acked)
+}
+
+// checkAcked checks that every acknowledged row is in the table acked.
+func checkAcked(t *testing.T, conn *pgx.Conn, acked []int) {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT id FROM acked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := make(map[int]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+	}
+	var missing []int
+	for _, id := range acked {
+		if !present[id] {
+			missing = append(missing, id)
+		}
+	}
+	t.Logf("re-created compute: %d rows, %d acknowledged", len(ids), len(acked))
+	if len(missing) > 0 {
+		t.Errorf("%d acknowledged commits lost, e.g. %v", len(missing), missing[:min(len(missing), 20)])
+	}
+}
+
+// duMiB is the size of dir's contents, in MiB, rounded up.
+func duMiB(t *testing.T, dir string) int {
+	t.Helper()
+	var total int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(total>>20) + 1
+}
+
+// pageserverPID is the pid in the page server's pidfile.
+func pageserverPID(t *testing.T, env *zenithtest.Env) int {
+	t.Helper()
+	out := env.Zenith("pageserver", "status")
+	// "page server: running, pid N, ..."
+	_, rest, ok := strings.Cut(out, "pid ")
+	if !ok {
+		t.Fatalf("zenith pageserver status: %q", out)
+	}
+	n := 0
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = 10*n + int(c-'0')
+	}
+	return n
+}
+
+// TestSafekeeperDiskFull fills one of three safekeepers' directories (a
+// tmpfs of its own) while a client commits numbered rows: the other two
+// are a quorum, so commits must go on, and the full one must keep running
+// (no crash loop). Once space is freed it must catch up: with another
+// safekeeper then stopped, commits still go on only if it holds the WAL
+// again. A compute re-created at the end has every acknowledged row.
+func TestSafekeeperDiskFull(t *testing.T) {
+	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3, NoStart: true})
+	skDir := filepath.Join(env.RepoDir, "safekeepers", "sk3")
+	if err := os.MkdirAll(skDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, skDir, duMiB(t, skDir)+48, func() { _, _, _ = env.Run("stop", "--immediate") })
+	env.Zenith("start")
+	pg := env.Postgres.CreateStart("main")
+	admin := pg.Connect()
+	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
+	admin.Close(context.Background())
+
+	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
+	defer func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+	}()
+	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	pidOf := func() string {
+		b, _ := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.pid"))
+		return strings.TrimSpace(string(b))
+	}
+	pid := pidOf()
+	ballast := fillDisk(t, skDir)
+	before := w.count()
+	t.Logf("filled %s; %d commits acknowledged", skDir, before)
+	// A quorum is left: commits go on. Enough of them to need more WAL
+	// than the full safekeeper could store.
+	waitFor(t, "commits to go on with one safekeeper's disk full", 3*time.Minute, func() bool { return w.count() >= before+300 })
+	if got := pidOf(); got != pid {
+		t.Errorf("safekeeper 3's pid is %s, was %s: it restarted on a full disk", got, pid)
+	}
+	var out string
+	waitFor(t, "zenith status to say safekeeper 3's disk is full", time.Minute, func() bool {
+		out = env.Zenith("status")
+		_, sk3, _ := strings.Cut(out, "safekeeper 3:")
+		return strings.Contains(sk3, "DISK FULL")
+	})
+	t.Logf("zenith status with safekeeper 3's disk full:\n%s", out)
+	if log, err := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.log")); err == nil && !strings.Contains(string(log), "no space left on device") {
+		t.Errorf("safekeeper 3's log does not say its disk is full")
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	// Safekeeper 3 must take WAL again: with safekeeper 1 stopped it is
+	// needed for the quorum.
+	time.Sleep(5 * time.Second)
+	env.Zenith("safekeeper", "stop", "--id", "1")
+	n := w.count()
+	waitFor(t, "commits to go on with safekeeper 1 stopped and 3's space freed", 3*time.Minute, func() bool { return w.count() >= n+50 })
+	if out := env.Zenith("status"); strings.Contains(out, "DISK FULL") {
+		t.Errorf("zenith status still says a disk is full after space was freed and WAL written:\n%s", out)
+	}
+	acked := w.finish(t)
+	t.Logf("%d commits acknowledged; %d failed (last: %v)", len(acked), w.errors, w.last)
+	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
+	pg = env.Postgres.CreateStart("main")
+	checkAcked(t, pg.Connect(), acked)
+}

@@ -1,0 +1,152 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/tomlconf"
+	"github.com/zenithdb/zenith/repo/value"
+	"github.com/zenithdb/zenith/repo/vfs"
+)
+
+// TestManyLayersFewOpenFiles writes a history of many more layer files
+// than a limit of 32 open ones, then reads every block at every LSN it
+// changed at and compares with a model: every read must be right, and the
+// layer files open (counted by the repository and in /proc/self/fd) must
+// stay within the limit. Before the limit, every layer file read once
+// stayed open until the timeline closed: a page server with a long history
+// ran out of file descriptors.
+func TestManyLayersFewOpenFiles(t *testing.T) {
+	const (
+		limit   = 32
+		blocks  = 40
+		records = 3000
+		flushes = 150 // layer files written by flushes
+	)
+	dir := t.TempDir()
+	cfg := testConfig(vfs.Default)
+	cfg.Workdir = dir
+	cfg.MaxOpenLayerFiles = limit
+	cfg.PageCacheSize = 0 // every read goes to the layers
+	r := mustOpen(t, cfg)
+	defer r.Close()
+	conf := repo.DefaultTenantConfig()
+	conf.CheckpointDistance = 1 << 30
+	conf.CheckpointTimeout = tomlconf.Duration(1 << 40)
+	conf.CompactionThreshold = 1000
+	tn, err := r.CreateTenant(id.NewTenantID(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// model[b] is block b's history: the page after each record.
+	type version struct {
+		lsn  pgdata.LSN
+		page string
+	}
+	model := make([][]version, blocks)
+	rng := rand.New(rand.NewSource(1))
+	ctx := context.Background()
+	for i := range records {
+		lsn := pgdata.LSN(0x100 + 0x10*i)
+		b := rng.Intn(blocks)
+		var v value.Value
+		page := ""
+		if h := model[b]; len(h) == 0 || rng.Intn(10) == 0 {
+			page = fmt.Sprintf("[%d@%x]", b, uint64(lsn))
+			v = value.Image([]byte(page))
+		} else {
+			rec := fmt.Sprintf("+%x", uint64(lsn))
+			page = h[len(h)-1].page + rec
+			v = value.WALRecord([]byte(rec), false)
+		}
+		model[b] = append(model[b], version{lsn, page})
+		put(t, tl, lsn, map[key.Key]value.Value{blk(uint32(b)): v})
+		if (i+1)%(records/flushes) == 0 {
+			if err := tl.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	timelineDir := filepath.Join(dir, "tenants", tn.ID().String(), "timelines", tl.ID().String())
+	checkOpen := func(when string) {
+		t.Helper()
+		st := r.MemoryStats()
+		if st.MaxOpenLayerFiles != limit || st.OpenLayerFiles > limit {
+			t.Fatalf("%s: %d layer files open, limit %d (stats %+v)", when, st.OpenLayerFiles, st.MaxOpenLayerFiles, st)
+		}
+		if n := openFilesIn(t, timelineDir); n > limit {
+			t.Fatalf("%s: %d file descriptors open in the timeline's directory, limit %d", when, n, limit)
+		}
+	}
+	readAll := func(when string) {
+		t.Helper()
+		for _, b := range rng.Perm(blocks) {
+			for _, v := range model[b] {
+				wantGet(t, tl, blk(uint32(b)), v.lsn, v.page)
+			}
+			checkOpen(fmt.Sprintf("%s, block %d read", when, b))
+		}
+	}
+	if n := layerFilesIn(t, timelineDir); n < 4*limit {
+		t.Fatalf("%d layer files written, want many more than the limit of %d", n, limit)
+	}
+	readAll("after the flushes")
+	if st := r.MemoryStats(); st.LayerFileOpens <= limit {
+		t.Errorf("%d layer files opened for reading: the limit was never reached, the test shows nothing", st.LayerFileOpens)
+	}
+
+	// Compaction reads many files at once and writes new ones; the reads
+	// after it go to a different set of files.
+	if err := tl.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkOpen("after compaction")
+	readAll("after compaction")
+}
+
+// layerFilesIn counts the layer files in a timeline's directory.
+func layerFilesIn(t *testing.T, dir string) int {
+	t.Helper()
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range names {
+		if strings.Contains(e.Name(), "__") {
+			n++
+		}
+	}
+	return n
+}
+
+// openFilesIn counts this process's file descriptors open on files in dir.
+func openFilesIn(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
