@@ -62,12 +62,7 @@ func (w *receiverWAL) Status() walStatus {
 	}
 }
 
-func (w *receiverWAL) RemoveBelow(lsn pgdata.LSN) error {
-	if lsn <= w.store.Start() || lsn > w.store.End() {
-		return nil
-	}
-	return w.store.RemoveBelow(lsn)
-}
+func (w *receiverWAL) TrimBelow(lsn pgdata.LSN) error { return w.store.TrimBelow(lsn) }
 
 func (w *receiverWAL) PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, error) {
 	return w.store.PrevRecord(ctx, end)

@@ -53,9 +53,10 @@ type timelineWAL interface {
 	// FindLSNForTime returns the end of the last commit record at or
 	// before t; ok is false if the stored WAL has none.
 	FindLSNForTime(ctx context.Context, t time.Time) (lsn pgdata.LSN, ok bool, err error)
-	// RemoveBelow forgets the stored WAL below lsn, a record boundary;
-	// nothing happens if the store starts at or above it, or ends below.
-	RemoveBelow(lsn pgdata.LSN) error
+	// TrimBelow forgets the stored WAL's whole segments below lsn's,
+	// keeping it from a record boundary at or before lsn (see
+	// WALStore.TrimBelow).
+	TrimBelow(lsn pgdata.LSN) error
 	// Close releases the store's files, once Run has returned.
 	Close() error
 }
@@ -473,7 +474,7 @@ func saveBranches(tenantDir string, branches []Branch) error {
 // any more: below both its durable LSN (where a restart, or a restore from
 // remote storage, resumes ingesting; see repo.Timeline.DurableLSN) and its
 // GC cut-off (below which no branch can be made and no read is answered,
-// and which the PITR window and GC horizon hold back).
+// and which the PITR window and GC horizon hold back), in whole segments.
 func (ts *tenants) trimWAL() {
 	for _, t := range ts.list() {
 		t.mu.Lock()
@@ -487,11 +488,11 @@ func (ts *tenants) trimWAL() {
 			if err != nil {
 				continue
 			}
-			lsn := tl.DurableLSN()
-			if lsn == 0 || lsn > tl.GCCutoff() {
+			lsn := min(tl.DurableLSN(), tl.GCCutoff())
+			if lsn == 0 {
 				continue
 			}
-			if err := w.RemoveBelow(lsn); err != nil {
+			if err := w.TrimBelow(lsn); err != nil {
 				t.log.Warn().Err(err).Str("timeline", tid.String()).Stringer("lsn", lsn).Msg("remove old WAL from the WAL store")
 			}
 		}

@@ -300,6 +300,34 @@ func (s *WALStore) Sync() error {
 func (s *WALStore) RemoveBelow(lsn pgdata.LSN) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.removeBelow(lsn)
+}
+
+// TrimBelow forgets the stored WAL's whole segments below limit's: the
+// store then starts at the first record that starts in limit's segment,
+// at or before limit. Nothing happens if limit lies in the store's first
+// segment, after its flushed end, or if no record starts in its segment
+// before limit (a record longer than the segment ran over it).
+func (s *WALStore) TrimBelow(limit pgdata.LSN) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ctl := s.control()
+	seg := limit.SegmentNo(s.segSize)
+	if limit > s.Flushed() || seg <= ctl.Start.SegmentNo(s.segSize) {
+		return nil
+	}
+	start, err := s.recordStartIn(seg, limit)
+	if errors.Is(err, errNoRecordStart) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("trim WAL store %s below %v: %w", s.dir, limit, err)
+	}
+	return s.removeBelow(start)
+}
+
+// removeBelow is RemoveBelow, with s.wmu held.
+func (s *WALStore) removeBelow(lsn pgdata.LSN) error {
 	ctl := s.control()
 	end := s.End()
 	if lsn <= ctl.Start {

@@ -421,6 +421,54 @@ func TestWALStoreRemoveBelow(t *testing.T) {
 	}
 }
 
+// TestWALStoreTrimBelow: trimming at any LSN removes the whole segments
+// below its segment and keeps the store starting at a record boundary:
+// the first record that starts in that segment.
+func TestWALStoreTrimBelow(t *testing.T) {
+	wal := spanWAL(t)
+	recs := spanRecords(t, wal)
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	writeChunks(t, s, spanStart, wal[:spanEnd-spanStart], rand.New(rand.NewPCG(13, 14)))
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// In the first segment: nothing to remove.
+	if err := s.TrimBelow(recs[1].EndLSN); err != nil || s.Start() != spanStart {
+		t.Fatalf("TrimBelow(%v) in the first segment: %v, start %v; want nothing removed (start %v)", recs[1].EndLSN, err, s.Start(), spanStart)
+	}
+	// The first record starting in segment 9.
+	first := -1
+	for i, r := range recs {
+		if r.LSN.SegmentNo(s.SegmentSize()) == 9 {
+			first = i
+			break
+		}
+	}
+	if first < 0 || first+1 >= len(recs) {
+		t.Fatal("the sample has no record starting in segment 9 with one after it")
+	}
+	limit := recs[first+1].LSN + 3 // not a record boundary
+	if err := s.TrimBelow(limit); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTestStore(t, dir)
+	segs, err := s.listSegments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slicesEqual(segs, []uint64{9}) || s.Start() != recs[first].LSN || s.End() != spanEnd {
+		t.Errorf("after TrimBelow(%v) and reopening: segments %v, start %v, end %v; want [9], %v, %v", limit, segs, s.Start(), s.End(), recs[first].LSN, spanEnd)
+	}
+	if got, err := s.PrevRecord(context.Background(), recs[first+1].EndLSN); err != nil || got != recs[first+1].LSN {
+		t.Errorf("PrevRecord(%v) = %v, %v; want %v", recs[first+1].EndLSN, got, err, recs[first+1].LSN)
+	}
+}
+
 // TestWALStoreTruncate cuts the stored sample back to a record end, as the
 // WAL receiver does on connecting: what follows may then be another
 // history's bytes, the files are cut, and the cut survives a reopen.

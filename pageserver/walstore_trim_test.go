@@ -13,20 +13,21 @@ import (
 	"github.com/zenithdb/zenith/repo/value"
 )
 
-// trimRecorder is a timeline's WAL side that records RemoveBelow.
+// trimRecorder is a timeline's WAL side that records TrimBelow.
 type trimRecorder struct {
 	timelineWAL
 	removedBelow pgdata.LSN
 }
 
-func (r *trimRecorder) RemoveBelow(lsn pgdata.LSN) error {
+func (r *trimRecorder) TrimBelow(lsn pgdata.LSN) error {
 	r.removedBelow = lsn
 	return nil
 }
 
-// TestTrimWAL: the WAL store is trimmed at the timeline's durable LSN
-// only once the GC cut-off (which the PITR window and GC horizon hold
-// back) has passed it.
+// TestTrimWAL: the WAL store is trimmed below both the timeline's durable
+// LSN and its GC cut-off (which the PITR window and GC horizon hold back),
+// whichever is lower: before the cut-off passed the durable LSN it was
+// not trimmed at all, and grew without bound under a steady load.
 func TestTrimWAL(t *testing.T) {
 	ctx := context.Background()
 	r := openTestRepo(t, t.TempDir())
@@ -59,8 +60,8 @@ func TestTrimWAL(t *testing.T) {
 	}}
 	write(0x200)
 	ts.trimWAL()
-	if w.removedBelow != 0 {
-		t.Errorf("before GC (cut-off %v): WAL removed below %v, want nothing removed", tl.GCCutoff(), w.removedBelow)
+	if w.removedBelow > 0x100 {
+		t.Errorf("before GC (cut-off %v): WAL removed below %v, want nothing after the timeline's start 0/100", tl.GCCutoff(), w.removedBelow)
 	}
 	if err := tl.GC(ctx); err != nil {
 		t.Fatal(err)
@@ -73,5 +74,22 @@ func TestTrimWAL(t *testing.T) {
 	ts.trimWAL()
 	if w.removedBelow != 0x200 {
 		t.Errorf("with the GC cut-off at %v and the durable LSN at %v: WAL removed below %v, want no further than the cut-off", tl.GCCutoff(), tl.DurableLSN(), w.removedBelow)
+	}
+	// The cut-off moves on while the durable LSN is ahead of it: the
+	// store follows the cut-off.
+	conf.GCHorizon = 0x80
+	if err := tn.SetConfig(conf); err != nil {
+		t.Fatal(err)
+	}
+	write(0x400)
+	if err := tl.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tl.GCCutoff() >= tl.DurableLSN() {
+		t.Fatalf("GC cut-off %v, durable LSN %v: the test wants the cut-off below", tl.GCCutoff(), tl.DurableLSN())
+	}
+	ts.trimWAL()
+	if w.removedBelow != tl.GCCutoff() {
+		t.Errorf("with the GC cut-off at %v below the durable LSN %v: WAL removed below %v, want below the cut-off", tl.GCCutoff(), tl.DurableLSN(), w.removedBelow)
 	}
 }
