@@ -96,8 +96,9 @@ func (s *Safekeeper) httpHandler() http.Handler {
 
 // routes registers every HTTP route on mux with what it needs of a token
 // when auth is on: /metrics is public (scraping); /v1/status (every
-// tenant's timelines, which the peers poll) and /v1/memory need an admin
-// token; a timeline's state, a token for its tenant.
+// tenant's timelines, which the peers poll), /v1/memory and the Go
+// profiles under /debug/pprof/ need an admin token; a timeline's state, a
+// token for its tenant.
 func (s *Safekeeper) routes(mux *auth.Mux) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(timelineCollector{s})
@@ -148,6 +149,7 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		writeJSON(w, http.StatusOK, readMemory())
 	})
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
+	auth.HandlePprof(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
