@@ -18,6 +18,9 @@ type metrics struct {
 	reg         *prometheus.Registry
 	walReceived prometheus.Counter
 	walSent     prometheus.Counter
+	// walFsync times the fsyncs of streamed WAL: the safekeeper's own
+	// share of a commit's latency (docs/performance.md).
+	walFsync prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -27,8 +30,11 @@ func newMetrics() *metrics {
 			Name: "safekeeper_wal_received_bytes_total", Help: "WAL bytes received from computes."}),
 		walSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
+		walFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "safekeeper_wal_fsync_seconds", Help: "Time of each fsync of WAL streamed from a compute.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 	}
-	m.reg.MustRegister(m.walReceived, m.walSent, collectors.NewGoCollector(), memoryCollector{})
+	m.reg.MustRegister(m.walReceived, m.walSent, m.walFsync, collectors.NewGoCollector(), memoryCollector{})
 	return m
 }
 
