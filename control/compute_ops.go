@@ -489,6 +489,9 @@ func (e *Env) StopNode(ctx context.Context, n *Node, immediate bool) error {
 	if !immediate {
 		if n.CleanLSN, err = e.cleanStopLSN(ctx, n, c); err != nil {
 			fmt.Fprintf(e.Progress, "compute node %s: %v; its next start rebuilds the data directory\n", n.Name, err)
+		} else if err = n.syncFiles(); err != nil {
+			n.CleanLSN = 0
+			fmt.Fprintf(e.Progress, "compute node %s: %v; its next start rebuilds the data directory\n", n.Name, err)
 		}
 	}
 	if err := n.save(); err != nil {

@@ -109,7 +109,7 @@ func TestWriteComputeConfig(t *testing.T) {
 			}
 			conf, _ := os.ReadFile(filepath.Join(n.DataDir(), computeConfFile))
 			all := []string{"port = '55432'", "zenith.tenant_id = '" + n.Tenant.String() + "'",
-				"zenith.timeline_id = '" + n.Timeline.String() + "'", "work_mem = '8MB'", "application_name = 'it''s'"}
+				"zenith.timeline_id = '" + n.Timeline.String() + "'", "fsync = 'off'", "work_mem = '8MB'", "application_name = 'it''s'"}
 			for _, w := range append(all, tc.want...) {
 				if !strings.Contains(string(conf), w+"\n") {
 					t.Errorf("zenith.conf lacks %q:\n%s", w, conf)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -205,21 +204,7 @@ func (s *Server) routes(mux *auth.Mux) {
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	handlePprof(mux)
-}
-
-// handlePprof serves net/http/pprof's profiles under /debug/pprof/ (heap,
-// goroutine, allocs, CPU profile, execution trace), as `go tool pprof`
-// expects them. They are registered on this mux, never on
-// http.DefaultServeMux. They reveal the process's internals but no tenant
-// data, but the command line and the heap do: they need an admin token.
-func handlePprof(mux *auth.Mux) {
-	mux.HandleFunc("GET /debug/pprof/", auth.Admin, pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", auth.Admin, pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", auth.Admin, pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", auth.Admin, pprof.Symbol)
-	mux.HandleFunc("POST /debug/pprof/symbol", auth.Admin, pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", auth.Admin, pprof.Trace)
+	auth.HandlePprof(mux)
 }
 
 type tenantJSON struct {

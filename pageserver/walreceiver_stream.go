@@ -152,7 +152,7 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.LastMessage = lastMsg })
 		if wrote > 0 || reply {
-			if err := r.flushAndIngest(ctx, conn); err != nil {
+			if err := r.flushAndIngest(ctx, conn, msgs); err != nil {
 				return err
 			}
 		}
@@ -177,7 +177,10 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 // flushAndIngest syncs the store, decodes the records it now completes,
 // reports the flush to the source, and ingests them. WAL that does not
 // decode ends the stream (a *decodeError) after the records before it.
-func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.ReplicationConn) error {
+// The applied position is reported after the ingest only if no message
+// waits in msgs: the next batch's report carries it, and every report
+// wakes the source's walsender, whose compute shares the CPU with us.
+func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any) error {
 	if err := r.store.Sync(); err != nil {
 		return &fatalError{err}
 	}
@@ -196,10 +199,12 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 	if err := r.ingestPending(ctx); err != nil {
 		return err
 	}
-	// The applied position moved: let the source know now rather than at
-	// the next message.
-	if err := r.sendStatus(ctx, conn, false); err != nil {
-		return err
+	// The applied position moved: let an idle source know now rather
+	// than at the next status interval.
+	if len(msgs) == 0 {
+		if err := r.sendStatus(ctx, conn, false); err != nil {
+			return err
+		}
 	}
 	return decErr
 }

@@ -103,7 +103,8 @@
 // for a peer catching up; both admin), DELETE /v1/timeline/<tenant>/<timeline> (its WAL and control
 // file, after the page server deleted the branch; {"deleted": false} if it
 // had none), GET /v1/memory (the process's resident memory and Go heap,
-// JSON), GET /metrics (Prometheus).
+// JSON), GET /metrics (Prometheus), GET /debug/pprof/... (Go profiles,
+// go tool pprof http://ADDR/debug/pprof/profile; admin token).
 //
 // # Known limits
 //

@@ -19,6 +19,9 @@ type metrics struct {
 	reg         *prometheus.Registry
 	walReceived prometheus.Counter
 	walSent     prometheus.Counter
+	// walFsync times the fsyncs of streamed WAL: the safekeeper's own
+	// share of a commit's latency (docs/performance.md).
+	walFsync prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -28,8 +31,11 @@ func newMetrics() *metrics {
 			Name: "safekeeper_wal_received_bytes_total", Help: "WAL bytes received from computes."}),
 		walSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_wal_sent_bytes_total", Help: "WAL bytes sent to page servers."}),
+		walFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "safekeeper_wal_fsync_seconds", Help: "Time of each fsync of WAL streamed from a compute.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 	}
-	m.reg.MustRegister(m.walReceived, m.walSent, collectors.NewGoCollector(), memoryCollector{})
+	m.reg.MustRegister(m.walReceived, m.walSent, m.walFsync, collectors.NewGoCollector(), memoryCollector{})
 	return m
 }
 
@@ -101,8 +107,9 @@ func (s *Safekeeper) httpHandler() http.Handler {
 
 // routes registers every HTTP route on mux with what it needs of a token
 // when auth is on: /metrics is public (scraping); /v1/status (every
-// tenant's timelines, which the peers poll) and /v1/memory need an admin
-// token; a timeline's state, a token for its tenant.
+// tenant's timelines, which the peers poll), /v1/memory and the Go
+// profiles under /debug/pprof/ need an admin token; a timeline's state, a
+// token for its tenant.
 func (s *Safekeeper) routes(mux *auth.Mux) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(timelineCollector{s})
@@ -158,6 +165,7 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		writeJSON(w, http.StatusOK, m)
 	})
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
+	auth.HandlePprof(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

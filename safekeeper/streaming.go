@@ -181,6 +181,7 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 				break drain
 			}
 		}
+		wrote := false
 		for _, r := range batch {
 			if r.reply {
 				continue
@@ -189,10 +190,15 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 				return err
 			}
 			s.metrics.walReceived.Add(float64(len(r.data)))
+			wrote = true
 		}
+		synced := time.Now()
 		flush, err := tl.Sync()
 		if err != nil {
 			return err
+		}
+		if wrote {
+			s.metrics.walFsync.Observe(time.Since(synced).Seconds())
 		}
 		if err := conn.SendStatus(ctx, pgwire.StandbyStatus{Written: flush, Flushed: flush, Applied: flush}); err != nil {
 			return err
