@@ -297,12 +297,12 @@ func (s *Server) status() Status {
 }
 
 // createTenant creates a tenant with the given id, or a fresh one if tid
-// is zero.
-func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
+// is zero, attached at generation gen (0: none; see repo.Generation).
+func (s *Server) createTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (*tenant, error) {
 	if tid.IsZero() {
 		tid = id.NewTenantID()
 	}
-	return s.tenants.create(tid)
+	return s.tenants.create(ctx, tid, gen)
 }
 
 // branchInfo describes branch b of t.

@@ -38,6 +38,7 @@ type Repository struct {
 
 	remote      remote.Storage
 	remoteStats RemoteStats
+	attachMu    sync.Mutex // one attach or detach at a time
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -77,11 +78,6 @@ func Open(cfg Config) (*Repository, error) {
 	for _, dir := range []string{filepath.Dir(r.workdir), r.workdir} {
 		if err := vfs.SyncDir(r.fs, dir); err != nil {
 			return nil, fmt.Errorf("open repository: %w", err)
-		}
-	}
-	if r.remote != nil {
-		if err := r.restore(context.Background()); err != nil {
-			return nil, fmt.Errorf("open repository: restore from remote storage: %w", err)
 		}
 	}
 	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
@@ -167,6 +163,14 @@ func (r *Repository) Tenants() ([]id.TenantID, error) {
 	}
 	var ids []id.TenantID
 	for _, n := range names {
+		if strings.HasSuffix(n, detachedSuffix) {
+			// A detach a crash cut short: its objects are in remote
+			// storage.
+			if err := vfs.RemoveAll(r.fs, filepath.Join(r.tenantsDir(), n)); err != nil {
+				return nil, fmt.Errorf("finish detaching tenant: %w", err)
+			}
+			continue
+		}
 		if strings.HasSuffix(n, deletedSuffix) {
 			if err := r.removeDeleted(filepath.Join(r.tenantsDir(), n)); err != nil {
 				return nil, fmt.Errorf("finish deleting tenant: %w", err)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,12 +21,18 @@ import (
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
-// The layout of remote storage mirrors the work directory:
+// The layout of remote storage mirrors the work directory, every name
+// but the generation markers ending in the generation of the attachment
+// that uploaded it (see Generation; "-0000002a" for 42, nothing for 0):
 //
-//	tenants/<tenant id>/config.toml                       the tenant's settings
-//	tenants/<tenant id>/<tenant file>                     Config.TenantFiles
-//	tenants/<tenant id>/timelines/<timeline id>/index.json
-//	tenants/<tenant id>/timelines/<timeline id>/<layer files>
+//	tenants/<tenant id>/config.toml-<gen>                 the tenant's settings
+//	tenants/<tenant id>/<tenant file>-<gen>               Config.TenantFiles
+//	tenants/<tenant id>/generations/<gen>                 one per attachment
+//	tenants/<tenant id>/timelines/<timeline id>/index.json-<gen>
+//	tenants/<tenant id>/timelines/<timeline id>/<layer file>-<gen>
+//
+// An attachment of generation g reads, of each name, the object of the
+// highest generation at or below g.
 //
 // A layer file is uploaded before any index that lists it, and removed
 // only after an index that no longer lists it is uploaded: whatever the
@@ -62,6 +69,14 @@ type remoteIndex struct {
 type remoteLayer struct {
 	Size   int64  `json:"size"`
 	CRC32C uint32 `json:"crc32c"`
+	// Generation is the generation whose upload the object is: its name
+	// ends with it.
+	Generation Generation `json:"generation,omitempty"`
+}
+
+// object is the path of the layer file name under the timeline prefix.
+func (rl remoteLayer) object(prefix, name string) string {
+	return prefix + name + rl.Generation.suffix()
 }
 
 // decodeIndex reads an index downloaded from p, checking it whole.
@@ -153,6 +168,7 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	repo := tl.tenant.repo
 	u := &tl.upload
 	prefix := remoteTimelinePrefix(tl.tenant.id, tl.id)
+	gen := tl.tenant.Generation()
 	if !u.known {
 		if err := tl.readRemoteIndex(ctx); err != nil {
 			return err
@@ -170,7 +186,8 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 			idx.LayerFiles[name] = up.remoteLayer
 			continue
 		}
-		rl, err := uploadFile(ctx, repo, f.Path(), prefix+name)
+		rl, err := uploadFile(ctx, repo, f.Path(), prefix+name+gen.suffix())
+		rl.Generation = gen
 		if err != nil {
 			return err
 		}
@@ -184,7 +201,7 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	if bytes.Equal(b, u.lastIndex) {
 		return nil
 	}
-	if err := repo.remote.Upload(ctx, prefix+indexFile, bytes.NewReader(b)); err != nil {
+	if err := repo.remote.Upload(ctx, prefix+indexFile+gen.suffix(), bytes.NewReader(b)); err != nil {
 		return err
 	}
 	repo.remoteStats.Uploads.Add(1)
@@ -192,12 +209,22 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	u.lastIndex = b
 	u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
 	tl.log.Debug().Stringer("remote_consistent_lsn", idx.Metadata.DiskConsistentLSN).Int("layers", len(idx.LayerFiles)).Msg("uploaded index")
-	// Only now may the layers the index no longer lists go.
+	// Only now may the layers the index no longer lists go, and only
+	// while no newer attachment may have read an index listing them.
+	var gone []string
 	for name := range u.uploaded {
-		if _, ok := idx.LayerFiles[name]; ok {
-			continue
+		if _, ok := idx.LayerFiles[name]; !ok {
+			gone = append(gone, name)
 		}
-		if err := repo.remote.Delete(ctx, prefix+name); err != nil {
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if ok, err := tl.tenant.mayDelete(ctx); err != nil || !ok {
+		return err
+	}
+	for _, name := range gone {
+		if err := repo.remote.Delete(ctx, u.uploaded[name].object(prefix, name)); err != nil {
 			return err
 		}
 		delete(u.uploaded, name)
@@ -206,26 +233,21 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 }
 
 // readRemoteIndex learns what remote storage holds of the timeline: the
-// layers of its index (matched to local layers of the same name and
-// size) and its remote-consistent LSN. Objects no index lists (layers of
-// an upload interrupted before its index) stay: without generation
-// numbers, another page server's upload may be what is under way.
+// layers of its newest index at or below the tenant's generation (matched
+// to local layers of the same name and size) and its remote-consistent
+// LSN. Objects no index lists (layers of an upload interrupted before its
+// index) stay: another page server's upload may be what is under way.
 func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 	repo := tl.tenant.repo
 	u := &tl.upload
-	p := remoteTimelinePrefix(tl.tenant.id, tl.id) + indexFile
 	u.uploaded = map[string]uploadedLayer{}
-	var buf bytes.Buffer
-	err := repo.download(ctx, p, &buf)
+	u.lastIndex = nil
+	idx, p, err := repo.latestIndex(ctx, tl.tenant.id, tl.id, tl.tenant.Generation())
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 	case err != nil:
 		return err
 	default:
-		idx, err := decodeIndex(buf.Bytes(), p)
-		if err != nil {
-			return err
-		}
 		local := map[string]*layer.File{}
 		for _, l := range tl.files().Layers() {
 			f := l.(*layer.File)
@@ -240,11 +262,36 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 			}
 			u.uploaded[name] = up
 		}
-		u.lastIndex = buf.Bytes()
+		if strings.HasSuffix(p, indexFile+tl.tenant.Generation().suffix()) {
+			// Our own: uploading it again would change nothing.
+			u.lastIndex, _ = encodeEnvelope(idx)
+		}
 		u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
 	}
 	u.known = true
 	return nil
+}
+
+// latestIndex downloads and checks the newest index of a timeline at or
+// below generation gen, and says where it was; remote.ErrNotFound if
+// there is none.
+func (r *Repository) latestIndex(ctx context.Context, tid id.TenantID, tlid id.TimelineID, gen Generation) (remoteIndex, string, error) {
+	prefix := remoteTimelinePrefix(tid, tlid)
+	objects, err := r.remote.List(ctx, prefix+indexFile)
+	if err != nil {
+		return remoteIndex{}, "", err
+	}
+	g, ok := latestObjects(objects, prefix, gen)[indexFile]
+	if !ok {
+		return remoteIndex{}, "", fmt.Errorf("index of timeline %s: %w", tlid, remote.ErrNotFound)
+	}
+	p := prefix + indexFile + g.suffix()
+	var buf bytes.Buffer
+	if err := r.download(ctx, p, &buf); err != nil {
+		return remoteIndex{}, p, err
+	}
+	idx, err := decodeIndex(buf.Bytes(), p)
+	return idx, p, err
 }
 
 // uploadFile uploads the local file name to the object at p and returns
@@ -318,7 +365,7 @@ func (tn *Tenant) uploadFiles(ctx context.Context) error {
 		if old, ok := u.uploaded[name]; ok && old == sum {
 			continue
 		}
-		if err := repo.remote.Upload(ctx, path.Join(remoteTenantPrefix(tn.id), name), bytes.NewReader(b)); err != nil {
+		if err := repo.remote.Upload(ctx, path.Join(remoteTenantPrefix(tn.id), name)+tn.Generation().suffix(), bytes.NewReader(b)); err != nil {
 			return err
 		}
 		repo.remoteStats.Uploads.Add(1)
