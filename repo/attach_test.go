@@ -12,6 +12,7 @@ import (
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // TestGenerationFencing has two page servers that both believe they hold
@@ -218,4 +219,98 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k[strings.LastIndex(k, "/")+1:])
 	}
 	return out
+}
+
+// TestOnDemandLayers attaches a tenant whose layers are all in remote
+// storage: the attach downloads none of them, reads fetch them and answer
+// as the page server that wrote them did; with a disk budget of one byte
+// every uploaded layer is evicted, and reads fetch them again.
+func TestOnDemandLayers(t *testing.T) {
+	ctx := context.Background()
+	s := newRemoteSetup()
+	w := s.open(t, nil)
+	tid, main := id.NewTenantID(), id.NewTimelineID()
+	tn, err := w.CreateTenant(tid, smallTenantConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(main, 0xF0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeHistory(t, tl, 0, 64)
+	if err := tn.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	end := tl.LastRecordLSN()
+	want := readAll(t, tl, end)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	disk := vfs.NewMem()
+	cfg := testConfig(disk)
+	cfg.Remote = s.remote
+	cfg.UploadInterval = 0
+	cfg.LayerDiskBudget = 1
+	cfg.Logger = testLogger(t)
+	r := mustOpen(t, cfg)
+	defer r.Close()
+	tl2 := attachTimeline(t, r, tid, 1, main)
+	dir := "/work/tenants/" + tid.String() + "/timelines/" + main.String()
+	if n := layerFilesIn(t, disk, dir); n != 0 {
+		t.Errorf("%d layer files on disk after the attach, want none (fetched on demand)", n)
+	}
+	check := func(when string) {
+		t.Helper()
+		got := readAll(t, tl2, end)
+		if len(got) != len(want) {
+			t.Errorf("%s: %d pages read, want %d", when, len(got), len(want))
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: at %s read %q, want %q", when, k, got[k], v)
+			}
+		}
+	}
+	check("after the attach")
+	fetched := r.RemoteStats().LayerFetches.Load()
+	if fetched == 0 || layerFilesIn(t, disk, dir) == 0 {
+		t.Fatalf("reads fetched %d layers, want some on disk", fetched)
+	}
+	// The first upload learns which layers remote storage holds.
+	tn2, err := r.Tenant(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tn2.Upload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evicted, err := r.Evict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evicted == 0 || layerFilesIn(t, disk, dir) != 0 {
+		t.Errorf("evicted %d with a budget of 1 byte, %d layer files left; want all evicted", evicted, layerFilesIn(t, disk, dir))
+	}
+	check("after eviction")
+	if again := r.RemoteStats().LayerFetches.Load(); again <= fetched {
+		t.Errorf("layer fetches after eviction: %d, want more than %d", again, fetched)
+	}
+}
+
+// layerFilesIn counts the layer files in dir.
+func layerFilesIn(t *testing.T, fsys vfs.FS, dir string) int {
+	t.Helper()
+	names, err := fsys.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range names {
+		if strings.Contains(name, "__") && !strings.HasSuffix(name, ".tmp") {
+			n++
+		}
+	}
+	return n
 }

@@ -81,6 +81,9 @@ func Open(cfg Config) (*Repository, error) {
 		}
 	}
 	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize)
+	if r.remote != nil {
+		r.env.Fetch = r.fetchLayer
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)

@@ -243,25 +243,18 @@ func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, gen Gen
 	return nil
 }
 
-// restoreTimeline downloads a timeline's newest index at or below gen and
-// its layer files into dir, and writes its metadata.
+// restoreTimeline downloads a timeline's newest index at or below gen
+// and writes its metadata in dir.
 func (r *Repository) restoreTimeline(ctx context.Context, tid id.TenantID, tlid id.TimelineID, dir string, gen Generation) error {
-	prefix := remoteTimelinePrefix(tid, tlid)
 	idx, p, err := r.latestIndex(ctx, tid, tlid, gen)
 	if err != nil {
 		return err
 	}
+	// The layer files are fetched at their first read (fetchLayer).
 	for _, name := range idx.Metadata.Layers {
 		if _, err := layer.ParseFileName(name); err != nil {
 			return &CorruptionError{File: remoteName(p), Offset: -1, Err: err}
 		}
-		rl := idx.LayerFiles[name]
-		if err := r.downloadLayer(ctx, rl.object(prefix, name), filepath.Join(dir, name), rl); err != nil {
-			return err
-		}
-	}
-	if err := vfs.SyncDir(r.fs, dir); err != nil {
-		return err
 	}
 	b, err := encodeMetadata(idx.Metadata)
 	if err != nil {

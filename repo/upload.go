@@ -122,6 +122,9 @@ type uploadedLayer struct {
 type RemoteStats struct {
 	Uploads, UploadedBytes, UploadErrors atomic.Int64
 	Downloads, DownloadedBytes           atomic.Int64
+	// LayerFetches counts layer files downloaded at a read; Evictions,
+	// layer files evicted from the local disk.
+	LayerFetches, Evictions atomic.Int64
 }
 
 // RemoteConsistentLSN is the LSN up to which the timeline is in remote
@@ -256,7 +259,9 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 		for name, rl := range idx.LayerFiles {
 			up := uploadedLayer{remoteLayer: rl}
 			if f := local[name]; f != nil {
-				if st, err := repo.fs.Stat(f.Path()); err == nil && st.Size() == rl.Size {
+				// A layer not on the local disk was never downloaded
+				// or was evicted: the remote object is its copy.
+				if st, err := repo.fs.Stat(f.Path()); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == rl.Size) {
 					up.file = f
 				}
 			}
@@ -386,12 +391,16 @@ func (r *Repository) loadedTenants() []*Tenant {
 	return out
 }
 
-// uploadAll uploads every loaded tenant.
+// uploadAll uploads every loaded tenant, then evicts what the disk
+// budget says must go.
 func (r *Repository) uploadAll(ctx context.Context) {
 	for _, tn := range r.loadedTenants() {
 		if err := tn.Upload(ctx); err != nil && ctx.Err() == nil {
 			tn.log.Warn().Err(err).Msg("upload to remote storage (will retry)")
 		}
+	}
+	if _, err := r.Evict(); err != nil {
+		r.log.Warn().Err(err).Msg("evict layer files")
 	}
 }
 

@@ -20,7 +20,11 @@ import (
 // Env is what reading and writing layer files needs: the file system and
 // a block cache shared by every layer file.
 type Env struct {
-	FS         vfs.FS
+	FS vfs.FS
+	// Fetch, if set, is called when a layer file to be opened is missing
+	// from FS (a layer evicted, or not downloaded yet, from remote
+	// storage): it brings the file to path, and the open is tried again.
+	Fetch      func(path string) error
 	readerOpts sstable.ReaderOptions
 }
 
