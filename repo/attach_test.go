@@ -146,8 +146,26 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("attach of an unknown tenant: %v, want ErrTenantNotFound saying it is not in remote storage", err)
 	}
 	tl2 := attachTimeline(t, r, tid, 1, main)
-	if got := tl2.LastRecordLSN(); got != last {
-		t.Errorf("attached at %v, want the last record before detach %v", got, last)
+	tn2, err := r.Tenant(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, tl2, last+0x10, map[key.Key]value.Value{blk(7): img("new")})
+	if err := tl2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn2.Upload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	indexes, err := s.remote.List(ctx, "tenants/"+tid.String()+"/timelines/"+main.String()+"/index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(indexes) != 1 || !strings.HasSuffix(indexes[0], "index.json-00000001") {
+		t.Errorf("indexes after an upload at generation 1: %v, want generation 1's alone", indexes)
+	}
+	if got := tl2.LastRecordLSN(); got != last+0x10 {
+		t.Errorf("last record after attach and one record %v, want %v", got, last+0x10)
 	}
 	got := readAll(t, tl2, last)
 	for lsn, w := range want {

@@ -108,6 +108,9 @@ type timelineUpload struct {
 	uploaded map[string]uploadedLayer
 	// lastIndex is the last index uploaded (or found), as encoded.
 	lastIndex []byte
+	// olderIndexesGone is set once the indexes of older generations
+	// have been deleted, after the first upload of this generation's.
+	olderIndexesGone bool
 	// lsn is the remote-consistent LSN: the disk-consistent LSN of the
 	// last index uploaded.
 	lsn atomic.Uint64
@@ -212,19 +215,35 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	u.lastIndex = b
 	u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
 	tl.log.Debug().Stringer("remote_consistent_lsn", idx.Metadata.DiskConsistentLSN).Int("layers", len(idx.LayerFiles)).Msg("uploaded index")
-	// Only now may the layers the index no longer lists go, and only
-	// while no newer attachment may have read an index listing them.
+	// Only now may the layers the index no longer lists go, and the
+	// indexes of older generations (every attachment from now on reads
+	// this one or a newer one), and only while no newer attachment may
+	// have read an index listing them.
 	var gone []string
 	for name := range u.uploaded {
 		if _, ok := idx.LayerFiles[name]; !ok {
 			gone = append(gone, name)
 		}
 	}
-	if len(gone) == 0 {
+	if len(gone) == 0 && u.olderIndexesGone {
 		return nil
 	}
 	if ok, err := tl.tenant.mayDelete(ctx); err != nil || !ok {
 		return err
+	}
+	if !u.olderIndexesGone {
+		objects, err := repo.remote.List(ctx, prefix+indexFile)
+		if err != nil {
+			return err
+		}
+		for _, p := range objects {
+			if _, g := splitGeneration(strings.TrimPrefix(p, prefix)); g < gen {
+				if err := repo.remote.Delete(ctx, p); err != nil {
+					return err
+				}
+			}
+		}
+		u.olderIndexesGone = true
 	}
 	for _, name := range gone {
 		if err := repo.remote.Delete(ctx, u.uploaded[name].object(prefix, name)); err != nil {
@@ -245,6 +264,7 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 	u := &tl.upload
 	u.uploaded = map[string]uploadedLayer{}
 	u.lastIndex = nil
+	u.olderIndexesGone = false
 	idx, p, err := repo.latestIndex(ctx, tl.tenant.id, tl.id, tl.tenant.Generation())
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
