@@ -126,6 +126,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
 	repoCfg.TenantFiles = []string{branchesFileName}
+	repoCfg.LayerDiskBudget = cfg.LayerDiskBudget
 	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
 		s.redo.Close()
 		return nil, err
