@@ -184,7 +184,8 @@ func (e *Env) DetachTenant(ctx context.Context, t id.TenantID, force bool) error
 
 // reattach attaches, at new generations, the tenants the control plane
 // has attached to the page server but the page server does not hold:
-// those of a page server that lost its disk.
+// those of a page server that lost its disk. A tenant that cannot be
+// attached is reported and skipped.
 func (e *Env) reattach(ctx context.Context) error {
 	m, err := e.attachments()
 	if err != nil {
@@ -211,7 +212,9 @@ func (e *Env) reattach(ctx context.Context) error {
 		}
 		res, err := e.AttachTenant(ctx, t)
 		if err != nil {
-			return fmt.Errorf("re-attach tenant %s: %w", t, err)
+			// The page server runs; the other tenants still come back.
+			fmt.Fprintf(e.Progress, "cannot re-attach tenant %s (zenith tenant attach %s tries again): %v\n", t, t, err)
+			continue
 		}
 		fmt.Fprintf(e.Progress, "re-attached tenant %s from remote storage (generation %d, %d timelines)\n", t, res.Generation, res.Timelines)
 	}
