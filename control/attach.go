@@ -216,7 +216,7 @@ func (e *Env) reattach(ctx context.Context) error {
 			fmt.Fprintf(e.Progress, "cannot re-attach tenant %s (zenith tenant attach %s tries again): %v\n", t, t, err)
 			continue
 		}
-		fmt.Fprintf(e.Progress, "re-attached tenant %s from remote storage (generation %d, %d timelines)\n", t, res.Generation, res.Timelines)
+		fmt.Fprintf(e.Progress, "re-attached tenant %s from remote storage (generation %d, %s)\n", t, res.Generation, res.timelines())
 	}
 	return nil
 }
@@ -226,6 +226,14 @@ type AttachResult struct {
 	Generation uint32
 	Timelines  int
 	Took       time.Duration
+}
+
+// timelines says how many timelines the attach found.
+func (r AttachResult) timelines() string {
+	if r.Timelines == 1 {
+		return "1 timeline"
+	}
+	return fmt.Sprintf("%d timelines", r.Timelines)
 }
 
 // tenantAttachCommand is `zenith tenant attach ID`.
@@ -255,7 +263,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.Out, "attached tenant %s at generation %d (%d timelines) in %s\n", t, res.Generation, res.Timelines, res.Took.Round(time.Millisecond))
+			fmt.Fprintf(e.Out, "attached tenant %s at generation %d (%s) in %s\n", t, res.Generation, res.timelines(), res.Took.Round(time.Millisecond))
 			return nil
 		},
 	}
