@@ -100,13 +100,13 @@ func runImport(c *cli.Context) (err error) {
 	}
 
 	if c.Bool("new-tenant") {
-		if t, err = e.Pageserver().TenantCreate(ctx, id.TenantID{}); err != nil {
+		if t, err = e.createTenant(ctx, id.TenantID{}); err != nil {
 			return fmt.Errorf("create a tenant: %w", err)
 		}
 		fmt.Fprintf(e.Progress, "created tenant %s\n", t)
 		defer func() {
 			if err != nil {
-				if derr := e.Pageserver().TenantDelete(context.WithoutCancel(ctx), t); derr != nil {
+				if derr := e.DeleteTenant(context.WithoutCancel(ctx), t, true); derr != nil {
 					fmt.Fprintf(e.Progress, "could not delete tenant %s after the failed import: %v\n", t, derr)
 				}
 			}

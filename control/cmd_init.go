@@ -163,7 +163,7 @@ func runInit(c *cli.Context) (err error) {
 	} else if err := e.Pageserver().Ping(ctx); err != nil {
 		return fmt.Errorf("the page server at %s runs on another host and must run before zenith init: %w", cfg.Pageserver.ListenPG, err)
 	}
-	tenant, err := e.Pageserver().TenantCreate(ctx, id.TenantID{})
+	tenant, err := e.createTenant(ctx, id.TenantID{})
 	if err != nil {
 		return fmt.Errorf("create the default tenant: %w", err)
 	}

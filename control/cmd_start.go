@@ -194,11 +194,12 @@ func PageserverCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			pageserverInitCommand(),
 			{
-				Name:        "start",
-				Usage:       "start the page server in the background",
-				Description: "Starts the repository's page server and waits until it answers.\n\nExample:\n  zenith pageserver start",
-				Action: daemonAction(func(e *Env, c *cli.Context, d *Daemon) error {
-					return d.Start(c.Context, e.Progress)
+				Name:  "start",
+				Usage: "start the page server in the background",
+				Description: "Starts the repository's page server and waits until it answers; then attaches\n" +
+					"again, from remote storage, the tenants it should hold and does not (after\nthe loss of its disk).\n\nExample:\n  zenith pageserver start",
+				Action: daemonAction(func(e *Env, c *cli.Context, _ *Daemon) error {
+					return e.startPageserver(c.Context)
 				}),
 			},
 			{

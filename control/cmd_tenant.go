@@ -13,7 +13,7 @@ import (
 	"github.com/zenithdb/zenith/repo/id"
 )
 
-// TenantCommand is `zenith tenant create|list|delete`.
+// TenantCommand is `zenith tenant create|list|config|attach|detach|delete`.
 func TenantCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tenant",
@@ -45,7 +45,7 @@ Examples:
 							return fmt.Errorf("%w: want 32 hexadecimal characters", err)
 						}
 					}
-					t, err := e.Pageserver().TenantCreate(c.Context, want)
+					t, err := e.createTenant(c.Context, want)
 					var pe *PageserverError
 					if errors.As(err, &pe) && pe.Code == pgwire.CodeDuplicateObject {
 						return fmt.Errorf("tenant %s exists already: %w", want, err)
@@ -97,6 +97,8 @@ Examples:
 				},
 			},
 			tenantConfigCommand(),
+			tenantAttachCommand(),
+			tenantDetachCommand(),
 			tenantDeleteCommand(),
 		},
 	}

@@ -153,7 +153,17 @@ func (e *Env) startAll(ctx context.Context) error {
 	if !e.Config.Pageserver.Local {
 		return e.Pageserver().Ping(ctx)
 	}
-	return e.pageserverDaemon().Start(ctx, e.Progress)
+	return e.startPageserver(ctx)
+}
+
+// startPageserver starts the page server that runs here, then re-attaches
+// the tenants it should hold and does not (a page server that lost its
+// disk).
+func (e *Env) startPageserver(ctx context.Context) error {
+	if err := e.pageserverDaemon().Start(ctx, e.Progress); err != nil {
+		return err
+	}
+	return e.reattach(ctx)
 }
 
 // stopAll stops every compute node, then the page server and the

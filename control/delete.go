@@ -245,6 +245,9 @@ func (e *Env) DeleteTenant(ctx context.Context, t id.TenantID, force bool) error
 		}
 		return err
 	}
+	if err := e.setAttached(t, false); err != nil {
+		return err
+	}
 	if err := e.destroyNodes(ctx, nodes); err != nil {
 		return err
 	}

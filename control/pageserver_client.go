@@ -133,11 +133,15 @@ func (c *PageserverClient) Status(ctx context.Context) (map[string]string, error
 	return rows[0], nil
 }
 
-// TenantCreate creates a tenant, with a fresh id when t is zero.
-func (c *PageserverClient) TenantCreate(ctx context.Context, t id.TenantID) (id.TenantID, error) {
+// TenantCreate creates a tenant, with a fresh id when t is zero, at
+// generation gen (0: none; only with an id).
+func (c *PageserverClient) TenantCreate(ctx context.Context, t id.TenantID, gen uint32) (id.TenantID, error) {
 	cmd := "tenant_create"
 	if !t.IsZero() {
 		cmd += " " + t.String()
+		if gen > 0 {
+			cmd += fmt.Sprintf(" %d", gen)
+		}
 	}
 	rows, err := c.query(ctx, cmd)
 	if err != nil {

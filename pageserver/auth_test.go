@@ -108,6 +108,8 @@ var commandSamples = map[string]struct {
 	"tenant_create":   {"tenant_create", false},
 	"tenant_list":     {"tenant_list", false},
 	"tenant_delete":   {"tenant_delete T", false},
+	"tenant_attach":   {"tenant_attach T 7", false},
+	"tenant_detach":   {"tenant_detach T", false},
 	"tenant_config":   {"tenant_config T", false},
 	"gc":              {"gc T", false},
 	"branch_delete":   {"branch_delete T main", false},

@@ -91,8 +91,14 @@ type Config struct {
 	// are checked against; empty: connect without TLS.
 	TLSCA string `toml:"tls_ca"`
 
+	// LayerDiskBudget bounds the bytes of layer files on the local disk,
+	// with remote storage: past it the least recently read layers that
+	// are uploaded are evicted, and fetched again when a read needs them.
+	// 0: no bound.
+	LayerDiskBudget int64 `toml:"layer_disk_budget"`
+
 	// RemoteStorage is where layer files and timeline indexes are
-	// uploaded, and tenants restored from (empty URL: nowhere).
+	// uploaded, and tenants attached from (empty URL: nowhere).
 	RemoteStorage remote.Config `toml:"remote_storage"`
 }
 
@@ -159,6 +165,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("pitr_interval must not be negative")
 	case c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < 64<<20:
 		return fmt.Errorf("memory_limit = %d: want at least 64 MiB (67108864), 0 (derived) or -1 (none)", c.MemoryLimit)
+	case c.LayerDiskBudget < 0:
+		return fmt.Errorf("layer_disk_budget = %d: must not be negative", c.LayerDiskBudget)
 	case c.RedoProcesses < 1 || c.RedoProcesses > 64:
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
 	case c.PageCacheSize < 0:

@@ -170,14 +170,6 @@ func (ts *tenants) delete(tid id.TenantID) error {
 	if !ok {
 		return fmt.Errorf("tenant %s: %w", tid, repo.ErrTenantNotFound)
 	}
-	t.mu.Lock()
-	tids := make([]id.TimelineID, 0, len(t.wal))
-	for tl := range t.wal {
-		tids = append(tids, tl)
-	}
-	t.mu.Unlock()
-	for _, tl := range tids {
-		t.detachWAL(tl)
-	}
+	t.stopAllWAL()
 	return ts.repo.DeleteTenant(tid)
 }

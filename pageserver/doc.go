@@ -49,7 +49,9 @@
 // point where the timeline's ingest stopped), 57014 LSN not reached in
 // time):
 //
-//	identify_system | status | tenant_create [id] | tenant_list
+//	identify_system | status | tenant_create [id [generation]] | tenant_list
+//	tenant_attach <tenant> <generation>  restore from remote storage (or take the generation)
+//	tenant_detach <tenant>               upload everything, then remove it here
 //	import <tenant> <branch>            then COPY IN of a data directory tar
 //	branch_create <tenant> <name> <branch|timeline>[@<lsn>|@<RFC 3339 time>]
 //	branch_list <tenant>

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -26,7 +27,9 @@ const maxRequestBody = 64 << 10
 //
 //	GET  /v1/status                      Status
 //	GET  /v1/tenant                      [{"tenant_id"}]
-//	POST /v1/tenant {"tenant_id"?}       {"tenant_id"}               201
+//	POST /v1/tenant {"tenant_id"?, "generation"?}  {"tenant_id"}     201
+//	POST /v1/tenant/{id}/attach {"generation"}  {"tenant_id", "generation", "timelines"}
+//	POST /v1/tenant/{id}/detach          {"tenant_id"} (uploads everything, removes it here)
 //	DELETE /v1/tenant/{id}               {"tenant_id"}
 //	POST /v1/tenant/{id}/gc              [BranchInfo] (flush and GC every timeline now)
 //	GET  /v1/tenant/{id}/config          [api.TenantSetting]
@@ -73,7 +76,8 @@ func (s *Server) routes(mux *auth.Mux) {
 	})
 	mux.HandleFunc("POST /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			TenantID string `json:"tenant_id"`
+			TenantID   string          `json:"tenant_id"`
+			Generation repo.Generation `json:"generation"`
 		}
 		if !readJSON(w, r, &req) {
 			return
@@ -86,7 +90,7 @@ func (s *Server) routes(mux *auth.Mux) {
 				return
 			}
 		}
-		t, err := s.createTenant(tid)
+		t, err := s.createTenant(r.Context(), tid, req.Generation)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -173,6 +177,18 @@ func (s *Server) routes(mux *auth.Mux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, infos)
+	})
+	mux.HandleFunc("POST /v1/tenant/{tenant}/attach", auth.Admin, s.httpAttach)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/detach", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.httpTenant(w, r)
+		if !ok {
+			return
+		}
+		if err := s.tenants.detach(r.Context(), t.id); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tenantJSON{t.id})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -342,6 +358,36 @@ func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, settings)
+}
+
+// httpAttach attaches the tenant of the path at the request's generation,
+// as the page service's tenant_attach does.
+func (s *Server) httpAttach(w http.ResponseWriter, r *http.Request) {
+	tid, err := id.ParseTenantID(r.PathValue("tenant"))
+	if err != nil {
+		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
+		return
+	}
+	var req struct {
+		Generation repo.Generation `json:"generation"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Generation == 0 {
+		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: repo.ErrInvalidGeneration.Error()})
+		return
+	}
+	t, err := s.tenants.attach(r.Context(), tid, req.Generation)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		TenantID   id.TenantID     `json:"tenant_id"`
+		Generation repo.Generation `json:"generation"`
+		Timelines  int             `json:"timelines"`
+	}{t.id, t.tn.Generation(), len(t.tn.Timelines())})
 }
 
 // httpTenant resolves the {tenant} of the request's path, answering the

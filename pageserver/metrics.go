@@ -220,10 +220,12 @@ var (
 	descRemoteUploadErrors  = prometheus.NewDesc("zenith_pageserver_remote_upload_errors_total", "Uploads of a timeline or tenant that failed (each retried later).", nil, nil)
 	descRemoteDownloads     = prometheus.NewDesc("zenith_pageserver_remote_downloads_total", "Objects downloaded from remote storage.", nil, nil)
 	descRemoteDownloadBytes = prometheus.NewDesc("zenith_pageserver_remote_download_bytes_total", "Bytes downloaded from remote storage.", nil, nil)
+	descLayerFetches        = prometheus.NewDesc("zenith_pageserver_layer_fetches_total", "Layer files downloaded from remote storage at a read (not on the local disk: attached lazily, or evicted).", nil, nil)
+	descLayerEvictions      = prometheus.NewDesc("zenith_pageserver_layer_evictions_total", "Layer files evicted from the local disk (layer_disk_budget).", nil, nil)
 )
 
 func (c remoteCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRemoteUploads, descRemoteUploadBytes, descRemoteUploadErrors, descRemoteDownloads, descRemoteDownloadBytes} {
+	for _, d := range []*prometheus.Desc{descRemoteUploads, descRemoteUploadBytes, descRemoteUploadErrors, descRemoteDownloads, descRemoteDownloadBytes, descLayerFetches, descLayerEvictions} {
 		ch <- d
 	}
 }
@@ -236,6 +238,7 @@ func (c remoteCollector) Collect(ch chan<- prometheus.Metric) {
 		{descRemoteUploads, c.st.Uploads.Load()}, {descRemoteUploadBytes, c.st.UploadedBytes.Load()},
 		{descRemoteUploadErrors, c.st.UploadErrors.Load()}, {descRemoteDownloads, c.st.Downloads.Load()},
 		{descRemoteDownloadBytes, c.st.DownloadedBytes.Load()},
+		{descLayerFetches, c.st.LayerFetches.Load()}, {descLayerEvictions, c.st.Evictions.Load()},
 	} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}

@@ -69,7 +69,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit), strconv.Itoa(m.OpenLayerFiles), strconv.Itoa(m.MaxOpenLayerFiles),
 			st.DiskFull, st.DiskFullSince, n(st.DiskFullErrors))
 	case "tenant_create":
-		t, err := s.createTenant(c.tenant)
+		t, err := s.createTenant(ctx, c.tenant, c.generation)
 		if err != nil {
 			return err
 		}
@@ -132,6 +132,21 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 				return err
 			}
 		}
+		return nil
+	case "tenant_attach":
+		t, err := s.tenants.attach(ctx, c.tenant, c.generation)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns("tenant_id", "generation", "timelines"); err != nil {
+			return err
+		}
+		return sess.Row(t.id.String(), t.tn.Generation().String(), strconv.Itoa(len(t.tn.Timelines())))
+	case "tenant_detach":
+		if err := s.tenants.detach(ctx, c.tenant); err != nil {
+			return err
+		}
+		sess.SetTag("TENANT_DETACH")
 		return nil
 	case "tenant_delete":
 		if err := s.tenants.delete(c.tenant); err != nil {
@@ -322,14 +337,15 @@ func sqlError(err error) error {
 		code = pgwire.CodeDuplicateObject
 	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
 		code = pgwire.CodeDependentObjects
-	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar):
+	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):
 		return &pgwire.Error{Code: pgwire.CodeObjectNotInPrereqState, Message: err.Error(),
 			Hint: "the page server keeps the timeline's WAL; restart it once the cause is fixed and ingest resumes (its log says more)"}
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
-		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile):
+		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile),
+		errors.Is(err, repo.ErrStaleGeneration), errors.Is(err, repo.ErrNoRemoteStorage):
 		code = pgwire.CodeObjectNotInPrereqState
 	default:
 		return err

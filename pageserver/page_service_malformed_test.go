@@ -67,7 +67,7 @@ func closedByServer(t *testing.T, conn net.Conn, what string) {
 func TestPageServiceMalformed(t *testing.T) {
 	ts := startPageServer(t)
 	tenant := id.NewTenantID()
-	tn, err := ts.srv.tenants.create(tenant)
+	tn, err := ts.srv.tenants.create(t.Context(), tenant, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,8 @@ func TestPageServiceMalformed(t *testing.T) {
 			{"frobnicate", "42601"},
 			{"SELECT 1", "42601"},
 			{"identify_system now", "42601"},
-			{"tenant_create " + other + " " + other, "42601"},
+			{"tenant_create " + other + " 1 " + other, "42601"},
+			{"tenant_create " + other + " " + other, "22023"},
 			{"tenant_create xyz", "22023"},
 			{"tenant_create " + strings.ToUpper(other) + "0", "22023"},
 			{"branch_list", "42601"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -39,6 +40,9 @@ type pageCommand struct {
 	safekeepers []string
 	// retention is tenant_config's change.
 	retention api.RetentionChange
+	// generation is tenant_attach's (and tenant_create's) generation of
+	// the tenant's attachment; 0 for none.
+	generation repo.Generation
 }
 
 // commandSyntax is each command's arguments, as the usage in errors shows
@@ -53,7 +57,9 @@ var commandSyntax = map[string]struct {
 }{
 	"identify_system": {"identify_system", 0, 0, auth.AnyToken},
 	"status":          {"status", 0, 0, auth.AnyToken},
-	"tenant_create":   {"tenant_create [tenant_id]", 0, 1, auth.Admin},
+	"tenant_create":   {"tenant_create [tenant_id [generation]]", 0, 2, auth.Admin},
+	"tenant_attach":   {"tenant_attach <tenant_id> <generation>", 2, 2, auth.Admin},
+	"tenant_detach":   {"tenant_detach <tenant_id>", 1, 1, auth.Admin},
 	"tenant_list":     {"tenant_list", 0, 0, auth.Admin},
 	"tenant_delete":   {"tenant_delete <tenant_id>", 1, 1, auth.Admin},
 	"gc":              {"gc <tenant_id>", 1, 1, auth.Admin},
@@ -81,7 +87,7 @@ func parseCommand(line string, args []string) (pageCommand, error) {
 	syn, ok := commandSyntax[c.name]
 	if !ok {
 		return c, &pgwire.Error{Code: pgwire.CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", truncate(words[0], 64)),
-			Hint: "commands: identify_system, status, tenant_create, tenant_list, tenant_delete, tenant_config, gc, import, branch_create, branch_list, branch_delete, basebackup, callmemaybe, safekeepers, pagestream"}
+			Hint: "commands: identify_system, status, tenant_create, tenant_attach, tenant_detach, tenant_list, tenant_delete, tenant_config, gc, import, branch_create, branch_list, branch_delete, basebackup, callmemaybe, safekeepers, pagestream"}
 	}
 	words = words[1:]
 	if syn.max == -1 && len(words) >= syn.min {
@@ -147,6 +153,15 @@ func (c *pageCommand) parseArgs(words []string) error {
 		}
 	}
 	switch c.name {
+	case "tenant_create", "tenant_attach":
+		if len(words) > 1 {
+			if c.generation, err = repo.ParseGeneration(words[1]); err != nil {
+				return err
+			}
+			if c.generation == 0 {
+				return repo.ErrInvalidGeneration
+			}
+		}
 	case "tenant_config":
 		for _, w := range words[1:] {
 			if err := c.retention.ParseArg(w); err != nil {

@@ -134,6 +134,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg.InMemoryLayerLimit = cfg.InMemoryLayerLimit
 	repoCfg.MaxOpenLayerFiles = cfg.MaxOpenLayerFiles
 	repoCfg.TenantFiles = []string{branchesFileName}
+	repoCfg.LayerDiskBudget = cfg.LayerDiskBudget
 	if repoCfg.Remote, err = remote.Open(ctx, cfg.RemoteStorage); err != nil {
 		s.redo.Close()
 		return nil, err
@@ -331,12 +332,12 @@ func (s *Server) diskFull() (reason, since string, errors int64) {
 }
 
 // createTenant creates a tenant with the given id, or a fresh one if tid
-// is zero.
-func (s *Server) createTenant(tid id.TenantID) (*tenant, error) {
+// is zero, attached at generation gen (0: none; see repo.Generation).
+func (s *Server) createTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (*tenant, error) {
 	if tid.IsZero() {
 		tid = id.NewTenantID()
 	}
-	return s.tenants.create(tid)
+	return s.tenants.create(ctx, tid, gen)
 }
 
 // branchInfo describes branch b of t.

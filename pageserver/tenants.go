@@ -93,8 +93,9 @@ type tenants struct {
 	// process ("" for nowhere).
 	failDelete string
 
-	mu   sync.Mutex
-	byID map[id.TenantID]*tenant
+	attachMu sync.Mutex // one attach or detach at a time
+	mu       sync.Mutex
+	byID     map[id.TenantID]*tenant
 }
 
 // tenant is one tenant with its branch names.
@@ -164,13 +165,19 @@ func (ts *tenants) newTenant(tn *repo.Tenant) (*tenant, error) {
 	}, nil
 }
 
-// create creates a tenant (repo.ErrTenantExists if the id is taken).
-func (ts *tenants) create(tid id.TenantID) (*tenant, error) {
+// create creates a tenant (repo.ErrTenantExists if the id is taken),
+// attached at generation gen (0: none; ignored without remote storage).
+func (ts *tenants) create(ctx context.Context, tid id.TenantID, gen repo.Generation) (*tenant, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	tn, err := ts.repo.CreateTenant(tid, ts.conf)
 	if err != nil {
 		return nil, err
+	}
+	if gen > 0 {
+		if _, err := ts.repo.AttachTenant(ctx, tid, gen); err != nil && !errors.Is(err, repo.ErrNoRemoteStorage) {
+			return nil, err
+		}
 	}
 	t, err := ts.newTenant(tn)
 	if err != nil {
@@ -178,6 +185,79 @@ func (ts *tenants) create(tid id.TenantID) (*tenant, error) {
 	}
 	ts.byID[tid] = t
 	return t, nil
+}
+
+// attach attaches tenant tid at generation gen (see repo.AttachTenant):
+// a tenant here takes the new generation; another is restored from
+// remote storage, and its timelines take WAL.
+func (ts *tenants) attach(ctx context.Context, tid id.TenantID, gen repo.Generation) (*tenant, error) {
+	ts.attachMu.Lock()
+	defer ts.attachMu.Unlock()
+	tn, err := ts.repo.AttachTenant(ctx, tid, gen)
+	if err != nil {
+		return nil, err
+	}
+	if t, err := ts.get(tid); err == nil {
+		return t, nil
+	}
+	t, err := ts.newTenant(tn)
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range tn.Timelines() {
+		tl, err := tn.Timeline(info.ID)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", tid, err)
+		}
+		t.attachWAL(ctx, tl)
+	}
+	ts.mu.Lock()
+	ts.byID[tid] = t
+	ts.mu.Unlock()
+	return t, nil
+}
+
+// detach stops serving tenant tid: its WAL receivers stop, then the
+// repository uploads everything and removes it here (repo.DetachTenant).
+// If that fails, the tenant is served again.
+func (ts *tenants) detach(ctx context.Context, tid id.TenantID) error {
+	ts.attachMu.Lock()
+	defer ts.attachMu.Unlock()
+	ts.mu.Lock()
+	t, ok := ts.byID[tid]
+	delete(ts.byID, tid)
+	ts.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("tenant %s: %w", tid, repo.ErrTenantNotFound)
+	}
+	tids := t.stopAllWAL()
+	err := ts.repo.DetachTenant(ctx, tid)
+	if err != nil {
+		for _, tlid := range tids {
+			if tl, lerr := t.tn.Timeline(tlid); lerr == nil {
+				t.attachWAL(context.Background(), tl)
+			}
+		}
+		ts.mu.Lock()
+		ts.byID[tid] = t
+		ts.mu.Unlock()
+	}
+	return err
+}
+
+// stopAllWAL stops the WAL side of every timeline of t and returns their
+// ids.
+func (t *tenant) stopAllWAL() []id.TimelineID {
+	t.mu.Lock()
+	tids := make([]id.TimelineID, 0, len(t.wal))
+	for tl := range t.wal {
+		tids = append(tids, tl)
+	}
+	t.mu.Unlock()
+	for _, tl := range tids {
+		t.detachWAL(tl)
+	}
+	return tids
 }
 
 // get returns a tenant (repo.ErrTenantNotFound if there is none).

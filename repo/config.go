@@ -58,9 +58,15 @@ type Config struct {
 	CompactionInterval time.Duration
 	GCInterval         time.Duration
 	// Remote is the remote storage that layer files and timeline indexes
-	// are uploaded to, and that tenants missing from Workdir are restored
-	// from at Open; nil: none.
+	// are uploaded to, that AttachTenant restores tenants from, and that
+	// layer files missing from the local disk are fetched from at their
+	// first read; nil: none.
 	Remote remote.Storage
+	// LayerDiskBudget bounds the bytes of layer files on the local disk
+	// (with Remote): past it, the least recently read layers that remote
+	// storage holds are evicted after each upload round (see Evict). 0:
+	// no bound.
+	LayerDiskBudget int64
 	// UploadInterval is how often timelines are uploaded to Remote, in
 	// addition to after every flush, compaction and GC.
 	UploadInterval time.Duration
@@ -104,6 +110,8 @@ func (c *Config) Validate() error {
 		return errors.New("repository config: Redo is nil")
 	case c.PageCacheSize < 0:
 		return fmt.Errorf("repository config: PageCacheSize %d is negative", c.PageCacheSize)
+	case c.LayerDiskBudget < 0:
+		return fmt.Errorf("repository config: LayerDiskBudget %d is negative", c.LayerDiskBudget)
 	case c.BlockCacheSize < 0:
 		return fmt.Errorf("repository config: BlockCacheSize %d is negative", c.BlockCacheSize)
 	case c.InMemoryLayerLimit <= 0:

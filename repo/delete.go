@@ -88,7 +88,7 @@ func (tn *Tenant) RemoveDeletedTimeline(tid id.TimelineID) error {
 	fs := tn.repo.fs
 	// Remote storage first: while the marked directory is here, a
 	// restart finishes this, and restore leaves the timeline alone.
-	if err := tn.repo.deleteRemote(remoteTimelinePrefix(tn.ID(), tid), indexFile); err != nil {
+	if err := tn.repo.deleteRemote(tn.id, tn.Generation(), remoteTimelinePrefix(tn.ID(), tid), indexFile); err != nil {
 		return fmt.Errorf("delete timeline %s: %w", tid, err)
 	}
 	if err := vfs.RemoveAll(fs, tn.timelineDir(tid)+deletedSuffix); err != nil {
@@ -195,7 +195,11 @@ func (r *Repository) DeleteTenant(tid id.TenantID) error {
 // the directory.
 func (r *Repository) removeDeleted(dir string) error {
 	if tid, err := id.ParseTenantID(strings.TrimSuffix(filepath.Base(dir), deletedSuffix)); err == nil {
-		if err := r.deleteRemote(remoteTenantPrefix(tid), tenantConfigFile); err != nil {
+		gen, err := readGeneration(r.fs, dir)
+		if err != nil {
+			return err
+		}
+		if err := r.deleteRemote(tid, gen, remoteTenantPrefix(tid), tenantConfigFile); err != nil {
 			return err
 		}
 	}
@@ -210,25 +214,55 @@ func (r *Repository) removeDeleted(dir string) error {
 }
 
 // deleteRemote removes the objects under prefix from remote storage (if
-// there is one): first, the object whose presence makes restore bring
-// the rest back (a timeline's index, a tenant's settings), then the rest.
-func (r *Repository) deleteRemote(prefix, first string) error {
+// there is one): first, the objects whose presence makes an attach bring
+// the rest back (a timeline's indexes, a tenant's settings, of every
+// generation), then the rest. A page server whose generation gen of the
+// tenant is no longer the newest deletes nothing: the objects belong to
+// the newer attachment.
+func (r *Repository) deleteRemote(tid id.TenantID, gen Generation, prefix, first string) error {
 	if r.remote == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := r.remote.Delete(ctx, prefix+first); err != nil {
-		return fmt.Errorf("remote storage: delete %s: %w", prefix+first, err)
+	newest, err := r.newestGeneration(ctx, remoteTenantPrefix(tid))
+	if err != nil {
+		return fmt.Errorf("remote storage: %w", err)
+	}
+	if newest > gen {
+		r.log.Warn().Str("tenant", tid.String()).Stringer("generation", gen).Stringer("newer_generation", newest).
+			Str("prefix", prefix).Msg("a newer attachment of the tenant exists: its remote objects stay")
+		return nil
 	}
 	objects, err := r.remote.List(ctx, prefix)
 	if err != nil {
 		return fmt.Errorf("remote storage: list %s: %w", prefix, err)
 	}
+	slices.SortStableFunc(objects, func(a, b string) int {
+		fa, fb := isFirstObject(a, prefix, first), isFirstObject(b, prefix, first)
+		switch {
+		case fa && !fb:
+			return -1
+		case fb && !fa:
+			return 1
+		}
+		return 0
+	})
 	for _, p := range objects {
 		if err := r.remote.Delete(ctx, p); err != nil {
 			return fmt.Errorf("remote storage: delete %s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// isFirstObject reports whether the object at p is first (of any
+// generation) directly under prefix.
+func isFirstObject(p, prefix, first string) bool {
+	rest, ok := strings.CutPrefix(p, prefix)
+	if !ok || strings.Contains(rest, "/") {
+		return false
+	}
+	name, _ := splitGeneration(rest)
+	return name == first
 }

@@ -37,6 +37,19 @@
 // next listing of the tenants (Tenants) or by the owner of the timeline's other state
 // (DeletedTimelines, RemoveDeletedTimeline).
 //
+// Remote storage (Config.Remote; upload.go, restore.go, generation.go,
+// ondemand.go): new layer files and then each timeline's index are
+// uploaded; what they cover is the remote-consistent LSN. A tenant is
+// attached at a generation (AttachTenant; Neon's RFC 025): object names
+// carry it, an attachment reads the newest index at or below its own, and
+// remote objects are deleted only while no newer generation's marker is
+// published, so a page server holding an older one never damages a newer
+// one's state. An attach writes only the timelines' metadata; a layer
+// file missing from the local disk is fetched at its first read (the
+// layer Env's Fetch), and past Config.LayerDiskBudget the least recently
+// read uploaded layers are evicted. DetachTenant uploads everything and
+// removes the tenant locally.
+//
 // The repository must never serve data it cannot vouch for: a corrupt or
 // truncated file is a *CorruptionError naming it, never a wrong page.
 package repo

@@ -101,7 +101,7 @@ func TestManyLayersFewOpenFiles(t *testing.T) {
 			checkOpen(fmt.Sprintf("%s, block %d read", when, b))
 		}
 	}
-	if n := layerFilesIn(t, timelineDir); n < 4*limit {
+	if n := layerFilesIn(t, vfs.Default, timelineDir); n < 4*limit {
 		t.Fatalf("%d layer files written, want many more than the limit of %d", n, limit)
 	}
 	readAll("after the flushes")
@@ -116,22 +116,6 @@ func TestManyLayersFewOpenFiles(t *testing.T) {
 	}
 	checkOpen("after compaction")
 	readAll("after compaction")
-}
-
-// layerFilesIn counts the layer files in a timeline's directory.
-func layerFilesIn(t *testing.T, dir string) int {
-	t.Helper()
-	names, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range names {
-		if strings.Contains(e.Name(), "__") {
-			n++
-		}
-	}
-	return n
 }
 
 // openFilesIn counts this process's file descriptors open on files in dir.

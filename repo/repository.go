@@ -39,6 +39,7 @@ type Repository struct {
 	remote      remote.Storage
 	remoteStats RemoteStats
 	disk        vfs.DiskState
+	attachMu    sync.Mutex // one attach or detach at a time
 
 	// ctx ends when Close begins: background work and writers waiting
 	// for a full disk stop.
@@ -86,12 +87,10 @@ func Open(cfg Config) (*Repository, error) {
 			return nil, fmt.Errorf("open repository: %w", err)
 		}
 	}
-	if r.remote != nil {
-		if err := r.restore(context.Background()); err != nil {
-			return nil, fmt.Errorf("open repository: restore from remote storage: %w", err)
-		}
-	}
 	r.env = layer.NewEnv(r.fs, cfg.BlockCacheSize, cfg.MaxOpenLayerFiles)
+	if r.remote != nil {
+		r.env.Fetch = r.fetchLayer
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.ctx, r.cancel = ctx, cancel
 	r.startLoop(ctx, "flush", cfg.FlushInterval, r.flushCh, r.flushAll)
@@ -178,6 +177,14 @@ func (r *Repository) Tenants() ([]id.TenantID, error) {
 	}
 	var ids []id.TenantID
 	for _, n := range names {
+		if strings.HasSuffix(n, detachedSuffix) {
+			// A detach a crash cut short: its objects are in remote
+			// storage.
+			if err := vfs.RemoveAll(r.fs, filepath.Join(r.tenantsDir(), n)); err != nil {
+				return nil, fmt.Errorf("finish detaching tenant: %w", err)
+			}
+			continue
+		}
 		if strings.HasSuffix(n, deletedSuffix) {
 			if err := r.removeDeleted(filepath.Join(r.tenantsDir(), n)); err != nil {
 				return nil, fmt.Errorf("finish deleting tenant: %w", err)

@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -16,137 +17,244 @@ import (
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
-// remoteTenant is what remote storage holds of one tenant: the names of
-// its files and the timelines that have an index.
-type remoteTenant struct {
-	files     []string
-	timelines []id.TimelineID
+// detachedSuffix marks a tenant directory being removed by a detach: a
+// crash leaves it for Tenants to remove (its remote objects stay).
+const detachedSuffix = ".detached"
+
+// ErrNoRemoteStorage: attach or detach on a repository without remote
+// storage.
+var ErrNoRemoteStorage = errors.New("the page server has no remote storage")
+
+// AttachTenant attaches tenant tid to this page server at generation gen
+// (see Generation). A tenant here already takes the new generation (an
+// older one is ErrStaleGeneration). Otherwise its marker of gen is
+// published, then its newest indexes and files at or below gen are read:
+// every timeline's layer files are downloaded and checked against its
+// index before its metadata is written, the tenant's settings last, so an
+// interrupted attach is resumed by the next one. A tenant that remote
+// storage does not hold is ErrTenantNotFound.
+func (r *Repository) AttachTenant(ctx context.Context, tid id.TenantID, gen Generation) (*Tenant, error) {
+	if gen == 0 {
+		return nil, ErrInvalidGeneration
+	}
+	if r.remote == nil {
+		return nil, ErrNoRemoteStorage
+	}
+	r.attachMu.Lock()
+	defer r.attachMu.Unlock()
+	tn, err := r.Tenant(tid)
+	if err == nil {
+		return tn, tn.advanceGeneration(ctx, gen)
+	}
+	if !errors.Is(err, ErrTenantNotFound) {
+		return nil, err
+	}
+	dir := r.tenantDir(tid)
+	if _, err := r.fs.Stat(dir + deletedSuffix); err == nil {
+		return nil, fmt.Errorf("tenant %s is being deleted here: %w", tid, ErrTenantNotFound)
+	}
+	if err := vfs.RemoveAll(r.fs, dir+detachedSuffix); err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	}
+	prefix := remoteTenantPrefix(tid)
+	objects, err := r.remote.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	}
+	if _, ok := latestObjects(objects, prefix, gen)[tenantConfigFile]; !ok {
+		return nil, fmt.Errorf("tenant %s: not in remote storage (at or below generation %v): %w", tid, gen, ErrTenantNotFound)
+	}
+	start := r.now()
+	if err := r.publishGeneration(ctx, prefix, gen); err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	}
+	if newest, err := r.newestGeneration(ctx, prefix); err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	} else if newest > gen {
+		return nil, fmt.Errorf("attach tenant %s at generation %v: generation %v was attached since: %w", tid, gen, newest, ErrStaleGeneration)
+	}
+	// Listed again: the marker is out, so whatever an older attachment
+	// uploaded before it saw the marker is listed now.
+	if objects, err = r.remote.List(ctx, prefix); err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	}
+	if err := r.restoreTenant(ctx, tid, gen, objects); err != nil {
+		return nil, fmt.Errorf("attach tenant %s: %w", tid, err)
+	}
+	tn, err = r.Tenant(tid)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info().Str("tenant", tid.String()).Stringer("generation", gen).Int("timelines", len(tn.Timelines())).
+		Dur("took", r.now().Sub(start)).Msg("attached tenant from remote storage")
+	return tn, nil
 }
 
-// restore brings into the work directory every tenant and timeline that
-// remote storage holds and the work directory lacks: the page server that
-// lost its disk, or a new one on the same remote storage. A timeline's
-// layer files are downloaded and checked against the index before its
-// metadata is written, and a tenant's settings come last, so an
-// interrupted restore is resumed by the next one.
-func (r *Repository) restore(ctx context.Context) error {
-	objects, err := r.remote.List(ctx, remoteTenantsDir+"/")
-	if err != nil {
-		return err
+// advanceGeneration moves a tenant here to generation gen: later uploads
+// carry it, and the first upload of each timeline writes its index anew.
+func (tn *Tenant) advanceGeneration(ctx context.Context, gen Generation) error {
+	cur := tn.Generation()
+	switch {
+	case gen < cur:
+		return fmt.Errorf("attach tenant %s at generation %v: it holds generation %v: %w", tn.id, gen, cur, ErrStaleGeneration)
+	case gen == cur:
+		return nil
 	}
-	tenants := map[id.TenantID]*remoteTenant{}
-	for _, p := range objects {
-		parts := strings.Split(p, "/")
-		if len(parts) < 3 {
-			continue
-		}
-		tid, err := id.ParseTenantID(parts[1])
-		if err != nil {
-			continue
-		}
-		rt := tenants[tid]
-		if rt == nil {
-			rt = &remoteTenant{}
-			tenants[tid] = rt
-		}
-		switch {
-		case len(parts) == 3:
-			rt.files = append(rt.files, parts[2])
-		case len(parts) == 5 && parts[2] == "timelines" && parts[4] == indexFile:
-			if tlid, err := id.ParseTimelineID(parts[3]); err == nil {
-				rt.timelines = append(rt.timelines, tlid)
-			}
-		}
+	r := tn.repo
+	if err := r.publishGeneration(ctx, remoteTenantPrefix(tn.id), gen); err != nil {
+		return fmt.Errorf("attach tenant %s: %w", tn.id, err)
 	}
-	ids := make([]id.TenantID, 0, len(tenants))
-	for tid := range tenants {
-		ids = append(ids, tid)
+	if err := writeGeneration(r.fs, tn.dir, gen); err != nil {
+		return fmt.Errorf("attach tenant %s: %w", tn.id, err)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
-	for _, tid := range ids {
-		if err := r.restoreTenant(ctx, tid, tenants[tid]); err != nil {
-			return fmt.Errorf("tenant %s: %w", tid, err)
-		}
+	tn.upload.mu.Lock()
+	tn.gen.Store(uint32(gen))
+	tn.stale.Store(false)
+	tn.upload.uploaded = nil
+	tn.upload.mu.Unlock()
+	for _, tl := range tn.loaded() {
+		tl.upload.mu.Lock()
+		tl.upload.known = false
+		tl.upload.mu.Unlock()
 	}
+	tn.log.Info().Stringer("generation", gen).Stringer("previous", cur).Msg("tenant takes a new generation")
+	r.RequestUpload()
 	return nil
 }
 
-// restoreTenant restores what the work directory lacks of one tenant.
-func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, rt *remoteTenant) error {
+// DetachTenant stops holding tenant tid here: every timeline is flushed
+// and, with the tenant's files, uploaded (an upload that fails leaves the
+// tenant attached and is the error), then its local directory is removed.
+// Its objects stay in remote storage for the next AttachTenant, here or on
+// another page server. The caller stops the tenant's writers first.
+func (r *Repository) DetachTenant(ctx context.Context, tid id.TenantID) error {
+	if r.remote == nil {
+		return ErrNoRemoteStorage
+	}
+	r.attachMu.Lock()
+	defer r.attachMu.Unlock()
+	tn, err := r.Tenant(tid)
+	if err != nil {
+		return err
+	}
+	// Every timeline loaded, so that every one is uploaded.
+	for _, info := range tn.Timelines() {
+		if _, err := tn.Timeline(info.ID); err != nil {
+			return fmt.Errorf("detach tenant %s: %w", tid, err)
+		}
+	}
+	for _, tl := range tn.loaded() {
+		if err := tl.Flush(ctx); err != nil {
+			return fmt.Errorf("detach tenant %s: %w", tid, err)
+		}
+	}
+	if err := tn.Upload(ctx); err != nil {
+		return fmt.Errorf("detach tenant %s: %w (it stays attached)", tid, err)
+	}
+	r.mu.Lock()
+	delete(r.tenants, tid)
+	r.mu.Unlock()
+	tn.mu.Lock()
+	tls := make([]*Timeline, 0, len(tn.timelines))
+	for _, e := range tn.timelines {
+		e.deleting = true
+		if e.tl != nil {
+			tls = append(tls, e.tl)
+		}
+	}
+	tn.mu.Unlock()
+	for _, tl := range tls {
+		if err := tl.detach(); err != nil {
+			return fmt.Errorf("detach tenant %s: %w", tid, err)
+		}
+	}
 	dir := r.tenantDir(tid)
-	if _, err := r.fs.Stat(dir + deletedSuffix); err == nil {
-		return nil // being deleted: Tenants finishes it, remote objects too
+	if err := r.fs.Rename(dir, dir+detachedSuffix); err != nil {
+		return fmt.Errorf("detach tenant %s: %w", tid, err)
 	}
-	if !slices.Contains(rt.files, tenantConfigFile) {
-		r.log.Warn().Str("tenant", tid.String()).Msg("remote storage has timelines of a tenant without its settings: not restored")
-		return nil
+	if err := vfs.SyncDir(r.fs, r.tenantsDir()); err != nil {
+		return fmt.Errorf("detach tenant %s: %w", tid, err)
 	}
-	restored := 0
-	for _, tlid := range rt.timelines {
-		tldir := filepath.Join(dir, "timelines", tlid.String())
-		if _, err := r.fs.Stat(filepath.Join(tldir, metadataFile)); err == nil {
+	if err := vfs.RemoveAll(r.fs, dir+detachedSuffix); err != nil {
+		return fmt.Errorf("detach tenant %s: %w", tid, err)
+	}
+	r.log.Info().Str("tenant", tid.String()).Stringer("generation", tn.Generation()).Msg("detached tenant")
+	return vfs.SyncDir(r.fs, r.tenantsDir())
+}
+
+// restoreTenant brings into the work directory what it lacks of tenant
+// tid as its attachment of generation gen reads it from objects (the
+// listing of the tenant's prefix).
+func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, gen Generation, objects []string) error {
+	dir := r.tenantDir(tid)
+	prefix := remoteTenantPrefix(tid)
+	var timelines []id.TimelineID
+	for _, p := range objects {
+		parts := strings.Split(strings.TrimPrefix(p, prefix), "/")
+		if len(parts) != 3 || parts[0] != "timelines" {
 			continue
 		}
-		if _, err := r.fs.Stat(tldir + deletedSuffix); err == nil {
-			continue // being deleted: its owner finishes it, remote objects too
+		if name, g := splitGeneration(parts[2]); name != indexFile || g > gen {
+			continue
+		}
+		if tlid, err := id.ParseTimelineID(parts[1]); err == nil && !slices.Contains(timelines, tlid) {
+			timelines = append(timelines, tlid)
+		}
+	}
+	for _, tlid := range timelines {
+		tldir := filepath.Join(dir, "timelines", tlid.String())
+		if _, err := r.fs.Stat(filepath.Join(tldir, metadataFile)); err == nil {
+			continue // an interrupted attach restored it
 		}
 		if err := vfs.MkdirDurable(r.fs, tldir, 0o755); err != nil {
 			return err
 		}
-		if err := r.restoreTimeline(ctx, tid, tlid, tldir); err != nil {
+		if err := r.restoreTimeline(ctx, tid, tlid, tldir, gen); err != nil {
 			return fmt.Errorf("timeline %s: %w", tlid, err)
 		}
-		restored++
 	}
 	if err := vfs.MkdirDurable(r.fs, filepath.Join(dir, "timelines"), 0o755); err != nil {
 		return err
 	}
-	// Other files first, the settings last: they make the tenant exist.
-	sort.Slice(rt.files, func(i, j int) bool { return rt.files[j] == tenantConfigFile })
-	for _, name := range rt.files {
-		if name != tenantConfigFile && !slices.Contains(r.cfg.TenantFiles, name) {
-			continue
-		}
-		file := filepath.Join(dir, name)
-		if _, err := r.fs.Stat(file); err == nil {
-			continue
-		}
-		var buf bytes.Buffer
-		if err := r.download(ctx, remoteTenantPrefix(tid)+name, &buf); err != nil {
-			return err
-		}
-		if _, err := vfs.WriteFileAtomic(r.fs, file, buf.Bytes(), 0o600); err != nil {
-			return err
+	files := latestObjects(objects, prefix, gen)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		if slices.Contains(r.cfg.TenantFiles, name) {
+			names = append(names, name)
 		}
 	}
-	if restored > 0 {
-		r.log.Info().Str("tenant", tid.String()).Int("timelines", restored).Msg("restored from remote storage")
+	sort.Strings(names)
+	// The settings last: they make the tenant exist.
+	names = append(names, tenantConfigFile)
+	for _, name := range names {
+		if name == tenantConfigFile {
+			if err := writeGeneration(r.fs, dir, gen); err != nil {
+				return err
+			}
+		}
+		var buf bytes.Buffer
+		if err := r.download(ctx, prefix+name+files[name].suffix(), &buf); err != nil {
+			return err
+		}
+		if _, err := vfs.WriteFileAtomic(r.fs, filepath.Join(dir, name), buf.Bytes(), 0o600); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// restoreTimeline downloads a timeline's index and layer files into dir
-// and writes its metadata.
-func (r *Repository) restoreTimeline(ctx context.Context, tid id.TenantID, tlid id.TimelineID, dir string) error {
-	prefix := remoteTimelinePrefix(tid, tlid)
-	var buf bytes.Buffer
-	if err := r.download(ctx, prefix+indexFile, &buf); err != nil {
-		return err
-	}
-	idx, err := decodeIndex(buf.Bytes(), prefix+indexFile)
+// restoreTimeline downloads a timeline's newest index at or below gen
+// and writes its metadata in dir.
+func (r *Repository) restoreTimeline(ctx context.Context, tid id.TenantID, tlid id.TimelineID, dir string, gen Generation) error {
+	idx, p, err := r.latestIndex(ctx, tid, tlid, gen)
 	if err != nil {
 		return err
 	}
+	// The layer files are fetched at their first read (fetchLayer).
 	for _, name := range idx.Metadata.Layers {
 		if _, err := layer.ParseFileName(name); err != nil {
-			return &CorruptionError{File: remoteName(prefix + indexFile), Offset: -1, Err: err}
+			return &CorruptionError{File: remoteName(p), Offset: -1, Err: err}
 		}
-		if err := r.downloadLayer(ctx, prefix+name, filepath.Join(dir, name), idx.LayerFiles[name]); err != nil {
-			return err
-		}
-	}
-	if err := vfs.SyncDir(r.fs, dir); err != nil {
-		return err
 	}
 	b, err := encodeMetadata(idx.Metadata)
 	if err != nil {

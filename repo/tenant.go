@@ -36,6 +36,10 @@ type Tenant struct {
 	timelines map[id.TimelineID]*timelineEntry
 
 	upload tenantUpload
+	// gen is the tenant's Generation; stale is set once a higher one is
+	// known to be attached elsewhere (see mayDelete).
+	gen   atomic.Uint32
+	stale atomic.Bool
 }
 
 // timelineEntry is a timeline the tenant knows of: its metadata as last
@@ -83,6 +87,11 @@ func loadTenant(r *Repository, tid id.TenantID) (*Tenant, error) {
 		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
 	}
 	tn.conf.Store(&conf)
+	gen, err := readGeneration(r.fs, tn.dir)
+	if err != nil {
+		return nil, fmt.Errorf("load tenant %s: %w", tid, err)
+	}
+	tn.gen.Store(uint32(gen))
 	names, err := r.fs.List(tn.timelinesDir())
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: list timelines: %w", tid, err)

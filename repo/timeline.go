@@ -124,7 +124,9 @@ func loadTimeline(tn *Tenant, tid id.TimelineID, m metadata, ancestor *Timeline)
 		}
 	}
 	for name := range listed {
-		if !present[name] {
+		// With remote storage, a missing layer is fetched at its first
+		// read (see Repository.fetchLayer).
+		if !present[name] && repo.remote == nil {
 			return nil, &CorruptionError{File: filepath.Join(dir, name), Offset: -1, Err: errors.New("layer file listed in the metadata is missing")}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,12 +21,18 @@ import (
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
-// The layout of remote storage mirrors the work directory:
+// The layout of remote storage mirrors the work directory, every name
+// but the generation markers ending in the generation of the attachment
+// that uploaded it (see Generation; "-0000002a" for 42, nothing for 0):
 //
-//	tenants/<tenant id>/config.toml                       the tenant's settings
-//	tenants/<tenant id>/<tenant file>                     Config.TenantFiles
-//	tenants/<tenant id>/timelines/<timeline id>/index.json
-//	tenants/<tenant id>/timelines/<timeline id>/<layer files>
+//	tenants/<tenant id>/config.toml-<gen>                 the tenant's settings
+//	tenants/<tenant id>/<tenant file>-<gen>               Config.TenantFiles
+//	tenants/<tenant id>/generations/<gen>                 one per attachment
+//	tenants/<tenant id>/timelines/<timeline id>/index.json-<gen>
+//	tenants/<tenant id>/timelines/<timeline id>/<layer file>-<gen>
+//
+// An attachment of generation g reads, of each name, the object of the
+// highest generation at or below g.
 //
 // A layer file is uploaded before any index that lists it, and removed
 // only after an index that no longer lists it is uploaded: whatever the
@@ -62,6 +69,14 @@ type remoteIndex struct {
 type remoteLayer struct {
 	Size   int64  `json:"size"`
 	CRC32C uint32 `json:"crc32c"`
+	// Generation is the generation whose upload the object is: its name
+	// ends with it.
+	Generation Generation `json:"generation,omitempty"`
+}
+
+// object is the path of the layer file name under the timeline prefix.
+func (rl remoteLayer) object(prefix, name string) string {
+	return prefix + name + rl.Generation.suffix()
 }
 
 // decodeIndex reads an index downloaded from p, checking it whole.
@@ -93,6 +108,9 @@ type timelineUpload struct {
 	uploaded map[string]uploadedLayer
 	// lastIndex is the last index uploaded (or found), as encoded.
 	lastIndex []byte
+	// olderIndexesGone is set once the indexes of older generations
+	// have been deleted, after the first upload of this generation's.
+	olderIndexesGone bool
 	// lsn is the remote-consistent LSN: the disk-consistent LSN of the
 	// last index uploaded.
 	lsn atomic.Uint64
@@ -107,6 +125,9 @@ type uploadedLayer struct {
 type RemoteStats struct {
 	Uploads, UploadedBytes, UploadErrors atomic.Int64
 	Downloads, DownloadedBytes           atomic.Int64
+	// LayerFetches counts layer files downloaded at a read; Evictions,
+	// layer files evicted from the local disk.
+	LayerFetches, Evictions atomic.Int64
 }
 
 // RemoteConsistentLSN is the LSN up to which the timeline is in remote
@@ -153,6 +174,7 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	repo := tl.tenant.repo
 	u := &tl.upload
 	prefix := remoteTimelinePrefix(tl.tenant.id, tl.id)
+	gen := tl.tenant.Generation()
 	if !u.known {
 		if err := tl.readRemoteIndex(ctx); err != nil {
 			return err
@@ -170,7 +192,8 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 			idx.LayerFiles[name] = up.remoteLayer
 			continue
 		}
-		rl, err := uploadFile(ctx, repo, f.Path(), prefix+name)
+		rl, err := uploadFile(ctx, repo, f.Path(), prefix+name+gen.suffix())
+		rl.Generation = gen
 		if err != nil {
 			return err
 		}
@@ -184,7 +207,7 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	if bytes.Equal(b, u.lastIndex) {
 		return nil
 	}
-	if err := repo.remote.Upload(ctx, prefix+indexFile, bytes.NewReader(b)); err != nil {
+	if err := repo.remote.Upload(ctx, prefix+indexFile+gen.suffix(), bytes.NewReader(b)); err != nil {
 		return err
 	}
 	repo.remoteStats.Uploads.Add(1)
@@ -192,12 +215,38 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	u.lastIndex = b
 	u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
 	tl.log.Debug().Stringer("remote_consistent_lsn", idx.Metadata.DiskConsistentLSN).Int("layers", len(idx.LayerFiles)).Msg("uploaded index")
-	// Only now may the layers the index no longer lists go.
+	// Only now may the layers the index no longer lists go, and the
+	// indexes of older generations (every attachment from now on reads
+	// this one or a newer one), and only while no newer attachment may
+	// have read an index listing them.
+	var gone []string
 	for name := range u.uploaded {
-		if _, ok := idx.LayerFiles[name]; ok {
-			continue
+		if _, ok := idx.LayerFiles[name]; !ok {
+			gone = append(gone, name)
 		}
-		if err := repo.remote.Delete(ctx, prefix+name); err != nil {
+	}
+	if len(gone) == 0 && u.olderIndexesGone {
+		return nil
+	}
+	if ok, err := tl.tenant.mayDelete(ctx); err != nil || !ok {
+		return err
+	}
+	if !u.olderIndexesGone {
+		objects, err := repo.remote.List(ctx, prefix+indexFile)
+		if err != nil {
+			return err
+		}
+		for _, p := range objects {
+			if _, g := splitGeneration(strings.TrimPrefix(p, prefix)); g < gen {
+				if err := repo.remote.Delete(ctx, p); err != nil {
+					return err
+				}
+			}
+		}
+		u.olderIndexesGone = true
+	}
+	for _, name := range gone {
+		if err := repo.remote.Delete(ctx, u.uploaded[name].object(prefix, name)); err != nil {
 			return err
 		}
 		delete(u.uploaded, name)
@@ -206,26 +255,22 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 }
 
 // readRemoteIndex learns what remote storage holds of the timeline: the
-// layers of its index (matched to local layers of the same name and
-// size) and its remote-consistent LSN. Objects no index lists (layers of
-// an upload interrupted before its index) stay: without generation
-// numbers, another page server's upload may be what is under way.
+// layers of its newest index at or below the tenant's generation (matched
+// to local layers of the same name and size) and its remote-consistent
+// LSN. Objects no index lists (layers of an upload interrupted before its
+// index) stay: another page server's upload may be what is under way.
 func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 	repo := tl.tenant.repo
 	u := &tl.upload
-	p := remoteTimelinePrefix(tl.tenant.id, tl.id) + indexFile
 	u.uploaded = map[string]uploadedLayer{}
-	var buf bytes.Buffer
-	err := repo.download(ctx, p, &buf)
+	u.lastIndex = nil
+	u.olderIndexesGone = false
+	idx, p, err := repo.latestIndex(ctx, tl.tenant.id, tl.id, tl.tenant.Generation())
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 	case err != nil:
 		return err
 	default:
-		idx, err := decodeIndex(buf.Bytes(), p)
-		if err != nil {
-			return err
-		}
 		local := map[string]*layer.File{}
 		for _, l := range tl.files().Layers() {
 			f := l.(*layer.File)
@@ -234,17 +279,44 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 		for name, rl := range idx.LayerFiles {
 			up := uploadedLayer{remoteLayer: rl}
 			if f := local[name]; f != nil {
-				if st, err := repo.fs.Stat(f.Path()); err == nil && st.Size() == rl.Size {
+				// A layer not on the local disk was never downloaded
+				// or was evicted: the remote object is its copy.
+				if st, err := repo.fs.Stat(f.Path()); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == rl.Size) {
 					up.file = f
 				}
 			}
 			u.uploaded[name] = up
 		}
-		u.lastIndex = buf.Bytes()
+		if strings.HasSuffix(p, indexFile+tl.tenant.Generation().suffix()) {
+			// Our own: uploading it again would change nothing.
+			u.lastIndex, _ = encodeEnvelope(idx)
+		}
 		u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
 	}
 	u.known = true
 	return nil
+}
+
+// latestIndex downloads and checks the newest index of a timeline at or
+// below generation gen, and says where it was; remote.ErrNotFound if
+// there is none.
+func (r *Repository) latestIndex(ctx context.Context, tid id.TenantID, tlid id.TimelineID, gen Generation) (remoteIndex, string, error) {
+	prefix := remoteTimelinePrefix(tid, tlid)
+	objects, err := r.remote.List(ctx, prefix+indexFile)
+	if err != nil {
+		return remoteIndex{}, "", err
+	}
+	g, ok := latestObjects(objects, prefix, gen)[indexFile]
+	if !ok {
+		return remoteIndex{}, "", fmt.Errorf("index of timeline %s: %w", tlid, remote.ErrNotFound)
+	}
+	p := prefix + indexFile + g.suffix()
+	var buf bytes.Buffer
+	if err := r.download(ctx, p, &buf); err != nil {
+		return remoteIndex{}, p, err
+	}
+	idx, err := decodeIndex(buf.Bytes(), p)
+	return idx, p, err
 }
 
 // uploadFile uploads the local file name to the object at p and returns
@@ -318,7 +390,7 @@ func (tn *Tenant) uploadFiles(ctx context.Context) error {
 		if old, ok := u.uploaded[name]; ok && old == sum {
 			continue
 		}
-		if err := repo.remote.Upload(ctx, path.Join(remoteTenantPrefix(tn.id), name), bytes.NewReader(b)); err != nil {
+		if err := repo.remote.Upload(ctx, path.Join(remoteTenantPrefix(tn.id), name)+tn.Generation().suffix(), bytes.NewReader(b)); err != nil {
 			return err
 		}
 		repo.remoteStats.Uploads.Add(1)
@@ -339,12 +411,16 @@ func (r *Repository) loadedTenants() []*Tenant {
 	return out
 }
 
-// uploadAll uploads every loaded tenant.
+// uploadAll uploads every loaded tenant, then evicts what the disk
+// budget says must go.
 func (r *Repository) uploadAll(ctx context.Context) {
 	for _, tn := range r.loadedTenants() {
 		if err := tn.Upload(ctx); err != nil && ctx.Err() == nil {
 			tn.log.Warn().Err(err).Msg("upload to remote storage (will retry)")
 		}
+	}
+	if _, err := r.Evict(); err != nil {
+		r.log.Warn().Err(err).Msg("evict layer files")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/remote"
@@ -67,8 +68,11 @@ func TestRemoteS3ConnectionCuts(t *testing.T) {
 		if rlsn == 0 {
 			continue
 		}
+		// Another page server attaches the tenant (and then this one
+		// again, at the generation after).
 		r2 := s.open(t, nil)
-		tl2 := mustTimeline(t, r2, tid, main)
+		gen := repo.Generation(2*round + 1)
+		tl2 := attachTimeline(t, r2, tid, gen, main)
 		if got := tl2.DiskConsistentLSN(); got != rlsn {
 			t.Errorf("round %d: restored at %v, want the remote-consistent LSN %v", round, got, rlsn)
 		}
@@ -81,6 +85,9 @@ func TestRemoteS3ConnectionCuts(t *testing.T) {
 			wantGet(t, tl2, blk(b), rlsn, string(rune('a'+i%26)))
 		}
 		if err := r2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.AttachTenant(ctx, tid, gen+1); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -117,7 +117,7 @@ func TestRemoteRestore(t *testing.T) {
 	disk2 := vfs.NewMem()
 	r2 := s.open(t, disk2)
 	defer r2.Close()
-	tn2, err := r2.Tenant(tid)
+	tn2, err := r2.AttachTenant(ctx, tid, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +193,10 @@ func TestRemoteUploadFaults(t *testing.T) {
 	if got := tl.RemoteConsistentLSN(); got != first {
 		t.Errorf("remote-consistent LSN after a failed upload = %v, want %v", got, first)
 	}
-	// A page server that starts now restores the first state.
+	// A page server that attaches the tenant now restores the first
+	// state.
 	r2 := s.open(t, nil)
-	tl2 := mustTimeline(t, r2, tid, main)
+	tl2 := attachTimeline(t, r2, tid, 1, main)
 	if got := tl2.DiskConsistentLSN(); got != first {
 		t.Errorf("restored after a failed index upload at %v, want %v", got, first)
 	}
@@ -203,7 +204,11 @@ func TestRemoteUploadFaults(t *testing.T) {
 	if err := r2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The retry completes it.
+	// The retry, by the first page server attached again at a newer
+	// generation, completes it.
+	if _, err := r.AttachTenant(ctx, tid, 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := tn.Upload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -215,10 +220,11 @@ func TestRemoteUploadFaults(t *testing.T) {
 	}
 	r3 := s.open(t, nil)
 	defer r3.Close()
-	wantGet(t, mustTimeline(t, r3, tid, main), blk(3), 0x100+15*0x10, string(rune('a'+15)))
+	wantGet(t, attachTimeline(t, r3, tid, 3, main), blk(3), 0x100+15*0x10, string(rune('a'+15)))
 }
 
-// TestRemoteCorruption damages remote objects: the restore fails naming
+// TestRemoteCorruption damages remote objects: the attach (a damaged
+// index) or the read that fetches a layer (a damaged layer) fails naming
 // the object, and serves nothing wrong.
 func TestRemoteCorruption(t *testing.T) {
 	ctx := context.Background()
@@ -269,20 +275,35 @@ func TestRemoteCorruption(t *testing.T) {
 			if err := s.remote.Upload(ctx, target, bytes.NewReader(c.damage(buf.Bytes()))); err != nil {
 				t.Fatal(err)
 			}
-			cfg := testConfig(vfs.NewMem())
-			cfg.Remote = s.remote
-			_, err = repo.Open(cfg)
+			// The attach reads the index; a read fetches the layers.
+			r2 := s.open(t, nil)
+			defer r2.Close()
+			tn2, err := r2.AttachTenant(ctx, tid, 1)
+			if err == nil {
+				var tl2 *repo.Timeline
+				if tl2, err = tn2.Timeline(main); err == nil {
+					for b := uint32(0); b < 4 && err == nil; b++ {
+						var v []byte
+						v, err = tl2.Get(ctx, blk(b), 0x100+7*0x10)
+						if err == nil && len(v) == 0 {
+							err = errors.New("empty page")
+						}
+					}
+				}
+			}
 			var ce *repo.CorruptionError
 			if !errors.As(err, &ce) || !strings.Contains(ce.File, target) {
-				t.Fatalf("open on a damaged remote: error = %v, want a CorruptionError naming %s", err, target)
+				t.Fatalf("attach and read from a damaged remote: error = %v, want a CorruptionError naming %s", err, target)
 			}
 		})
 	}
 }
 
-func mustTimeline(t *testing.T, r *repo.Repository, tid id.TenantID, tlid id.TimelineID) *repo.Timeline {
+// attachTimeline attaches tenant tid to r at generation gen and returns
+// its timeline tlid.
+func attachTimeline(t *testing.T, r *repo.Repository, tid id.TenantID, gen repo.Generation, tlid id.TimelineID) *repo.Timeline {
 	t.Helper()
-	tn, err := r.Tenant(tid)
+	tn, err := r.AttachTenant(context.Background(), tid, gen)
 	if err != nil {
 		t.Fatal(err)
 	}

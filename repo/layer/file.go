@@ -3,9 +3,13 @@ package layer
 import (
 	"bytes"
 	"container/list"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/sstable"
 
@@ -30,6 +34,9 @@ type File struct {
 	// elem is the file's place in the Env's file cache while it is open;
 	// guarded by both mu and the cache's lock.
 	elem *list.Element
+	// used is when the layer was last read (Unix nanoseconds), for
+	// eviction of the least recently used.
+	used atomic.Int64
 }
 
 // OpenFile returns the layer file d in dir. The file is not read until the
@@ -47,6 +54,7 @@ func (l *File) Path() string { return l.path }
 // reader returns the open sstable reader, opening the file if needed, with
 // l.mu read-locked; the caller unlocks.
 func (l *File) reader() (*sstable.Reader, error) {
+	l.used.Store(time.Now().UnixNano())
 	for {
 		l.mu.RLock()
 		if l.removed {
@@ -90,6 +98,12 @@ func (l *File) openCached() error {
 func (l *File) open() (r *sstable.Reader, err error) {
 	defer recoverCorruption(&err, l.path)
 	f, err := l.env.FS.Open(l.path)
+	if errors.Is(err, fs.ErrNotExist) && l.env.Fetch != nil {
+		if err := l.env.Fetch(l.path); err != nil {
+			return nil, fmt.Errorf("fetch layer file %s: %w", l.path, err)
+		}
+		f, err = l.env.FS.Open(l.path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open layer file: %w", err)
 	}
@@ -331,6 +345,31 @@ func (l *File) closeReader() error {
 	err := l.r.Close()
 	l.r = nil
 	return err
+}
+
+// LastUsed is when the layer was last read; zero if it never was.
+func (l *File) LastUsed() time.Time {
+	if n := l.used.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Evict closes the file and deletes it from the local disk, waiting for
+// reads under way; unlike Remove, the layer stays usable: its next read
+// opens it again, through Env.Fetch. Only a layer that is safe elsewhere
+// (uploaded) may be evicted.
+func (l *File) Evict() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.removed {
+		return nil
+	}
+	cerr := l.closeLocked()
+	if err := l.env.FS.Remove(l.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("evict layer file: %w", err)
+	}
+	return cerr
 }
 
 // Remove closes and deletes the file. Reads that found the layer before

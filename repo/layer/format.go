@@ -21,7 +21,11 @@ import (
 // block cache shared by every layer file and the limit of layer files open
 // at once.
 type Env struct {
-	FS         vfs.FS
+	FS vfs.FS
+	// Fetch, if set, is called when a layer file to be opened is missing
+	// from FS (a layer evicted, or not downloaded yet, from remote
+	// storage): it brings the file to path, and the open is tried again.
+	Fetch      func(path string) error
 	readerOpts sstable.ReaderOptions
 	files      *fileCache
 }
