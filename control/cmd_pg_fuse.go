@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/lazyfs"
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/id"
 )
 
 // pgFuseCommand is `zenith pg fuse`, the process that serves a lazy
@@ -54,7 +55,12 @@ to run it by hand.`,
 			if err != nil {
 				return err
 			}
-			client := lazyfs.NewPageClient(c.String("pageserver"), c.String("tenant"), c.String("timeline"), c.Duration("fetch-timeout"))
+			tenant, err := id.ParseTenantID(c.String("tenant"))
+			if err != nil {
+				return fmt.Errorf("--tenant: %w", err)
+			}
+			stream := api.PageStream{Tenant: tenant, Timeline: c.String("timeline")}
+			client := lazyfs.NewPageClient(c.String("pageserver"), stream, c.Duration("fetch-timeout"))
 			defer client.Close()
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,

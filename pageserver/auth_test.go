@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 )
@@ -96,7 +97,7 @@ func sqlState(err error) string {
 
 // commandSamples is a command line of each page-service command about
 // tenant T (replaced by another tenant's id), and whether a tenant's
-// token may run it: written here, apart from commandSyntax, so that a
+// token may run it: written here, apart from commandNeeds, so that a
 // wrong need in the table fails the test. The test fails on a command
 // that has no sample, so a new command cannot skip it.
 var commandSamples = map[string]struct {
@@ -126,13 +127,10 @@ var commandSamples = map[string]struct {
 func TestPageServiceTenantScope(t *testing.T) {
 	f := startAuthPageServer(t)
 	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
-	names := make([]string, 0, len(commandSyntax))
-	for name := range commandSyntax {
-		names = append(names, name)
-	}
+	names := api.CommandNames()
 	sort.Strings(names)
 	for _, name := range names {
-		need := commandSyntax[name].need
+		need := commandNeeds[name]
 		sample, ok := commandSamples[name]
 		if !ok {
 			t.Errorf("command %s has no sample in commandSamples: add one", name)

@@ -296,7 +296,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("timeline")
 	err := api.CheckTimelineRef(ref)
 	if err == nil {
-		err = checkSafekeeperAddrs(req.Safekeepers)
+		err = api.CheckSafekeeperAddrs(req.Safekeepers)
 	}
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})

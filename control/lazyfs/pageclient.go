@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -51,9 +52,10 @@ type pageStream struct {
 }
 
 // NewPageClient returns a client of the page service at addr (host:port)
-// for a tenant's timeline; every batch must be answered within timeout.
-func NewPageClient(addr, tenant, timeline string, timeout time.Duration) *PageClient {
-	return &PageClient{addr: addr, command: fmt.Sprintf("pagestream %s %s", tenant, timeline), timeout: timeout}
+// for the page stream of stream's timeline; every batch must be answered
+// within timeout.
+func NewPageClient(addr string, stream api.PageStream, timeout time.Duration) *PageClient {
+	return &PageClient{addr: addr, command: stream.String(), timeout: timeout}
 }
 
 // GetPages fetches blocks of one fork as of lsn, in order, into pages
