@@ -63,14 +63,14 @@ func (s *Server) httpServer() *http.Server {
 // the rest an admin token.
 func (s *Server) routes(mux *auth.Mux) {
 	mux.HandleFunc("GET /v1/status", auth.Public, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.status())
+		auth.WriteJSON(w, http.StatusOK, s.status())
 	})
 	mux.HandleFunc("GET /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []tenantJSON{}
 		for _, t := range s.tenants.list() {
 			out = append(out, tenantJSON{t.id})
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -92,7 +92,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusCreated, tenantJSON{t.id})
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -108,7 +108,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			}
 			out = append(out, ti)
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -123,7 +123,7 @@ func (s *Server) routes(mux *auth.Mux) {
 		if infos == nil {
 			infos = []api.BranchInfo{}
 		}
-		writeJSON(w, http.StatusOK, infos)
+		auth.WriteJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -151,11 +151,11 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, info)
+		auth.WriteJSON(w, http.StatusCreated, info)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/config", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := s.httpTenant(w, r); ok {
-			writeJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
+			auth.WriteJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
 		}
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", auth.Admin, s.httpSetTenantConfig)
@@ -173,7 +173,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, infos)
+		auth.WriteJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -184,7 +184,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusOK, tenantJSON{t.id})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -201,7 +201,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
+		auth.WriteJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -320,7 +320,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	auth.WriteJSON(w, http.StatusOK, info)
 }
 
 // httpSetTenantConfig changes a tenant's retention, as the page service's
@@ -356,7 +356,7 @@ func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, settings)
+	auth.WriteJSON(w, http.StatusOK, settings)
 }
 
 // httpTenant resolves the {tenant} of the request's path, answering the
@@ -387,14 +387,6 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 // writeError answers with the error's SQLSTATE and its HTTP status.
 func writeError(w http.ResponseWriter, err error) {
 	code, msg := pgwire.CodeInternalError, err.Error()
@@ -402,7 +394,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(sqlError(err), &pe) {
 		code, msg = pe.Code, pe.Message
 	}
-	writeJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})
+	auth.WriteJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})
 }
 
 // httpStatus maps a SQLSTATE to an HTTP status.

@@ -58,7 +58,7 @@ func parseCommand(line string, args []string) (api.Command, error) {
 	case errors.Is(err, api.ErrCommandSyntax):
 		code = pgwire.CodeSyntaxError
 	case errors.Is(err, api.ErrNoParameter):
-		code = "42P02"
+		code = pgwire.CodeUndefinedParameter
 	}
 	return nil, &pgwire.Error{Code: code, Message: pe.Message, Hint: pe.Hint}
 }

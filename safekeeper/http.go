@@ -1,7 +1,6 @@
 package safekeeper
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,54 +105,46 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		for _, tl := range s.Timelines() {
 			out = append(out, tl.State())
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		tl, err := s.Timeline(tenant, timeline, false)
 		if err != nil || tl == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
+			auth.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
 			return
 		}
-		writeJSON(w, http.StatusOK, tl.State())
+		auth.WriteJSON(w, http.StatusOK, tl.State())
 	})
 	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		found, err := s.DeleteTimeline(tenant, timeline)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]bool{"deleted": found})
+		auth.WriteJSON(w, http.StatusOK, map[string]bool{"deleted": found})
 	})
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, readMemory())
+		auth.WriteJSON(w, http.StatusOK, readMemory())
 	})
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
