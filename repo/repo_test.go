@@ -27,7 +27,7 @@ func TestBasicLifecycle(t *testing.T) {
 	fs := vfs.NewMem()
 	r := mustOpen(t, testConfig(fs))
 	tid, main := id.NewTenantID(), id.NewTimelineID()
-	tn, tl := createTimeline(t, r, tid, main, 0)
+	_, tl := createTimeline(t, r, tid, main, 0)
 	put(t, tl, 0x10, map[key.Key]value.Value{blk(0): img("A"), blk(1): ini("i")})
 	put(t, tl, 0x20, map[key.Key]value.Value{blk(0): rec("b")})
 	put(t, tl, 0x30, map[key.Key]value.Value{blk(0): rec("c"), blk(1): rec("j")})
