@@ -59,6 +59,18 @@ func newTestTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Time
 	return tn, tl
 }
 
+// itemsSQL is the data the import and basebackup tests start from: a
+// second database, and a table with an index whose rows were deleted in
+// part and vacuumed.
+var itemsSQL = []string{
+	"CREATE DATABASE second",
+	"CREATE TABLE items (id int PRIMARY KEY, body text)",
+	"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
+	"CREATE INDEX items_body ON items (body)",
+	"DELETE FROM items WHERE id % 7 = 0",
+	"VACUUM items",
+}
+
 func exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
 	t.Helper()
 	for _, sql := range sqls {
@@ -76,13 +88,8 @@ func TestImportDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exec(t, conn, itemsSQL...)
 	exec(t, conn,
-		"CREATE DATABASE second",
-		"CREATE TABLE items (id int PRIMARY KEY, body text)",
-		"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
-		"CREATE INDEX items_body ON items (body)",
-		"DELETE FROM items WHERE id % 7 = 0",
-		"VACUUM items",
 		"CREATE TABLE huge_toast (t text)",
 		"INSERT INTO huge_toast SELECT string_agg(md5(g::text), '') FROM generate_series(1, 5000) g",
 		"BEGIN",

@@ -22,7 +22,26 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/walredo"
 )
+
+// importFreshCluster imports a fresh cluster with the workload's settings
+// into a new timeline of an ingest repository (with its redo manager) and
+// starts it; start is the import's LSN.
+func importFreshCluster(ctx context.Context, t *testing.T) (pg *pgcluster.Cluster, m *walredo.Manager, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
+	t.Helper()
+	pg = pgtest.New(t, workload.Settings())
+	m = pageserver.OpenTestRedoManager(t)
+	tn, tl = pageserver.NewTestTimeline(t, pageserver.OpenIngestRepo(t, m))
+	start, err := pageserver.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pg, m, tn, tl, start
+}
 
 // TestIngestOracle is WAL ingest's oracle: a fresh cluster is imported,
 // then runs the mixed workload (every record type the ingest handles,
@@ -40,18 +59,7 @@ func TestIngestOracle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	pg := pgtest.New(t, workload.Settings())
-	m := pageserver.OpenTestRedoManager(t)
-	r := pageserver.OpenIngestRepo(t, m)
-	tn, tl := pageserver.NewTestTimeline(t, r)
-	start, err := pageserver.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, m, tn, tl, start := importFreshCluster(ctx, t)
 	began := time.Now()
 	rep, err := workload.Run(ctx, pg.ConnString("postgres"), workload.Options{Seed: 5})
 	if err != nil {

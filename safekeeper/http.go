@@ -97,6 +97,22 @@ func (s *Safekeeper) httpHandler() http.Handler {
 // when auth is on: /metrics is public (scraping); /v1/status (every
 // tenant's timelines, which the peers poll) and /v1/memory need an admin
 // token; a timeline's state, a token for its tenant.
+// pathTimeline parses a route's {tenant} and {timeline}, answering 400
+// itself if either is malformed.
+func pathTimeline(w http.ResponseWriter, r *http.Request) (id.TenantID, id.TimelineID, bool) {
+	tenant, err := id.ParseTenantID(r.PathValue("tenant"))
+	if err != nil {
+		auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return tenant, id.TimelineID{}, false
+	}
+	timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
+	if err != nil {
+		auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return tenant, timeline, false
+	}
+	return tenant, timeline, true
+}
+
 func (s *Safekeeper) routes(mux *auth.Mux) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(timelineCollector{s})
@@ -108,14 +124,8 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
-		if err != nil {
-			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			return
-		}
-		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
-		if err != nil {
-			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		tenant, timeline, ok := pathTimeline(w, r)
+		if !ok {
 			return
 		}
 		tl, err := s.Timeline(tenant, timeline, false)
@@ -126,14 +136,8 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		auth.WriteJSON(w, http.StatusOK, tl.State())
 	})
 	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
-		if err != nil {
-			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			return
-		}
-		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
-		if err != nil {
-			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		tenant, timeline, ok := pathTimeline(w, r)
+		if !ok {
 			return
 		}
 		found, err := s.DeleteTimeline(tenant, timeline)
