@@ -21,6 +21,7 @@ import (
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
 )
@@ -57,6 +58,23 @@ func newTestTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Time
 		t.Fatal(err)
 	}
 	return tn, tl
+}
+
+// importStartedCluster imports a fresh cluster with the workload's
+// settings into a new timeline of r and starts it; start is the import's
+// LSN.
+func importStartedCluster(ctx context.Context, t *testing.T, r *repo.Repository) (pg *pgcluster.Cluster, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
+	t.Helper()
+	pg = pgtest.New(t, workload.Settings())
+	tn, tl = newTestTimeline(t, r)
+	start, err := ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pg, tn, tl, start
 }
 
 // itemsSQL is the data the import and basebackup tests start from: a

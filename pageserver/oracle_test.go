@@ -19,27 +19,18 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
-	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )
 
 // importFreshCluster imports a fresh cluster with the workload's settings
-// into a new timeline of an ingest repository (with its redo manager) and
-// starts it; start is the import's LSN.
+// into a new timeline of an ingest repository and starts it
+// (importStartedCluster), and returns the repository's redo manager too.
 func importFreshCluster(ctx context.Context, t *testing.T) (pg *pgcluster.Cluster, m *walredo.Manager, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
 	t.Helper()
-	pg = pgtest.New(t, workload.Settings())
 	m = pageserver.OpenTestRedoManager(t)
-	tn, tl = pageserver.NewTestTimeline(t, pageserver.OpenIngestRepo(t, m))
-	start, err := pageserver.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, tn, tl, start = pageserver.ImportStartedCluster(ctx, t, pageserver.OpenIngestRepo(t, m))
 	return pg, m, tn, tl, start
 }
 
