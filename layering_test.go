@@ -28,7 +28,7 @@ var layers = []struct {
 	{"a throw-away PostgreSQL or S3 server for tests; pg_dumpall comparison; tokens and TLS", []string{"repo/pgcluster/pgtest", "repo/pgcluster/pgdump", "repo/remote/s3test", "repo/auth"}},
 	{"PostgreSQL's formats", []string{"repo/pgdata"}},
 	{"formats built on them; WAL segment files; WAL oracles and workloads", []string{"repo/key", "repo/value", "repo/walseg", "repo/pgcluster/pgwaldump"}},
-	{"test workloads", []string{"repo/pgcluster/workload"}},
+	{"test workloads; keys, tokens and a CA for auth tests", []string{"repo/pgcluster/workload", "repo/auth/authtest"}},
 	{"layer files", []string{"repo/layer", "repo/remote"}},
 	{"the layer map", []string{"repo/layermap"}},
 	{"libraries: repository, protocol, redo", []string{"repo", "pgwire", "walredo"}},

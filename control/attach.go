@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/vfs"
@@ -315,7 +316,7 @@ func tenantArg(c *cli.Context, verb string) (id.TenantID, *Env, error) {
 
 // TenantAttach attaches tenant t at generation gen.
 func (c *PageserverClient) TenantAttach(ctx context.Context, t id.TenantID, gen uint32) (AttachResult, error) {
-	rows, err := c.query(ctx, fmt.Sprintf("tenant_attach %s %d", t, gen))
+	rows, err := c.query(ctx, api.TenantAttach{Tenant: t, Generation: gen}.String())
 	if err != nil {
 		return AttachResult{}, err
 	}
@@ -335,6 +336,6 @@ func (c *PageserverClient) TenantAttach(ctx context.Context, t id.TenantID, gen 
 
 // TenantDetach detaches tenant t.
 func (c *PageserverClient) TenantDetach(ctx context.Context, t id.TenantID) error {
-	_, err := c.query(ctx, "tenant_detach "+t.String())
+	_, err := c.query(ctx, api.TenantDetach{Tenant: t}.String())
 	return err
 }

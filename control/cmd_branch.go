@@ -129,7 +129,7 @@ func (e *Env) CreateBranch(ctx context.Context, t id.TenantID, name, start strin
 			return api.BranchInfo{}, err
 		}
 	}
-	b, err := e.Pageserver().BranchCreate(ctx, t, name, p.String())
+	b, err := e.Pageserver().BranchCreate(ctx, t, name, p)
 	var pe *PageserverError
 	if errors.As(err, &pe) {
 		if pe.Code == pgwire.CodeObjectNotInPrereqState {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/lazyfs"
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/id"
 )
 
 // pgFuseCommand is `zenith pg fuse`, the process that serves a lazy
@@ -60,8 +61,12 @@ runs this; there is no need to run it by hand.`,
 			if err != nil {
 				return err
 			}
+			tenant, err := id.ParseTenantID(c.String("tenant"))
+			if err != nil {
+				return fmt.Errorf("--tenant: %w", err)
+			}
 			client, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{
-				Addr: c.String("pageserver"), Tenant: c.String("tenant"), Timeline: c.String("timeline"),
+				Addr: c.String("pageserver"), Stream: api.PageStream{Tenant: tenant, Timeline: c.String("timeline")},
 				Timeout: c.Duration("fetch-timeout"), CAFile: c.String("ca-file"), TokenFile: c.String("token-file"),
 			})
 			if err != nil {

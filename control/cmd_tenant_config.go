@@ -137,11 +137,7 @@ var bytesSettings = map[string]bool{"checkpoint_distance": true, "compaction_tar
 // TenantConfig applies change (none: just show) to tenant t's settings and
 // returns them all.
 func (c *PageserverClient) TenantConfig(ctx context.Context, t id.TenantID, change api.RetentionChange) ([]api.TenantSetting, error) {
-	cmd := "tenant_config " + t.String()
-	for _, a := range change.Args() {
-		cmd += " " + a
-	}
-	rows, err := c.query(ctx, cmd)
+	rows, err := c.query(ctx, api.TenantConfig{Tenant: t, Change: change}.String())
 	if err != nil {
 		return nil, err
 	}

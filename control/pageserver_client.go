@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -111,7 +110,7 @@ func (c *PageserverClient) query(ctx context.Context, command string) ([]map[str
 // Ping checks that the page server answers identify_system as a page
 // server.
 func (c *PageserverClient) Ping(ctx context.Context) error {
-	rows, err := c.query(ctx, "identify_system")
+	rows, err := c.query(ctx, api.IdentifySystem{}.String())
 	if err != nil {
 		return err
 	}
@@ -123,7 +122,7 @@ func (c *PageserverClient) Ping(ctx context.Context) error {
 
 // Status returns the page server's `status` row.
 func (c *PageserverClient) Status(ctx context.Context) (map[string]string, error) {
-	rows, err := c.query(ctx, "status")
+	rows, err := c.query(ctx, api.Status{}.String())
 	if err != nil {
 		return nil, err
 	}
@@ -136,14 +135,7 @@ func (c *PageserverClient) Status(ctx context.Context) (map[string]string, error
 // TenantCreate creates a tenant, with a fresh id when t is zero, at
 // generation gen (0: none; only with an id).
 func (c *PageserverClient) TenantCreate(ctx context.Context, t id.TenantID, gen uint32) (id.TenantID, error) {
-	cmd := "tenant_create"
-	if !t.IsZero() {
-		cmd += " " + t.String()
-		if gen > 0 {
-			cmd += fmt.Sprintf(" %d", gen)
-		}
-	}
-	rows, err := c.query(ctx, cmd)
+	rows, err := c.query(ctx, api.TenantCreate{Tenant: t, Generation: gen}.String())
 	if err != nil {
 		return id.TenantID{}, err
 	}
@@ -155,7 +147,7 @@ func (c *PageserverClient) TenantCreate(ctx context.Context, t id.TenantID, gen 
 
 // TenantList returns the page server's tenants.
 func (c *PageserverClient) TenantList(ctx context.Context) ([]id.TenantID, error) {
-	rows, err := c.query(ctx, "tenant_list")
+	rows, err := c.query(ctx, api.TenantList{}.String())
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +164,7 @@ func (c *PageserverClient) TenantList(ctx context.Context) ([]id.TenantID, error
 
 // BranchList returns the branches of tenant t.
 func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]api.BranchInfo, error) {
-	rows, err := c.query(ctx, "branch_list "+t.String())
+	rows, err := c.query(ctx, api.BranchList{Tenant: t}.String())
 	if err != nil {
 		return nil, err
 	}
@@ -187,9 +179,9 @@ func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]api
 	return branches, nil
 }
 
-// BranchCreate creates branch name of tenant t at start (BRANCH[@LSN|@TIME], api.StartPoint).
-func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name, start string) (api.BranchInfo, error) {
-	rows, err := c.query(ctx, fmt.Sprintf("branch_create %s %s %s", t, name, start))
+// BranchCreate creates branch name of tenant t at start.
+func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name string, start api.StartPoint) (api.BranchInfo, error) {
+	rows, err := c.query(ctx, api.BranchCreate{Tenant: t, Branch: name, Start: start}.String())
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
@@ -201,13 +193,13 @@ func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name
 
 // BranchDelete deletes branch (a name or a timeline id) of tenant t.
 func (c *PageserverClient) BranchDelete(ctx context.Context, t id.TenantID, branch string) error {
-	_, err := c.query(ctx, fmt.Sprintf("branch_delete %s %s", t, branch))
+	_, err := c.query(ctx, api.BranchDelete{Tenant: t, Timeline: branch}.String())
 	return err
 }
 
 // TenantDelete deletes tenant t with everything it holds.
 func (c *PageserverClient) TenantDelete(ctx context.Context, t id.TenantID) error {
-	_, err := c.query(ctx, "tenant_delete "+t.String())
+	_, err := c.query(ctx, api.TenantDelete{Tenant: t}.String())
 	return err
 }
 
@@ -219,7 +211,7 @@ func (c *PageserverClient) Import(ctx context.Context, t id.TenantID, name strin
 		return err
 	}
 	defer conn.Close(context.Background())
-	cmd := fmt.Sprintf("import %s %s", t, name)
+	cmd := api.Import{Tenant: t, Branch: name}.String()
 	if _, err := conn.CopyFrom(ctx, r, cmd); err != nil {
 		return wrap(cmd, err)
 	}
@@ -235,13 +227,7 @@ func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.
 		return err
 	}
 	defer conn.Close(context.Background())
-	cmd := fmt.Sprintf("basebackup %s %s", t, tl)
-	if lsn != 0 {
-		cmd += " " + lsn.String()
-	}
-	if lazy {
-		cmd += " lazy"
-	}
+	cmd := api.Basebackup{Tenant: t, Timeline: tl.String(), LSN: lsn, Lazy: lazy}.String()
 	if _, err := conn.CopyTo(ctx, w, cmd); err != nil {
 		return wrap(cmd, err)
 	}
@@ -251,13 +237,13 @@ func (c *PageserverClient) Basebackup(ctx context.Context, t id.TenantID, tl id.
 // Safekeepers makes the WAL receiver of timeline tl stream from the
 // safekeepers at addrs (host:port), up to their commit LSN.
 func (c *PageserverClient) Safekeepers(ctx context.Context, t id.TenantID, tl id.TimelineID, addrs []string) error {
-	_, err := c.query(ctx, fmt.Sprintf("safekeepers %s %s %s", t, tl, strings.Join(addrs, ",")))
+	_, err := c.query(ctx, api.Safekeepers{Tenant: t, Timeline: tl.String(), Addrs: addrs}.String())
 	return err
 }
 
 // CallMeMaybe points the WAL receiver of timeline tl at connStr, a compute
 // that the page server should stream WAL from.
 func (c *PageserverClient) CallMeMaybe(ctx context.Context, t id.TenantID, tl id.TimelineID, connStr string) error {
-	_, err := c.query(ctx, fmt.Sprintf("callmemaybe %s %s %s", t, tl, connStr))
+	_, err := c.query(ctx, api.CallMeMaybe{Tenant: t, Timeline: tl.String(), ConnStr: connStr}.String())
 	return err
 }

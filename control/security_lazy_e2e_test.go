@@ -20,6 +20,7 @@ import (
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
+	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -302,7 +303,11 @@ func checkNodeTokenReach(ctx context.Context, t *testing.T, env *zenithtest.Env,
 	}
 
 	client := func(tenant, timeline string) *lazyfs.PageClient {
-		c, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{Addr: env.PageserverAddr, Tenant: tenant, Timeline: timeline,
+		tid, err := id.ParseTenantID(tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{Addr: env.PageserverAddr, Stream: api.PageStream{Tenant: tid, Timeline: timeline},
 			Timeout: time.Minute, CAFile: env.CAFile(), TokenFile: tokenPath})
 		if err != nil {
 			t.Fatal(err)

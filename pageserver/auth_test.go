@@ -3,13 +3,11 @@ package pageserver
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,7 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
+	"github.com/zenithdb/zenith/repo/auth/authtest"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -25,31 +25,19 @@ import (
 // to it.
 type authFixture struct {
 	ts      *testPageServer
-	priv    ed25519.PrivateKey
-	dir     string
+	keys    *authtest.Keys
 	tenantA id.TenantID
 	tenantB id.TenantID
 }
 
 func startAuthPageServer(t *testing.T) *authFixture {
 	t.Helper()
-	dir := t.TempDir()
-	pub, priv := filepath.Join(dir, auth.PublicKeyFile), filepath.Join(dir, auth.PrivateKeyFile)
-	if err := auth.WriteKeyPair(priv, pub); err != nil {
-		t.Fatal(err)
-	}
-	if err := auth.WriteLocalCA(dir, []string{"127.0.0.1", "localhost"}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	key, err := auth.LoadPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.New(t, "127.0.0.1", "localhost")
 	ts := startPageServerWith(t, func(c *Config) {
-		c.AuthPublicKey = pub
-		c.TLSCert, c.TLSKey = filepath.Join(dir, auth.ServerCertFile), filepath.Join(dir, auth.ServerKeyFile)
+		c.AuthPublicKey = keys.PublicKey
+		c.TLSCert, c.TLSKey = keys.ServerCert, keys.ServerKey
 	})
-	f := &authFixture{ts: ts, priv: key, dir: dir, tenantA: id.NewTenantID(), tenantB: id.NewTenantID()}
+	f := &authFixture{ts: ts, keys: keys, tenantA: id.NewTenantID(), tenantB: id.NewTenantID()}
 	for _, tid := range []id.TenantID{f.tenantA, f.tenantB} {
 		if _, err := f.exec(f.token(t, auth.AdminClaims(), time.Hour), "tenant_create "+tid.String()); err != nil {
 			t.Fatalf("tenant_create with an admin token: %v", err)
@@ -60,17 +48,13 @@ func startAuthPageServer(t *testing.T) *authFixture {
 
 func (f *authFixture) token(t *testing.T, c auth.Claims, ttl time.Duration) string {
 	t.Helper()
-	tok, err := auth.Issue(f.priv, c, ttl, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return f.keys.Token(t, c, ttl)
 }
 
 func (f *authFixture) connString(password string) string {
 	host, port, _ := net.SplitHostPort(f.ts.pgAddr)
 	return fmt.Sprintf("host=%s port=%s user=zenith dbname=pageserver connect_timeout=10 %s", host, port,
-		auth.ClientOptions{Token: password, CAFile: filepath.Join(f.dir, auth.CACertFile)}.ConnParams())
+		f.keys.Client(password).ConnParams())
 }
 
 // exec connects with a token and runs one command, returning the error of
@@ -86,17 +70,11 @@ func (f *authFixture) exec(token, cmd string) ([]*pgconn.Result, error) {
 	return c.Exec(ctx, cmd).ReadAll()
 }
 
-func sqlState(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
-}
+var sqlState = authtest.SQLState
 
 // commandSamples is a command line of each page-service command about
 // tenant T (replaced by another tenant's id), and whether a tenant's
-// token may run it: written here, apart from commandSyntax, so that a
+// token may run it: written here, apart from commandNeeds, so that a
 // wrong need in the table fails the test. The test fails on a command
 // that has no sample, so a new command cannot skip it.
 var commandSamples = map[string]struct {
@@ -128,13 +106,10 @@ var commandSamples = map[string]struct {
 func TestPageServiceTenantScope(t *testing.T) {
 	f := startAuthPageServer(t)
 	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
-	names := make([]string, 0, len(commandSyntax))
-	for name := range commandSyntax {
-		names = append(names, name)
-	}
+	names := api.CommandNames()
 	sort.Strings(names)
 	for _, name := range names {
-		need := commandSyntax[name].need
+		need := commandNeeds[name]
 		sample, ok := commandSamples[name]
 		if !ok {
 			t.Errorf("command %s has no sample in commandSamples: add one", name)
@@ -180,7 +155,7 @@ func TestPageServiceBadTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, err := auth.Issue(f.priv, auth.AdminClaims(), time.Minute, time.Now().Add(-time.Hour))
+	expired, err := auth.Issue(f.keys.Private, auth.AdminClaims(), time.Minute, time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +191,7 @@ func TestPageServiceTLS(t *testing.T) {
 	host, port, _ := net.SplitHostPort(f.ts.pgAddr)
 	tok := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
 	dsn := fmt.Sprintf("host=%s port=%s user=zenith dbname=pageserver sslmode=verify-full sslrootcert=%s",
-		host, port, filepath.Join(f.dir, auth.CACertFile))
+		host, port, f.keys.CA)
 	cmd := osexec.Command(psql, dsn, "-XAt", "-c", "branch_list "+f.tenantA.String(), "-c", "identify_system")
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+tok)
 	out, err := cmd.CombinedOutput()
@@ -241,11 +216,7 @@ func TestPageServiceTLS(t *testing.T) {
 // route of tenant B or of management is refused (403).
 func TestHTTPRouteScopes(t *testing.T) {
 	f := startAuthPageServer(t)
-	ca, err := auth.ClientTLS(filepath.Join(f.dir, auth.CACertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: ca}}
+	client := f.keys.HTTPClient(t)
 	mux := auth.NewMux(nil)
 	f.ts.srv.routes(mux)
 	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
@@ -265,17 +236,7 @@ func TestHTTPRouteScopes(t *testing.T) {
 			{"garbage", http.StatusUnauthorized},
 			{tokA, http.StatusForbidden},
 		} {
-			req, err := http.NewRequest(method, "https://"+f.ts.httpAddr+path, strings.NewReader("{}"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			auth.SetBearer(req, tc.token)
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("%s: %v", r.Pattern, err)
-			}
-			resp.Body.Close()
-			got := resp.StatusCode
+			got := authtest.Status(t, client, method, "https://"+f.ts.httpAddr+path, tc.token, strings.NewReader("{}"))
 			// Every route but the public ones is about tenant B or
 			// management: tenant A's token reaches none of them.
 			isPublic := wantPublic[r.Pattern]

@@ -13,7 +13,6 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
-	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
@@ -33,23 +32,14 @@ func TestBasebackupAfterIngest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	settings := workload.Settings()
-	src := pgtest.New(t, settings)
 	r := openRedoRepo(t)
 	defer r.Close()
-	_, tl := newTestTimeline(t, r)
-	importLSN, err := ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := src.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	src, _, tl, importLSN := importStartedCluster(ctx, t, r)
 	const midStep = "databases"
 	var midLSN pgdata.LSN
 	var midDump string
 	var midXid int64
-	_, err = workload.Run(ctx, src.ConnString("postgres"), workload.Options{
+	_, err := workload.Run(ctx, src.ConnString("postgres"), workload.Options{
 		Seed:  5,
 		Scale: 0.1,
 		AfterStep: func(ctx context.Context, step workload.StepReport) error {

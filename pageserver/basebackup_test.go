@@ -38,13 +38,8 @@ func TestBasebackupImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exec(t, conn, itemsSQL...)
 	exec(t, conn,
-		"CREATE DATABASE second",
-		"CREATE TABLE items (id int PRIMARY KEY, body text)",
-		"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
-		"CREATE INDEX items_body ON items (body)",
-		"DELETE FROM items WHERE id % 7 = 0",
-		"VACUUM items",
 		"CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)",
 		"INSERT INTO scratch SELECT generate_series(1, 1000)",
 		"BEGIN",

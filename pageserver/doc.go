@@ -43,7 +43,8 @@
 // # The page service
 //
 // The libpq protocol (package pgwire), simple or extended query; each query
-// is one command (page_service_parse.go has the grammar, errors carry a
+// is one command (package api has the grammar as typed commands, each with
+// a String/Parse pair that the client uses too; errors carry a
 // SQLSTATE: 42601 syntax, 22023 malformed argument, 42704 unknown object,
 // 42710 exists, 55000 LSN not servable (below the GC cut-off, or after the
 // point where the timeline's ingest stopped), 57014 LSN not reached in
@@ -72,7 +73,7 @@
 // With auth_public_key set, both listeners take only ed25519-signed tokens
 // (package repo/auth): the page service as the libpq password, the HTTP
 // API as "Authorization: Bearer". Every command declares its need in
-// commandSyntax and every route in routes: a tenant's data needs a token
+// commandNeeds and every route in routes: a tenant's data needs a token
 // for it, management (tenants, WAL sources, pprof) an admin token;
 // /v1/status and /metrics stay public. A bad token is 28P01 (401), a
 // token whose scope does not reach the command 28000 (403). With tls_cert

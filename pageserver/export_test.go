@@ -28,7 +28,7 @@ var (
 	BranchNamed            = branchNamed
 	OpenTestRedoManager    = openTestRedoManager
 	OpenIngestRepo         = openIngestRepo
-	NewTestTimeline        = newTestTimeline
+	ImportStartedCluster   = importStartedCluster
 	ManySubtransactions    = manySubtransactions
 	IngestWAL              = ingestWAL
 )

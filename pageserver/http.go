@@ -65,14 +65,14 @@ func (s *Server) httpServer() *http.Server {
 // the rest an admin token.
 func (s *Server) routes(mux *auth.Mux) {
 	mux.HandleFunc("GET /v1/status", auth.Public, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.status())
+		auth.WriteJSON(w, http.StatusOK, s.status())
 	})
 	mux.HandleFunc("GET /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []tenantJSON{}
 		for _, t := range s.tenants.list() {
 			out = append(out, tenantJSON{t.id})
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -95,7 +95,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusCreated, tenantJSON{t.id})
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -111,7 +111,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			}
 			out = append(out, ti)
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -126,7 +126,7 @@ func (s *Server) routes(mux *auth.Mux) {
 		if infos == nil {
 			infos = []api.BranchInfo{}
 		}
-		writeJSON(w, http.StatusOK, infos)
+		auth.WriteJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -154,11 +154,11 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, info)
+		auth.WriteJSON(w, http.StatusCreated, info)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/config", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := s.httpTenant(w, r); ok {
-			writeJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
+			auth.WriteJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
 		}
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", auth.Admin, s.httpSetTenantConfig)
@@ -176,7 +176,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, infos)
+		auth.WriteJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("POST /v1/tenant/{tenant}/attach", auth.Admin, s.httpAttach)
 	mux.HandleFunc("POST /v1/tenant/{tenant}/detach", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
@@ -188,7 +188,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusOK, tenantJSON{t.id})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -199,7 +199,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusOK, tenantJSON{t.id})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.httpTenant(w, r)
@@ -216,7 +216,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
+		auth.WriteJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
 	})
 	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, s.httpSetSafekeepers)
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -297,7 +297,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("timeline")
 	err := api.CheckTimelineRef(ref)
 	if err == nil {
-		err = checkSafekeeperAddrs(req.Safekeepers)
+		err = api.CheckSafekeeperAddrs(req.Safekeepers)
 	}
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
@@ -321,7 +321,7 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	auth.WriteJSON(w, http.StatusOK, info)
 }
 
 // httpSetTenantConfig changes a tenant's retention, as the page service's
@@ -357,7 +357,7 @@ func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, settings)
+	auth.WriteJSON(w, http.StatusOK, settings)
 }
 
 // httpAttach attaches the tenant of the path at the request's generation,
@@ -383,7 +383,7 @@ func (s *Server) httpAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
+	auth.WriteJSON(w, http.StatusOK, struct {
 		TenantID   id.TenantID     `json:"tenant_id"`
 		Generation repo.Generation `json:"generation"`
 		Timelines  int             `json:"timelines"`
@@ -418,14 +418,6 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 // writeError answers with the error's SQLSTATE and its HTTP status.
 func writeError(w http.ResponseWriter, err error) {
 	code, msg := pgwire.CodeInternalError, err.Error()
@@ -433,7 +425,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(sqlError(err), &pe) {
 		code, msg = pe.Code, pe.Message
 	}
-	writeJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})
+	auth.WriteJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})
 }
 
 // httpStatus maps a SQLSTATE to an HTTP status.

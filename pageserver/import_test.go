@@ -21,6 +21,7 @@ import (
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
 )
@@ -59,6 +60,35 @@ func newTestTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Time
 	return tn, tl
 }
 
+// importStartedCluster imports a fresh cluster with the workload's
+// settings into a new timeline of r and starts it; start is the import's
+// LSN.
+func importStartedCluster(ctx context.Context, t *testing.T, r *repo.Repository) (pg *pgcluster.Cluster, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
+	t.Helper()
+	pg = pgtest.New(t, workload.Settings())
+	tn, tl = newTestTimeline(t, r)
+	start, err := ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pg, tn, tl, start
+}
+
+// itemsSQL is the data the import and basebackup tests start from: a
+// second database, and a table with an index whose rows were deleted in
+// part and vacuumed.
+var itemsSQL = []string{
+	"CREATE DATABASE second",
+	"CREATE TABLE items (id int PRIMARY KEY, body text)",
+	"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
+	"CREATE INDEX items_body ON items (body)",
+	"DELETE FROM items WHERE id % 7 = 0",
+	"VACUUM items",
+}
+
 func exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
 	t.Helper()
 	for _, sql := range sqls {
@@ -76,13 +106,8 @@ func TestImportDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exec(t, conn, itemsSQL...)
 	exec(t, conn,
-		"CREATE DATABASE second",
-		"CREATE TABLE items (id int PRIMARY KEY, body text)",
-		"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
-		"CREATE INDEX items_body ON items (body)",
-		"DELETE FROM items WHERE id % 7 = 0",
-		"VACUUM items",
 		"CREATE TABLE huge_toast (t text)",
 		"INSERT INTO huge_toast SELECT string_agg(md5(g::text), '') FROM generate_series(1, 5000) g",
 		"BEGIN",

@@ -19,10 +19,20 @@ import (
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
-	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/walredo"
 )
+
+// importFreshCluster imports a fresh cluster with the workload's settings
+// into a new timeline of an ingest repository and starts it
+// (importStartedCluster), and returns the repository's redo manager too.
+func importFreshCluster(ctx context.Context, t *testing.T) (pg *pgcluster.Cluster, m *walredo.Manager, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
+	t.Helper()
+	m = pageserver.OpenTestRedoManager(t)
+	pg, tn, tl, start = pageserver.ImportStartedCluster(ctx, t, pageserver.OpenIngestRepo(t, m))
+	return pg, m, tn, tl, start
+}
 
 // TestIngestOracle is WAL ingest's oracle: a fresh cluster is imported,
 // then runs the mixed workload (every record type the ingest handles,
@@ -40,18 +50,7 @@ func TestIngestOracle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	pg := pgtest.New(t, workload.Settings())
-	m := pageserver.OpenTestRedoManager(t)
-	r := pageserver.OpenIngestRepo(t, m)
-	tn, tl := pageserver.NewTestTimeline(t, r)
-	start, err := pageserver.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, m, tn, tl, start := importFreshCluster(ctx, t)
 	began := time.Now()
 	rep, err := workload.Run(ctx, pg.ConnString("postgres"), workload.Options{Seed: 5})
 	if err != nil {

@@ -21,8 +21,9 @@ import (
 
 // The page service is the page server's libpq endpoint: management
 // commands answered with text rows, basebackup as COPY OUT, import as
-// COPY IN, and the page stream as COPY BOTH. See commandSyntax for the
-// commands and sqlError for the SQLSTATEs of their errors.
+// COPY IN, and the page stream as COPY BOTH. See api.ParseCommand for
+// the commands, commandNeeds for their tokens and sqlError for the
+// SQLSTATEs of their errors.
 type pageService struct{ s *Server }
 
 // Handle runs one command.
@@ -31,7 +32,7 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 	if err != nil {
 		return err
 	}
-	if err := authorize(sess, commandSyntax[c.name].need, c.tenant); err != nil {
+	if err := authorize(sess, needOf(c), c.TenantID()); err != nil {
 		return err
 	}
 	if err := ps.run(ctx, sess, c); err != nil {
@@ -39,22 +40,22 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 		var pe *pgwire.Error
 		if !errors.As(err, &pe) {
 			// Not the client's mistake: the operator needs to know.
-			ps.s.log.Error().Err(err).Str("command", c.name).Msg("page service command failed")
+			ps.s.log.Error().Err(err).Str("command", c.Name()).Msg("page service command failed")
 		}
 		return err
 	}
 	return nil
 }
 
-func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageCommand) error {
+func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Command) error {
 	s := ps.s
-	switch c.name {
-	case "identify_system":
+	switch c := cmd.(type) {
+	case api.IdentifySystem:
 		if err := sess.Columns("server", "version", "pg_version"); err != nil {
 			return err
 		}
 		return sess.Row("zenith-pageserver", Version, strconv.Itoa(pgdata.PGMajorVersion))
-	case "status":
+	case api.Status:
 		st := s.status()
 		m := st.Memory
 		if err := sess.Columns("tenants", "timelines", "uptime_seconds", "rss_bytes", "go_heap_bytes",
@@ -68,8 +69,8 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			n(m.InMemoryLayerBytes()), n(m.InMemoryLayerLimit), n(m.PageCacheBytes), n(m.PageCacheLimit),
 			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit), strconv.Itoa(m.OpenLayerFiles), strconv.Itoa(m.MaxOpenLayerFiles),
 			st.DiskFull, st.DiskFullSince, n(st.DiskFullErrors))
-	case "tenant_create":
-		t, err := s.createTenant(ctx, c.tenant, c.generation)
+	case api.TenantCreate:
+		t, err := s.createTenant(ctx, c.Tenant, repo.Generation(c.Generation))
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return sess.Row(t.id.String())
-	case "tenant_list":
+	case api.TenantList:
 		if err := sess.Columns("tenant_id"); err != nil {
 			return err
 		}
@@ -87,18 +88,18 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			}
 		}
 		return nil
-	case "branch_list":
-		t, err := s.tenants.get(c.tenant)
+	case api.BranchList:
+		t, err := s.tenants.get(c.Tenant)
 		if err != nil {
 			return err
 		}
 		return branchRowsOf(ctx, s, sess, t)
-	case "branch_delete":
-		t, err := s.tenants.get(c.tenant)
+	case api.BranchDelete:
+		t, err := s.tenants.get(c.Tenant)
 		if err != nil {
 			return err
 		}
-		tid, err := t.deleteBranch(c.timeline)
+		tid, err := t.deleteBranch(c.Timeline)
 		if err != nil {
 			return err
 		}
@@ -106,8 +107,8 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return sess.Row(tid.String())
-	case "gc":
-		t, err := s.tenants.get(c.tenant)
+	case api.GC:
+		t, err := s.tenants.get(c.Tenant)
 		if err != nil {
 			return err
 		}
@@ -115,12 +116,12 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return branchRowsOf(ctx, s, sess, t)
-	case "tenant_config":
-		t, err := s.tenants.get(c.tenant)
+	case api.TenantConfig:
+		t, err := s.tenants.get(c.Tenant)
 		if err != nil {
 			return err
 		}
-		settings, err := t.configure(c.retention)
+		settings, err := t.configure(c.Change)
 		if err != nil {
 			return err
 		}
@@ -133,8 +134,8 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			}
 		}
 		return nil
-	case "tenant_attach":
-		t, err := s.tenants.attach(ctx, c.tenant, c.generation)
+	case api.TenantAttach:
+		t, err := s.tenants.attach(ctx, c.Tenant, repo.Generation(c.Generation))
 		if err != nil {
 			return err
 		}
@@ -142,59 +143,60 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, c pageComm
 			return err
 		}
 		return sess.Row(t.id.String(), t.tn.Generation().String(), strconv.Itoa(len(t.tn.Timelines())))
-	case "tenant_detach":
-		if err := s.tenants.detach(ctx, c.tenant); err != nil {
+	case api.TenantDetach:
+		if err := s.tenants.detach(ctx, c.Tenant); err != nil {
 			return err
 		}
 		sess.SetTag("TENANT_DETACH")
 		return nil
-	case "tenant_delete":
-		if err := s.tenants.delete(c.tenant); err != nil {
+	case api.TenantDelete:
+		if err := s.tenants.delete(c.Tenant); err != nil {
 			return err
 		}
 		sess.SetTag("TENANT_DELETE")
 		return nil
-	case "branch_create":
-		t, err := s.tenants.get(c.tenant)
+	case api.BranchCreate:
+		t, err := s.tenants.get(c.Tenant)
 		if err != nil {
 			return err
 		}
-		info, err := s.createBranch(ctx, t, c.branch, c.start)
+		info, err := s.createBranch(ctx, t, c.Branch, c.Start)
 		if err != nil {
 			return err
 		}
 		return branchRows(sess, info)
-	case "import":
+	case api.Import:
 		return ps.importCommand(ctx, sess, c)
-	case "basebackup":
+	case api.Basebackup:
 		return ps.basebackup(ctx, sess, c)
-	case "callmemaybe", "safekeepers":
-		t, tl, err := s.timeline(c.tenant, c.timeline)
+	case api.CallMeMaybe:
+		w, err := s.timelineWAL(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
-		w, err := timelineWALOf(t, tl)
-		if err != nil {
+		if err := w.SetSource(c.ConnStr); err != nil {
 			return err
 		}
-		if c.name == "safekeepers" {
-			err = w.SetSafekeepers(c.tenant, c.safekeepers)
-		} else {
-			err = w.SetSource(c.connStr)
-		}
-		if err != nil {
-			return err
-		}
-		sess.SetTag(strings.ToUpper(c.name))
+		sess.SetTag(strings.ToUpper(c.Name()))
 		return nil
-	case "pagestream":
-		_, tl, err := s.timeline(c.tenant, c.timeline)
+	case api.Safekeepers:
+		w, err := s.timelineWAL(c.Tenant, c.Timeline)
+		if err != nil {
+			return err
+		}
+		if err := w.SetSafekeepers(c.Tenant, c.Addrs); err != nil {
+			return err
+		}
+		sess.SetTag(strings.ToUpper(c.Name()))
+		return nil
+	case api.PageStream:
+		_, tl, err := s.timeline(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
 		return ps.pagestream(ctx, sess, tl)
 	}
-	return fmt.Errorf("command %q is parsed but not handled", c.name)
+	return fmt.Errorf("command %q is parsed but not handled", cmd.Name())
 }
 
 // branchRowsOf answers every branch of t.
@@ -222,14 +224,14 @@ func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
 // imports it as a new branch. The name is checked before the upload so
 // that a taken name fails at once; the tar is unpacked into a temporary
 // directory under the working directory, removed whatever happens.
-func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, c pageCommand) error {
+func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, c api.Import) error {
 	s := ps.s
-	t, err := s.tenants.get(c.tenant)
+	t, err := s.tenants.get(c.Tenant)
 	if err != nil {
 		return err
 	}
-	if _, ok := t.branchNamed(c.branch); ok {
-		return fmt.Errorf("branch %q of tenant %s: %w", c.branch, t.id, errBranchExists)
+	if _, ok := t.branchNamed(c.Branch); ok {
+		return fmt.Errorf("branch %q of tenant %s: %w", c.Branch, t.id, errBranchExists)
 	}
 	r, err := sess.CopyIn()
 	if err != nil {
@@ -239,7 +241,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(parent, c.tenant.String()+"-")
+	dir, err := os.MkdirTemp(parent, c.Tenant.String()+"-")
 	if err != nil {
 		return err
 	}
@@ -248,9 +250,9 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	if err := tarfile.ExtractDataDir(r, dir); err != nil {
 		return err
 	}
-	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.branch).Int64("bytes", r.BytesRead()).
+	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.Branch).Int64("bytes", r.BytesRead()).
 		Dur("took", time.Since(start)).Msg("received data directory to import")
-	br, err := t.importBranch(ctx, c.branch, dir)
+	br, err := t.importBranch(ctx, c.Branch, dir)
 	if err != nil {
 		return err
 	}
@@ -265,7 +267,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 // LSN defaults to the last record; a later one is waited for. Both fail
 // at once on a timeline whose ingest stopped, unless the LSN is at or
 // before where it stopped.
-func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c pageCommand) (err error) {
+func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c api.Basebackup) (err error) {
 	s := ps.s
 	defer func() {
 		if err != nil {
@@ -274,11 +276,11 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 			s.metrics.basebackups.WithLabelValues("ok").Inc()
 		}
 	}()
-	t, tl, err := s.timeline(c.tenant, c.timeline)
+	t, tl, err := s.timeline(c.Tenant, c.Timeline)
 	if err != nil {
 		return err
 	}
-	lsn := c.lsn
+	lsn := c.LSN
 	if lsn == 0 {
 		if lsn, err = latestLSN(tl); err != nil {
 			return err
@@ -295,7 +297,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c p
 		return err
 	}
 	start := time.Now()
-	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev, Lazy: c.lazy}); err != nil {
+	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev, Lazy: c.Lazy}); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
@@ -364,6 +366,16 @@ func (s *Server) timeline(tid id.TenantID, ref string) (*tenant, *repo.Timeline,
 		return nil, nil, err
 	}
 	return t, tl, nil
+}
+
+// timelineWAL resolves a tenant id and a timeline reference to the
+// timeline's WAL side (timelineWALOf).
+func (s *Server) timelineWAL(tid id.TenantID, ref string) (timelineWAL, error) {
+	t, tl, err := s.timeline(tid, ref)
+	if err != nil {
+		return nil, err
+	}
+	return timelineWALOf(t, tl)
 }
 
 // timelineWALOf returns the WAL side of a tenant's timeline; 55000 if it

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -21,50 +19,6 @@ const (
 	tenantHex   = "0123456789abcdef0123456789abcdef"
 	timelineHex = "fedcba9876543210fedcba9876543210"
 )
-
-func TestParseCommand(t *testing.T) {
-	tenant, _ := id.ParseTenantID(tenantHex)
-	at := time.Date(2021, 6, 1, 12, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		line string
-		args []string
-		want pageCommand
-	}{
-		{line: "IDENTIFY_SYSTEM", want: pageCommand{name: "identify_system"}},
-		{line: "  status  ", want: pageCommand{name: "status"}},
-		{line: "tenant_create", want: pageCommand{name: "tenant_create"}},
-		{line: "tenant_create " + tenantHex, want: pageCommand{name: "tenant_create", tenant: tenant}},
-		{line: "tenant_create $1", args: []string{tenantHex}, want: pageCommand{name: "tenant_create", tenant: tenant}},
-		{line: "tenant_create " + tenantHex + " 1", want: pageCommand{name: "tenant_create", tenant: tenant, generation: 1}},
-		{line: "tenant_attach " + tenantHex + " 42", want: pageCommand{name: "tenant_attach", tenant: tenant, generation: 42}},
-		{line: "tenant_detach " + tenantHex, want: pageCommand{name: "tenant_detach", tenant: tenant}},
-		{line: "import " + tenantHex + " main", want: pageCommand{name: "import", tenant: tenant, branch: "main"}},
-		{line: "branch_create " + tenantHex + " dev main", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main"}}},
-		{line: "branch_create " + tenantHex + " dev main@16/B374D848", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: "main", LSN: 0x16B374D848}}},
-		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: pageCommand{name: "branch_create", tenant: tenant, branch: "dev", start: api.StartPoint{Branch: timelineHex, Time: at}}},
-		{line: "branch_list " + tenantHex, want: pageCommand{name: "branch_list", tenant: tenant}},
-		{line: "basebackup " + tenantHex + " main", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main"}},
-		{line: "basebackup $1 $2 $3", args: []string{tenantHex, timelineHex, "0/16B3748"}, want: pageCommand{name: "basebackup", tenant: tenant, timeline: timelineHex, lsn: 0x16B3748}},
-		{line: "basebackup " + tenantHex + " main lazy", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main", lazy: true}},
-		{line: "basebackup " + tenantHex + " main 0/16B3748 lazy", want: pageCommand{name: "basebackup", tenant: tenant, timeline: "main", lsn: 0x16B3748, lazy: true}},
-		{line: "callmemaybe " + tenantHex + " main host=127.0.0.1  port=5432 user=postgres", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=127.0.0.1  port=5432 user=postgres"}},
-		{line: "callmemaybe " + tenantHex + " main 'host=h port=1'", want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
-		{line: "callmemaybe $1 $2 $3", args: []string{tenantHex, "main", "host=h port=1"}, want: pageCommand{name: "callmemaybe", tenant: tenant, timeline: "main", connStr: "host=h port=1"}},
-		{line: "safekeepers " + tenantHex + " main 127.0.0.1:5454", want: pageCommand{name: "safekeepers", tenant: tenant, timeline: "main", safekeepers: []string{"127.0.0.1:5454"}}},
-		{line: "safekeepers " + tenantHex + " " + timelineHex + " sk1:1,sk-2.example.com:2,[::1]:3", want: pageCommand{name: "safekeepers", tenant: tenant, timeline: timelineHex, safekeepers: []string{"sk1:1", "sk-2.example.com:2", "[::1]:3"}}},
-		{line: "safekeepers $1 $2 $3", args: []string{tenantHex, "main", "a:1,b:2"}, want: pageCommand{name: "safekeepers", tenant: tenant, timeline: "main", safekeepers: []string{"a:1", "b:2"}}},
-		{line: "pagestream " + tenantHex + " " + timelineHex, want: pageCommand{name: "pagestream", tenant: tenant, timeline: timelineHex}},
-	} {
-		got, err := parseCommand(c.line, c.args)
-		if err != nil {
-			t.Errorf("%q: %v", c.line, err)
-			continue
-		}
-		if !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%q:\ngot  %+v\nwant %+v", c.line, got, c.want)
-		}
-	}
-}
 
 func TestParseCommandRejects(t *testing.T) {
 	for _, c := range []struct {
@@ -144,30 +98,13 @@ func FuzzPageServiceCommand(f *testing.F) {
 			}
 			return
 		}
-		if _, ok := commandSyntax[c.name]; !ok {
-			t.Fatalf("%q parsed as unknown command %q", line, c.name)
+		if _, ok := commandNeeds[c.Name()]; !ok {
+			t.Fatalf("%q parsed as command %q, which declares no need of a token", line, c.Name())
 		}
-		// What parsed is well-formed.
-		if c.branch != "" {
-			if err := api.CheckBranchName(c.branch); err != nil {
-				t.Fatalf("%q: branch %q: %v", line, c.branch, err)
-			}
-		}
-		if c.timeline != "" {
-			if err := api.CheckTimelineRef(c.timeline); err != nil {
-				t.Fatalf("%q: timeline %q: %v", line, c.timeline, err)
-			}
-		}
-		if c.name == "branch_create" && c.start.LSN != 0 && !c.start.Time.IsZero() {
-			t.Fatalf("%q: a start with both an LSN and a time", line)
-		}
-		if c.name == "safekeepers" {
-			if err := checkSafekeeperAddrs(c.safekeepers); err != nil {
-				t.Fatalf("%q: safekeepers %q: %v", line, c.safekeepers, err)
-			}
+		if sk, ok := c.(api.Safekeepers); ok {
 			// Every address is safe inside a connection string.
-			set := &SafekeeperSet{Addrs: c.safekeepers}
-			for _, a := range c.safekeepers {
+			set := &SafekeeperSet{Addrs: sk.Addrs}
+			for _, a := range sk.Addrs {
 				if _, err := pgconn.ParseConfig(set.connString(a, id.NewTimelineID(), auth.ClientOptions{Token: `a'b\\c`})); err != nil {
 					t.Fatalf("%q: the connection string for %q: %v", line, a, err)
 				}

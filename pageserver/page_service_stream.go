@@ -137,14 +137,11 @@ func existingRelSize(ctx context.Context, r *DatadirReader, req PageRequest) (ui
 		return 0, err
 	}
 	if !ok {
-		return 0, &pgwire.Error{Code: codeUndefinedFile,
+		return 0, &pgwire.Error{Code: pgwire.CodeUndefinedFile,
 			Message: fmt.Sprintf("relation %v fork %v does not exist at %v", req.Rel, req.Fork, r.LSN())}
 	}
 	return r.RelSize(ctx, req.Rel, req.Fork)
 }
-
-// codeUndefinedFile is PostgreSQL's SQLSTATE for a missing file (ENOENT).
-const codeUndefinedFile = "58P01"
 
 // requestLSN waits for the request's LSN and returns the LSN to read at:
 // the request's own, or for a "latest" request the last record ingested

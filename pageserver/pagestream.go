@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -148,7 +149,7 @@ func DbSizeResponse(bytes int64) []byte {
 // ErrorPageResponse encodes an error with its SQLSTATE; the stream goes on.
 func ErrorPageResponse(sqlstate, msg string) []byte {
 	if len(sqlstate) != errCodeSize {
-		sqlstate = "XX000"
+		sqlstate = pgwire.CodeInternalError
 	}
 	return append(append([]byte{TagErrorResponse}, sqlstate...), msg...)
 }

@@ -10,11 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/pgcluster"
-	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -27,17 +24,9 @@ import (
 func TestReplOriginsIngestOracle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	src := pgtest.New(t, workload.Settings())
 	r := openRedoRepo(t)
 	defer r.Close()
-	_, tl := newTestTimeline(t, r)
-	importLSN, err := ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	src, _, tl, importLSN := importStartedCluster(ctx, t, r)
 	conn, err := pgx.Connect(ctx, src.ConnString("postgres"))
 	if err != nil {
 		t.Fatal(err)

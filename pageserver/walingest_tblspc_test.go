@@ -21,7 +21,6 @@ import (
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
-	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tarfile"
@@ -48,17 +47,7 @@ func TestIngestTablespaces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	pg := pgtest.New(t, workload.Settings())
-	m := pageserver.OpenTestRedoManager(t)
-	r := pageserver.OpenIngestRepo(t, m)
-	tn, tl := pageserver.NewTestTimeline(t, r)
-	start, err := pageserver.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, m, tn, tl, start := importFreshCluster(ctx, t)
 	importDump := pageserver.DumpAll(t, pg)
 	location := tablespaceLocation(t, pg.User())
 	if err := workload.Tablespaces(ctx, pg.ConnString("postgres"), location); err != nil {

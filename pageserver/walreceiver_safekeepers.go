@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
@@ -59,64 +60,12 @@ func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID, client a
 		host, port, client.ConnParams(), s.Tenant, timeline)
 }
 
-// parseSafekeeperAddrs parses "host:port[,host:port...]".
-func parseSafekeeperAddrs(s string) ([]string, error) {
-	addrs := strings.Split(s, ",")
-	if err := checkSafekeeperAddrs(addrs); err != nil {
-		return nil, err
-	}
-	return addrs, nil
-}
-
-// checkSafekeeperAddrs accepts a non-empty list of distinct host:port
-// addresses whose host is a name or an IP address.
-func checkSafekeeperAddrs(addrs []string) error {
-	if len(addrs) == 0 {
-		return errors.New("no safekeepers given")
-	}
-	seen := make(map[string]bool)
-	for _, a := range addrs {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil {
-			return fmt.Errorf("safekeeper address %q: want host:port", truncate(a, 64))
-		}
-		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-			return fmt.Errorf("safekeeper address %q: bad port", truncate(a, 64))
-		}
-		if !validHost(host) {
-			return fmt.Errorf("safekeeper address %q: bad host", truncate(a, 64))
-		}
-		if seen[a] {
-			return fmt.Errorf("safekeeper %s given twice", a)
-		}
-		seen[a] = true
-	}
-	return nil
-}
-
-// validHost accepts an IP address or a DNS name: nothing that could end a
-// value of a connection string.
-func validHost(h string) bool {
-	if net.ParseIP(h) != nil {
-		return true
-	}
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, c := range h {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // SetSafekeepers sets and persists the safekeepers (host:port) WAL is
 // pulled from, replacing a compute's connection string; tenant is the
 // tenant they know the timeline under. A running receiver drops its
 // connection and chooses among them.
 func (r *WalReceiver) SetSafekeepers(tenant id.TenantID, addrs []string) error {
-	if err := checkSafekeeperAddrs(addrs); err != nil {
+	if err := api.CheckSafekeeperAddrs(addrs); err != nil {
 		return fmt.Errorf("WAL source: %w", err)
 	}
 	if err := r.store.SetSafekeepers(&SafekeeperSet{Tenant: tenant, Addrs: slices.Clone(addrs)}); err != nil {

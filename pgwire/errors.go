@@ -13,17 +13,19 @@ const (
 	CodeUndefinedObject        = "42704"
 	CodeDuplicateObject        = "42710"
 	CodeInvalidParameterValue  = "22023"
-	CodeInvalidTextRepr        = "22P02"
 	CodeFeatureNotSupported    = "0A000"
 	CodeProtocolViolation      = "08P01"
 	CodeInvalidAuthorization   = "28000"
 	CodeInvalidPassword        = "28P01"
-	CodeInsufficientPrivilege  = "42501"
 	CodeQueryCanceled          = "57014"
 	CodeObjectNotInPrereqState = "55000"
 	CodeDependentObjects       = "2BP01" // dependent_objects_still_exist
 	CodeInternalError          = "XX000"
 	CodeDataCorrupted          = "XX001"
+	CodeUndefinedParameter     = "42P02"
+	CodeUndefinedFile          = "58P01"
+	CodeInvalidStatementName   = "26000" // invalid_sql_statement_name
+	CodeInvalidCursorName      = "34000"
 )
 
 // Error is an error a handler returns to send the client an ErrorResponse

@@ -95,7 +95,7 @@ func (r *ReplicationConn) CreatePhysicalSlot(ctx context.Context, name string) e
 	}
 	_, err := r.conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+name+" PHYSICAL RESERVE_WAL").ReadAll()
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+	if errors.As(err, &pgErr) && pgErr.Code == CodeDuplicateObject {
 		return nil
 	}
 	if err != nil {

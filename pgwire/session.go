@@ -241,7 +241,7 @@ func (s *Session) commandTag(cmd string) string {
 func (s *Session) bind(m *pgproto3.Bind) error {
 	q, ok := s.stmts[m.PreparedStatement]
 	if !ok {
-		return &Error{Code: "26000", Message: fmt.Sprintf("prepared statement %q does not exist", m.PreparedStatement)}
+		return &Error{Code: CodeInvalidStatementName, Message: fmt.Sprintf("prepared statement %q does not exist", m.PreparedStatement)}
 	}
 	args := make([]string, len(m.Parameters))
 	for i, p := range m.Parameters {
@@ -276,7 +276,7 @@ func (s *Session) describe(ctx context.Context, h Handler, m *pgproto3.Describe)
 	if m.ObjectType == 'S' {
 		q, ok := s.stmts[m.Name]
 		if !ok {
-			return &Error{Code: "26000", Message: fmt.Sprintf("prepared statement %q does not exist", m.Name)}
+			return &Error{Code: CodeInvalidStatementName, Message: fmt.Sprintf("prepared statement %q does not exist", m.Name)}
 		}
 		oids := make([]uint32, countParams(q))
 		for i := range oids {
@@ -290,7 +290,7 @@ func (s *Session) describe(ctx context.Context, h Handler, m *pgproto3.Describe)
 	}
 	p, ok := s.portals[m.Name]
 	if !ok || p == nil {
-		return &Error{Code: "34000", Message: fmt.Sprintf("portal %q does not exist", m.Name)}
+		return &Error{Code: CodeInvalidCursorName, Message: fmt.Sprintf("portal %q does not exist", m.Name)}
 	}
 	if p.cmd == "" {
 		s.be.Send(&pgproto3.NoData{})
@@ -311,7 +311,7 @@ func (s *Session) describe(ctx context.Context, h Handler, m *pgproto3.Describe)
 func (s *Session) execute(ctx context.Context, h Handler, m *pgproto3.Execute) error {
 	p, ok := s.portals[m.Portal]
 	if !ok || p == nil {
-		return &Error{Code: "34000", Message: fmt.Sprintf("portal %q does not exist", m.Portal)}
+		return &Error{Code: CodeInvalidCursorName, Message: fmt.Sprintf("portal %q does not exist", m.Portal)}
 	}
 	if p.cmd == "" {
 		s.be.Send(&pgproto3.EmptyQueryResponse{})

@@ -63,6 +63,21 @@ func mustOpen(t testing.TB, cfg repo.Config) *repo.Repository {
 	return r
 }
 
+// createTimeline creates tenant tid (smallTenantConfig) on r with one
+// timeline, tlid, starting at start.
+func createTimeline(t testing.TB, r *repo.Repository, tid id.TenantID, tlid id.TimelineID, start pgdata.LSN) (*repo.Tenant, *repo.Timeline) {
+	t.Helper()
+	tn, err := r.CreateTenant(tid, smallTenantConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(tlid, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn, tl
+}
+
 // put ingests one record at lsn that stores the given values.
 func put(t testing.TB, tl *repo.Timeline, lsn pgdata.LSN, kvs map[key.Key]value.Value) {
 	t.Helper()

@@ -27,14 +27,7 @@ func TestBasicLifecycle(t *testing.T) {
 	fs := vfs.NewMem()
 	r := mustOpen(t, testConfig(fs))
 	tid, main := id.NewTenantID(), id.NewTimelineID()
-	tn, err := r.CreateTenant(tid, smallTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(main, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tl := createTimeline(t, r, tid, main, 0)
 	put(t, tl, 0x10, map[key.Key]value.Value{blk(0): img("A"), blk(1): ini("i")})
 	put(t, tl, 0x20, map[key.Key]value.Value{blk(0): rec("b")})
 	put(t, tl, 0x30, map[key.Key]value.Value{blk(0): rec("c"), blk(1): rec("j")})
@@ -77,7 +70,7 @@ func TestBasicLifecycle(t *testing.T) {
 
 	r = mustOpen(t, testConfig(fs))
 	defer r.Close()
-	tn, err = r.Tenant(tid)
+	tn, err := r.Tenant(tid)
 	if err != nil {
 		t.Fatal(err)
 	}

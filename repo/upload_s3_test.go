@@ -42,14 +42,7 @@ func TestRemoteS3ConnectionCuts(t *testing.T) {
 	r := s.open(t, nil)
 	defer r.Close()
 	tid, main := id.NewTenantID(), id.NewTimelineID()
-	tn, err := r.CreateTenant(tid, smallTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(main, 0xF0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := createTimeline(t, r, tid, main, 0xF0)
 	failed := 0
 	for round := 0; round < 8; round++ {
 		writeHistory(t, tl, round*16, 16)

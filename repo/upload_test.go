@@ -65,14 +65,7 @@ func TestRemoteRestore(t *testing.T) {
 	disk := vfs.NewMem()
 	r := s.open(t, disk)
 	tid, main, child := id.NewTenantID(), id.NewTimelineID(), id.NewTimelineID()
-	tn, err := r.CreateTenant(tid, smallTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(main, 0xF0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := createTimeline(t, r, tid, main, 0xF0)
 	writeHistory(t, tl, 0, 40)
 	if err := tl.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -158,14 +151,7 @@ func TestRemoteUploadFaults(t *testing.T) {
 	s := newRemoteSetup()
 	r := s.open(t, nil)
 	tid, main := id.NewTenantID(), id.NewTimelineID()
-	tn, err := r.CreateTenant(tid, smallTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(main, 0xF0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := createTimeline(t, r, tid, main, 0xF0)
 	writeHistory(t, tl, 0, 8)
 	if err := tn.Upload(ctx); err != nil {
 		t.Fatal(err)
@@ -243,14 +229,7 @@ func TestRemoteCorruption(t *testing.T) {
 			s := newRemoteSetup()
 			r := s.open(t, nil)
 			tid, main := id.NewTenantID(), id.NewTimelineID()
-			tn, err := r.CreateTenant(tid, smallTenantConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			tl, err := tn.CreateTimeline(main, 0xF0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, tl := createTimeline(t, r, tid, main, 0xF0)
 			writeHistory(t, tl, 0, 8)
 			if err := r.Close(); err != nil {
 				t.Fatal(err)

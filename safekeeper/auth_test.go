@@ -2,12 +2,9 @@ package safekeeper
 
 import (
 	"context"
-	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/auth"
+	"github.com/zenithdb/zenith/repo/auth/authtest"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
@@ -24,37 +22,25 @@ import (
 // present an admin token to each other.
 type secureSet struct {
 	*testSet
-	priv ed25519.PrivateKey
-	ca   string
+	keys *authtest.Keys
 }
 
 func newSecureSet(t *testing.T) *secureSet {
 	t.Helper()
-	dir := t.TempDir()
-	pub, priv := filepath.Join(dir, auth.PublicKeyFile), filepath.Join(dir, auth.PrivateKeyFile)
-	if err := auth.WriteKeyPair(priv, pub); err != nil {
-		t.Fatal(err)
-	}
-	if err := auth.WriteLocalCA(dir, []string{"127.0.0.1"}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	key, err := auth.LoadPrivateKey(priv)
+	keys := authtest.New(t, "127.0.0.1")
+	v, err := auth.LoadVerifier(keys.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.LoadVerifier(pub)
+	srvTLS, err := auth.ServerTLS(keys.ServerCert, keys.ServerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvTLS, err := auth.ServerTLS(filepath.Join(dir, auth.ServerCertFile), filepath.Join(dir, auth.ServerKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss := &secureSet{testSet: newTestSet(t, 3), priv: key, ca: filepath.Join(dir, auth.CACertFile)}
+	ss := &secureSet{testSet: newTestSet(t, 3), keys: keys}
 	admin := ss.token(t, auth.AdminClaims())
 	ss.configure = func(c *Config) {
 		c.Verifier, c.TLS = v, srvTLS
-		c.Client = auth.ClientOptions{Token: admin, CAFile: ss.ca}
+		c.Client = keys.Client(admin)
 	}
 	for i := range ss.nodes {
 		ss.start(i)
@@ -64,16 +50,10 @@ func newSecureSet(t *testing.T) *secureSet {
 
 func (ss *secureSet) token(t *testing.T, c auth.Claims) string {
 	t.Helper()
-	tok, err := auth.Issue(ss.priv, c, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return ss.keys.Token(t, c, time.Hour)
 }
 
-func (ss *secureSet) client(token string) auth.ClientOptions {
-	return auth.ClientOptions{Token: token, CAFile: ss.ca}
-}
+func (ss *secureSet) client(token string) auth.ClientOptions { return ss.keys.Client(token) }
 
 // exec runs one command on safekeeper i with a token; params are extra
 // startup parameters (a replication session's timeline).
@@ -89,13 +69,7 @@ func (ss *secureSet) exec(i int, token, params, cmd string) error {
 	return err
 }
 
-func sqlState(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
-}
+var sqlState = authtest.SQLState
 
 // TestSecureElectionAndPeers: with auth and TLS on, an election with an
 // admin token over verified TLS succeeds on all three, and each safekeeper
@@ -196,11 +170,7 @@ func TestSafekeeperTenantScope(t *testing.T) {
 // token: each but /metrics is refused (403), and without a token (401).
 func TestSafekeeperHTTPScopes(t *testing.T) {
 	ss := newSecureSet(t)
-	tc, err := auth.ClientTLS(ss.ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	client := ss.keys.HTTPClient(t)
 	mux := auth.NewMux(nil)
 	ss.nodes[0].sk.routes(mux)
 	other := ss.token(t, auth.TenantClaims(id.NewTenantID()))
@@ -211,24 +181,15 @@ func TestSafekeeperHTTPScopes(t *testing.T) {
 			token string
 			want  int
 		}{{"", http.StatusUnauthorized}, {other, http.StatusForbidden}} {
-			req, err := http.NewRequest(method, "https://"+ss.nodes[0].httpAddr+path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			auth.SetBearer(req, c.token)
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("%s: %v", r.Pattern, err)
-			}
-			resp.Body.Close()
+			got := authtest.Status(t, client, method, "https://"+ss.nodes[0].httpAddr+path, c.token, nil)
 			if r.Pattern == "GET /metrics" {
-				if resp.StatusCode != http.StatusOK {
-					t.Errorf("%s (public): got %d, want 200", r.Pattern, resp.StatusCode)
+				if got != http.StatusOK {
+					t.Errorf("%s (public): got %d, want 200", r.Pattern, got)
 				}
 				continue
 			}
-			if resp.StatusCode != c.want {
-				t.Errorf("%s with token %.8q: got %d, want %d", r.Pattern, c.token, resp.StatusCode, c.want)
+			if got != c.want {
+				t.Errorf("%s with token %.8q: got %d, want %d", r.Pattern, c.token, got, c.want)
 			}
 		}
 	}

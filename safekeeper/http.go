@@ -1,7 +1,6 @@
 package safekeeper
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -105,6 +104,22 @@ func (s *Safekeeper) httpHandler() http.Handler {
 	return mux
 }
 
+// pathTimeline parses a route's {tenant} and {timeline}, answering 400
+// itself if either is malformed.
+func pathTimeline(w http.ResponseWriter, r *http.Request) (id.TenantID, id.TimelineID, bool) {
+	tenant, err := id.ParseTenantID(r.PathValue("tenant"))
+	if err != nil {
+		auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return tenant, id.TimelineID{}, false
+	}
+	timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
+	if err != nil {
+		auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return tenant, timeline, false
+	}
+	return tenant, timeline, true
+}
+
 // routes registers every HTTP route on mux with what it needs of a token
 // when auth is on: /metrics is public (scraping); /v1/status (every
 // tenant's timelines, which the peers poll), /v1/memory and the Go
@@ -118,43 +133,31 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		for _, tl := range s.Timelines() {
 			out = append(out, tl.State())
 		}
-		writeJSON(w, http.StatusOK, out)
+		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			return
-		}
-		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		tenant, timeline, ok := pathTimeline(w, r)
+		if !ok {
 			return
 		}
 		tl, err := s.Timeline(tenant, timeline, false)
 		if err != nil || tl == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
+			auth.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
 			return
 		}
-		writeJSON(w, http.StatusOK, tl.State())
+		auth.WriteJSON(w, http.StatusOK, tl.State())
 	})
 	mux.HandleFunc("DELETE /v1/timeline/{tenant}/{timeline}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			return
-		}
-		timeline, err := id.ParseTimelineID(r.PathValue("timeline"))
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		tenant, timeline, ok := pathTimeline(w, r)
+		if !ok {
 			return
 		}
 		found, err := s.DeleteTimeline(tenant, timeline)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			auth.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]bool{"deleted": found})
+		auth.WriteJSON(w, http.StatusOK, map[string]bool{"deleted": found})
 	})
 	s.recoveryRoutes(mux)
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
@@ -162,16 +165,8 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		if since, _, err := s.disk.Full(); err != nil {
 			m.DiskFull, m.DiskFullSince = err.Error(), since.UTC().Format(time.RFC3339)
 		}
-		writeJSON(w, http.StatusOK, m)
+		auth.WriteJSON(w, http.StatusOK, m)
 	})
 	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(prometheus.Gatherers{s.metrics.reg, reg}, promhttp.HandlerOpts{}))
 	auth.HandlePprof(mux)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

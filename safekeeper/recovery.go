@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/repo/auth"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -276,22 +275,20 @@ func (p peerHTTP) pull(ctx context.Context, tl *Timeline, term uint64, from, to 
 // admin token when auth is on (peers present one).
 func (s *Safekeeper) recoveryRoutes(mux *auth.Mux) {
 	timeline := func(w http.ResponseWriter, r *http.Request) *Timeline {
-		tenant, err1 := id.ParseTenantID(r.PathValue("tenant"))
-		timeline, err2 := id.ParseTimelineID(r.PathValue("timeline"))
-		if err := errors.Join(err1, err2); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		tenant, timeline, ok := pathTimeline(w, r)
+		if !ok {
 			return nil
 		}
 		tl, err := s.Timeline(tenant, timeline, false)
 		if err != nil || tl == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
+			auth.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such timeline on this safekeeper"})
 			return nil
 		}
 		return tl
 	}
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}/compute", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		if tl := timeline(w, r); tl != nil {
-			writeJSON(w, http.StatusOK, tl.computeInfo())
+			auth.WriteJSON(w, http.StatusOK, tl.computeInfo())
 		}
 	})
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}/wal", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
@@ -302,15 +299,15 @@ func (s *Safekeeper) recoveryRoutes(mux *auth.Mux) {
 		start, err1 := pgdata.ParseLSN(r.URL.Query().Get("start"))
 		end, err2 := pgdata.ParseLSN(r.URL.Query().Get("end"))
 		if err := errors.Join(err1, err2); err != nil || end < start {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("want start <= end LSNs: %v", err)})
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("want start <= end LSNs: %v", err)})
 			return
 		}
 		if flush := tl.FlushLSN(); end > flush {
-			writeJSON(w, http.StatusConflict, map[string]string{"error": fmt.Sprintf("%s is beyond the flush LSN %s", end, flush)})
+			auth.WriteJSON(w, http.StatusConflict, map[string]string{"error": fmt.Sprintf("%s is beyond the flush LSN %s", end, flush)})
 			return
 		}
 		if begin := tl.State().BeginLSN; start < begin {
-			writeJSON(w, http.StatusConflict, map[string]string{"error": fmt.Sprintf("%s is below the stored WAL, which begins at %s", start, begin)})
+			auth.WriteJSON(w, http.StatusConflict, map[string]string{"error": fmt.Sprintf("%s is below the stored WAL, which begins at %s", start, begin)})
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")

@@ -168,11 +168,10 @@ func TestQuorumStreamingSurvivesKillAndRestart(t *testing.T) {
 	t.Logf("%d commits; WAL [%s, %s) identical on the compute and all three safekeepers", rows, start, end)
 }
 
-// TestCommitWaitsForQuorum: with two of three safekeepers stopped a commit
-// does not return; when one comes back it does.
-func TestCommitWaitsForQuorum(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// startWithTable starts three safekeepers and a compute streaming to
+// them, and commits CREATE TABLE t (n int) there.
+func startWithTable(t *testing.T, ctx context.Context) (*testSet, *pgcluster.Cluster, *pgx.Conn) {
+	t.Helper()
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
 		ts.start(i)
@@ -182,6 +181,15 @@ func TestCommitWaitsForQuorum(t *testing.T) {
 	if ok, _ := commitWithin(t, conn, "CREATE TABLE t (n int)", 30*time.Second); !ok {
 		t.Fatal("a commit with all safekeepers up did not return")
 	}
+	return ts, pg, conn
+}
+
+// TestCommitWaitsForQuorum: with two of three safekeepers stopped a commit
+// does not return; when one comes back it does.
+func TestCommitWaitsForQuorum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ts, _, conn := startWithTable(t, ctx)
 	ts.kill(1)
 	ts.stop(2)
 	ok, done := commitWithin(t, conn, "INSERT INTO t VALUES (1)", 3*time.Second)
@@ -208,15 +216,7 @@ func TestCommitWaitsForQuorum(t *testing.T) {
 func TestZombieComputeIsFenced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ts := newTestSet(t, 3)
-	for i := range ts.nodes {
-		ts.start(i)
-	}
-	pg, _ := startCompute(t, ctx, ts)
-	conn := connect(t, ctx, pg)
-	if ok, _ := commitWithin(t, conn, "CREATE TABLE t (n int)", 30*time.Second); !ok {
-		t.Fatal("a commit did not return")
-	}
+	ts, pg, conn := startWithTable(t, ctx)
 	before := currentLSN(t, ctx, conn)
 	waitFor(t, 10*time.Second, "the safekeepers to hold the table", func() bool {
 		return ts.tl(0).FlushLSN() >= before && ts.tl(1).FlushLSN() >= before && ts.tl(2).FlushLSN() >= before

@@ -126,7 +126,7 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 		return err
 	}
 	if start < st.BeginLSN {
-		return pgwire.Errorf("58P01", "requested WAL at %s has already been removed (this safekeeper's WAL begins at %s)", start, st.BeginLSN)
+		return pgwire.Errorf(pgwire.CodeUndefinedFile, "requested WAL at %s has already been removed (this safekeeper's WAL begins at %s)", start, st.BeginLSN)
 	}
 	if start > st.FlushLSN {
 		return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "requested starting point %s is ahead of the WAL flush position of this safekeeper %s", start, st.FlushLSN)

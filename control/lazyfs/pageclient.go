@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -56,8 +57,8 @@ type PageClient struct {
 type PageClientOptions struct {
 	// Addr is the page service's host:port.
 	Addr string
-	// Tenant and Timeline are the ids of the timeline read.
-	Tenant, Timeline string
+	// Stream names the timeline read.
+	Stream api.PageStream
 	// Timeout bounds each batch, connecting included.
 	Timeout time.Duration
 	// CAFile, if set, is the CA that must have signed the page server's
@@ -89,7 +90,7 @@ func NewPageClient(o PageClientOptions) (*PageClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("page server at %s: %w", o.Addr, err)
 	}
-	return &PageClient{addr: o.Addr, command: fmt.Sprintf("pagestream %s %s", o.Tenant, o.Timeline),
+	return &PageClient{addr: o.Addr, command: o.Stream.String(),
 		timeout: o.Timeout, config: cfg, tokenFile: o.TokenFile}, nil
 }
 

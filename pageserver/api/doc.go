@@ -2,7 +2,10 @@
 // the protocol is written once: the rule for branch and node names, how a
 // reference to a timeline is written (a branch name or a timeline id), and
 // the start point of a new branch, BRANCH[@LSN|@RFC3339], as a type with a
-// Parse/String pair. The control plane (the client) and the page server
+// Parse/String pair, and every command of the page service as a typed
+// value (Command: BranchCreate, Basebackup, PageStream, ...) that the
+// client writes with String and the server reads with ParseCommand. The
+// control plane (the client) and the page server
 // both import it; it imports only repo/id and repo/pgdata.
 //
 // What it must never do: depend on either side (no I/O, no server or CLI

@@ -48,7 +48,8 @@ func ParseStartPoint(s string) (StartPoint, error) {
 	if err != nil {
 		return StartPoint{}, fmt.Errorf("start point %q: after @ want an LSN such as 0/16B9188 or an RFC 3339 time such as 2024-05-01T12:00:00Z", truncate(s, 128))
 	}
-	p.Time = t
+	// In UTC, as String writes it, so that a start point reads back equal.
+	p.Time = t.UTC()
 	return p, nil
 }
 

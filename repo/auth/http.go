@@ -61,12 +61,10 @@ func (m *Mux) check(need Need, h http.Handler) http.Handler {
 			if errors.Is(err, ErrForbidden) {
 				status, code = http.StatusForbidden, "28000"
 			}
-			w.Header().Set("Content-Type", "application/json")
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="zenith"`)
 			}
-			w.WriteHeader(status)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error(), "code": code})
+			WriteJSON(w, status, map[string]string{"error": err.Error(), "code": code})
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -92,6 +90,16 @@ func (m *Mux) authorize(r *http.Request, need Need) error {
 		}
 	}
 	return c.Allow(need, tenant)
+}
+
+// WriteJSON answers a request with status and v as indented JSON: the
+// answers of both services' HTTP APIs, and the Mux's own refusals.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 // BearerToken is the token of a request's "Authorization: Bearer" header.
