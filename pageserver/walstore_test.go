@@ -391,18 +391,26 @@ func TestWALStoreSourcePersists(t *testing.T) {
 	}
 }
 
-func TestWALStoreRemoveBelow(t *testing.T) {
+// spanStore is a store in dir holding the span sample, synced, and the
+// sample's records.
+func spanStore(t *testing.T, dir string, seed uint64) (*WALStore, []*pgdata.Record) {
+	t.Helper()
 	wal := spanWAL(t)
 	recs := spanRecords(t, wal)
-	dir := t.TempDir()
 	s := openTestStore(t, dir)
 	if err := s.Init(spanStart, spanPrev); err != nil {
 		t.Fatal(err)
 	}
-	writeChunks(t, s, spanStart, wal[:spanEnd-spanStart], rand.New(rand.NewPCG(11, 12)))
+	writeChunks(t, s, spanStart, wal[:spanEnd-spanStart], rand.New(rand.NewPCG(seed, seed+1)))
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	return s, recs
+}
+
+func TestWALStoreRemoveBelow(t *testing.T) {
+	dir := t.TempDir()
+	s, recs := spanStore(t, dir, 11)
 	cut := recs[7].LSN // in segment 9
 	if err := s.RemoveBelow(cut); err != nil {
 		t.Fatal(err)
@@ -425,17 +433,8 @@ func TestWALStoreRemoveBelow(t *testing.T) {
 // below its segment and keeps the store starting at a record boundary:
 // the first record that starts in that segment.
 func TestWALStoreTrimBelow(t *testing.T) {
-	wal := spanWAL(t)
-	recs := spanRecords(t, wal)
 	dir := t.TempDir()
-	s := openTestStore(t, dir)
-	if err := s.Init(spanStart, spanPrev); err != nil {
-		t.Fatal(err)
-	}
-	writeChunks(t, s, spanStart, wal[:spanEnd-spanStart], rand.New(rand.NewPCG(13, 14)))
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	s, recs := spanStore(t, dir, 13)
 	// In the first segment: nothing to remove.
 	if err := s.TrimBelow(recs[1].EndLSN); err != nil || s.Start() != spanStart {
 		t.Fatalf("TrimBelow(%v) in the first segment: %v, start %v; want nothing removed (start %v)", recs[1].EndLSN, err, s.Start(), spanStart)
