@@ -146,6 +146,31 @@ func (tl *Timeline) detach() error {
 	return tl.close()
 }
 
+// closeTenant stops every timeline of tn, already out of the repository's
+// map (no new ones start), and renames its directory to dir+suffix
+// durably: the commit point of a delete or a detach. It returns dir.
+func (r *Repository) closeTenant(tn *Tenant, suffix string) (string, error) {
+	tn.mu.Lock()
+	var tls []*Timeline
+	for _, e := range tn.timelines {
+		e.deleting = true
+		if e.tl != nil {
+			tls = append(tls, e.tl)
+		}
+	}
+	tn.mu.Unlock()
+	for _, tl := range tls {
+		if err := tl.detach(); err != nil {
+			return "", err
+		}
+	}
+	dir := r.tenantDir(tn.ID())
+	if err := r.fs.Rename(dir, dir+suffix); err != nil {
+		return "", err
+	}
+	return dir, vfs.SyncDir(r.fs, r.tenantsDir())
+}
+
 // DeleteTenant deletes a tenant and everything in its directory: it
 // closes its timelines, renames the directory durably to
 // "<id>.deleted" (the commit point: Tenants removes what a crash left
@@ -165,25 +190,8 @@ func (r *Repository) DeleteTenant(tid id.TenantID) error {
 	if err != nil {
 		return err
 	}
-	tn.mu.Lock()
-	var tls []*Timeline
-	for _, e := range tn.timelines {
-		e.deleting = true
-		if e.tl != nil {
-			tls = append(tls, e.tl)
-		}
-	}
-	tn.mu.Unlock()
-	for _, tl := range tls {
-		if err := tl.detach(); err != nil {
-			return fmt.Errorf("delete tenant %s: %w", tid, err)
-		}
-	}
-	dir := r.tenantDir(tid)
-	if err := r.fs.Rename(dir, dir+deletedSuffix); err != nil {
-		return fmt.Errorf("delete tenant %s: %w", tid, err)
-	}
-	if err := vfs.SyncDir(r.fs, r.tenantsDir()); err != nil {
+	dir, err := r.closeTenant(tn, deletedSuffix)
+	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", tid, err)
 	}
 	r.log.Info().Str("tenant", tid.String()).Msg("tenant marked deleted")

@@ -154,25 +154,8 @@ func (r *Repository) DetachTenant(ctx context.Context, tid id.TenantID) error {
 	r.mu.Lock()
 	delete(r.tenants, tid)
 	r.mu.Unlock()
-	tn.mu.Lock()
-	tls := make([]*Timeline, 0, len(tn.timelines))
-	for _, e := range tn.timelines {
-		e.deleting = true
-		if e.tl != nil {
-			tls = append(tls, e.tl)
-		}
-	}
-	tn.mu.Unlock()
-	for _, tl := range tls {
-		if err := tl.detach(); err != nil {
-			return fmt.Errorf("detach tenant %s: %w", tid, err)
-		}
-	}
-	dir := r.tenantDir(tid)
-	if err := r.fs.Rename(dir, dir+detachedSuffix); err != nil {
-		return fmt.Errorf("detach tenant %s: %w", tid, err)
-	}
-	if err := vfs.SyncDir(r.fs, r.tenantsDir()); err != nil {
+	dir, err := r.closeTenant(tn, detachedSuffix)
+	if err != nil {
 		return fmt.Errorf("detach tenant %s: %w", tid, err)
 	}
 	if err := vfs.RemoveAll(r.fs, dir+detachedSuffix); err != nil {
