@@ -179,11 +179,22 @@ func TestPageserverDiskFull(t *testing.T) {
 // checkAcked checks that every acknowledged row is in the table acked.
 func checkAcked(t *testing.T, conn *pgx.Conn, acked []int) {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT id FROM acked")
+	rows, missing := missingAcked(t, conn, acked)
+	t.Logf("re-created compute: %d rows, %d acknowledged", rows, len(acked))
+	if len(missing) > 0 {
+		t.Errorf("%d acknowledged commits lost, e.g. %v", len(missing), missing[:min(len(missing), 20)])
+	}
+}
+
+// missingAcked reads the table acked: how many rows it has, and which of
+// the acknowledged ids are not among them.
+func missingAcked(t *testing.T, conn *pgx.Conn, acked []int) (rows int, missing []int) {
+	t.Helper()
+	r, err := conn.Query(context.Background(), "SELECT id FROM acked")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	ids, err := pgx.CollectRows(r, pgx.RowTo[int])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,16 +202,12 @@ func checkAcked(t *testing.T, conn *pgx.Conn, acked []int) {
 	for _, id := range ids {
 		present[id] = true
 	}
-	var missing []int
 	for _, id := range acked {
 		if !present[id] {
 			missing = append(missing, id)
 		}
 	}
-	t.Logf("re-created compute: %d rows, %d acknowledged", len(ids), len(acked))
-	if len(missing) > 0 {
-		t.Errorf("%d acknowledged commits lost, e.g. %v", len(missing), missing[:min(len(missing), 20)])
-	}
+	return len(ids), missing
 }
 
 // duMiB is the size of dir's contents, in MiB, rounded up.

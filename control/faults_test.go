@@ -329,25 +329,8 @@ func TestFaultsRandomized(t *testing.T) {
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
 	pg = env.Postgres.CreateStart("main")
 	conn := pg.Connect()
-	rows, err := conn.Query(context.Background(), "SELECT id FROM acked")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		t.Fatal(err)
-	}
-	present := make(map[int]bool, len(ids))
-	for _, id := range ids {
-		present[id] = true
-	}
-	var missing []int
-	for _, id := range acked {
-		if !present[id] {
-			missing = append(missing, id)
-		}
-	}
-	logf("re-created compute: %d rows (%d acknowledged, %d committed without acknowledgement)", len(ids), len(acked), len(ids)-(len(acked)-len(missing)))
+	n, missing := missingAcked(t, conn, acked)
+	logf("re-created compute: %d rows (%d acknowledged, %d committed without acknowledgement)", n, len(acked), n-(len(acked)-len(missing)))
 	if len(missing) > 0 {
 		t.Errorf("%d acknowledged commits lost, e.g. %v", len(missing), missing[:min(len(missing), 20)])
 	}
