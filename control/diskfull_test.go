@@ -104,6 +104,27 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// startAckedWorkload starts a compute on main and a client committing
+// numbered rows into its table acked, recording which commits were
+// acknowledged, and returns once 100 were; the client stops with the test.
+func startAckedWorkload(t *testing.T, env *zenithtest.Env) (*zenithtest.Postgres, *ackedWriter) {
+	t.Helper()
+	pg := env.Postgres.CreateStart("main")
+	admin := pg.Connect()
+	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
+	admin.Close(context.Background())
+	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
+	t.Cleanup(func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+	})
+	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	return pg, w
+}
+
 // TestPageserverDiskFull fills the page server's directory (a tmpfs of its
 // own) while a client commits numbered rows and records which commits were
 // acknowledged. Without safekeepers the page server is the compute's
@@ -118,20 +139,7 @@ func TestPageserverDiskFull(t *testing.T) {
 	seedSize := duMiB(t, psDir)
 	mountTmpfs(t, psDir, seedSize+96, func() { _, _, _ = env.Run("stop", "--immediate") })
 	env.Zenith("start")
-	pg := env.Postgres.CreateStart("main")
-	admin := pg.Connect()
-	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
-	admin.Close(context.Background())
-
-	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
-	defer func() {
-		select {
-		case <-w.stop:
-		default:
-			close(w.stop)
-		}
-	}()
-	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	pg, w := startAckedWorkload(t, env)
 	pid := pageserverPID(t, env)
 
 	ballast := fillDisk(t, psDir)
@@ -259,20 +267,7 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	}
 	mountTmpfs(t, skDir, duMiB(t, skDir)+48, func() { _, _, _ = env.Run("stop", "--immediate") })
 	env.Zenith("start")
-	pg := env.Postgres.CreateStart("main")
-	admin := pg.Connect()
-	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
-	admin.Close(context.Background())
-
-	w := startAckedWriter(pg.ConnString + "?sslmode=disable")
-	defer func() {
-		select {
-		case <-w.stop:
-		default:
-			close(w.stop)
-		}
-	}()
-	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
+	pg, w := startAckedWorkload(t, env)
 	pidOf := func() string {
 		b, _ := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.pid"))
 		return strings.TrimSpace(string(b))
