@@ -23,7 +23,7 @@ func testBranchHoldsEveryAcknowledgedCommit(t *testing.T, safekeepers int) {
 	env := newSKEnv(t, safekeepers)
 	conn := env.Postgres.CreateStart("main").Connect()
 	exec1(t, conn, "CREATE TABLE t (id int, pad text)")
-	for i := range 8 {
+	for i := range 4 {
 		ctx := context.Background()
 		tx, err := conn.Begin(ctx)
 		if err != nil {
