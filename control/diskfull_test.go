@@ -107,7 +107,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // startAckedWorkload starts a compute on main and a client committing
 // numbered rows into its table acked, recording which commits were
 // acknowledged, and returns once 100 were; the client stops with the test.
-func startAckedWorkload(t *testing.T, env *zenithtest.Env) (*zenithtest.Postgres, *ackedWriter) {
+func startAckedWorkload(t *testing.T, env *zenithtest.Env) *ackedWriter {
 	t.Helper()
 	pg := env.Postgres.CreateStart("main")
 	admin := pg.Connect()
@@ -122,7 +122,7 @@ func startAckedWorkload(t *testing.T, env *zenithtest.Env) (*zenithtest.Postgres
 		}
 	})
 	waitFor(t, "100 commits acknowledged before the disk fills", 3*time.Minute, func() bool { return w.count() >= 100 })
-	return pg, w
+	return w
 }
 
 // TestPageserverDiskFull fills the page server's directory (a tmpfs of its
@@ -139,7 +139,7 @@ func TestPageserverDiskFull(t *testing.T) {
 	seedSize := duMiB(t, psDir)
 	mountTmpfs(t, psDir, seedSize+96, func() { _, _, _ = env.Run("stop", "--immediate") })
 	env.Zenith("start")
-	pg, w := startAckedWorkload(t, env)
+	w := startAckedWorkload(t, env)
 	pid := pageserverPID(t, env)
 
 	ballast := fillDisk(t, psDir)
@@ -180,7 +180,7 @@ func TestPageserverDiskFull(t *testing.T) {
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
 	env.Zenith("pageserver", "stop")
 	env.Zenith("pageserver", "start")
-	pg = env.Postgres.CreateStart("main")
+	pg := env.Postgres.CreateStart("main")
 	checkAcked(t, pg.Connect(), acked)
 }
 
@@ -267,7 +267,7 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	}
 	mountTmpfs(t, skDir, duMiB(t, skDir)+48, func() { _, _, _ = env.Run("stop", "--immediate") })
 	env.Zenith("start")
-	pg, w := startAckedWorkload(t, env)
+	w := startAckedWorkload(t, env)
 	pidOf := func() string {
 		b, _ := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.pid"))
 		return strings.TrimSpace(string(b))
@@ -308,6 +308,6 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	acked := w.finish(t)
 	t.Logf("%d commits acknowledged; %d failed (last: %v)", len(acked), w.errors, w.last)
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
-	pg = env.Postgres.CreateStart("main")
+	pg := env.Postgres.CreateStart("main")
 	checkAcked(t, pg.Connect(), acked)
 }
