@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -314,6 +315,10 @@ func TestLazyFetchTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	loader.Stop()
+	// The test waits for the fetch timeout: a short one (node.toml's
+	// lazy_fetch_timeout) rather than the default.
+	env.Zenith("pg", "create", "main", "--name", "lazy")
+	setNodeSetting(t, env, "lazy", "lazy_fetch_timeout", `"3s"`)
 	pg := env.Postgres.CreateStart("main", "--name", "lazy")
 	conn := pg.Connect()
 	b, err := os.ReadFile(filepath.Join(env.RepoDir, "pageserver.pid"))
@@ -351,5 +356,29 @@ func TestLazyFetchTimeout(t *testing.T) {
 	pg.Stop()
 	if m := mountsIn(env.Dir); len(m) > 0 {
 		t.Fatalf("pg stop left %v mounted", m)
+	}
+}
+
+// setNodeSetting sets key to value (TOML) in the node.toml of the default
+// tenant's compute node name.
+func setNodeSetting(t *testing.T, env *zenithtest.Env, name, key, value string) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(env.RepoDir, "pgdatadirs", "tenants", "*", name, "node.toml"))
+	if err != nil || len(paths) != 1 {
+		t.Fatalf("node.toml of compute node %s: %v, %v", name, paths, err)
+	}
+	b, err := os.ReadFile(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := key + " = " + value
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + ` = .*$`)
+	if re.Match(b) {
+		b = re.ReplaceAll(b, []byte(line))
+	} else {
+		b = append(b, []byte("\n"+line+"\n")...)
+	}
+	if err := os.WriteFile(paths[0], b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
