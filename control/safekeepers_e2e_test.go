@@ -247,9 +247,9 @@ func envSeconds(t *testing.T, name string, def int) int {
 // and restarted at two thirds. pgbench sees no error, the restarted
 // safekeeper catches up, and a compute re-created from the page server
 // has one pgbench_history row per transaction pgbench reported.
-// PGBENCH_SECONDS (default 60) shortens the run for quick local loops.
+// PGBENCH_SECONDS (default 30) sets the run's length.
 func TestPgbenchSafekeeperKillRestart(t *testing.T) {
-	seconds := envSeconds(t, "PGBENCH_SECONDS", 60)
+	seconds := envSeconds(t, "PGBENCH_SECONDS", 30)
 	env := newSKEnv(t, 3)
 	pg := env.Postgres.CreateStart("main")
 	pgbench(t, pg.ConnString, "-i", "-s", "1", "-q")
