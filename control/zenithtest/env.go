@@ -51,6 +51,11 @@ type Options struct {
 // SecureEnv, set to 1, makes every Env Secure.
 const SecureEnv = "ZENITH_TEST_SECURE"
 
+// TraceEnv, set to 1, logs every zenith command a test runs with its
+// start time and duration (seen with go test -v): where a slow test's
+// time goes.
+const TraceEnv = "ZENITH_TEST_TRACE"
+
 // Env is a zenith repository in a temporary directory, driven by the real
 // binary as a user would: New runs `zenith init` and `zenith start` on
 // ports chosen at run time; the test's cleanup runs `zenith stop
@@ -131,7 +136,11 @@ func (e *Env) Run(args ...string) (stdout, stderr string, err error) {
 	cmd.Dir = e.Dir
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
 	err = cmd.Run()
+	if os.Getenv(TraceEnv) == "1" {
+		e.t.Logf("%s zenith %s: %.2fs, err %v", start.Format("15:04:05.000"), strings.Join(args, " "), time.Since(start).Seconds(), err)
+	}
 	return out.String(), errOut.String(), err
 }
 
