@@ -161,7 +161,44 @@ func (e *Env) AttachTenant(ctx context.Context, t id.TenantID) (AttachResult, er
 		return res, err
 	}
 	res.Took = time.Since(start)
+	e.pointWALSources(ctx, t)
 	return res, nil
+}
+
+// pointWALSources tells the page server, after it attached tenant t,
+// where the WAL of t's writable nodes comes from: the page server keeps
+// that in its local directory, which an attach after a disk loss does
+// not have. Without it the page server would not ingest what remote
+// storage lacks until each node's next start, and a running compute's
+// reads and clean stop would wait for it. With safekeepers, every such
+// node's timeline streams from them (a stopped node's last WAL may be
+// there and nowhere else); without, a running node is the source again.
+// A failure is reported, not returned: the tenant is attached, and the
+// node's next start points the page server again.
+func (e *Env) pointWALSources(ctx context.Context, t id.TenantID) {
+	nodes, err := e.nodes(&t)
+	if err != nil {
+		fmt.Fprintf(e.Progress, "tenant %s: cannot list its compute nodes to point the page server at their WAL: %v\n", t, err)
+		return
+	}
+	done := map[id.TimelineID]bool{}
+	for _, n := range nodes {
+		if n.ReadOnly() || done[n.Timeline] {
+			continue
+		}
+		if e.Config.Safekeepers.Count > 0 {
+			err = e.Pageserver().Safekeepers(ctx, t, n.Timeline, e.safekeeperAddrs())
+		} else if st, serr := n.Status(ctx, e); serr != nil || st != "running" {
+			continue
+		} else {
+			err = e.Pageserver().CallMeMaybe(ctx, t, n.Timeline, n.walSource(e))
+		}
+		if err != nil {
+			fmt.Fprintf(e.Progress, "compute node %s: cannot point the page server at its WAL (its next start does): %v\n", n.Name, err)
+			continue
+		}
+		done[n.Timeline] = true
+	}
 }
 
 // DetachTenant detaches tenant t from the page server: it uploads all it

@@ -113,6 +113,12 @@ func (n *Node) ConnString(e *Env) string {
 	return fmt.Sprintf("postgresql://%s@%s/postgres", pgcluster.DefaultSuperuser, n.Address(e))
 }
 
+// walSource is the connection string the page server streams the node's
+// WAL with when there are no safekeepers (callmemaybe).
+func (n *Node) walSource(e *Env) string {
+	return n.ConnString(e) + "?application_name=pageserver"
+}
+
 // socketDir is the node's unix socket directory: outside the node
 // directory, whose path may be too long for a socket, and named after it.
 func (n *Node) socketDir() string {

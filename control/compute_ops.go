@@ -426,8 +426,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			return err
 		}
 	} else if !n.ReadOnly() {
-		src := n.ConnString(e) + "?application_name=pageserver"
-		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, src); err != nil {
+		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, n.walSource(e)); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
 			defer cancel()
 			_ = c.Stop(stopCtx, pgcluster.StopImmediate)

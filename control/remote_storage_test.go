@@ -91,7 +91,12 @@ func loseDisk(t *testing.T, env *zenithtest.Env) {
 	env.Zenith("pageserver", "stop", "--immediate")
 	wipePageserver(t, env)
 	env.Zenith("pageserver", "start")
-	pg.Destroy()
+	// The re-attach told the page server where the running compute's WAL
+	// comes from (its local record of that was lost): the clean stop
+	// finds the shutdown checkpoint there at once.
+	if _, errOut, err := env.Run("pg", "stop", "main", "--destroy"); err != nil || strings.Contains(errOut, "rebuilds the data directory") {
+		t.Errorf("zenith pg stop main --destroy after the page server re-attached: %v\n%s", err, errOut)
+	}
 	pg = env.Postgres.CreateStart("main")
 	if err := pgdump.Compare(dumpAll(t, pg), want).Err(); err != nil {
 		t.Errorf("after a SIGKILL and the loss of the page server's directory: pg_dumpall of main: %v", err)
