@@ -49,7 +49,11 @@
 //
 //	template/        initdb'd once (as the postgres OS user when running
 //	                 as root), with the SQL function that starts the
-//	                 module created in it
+//	                 module created in it; kept in the cache too
+//	                 (CACHE/walredo/HASH/template-<PostgreSQL>), and
+//	                 the next new Config.Dir on the machine copies it
+//	                 from there (a fraction of a second; initdb takes
+//	                 seconds, which every zenith init paid)
 //	slot-N/          a copy of template/ per process slot, reused by
 //	                 later processes
 //	module-verified  the hash of the last module the template loaded

@@ -175,3 +175,54 @@ func TestOpenRefusesLibraryPostgreSQLRejects(t *testing.T) {
 	// The good module still opens afterwards.
 	openTestManager(t, nil)
 }
+
+// TestTemplateFromCache opens two managers in new directories with one
+// cache directory: the first initdbs the template and keeps a copy in
+// the cache, the second copies it (the same pg_control, whose system
+// identifier every initdb draws anew) and redoes with it.
+func TestTemplateFromCache(t *testing.T) {
+	base, err := os.MkdirTemp("", "zenith-walredo-cache-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // the postgres OS user must reach the slots
+		t.Fatal(err)
+	}
+	cache := filepath.Join(base, "cache")
+	open := func(name string) (*Manager, string) {
+		m := openTestManager(t, func(c *Config) {
+			c.Dir = filepath.Join(base, name)
+			c.CacheDir = cache
+		})
+		return m, filepath.Join(base, name, "template", "global", "pg_control")
+	}
+	_, first := open("first")
+	cached, err := filepath.Glob(filepath.Join(cache, "walredo", "*", "template-*", "global", "pg_control"))
+	if err != nil || len(cached) != 1 {
+		t.Fatalf("cached templates after the first open: %v (%v), want one", cached, err)
+	}
+	m, second := open("second")
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if !bytes.Equal(read(first), read(cached[0])) {
+		t.Errorf("the cached template's pg_control differs from the template it was kept from")
+	}
+	if !bytes.Equal(read(second), read(cached[0])) {
+		t.Errorf("the second template's pg_control differs from the cached one's: it was initdb'd, not copied")
+	}
+	image := testPage(0x5A)
+	got, err := m.Redo(context.Background(), tenant, targetTag, nil, []Record{{LSN: 0x1000028, WAL: fpiRecord(image, targetTag)}})
+	if err != nil {
+		t.Fatalf("Redo with the copied template: %v", err)
+	}
+	setLSN(image, 0x1000028)
+	if !bytes.Equal(got, image) {
+		t.Errorf("Redo with the copied template: page differs at byte %d", firstDiff(got, image))
+	}
+}

@@ -3,8 +3,11 @@ package walredo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,11 +38,12 @@ const verifiedFile = "module-verified"
 // scratch owns Config.Dir: the template data directory and the slots
 // processes run in.
 type scratch struct {
-	dir    string
-	libDir string // the module's directory in the cache
-	binDir string
-	user   *pgcluster.OSUser
-	log    zerolog.Logger
+	dir     string
+	libDir  string // the module's directory in the cache
+	binDir  string
+	version string // the server's version text (SELECT version())
+	user    *pgcluster.OSUser
+	log     zerolog.Logger
 
 	mu   sync.Mutex
 	free []int // slots whose directories exist and no process uses
@@ -66,7 +71,7 @@ func openScratch(ctx context.Context, dir, binDir, cacheDir string, m *Module, u
 	if err != nil {
 		return nil, err
 	}
-	s := &scratch{dir: dir, libDir: libDir, binDir: binDir, user: user, log: log}
+	s := &scratch{dir: dir, libDir: libDir, binDir: binDir, version: version.Text, user: user, log: log}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create walredo directory: %w", err)
 	}
@@ -117,15 +122,43 @@ func (s *scratch) checkLoads(ctx context.Context, m *Module, version pgcluster.S
 
 func (s *scratch) templateDir() string { return filepath.Join(s.dir, "template") }
 
-// createTemplate initdbs the template (as the postgres OS user when root)
-// and creates the module's SQL function in it. It is built aside and
-// renamed into place, so a half-made template is never used.
+// createTemplate makes the template: a copy of the machine's cached
+// template for this module and this PostgreSQL if there is one, else
+// initdb (as the postgres OS user when root) and the module's SQL
+// function, kept in the cache for the next page server. It is built
+// aside and renamed into place, so a half-made template is never used.
 func (s *scratch) createTemplate(ctx context.Context) error {
 	tmp := s.templateDir() + ".new"
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("walredo template: %w", err)
 	}
-	c, err := pgcluster.New(ctx, pgcluster.Options{BinDir: s.binDir, DataDir: tmp, Log: s.log})
+	cached := s.cachedTemplate()
+	from := "initdb"
+	if err := s.copyTemplate(cached, tmp); err == nil {
+		from = cached
+	} else {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn().Err(err).Str("cached", cached).Msg("walredo template: the cached copy is unusable, running initdb")
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("walredo template: %w", err)
+		}
+		if err := s.initTemplate(ctx, tmp); err != nil {
+			return err
+		}
+		s.keepTemplate(tmp, cached)
+	}
+	if err := os.Rename(tmp, s.templateDir()); err != nil {
+		return fmt.Errorf("walredo template: %w", err)
+	}
+	os.Remove(tmp + ".log")
+	s.log.Info().Str("dir", s.templateDir()).Str("from", from).Msg("walredo template data directory created")
+	return nil
+}
+
+// initTemplate initdbs dir and creates the module's function in it.
+func (s *scratch) initTemplate(ctx context.Context, dir string) error {
+	c, err := pgcluster.New(ctx, pgcluster.Options{BinDir: s.binDir, DataDir: dir, Log: s.log})
 	if err != nil {
 		return fmt.Errorf("walredo template: %w", err)
 	}
@@ -133,15 +166,50 @@ func (s *scratch) createTemplate(ctx context.Context) error {
 	if err := c.InitDB(ctx, pgcluster.InitOptions{NoSync: true, Args: []string{"--wal-segsize=1"}}); err != nil {
 		return fmt.Errorf("walredo template: %w", err)
 	}
-	if err := runSingle(ctx, s.binDir, tmp, s.libDir, s.user, createFunction); err != nil {
+	if err := runSingle(ctx, s.binDir, dir, s.libDir, s.user, createFunction); err != nil {
 		return fmt.Errorf("walredo template: create the module's function: %w", err)
 	}
-	if err := os.Rename(tmp, s.templateDir()); err != nil {
-		return fmt.Errorf("walredo template: %w", err)
-	}
-	os.Remove(tmp + ".log")
-	s.log.Info().Str("dir", s.templateDir()).Msg("walredo template data directory created")
 	return nil
+}
+
+// cachedTemplate is where the machine keeps a template made for this
+// module (s.libDir is the module's own directory in the cache) and this
+// PostgreSQL: initdb takes seconds, a copy a fraction of one, and every
+// new page server directory needs a template.
+func (s *scratch) cachedTemplate() string {
+	sum := sha256.Sum256([]byte(s.binDir + "\x00" + s.version))
+	return filepath.Join(s.libDir, "template-"+hex.EncodeToString(sum[:8]))
+}
+
+// copyTemplate copies a cached template into dir, for s.user. A cache
+// with no template yet is fs.ErrNotExist.
+func (s *scratch) copyTemplate(cached, dir string) error {
+	if _, err := os.Stat(filepath.Join(cached, "global", "pg_control")); err != nil {
+		return err
+	}
+	if err := os.CopyFS(dir, os.DirFS(cached)); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	return pgcluster.PrepareDir(dir, s.user)
+}
+
+// keepTemplate copies the template just made into the cache, aside and
+// renamed into place (another page server may do the same at once: the
+// first rename wins). Failing to is logged: the cache only saves time.
+func (s *scratch) keepTemplate(dir, cached string) {
+	tmp, err := os.MkdirTemp(filepath.Dir(cached), ".template-*")
+	if err == nil {
+		if err = os.CopyFS(filepath.Join(tmp, "t"), os.DirFS(dir)); err == nil {
+			err = os.Rename(filepath.Join(tmp, "t"), cached)
+		}
+		os.RemoveAll(tmp)
+	}
+	if err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+		s.log.Warn().Err(err).Str("cached", cached).Msg("walredo template: not kept in the cache")
+	}
 }
 
 // run runs SQL in a single-user PostgreSQL on the template.
