@@ -38,8 +38,11 @@ func ImportCommand() *cli.Command {
   DIR       a data directory whose server was stopped cleanly (pg_ctl stop
             -m fast or -m smart; not -m immediate, not a crash), or a plain
             base backup made by pg_basebackup -Fp (with its WAL: -X stream
-            or -X fetch), which is copied and recovered first; DIR itself
-            is only read
+            or -X fetch), which is copied and recovered first, or the
+            directory of a tar-format base backup made by pg_basebackup
+            -Ft (base.tar and pg_wal.tar, each perhaps compressed: .gz,
+            .lz4, .zst), which is unpacked and recovered first; DIR
+            itself is only read
   CONNSTR   a running server, as a libpq connection string
             ("host=db1 port=5432 user=postgres" or postgresql://...):
             pg_basebackup copies it through the replication protocol's
@@ -89,13 +92,16 @@ func runImport(c *cli.Context) (err error) {
 	// Check a directory before anything is created, so that mistakes
 	// cost nothing.
 	var dir string
-	recover := false
+	recover, tarBackup := false, false
 	if !isConnString(src) {
 		if dir, err = filepath.Abs(src); err != nil {
 			return err
 		}
-		if recover, err = checkImportDir(dir); err != nil {
-			return err
+		// A tar-format backup is checked once unpacked.
+		if tarBackup = isTarBackup(dir); !tarBackup {
+			if recover, err = checkImportDir(dir); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -115,7 +121,7 @@ func runImport(c *cli.Context) (err error) {
 		return explainTenant(err, t)
 	}
 
-	if isConnString(src) || recover {
+	if isConnString(src) || recover || tarBackup {
 		tmp, err := os.MkdirTemp(e.Dir, "import-")
 		if err != nil {
 			return err
@@ -125,16 +131,26 @@ func runImport(c *cli.Context) (err error) {
 			return err
 		}
 		copyDir := filepath.Join(tmp, "pgdata")
-		if isConnString(src) {
+		switch {
+		case isConnString(src):
 			err = e.baseBackup(ctx, src, copyDir)
-		} else {
+		case tarBackup:
+			prog := newProgress(e.Progress, "unpacking the backup", archivesBytes(dir))
+			if err = extractTarBackup(dir, copyDir, prog); err == nil {
+				prog.Done()
+				// A tar of a cleanly stopped directory needs no recovery.
+				recover, err = checkImportDir(copyDir)
+			}
+		default:
 			err = copyDataDir(dir, copyDir)
 		}
 		if err != nil {
 			return err
 		}
-		if err := e.recoverDataDir(ctx, copyDir, tmp); err != nil {
-			return err
+		if isConnString(src) || recover {
+			if err := e.recoverDataDir(ctx, copyDir, tmp); err != nil {
+				return err
+			}
 		}
 		dir = copyDir
 	}

@@ -26,8 +26,9 @@ const importScaleEnv = "ZENITH_IMPORT_SCALE"
 var importedTenant = regexp.MustCompile(`of tenant ([0-9a-f]{32}) at `)
 
 // TestImport brings a stock PostgreSQL 15 cluster holding pgbench's
-// tables and a second database into zenith twice: while it runs, through
-// a connection string (pg_basebackup, recovered here), as a new tenant,
+// tables and a second database into zenith: while it runs, through a
+// connection string (pg_basebackup, recovered here), as a new tenant;
+// from tar-format base backups of it (pg_basebackup -Ft, gzip and lz4);
 // and after a clean stop, from its data directory. A compute on each
 // branch dumps exactly as the stock cluster did. Bad sources are refused
 // with messages that say what is wrong.
@@ -91,6 +92,32 @@ func TestImport(t *testing.T) {
 	}
 	live := env.Postgres.CreateStart("live", "--tenant", m[1])
 	checkDump(t, live, want, "imported from a running server")
+
+	// Tar-format base backups of it (pg_basebackup -Ft), compressed two
+	// ways; one with a tablespace's archive is refused.
+	for _, compress := range []string{"gzip", "client-lz4"} {
+		backup := filepath.Join(env.Dir, "tar-"+compress)
+		if err := pgcluster.PrepareDir(backup, stock.User()); err != nil {
+			t.Fatal(err)
+		}
+		bb := stock.Command(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(stock.Port()), "-U", "postgres",
+			"-D", backup, "-Ft", "-X", "stream", "--compress", compress, "-c", "fast")
+		if out, err := bb.CombinedOutput(); err != nil {
+			t.Fatalf("pg_basebackup -Ft --compress %s: %v\n%s", compress, err, out)
+		}
+		names, _ := filepath.Glob(filepath.Join(backup, "*"))
+		t.Logf("pg_basebackup -Ft --compress %s wrote %v", compress, names)
+		branch := "tar-" + strings.TrimPrefix(compress, "client-")
+		env.Zenith("import", backup, "--branch", branch)
+		pg := env.Postgres.CreateStart(branch)
+		checkDump(t, pg, want, "imported from a tar-format base backup ("+compress+")")
+		pg.Destroy()
+	}
+	withTablespace := filepath.Join(env.Dir, "tar-gzip")
+	if err := os.WriteFile(filepath.Join(withTablespace, "16400.tar"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, env, "16400.tar is a tablespace's archive", "import", withTablespace, "--branch", "withtablespace")
 
 	// The same cluster, stopped, from its directory.
 	if err := stock.Stop(ctx, pgcluster.StopFast); err != nil {
