@@ -33,6 +33,8 @@ var layers = []struct {
 	{"the layer map", []string{"repo/layermap"}},
 	{"libraries: repository, protocol, redo", []string{"repo", "pgwire", "walredo"}},
 	{"the page service's API, for its client and server", []string{"pageserver/api"}},
+	{"fixtures of the page server's packages' tests", []string{"pageserver/pstest"}},
+	{"the data-directory model", []string{"pageserver/datadir"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
 	{"a lazy compute's data directory through FUSE", []string{"control/lazyfs"}},

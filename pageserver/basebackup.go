@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -77,7 +78,7 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	if prev == 0 && lsn == last {
 		prev = tl.PrevRecordLSN()
 	}
-	r := NewDatadirReader(tl, lsn)
+	r := datadir.NewDatadirReader(tl, lsn)
 	cf, wal, err := startFiles(ctx, r, prev)
 	if err != nil {
 		return err
@@ -137,7 +138,7 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 // checkPointCopy, which is where a starting server takes its counters
 // from (StartupXLOG), state "shut down", and no recovery or backup
 // points.
-func startFiles(ctx context.Context, r *DatadirReader, prev pgdata.LSN) (*pgdata.ControlFile, *pgdata.ShutdownCheckpointWAL, error) {
+func startFiles(ctx context.Context, r *datadir.DatadirReader, prev pgdata.LSN) (*pgdata.ControlFile, *pgdata.ShutdownCheckpointWAL, error) {
 	cf, err := r.ControlFile(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -6,21 +6,17 @@ import (
 	"io"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
-// pgVersionFile is the contents of a PG_VERSION file (PG_MAJORVERSION and
-// a newline).
-var pgVersionFile = []byte(strconv.Itoa(pgdata.PGMajorVersion) + "\n")
-
 // backup writes the files of one basebackup.
 type backup struct {
-	r          *DatadirReader
+	r          *datadir.DatadirReader
 	t          *tarball
 	relSegSize uint32 // blocks per relation segment file (RELSEG_SIZE)
 	// lazy, when set, collects the logged relation files instead of
@@ -52,19 +48,6 @@ func (b *backup) auxFiles(ctx context.Context) error {
 	return nil
 }
 
-// databaseDir is the directory of a database: global/, base/<oid>/ or, in
-// any other tablespace, pg_tblspc/<spc>/PG_15_<catversion>/<oid>
-// (GetDatabasePath).
-func databaseDir(db Database) string {
-	switch db.SpcNode {
-	case pgdata.GlobalTablespaceOID:
-		return "global"
-	case pgdata.DefaultTablespaceOID:
-		return "base/" + strconv.FormatUint(uint64(db.DbNode), 10)
-	}
-	return Tablespace{OID: db.SpcNode}.VersionDir() + "/" + strconv.FormatUint(uint64(db.DbNode), 10)
-}
-
 // databases writes every database's directory: PG_VERSION where the
 // model lists one (a database's default tablespace has it, CREATE
 // DATABASE writes it; a directory that only holds relations placed in
@@ -80,12 +63,12 @@ func (b *backup) databases(ctx context.Context) error {
 		return err
 	}
 	for _, db := range dbs {
-		dir := databaseDir(db)
+		dir := datadir.DatabaseDir(db)
 		if err := b.t.dir(dir); err != nil {
 			return err
 		}
-		if _, found := slices.BinarySearch(aux, databaseVersionPath(db)); found {
-			if err := b.t.bytes(dir+"/PG_VERSION", pgVersionFile); err != nil {
+		if _, found := slices.BinarySearch(aux, datadir.DatabaseVersionPath(db)); found {
+			if err := b.t.bytes(dir+"/PG_VERSION", datadir.PGVersionFile); err != nil {
 				return err
 			}
 		}
@@ -117,7 +100,7 @@ func (b *backup) databases(ctx context.Context) error {
 // relation writes the files of every fork of one relation. An unlogged
 // relation (one with an init fork) gets its init fork and, as its main
 // fork, a copy of it (ResetUnloggedRelations after a crash).
-func (b *backup) relation(ctx context.Context, rel pgdata.RelFileNode, forks ForkSet) error {
+func (b *backup) relation(ctx context.Context, rel pgdata.RelFileNode, forks datadir.ForkSet) error {
 	if forks.Has(pgdata.ForkInit) {
 		for _, f := range []pgdata.ForkNumber{pgdata.ForkInit, pgdata.ForkMain} {
 			if err := b.fork(ctx, rel, pgdata.ForkInit, f); err != nil {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
@@ -27,8 +28,8 @@ func TestBasebackupFiles(t *testing.T) {
 	_, tl := newTestTimeline(t, r)
 
 	const lsn1, lsn2, prev2 = pgdata.LSN(0x1000100), pgdata.LSN(0x1000200), pgdata.LSN(0x10001a0)
-	global := Database{pgdata.GlobalTablespaceOID, 0}
-	db5, db6 := Database{pgdata.DefaultTablespaceOID, 5}, Database{pgdata.DefaultTablespaceOID, 6}
+	global := datadir.Database{SpcNode: pgdata.GlobalTablespaceOID, DbNode: 0}
+	db5, db6 := datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: 5}, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: 6}
 	shared := pgdata.RelFileNode{SpcNode: global.SpcNode, RelNode: 1262}
 	rel := func(n uint32) pgdata.RelFileNode {
 		return pgdata.RelFileNode{SpcNode: db5.SpcNode, DbNode: db5.DbNode, RelNode: n}
@@ -42,7 +43,7 @@ func TestBasebackupFiles(t *testing.T) {
 		XLogBlockSize: pgdata.XLogBlockSize, XLogSegSize: pgdata.WALSegmentSize,
 	}).Encode()
 
-	w := NewDatadirWriter(tl)
+	w := datadir.NewDatadirWriter(tl)
 	must := func(errs ...error) {
 		t.Helper()
 		for _, err := range errs {

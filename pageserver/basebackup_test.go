@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -147,7 +148,7 @@ func TestBasebackupErrors(t *testing.T) {
 	}{
 		{"future LSN", start + 0x100, repo.ErrLSNNotReached},
 		{"below the GC cut-off", start - 0x100, repo.ErrBelowGCCutoff},
-		{"nothing imported", start, ErrNoControlFile},
+		{"nothing imported", start, datadir.ErrNoControlFile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

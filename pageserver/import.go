@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
@@ -106,7 +107,7 @@ func ImportDataDir(ctx context.Context, tl *repo.Timeline, dir string, log zerol
 	log = log.With().Str("datadir", dir).Stringer("lsn", end).Logger()
 	log.Info().Stringer("checkpoint", start).Msg("importing data directory")
 
-	im := &importer{w: NewDatadirWriter(tl), dir: dir, relSegSize: cf.RelSegSize, log: log}
+	im := &importer{w: datadir.NewDatadirWriter(tl), dir: dir, relSegSize: cf.RelSegSize, log: log}
 	im.w.Begin(end)
 	if err := im.run(ctx, cf, control); err != nil {
 		return 0, fmt.Errorf("import %s: %w", dir, err)
@@ -139,7 +140,7 @@ func checkpointRecord(dir string, cf *pgdata.ControlFile) (start, end pgdata.LSN
 
 // importer walks one data directory into a DatadirWriter.
 type importer struct {
-	w          *DatadirWriter
+	w          *datadir.DatadirWriter
 	dir        string
 	relSegSize uint32
 	log        zerolog.Logger
@@ -166,7 +167,7 @@ func (im *importer) run(ctx context.Context, cf *pgdata.ControlFile, control []b
 		case skippedTopLevel[name]:
 			continue
 		case name == "global":
-			err = im.database(ctx, "global", Database{pgdata.GlobalTablespaceOID, 0})
+			err = im.database(ctx, "global", datadir.Database{SpcNode: pgdata.GlobalTablespaceOID, DbNode: 0})
 		case name == "base":
 			err = im.base(ctx)
 		case name == "pg_tblspc":
@@ -218,7 +219,7 @@ func (im *importer) base(ctx context.Context) error {
 		if err != nil || !e.IsDir() {
 			return fmt.Errorf("base/%s is not a database directory", e.Name())
 		}
-		if err := im.database(ctx, "base/"+e.Name(), Database{pgdata.DefaultTablespaceOID, uint32(oid)}); err != nil {
+		if err := im.database(ctx, "base/"+e.Name(), datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: uint32(oid)}); err != nil {
 			return err
 		}
 	}
@@ -233,7 +234,7 @@ type relFork struct {
 }
 
 // database imports one database directory (global/ or base/<oid>/).
-func (im *importer) database(ctx context.Context, rel string, db Database) error {
+func (im *importer) database(ctx context.Context, rel string, db datadir.Database) error {
 	if err := im.w.CreateDatabase(ctx, db); err != nil {
 		return err
 	}
@@ -396,7 +397,7 @@ func (im *importer) slru(ctx context.Context, s key.SLRU) error {
 		return err
 	}
 	for _, e := range entries {
-		segNo, err := ParseSLRUSegmentName(e.Name())
+		segNo, err := datadir.ParseSLRUSegmentName(e.Name())
 		if err != nil || !e.Type().IsRegular() {
 			return fmt.Errorf("unexpected file %s/%s: not an SLRU segment", s, e.Name())
 		}
@@ -419,20 +420,6 @@ func (im *importer) slru(ctx context.Context, s key.SLRU) error {
 	return nil
 }
 
-// ParseSLRUSegmentName parses an SLRU segment file name: the segment
-// number in upper-case hexadecimal, at least 4 digits (SlruFileName's
-// "%04X").
-func ParseSLRUSegmentName(name string) (uint32, error) {
-	if len(name) < 4 || len(name) > 8 || strings.Trim(name, "0123456789ABCDEF") != "" || (len(name) > 4 && name[0] == '0') {
-		return 0, fmt.Errorf("%q is not an SLRU segment name", name)
-	}
-	n, err := strconv.ParseUint(name, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not an SLRU segment name: %w", name, err)
-	}
-	return uint32(n), nil
-}
-
 // twoPhase imports pg_twophase: one state file per prepared transaction,
 // named by its xid in 8 hexadecimal digits (TwoPhaseFilePath).
 func (im *importer) twoPhase(ctx context.Context) error {
@@ -441,7 +428,7 @@ func (im *importer) twoPhase(ctx context.Context) error {
 		return err
 	}
 	for _, e := range entries {
-		xid, err := ParseTwoPhaseName(e.Name())
+		xid, err := datadir.ParseTwoPhaseName(e.Name())
 		if err != nil || !e.Type().IsRegular() {
 			return fmt.Errorf("unexpected file pg_twophase/%s: not a two-phase state file", e.Name())
 		}
@@ -454,19 +441,6 @@ func (im *importer) twoPhase(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// ParseTwoPhaseName parses a two-phase state file's name: the xid in 8
-// upper-case hexadecimal digits (TwoPhaseFilePath's "%08X").
-func ParseTwoPhaseName(name string) (uint32, error) {
-	if len(name) != 8 || strings.Trim(name, "0123456789ABCDEF") != "" {
-		return 0, fmt.Errorf("%q is not a two-phase state file name", name)
-	}
-	xid, err := strconv.ParseUint(name, 16, 32)
-	if err != nil || xid == 0 {
-		return 0, fmt.Errorf("%q is not a two-phase state file name", name)
-	}
-	return uint32(xid), nil
 }
 
 // importMarkerPrefix starts the name of the file, in the tenant's

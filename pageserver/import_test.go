@@ -16,49 +16,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
-	"github.com/zenithdb/zenith/repo/value"
 )
-
-// noRedo fails every redo: an import stores only images, so a read that
-// needs redo is a bug.
-type noRedo struct{}
-
-func (noRedo) Apply(_ context.Context, _ id.TenantID, k key.Key, _ []byte, recs []value.Record, _ pgdata.LSN) ([]byte, error) {
-	return nil, fmt.Errorf("redo of %v (%d records) after an import", k, len(recs))
-}
-
-func openTestRepo(t *testing.T, workdir string) *repo.Repository {
-	t.Helper()
-	cfg := repo.DefaultConfig(workdir)
-	cfg.Redo = noRedo{}
-	cfg.FlushInterval, cfg.CompactionInterval, cfg.GCInterval = 0, 0, 0
-	r, err := repo.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// newTestTimeline creates a tenant in r and a new timeline in it.
-func newTestTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Timeline) {
-	t.Helper()
-	tn, err := r.CreateTenant(id.NewTenantID(), repo.DefaultTenantConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tn, tl
-}
 
 // importStartedCluster imports a fresh cluster with the workload's
 // settings into a new timeline of r and starts it; start is the import's
@@ -237,8 +202,8 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 
 	// Databases: global plus every base/<oid>, each with its relmapper
 	// file and exactly the relation forks on disk, block for block.
-	var wantDBs DBDir
-	dbDirs := map[Database]string{{pgdata.GlobalTablespaceOID, 0}: "global"}
+	var wantDBs datadir.DBDir
+	dbDirs := map[datadir.Database]string{{SpcNode: pgdata.GlobalTablespaceOID, DbNode: 0}: "global"}
 	bases, err := os.ReadDir(filepath.Join(dir, "base"))
 	if err != nil {
 		t.Fatal(err)
@@ -248,13 +213,13 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 		if _, err := fmt.Sscan(e.Name(), &oid); err != nil {
 			t.Fatalf("base/%s: %v", e.Name(), err)
 		}
-		dbDirs[Database{pgdata.DefaultTablespaceOID, oid}] = "base/" + e.Name()
+		dbDirs[datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: oid}] = "base/" + e.Name()
 	}
 	for db := range dbDirs {
 		wantDBs = append(wantDBs, db)
 	}
-	slices.SortFunc(wantDBs, compareDatabase)
-	gotDBs, err := DecodeDBDir(get(key.DBDir()))
+	slices.SortFunc(wantDBs, datadir.CompareDatabase)
+	gotDBs, err := datadir.DecodeDBDir(get(key.DBDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +238,7 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RelDir{}
+		want := datadir.RelDir{}
 		for _, e := range entries {
 			r, fork, seg, err := pgdata.ParseRelationPath(rel + "/" + e.Name())
 			if err != nil {
@@ -282,9 +247,9 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 			if seg != 0 {
 				t.Fatalf("%s/%s: test data directories have no 1 GiB relations", rel, e.Name())
 			}
-			i, found := slices.BinarySearchFunc(want, RelEntry{RelNode: r.RelNode}, compareRelEntry)
+			i, found := slices.BinarySearchFunc(want, datadir.RelEntry{RelNode: r.RelNode}, datadir.CompareRelEntry)
 			if !found {
-				want = slices.Insert(want, i, RelEntry{RelNode: r.RelNode})
+				want = slices.Insert(want, i, datadir.RelEntry{RelNode: r.RelNode})
 			}
 			want[i].Forks |= 1 << fork
 
@@ -303,7 +268,7 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 				t.Errorf("%s/%s block %d, past the end: error = %v, want ErrKeyNotFound", rel, e.Name(), nblocks, err)
 			}
 		}
-		got, err := DecodeRelDir(get(key.RelDir(db.SpcNode, db.DbNode)))
+		got, err := datadir.DecodeRelDir(get(key.RelDir(db.SpcNode, db.DbNode)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,9 +285,9 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want SLRUDir
+		var want datadir.SLRUDir
 		for _, e := range entries {
-			seg, err := ParseSLRUSegmentName(e.Name())
+			seg, err := datadir.ParseSLRUSegmentName(e.Name())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +302,7 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 				same(fmt.Sprintf("%s/%s page %d", s, e.Name(), b), get(key.SLRUPage(s, seg, b)), disk[b*pgdata.BlockSize:(b+1)*pgdata.BlockSize])
 			}
 		}
-		got, err := DecodeSLRUDir(get(key.SLRUDir(s)))
+		got, err := datadir.DecodeSLRUDir(get(key.SLRUDir(s)))
 		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("%s segments = %v, %v; want %v", s, got, err, want)
 		}
@@ -350,17 +315,17 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 	if len(twoPhase) != 1 {
 		t.Fatalf("pg_twophase has %d files, want the one prepared transaction", len(twoPhase))
 	}
-	xid, err := ParseTwoPhaseName(twoPhase[0].Name())
+	xid, err := datadir.ParseTwoPhaseName(twoPhase[0].Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got2, err := DecodeTwoPhaseDir(get(key.TwoPhaseDir()))
-	if err != nil || !slices.Equal(got2, TwoPhaseDir{xid}) {
+	got2, err := datadir.DecodeTwoPhaseDir(get(key.TwoPhaseDir()))
+	if err != nil || !slices.Equal(got2, datadir.TwoPhaseDir{xid}) {
 		t.Errorf("two-phase directory = %v, %v; want [%d]", got2, err, xid)
 	}
 	same("pg_twophase file", get(key.TwoPhaseFile(xid)), file("pg_twophase/"+twoPhase[0].Name()))
 
-	auxDir, err := decodeAuxDirValue(get(key.AuxFile(AuxDirPath)))
+	auxDir, err := datadir.DecodeAuxDirValue(get(key.AuxFile(datadir.AuxDirPath)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +335,7 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 		}
 	}
 	for _, p := range auxDir {
-		gotPath, contents, err := DecodeAuxFile(get(key.AuxFile(p)))
+		gotPath, contents, err := datadir.DecodeAuxFile(get(key.AuxFile(p)))
 		if err != nil || gotPath != p {
 			t.Errorf("aux file %s: path %q, %v", p, gotPath, err)
 			continue

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -82,7 +83,7 @@ func TestIngestOracle(t *testing.T) {
 		t.Fatalf("last record ingested starts at %v, want the shutdown checkpoint pg_control points at, %v", got, cf.CheckPoint)
 	}
 
-	o := pagecheck.New(ctx, t, m, tn.ID().String(), pageserver.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tn.ID().String(), datadir.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
 	o.CheckDatabases()
 	o.CheckSLRUs()
 	o.CheckTwoPhase(1)
@@ -222,7 +223,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	if got := tl.LastRecordLSN(); got != final {
 		t.Fatalf("reopened repository: last record %v, want %v", got, final)
 	}
-	o := pagecheck.New(ctx, t, m, tenant.String(), pageserver.NewDatadirReader(tl, final), compute.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tenant.String(), datadir.NewDatadirReader(tl, final), compute.DataDir(), cat)
 	o.CheckDatabases()
 	o.CheckSLRUs()
 	o.CheckTwoPhase(1)

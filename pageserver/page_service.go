@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
@@ -346,7 +347,7 @@ func sqlError(err error) error {
 			Hint: "the page server keeps the timeline's WAL; restart it once the cause is fixed and ingest resumes (its log says more)"}
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
-		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile),
+		errors.Is(err, errNotRecordBoundary), errors.Is(err, datadir.ErrNoControlFile),
 		errors.Is(err, repo.ErrStaleGeneration), errors.Is(err, repo.ErrNoRemoteStorage):
 		code = pgwire.CodeObjectNotInPrereqState
 	default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -91,7 +92,7 @@ func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageReq
 	if err != nil {
 		return nil, err
 	}
-	r := NewDatadirReader(tl, lsn)
+	r := datadir.NewDatadirReader(tl, lsn)
 	switch req.Tag {
 	case TagExistsRequest:
 		ok, err := r.RelExists(ctx, req.Rel, req.Fork)
@@ -120,7 +121,7 @@ func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageReq
 		}
 		return GetPageResponse(page), nil
 	case TagDbSizeRequest:
-		size, err := r.DBSize(ctx, Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
+		size, err := r.DBSize(ctx, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +132,7 @@ func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageReq
 
 // existingRelSize is the size of a fork that exists; a missing fork is
 // 58P01 (undefined_file), as PostgreSQL reports a missing relation file.
-func existingRelSize(ctx context.Context, r *DatadirReader, req PageRequest) (uint32, error) {
+func existingRelSize(ctx context.Context, r *datadir.DatadirReader, req PageRequest) (uint32, error) {
 	ok, err := r.RelExists(ctx, req.Rel, req.Fork)
 	if err != nil {
 		return 0, err

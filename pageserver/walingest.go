@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -39,7 +40,7 @@ var ErrUnsupportedRecord = errors.New("unsupported WAL record")
 // after its disk-consistent LSN ingested again).
 type WalIngest struct {
 	tl  *repo.Timeline
-	w   *DatadirWriter
+	w   *datadir.DatadirWriter
 	log zerolog.Logger
 
 	control pgdata.ControlFile // as stored, with parameter changes applied
@@ -89,7 +90,7 @@ func NewWalIngest(ctx context.Context, tl *repo.Timeline, log zerolog.Logger) (*
 	}
 	return &WalIngest{
 		tl:         tl,
-		w:          NewDatadirWriter(tl),
+		w:          datadir.NewDatadirWriter(tl),
 		log:        log.With().Stringer("timeline", tl.ID()).Logger(),
 		control:    *cf,
 		cp:         cp,
@@ -326,7 +327,7 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 	case d.dbDrop != nil:
 		err = w.dropDatabase(ctx, d.dbDrop)
 	case d.tblspcCreate != nil:
-		err = w.w.CreateTablespace(ctx, Tablespace{OID: d.tblspcCreate.TsID, Location: d.tblspcCreate.Location})
+		err = w.w.CreateTablespace(ctx, datadir.Tablespace{OID: d.tblspcCreate.TsID, Location: d.tblspcCreate.Location})
 	case d.tblspcDrop != nil:
 		err = w.w.DropTablespace(ctx, *d.tblspcDrop)
 	case d.relMap != nil:

@@ -20,7 +20,7 @@ var zeroBlock = make([]byte, pgdata.BlockSize)
 // put stores v under k in the open record and remembers that it did, so
 // that the extension of a fork or segment does not write the key again.
 func (w *WalIngest) put(k key.Key, v value.Value) error {
-	if err := w.w.put(k, v); err != nil {
+	if err := w.w.Put(k, v); err != nil {
 		return err
 	}
 	w.written[k] = true
@@ -115,7 +115,7 @@ func (w *WalIngest) extend(ctx context.Context) error {
 // record; 0 for a segment that does not exist.
 func (w *WalIngest) slruSegmentSize(ctx context.Context, seg slruSegment) (uint32, error) {
 	k := key.SLRUSegmentSize(seg.slru, seg.segNo)
-	if n, ok := w.w.sizes[k]; ok {
+	if n, ok := w.w.PendingSize(k); ok {
 		return n, nil
 	}
 	b, err := w.tl.Get(ctx, k, w.tl.LastRecordLSN())

@@ -2,12 +2,11 @@ package pageserver
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -87,12 +86,6 @@ func (w *WalIngest) truncateMap(ctx context.Context, rel pgdata.RelFileNode, for
 	return nil
 }
 
-// databaseVersionPath is the path of the PG_VERSION file in a database's
-// directory, an auxiliary file: listed where PostgreSQL writes one (the
-// directory CREATE DATABASE makes in the database's default tablespace,
-// CreateDirAndVersionFile, or copies, copydir), and nowhere else.
-func databaseVersionPath(db Database) string { return databaseDir(db) + "/PG_VERSION" }
-
 // createDatabase follows dbase_redo for CREATE DATABASE, in any
 // tablespace. With WAL_LOG the record makes the directory and its
 // PG_VERSION (CreateDirAndVersionFile); the relations, their blocks and
@@ -104,20 +97,20 @@ func databaseVersionPath(db Database) string { return databaseDir(db) + "/PG_VER
 // a directory in, and ALTER DATABASE SET TABLESPACE one for the move
 // (movedb), followed by the drop of the old directory.
 func (w *WalIngest) createDatabase(ctx context.Context, c *pgdata.DBaseCreate) error {
-	db := Database{c.TsID, c.DbID}
+	db := datadir.Database{SpcNode: c.TsID, DbNode: c.DbID}
 	if err := w.w.CreateDatabase(ctx, db); err != nil {
 		return err
 	}
 	if !c.FileCopy {
-		return w.w.PutAuxFile(ctx, databaseVersionPath(db), pgVersionFile)
+		return w.w.PutAuxFile(ctx, datadir.DatabaseVersionPath(db), datadir.PGVersionFile)
 	}
-	src := Database{c.SrcTsID, c.SrcDbID}
-	hasVersion, err := w.w.AuxFileListed(ctx, databaseVersionPath(src))
+	src := datadir.Database{SpcNode: c.SrcTsID, DbNode: c.SrcDbID}
+	hasVersion, err := w.w.AuxFileListed(ctx, datadir.DatabaseVersionPath(src))
 	if err != nil {
 		return err
 	}
 	if hasVersion {
-		if err := w.w.PutAuxFile(ctx, databaseVersionPath(db), pgVersionFile); err != nil {
+		if err := w.w.PutAuxFile(ctx, datadir.DatabaseVersionPath(db), datadir.PGVersionFile); err != nil {
 			return err
 		}
 	}
@@ -169,11 +162,11 @@ func (w *WalIngest) createDatabase(ctx context.Context, c *pgdata.DBaseCreate) e
 // each one it has a directory in; movedb names the one it moved from).
 func (w *WalIngest) dropDatabase(ctx context.Context, drop *pgdata.DBaseDrop) error {
 	for _, ts := range drop.TsIDs {
-		db := Database{ts, drop.DbID}
+		db := datadir.Database{SpcNode: ts, DbNode: drop.DbID}
 		if err := w.w.DropDatabase(ctx, db); err != nil {
 			return err
 		}
-		if err := w.w.RemoveAuxFile(ctx, databaseVersionPath(db)); err != nil {
+		if err := w.w.RemoveAuxFile(ctx, datadir.DatabaseVersionPath(db)); err != nil {
 			return err
 		}
 	}
@@ -183,7 +176,7 @@ func (w *WalIngest) dropDatabase(ctx context.Context, drop *pgdata.DBaseDrop) er
 // putRelMap stores a relation map (relmap_redo). The shared map's record
 // names database 0 in pg_global, which is how the model names global/.
 func (w *WalIngest) putRelMap(ctx context.Context, u *pgdata.RelMapUpdate) error {
-	db := Database{u.TsID, u.DbID}
+	db := datadir.Database{SpcNode: u.TsID, DbNode: u.DbID}
 	if u.DbID != 0 {
 		// A relation map is written when the database is created
 		// (RelationMapCopy) or a mapped catalog rewritten: it exists.
@@ -192,40 +185,4 @@ func (w *WalIngest) putRelMap(ctx context.Context, u *pgdata.RelMapUpdate) error
 		}
 	}
 	return w.w.PutRelMap(db, bytes.Clone(u.File))
-}
-
-// auxFiles returns the list of auxiliary files as of the open record.
-func (w *DatadirWriter) auxFiles(ctx context.Context) (*AuxDir, error) {
-	if w.auxDir == nil {
-		d, err := load(ctx, w, key.AuxFile(AuxDirPath), decodeAuxDirValue)
-		if err != nil {
-			return nil, err
-		}
-		w.auxDir = &d
-	}
-	return w.auxDir, nil
-}
-
-// AuxFileListed reports whether an auxiliary file is listed as of the
-// open record.
-func (w *DatadirWriter) AuxFileListed(ctx context.Context, path string) (bool, error) {
-	d, err := w.auxFiles(ctx)
-	if err != nil {
-		return false, err
-	}
-	_, found := slices.BinarySearch(*d, path)
-	return found, nil
-}
-
-// RemoveAuxFile unlists an auxiliary file (a dropped database's
-// PG_VERSION); its value stays for reads at older LSNs.
-func (w *DatadirWriter) RemoveAuxFile(ctx context.Context, path string) error {
-	d, err := w.auxFiles(ctx)
-	if err != nil {
-		return err
-	}
-	if removeSorted((*[]string)(d), path, cmp.Compare[string]) {
-		w.dirty[key.AuxFile(AuxDirPath)] = func() []byte { return EncodeAuxFile(AuxDirPath, EncodeAuxDir(*w.auxDir)) }
-	}
-	return nil
 }

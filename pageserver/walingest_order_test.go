@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -48,7 +49,7 @@ func TestIngestOrder(t *testing.T) {
 	// timeline ends right before smgr_create_main (0/1511B60, whose
 	// xl_prev is 0/1511B30).
 	create := testRecord(t, "smgr_create_main", 0x1511B60)
-	w := NewDatadirWriter(tl)
+	w := datadir.NewDatadirWriter(tl)
 	w.Begin(create.LSN)
 	if err := w.PutControlFile(control); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -49,7 +50,7 @@ func (w *WalIngest) replOrigins(ctx context.Context) (pgdata.ReplOrigins, error)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", pgdata.ReplOriginCheckpointPath, err)
 	}
-	path, contents, err := DecodeAuxFile(b)
+	path, contents, err := datadir.DecodeAuxFile(b)
 	if err == nil && path != pgdata.ReplOriginCheckpointPath {
 		err = fmt.Errorf("key holds %s (hash collision)", path)
 	}

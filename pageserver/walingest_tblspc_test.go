@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
@@ -80,7 +81,7 @@ func TestIngestTablespaces(t *testing.T) {
 	}
 
 	names := func(lsn pgdata.LSN) []string {
-		list, err := pageserver.NewDatadirReader(tl, lsn).Tablespaces(ctx)
+		list, err := datadir.NewDatadirReader(tl, lsn).Tablespaces(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func TestIngestTablespaces(t *testing.T) {
 		t.Errorf("tablespaces at the end %v: none at %s", final, location)
 	}
 
-	o := pagecheck.New(ctx, t, m, tn.ID().String(), pageserver.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tn.ID().String(), datadir.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
 	o.CheckDatabases()
 	o.Report(fmt.Sprintf("values compared at %v", tl.LastRecordLSN()))
 

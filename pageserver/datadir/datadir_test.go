@@ -1,4 +1,4 @@
-package pageserver
+package datadir
 
 import (
 	"errors"

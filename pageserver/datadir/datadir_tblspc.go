@@ -1,4 +1,4 @@
-package pageserver
+package datadir
 
 import (
 	"cmp"
@@ -175,7 +175,7 @@ func (w *DatadirWriter) DropTablespace(ctx context.Context, oid uint32) error {
 		if err := w.DropDatabase(ctx, db); err != nil {
 			return err
 		}
-		if err := w.RemoveAuxFile(ctx, databaseVersionPath(db)); err != nil {
+		if err := w.RemoveAuxFile(ctx, DatabaseVersionPath(db)); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package pageserver
+package datadir
 
 import (
 	"cmp"
@@ -54,7 +54,8 @@ type Database struct {
 	SpcNode, DbNode uint32
 }
 
-func compareDatabase(a, b Database) int {
+// CompareDatabase orders databases by tablespace, then OID.
+func CompareDatabase(a, b Database) int {
 	return cmp.Or(cmp.Compare(a.SpcNode, b.SpcNode), cmp.Compare(a.DbNode, b.DbNode))
 }
 

@@ -1,4 +1,4 @@
-package pageserver
+package datadir
 
 import (
 	"cmp"
@@ -80,8 +80,8 @@ func (w *DatadirWriter) Commit(prev pgdata.LSN) error {
 	return nil
 }
 
-// put stores one value in the open record.
-func (w *DatadirWriter) put(k key.Key, v value.Value) error {
+// Put stores one value in the open record.
+func (w *DatadirWriter) Put(k key.Key, v value.Value) error {
 	if w.lsn == 0 {
 		return fmt.Errorf("put %v outside a record", k)
 	}
@@ -157,7 +157,7 @@ func (w *DatadirWriter) CreateDatabase(ctx context.Context, db Database) error {
 	if err != nil {
 		return err
 	}
-	if insertSorted((*[]Database)(d), db, compareDatabase) {
+	if insertSorted((*[]Database)(d), db, CompareDatabase) {
 		w.dirty[key.DBDir()] = func() []byte { return EncodeDBDir(*w.dbDir) }
 		rels, err := w.relations(ctx, db)
 		if err != nil {
@@ -175,7 +175,7 @@ func (w *DatadirWriter) DropDatabase(ctx context.Context, db Database) error {
 	if err != nil {
 		return err
 	}
-	if removeSorted((*[]Database)(d), db, compareDatabase) {
+	if removeSorted((*[]Database)(d), db, CompareDatabase) {
 		w.dirty[key.DBDir()] = func() []byte { return EncodeDBDir(*w.dbDir) }
 	}
 	rels, err := w.relations(ctx, db)
@@ -198,7 +198,8 @@ func (w *DatadirWriter) markRelDir(db Database, d *RelDir) {
 	w.dirty[key.RelDir(db.SpcNode, db.DbNode)] = func() []byte { return EncodeRelDir(*d) }
 }
 
-func compareRelEntry(a, b RelEntry) int { return cmp.Compare(a.RelNode, b.RelNode) }
+// CompareRelEntry orders relations by relfilenode.
+func CompareRelEntry(a, b RelEntry) int { return cmp.Compare(a.RelNode, b.RelNode) }
 
 // CreateRelation adds a fork of a relation with size 0 if it does not
 // exist, and its database if that is not listed (smgrcreate).
@@ -214,7 +215,7 @@ func (w *DatadirWriter) CreateRelation(ctx context.Context, rel pgdata.RelFileNo
 	if err != nil {
 		return err
 	}
-	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, compareRelEntry)
+	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, CompareRelEntry)
 	switch {
 	case !found:
 		*rels = slices.Insert(*rels, i, RelEntry{rel.RelNode, 1 << fork})
@@ -236,7 +237,7 @@ func (w *DatadirWriter) DropRelation(ctx context.Context, rel pgdata.RelFileNode
 	if err != nil {
 		return err
 	}
-	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, compareRelEntry)
+	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, CompareRelEntry)
 	if !found || !(*rels)[i].Forks.Has(fork) {
 		return nil
 	}
@@ -256,7 +257,7 @@ func (w *DatadirWriter) RelationExists(ctx context.Context, rel pgdata.RelFileNo
 	if err != nil {
 		return false, err
 	}
-	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, compareRelEntry)
+	i, found := slices.BinarySearchFunc(*rels, RelEntry{RelNode: rel.RelNode}, CompareRelEntry)
 	return found && (*rels)[i].Forks.Has(fork), nil
 }
 
@@ -286,13 +287,13 @@ func (w *DatadirWriter) SetRelSize(ctx context.Context, rel pgdata.RelFileNode, 
 // PutRelBlock stores one block of a relation (an image, or a record for
 // redo). It does not change the size: callers extend with SetRelSize.
 func (w *DatadirWriter) PutRelBlock(rel pgdata.RelFileNode, fork pgdata.ForkNumber, blk pgdata.BlockNumber, v value.Value) error {
-	return w.put(key.RelBlock(rel, fork, blk), v)
+	return w.Put(key.RelBlock(rel, fork, blk), v)
 }
 
 // PutRelMap stores a database's relmapper file (pg_filenode.map); db
 // {GlobalTablespaceOID, 0} is global/pg_filenode.map.
 func (w *DatadirWriter) PutRelMap(db Database, file []byte) error {
-	return w.put(key.RelMap(db.SpcNode, db.DbNode), value.Image(file))
+	return w.Put(key.RelMap(db.SpcNode, db.DbNode), value.Image(file))
 }
 
 func (w *DatadirWriter) segments(ctx context.Context, s key.SLRU) (*SLRUDir, error) {
@@ -346,7 +347,7 @@ func (w *DatadirWriter) RemoveSLRUSegment(ctx context.Context, s key.SLRU, segNo
 
 // PutSLRUPage stores one page of an SLRU segment (an image or an op).
 func (w *DatadirWriter) PutSLRUPage(s key.SLRU, segNo, blk uint32, v value.Value) error {
-	return w.put(key.SLRUPage(s, segNo, blk), v)
+	return w.Put(key.SLRUPage(s, segNo, blk), v)
 }
 
 func (w *DatadirWriter) prepared(ctx context.Context) (*TwoPhaseDir, error) {
@@ -373,7 +374,7 @@ func (w *DatadirWriter) PutTwoPhaseFile(ctx context.Context, xid uint32, file []
 	if insertSorted((*[]uint32)(d), xid, cmp.Compare[uint32]) {
 		w.dirty[key.TwoPhaseDir()] = func() []byte { return EncodeTwoPhaseDir(*w.twoPhase) }
 	}
-	return w.put(key.TwoPhaseFile(xid), value.Image(file))
+	return w.Put(key.TwoPhaseFile(xid), value.Image(file))
 }
 
 // RemoveTwoPhaseFile unlists a prepared transaction (COMMIT/ROLLBACK
@@ -391,12 +392,12 @@ func (w *DatadirWriter) RemoveTwoPhaseFile(ctx context.Context, xid uint32) erro
 
 // PutControlFile stores pg_control (the whole 8 KiB file).
 func (w *DatadirWriter) PutControlFile(file []byte) error {
-	return w.put(key.Control(), value.Image(file))
+	return w.Put(key.Control(), value.Image(file))
 }
 
 // PutCheckpoint stores the latest checkpoint (the 88-byte CheckPoint).
 func (w *DatadirWriter) PutCheckpoint(cp *pgdata.CheckPoint) error {
-	return w.put(key.Checkpoint(), value.Image(cp.Encode()))
+	return w.Put(key.Checkpoint(), value.Image(cp.Encode()))
 }
 
 // PutAuxFile stores an auxiliary file by its slash-separated path relative
@@ -412,12 +413,12 @@ func (w *DatadirWriter) PutAuxFile(ctx context.Context, path string, contents []
 	if insertSorted((*[]string)(d), path, cmp.Compare[string]) {
 		w.dirty[key.AuxFile(AuxDirPath)] = func() []byte { return EncodeAuxFile(AuxDirPath, EncodeAuxDir(*w.auxDir)) }
 	}
-	return w.put(key.AuxFile(path), value.Image(EncodeAuxFile(path, contents)))
+	return w.Put(key.AuxFile(path), value.Image(EncodeAuxFile(path, contents)))
 }
 
-// decodeAuxDirValue decodes the value under key.AuxFile(AuxDirPath): an
+// DecodeAuxDirValue decodes the value under key.AuxFile(AuxDirPath): an
 // auxiliary-file value with the empty path whose contents are the AuxDir.
-func decodeAuxDirValue(b []byte) (AuxDir, error) {
+func DecodeAuxDirValue(b []byte) (AuxDir, error) {
 	if len(b) < 4 || b[0] != auxFileMagic || b[1] != auxFileVersion || binary.BigEndian.Uint16(b[2:]) != 0 {
 		return nil, fmt.Errorf("%w: auxiliary file directory value: bad header", ErrMalformedDir)
 	}

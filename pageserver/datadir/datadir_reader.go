@@ -1,4 +1,4 @@
-package pageserver
+package datadir
 
 import (
 	"context"
@@ -237,7 +237,7 @@ func (r *DatadirReader) Checkpoint(ctx context.Context) (pgdata.CheckPoint, erro
 
 // AuxFiles lists the auxiliary files' paths.
 func (r *DatadirReader) AuxFiles(ctx context.Context) (AuxDir, error) {
-	return readDir(ctx, r, key.AuxFile(AuxDirPath), decodeAuxDirValue)
+	return readDir(ctx, r, key.AuxFile(AuxDirPath), DecodeAuxDirValue)
 }
 
 // AuxFile returns a listed auxiliary file's contents.
