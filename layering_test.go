@@ -35,6 +35,7 @@ var layers = []struct {
 	{"the page service's API, for its client and server", []string{"pageserver/api"}},
 	{"fixtures of the page server's packages' tests", []string{"pageserver/pstest"}},
 	{"the data-directory model", []string{"pageserver/datadir"}},
+	{"WAL ingest and import into the data-directory model", []string{"pageserver/walingest"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
 	{"a lazy compute's data directory through FUSE", []string{"control/lazyfs"}},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
@@ -142,7 +143,7 @@ func openRedoRepo(t *testing.T) *repo.Repository {
 // returns how many.
 func ingestAll(ctx context.Context, t *testing.T, tl *repo.Timeline, dir string, start pgdata.LSN) int {
 	t.Helper()
-	ing, err := NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

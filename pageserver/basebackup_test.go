@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/datadir"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -55,7 +56,7 @@ func TestBasebackupImport(t *testing.T) {
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
 	tn, tl := newTestTimeline(t, r)
-	lsn, err := ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
+	lsn, err := walingest.ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func compareDataDirs(t *testing.T, want, got string) {
 		rel = filepath.ToSlash(rel)
 		top, _, _ := strings.Cut(rel, "/")
 		switch {
-		case skippedTopLevel[top] || rel == "global/pg_control" || path.Base(rel) == "pg_internal.init":
+		case walingest.SkippedTopLevel[top] || rel == "global/pg_control" || path.Base(rel) == "pg_internal.init":
 			return nil
 		case isUnloggedMainFork(want, rel):
 			return nil

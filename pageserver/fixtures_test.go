@@ -8,4 +8,7 @@ type noRedo = pstest.NoRedo
 var (
 	openTestRepo    = pstest.OpenRepo
 	newTestTimeline = pstest.NewTimeline
+	itemsSQL        = pstest.ItemsSQL
+	exec            = pstest.Exec
+	readControl     = pstest.ReadControl
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -67,7 +68,7 @@ func TestIngestOracle(t *testing.T) {
 	cf := pageserver.ReadControl(t, pg.DataDir())
 
 	began = time.Now()
-	ing, err := pageserver.NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

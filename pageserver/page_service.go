@@ -12,6 +12,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/datadir"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
@@ -340,7 +341,7 @@ func sqlError(err error) error {
 		code = pgwire.CodeDuplicateObject
 	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
 		code = pgwire.CodeDependentObjects
-	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
+	case errors.Is(err, walingest.ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):
 		return &pgwire.Error{Code: pgwire.CodeObjectNotInPrereqState, Message: err.Error(),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -28,7 +29,7 @@ func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 // client is what the receivers present to the safekeepers.
 func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions, disk *vfs.DiskState) openWALFunc {
 	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
-		ing, err := NewWalIngest(ctx, tl, log)
+		ing, err := walingest.NewWalIngest(ctx, tl, log)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
@@ -65,7 +66,7 @@ func TestIngestTablespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ing, err := pageserver.NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
@@ -59,7 +60,7 @@ func newRcvCompute(t *testing.T) *rcvCompute {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ImportDataDir(context.Background(), tl, pg.DataDir(), zerolog.Nop()); err != nil {
+	if _, err := walingest.ImportDataDir(context.Background(), tl, pg.DataDir(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	c.tenant, c.timeline = tn.ID(), tl.ID()
@@ -140,9 +141,9 @@ func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zer
 	if err == nil {
 		n.tl, err = tn.Timeline(c.timeline)
 	}
-	var ing *WalIngest
+	var ing *walingest.WalIngest
 	if err == nil {
-		ing, err = NewWalIngest(ctx, n.tl, log)
+		ing, err = walingest.NewWalIngest(ctx, n.tl, log)
 	}
 	if err == nil {
 		n.store, err = OpenWALStore(vfs.Default, c.walDir, ing.SegSize(), log)
@@ -366,7 +367,7 @@ func heapInts(page []byte) ([]int32, error) {
 }
 
 // otherSystem is a WalIngest that claims another database system.
-type otherSystem struct{ *WalIngest }
+type otherSystem struct{ *walingest.WalIngest }
 
 func (otherSystem) SystemID() uint64 { return 42 }
 
@@ -404,7 +405,7 @@ func TestWalReceiverSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.close()
-	ing, err := NewWalIngest(ctx, n.tl, log)
+	ing, err := walingest.NewWalIngest(ctx, n.tl, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,7 @@
 // Package pstest holds the fixtures the tests of the page server's
-// packages share: a repository without redo and a fresh timeline in it.
+// packages share: a repository without redo and a fresh timeline in it,
+// the data the import and basebackup tests start from, SQL and pg_control
+// helpers.
 // Only tests import it; it imports nothing of the page server, so the
 // lowest of its packages (datadir) can use it.
 package pstest
@@ -7,8 +9,11 @@ package pstest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
@@ -51,4 +56,40 @@ func NewTimeline(t *testing.T, r *repo.Repository) (*repo.Tenant, *repo.Timeline
 		t.Fatal(err)
 	}
 	return tn, tl
+}
+
+// ItemsSQL is the data the import and basebackup tests start from: a
+// second database, and a table with an index whose rows were deleted in
+// part and vacuumed.
+var ItemsSQL = []string{
+	"CREATE DATABASE second",
+	"CREATE TABLE items (id int PRIMARY KEY, body text)",
+	"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
+	"CREATE INDEX items_body ON items (body)",
+	"DELETE FROM items WHERE id % 7 = 0",
+	"VACUUM items",
+}
+
+// Exec runs each statement on conn and fails the test at the first error.
+func Exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		if _, err := conn.Exec(context.Background(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
+// ReadControl reads and parses the pg_control of the data directory dir.
+func ReadControl(t *testing.T, dir string) *pgdata.ControlFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := pgdata.ParseControlFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cf
 }

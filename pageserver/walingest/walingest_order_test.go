@@ -1,4 +1,4 @@
-package pageserver
+package walingest
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // LSN it was written at.
 func testRecord(t *testing.T, name string, lsn pgdata.LSN) *pgdata.Record {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "repo", "pgdata", "testdata", "records", name+".bin"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "repo", "pgdata", "testdata", "records", name+".bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestIngestOrder(t *testing.T) {
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
 	_, tl := newTestTimeline(t, r)
-	control, err := os.ReadFile(filepath.Join("..", "repo", "pgdata", "testdata", "control", "initdb", "pg_control"))
+	control, err := os.ReadFile(filepath.Join("..", "..", "repo", "pgdata", "testdata", "control", "initdb", "pg_control"))
 	if err != nil {
 		t.Fatal(err)
 	}

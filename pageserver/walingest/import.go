@@ -1,4 +1,4 @@
-package pageserver
+package walingest
 
 import (
 	"context"
@@ -17,11 +17,9 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
-	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // ErrNotShutDown is returned by ImportDataDir for a data directory whose
@@ -51,7 +49,7 @@ var ErrNotShutDown = errors.New("data directory was not shut down cleanly")
 //
 // A backup_label or tablespace_map (a base backup taken while the server
 // ran) and any tablespace in pg_tblspc are refused.
-var skippedTopLevel = map[string]bool{
+var SkippedTopLevel = map[string]bool{
 	"pg_wal": true, "postmaster.pid": true, "postmaster.opts": true,
 	"current_logfiles": true, "log": true, "pg_stat": true, "pg_stat_tmp": true,
 	"pg_subtrans": true, "pg_serial": true, "pg_notify": true, "pg_snapshots": true,
@@ -77,7 +75,7 @@ const progressEvery = 256 << 20
 // base/*/ with their sizes and the database and relation directories, the
 // relmapper files, the pg_xact and pg_multixact segments, pg_twophase,
 // pg_control and its checkpoint, and the remaining small files (PG_VERSION,
-// configuration files) as auxiliary files. See skippedTopLevel for what is
+// configuration files) as auxiliary files. See SkippedTopLevel for what is
 // left out.
 func ImportDataDir(ctx context.Context, tl *repo.Timeline, dir string, log zerolog.Logger) (pgdata.LSN, error) {
 	control, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
@@ -164,7 +162,7 @@ func (im *importer) run(ctx context.Context, cf *pgdata.ControlFile, control []b
 		name := e.Name()
 		var err error
 		switch {
-		case skippedTopLevel[name]:
+		case SkippedTopLevel[name]:
 			continue
 		case name == "global":
 			err = im.database(ctx, "global", datadir.Database{SpcNode: pgdata.GlobalTablespaceOID, DbNode: 0})
@@ -437,75 +435,6 @@ func (im *importer) twoPhase(ctx context.Context) error {
 			return err
 		}
 		if err := im.w.PutTwoPhaseFile(ctx, xid, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// importMarkerPrefix starts the name of the file, in the tenant's
-// directory, that marks a timeline as an import in progress: the import's
-// timeline exists before its branch name does, and a crash in between
-// (kill -9 of the page server in the middle of a big import) would leave
-// a nameless half-timeline behind. The marker is written (durably) before
-// the timeline is created and removed once the branch is named; a marker
-// found at start is an interrupted import, whose timeline is deleted.
-const importMarkerPrefix = "importing-"
-
-// markImport records that timeline tid of the tenant in tenantDir is
-// being imported.
-func markImport(tenantDir string, tid id.TimelineID) error {
-	if _, err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(tenantDir, importMarkerPrefix+tid.String()), nil, 0o600); err != nil {
-		return fmt.Errorf("mark the import of timeline %s: %w", tid, err)
-	}
-	return nil
-}
-
-// unmarkImport removes markImport's marker.
-func unmarkImport(tenantDir string, tid id.TimelineID) error {
-	if err := os.Remove(filepath.Join(tenantDir, importMarkerPrefix+tid.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("unmark the import of timeline %s: %w", tid, err)
-	}
-	return vfs.SyncDir(vfs.Default, tenantDir)
-}
-
-// finishInterruptedImports deletes the timeline of every import that a
-// crash interrupted before its branch was named (see importMarkerPrefix);
-// one that got its name is kept.
-func (t *tenant) finishInterruptedImports() error {
-	entries, err := os.ReadDir(t.dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), importMarkerPrefix)
-		if !ok || strings.HasSuffix(rest, ".tmp") {
-			continue
-		}
-		tid, err := id.ParseTimelineID(rest)
-		if err != nil {
-			return fmt.Errorf("tenant %s: import marker %s: %w", t.id, e.Name(), err)
-		}
-		_, named := t.branchOf(tid)
-		exists := slices.ContainsFunc(t.tn.Timelines(), func(i repo.TimelineInfo) bool { return i.ID == tid })
-		switch {
-		case !named && exists:
-			t.log.Warn().Str("timeline", tid.String()).Msg("an import was interrupted: deleting its timeline")
-			if err := t.tn.MarkTimelineDeleted(tid); err != nil {
-				return fmt.Errorf("tenant %s: delete the timeline of an interrupted import: %w", t.id, err)
-			}
-			if err := t.finishDelete(tid); err != nil {
-				return err
-			}
-		case !named:
-			// Killed before its metadata was written: the repository
-			// ignores the directory, which nothing else would remove.
-			dir := filepath.Join(t.dir, "timelines", tid.String())
-			if err := os.RemoveAll(dir); err != nil {
-				return fmt.Errorf("tenant %s: remove the directory of an interrupted import: %w", t.id, err)
-			}
-		}
-		if err := unmarkImport(t.dir, tid); err != nil {
 			return err
 		}
 	}

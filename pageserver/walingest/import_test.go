@@ -1,4 +1,4 @@
-package pageserver
+package walingest
 
 import (
 	"bytes"
@@ -21,47 +21,8 @@ import (
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
-	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
-
-// importStartedCluster imports a fresh cluster with the workload's
-// settings into a new timeline of r and starts it; start is the import's
-// LSN.
-func importStartedCluster(ctx context.Context, t *testing.T, r *repo.Repository) (pg *pgcluster.Cluster, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
-	t.Helper()
-	pg = pgtest.New(t, workload.Settings())
-	tn, tl = newTestTimeline(t, r)
-	start, err := ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return pg, tn, tl, start
-}
-
-// itemsSQL is the data the import and basebackup tests start from: a
-// second database, and a table with an index whose rows were deleted in
-// part and vacuumed.
-var itemsSQL = []string{
-	"CREATE DATABASE second",
-	"CREATE TABLE items (id int PRIMARY KEY, body text)",
-	"INSERT INTO items SELECT g, repeat('x', 200) || g FROM generate_series(1, 20000) g",
-	"CREATE INDEX items_body ON items (body)",
-	"DELETE FROM items WHERE id % 7 = 0",
-	"VACUUM items",
-}
-
-func exec(t *testing.T, conn *pgx.Conn, sqls ...string) {
-	t.Helper()
-	for _, sql := range sqls {
-		if _, err := conn.Exec(context.Background(), sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-}
 
 func TestImportDataDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -148,19 +109,6 @@ func TestImportRefusesUncleanDataDir(t *testing.T) {
 	if got := tl.LastRecordLSN(); got != 0 {
 		t.Errorf("LastRecordLSN after a refused import = %v, want 0", got)
 	}
-}
-
-func readControl(t *testing.T, dir string) *pgdata.ControlFile {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := pgdata.ParseControlFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cf
 }
 
 // compareWithDataDir checks that tl at lsn holds exactly the files of the
