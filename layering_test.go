@@ -36,6 +36,7 @@ var layers = []struct {
 	{"fixtures of the page server's packages' tests", []string{"pageserver/pstest"}},
 	{"the data-directory model", []string{"pageserver/datadir"}},
 	{"WAL ingest and import into the data-directory model", []string{"pageserver/walingest"}},
+	{"basebackups of the data-directory model", []string{"pageserver/basebackup"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
 	{"a lazy compute's data directory through FUSE", []string{"control/lazyfs"}},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/basebackup"
 	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -85,7 +86,7 @@ func TestBasebackupAfterIngest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			began := time.Now()
-			tarball := takeBasebackup(t, tl, tc.lsn, BasebackupOptions{})
+			tarball := takeBasebackup(t, tl, tc.lsn, basebackup.Options{})
 			t.Logf("basebackup at %v: %d MiB in %v", tc.lsn, len(tarball)>>20, time.Since(began).Round(time.Millisecond))
 			pg := newClusterFromTar(t, tarball, settings)
 			if err := pg.Start(ctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/basebackup"
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/pgwire"
@@ -299,7 +300,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c a
 		return err
 	}
 	start := time.Now()
-	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev, Lazy: c.Lazy}); err != nil {
+	if err := basebackup.Basebackup(ctx, tl, lsn, w, basebackup.Options{Prev: prev, Lazy: c.Lazy}); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {

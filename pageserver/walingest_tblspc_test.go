@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/basebackup"
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/pageserver/walingest"
@@ -117,7 +118,7 @@ func TestIngestTablespaces(t *testing.T) {
 		{"at the end", tl.LastRecordLSN(), finalDump, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tarball := pageserver.TakeBasebackup(t, tl, tc.lsn, pageserver.BasebackupOptions{})
+			tarball := pageserver.TakeBasebackup(t, tl, tc.lsn, basebackup.Options{})
 			entries := tablespaceEntries(t, tarball)
 			if len(entries) != tc.dirs || tc.dirs > 0 && !slices.Contains(slices.Collect(maps.Values(entries)), location) {
 				t.Errorf("basebackup has tablespace entries %v, want %d, one with location %s", entries, tc.dirs, location)

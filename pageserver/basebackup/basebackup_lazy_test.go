@@ -1,4 +1,4 @@
-package pageserver
+package basebackup
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 func checkLazyBasebackup(t *testing.T, tl *repo.Timeline, lsn pgdata.LSN, eagerDir string) {
 	t.Helper()
 	dir := t.TempDir()
-	if err := untar(takeBasebackup(t, tl, lsn, BasebackupOptions{Lazy: true}), dir); err != nil {
+	if err := untar(takeBasebackup(t, tl, lsn, Options{Lazy: true}), dir); err != nil {
 		t.Fatal(err)
 	}
 	text, err := os.ReadFile(filepath.Join(dir, api.LazyManifestName))

@@ -1,4 +1,4 @@
-package pageserver
+package basebackup
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
-// BasebackupOptions tunes Basebackup.
-type BasebackupOptions struct {
+// Options tunes Basebackup.
+type Options struct {
 	// Prev is the start of the record that ends at the basebackup's LSN:
 	// the synthetic checkpoint record's xl_prev. 0 means unknown: then
 	// the timeline's PrevRecordLSN if the LSN is its last record LSN,
@@ -59,14 +59,14 @@ var basebackupDirs = []string{
 // (ResetUnloggedRelations): the main fork a copy of the init fork, no
 // other forks. Their contents are never in the WAL, so a compute started
 // from the page server cannot have them.
-func Basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Writer, opts BasebackupOptions) error {
+func Basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Writer, opts Options) error {
 	if err := basebackup(ctx, tl, lsn, w, opts); err != nil {
 		return fmt.Errorf("basebackup of timeline %s at %v: %w", tl.ID(), lsn, err)
 	}
 	return nil
 }
 
-func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Writer, opts BasebackupOptions) error {
+func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Writer, opts Options) error {
 	last := tl.LastRecordLSN()
 	if lsn > last {
 		return fmt.Errorf("the timeline's last record ends at %v: %w", last, repo.ErrLSNNotReached)

@@ -1,12 +1,9 @@
-package pageserver
+package basebackup
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -61,7 +58,7 @@ func TestBasebackupImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress []int64
-	tarball := takeBasebackup(t, tl, lsn, BasebackupOptions{Progress: func(n int64) { progress = append(progress, n) }})
+	tarball := takeBasebackup(t, tl, lsn, Options{Progress: func(n int64) { progress = append(progress, n) }})
 	if len(progress) < 2 || progress[len(progress)-1] != int64(len(tarball)) {
 		t.Errorf("progress ends at %v after %d calls, want the tar's %d bytes", progress[max(0, len(progress)-1):], len(progress), len(tarball))
 	}
@@ -71,7 +68,7 @@ func TestBasebackupImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := takeBasebackup(t, branch, lsn, BasebackupOptions{}); !bytes.Equal(b, tarball) {
+	if b := takeBasebackup(t, branch, lsn, Options{}); !bytes.Equal(b, tarball) {
 		t.Errorf("basebackup of a branch at %v: %d bytes differ from the %d of its ancestor's", lsn, len(b), len(tarball))
 	}
 
@@ -153,7 +150,7 @@ func TestBasebackupErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := Basebackup(context.Background(), tl, tc.lsn, &out, BasebackupOptions{})
+			err := Basebackup(context.Background(), tl, tc.lsn, &out, Options{})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Basebackup at %v: error = %v, want %v", tc.lsn, err, tc.want)
 			}
@@ -168,95 +165,13 @@ func TestBasebackupErrors(t *testing.T) {
 }
 
 // takeBasebackup returns a basebackup of tl at lsn.
-func takeBasebackup(t *testing.T, tl *repo.Timeline, lsn pgdata.LSN, opts BasebackupOptions) []byte {
+func takeBasebackup(t *testing.T, tl *repo.Timeline, lsn pgdata.LSN, opts Options) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := Basebackup(context.Background(), tl, lsn, &buf, opts); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// newClusterFromTar unpacks a basebackup into a new data directory owned
-// by the server's OS user and returns a cluster on it, not started, that
-// is stopped and removed when the test ends.
-func newClusterFromTar(t *testing.T, tarball []byte, settings map[string]string) *pgcluster.Cluster {
-	t.Helper()
-	root, err := os.MkdirTemp("", "zenith-basebackup-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "data")
-	if err := untar(tarball, dir); err != nil {
-		os.RemoveAll(root)
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	c, err := pgcluster.New(ctx, pgcluster.Options{DataDir: dir, Settings: settings, StopWithParent: true})
-	if err != nil {
-		os.RemoveAll(root)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log %s ends with:\n%s", c.LogFile(), c.LogTail(40))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.Stop(ctx, pgcluster.StopImmediate); err != nil {
-			t.Errorf("stop cluster on the basebackup: %v; %s is left behind", err, root)
-			return
-		}
-		os.RemoveAll(root)
-	})
-	if err := pgcluster.PrepareDir(dir, c.User()); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// untar unpacks a basebackup into dir, checking that it holds only
-// directories and regular files with the modes PostgreSQL wants.
-func untar(tarball []byte, dir string) error {
-	tr := tar.NewReader(bytes.NewReader(tarball))
-	seen := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean(h.Name)
-		if !fs.ValidPath(name) || seen[name] {
-			return fmt.Errorf("tar entry %q: invalid or duplicate path", h.Name)
-		}
-		seen[name] = true
-		if parent := path.Dir(name); parent != "." && !seen[parent] {
-			return fmt.Errorf("tar entry %q comes before its directory", h.Name)
-		}
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		switch {
-		case h.Typeflag == tar.TypeDir && h.Mode == dirMode:
-			if err := os.MkdirAll(p, dirMode); err != nil {
-				return err
-			}
-		case h.Typeflag == tar.TypeReg && h.Mode == fileMode:
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(p, b, fileMode); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("tar entry %q: type %c mode %o, want a directory %o or a regular file %o", h.Name, h.Typeflag, h.Mode, dirMode, fileMode)
-		}
-	}
 }
 
 // compareDataDirs checks that the basebackup's data directory got has
@@ -313,42 +228,4 @@ func isUnloggedMainFork(dir, rel string) bool {
 	}
 	_, err = os.Stat(filepath.Join(dir, filepath.FromSlash(pgdata.RelationPath(r, pgdata.ForkInit, 0))))
 	return err == nil
-}
-
-// assertCleanStart checks the server log: a start from a shut-down
-// checkpoint, no WAL replay.
-func assertCleanStart(t *testing.T, pg *pgcluster.Cluster) {
-	t.Helper()
-	b, err := os.ReadFile(pg.LogFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if log := string(b); strings.Contains(log, "redo starts") || !strings.Contains(log, "database system was shut down at") {
-		t.Fatalf("server did not start cleanly without replay; log:\n%s", log)
-	}
-}
-
-func connect(t *testing.T, pg *pgcluster.Cluster, db string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), pg.ConnString(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-func queryInt(t *testing.T, conn *pgx.Conn, sql string) int64 {
-	t.Helper()
-	var n int64
-	if err := conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
-func wantRows(t *testing.T, conn *pgx.Conn, sql string, want int64) {
-	t.Helper()
-	if got := queryInt(t, conn, sql); got != want {
-		t.Errorf("%s = %d, want %d", sql, got, want)
-	}
 }

@@ -1,4 +1,4 @@
-package pageserver
+package basebackup
 
 import (
 	"archive/tar"

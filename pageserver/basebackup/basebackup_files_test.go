@@ -1,4 +1,4 @@
-package pageserver
+package basebackup
 
 import (
 	"archive/tar"
@@ -88,7 +88,7 @@ func TestBasebackupFiles(t *testing.T) {
 	must(w.Commit(prev2))
 
 	var buf bytes.Buffer
-	if err := Basebackup(ctx, tl, lsn2, &buf, BasebackupOptions{}); err != nil {
+	if err := Basebackup(ctx, tl, lsn2, &buf, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{}

@@ -1,4 +1,4 @@
-package pageserver
+package basebackup
 
 import (
 	"context"
@@ -20,7 +20,7 @@ type backup struct {
 	t          *tarball
 	relSegSize uint32 // blocks per relation segment file (RELSEG_SIZE)
 	// lazy, when set, collects the logged relation files instead of
-	// writing their contents (BasebackupOptions.Lazy).
+	// writing their contents (Options.Lazy).
 	lazy *api.LazyManifest
 }
 
