@@ -7,6 +7,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/basebackup"
 	"github.com/zenithdb/zenith/pageserver/pstest"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -33,3 +34,9 @@ func takeBasebackup(t *testing.T, tl *repo.Timeline, lsn pgdata.LSN, opts baseba
 	}
 	return buf.Bytes()
 }
+
+// The receiver's timing, as its tests here wait on it.
+const (
+	minBackoff = walreceiver.MinBackoff
+	switchIdle = walreceiver.SwitchIdle
+)

@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/pageserver/walingest"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -127,7 +128,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	conn := ps.Connect(t)
 	tenant := pageserver.CreateImportedTenant(t, conn)
 	settings := workload.Settings()
-	settings["synchronous_standby_names"] = pageserver.ReplicationSlot
+	settings["synchronous_standby_names"] = walreceiver.ReplicationSlot
 	settings["synchronous_commit"] = "on"
 	compute := pageserver.StartFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), settings)
 	pageserver.CallMeMaybe(ctx, t, conn, tenant, compute)

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -703,7 +704,7 @@ func TestPageServiceStreaming(t *testing.T) {
 	tenant := createImportedTenant(t, conn)
 
 	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
-		"synchronous_standby_names": ReplicationSlot,
+		"synchronous_standby_names": walreceiver.ReplicationSlot,
 		"synchronous_commit":        "on",
 		"wal_level":                 "replica",
 	})

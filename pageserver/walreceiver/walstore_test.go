@@ -1,4 +1,4 @@
-package pageserver
+package walreceiver
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // 8, a commit in each segment, and zeros after the last record in the
 // (cut short) segment 9 file.
 const (
-	spanDir     = "../repo/pgdata/testdata/wal/span"
+	spanDir     = "../../repo/pgdata/testdata/wal/span"
 	spanSegSize = 1 << 20
 	spanStart   = pgdata.LSN(0x7FB158)
 	spanPrev    = pgdata.LSN(0x7FB130) // xl_prev of the first record

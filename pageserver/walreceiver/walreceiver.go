@@ -1,4 +1,4 @@
-package pageserver
+package walreceiver
 
 import (
 	"context"
