@@ -1,4 +1,4 @@
-package pageserver
+package api
 
 import (
 	"encoding/binary"
