@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -45,7 +45,7 @@ type walStats struct {
 }
 
 // countRecords reads every record of r and counts them by type, with the
-// page server's classification of each type (pageserver.ClassifyRecord).
+// page server's classification of each type (walingest.ClassifyRecord).
 // It returns the error that stopped it, an *EndOfWALError at the end of
 // valid WAL.
 func countRecords(r *pgdata.WALFileReader) (*walStats, error) {
@@ -69,15 +69,15 @@ func countRecords(r *pgdata.WALFileReader) (*walStats, error) {
 		counts[k]++
 	}
 	for k, n := range counts {
-		h := pageserver.ClassifyRecord(k.rmgr, k.info)
+		h := walingest.ClassifyRecord(k.rmgr, k.info)
 		s.Types = append(s.Types, typeCount{
 			Rmgr: k.rmgr.String(), Type: pgdata.RecordTypeName(k.rmgr, k.info), Info: k.info,
 			Count: n, Handling: h.Handling.String(), How: h.How,
 		})
 		switch h.Handling {
-		case pageserver.Ingested:
+		case walingest.Ingested:
 			s.Ingested += n
-		case pageserver.Ignored:
+		case walingest.Ignored:
 			s.Ignored += n
 		default:
 			s.Unsupported += n
@@ -108,7 +108,7 @@ func writeStats(w io.Writer, s *walStats) error {
 	fmt.Fprintf(&b, "%-*s  %10s  %s\n", width, "TYPE", "COUNT", "HANDLING")
 	for _, t := range s.Types {
 		handling := t.Handling
-		if handling == pageserver.Unsupported.String() {
+		if handling == walingest.Unsupported.String() {
 			handling = "UNSUPPORTED: " + t.How
 		}
 		fmt.Fprintf(&b, "%-*s  %10d  %s\n", width, t.Rmgr+"/"+t.Type, t.Count, handling)
@@ -126,7 +126,7 @@ func unsupportedError(s *walStats) error {
 	}
 	var names []string
 	for _, t := range s.Types {
-		if t.Handling == pageserver.Unsupported.String() {
+		if t.Handling == walingest.Unsupported.String() {
 			names = append(names, t.Rmgr+"/"+t.Type+" ("+strconv.Itoa(t.Count)+")")
 		}
 	}

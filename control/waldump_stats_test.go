@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -57,7 +57,7 @@ func TestWaldumpStatsReal(t *testing.T) {
 	}
 	exec("CREATE TABLESPACE ts LOCATION '" + ts + "'")
 	stdout, _, err = runZenith("waldump", "--stats", walDir)
-	if pageserver.ClassifyRecord(pgdata.RmgrTablespace, 0x00).Handling != pageserver.Unsupported {
+	if walingest.ClassifyRecord(pgdata.RmgrTablespace, 0x00).Handling != walingest.Unsupported {
 		// Tablespaces became supported: nothing else PostgreSQL 15 writes
 		// is unsupported, so only the success is left to check.
 		if err != nil || !strings.Contains(stdout, "Tablespace/CREATE") {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/basebackup"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
@@ -84,7 +86,7 @@ func TestBasebackupAfterIngest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			began := time.Now()
-			tarball := takeBasebackup(t, tl, tc.lsn, BasebackupOptions{})
+			tarball := takeBasebackup(t, tl, tc.lsn, basebackup.Options{})
 			t.Logf("basebackup at %v: %d MiB in %v", tc.lsn, len(tarball)>>20, time.Since(began).Round(time.Millisecond))
 			pg := newClusterFromTar(t, tarball, settings)
 			if err := pg.Start(ctx); err != nil {
@@ -142,7 +144,7 @@ func openRedoRepo(t *testing.T) *repo.Repository {
 // returns how many.
 func ingestAll(ctx context.Context, t *testing.T, tl *repo.Timeline, dir string, start pgdata.LSN) int {
 	t.Helper()
-	ing, err := NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

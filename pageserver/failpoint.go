@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -95,7 +96,7 @@ func logicalMessagePrefix(rec *pgdata.Record) (string, bool) {
 // failingIngester is an Ingester whose ingest of the records a failpoint
 // matches fails with ErrInjectedIngestFailure, before anything is written.
 type failingIngester struct {
-	Ingester
+	walreceiver.Ingester
 	fp *ingestFailpoint
 }
 

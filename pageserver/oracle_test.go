@@ -15,7 +15,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
+	"github.com/zenithdb/zenith/pageserver/walingest"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -66,7 +69,7 @@ func TestIngestOracle(t *testing.T) {
 	cf := pageserver.ReadControl(t, pg.DataDir())
 
 	began = time.Now()
-	ing, err := pageserver.NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +85,7 @@ func TestIngestOracle(t *testing.T) {
 		t.Fatalf("last record ingested starts at %v, want the shutdown checkpoint pg_control points at, %v", got, cf.CheckPoint)
 	}
 
-	o := pagecheck.New(ctx, t, m, tn.ID().String(), pageserver.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tn.ID().String(), datadir.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
 	o.CheckDatabases()
 	o.CheckSLRUs()
 	o.CheckTwoPhase(1)
@@ -125,7 +128,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	conn := ps.Connect(t)
 	tenant := pageserver.CreateImportedTenant(t, conn)
 	settings := workload.Settings()
-	settings["synchronous_standby_names"] = pageserver.ReplicationSlot
+	settings["synchronous_standby_names"] = walreceiver.ReplicationSlot
 	settings["synchronous_commit"] = "on"
 	compute := pageserver.StartFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), settings)
 	pageserver.CallMeMaybe(ctx, t, conn, tenant, compute)
@@ -222,7 +225,7 @@ func TestPageServerEndToEnd(t *testing.T) {
 	if got := tl.LastRecordLSN(); got != final {
 		t.Fatalf("reopened repository: last record %v, want %v", got, final)
 	}
-	o := pagecheck.New(ctx, t, m, tenant.String(), pageserver.NewDatadirReader(tl, final), compute.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tenant.String(), datadir.NewDatadirReader(tl, final), compute.DataDir(), cat)
 	o.CheckDatabases()
 	o.CheckSLRUs()
 	o.CheckTwoPhase(1)

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/basebackup"
+	"github.com/zenithdb/zenith/pageserver/datadir"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
@@ -297,7 +300,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c a
 		return err
 	}
 	start := time.Now()
-	if err := Basebackup(ctx, tl, lsn, w, BasebackupOptions{Prev: prev, Lazy: c.Lazy}); err != nil {
+	if err := basebackup.Basebackup(ctx, tl, lsn, w, basebackup.Options{Prev: prev, Lazy: c.Lazy}); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
@@ -339,14 +342,14 @@ func sqlError(err error) error {
 		code = pgwire.CodeDuplicateObject
 	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
 		code = pgwire.CodeDependentObjects
-	case errors.Is(err, ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
+	case errors.Is(err, walingest.ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
 		code = pgwire.CodeInvalidParameterValue
 	case errors.Is(err, repo.ErrIngestStopped):
 		return &pgwire.Error{Code: pgwire.CodeObjectNotInPrereqState, Message: err.Error(),
 			Hint: "the page server keeps the timeline's WAL; restart it once the cause is fixed and ingest resumes (its log says more)"}
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
-		errors.Is(err, errNotRecordBoundary), errors.Is(err, ErrNoControlFile),
+		errors.Is(err, errNotRecordBoundary), errors.Is(err, datadir.ErrNoControlFile),
 		errors.Is(err, repo.ErrStaleGeneration), errors.Is(err, repo.ErrNoRemoteStorage):
 		code = pgwire.CodeObjectNotInPrereqState
 	default:

@@ -8,6 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -28,29 +30,29 @@ func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 // client is what the receivers present to the safekeepers.
 func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions, disk *vfs.DiskState) openWALFunc {
 	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
-		ing, err := NewWalIngest(ctx, tl, log)
+		ing, err := walingest.NewWalIngest(ctx, tl, log)
 		if err != nil {
 			return nil, err
 		}
-		store, err := OpenWALStore(vfs.Default, walDir, ing.SegSize(), log)
+		store, err := walreceiver.OpenWALStore(vfs.Default, walDir, ing.SegSize(), log)
 		if err != nil {
 			return nil, err
 		}
-		var in Ingester = ing
+		var in walreceiver.Ingester = ing
 		if fp != nil {
 			in = failingIngester{Ingester: ing, fp: fp}
 		}
-		r := NewWalReceiver(tl, in, store, log)
-		r.client = client
-		r.disk = disk
+		r := walreceiver.NewWalReceiver(tl, in, store, log)
+		r.SetClient(client)
+		r.SetDiskState(disk)
 		return &receiverWAL{WalReceiver: r, store: store}, nil
 	}
 }
 
 // receiverWAL is a timeline's WalReceiver with its WALStore.
 type receiverWAL struct {
-	*WalReceiver
-	store *WALStore
+	*walreceiver.WalReceiver
+	store *walreceiver.WALStore
 }
 
 func (w *receiverWAL) Status() walStatus {
@@ -71,7 +73,7 @@ func (w *receiverWAL) PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LS
 func (w *receiverWAL) FindLSNForTime(ctx context.Context, t time.Time) (pgdata.LSN, bool, error) {
 	lsn, err := w.store.FindLSNForTime(ctx, t)
 	switch {
-	case errors.Is(err, ErrNoCommitBefore):
+	case errors.Is(err, walreceiver.ErrNoCommitBefore):
 		return 0, false, nil
 	case err != nil:
 		return 0, false, fmt.Errorf("find the LSN of %v: %w", t, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -149,15 +150,15 @@ func TestPageServiceMalformed(t *testing.T) {
 		ps := openPagestream(t, ts.pgAddr, "pagestream "+tenant.String()+" "+tl.ID().String())
 		// A request the timeline cannot answer is an error response; the
 		// stream goes on.
-		r := ps.request(t, PageRequest{Tag: TagExistsRequest, LSN: 0x2000000, Rel: testRel, Fork: 0})
-		if r.Tag != TagErrorResponse || r.SQLState != "57014" {
+		r := ps.request(t, api.PageRequest{Tag: api.TagExistsRequest, LSN: 0x2000000, Rel: testRel, Fork: 0})
+		if r.Tag != api.TagErrorResponse || r.SQLState != "57014" {
 			t.Errorf("exists at a future LSN: %+v, want error 57014", r)
 		}
 		for _, c := range []struct {
 			what string
 			msg  []byte
 		}{
-			{"a truncated request", PageRequest{Tag: TagGetPageRequest, LSN: 0x1000000, Rel: testRel}.Encode()[:12]},
+			{"a truncated request", api.PageRequest{Tag: api.TagGetPageRequest, LSN: 0x1000000, Rel: testRel}.Encode()[:12]},
 			{"an unknown tag", append([]byte{0x09, 0}, make([]byte, 8)...)},
 			{"an empty message", nil},
 		} {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
@@ -103,9 +104,9 @@ func FuzzPageServiceCommand(f *testing.F) {
 		}
 		if sk, ok := c.(api.Safekeepers); ok {
 			// Every address is safe inside a connection string.
-			set := &SafekeeperSet{Addrs: sk.Addrs}
+			set := &walreceiver.SafekeeperSet{Addrs: sk.Addrs}
 			for _, a := range sk.Addrs {
-				if _, err := pgconn.ParseConfig(set.connString(a, id.NewTimelineID(), auth.ClientOptions{Token: `a'b\\c`})); err != nil {
+				if _, err := pgconn.ParseConfig(set.ConnString(a, id.NewTimelineID(), auth.ClientOptions{Token: `a'b\\c`})); err != nil {
 					t.Fatalf("%q: the connection string for %q: %v", line, a, err)
 				}
 			}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -36,7 +38,7 @@ func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl 
 			// session.
 			return err
 		}
-		req, err := ParsePageRequest(msg)
+		req, err := api.ParsePageRequest(msg)
 		if err != nil {
 			return pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
 		}
@@ -48,17 +50,17 @@ func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl 
 
 // requestNames name the requests in metrics.
 var requestNames = map[byte]string{
-	TagExistsRequest: "exists", TagNblocksRequest: "nblocks",
-	TagGetPageRequest: "getpage", TagDbSizeRequest: "dbsize",
+	api.TagExistsRequest: "exists", api.TagNblocksRequest: "nblocks",
+	api.TagGetPageRequest: "getpage", api.TagDbSizeRequest: "dbsize",
 }
 
 // answer runs one request and encodes its response, an error response if
 // it fails.
-func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req PageRequest) []byte {
+func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest) []byte {
 	start := time.Now()
 	resp, err := ps.serve(ctx, tl, req)
 	ps.s.metrics.pageRequest(requestNames[req.Tag], err)
-	if req.Tag == TagGetPageRequest {
+	if req.Tag == api.TagGetPageRequest {
 		ps.s.metrics.getPageSeconds.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
@@ -66,9 +68,9 @@ func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req PageRe
 		if !ok {
 			ps.s.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
 				Msg("page request failed")
-			return ErrorPageResponse(pgwire.CodeInternalError, err.Error())
+			return api.ErrorPageResponse(pgwire.CodeInternalError, err.Error())
 		}
-		return ErrorPageResponse(e.Code, e.Message)
+		return api.ErrorPageResponse(e.Code, e.Message)
 	}
 	return resp
 }
@@ -86,26 +88,26 @@ func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req PageRe
 //     missing fork, XX001 as mdread reports a short read), never a page;
 //   - dbsize: the sum of the database's fork sizes in bytes
 //     (pg_database_size of its default-tablespace files).
-func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageRequest) ([]byte, error) {
+func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest) ([]byte, error) {
 	lsn, err := ps.requestLSN(ctx, tl, req)
 	if err != nil {
 		return nil, err
 	}
-	r := NewDatadirReader(tl, lsn)
+	r := datadir.NewDatadirReader(tl, lsn)
 	switch req.Tag {
-	case TagExistsRequest:
+	case api.TagExistsRequest:
 		ok, err := r.RelExists(ctx, req.Rel, req.Fork)
 		if err != nil {
 			return nil, err
 		}
-		return ExistsResponse(ok), nil
-	case TagNblocksRequest:
+		return api.ExistsResponse(ok), nil
+	case api.TagNblocksRequest:
 		n, err := existingRelSize(ctx, r, req)
 		if err != nil {
 			return nil, err
 		}
-		return NblocksResponse(n), nil
-	case TagGetPageRequest:
+		return api.NblocksResponse(n), nil
+	case api.TagGetPageRequest:
 		n, err := existingRelSize(ctx, r, req)
 		if err != nil {
 			return nil, err
@@ -118,20 +120,20 @@ func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req PageReq
 		if err != nil {
 			return nil, err
 		}
-		return GetPageResponse(page), nil
-	case TagDbSizeRequest:
-		size, err := r.DBSize(ctx, Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
+		return api.GetPageResponse(page), nil
+	case api.TagDbSizeRequest:
+		size, err := r.DBSize(ctx, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
 		if err != nil {
 			return nil, err
 		}
-		return DbSizeResponse(size), nil
+		return api.DbSizeResponse(size), nil
 	}
 	return nil, fmt.Errorf("page request tag 0x%02x is parsed but not handled", req.Tag)
 }
 
 // existingRelSize is the size of a fork that exists; a missing fork is
 // 58P01 (undefined_file), as PostgreSQL reports a missing relation file.
-func existingRelSize(ctx context.Context, r *DatadirReader, req PageRequest) (uint32, error) {
+func existingRelSize(ctx context.Context, r *datadir.DatadirReader, req api.PageRequest) (uint32, error) {
 	ok, err := r.RelExists(ctx, req.Rel, req.Fork)
 	if err != nil {
 		return 0, err
@@ -146,7 +148,7 @@ func existingRelSize(ctx context.Context, r *DatadirReader, req PageRequest) (ui
 // requestLSN waits for the request's LSN and returns the LSN to read at:
 // the request's own, or for a "latest" request the last record ingested
 // once the request's LSN is reached.
-func (ps *pageService) requestLSN(ctx context.Context, tl *repo.Timeline, req PageRequest) (pgdata.LSN, error) {
+func (ps *pageService) requestLSN(ctx context.Context, tl *repo.Timeline, req api.PageRequest) (pgdata.LSN, error) {
 	if err := ps.s.waitForLSN(ctx, tl, req.LSN); err != nil {
 		return 0, err
 	}

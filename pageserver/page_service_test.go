@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -571,7 +572,7 @@ func openPagestream(t *testing.T, addr, cmd string) *pagestreamClient {
 	return &pagestreamClient{conn: conn, fe: fe}
 }
 
-func (c *pagestreamClient) request(t *testing.T, req PageRequest) PageResponse {
+func (c *pagestreamClient) request(t *testing.T, req api.PageRequest) api.PageResponse {
 	t.Helper()
 	c.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
 	if err := c.fe.Flush(); err != nil {
@@ -585,7 +586,7 @@ func (c *pagestreamClient) request(t *testing.T, req PageRequest) PageResponse {
 	if !ok {
 		t.Fatalf("request %+v: got %#v, want CopyData", req, msg)
 	}
-	resp, err := ParsePageResponse(cd.Data)
+	resp, err := api.ParsePageResponse(cd.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,40 +653,40 @@ func checkPagestream(t *testing.T, ps *pagestreamClient, datadir string, lsn pgd
 	nblocks := uint32(len(file) / pgdata.BlockSize)
 	missing := pgdata.RelFileNode{SpcNode: rel.SpcNode, DbNode: rel.DbNode, RelNode: 999999}
 
-	if r := ps.request(t, PageRequest{Tag: TagExistsRequest, LSN: lsn, Rel: rel, Fork: fork}); !r.Exists {
+	if r := ps.request(t, api.PageRequest{Tag: api.TagExistsRequest, LSN: lsn, Rel: rel, Fork: fork}); !r.Exists {
 		t.Errorf("exists %s = %+v", largest, r)
 	}
-	if r := ps.request(t, PageRequest{Tag: TagExistsRequest, Latest: true, LSN: lsn, Rel: missing, Fork: fork}); r.Tag != TagExistsResponse || r.Exists {
+	if r := ps.request(t, api.PageRequest{Tag: api.TagExistsRequest, Latest: true, LSN: lsn, Rel: missing, Fork: fork}); r.Tag != api.TagExistsResponse || r.Exists {
 		t.Errorf("exists of a missing relation = %+v", r)
 	}
-	if r := ps.request(t, PageRequest{Tag: TagNblocksRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); r.Nblocks != nblocks {
+	if r := ps.request(t, api.PageRequest{Tag: api.TagNblocksRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); r.Nblocks != nblocks {
 		t.Errorf("nblocks %s = %+v, want %d", largest, r, nblocks)
 	}
 	for _, blk := range []uint32{0, nblocks / 2, nblocks - 1} {
-		r := ps.request(t, PageRequest{Tag: TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: blk})
+		r := ps.request(t, api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: blk})
 		if want := file[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]; !bytes.Equal(r.Page, want) {
 			t.Errorf("getpage %s block %d: %+v differs from the file's page", largest, blk, r.SQLState+r.Message)
 		}
 	}
-	if r := ps.request(t, PageRequest{Tag: TagDbSizeRequest, Latest: true, LSN: lsn, Rel: pgdata.RelFileNode{DbNode: 5}}); r.DbSize != dbSize {
+	if r := ps.request(t, api.PageRequest{Tag: api.TagDbSizeRequest, Latest: true, LSN: lsn, Rel: pgdata.RelFileNode{DbNode: 5}}); r.DbSize != dbSize {
 		t.Errorf("dbsize = %+v, want %d", r, dbSize)
 	}
 	// Failed requests answer errors, and the stream goes on.
 	for _, c := range []struct {
 		what string
-		req  PageRequest
+		req  api.PageRequest
 		code string
 	}{
-		{"nblocks of a missing relation", PageRequest{Tag: TagNblocksRequest, LSN: lsn, Rel: missing, Fork: fork}, "58P01"},
-		{"getpage past the end", PageRequest{Tag: TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: nblocks}, "XX001"},
-		{"getpage before the timeline's history", PageRequest{Tag: TagGetPageRequest, LSN: 0x100, Rel: rel, Fork: fork}, "55000"},
-		{"getpage at a future LSN", PageRequest{Tag: TagGetPageRequest, LSN: lsn + 0x10000, Rel: rel, Fork: fork}, "57014"},
+		{"nblocks of a missing relation", api.PageRequest{Tag: api.TagNblocksRequest, LSN: lsn, Rel: missing, Fork: fork}, "58P01"},
+		{"getpage past the end", api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: nblocks}, "XX001"},
+		{"getpage before the timeline's history", api.PageRequest{Tag: api.TagGetPageRequest, LSN: 0x100, Rel: rel, Fork: fork}, "55000"},
+		{"getpage at a future LSN", api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn + 0x10000, Rel: rel, Fork: fork}, "57014"},
 	} {
-		if r := ps.request(t, c.req); r.Tag != TagErrorResponse || r.SQLState != c.code {
+		if r := ps.request(t, c.req); r.Tag != api.TagErrorResponse || r.SQLState != c.code {
 			t.Errorf("%s: %+v, want an error %s", c.what, r, c.code)
 		}
 	}
-	if r := ps.request(t, PageRequest{Tag: TagGetPageRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); !bytes.Equal(r.Page, file[:pgdata.BlockSize]) {
+	if r := ps.request(t, api.PageRequest{Tag: api.TagGetPageRequest, Latest: true, LSN: lsn, Rel: rel, Fork: fork}); !bytes.Equal(r.Page, file[:pgdata.BlockSize]) {
 		t.Errorf("getpage after errors: %+v", r.SQLState+r.Message)
 	}
 }
@@ -703,7 +704,7 @@ func TestPageServiceStreaming(t *testing.T) {
 	tenant := createImportedTenant(t, conn)
 
 	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
-		"synchronous_standby_names": ReplicationSlot,
+		"synchronous_standby_names": walreceiver.ReplicationSlot,
 		"synchronous_commit":        "on",
 		"wal_level":                 "replica",
 	})

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -60,7 +61,7 @@ func (t *tenant) sizes(ctx context.Context, tl *repo.Timeline) timelineSizes {
 // pg_database_size reports for each, added up (the shared catalogs
 // included).
 func logicalSizeAt(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) (int64, error) {
-	r := NewDatadirReader(tl, lsn)
+	r := datadir.NewDatadirReader(tl, lsn)
 	dbs, err := r.Databases(ctx)
 	if err != nil {
 		return 0, err

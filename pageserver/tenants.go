@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -429,7 +430,7 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 	}
 	if cf.State != pgdata.DBShutdowned {
 		return Branch{}, fmt.Errorf("import: pg_control state is %q, want %q (stop the server with pg_ctl stop -m fast first): %w",
-			cf.State, pgdata.DBShutdowned, ErrNotShutDown)
+			cf.State, pgdata.DBShutdowned, walingest.ErrNotShutDown)
 	}
 	// The timeline's history starts at the shutdown checkpoint record;
 	// the import is stored at its end.
@@ -441,7 +442,7 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 	if err != nil {
 		return Branch{}, errors.Join(err, unmarkImport(t.dir, tid))
 	}
-	lsn, err := ImportDataDir(ctx, tl, datadir, t.log)
+	lsn, err := walingest.ImportDataDir(ctx, tl, datadir, t.log)
 	if err == nil {
 		if err = tl.Flush(ctx); err != nil {
 			err = fmt.Errorf("import: flush: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -93,7 +94,7 @@ func TestReplOriginsIngestOracle(t *testing.T) {
 	}
 
 	ingestAll(ctx, t, tl, filepath.Join(src.DataDir(), "pg_wal"), importLSN)
-	gotFile, err := NewDatadirReader(tl, tl.LastRecordLSN()).AuxFile(ctx, pgdata.ReplOriginCheckpointPath)
+	gotFile, err := datadir.NewDatadirReader(tl, tl.LastRecordLSN()).AuxFile(ctx, pgdata.ReplOriginCheckpointPath)
 	if err != nil {
 		t.Fatal(err)
 	}

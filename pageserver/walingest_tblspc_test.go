@@ -18,7 +18,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/basebackup"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
@@ -64,7 +67,7 @@ func TestIngestTablespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ing, err := pageserver.NewWalIngest(ctx, tl, zerolog.Nop())
+	ing, err := walingest.NewWalIngest(ctx, tl, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +83,7 @@ func TestIngestTablespaces(t *testing.T) {
 	}
 
 	names := func(lsn pgdata.LSN) []string {
-		list, err := pageserver.NewDatadirReader(tl, lsn).Tablespaces(ctx)
+		list, err := datadir.NewDatadirReader(tl, lsn).Tablespaces(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +104,7 @@ func TestIngestTablespaces(t *testing.T) {
 		t.Errorf("tablespaces at the end %v: none at %s", final, location)
 	}
 
-	o := pagecheck.New(ctx, t, m, tn.ID().String(), pageserver.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
+	o := pagecheck.New(ctx, t, m, tn.ID().String(), datadir.NewDatadirReader(tl, tl.LastRecordLSN()), pg.DataDir(), cat)
 	o.CheckDatabases()
 	o.Report(fmt.Sprintf("values compared at %v", tl.LastRecordLSN()))
 
@@ -115,7 +118,7 @@ func TestIngestTablespaces(t *testing.T) {
 		{"at the end", tl.LastRecordLSN(), finalDump, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tarball := pageserver.TakeBasebackup(t, tl, tc.lsn, pageserver.BasebackupOptions{})
+			tarball := pageserver.TakeBasebackup(t, tl, tc.lsn, basebackup.Options{})
 			entries := tablespaceEntries(t, tarball)
 			if len(entries) != tc.dirs || tc.dirs > 0 && !slices.Contains(slices.Collect(maps.Values(entries)), location) {
 				t.Errorf("basebackup has tablespace entries %v, want %d, one with location %s", entries, tc.dirs, location)

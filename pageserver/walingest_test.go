@@ -14,8 +14,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
+	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
 )
@@ -130,14 +133,14 @@ func leavePrepared(ctx context.Context, t *testing.T, pg *pgcluster.Cluster) {
 // ingestWAL ingests every record of the WAL in walDir from start on,
 // counts them by resource manager, and returns the checkpoint as of the
 // record before the last.
-func ingestWAL(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN) (map[string]int, pgdata.CheckPoint) {
+func ingestWAL(t *testing.T, ing *walingest.WalIngest, walDir string, start pgdata.LSN) (map[string]int, pgdata.CheckPoint) {
 	t.Helper()
 	return ingestWALEach(t, ing, walDir, start, nil)
 }
 
 // ingestWALEach is ingestWAL that also calls each, if set, with every
 // record after its ingest.
-func ingestWALEach(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN, each func(*pgdata.Record)) (map[string]int, pgdata.CheckPoint) {
+func ingestWALEach(t *testing.T, ing *walingest.WalIngest, walDir string, start pgdata.LSN, each func(*pgdata.Record)) (map[string]int, pgdata.CheckPoint) {
 	t.Helper()
 	r, err := pgdata.OpenWAL([]string{walDir}, pgdata.WALReadOptions{Start: start})
 	if err != nil {
@@ -167,4 +170,21 @@ func ingestWALEach(t *testing.T, ing *WalIngest, walDir string, start pgdata.LSN
 			each(rec)
 		}
 	}
+}
+
+// importStartedCluster imports a fresh cluster with the workload's
+// settings into a new timeline of r and starts it; start is the import's
+// LSN.
+func importStartedCluster(ctx context.Context, t *testing.T, r *repo.Repository) (pg *pgcluster.Cluster, tn *repo.Tenant, tl *repo.Timeline, start pgdata.LSN) {
+	t.Helper()
+	pg = pgtest.New(t, workload.Settings())
+	tn, tl = newTestTimeline(t, r)
+	start, err := walingest.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pg, tn, tl, start
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 )
@@ -29,7 +30,7 @@ func TestWalReceiverComputeReplaced(t *testing.T) {
 	conn := ts.connect(t)
 	tenant := createImportedTenant(t, conn)
 	settings := map[string]string{
-		"synchronous_standby_names": ReplicationSlot,
+		"synchronous_standby_names": walreceiver.ReplicationSlot,
 		"synchronous_commit":        "on",
 		"wal_level":                 "replica",
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walingest"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
@@ -40,7 +42,7 @@ type rcvCompute struct {
 func newRcvCompute(t *testing.T) *rcvCompute {
 	t.Helper()
 	settings := workload.Settings()
-	settings["synchronous_standby_names"] = ReplicationSlot
+	settings["synchronous_standby_names"] = walreceiver.ReplicationSlot
 	settings["synchronous_commit"] = "on"
 	pg := pgtest.New(t, settings)
 	c := &rcvCompute{pg: pg, workdir: t.TempDir()}
@@ -59,7 +61,7 @@ func newRcvCompute(t *testing.T) *rcvCompute {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ImportDataDir(context.Background(), tl, pg.DataDir(), zerolog.Nop()); err != nil {
+	if _, err := walingest.ImportDataDir(context.Background(), tl, pg.DataDir(), zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	c.tenant, c.timeline = tn.ID(), tl.ID()
@@ -124,8 +126,8 @@ func rcvRedo(t *testing.T, module, dir string) *walredo.Manager {
 type rcvNode struct {
 	repo  *repo.Repository
 	tl    *repo.Timeline
-	store *WALStore
-	rcv   *WalReceiver
+	store *walreceiver.WALStore
+	rcv   *walreceiver.WalReceiver
 }
 
 func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zerolog.Logger) (*rcvNode, error) {
@@ -140,18 +142,18 @@ func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zer
 	if err == nil {
 		n.tl, err = tn.Timeline(c.timeline)
 	}
-	var ing *WalIngest
+	var ing *walingest.WalIngest
 	if err == nil {
-		ing, err = NewWalIngest(ctx, n.tl, log)
+		ing, err = walingest.NewWalIngest(ctx, n.tl, log)
 	}
 	if err == nil {
-		n.store, err = OpenWALStore(vfs.Default, c.walDir, ing.SegSize(), log)
+		n.store, err = walreceiver.OpenWALStore(vfs.Default, c.walDir, ing.SegSize(), log)
 	}
 	if err != nil {
 		r.Close()
 		return nil, err
 	}
-	n.rcv = NewWalReceiver(n.tl, ing, n.store, log)
+	n.rcv = walreceiver.NewWalReceiver(n.tl, ing, n.store, log)
 	return n, nil
 }
 
@@ -275,8 +277,8 @@ func TestWalReceiverSyncStandby(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if app != ReplicationSlot || state != "sync" {
-		t.Errorf("pg_stat_replication: application_name %q, sync_state %q; want %q, sync", app, state, ReplicationSlot)
+	if app != walreceiver.ReplicationSlot || state != "sync" {
+		t.Errorf("pg_stat_replication: application_name %q, sync_state %q; want %q, sync", app, state, walreceiver.ReplicationSlot)
 	}
 	if now := queryLSN(ctx, t, conn, "SELECT pg_current_wal_lsn()"); flush != now {
 		t.Errorf("pg_stat_replication.flush_lsn = %v, want the compute's pg_current_wal_lsn %v", flush, now)
@@ -366,7 +368,7 @@ func heapInts(page []byte) ([]int32, error) {
 }
 
 // otherSystem is a WalIngest that claims another database system.
-type otherSystem struct{ *WalIngest }
+type otherSystem struct{ *walingest.WalIngest }
 
 func (otherSystem) SystemID() uint64 { return 42 }
 
@@ -404,7 +406,7 @@ func TestWalReceiverSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.close()
-	ing, err := NewWalIngest(ctx, n.tl, log)
+	ing, err := walingest.NewWalIngest(ctx, n.tl, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,16 +425,16 @@ func TestWalReceiverSource(t *testing.T) {
 	}
 
 	// Another system: refused before any slot is made.
-	other := NewWalReceiver(n.tl, otherSystem{ing}, n.store, log)
+	other := walreceiver.NewWalReceiver(n.tl, otherSystem{ing}, n.store, log)
 	if err := other.SetSource(c.pg.ConnString("postgres")); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- other.Run(runCtx) }()
-	st := waitFor(t, "refused", other.Status, func(st WalReceiverStatus) bool { return st.LastError != "" })
-	if !strings.Contains(st.LastError, ErrSystemMismatch.Error()) || st.Connected {
-		t.Errorf("status with another system's source: %+v, want not connected and %q", st, ErrSystemMismatch)
+	st := waitFor(t, "refused", other.Status, func(st walreceiver.WalReceiverStatus) bool { return st.LastError != "" })
+	if !strings.Contains(st.LastError, walreceiver.ErrSystemMismatch.Error()) || st.Connected {
+		t.Errorf("status with another system's source: %+v, want not connected and %q", st, walreceiver.ErrSystemMismatch)
 	}
 	if got := count("SELECT count(*) FROM pg_replication_slots"); got != 0 {
 		t.Errorf("%d replication slots after a refused source, want 0", got)
@@ -441,16 +443,16 @@ func TestWalReceiverSource(t *testing.T) {
 	<-ran
 
 	// Our system: streams through our slot, until the source is "".
-	r := NewWalReceiver(n.tl, ing, n.store, log)
+	r := walreceiver.NewWalReceiver(n.tl, ing, n.store, log)
 	if got := r.Status().Source; got != c.pg.ConnString("postgres") {
 		t.Errorf("a new receiver's source %q, want the stored %q", got, c.pg.ConnString("postgres"))
 	}
 	// Short intervals: an idle source must not look dead.
-	r.statusInterval, r.silenceTimeout = 100*time.Millisecond, time.Second
+	r.SetIntervals(100*time.Millisecond, time.Second)
 	runCtx, stop = context.WithCancel(ctx)
 	defer stop()
 	go func() { ran <- r.Run(runCtx) }()
-	waitFor(t, "connected", r.Status, func(st WalReceiverStatus) bool { return st.Connected })
+	waitFor(t, "connected", r.Status, func(st walreceiver.WalReceiverStatus) bool { return st.Connected })
 	if got := count("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver' AND slot_type = 'physical' AND active"); got != 1 {
 		t.Errorf("%d active physical slots named pageserver, want 1", got)
 	}
@@ -468,7 +470,7 @@ func TestWalReceiverSource(t *testing.T) {
 	if err := r.SetSource(""); err != nil {
 		t.Fatal(err)
 	}
-	st = waitFor(t, "disconnected", r.Status, func(st WalReceiverStatus) bool { return !st.Connected })
+	st = waitFor(t, "disconnected", r.Status, func(st walreceiver.WalReceiverStatus) bool { return !st.Connected })
 	if st.LastError != "" || st.Source != "" {
 		t.Errorf("status after SetSource(\"\"): %+v, want no source and no error", st)
 	}

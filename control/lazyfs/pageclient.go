@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -254,7 +253,7 @@ func readToken(path string) (string, error) {
 func (s *pageStream) getPages(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {
 	s.conn.SetDeadline(deadline)
 	for _, b := range blocks {
-		req := pageserver.PageRequest{Tag: pageserver.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: b}
+		req := api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: b}
 		s.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
 	}
 	if err := s.fe.Flush(); err != nil {
@@ -271,15 +270,15 @@ func (s *pageStream) getPages(deadline time.Time, lsn pgdata.LSN, rel pgdata.Rel
 		if !ok {
 			return nil, fmt.Errorf("page stream: got %T, want CopyData", msg)
 		}
-		resp, err := pageserver.ParsePageResponse(cd.Data)
+		resp, err := api.ParsePageResponse(cd.Data)
 		if err != nil {
 			return nil, err
 		}
 		switch resp.Tag {
-		case pageserver.TagGetPageResponse:
+		case api.TagGetPageResponse:
 			// Receive reuses its buffer: copy.
 			pages[i] = append([]byte(nil), resp.Page...)
-		case pageserver.TagErrorResponse:
+		case api.TagErrorResponse:
 			if firstErr == nil {
 				firstErr = &PageError{SQLState: resp.SQLState, Message: resp.Message}
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -79,7 +80,7 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 		t.Fatalf("reopened repository: last record at %v, want the compute's shutdown checkpoint %v", got, cf.CheckPoint)
 	}
 	start := time.Now()
-	o := pagecheck.New(ctx, t, m, tenant.String(), pageserver.NewDatadirReader(tl, final), dir, cat)
+	o := pagecheck.New(ctx, t, m, tenant.String(), datadir.NewDatadirReader(tl, final), dir, cat)
 	o.CheckDatabases()
 	o.CheckSLRUs()
 	o.CheckTwoPhase(0)

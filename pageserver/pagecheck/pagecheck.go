@@ -26,7 +26,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/datadir"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/walredo"
@@ -63,7 +63,7 @@ type Oracle struct {
 	ctx    context.Context
 	m      *walredo.Manager
 	tenant string
-	rd     *pageserver.DatadirReader
+	rd     *datadir.DatadirReader
 	dir    string
 	cat    *Catalogs
 	mu     sync.Mutex
@@ -73,7 +73,7 @@ type Oracle struct {
 // New returns an oracle comparing what rd reads (a timeline at one LSN,
 // its pages rebuilt through m for tenant) with the stopped data directory
 // dir; cat is what the catalogs said before the server stopped.
-func New(ctx context.Context, t testing.TB, m *walredo.Manager, tenant string, rd *pageserver.DatadirReader, dir string, cat *Catalogs) *Oracle {
+func New(ctx context.Context, t testing.TB, m *walredo.Manager, tenant string, rd *datadir.DatadirReader, dir string, cat *Catalogs) *Oracle {
 	return &Oracle{t: t, ctx: ctx, m: m, tenant: tenant, rd: rd, dir: dir, cat: cat, tally: map[string]int{}}
 }
 
@@ -84,7 +84,7 @@ func (o *Oracle) Report(what string) {
 }
 
 // Reader is the timeline reader the oracle compares.
-func (o *Oracle) Reader() *pageserver.DatadirReader { return o.rd }
+func (o *Oracle) Reader() *datadir.DatadirReader { return o.rd }
 
 func (o *Oracle) count(what string) {
 	o.mu.Lock()
@@ -106,14 +106,14 @@ func (o *Oracle) file(p string) []byte {
 // fork sizes and pages.
 func (o *Oracle) CheckDatabases() {
 	t := o.t
-	dirs := map[pageserver.Database]string{{SpcNode: pgdata.GlobalTablespaceOID}: "global"}
+	dirs := map[datadir.Database]string{{SpcNode: pgdata.GlobalTablespaceOID}: "global"}
 	o.databaseDirs(dirs, pgdata.DefaultTablespaceOID, "base")
 	o.checkTablespaces(dirs)
-	var want pageserver.DBDir
+	var want datadir.DBDir
 	for db := range dirs {
 		want = append(want, db)
 	}
-	slices.SortFunc(want, func(a, b pageserver.Database) int {
+	slices.SortFunc(want, func(a, b datadir.Database) int {
 		return cmp.Or(cmp.Compare(a.SpcNode, b.SpcNode), cmp.Compare(a.DbNode, b.DbNode))
 	})
 	got, err := o.rd.Databases(o.ctx)
@@ -156,7 +156,7 @@ func (o *Oracle) CheckDatabases() {
 
 // databaseDirs adds the database directories under rel (base/ or a
 // tablespace's version directory) to dirs.
-func (o *Oracle) databaseDirs(dirs map[pageserver.Database]string, spc uint32, rel string) {
+func (o *Oracle) databaseDirs(dirs map[datadir.Database]string, spc uint32, rel string) {
 	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
 	if err != nil {
 		o.t.Fatal(err)
@@ -166,26 +166,26 @@ func (o *Oracle) databaseDirs(dirs map[pageserver.Database]string, spc uint32, r
 		if err != nil {
 			o.t.Fatalf("%s/%s: %v", rel, e.Name(), err)
 		}
-		dirs[pageserver.Database{SpcNode: spc, DbNode: uint32(oid)}] = rel + "/" + e.Name()
+		dirs[datadir.Database{SpcNode: spc, DbNode: uint32(oid)}] = rel + "/" + e.Name()
 	}
 }
 
 // checkTablespaces compares the tablespace list with pg_tblspc, where each
 // entry is a symbolic link to the tablespace's location or, in place, a
 // directory, and adds the database directories in each to dirs.
-func (o *Oracle) checkTablespaces(dirs map[pageserver.Database]string) {
+func (o *Oracle) checkTablespaces(dirs map[datadir.Database]string) {
 	t := o.t
 	entries, err := os.ReadDir(filepath.Join(o.dir, "pg_tblspc"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want pageserver.TablespaceDir
+	var want datadir.TablespaceDir
 	for _, e := range entries {
 		oid, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil {
 			t.Fatalf("pg_tblspc/%s: %v", e.Name(), err)
 		}
-		ts := pageserver.Tablespace{OID: uint32(oid)}
+		ts := datadir.Tablespace{OID: uint32(oid)}
 		if e.Type()&os.ModeSymlink != 0 {
 			if ts.Location, err = os.Readlink(filepath.Join(o.dir, "pg_tblspc", e.Name())); err != nil {
 				t.Fatal(err)
@@ -194,7 +194,7 @@ func (o *Oracle) checkTablespaces(dirs map[pageserver.Database]string) {
 		want = append(want, ts)
 		o.databaseDirs(dirs, ts.OID, ts.VersionDir())
 	}
-	slices.SortFunc(want, func(a, b pageserver.Tablespace) int { return cmp.Compare(a.OID, b.OID) })
+	slices.SortFunc(want, func(a, b datadir.Tablespace) int { return cmp.Compare(a.OID, b.OID) })
 	got, err := o.rd.Tablespaces(o.ctx)
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("tablespaces = %v, %v; want %v", got, err, want)
@@ -208,7 +208,7 @@ type diskFork struct {
 	pages []byte
 }
 
-func (o *Oracle) checkRelations(db pageserver.Database, rel string) {
+func (o *Oracle) checkRelations(db datadir.Database, rel string) {
 	t := o.t
 	entries, err := os.ReadDir(filepath.Join(o.dir, rel))
 	if err != nil {
@@ -310,7 +310,7 @@ func emptyMapPage(p []byte) bool {
 }
 
 // checkPage compares one stored page with the file's.
-func (o *Oracle) checkPage(db pageserver.Database, d *diskFork, blk uint32) {
+func (o *Oracle) checkPage(db datadir.Database, d *diskFork, blk uint32) {
 	t := o.t
 	want := d.pages[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]
 	got, err := o.rd.RelPage(o.ctx, d.rel, d.fork, blk)
@@ -455,9 +455,9 @@ func (o *Oracle) CheckSLRUs() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want pageserver.SLRUDir
+		var want datadir.SLRUDir
 		for _, e := range entries {
-			seg, err := pageserver.ParseSLRUSegmentName(e.Name())
+			seg, err := datadir.ParseSLRUSegmentName(e.Name())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -497,9 +497,9 @@ func (o *Oracle) CheckTwoPhase(want int) {
 	if len(entries) != want {
 		t.Errorf("pg_twophase has %d files, want %d (the transactions left prepared)", len(entries), want)
 	}
-	var files pageserver.TwoPhaseDir
+	var files datadir.TwoPhaseDir
 	for _, e := range entries {
-		xid, err := pageserver.ParseTwoPhaseName(e.Name())
+		xid, err := datadir.ParseTwoPhaseName(e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}

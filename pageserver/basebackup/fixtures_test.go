@@ -1,0 +1,17 @@
+package basebackup
+
+import "github.com/zenithdb/zenith/pageserver/pstest"
+
+// The shared fixtures (pageserver/pstest), under the names the tests use.
+var (
+	openTestRepo      = pstest.OpenRepo
+	newTestTimeline   = pstest.NewTimeline
+	itemsSQL          = pstest.ItemsSQL
+	exec              = pstest.Exec
+	newClusterFromTar = pstest.NewClusterFromTar
+	untar             = pstest.Untar
+	assertCleanStart  = pstest.AssertCleanStart
+	connect           = pstest.Connect
+	queryInt          = pstest.QueryInt
+	wantRows          = pstest.WantRows
+)

@@ -1,0 +1,486 @@
+package walreceiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/zenithdb/zenith/repo"
+	"github.com/zenithdb/zenith/repo/auth"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
+)
+
+// ReplicationSlot is the physical replication slot the WAL receiver
+// creates on its source, so that the compute keeps the WAL we have not
+// flushed while we are down; and the application_name it connects with
+// unless the connection string gives one (what the compute's
+// synchronous_standby_names names).
+const ReplicationSlot = "pageserver"
+
+// Timing of the WAL receiver.
+const (
+	// statusInterval is how often a standby status update is sent when
+	// nothing else prompts one (wal_receiver_status_interval's default).
+	// When the source has been silent that long, the update asks for a
+	// reply: a walsender that hears from us regularly sends nothing on
+	// its own while idle (WalSndKeepaliveIfNecessary), but answers a
+	// reply request with a keepalive (ProcessStandbyReplyMessage).
+	statusInterval = 10 * time.Second
+	// silenceTimeout ends a connection from which nothing has come for
+	// this long, replies requested included.
+	silenceTimeout = 60 * time.Second
+	// minBackoff and maxBackoff bound the wait before reconnecting.
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 10 * time.Second
+	// maxBatch is how many bytes of WAL are written before they are synced
+	// and acknowledged even if more are waiting.
+	maxBatch = 16 << 20
+)
+
+// ErrSystemMismatch is the error of a source whose IDENTIFY_SYSTEM names
+// another database system than the timeline's pg_control.
+var ErrSystemMismatch = errors.New("the WAL source is another database system")
+
+// Ingester files decoded WAL records into a timeline: WalIngest.
+type Ingester interface {
+	// Ingest applies one record; records come in WAL order from the
+	// timeline's last record LSN.
+	Ingest(ctx context.Context, rec *pgdata.Record) error
+	// SystemID is the timeline's database system identifier.
+	SystemID() uint64
+}
+
+// WalReceiverStatus is what a WAL receiver reports, for the HTTP API and
+// metrics.
+type WalReceiverStatus struct {
+	// Source is the connection string of the compute WAL comes from
+	// ("": none, or safekeepers).
+	Source string
+	// Safekeepers is the set of safekeepers (host:port) WAL comes from
+	// instead of a compute (nil: none).
+	Safekeepers []string
+	// Safekeeper is the one of them currently streamed from ("": none).
+	Safekeeper string
+	// Connected is set while WAL is streaming.
+	Connected bool
+	// LastError is why the last connection failed or ended, if it did.
+	LastError string
+	// DecodeErrors counts the streams that ended with WAL that does not
+	// decode (each followed by a reconnection with backoff).
+	DecodeErrors uint64
+	// Received is the end of the WAL written to the store.
+	Received pgdata.LSN
+	// Flushed is the flush position last reported to the source: to a
+	// compute, the end of the last complete record in fsynced WAL; to a
+	// safekeeper, the timeline's disk-consistent LSN.
+	Flushed pgdata.LSN
+	// Ingested is the timeline's last record LSN.
+	Ingested pgdata.LSN
+	// LastMessage is when the source last sent anything.
+	LastMessage time.Time
+}
+
+// WalReceiver pulls WAL for one timeline over the replication protocol
+// from its source, keeps it in the timeline's WALStore and feeds it to the
+// ingest. Records are ingested only once they are fsynced, so the
+// repository never holds WAL the store could lose.
+//
+// Durability never depends on ingest. When the ingest of a record fails
+// (a record it cannot apply, a failed write of the repository, an
+// injected failure: FailIngestEnv), ingest stops there for the life of
+// the receiver: the timeline says so (repo.Timeline.StopIngest, which
+// makes waits for later LSNs fail at once), the page server's log says so
+// once, and the receiver goes on receiving, storing, fsyncing and
+// acknowledging WAL, so a compute that waits for us as its synchronous
+// standby keeps committing. A page server restarted once the cause is
+// fixed ingests the stored WAL from where the repository is durable.
+//
+// The source is either one compute (SetSource, the page service's
+// callmemaybe) or a set of safekeepers (SetSafekeepers); one replaces the
+// other. What the receiver reports as flushed differs:
+//
+//   - To a compute, flush is the end of the last complete record in the
+//     fsynced WAL store: the compute may use the page server as a
+//     synchronous standby, and its replication slot keeps the WAL above.
+//   - To a safekeeper, flush is what the page server has made durable
+//     (the timeline's DurableLSN: its remote-consistent LSN with remote
+//     storage, else its disk-consistent LSN): the safekeepers keep their
+//     WAL until then, so the page server can always stream again from its
+//     repository's state, even without its WAL store, and even after it
+//     lost its disk and restored from remote storage.
+//
+// From safekeepers the receiver streams from one at a time, the one whose
+// IDENTIFY_SYSTEM xlogpos (its commit LSN) is highest, and switches when
+// the connection ends or when no WAL has come for switchIdle while another
+// safekeeper reports a higher commit LSN (walreceiver_safekeepers.go). A
+// safekeeper sends WAL only up to its commit LSN, so the page server never
+// ingests WAL that a later election could truncate.
+type WalReceiver struct {
+	tl *repo.Timeline
+	// client is what it presents to safekeepers (token, CA).
+	client auth.ClientOptions
+	// disk, if set, learns whether the WAL store's writes find the disk
+	// full (the page server's status shows it).
+	disk  *vfs.DiskState
+	ing   Ingester
+	store *WALStore
+	log   zerolog.Logger
+
+	// statusInterval, silenceTimeout, probeInterval and switchIdle are
+	// the constants of the same names; tests shorten them.
+	statusInterval, silenceTimeout time.Duration
+	probeInterval, switchIdle      time.Duration
+
+	mu      sync.Mutex
+	status  WalReceiverStatus
+	changed chan struct{} // closed when the source changes
+
+	// Owned by Run: the decoder of everything fed to the store, and the
+	// records decoded but not ingested yet.
+	dec     *pgdata.WALDecoder
+	pending []*pgdata.Record
+	// decoded is the end of the last record decoded (or where the
+	// decoder started): where the stored WAL is cut back to while ingest
+	// is stopped (see rewind).
+	decoded pgdata.LSN
+	// toSafekeeper is set while streaming from a safekeeper: it changes
+	// the flush position reported (see above).
+	toSafekeeper bool
+}
+
+// NewWalReceiver returns the receiver of tl, which ing ingests into and
+// whose raw WAL store is store. Its source is the one stored in store.
+// log should name the tenant and timeline.
+func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolog.Logger) *WalReceiver {
+	r := &WalReceiver{
+		tl:      tl,
+		ing:     ing,
+		store:   store,
+		log:     log,
+		changed: make(chan struct{}),
+
+		statusInterval: statusInterval,
+		silenceTimeout: silenceTimeout,
+		probeInterval:  probeInterval,
+		switchIdle:     switchIdle,
+	}
+	r.status.Source = store.Source()
+	if set := store.Safekeepers(); set != nil {
+		r.status.Safekeepers = set.Addrs
+	}
+	return r
+}
+
+// SetSource sets and persists the connection string of the compute WAL
+// is pulled from, replacing any safekeepers; "" stops streaming. A running
+// receiver drops its connection and uses the new source. The replication
+// slot stays on the old source, which keeps WAL for it until the slot is
+// dropped there.
+func (r *WalReceiver) SetSource(connStr string) error {
+	if connStr != "" {
+		if _, err := pgconn.ParseConfig(connStr); err != nil {
+			return fmt.Errorf("WAL source: %w", err)
+		}
+	}
+	if err := r.store.SetSource(connStr); err != nil {
+		return err
+	}
+	r.sourceChanged(func(st *WalReceiverStatus) { st.Source, st.Safekeepers = connStr, nil })
+	return nil
+}
+
+// sourceChanged applies a change of source to the status and tells Run.
+func (r *WalReceiver) sourceChanged(change func(st *WalReceiverStatus)) {
+	r.mu.Lock()
+	change(&r.status)
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// Status returns the receiver's state.
+func (r *WalReceiver) Status() WalReceiverStatus {
+	r.mu.Lock()
+	st := r.status
+	st.Safekeepers = slices.Clone(st.Safekeepers)
+	r.mu.Unlock()
+	st.Received = r.store.End()
+	st.Ingested = r.tl.LastRecordLSN()
+	return st
+}
+
+// setStatus changes the status under the lock.
+func (r *WalReceiver) setStatus(change func(st *WalReceiverStatus)) {
+	r.mu.Lock()
+	change(&r.status)
+	r.mu.Unlock()
+}
+
+// source returns the current source, a compute's connection string or a
+// set of safekeepers (nil), and the channel closed when it changes.
+func (r *WalReceiver) source() (string, *SafekeeperSet, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Source, r.store.Safekeepers(), r.changed
+}
+
+// Run ingests the stored WAL the timeline does not have yet (after a
+// crash, what came after its disk-consistent LSN), then streams from the
+// source, reconnecting with backoff, until ctx ends. It returns ctx's
+// error then, or the error that makes going on impossible (the store and
+// the timeline disagree, or an fsync failed). A failed ingest is not such
+// an error: streaming goes on without ingest (see WalReceiver).
+func (r *WalReceiver) Run(ctx context.Context) error {
+	if err := r.catchUp(ctx); err != nil {
+		r.setStatus(func(st *WalReceiverStatus) { st.LastError = err.Error() })
+		return err
+	}
+	backoff := minBackoff
+	for {
+		src, set, changed := r.source()
+		if src == "" && set == nil {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		var streamed bool
+		var err error
+		if set != nil {
+			streamed, err = r.streamSafekeepers(ctx, set, changed)
+		} else {
+			r.toSafekeeper = false
+			streamed, err = r.stream(ctx, src, changed)
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			if r.disk != nil && vfs.IsDiskFull(err) {
+				r.disk.Note(err)
+			}
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
+			return err
+		}
+		var bad *decodeError
+		if errors.As(err, &bad) {
+			// What follows the last record ingested is not WAL we can
+			// use: cut it off now (not only at the next connection), so
+			// that neither the status nor a restart sees it, and do not
+			// let the stream count as a success for the backoff: a source
+			// that keeps sending it is retried ever more slowly.
+			streamed = false
+			// Counted with its reason in one update: a reader of the
+			// status never sees the count without the error.
+			r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors, st.LastError = st.DecodeErrors+1, err.Error() })
+			if _, rerr := r.rewind(); rerr != nil {
+				r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, rerr.Error() })
+				return rerr
+			}
+		}
+		if ctx.Err() != nil {
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected = false })
+			return ctx.Err()
+		}
+		select {
+		case <-changed:
+			// SetSource ended the connection: not a failure.
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, "" })
+			r.log.Info().Msg("WAL source changed")
+			backoff = minBackoff
+			continue
+		default:
+		}
+		if errors.Is(err, errSafekeeperLags) {
+			// Not a failure either: another safekeeper is ahead.
+			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, "" })
+			r.log.Info().Err(err).Msg("switching safekeeper")
+			backoff = minBackoff
+			continue
+		}
+		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
+		if r.disk != nil && vfs.IsDiskFull(err) {
+			r.disk.Note(err)
+		}
+		if streamed {
+			backoff = minBackoff
+		}
+		r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("WAL streaming stopped")
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		case <-changed:
+			backoff = minBackoff
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fatalError is a failure after which the receiver stops: a failed fsync
+// (whether the bytes are durable is unknown, as for PostgreSQL, which
+// PANICs), or a failure to cut the stored WAL back.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// decodeError is WAL after the last record ingested that does not decode:
+// a source's bytes, not our state. The receiver cuts them off (rewind) and
+// connects again with backoff: a source may have sent the start of a
+// record that its history then dropped, followed by other WAL (see
+// rewind); asked again from the record end, it sends consistent WAL.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// catchUp starts the decoder at the timeline's last record LSN and
+// ingests the stored WAL after it.
+func (r *WalReceiver) catchUp(ctx context.Context) error {
+	last := r.tl.LastRecordLSN()
+	if r.store.Start() == 0 {
+		if err := r.store.Init(last, r.tl.PrevRecordLSN()); err != nil {
+			return err
+		}
+	}
+	start, end := r.store.Start(), r.store.End()
+	if last < start || last > end {
+		return fmt.Errorf("timeline %s is at %v, outside its stored WAL (%v to %v)", r.tl.ID(), last, start, end)
+	}
+	r.restartDecoder(last)
+	rd, err := r.store.Reader(last)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, walReadChunk)
+	for {
+		n, err := rd.Read(buf)
+		if n > 0 {
+			r.dec.Feed(buf[:n])
+			decErr := r.decode()
+			if err := r.ingestPending(ctx); err != nil {
+				return err
+			}
+			if decErr != nil {
+				// Streaming resumes after the last record ingested
+				// anyway: what follows it goes now.
+				r.log.Warn().Err(decErr).Msg("stored WAL after the last record does not decode: it will be streamed again")
+				r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors++ })
+				if _, err := r.rewind(); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read stored WAL: %w", err)
+		}
+	}
+	if last != r.tl.LastRecordLSN() {
+		r.log.Info().Stringer("from", last).Stringer("to", r.tl.LastRecordLSN()).Msg("ingested stored WAL")
+	}
+	return nil
+}
+
+// rewind cuts the stored WAL back to the end of the last record ingested,
+// restarts the decoder there, and returns it: where streaming resumes, on
+// every connection. The bytes after it belong to a record whose end has
+// not come; they were never reported flushed (flush stops at record ends)
+// and may be of a history that no longer exists. A compute that died in
+// the middle of a record is replaced by one started from a basebackup at
+// that record end, whose WAL differs from there on, and safekeepers that
+// had the dead compute's WAL stream the new one's from there too. Asking
+// for the WAL from the record end takes the source's history as it is.
+//
+// While ingest is stopped, the records after the timeline's last record
+// are kept (they were acknowledged): the cut is at the end of the last
+// record decoded instead.
+func (r *WalReceiver) rewind() (pgdata.LSN, error) {
+	last, end := r.tl.LastRecordLSN(), r.store.End()
+	if r.tl.IngestStopped() != nil {
+		last = r.decoded
+	}
+	if last >= end {
+		// Nothing after the last record; or, past end, the rest of the
+		// segment an XLOG_SWITCH record ended, which the decoder skips
+		// as it comes.
+		return end, nil
+	}
+	if err := r.store.Truncate(last); err != nil {
+		return 0, &fatalError{err}
+	}
+	r.log.Info().Stringer("from", end).Stringer("to", last).Msg("cut the stored WAL back to the end of the last record")
+	r.restartDecoder(last)
+	return last, nil
+}
+
+// restartDecoder makes a new decoder for the WAL from at, a record
+// boundary, and forgets the records the old one decoded.
+func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
+	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
+	r.dec.ExpectSystemID(r.ing.SystemID())
+	r.pending = r.pending[:0]
+	r.decoded = at
+}
+
+// decode moves every complete record fed so far to pending, up to the
+// first that does not decode (a *decodeError).
+func (r *WalReceiver) decode() error {
+	for {
+		rec, err := r.dec.Next()
+		switch {
+		case err == nil:
+			r.pending = append(r.pending, rec)
+			r.decoded = rec.EndLSN
+		case errors.Is(err, pgdata.ErrNeedMoreWAL):
+			return nil
+		default:
+			return &decodeError{fmt.Errorf("decode WAL of timeline %s: %w", r.tl.ID(), err)}
+		}
+	}
+}
+
+// ingestPending ingests the decoded records. If one fails, ingest stops
+// (stopIngest) and the records are dropped: they stay in the store. It
+// fails only with ctx's error, when a record's ingest was cut short by
+// it.
+func (r *WalReceiver) ingestPending(ctx context.Context) error {
+	defer func() {
+		clear(r.pending)
+		r.pending = r.pending[:0]
+	}()
+	if r.tl.IngestStopped() != nil {
+		return nil
+	}
+	for _, rec := range r.pending {
+		if err := r.ing.Ingest(ctx, rec); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.stopIngest(rec, err)
+			return nil
+		}
+	}
+	return nil
+}
+
+// stopIngest stops the timeline's ingest before rec, whose ingest failed
+// with err, and says so in the log, once.
+func (r *WalReceiver) stopIngest(rec *pgdata.Record, err error) {
+	reason := fmt.Sprintf("the record at %v (%v, info %#02x) failed: %v", rec.LSN, rec.Rmgr(), rec.Header.Info, err)
+	stop := r.tl.StopIngest(reason)
+	r.log.Error().Stringer("lsn", stop.LSN).Stringer("record_lsn", rec.LSN).Err(err).
+		Msg("ingest stopped: WAL is still received and kept, reads after this LSN fail until the page server is restarted with the cause fixed")
+}
