@@ -1,6 +1,7 @@
 package control_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
+	"github.com/zenithdb/zenith/safekeeper"
 )
 
 // TestTenantDetachAttach detaches the default tenant (everything goes to
@@ -187,9 +189,12 @@ func metric(t *testing.T, httpAddr, name string) float64 {
 // generation 2. The zombie flushes, collects garbage, uploads (its
 // objects carry generation 1) and deletes the tenant; none of it touches
 // generation 2's objects, and the tenant detached and attached again
-// (generation 3) dumps as it did before.
+// (generation 3) dumps as it did before. The safekeeper learns the
+// generation of both page servers' reports and lets only generation 2's
+// decide which WAL it removes.
 func TestTwoPageserversFenced(t *testing.T) {
-	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 1})
+	skenv := newSKEnv(t, 1)
+	env := skenv.Env
 	tenant := defaultTenant(t, env)
 	pg := env.Postgres.CreateStart("main")
 	conn := pg.Connect()
@@ -217,6 +222,7 @@ func TestTwoPageserversFenced(t *testing.T) {
 		t.Fatalf("gc on the zombie: %v", err)
 	}
 	waitForObject(t, remoteDir, "index.json-00000001")
+	waitStaleReports(t, skenv, 1, 2)
 	if err := pageserviceExec(zconn, "tenant_delete "+tenant); err != nil {
 		t.Fatalf("tenant_delete on the zombie: %v", err)
 	}
@@ -287,4 +293,39 @@ func waitForObject(t *testing.T, dir, name string) {
 			t.Fatalf("no %s under %s", name, dir)
 		}
 	}
+}
+
+// waitStaleReports waits until safekeeper n has ignored a report of a
+// page server of a generation older than gen, the one it holds now.
+func waitStaleReports(t *testing.T, e *skEnv, n int, gen uint32) {
+	t.Helper()
+	var st safekeeper.TimelineState
+	var stale float64
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if st, err = e.skTimeline(n); err == nil {
+			var text string
+			text, err = httpText("http://" + e.skHTTP(n) + "/metrics")
+			stale, _ = metricValue(text, fmt.Sprintf("safekeeper_stale_pageserver_reports_total{tenant_id=%q,timeline_id=%q}", st.Tenant, st.Timeline))
+		}
+		if err == nil && st.PageserverGeneration == gen && stale > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("safekeeper %d: page server generation %d, %v stale reports ignored (%v); want generation %d and the zombie's reports ignored",
+				n, st.PageserverGeneration, stale, err, gen)
+		}
+	}
+}
+
+// httpText GETs url and returns its body.
+func httpText(url string) (string, error) {
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

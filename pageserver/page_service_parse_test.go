@@ -106,7 +106,7 @@ func FuzzPageServiceCommand(f *testing.F) {
 			// Every address is safe inside a connection string.
 			set := &walreceiver.SafekeeperSet{Addrs: sk.Addrs}
 			for _, a := range sk.Addrs {
-				if _, err := pgconn.ParseConfig(set.ConnString(a, id.NewTimelineID(), auth.ClientOptions{Token: `a'b\\c`})); err != nil {
+				if _, err := pgconn.ParseConfig(set.ConnString(a, id.NewTimelineID(), 7, auth.ClientOptions{Token: `a'b\\c`})); err != nil {
 					t.Fatalf("%q: the connection string for %q: %v", line, a, err)
 				}
 			}

@@ -121,6 +121,10 @@ func writeGeneration(fsys vfs.FS, dir string, g Generation) error {
 // server.
 func (tn *Tenant) Generation() Generation { return Generation(tn.gen.Load()) }
 
+// Generation is the generation of the attachment of the timeline's
+// tenant to this page server.
+func (tl *Timeline) Generation() Generation { return tl.tenant.Generation() }
+
 // remoteGenerationPrefix is where a tenant's generation markers are.
 func remoteGenerationPrefix(prefix string) string { return prefix + remoteGenerationsDir + "/" }
 

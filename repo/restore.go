@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/layer"
@@ -111,6 +112,7 @@ func (tn *Tenant) advanceGeneration(ctx context.Context, gen Generation) error {
 	tn.gen.Store(uint32(gen))
 	tn.stale.Store(false)
 	tn.upload.uploaded = nil
+	tn.upload.swept = time.Time{}
 	tn.upload.mu.Unlock()
 	for _, tl := range tn.loaded() {
 		tl.upload.mu.Lock()
@@ -227,7 +229,10 @@ func (r *Repository) restoreTenant(ctx context.Context, tid id.TenantID, gen Gen
 }
 
 // restoreTimeline downloads a timeline's newest index at or below gen
-// and writes its metadata in dir.
+// and writes its metadata in dir. An older generation's index is first
+// uploaded again as generation gen's: the attachment goes on from the
+// index it read, not from what a stale page server of that older
+// generation (which goes on uploading its index) may put there later.
 func (r *Repository) restoreTimeline(ctx context.Context, tid id.TenantID, tlid id.TimelineID, dir string, gen Generation) error {
 	idx, p, err := r.latestIndex(ctx, tid, tlid, gen)
 	if err != nil {
@@ -237,6 +242,15 @@ func (r *Repository) restoreTimeline(ctx context.Context, tid id.TenantID, tlid 
 	for _, name := range idx.Metadata.Layers {
 		if _, err := layer.ParseFileName(name); err != nil {
 			return &CorruptionError{File: remoteName(p), Offset: -1, Err: err}
+		}
+	}
+	if own := remoteTimelinePrefix(tid, tlid) + indexFile + gen.suffix(); p != own {
+		b, err := encodeEnvelope(idx)
+		if err != nil {
+			return err
+		}
+		if err := r.remote.Upload(ctx, own, bytes.NewReader(b)); err != nil {
+			return err
 		}
 	}
 	b, err := encodeMetadata(idx.Metadata)

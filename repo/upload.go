@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/layer"
@@ -37,7 +38,12 @@ import (
 // A layer file is uploaded before any index that lists it, and removed
 // only after an index that no longer lists it is uploaded: whatever the
 // moment a page server stops, the newest index and the layers it lists are
-// all there.
+// all there. An attachment starts from a copy of the index it attached
+// from, under its own generation; once it has uploaded its index, and
+// then every fencedSweepInterval, it removes the objects of older
+// generations that its index does not list (removeFencedLocked): what a
+// stale page server goes on uploading is garbage to every attachment from
+// then on.
 const (
 	remoteTenantsDir = "tenants"
 	indexFile        = "index.json"
@@ -108,9 +114,10 @@ type timelineUpload struct {
 	uploaded map[string]uploadedLayer
 	// lastIndex is the last index uploaded (or found), as encoded.
 	lastIndex []byte
-	// olderIndexesGone is set once the indexes of older generations
-	// have been deleted, after the first upload of this generation's.
-	olderIndexesGone bool
+	// swept is when the objects of older generations that no index
+	// lists were last removed (zero: not yet in this generation; see
+	// removeFencedLocked).
+	swept time.Time
 	// lsn is the remote-consistent LSN: the disk-consistent LSN of the
 	// last index uploaded.
 	lsn atomic.Uint64
@@ -204,52 +211,41 @@ func (tl *Timeline) uploadLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(b, u.lastIndex) {
-		return nil
+	if !bytes.Equal(b, u.lastIndex) {
+		if err := repo.remote.Upload(ctx, prefix+indexFile+gen.suffix(), bytes.NewReader(b)); err != nil {
+			return err
+		}
+		repo.remoteStats.Uploads.Add(1)
+		repo.remoteStats.UploadedBytes.Add(int64(len(b)))
+		u.lastIndex = b
+		u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
+		tl.log.Debug().Stringer("remote_consistent_lsn", idx.Metadata.DiskConsistentLSN).Int("layers", len(idx.LayerFiles)).Msg("uploaded index")
 	}
-	if err := repo.remote.Upload(ctx, prefix+indexFile+gen.suffix(), bytes.NewReader(b)); err != nil {
-		return err
-	}
-	repo.remoteStats.Uploads.Add(1)
-	repo.remoteStats.UploadedBytes.Add(int64(len(b)))
-	u.lastIndex = b
-	u.lsn.Store(uint64(idx.Metadata.DiskConsistentLSN))
-	tl.log.Debug().Stringer("remote_consistent_lsn", idx.Metadata.DiskConsistentLSN).Int("layers", len(idx.LayerFiles)).Msg("uploaded index")
 	// Only now may the layers the index no longer lists go, and the
-	// indexes of older generations (every attachment from now on reads
-	// this one or a newer one), and only while no newer attachment may
-	// have read an index listing them.
+	// objects of older generations it does not list (every attachment
+	// from now on reads this index or a newer one), and only while no
+	// newer attachment may have read an index listing them.
 	var gone []string
 	for name := range u.uploaded {
 		if _, ok := idx.LayerFiles[name]; !ok {
 			gone = append(gone, name)
 		}
 	}
-	if len(gone) == 0 && u.olderIndexesGone {
+	sweep := repo.sweepDue(u.swept)
+	if len(gone) == 0 && !sweep {
 		return nil
 	}
 	if ok, err := tl.tenant.mayDelete(ctx); err != nil || !ok {
 		return err
-	}
-	if !u.olderIndexesGone {
-		objects, err := repo.remote.List(ctx, prefix+indexFile)
-		if err != nil {
-			return err
-		}
-		for _, p := range objects {
-			if _, g := splitGeneration(strings.TrimPrefix(p, prefix)); g < gen {
-				if err := repo.remote.Delete(ctx, p); err != nil {
-					return err
-				}
-			}
-		}
-		u.olderIndexesGone = true
 	}
 	for _, name := range gone {
 		if err := repo.remote.Delete(ctx, u.uploaded[name].object(prefix, name)); err != nil {
 			return err
 		}
 		delete(u.uploaded, name)
+	}
+	if sweep {
+		return tl.removeFencedLocked(ctx)
 	}
 	return nil
 }
@@ -264,7 +260,7 @@ func (tl *Timeline) readRemoteIndex(ctx context.Context) error {
 	u := &tl.upload
 	u.uploaded = map[string]uploadedLayer{}
 	u.lastIndex = nil
-	u.olderIndexesGone = false
+	u.swept = time.Time{}
 	idx, p, err := repo.latestIndex(ctx, tl.tenant.id, tl.id, tl.tenant.Generation())
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
@@ -342,10 +338,12 @@ func uploadFile(ctx context.Context, repo *Repository, name, p string) (remoteLa
 }
 
 // tenantUpload is a tenant's side of remote storage: the checksums of its
-// files as last uploaded.
+// files as last uploaded in this generation, and when the files of older
+// generations were last removed (see Tenant.removeFencedLocked).
 type tenantUpload struct {
 	mu       sync.Mutex
 	uploaded map[string]uint32
+	swept    time.Time
 }
 
 // Upload uploads the tenant's files (its settings and Config.TenantFiles)
@@ -366,6 +364,9 @@ func (tn *Tenant) Upload(ctx context.Context) error {
 		if err := tl.Upload(ctx); err != nil && first == nil {
 			first = err
 		}
+	}
+	if err := tn.removeFenced(ctx); err != nil && first == nil {
+		first = fmt.Errorf("upload tenant %s: %w", tn.id, err)
 	}
 	return first
 }

@@ -31,6 +31,12 @@ func newRemoteSetup() *remoteSetup {
 // open opens a repository on a fresh disk (or on fs) with the remote.
 func (s *remoteSetup) open(t *testing.T, fs vfs.FS) *repo.Repository {
 	t.Helper()
+	return s.openWith(t, fs, nil)
+}
+
+// openWith is open with the repository's config changed by f (if set).
+func (s *remoteSetup) openWith(t *testing.T, fs vfs.FS, f func(*repo.Config)) *repo.Repository {
+	t.Helper()
 	if fs == nil {
 		fs = vfs.NewMem()
 	}
@@ -39,6 +45,9 @@ func (s *remoteSetup) open(t *testing.T, fs vfs.FS) *repo.Repository {
 	cfg.UploadInterval = 0
 	cfg.TenantFiles = []string{"branches.json"}
 	cfg.Logger = testLogger(t)
+	if f != nil {
+		f(&cfg)
+	}
 	return mustOpen(t, cfg)
 }
 

@@ -147,12 +147,15 @@ func (s *Safekeeper) updateCommit(tl *Timeline, peers [][]TimelineState) {
 	// The page server streams from one safekeeper and reports what it
 	// holds durably to that one only; the others learn it from it, or
 	// they would keep all their WAL forever.
+	// A peer that heard from a newer generation tells of the page server
+	// that holds the tenant now.
 	for _, p := range same {
-		if p.PageserverLSN > own.PageserverLSN {
-			if err := tl.SetPageserverLSN(p.PageserverLSN); err != nil {
+		if p.PageserverGeneration > own.PageserverGeneration ||
+			(p.PageserverGeneration == own.PageserverGeneration && p.PageserverLSN > own.PageserverLSN) {
+			if _, err := tl.SetPageserverLSN(p.PageserverGeneration, p.PageserverLSN); err != nil {
 				tl.log.Error().Err(err).Msg("record the page server's LSN")
 			}
-			own.PageserverLSN = p.PageserverLSN
+			own.PageserverGeneration, own.PageserverLSN = p.PageserverGeneration, p.PageserverLSN
 		}
 	}
 	if c := commitLSN(own, same, s.quorum()); c > own.CommitLSN {

@@ -103,6 +103,11 @@ type Control struct {
 	CommitLSN pgdata.LSN `json:"commit_lsn"`
 	// PageserverLSN is the page server's reported consistent LSN.
 	PageserverLSN pgdata.LSN `json:"pageserver_lsn"`
+	// PageserverGeneration is the highest attach generation of a page
+	// server that reported PageserverLSN (0: none had one). It is kept
+	// here so that after a restart a stale page server's report still
+	// cannot move PageserverLSN (see Timeline.SetPageserverLSN).
+	PageserverGeneration uint32 `json:"pageserver_generation"`
 	// ComputeTerm and Compute are the term and connection string of the
 	// compute this safekeeper streams from.
 	ComputeTerm uint64 `json:"compute_term"`

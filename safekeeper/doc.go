@@ -80,9 +80,15 @@
 // the safekeepers that are in its term and in sync with it (their history
 // ends with the same (term, start)). The page server reports its
 // consistent LSN to the safekeeper it streams from; the others take the
-// highest one their peers report. Whole segment files that end at or
-// below the page server's consistent LSN, and below the flush LSN of
-// every peer, are removed; while a peer cannot be reached nothing is.
+// highest one their peers report. A page server that attaches tenants
+// with generation numbers names its generation in the startup options
+// (-c pageserver_generation=<n>, sent only to safekeepers): the highest
+// generation seen is kept in the control file, a report of a lower one
+// (a stale page server, whose uploads are fenced) is ignored, and a
+// higher one's replaces the LSN, even a lower LSN. Whole segment files
+// that end at or below the page server's consistent LSN, and below the
+// flush LSN of every peer, are removed; while a peer cannot be reached
+// nothing is.
 //
 // # Catching up from peers
 //

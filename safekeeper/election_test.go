@@ -295,7 +295,7 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		joinTerm(t, tl, 1)
 		beginAt(t, tl, w.from)
 		appendSynced(t, tl, 1, w.from, w.slice(w.from, end))
-		if err := tl.SetPageserverLSN(end); err != nil {
+		if _, err := tl.SetPageserverLSN(0, end); err != nil {
 			t.Fatal(err)
 		}
 		if err := tl.RemoveOldWAL(end); err != nil {

@@ -77,6 +77,8 @@ var (
 	descCommit    = prometheus.NewDesc("safekeeper_commit_lsn", "Quorum-durable LSN known here.", []string{"tenant_id", "timeline_id"}, nil)
 	descPageserer = prometheus.NewDesc("safekeeper_pageserver_lsn", "The page server's reported consistent LSN.", []string{"tenant_id", "timeline_id"}, nil)
 	descTerm      = prometheus.NewDesc("safekeeper_term", "Highest term voted for.", []string{"tenant_id", "timeline_id"}, nil)
+	descPSGen     = prometheus.NewDesc("safekeeper_pageserver_generation", "Attach generation of the page server whose report safekeeper_pageserver_lsn is.", []string{"tenant_id", "timeline_id"}, nil)
+	descStale     = prometheus.NewDesc("safekeeper_stale_pageserver_reports_total", "Flush reports of page servers of an older attach generation than the newest seen, ignored for WAL removal, since the safekeeper started.", []string{"tenant_id", "timeline_id"}, nil)
 )
 
 func (c timelineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -84,6 +86,8 @@ func (c timelineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCommit
 	ch <- descPageserer
 	ch <- descTerm
+	ch <- descPSGen
+	ch <- descStale
 }
 
 func (c timelineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -94,6 +98,8 @@ func (c timelineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(st.CommitLSN), labels...)
 		ch <- prometheus.MustNewConstMetric(descPageserer, prometheus.GaugeValue, float64(st.PageserverLSN), labels...)
 		ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(st.Term), labels...)
+		ch <- prometheus.MustNewConstMetric(descPSGen, prometheus.GaugeValue, float64(st.PageserverGeneration), labels...)
+		ch <- prometheus.MustNewConstMetric(descStale, prometheus.CounterValue, float64(st.staleReports), labels...)
 	}
 }
 

@@ -309,7 +309,7 @@ func TestRemoveOldWAL(t *testing.T) {
 		{2*seg + 5, 4 * seg, []uint64{0, 1}, []uint64{2, 3, 4}},   // the page server needs segment 2
 		{4*seg + 100, 5 * seg, []uint64{0, 1, 2, 3}, []uint64{4}}, // the last segment always stays
 	} {
-		if err := tl.SetPageserverLSN(tt.pageserver); err != nil {
+		if _, err := tl.SetPageserverLSN(0, tt.pageserver); err != nil {
 			t.Fatal(err)
 		}
 		if err := tl.RemoveOldWAL(tt.horizon); err != nil {

@@ -49,6 +49,9 @@ type Timeline struct {
 	// WAL it has sent (see checkSent).
 	truncations uint64
 	lastCut     pgdata.LSN
+	// staleReports counts the page server reports SetPageserverLSN
+	// ignored as a stale generation's.
+	staleReports uint64
 	// stopStream ends the streaming from the current compute.
 	stopStream func()
 	closed     bool
@@ -65,13 +68,17 @@ type TimelineState struct {
 	FlushLSN      pgdata.LSN    `json:"flush_lsn"`
 	CommitLSN     pgdata.LSN    `json:"commit_lsn"`
 	PageserverLSN pgdata.LSN    `json:"pageserver_lsn"`
-	ComputeTerm   uint64        `json:"compute_term"`
-	SystemID      uint64        `json:"system_id,string"`
+	// PageserverGeneration is the attach generation of the page server
+	// whose report PageserverLSN is.
+	PageserverGeneration uint32 `json:"pageserver_generation"`
+	ComputeTerm          uint64 `json:"compute_term"`
+	SystemID             uint64 `json:"system_id,string"`
 
 	// truncations and lastCut are the Timeline's fields of the same
-	// names, for a walsender.
-	truncations uint64
-	lastCut     pgdata.LSN
+	// names, for a walsender; staleReports, for the metrics.
+	truncations  uint64
+	lastCut      pgdata.LSN
+	staleReports uint64
 }
 
 // createTimeline makes an empty timeline in dir.
@@ -158,9 +165,9 @@ func (tl *Timeline) stateLocked() TimelineState {
 		Tenant: tl.Tenant, Timeline: tl.Timeline,
 		Term: tl.ctl.Term, History: append(History{}, tl.ctl.History...),
 		BeginLSN: tl.wal.begin, FlushLSN: tl.flush, CommitLSN: tl.ctl.CommitLSN,
-		PageserverLSN: tl.ctl.PageserverLSN, ComputeTerm: tl.ctl.ComputeTerm,
-		SystemID:    tl.ctl.SystemID,
-		truncations: tl.truncations, lastCut: tl.lastCut,
+		PageserverLSN: tl.ctl.PageserverLSN, PageserverGeneration: tl.ctl.PageserverGeneration,
+		ComputeTerm: tl.ctl.ComputeTerm, SystemID: tl.ctl.SystemID,
+		truncations: tl.truncations, lastCut: tl.lastCut, staleReports: tl.staleReports,
 	}
 }
 
@@ -322,18 +329,35 @@ func (tl *Timeline) AdvanceCommit(lsn pgdata.LSN) error {
 	return nil
 }
 
-// SetPageserverLSN records the page server's consistent LSN.
-func (tl *Timeline) SetPageserverLSN(lsn pgdata.LSN) error {
+// SetPageserverLSN records lsn, the consistent LSN a page server of
+// attach generation gen reported (0: a page server without generations).
+// Old WAL is removed below it, so only the page server that holds the
+// tenant now may move it: a report of a generation below the highest one
+// seen is a stale page server's (its uploads are fenced, its LSN is not
+// what the current one restores from), and is ignored: SetPageserverLSN
+// returns false. A higher generation's report replaces the LSN, lower or
+// not, and is persisted at once.
+func (tl *Timeline) SetPageserverLSN(gen uint32, lsn pgdata.LSN) (bool, error) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	if lsn <= tl.ctl.PageserverLSN {
-		return nil
+	switch {
+	case gen < tl.ctl.PageserverGeneration:
+		tl.staleReports++
+		return false, nil
+	case gen > tl.ctl.PageserverGeneration:
+		old := tl.ctl.PageserverGeneration
+		tl.ctl.PageserverGeneration, tl.ctl.PageserverLSN = gen, lsn
+		tl.log.Info().Uint32("generation", gen).Uint32("previous", old).Stringer("pageserver_lsn", lsn).
+			Msg("a page server of a newer generation reports")
+		return true, tl.persistLocked()
+	case lsn <= tl.ctl.PageserverLSN:
+		return true, nil
 	}
 	tl.ctl.PageserverLSN = lsn
 	if time.Since(tl.persisted) > controlPersistInterval {
-		return tl.persistLocked()
+		return true, tl.persistLocked()
 	}
-	return nil
+	return true, nil
 }
 
 // RemoveOldWAL removes whole segments below both the page server's

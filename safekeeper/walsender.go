@@ -46,10 +46,23 @@ func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error
 	return tl, nil
 }
 
-// sessionTimelineIDs are the tenant and timeline ids a replication
-// session names in its startup parameters.
-func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, error) {
-	vals := map[string]string{"tenant_id": params["tenant_id"], "timeline_id": params["timeline_id"]}
+// GenerationParam is the startup option by which a page server tells a
+// safekeeper the attach generation it holds the tenant at:
+// options='-c pageserver_generation=<n>' (a decimal number, 0 or absent
+// for a page server without generations). A page server sends it only to
+// safekeepers, so a stock PostgreSQL walsender never sees it; the
+// safekeeper lets only the newest generation's feedback decide which WAL
+// it may remove (see Timeline.SetPageserverLSN).
+const GenerationParam = "pageserver_generation"
+
+// sessionOptions are the startup parameters of a session with the
+// settings of its options ("-c k=v", "-ck=v", "--k=v") added; a setting in
+// options wins over a parameter of the same name.
+func sessionOptions(params map[string]string) map[string]string {
+	vals := map[string]string{}
+	for k, v := range params {
+		vals[k] = v
+	}
 	opts := strings.Fields(params["options"])
 	for i := 0; i < len(opts); i++ {
 		o := opts[i]
@@ -65,11 +78,30 @@ func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, e
 			continue
 		}
 		if k, v, ok := strings.Cut(o, "="); ok {
-			if _, want := vals[k]; want {
-				vals[k] = v
-			}
+			vals[k] = v
 		}
 	}
+	return vals
+}
+
+// sessionGeneration is the attach generation a replication session
+// names in its startup parameters (GenerationParam), 0 if none.
+func sessionGeneration(params map[string]string) (uint32, error) {
+	v := sessionOptions(params)[GenerationParam]
+	if v == "" {
+		return 0, nil
+	}
+	g, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%s=%q: want a decimal generation number", GenerationParam, v)
+	}
+	return uint32(g), nil
+}
+
+// sessionTimelineIDs are the tenant and timeline ids a replication
+// session names in its startup parameters.
+func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, error) {
+	vals := sessionOptions(params)
 	if vals["tenant_id"] == "" || vals["timeline_id"] == "" {
 		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue,
 			"a replication connection to a safekeeper must name its timeline: options='-c tenant_id=<id> -c timeline_id=<id>'")
@@ -131,7 +163,11 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 	if start > st.FlushLSN {
 		return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "requested starting point %s is ahead of the WAL flush position of this safekeeper %s", start, st.FlushLSN)
 	}
-	return s.sendWAL(ctx, sess, tl, start, st.truncations)
+	gen, err := sessionGeneration(sess.Params)
+	if err != nil {
+		return err
+	}
+	return s.sendWAL(ctx, sess, tl, gen, start, st.truncations)
 }
 
 // parseStartReplication parses "[SLOT s] [PHYSICAL] lsn [TIMELINE n]".
@@ -161,19 +197,21 @@ func parseStartReplication(rest string) (pgdata.LSN, error) {
 
 // sendWAL streams the committed WAL from start on, until the client ends
 // the stream, the session ends, or WAL sent is truncated (ErrWALTruncated).
+// gen is the client's attach generation, which its flush reports carry;
 // seen is the timeline's count of truncations when start was checked.
-func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Timeline, start pgdata.LSN, seen uint64) error {
+func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Timeline, gen uint32, start pgdata.LSN, seen uint64) error {
 	cb, err := sess.CopyBoth()
 	if err != nil {
 		return err
 	}
-	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Logger()
+	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Uint32("generation", gen).Logger()
 	log.Info().Stringer("start", start).Msg("page server streaming WAL")
 	// The client's messages: standby status updates until CopyDone.
 	var clientErr error
 	clientDone := make(chan struct{})
 	go func() {
 		defer close(clientDone)
+		warned := false
 		for {
 			b, err := cb.Receive()
 			if err != nil {
@@ -185,10 +223,17 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 				clientErr = err
 				return
 			}
-			if st != nil {
-				if err := tl.SetPageserverLSN(st.Flushed); err != nil {
-					log.Error().Err(err).Msg("record the page server's flush LSN")
-				}
+			if st == nil {
+				continue
+			}
+			ok, err := tl.SetPageserverLSN(gen, st.Flushed)
+			if err != nil {
+				log.Error().Err(err).Msg("record the page server's flush LSN")
+			}
+			if !ok && !warned {
+				log.Warn().Stringer("flush_lsn", st.Flushed).Uint32("newest_generation", tl.State().PageserverGeneration).
+					Msg("a page server of an older generation reports: its flush LSN removes no WAL")
+				warned = true
 			}
 		}
 	}()

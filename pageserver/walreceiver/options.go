@@ -3,6 +3,7 @@ package walreceiver
 import (
 	"time"
 
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/vfs"
@@ -34,7 +35,7 @@ func (r *WalReceiver) SetIntervals(status, silence time.Duration) {
 }
 
 // ConnString is the replication connection string for the safekeeper at
-// addr (host:port), as the receiver dials it.
-func (s *SafekeeperSet) ConnString(addr string, timeline id.TimelineID, client auth.ClientOptions) string {
-	return s.connString(addr, timeline, client)
+// addr (host:port), as the receiver of generation gen dials it.
+func (s *SafekeeperSet) ConnString(addr string, timeline id.TimelineID, gen repo.Generation, client auth.ClientOptions) string {
+	return s.connString(addr, timeline, gen, client)
 }

@@ -152,8 +152,11 @@ type WalReceiver struct {
 	// is stopped (see rewind).
 	decoded pgdata.LSN
 	// toSafekeeper is set while streaming from a safekeeper: it changes
-	// the flush position reported (see above).
+	// the flush position reported (see above). gen is the tenant's
+	// attach generation the safekeeper's connection names: the stream
+	// ends when the tenant takes another one (errGenerationChanged).
 	toSafekeeper bool
+	gen          repo.Generation
 }
 
 // NewWalReceiver returns the receiver of tl, which ing ingests into and

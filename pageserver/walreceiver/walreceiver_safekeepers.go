@@ -13,6 +13,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
+	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -30,6 +31,11 @@ const (
 	// probeTimeout bounds asking one safekeeper for its commit LSN.
 	probeTimeout = 5 * time.Second
 )
+
+// errGenerationChanged ends the stream from a safekeeper when the tenant
+// takes a new attach generation: the reports of the next connection name
+// the new one.
+var errGenerationChanged = errors.New("the tenant's attach generation changed")
 
 // errSafekeeperLags ends the stream from a safekeeper that sends nothing
 // while another one has committed WAL we lack.
@@ -54,10 +60,18 @@ func (s *SafekeeperSet) clone() *SafekeeperSet {
 
 // connString is the replication connection string for the safekeeper at
 // addr: its walsender serves the timeline named in the startup options.
-func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID, client auth.ClientOptions) string {
+// They also name gen, the tenant's attach generation
+// (safekeeper.GenerationParam), unless it is 0: the safekeepers remove
+// WAL only by the reports of the newest generation, never by a stale
+// page server's.
+func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID, gen repo.Generation, client auth.ClientOptions) string {
 	host, port, _ := net.SplitHostPort(addr)
-	return fmt.Sprintf("host=%s port=%s user=pageserver dbname=replication %s connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s'",
-		host, port, client.ConnParams(), s.Tenant, timeline)
+	opts := fmt.Sprintf("-c tenant_id=%s -c timeline_id=%s", s.Tenant, timeline)
+	if gen > 0 {
+		opts += " -c pageserver_generation=" + gen.String()
+	}
+	return fmt.Sprintf("host=%s port=%s user=pageserver dbname=replication %s connect_timeout=5 options='%s'",
+		host, port, client.ConnParams(), opts)
 }
 
 // SetSafekeepers sets and persists the safekeepers (host:port) WAL is
@@ -94,7 +108,7 @@ func (r *WalReceiver) probeSafekeepers(ctx context.Context, set *SafekeeperSet, 
 		go func() {
 			defer wg.Done()
 			out[i] = safekeeperProbe{addr: addr}
-			out[i].commit, out[i].err = r.probe(ctx, set.connString(addr, r.tl.ID(), r.client))
+			out[i].commit, out[i].err = r.probe(ctx, set.connString(addr, r.tl.ID(), r.tl.Generation(), r.client))
 		}()
 	}
 	wg.Wait()
@@ -152,9 +166,9 @@ func (r *WalReceiver) streamSafekeepers(ctx context.Context, set *SafekeeperSet,
 		defer close(watched)
 		r.watchSafekeepers(sctx, set, addr, cancel)
 	}()
-	r.toSafekeeper = true
+	r.toSafekeeper, r.gen = true, r.tl.Generation()
 	r.setStatus(func(st *WalReceiverStatus) { st.Safekeeper = addr })
-	streamed, err = r.stream(sctx, set.connString(addr, r.tl.ID(), r.client), changed)
+	streamed, err = r.stream(sctx, set.connString(addr, r.tl.ID(), r.gen, r.client), changed)
 	cause := context.Cause(sctx)
 	cancel(nil)
 	<-watched

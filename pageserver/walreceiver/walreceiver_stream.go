@@ -220,6 +220,9 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
 	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
 	if r.toSafekeeper {
+		if g := r.tl.Generation(); g != r.gen {
+			return fmt.Errorf("%w from %v to %v", errGenerationChanged, r.gen, g)
+		}
 		flushed = min(flushed, r.tl.DurableLSN())
 	}
 	st := pgwire.StandbyStatus{
