@@ -40,6 +40,8 @@ func computeSettings(n *Node, e *Env) [][2]string {
 		{"zenith.timeline_id", n.Timeline.String()},
 	}
 	switch {
+	case n.Replica:
+		s = append(s, replicaSettings(n, e)...)
 	case n.ReadOnly():
 		s = append(s, [2]string{"default_transaction_read_only", "on"})
 	case e.Config.Safekeepers.Count == 0:
@@ -130,6 +132,12 @@ func writeComputeConfig(n *Node, e *Env, dir string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(computeHBA(e.Config.Compute)), 0o600); err != nil {
 		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	if n.Replica {
+		// A hot standby (with hot_standby and primary_conninfo above).
+		if err := os.WriteFile(filepath.Join(dir, "standby.signal"), nil, 0o600); err != nil {
+			return fmt.Errorf("write standby.signal: %w", err)
+		}
 	}
 	return nil
 }
