@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
 )
@@ -72,9 +73,6 @@ type replicaStart struct {
 func (e *Env) checkReplica() error {
 	if e.Config.Safekeepers.Count == 0 {
 		return fmt.Errorf("%w: it streams the branch's WAL from them, and this repository has none (zenith init --safekeepers 3 makes one with them)", ErrReplicaNeedsSafekeepers)
-	}
-	if e.Config.Security.Auth || e.Config.Security.TLS {
-		return errors.New("read replicas do not work with [security] auth or tls yet: the replica's walreceiver would need the safekeepers' token and CA")
 	}
 	return nil
 }
@@ -233,21 +231,39 @@ func pointAtCheckpoint(path string, ckpt pgdata.LSN) error {
 
 // replicaSettings are a replica's settings instead of a primary's
 // synchronous replication ones.
-func replicaSettings(n *Node, e *Env) [][2]string {
+func replicaSettings(n *Node, e *Env) ([][2]string, error) {
+	connInfo, err := replicaConnInfo(n, e)
+	if err != nil {
+		return nil, err
+	}
 	return [][2]string{
 		{"hot_standby", "on"},
-		{"primary_conninfo", replicaConnInfo(n, e)},
+		{"primary_conninfo", connInfo},
 		// The safekeepers cannot pass feedback on to the primary.
 		{"hot_standby_feedback", "off"},
 		// A lost safekeeper connection is retried soon.
 		{"wal_retrieve_retry_interval", "1s"},
-	}
+	}, nil
 }
 
 // replicaConnInfo is a replica's primary_conninfo: every safekeeper, tried
 // in turn by libpq, naming the timeline in the startup options as the
-// safekeepers' walsender wants.
-func replicaConnInfo(n *Node, e *Env) string {
+// safekeepers' walsender wants. With [security] auth it carries a token of
+// the node's tenant only (minted at each build of the data directory, in
+// zenith.conf, mode 0600, owned by the PostgreSQL OS user); with tls it
+// checks the safekeepers' certificates against the repository's CA.
+func replicaConnInfo(n *Node, e *Env) (string, error) {
+	var client auth.ClientOptions
+	if e.Config.Security.Auth {
+		tok, err := e.issueToken(auth.TenantClaims(n.Tenant), nodeTokenTTL)
+		if err != nil {
+			return "", err
+		}
+		client.Token = tok
+	}
+	if e.Config.Security.TLS {
+		client.CAFile = e.TLSPath(auth.CACertFile)
+	}
 	addrs := e.safekeeperAddrs()
 	hosts, ports := make([]string, len(addrs)), make([]string, len(addrs))
 	for i, a := range addrs {
@@ -257,8 +273,8 @@ func replicaConnInfo(n *Node, e *Env) string {
 		}
 		hosts[i], ports[i] = h, p
 	}
-	return fmt.Sprintf("host=%s port=%s user=replica application_name=%s%s connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s'",
-		strings.Join(hosts, ","), strings.Join(ports, ","), replicaAppPrefix, n.Name, n.Tenant, n.Timeline)
+	return fmt.Sprintf("host=%s port=%s user=replica application_name=%s%s connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s' %s",
+		strings.Join(hosts, ","), strings.Join(ports, ","), replicaAppPrefix, n.Name, n.Tenant, n.Timeline, client.ConnParams()), nil
 }
 
 // replicaLag returns a running replica's replay LSN and how far it is
