@@ -115,7 +115,10 @@ func (e *Env) findReplicaStart(ctx context.Context, n *Node) (replicaStart, erro
 			return replicaStart{}, err
 		}
 		lsn, err := e.settledLSN(ctx, n, branch.LastRecordLSN)
-		return replicaStart{lsn: lsn}, err
+		if err != nil {
+			return replicaStart{}, err
+		}
+		return replicaStart{lsn: lsn}, e.checkNoWriter(ctx, n, lsn)
 	}
 	ckpt, redo, flushed, err := checkpointPrimary(ctx, e, primary)
 	if err != nil {
@@ -157,6 +160,35 @@ func (e *Env) findReplicaStart(ctx context.Context, n *Node) (replicaStart, erro
 		lsn = redo - pgdata.LSN(header)
 	}
 	return replicaStart{lsn: lsn, checkpoint: ckpt}, nil
+}
+
+// checkNoWriter fails unless the safekeepers' WAL of n's branch ends
+// where the page server's does, at lsn: otherwise a primary this
+// repository does not know of (on another host) is writing the branch,
+// or the next primary will start further on (the election takes the most
+// advanced safekeeper's WAL), and in both cases the record after lsn is
+// not the checkpoint record a new primary writes there.
+func (e *Env) checkNoWriter(ctx context.Context, n *Node, lsn pgdata.LSN) error {
+	client, err := e.cliClient()
+	if err != nil {
+		return err
+	}
+	states, err := safekeeper.Greet(ctx, e.safekeeperAddrs(), n.Tenant, n.Timeline, client)
+	if err != nil {
+		return fmt.Errorf("compute node %s: %w (are the safekeepers running? zenith start starts them)", n.Name, err)
+	}
+	var end pgdata.LSN
+	for _, st := range states {
+		if st.Err == nil {
+			end = max(end, st.RecordLSN)
+		}
+	}
+	if end > lsn {
+		return fmt.Errorf("compute node %s: the safekeepers hold WAL of branch %s up to %s, the page server up to %s, and no primary of it runs here: "+
+			"a primary on another host writes the branch (start the replica on its host), or the last one stopped before that WAL was committed "+
+			"(zenith pg start %s starts a primary there; then start the replica)", n.Name, n.Branch, end, lsn, n.Branch)
+	}
+	return nil
 }
 
 // runningPrimary returns the running writable node of n's branch, nil if
