@@ -131,9 +131,12 @@ is no primary at all it waits for the next one. zenith pg list shows its
 replay LSN and how far it is behind the safekeepers' commit LSN (LAG).
 Every start builds its data directory anew: at a fresh checkpoint of the
 running primary, or at the branch's end when none runs. Replicas need
-safekeepers (zenith init --safekeepers 3). A replica with -c settings lower
-than the primary's (max_connections, max_locks_per_transaction, ...) stops
-replaying, as any PostgreSQL standby does.
+safekeepers (zenith init --safekeepers 3). A hot standby needs
+max_connections, max_worker_processes, max_wal_senders,
+max_prepared_transactions and max_locks_per_transaction at least as high as
+its primary's: a replica takes them from the basebackup unless -c gives
+them; if a later primary raises them, the replica pauses replay until it is
+restarted (zenith pg stop NAME && zenith pg start NAME).
 
 With --ephemeral it makes a throwaway database for a CI job: a new branch
 from BRANCH (at its end, or BRANCH@LSN / BRANCH@TIME) named --name or

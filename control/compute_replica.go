@@ -90,17 +90,64 @@ func (e *Env) buildReplica(ctx context.Context, n *Node, eager bool) error {
 	if err := e.buildNode(ctx, n, start.lsn, eager); err != nil {
 		return err
 	}
-	if start.checkpoint == 0 {
-		return nil
-	}
 	dir := n.DataDir()
 	if n.IsLazy() {
 		dir = n.lazyBacking()
 	}
-	if err := pointAtCheckpoint(filepath.Join(dir, "global", "pg_control"), start.checkpoint); err != nil {
+	if err := makeStandby(dir, n, start.checkpoint); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// makeStandby finishes a replica's data directory dir: pg_control names
+// the real checkpoint ckpt (unless it is 0), and zenith.conf gets the
+// primary's values (pg_control's) of the settings a hot standby needs at
+// least as high as its primary's (CheckRequiredParameterValues), unless
+// the user gave them.
+func makeStandby(dir string, n *Node, ckpt pgdata.LSN) error {
+	control := filepath.Join(dir, "global", "pg_control")
+	b, err := os.ReadFile(control)
+	if err != nil {
+		return err
+	}
+	cf, err := pgdata.ParseControlFile(b)
+	if err != nil {
+		return err
+	}
+	if ckpt != 0 {
+		if err := pointAtCheckpoint(control, cf, ckpt); err != nil {
+			return err
+		}
+	}
+	var conf strings.Builder
+	for _, kv := range []struct {
+		name  string
+		value int32
+	}{
+		{"max_connections", cf.MaxConnections},
+		{"max_worker_processes", cf.MaxWorkerProcesses},
+		{"max_wal_senders", cf.MaxWALSenders},
+		{"max_prepared_transactions", cf.MaxPreparedXacts},
+		{"max_locks_per_transaction", cf.MaxLocksPerXact},
+	} {
+		if _, set := n.Settings[kv.name]; !set && kv.value > 0 {
+			fmt.Fprintf(&conf, "%s = %d\n", kv.name, kv.value)
+		}
+	}
+	if conf.Len() == 0 {
+		return nil
+	}
+	// Appended, so the file keeps its owner, the PostgreSQL OS user.
+	f, err := os.OpenFile(filepath.Join(dir, computeConfFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("# The primary's values (pg_control): a hot standby needs at least these.\n" + conf.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // findReplicaStart finds where a replica of n's branch starts.
@@ -236,20 +283,12 @@ func checkpointPrimary(ctx context.Context, e *Env, primary *Node) (ckpt, redo, 
 	return lsns[0], lsns[1], lsns[2], nil
 }
 
-// pointAtCheckpoint changes the pg_control file at path, a basebackup's
-// whose checkpoint record is at the real checkpoint's redo LSN, to
-// name the real checkpoint record at ckpt: state "shut down in
+// pointAtCheckpoint changes cf, the pg_control file at path, a
+// basebackup's whose checkpoint record is at the real checkpoint's redo
+// LSN, and writes it back, to name the real checkpoint record at ckpt: state "shut down in
 // recovery", so that a standby reads the record (streaming it) and
 // replays from its redo LSN, consistent from ckpt on.
-func pointAtCheckpoint(path string, ckpt pgdata.LSN) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	cf, err := pgdata.ParseControlFile(b)
-	if err != nil {
-		return err
-	}
+func pointAtCheckpoint(path string, cf *pgdata.ControlFile, ckpt pgdata.LSN) error {
 	if cf.CheckPointCopy.Redo > ckpt {
 		return fmt.Errorf("pg_control: the basebackup's checkpoint at %s is after the primary's at %s", cf.CheckPointCopy.Redo, ckpt)
 	}

@@ -90,7 +90,8 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 		t.Cleanup(func() { conn.Close(context.Background()) })
 		return conn
 	}
-	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
+	// Settings a hot standby needs at least as high as its primary's.
+	primary := connect(lastLine(env.Zenith("pg", "start", "main", "-c", "max_connections=150", "-c", "max_locks_per_transaction=128")))
 	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	exec1(t, primary, "INSERT INTO t SELECT g, 'before the replica ' || g FROM generate_series(1, 1000) g")
 
@@ -98,6 +99,9 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	waitEqual(t, "replica started while the primary runs", primary, replica)
 	if got := queryString(t, replica, "SELECT pg_is_in_recovery()::text"); got != "true" {
 		t.Errorf("pg_is_in_recovery() on the replica = %s, want true", got)
+	}
+	if got := queryString(t, replica, "SELECT current_setting('max_connections') || ' ' || current_setting('max_locks_per_transaction')"); got != "150 128" {
+		t.Errorf("the replica's max_connections and max_locks_per_transaction are %s, want the primary's 150 128", got)
 	}
 	if _, err := replica.Exec(ctx, "INSERT INTO t VALUES (0, 'written on the replica')"); err == nil || !strings.Contains(err.Error(), "read-only") {
 		t.Errorf("INSERT on the replica: %v, want a read-only error", err)
