@@ -175,6 +175,12 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
 	waitEqual(t, "after the primary's immediate stop", primary, replica)
 	logReplica(t, env, "main-replica")
+
+	replica.Close(ctx)
+	env.Zenith("pg", "stop", "main-replica", "--destroy")
+	if _, ok := env.pgList(t)["main-replica"]; ok {
+		t.Error("pg list still shows main-replica after pg stop --destroy")
+	}
 }
 
 // logReplica logs the server log of replica name when the test failed.
@@ -195,7 +201,8 @@ func logReplica(t *testing.T, env *skEnv, name string) {
 // primary yet (the safekeepers hold none of its WAL, and will hold it
 // from the middle of a segment) starts at the branch's end and follows
 // the primary started after it. A restart of the replica itself builds
-// it anew at a checkpoint of the running primary. This replica is eager
+// it anew at a checkpoint of the running primary. When the safekeeper it
+// streams from is killed, it streams from another. This replica is eager
 // (a full copy); the other test's is lazy where FUSE works.
 func TestReplicaWaitsForPrimary(t *testing.T) {
 	env := newSKEnv(t, 3)
@@ -235,6 +242,13 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	replica = connect(lastLine(env.Zenith("pg", "start", "b-ro", "--eager")))
 	exec1(t, primary, "UPDATE t SET v = 'after the replica restarted' WHERE id <= 100")
 	waitEqual(t, "replica restarted", primary, replica)
+
+	// The safekeeper it streams from (libpq tries the first one first)
+	// dies: it goes on with another.
+	killed, err := env.killSafekeeper(1)
+	mustKill(t, "safekeeper 1", killed, err)
+	exec1(t, primary, "INSERT INTO t SELECT g, 'safekeeper 1 is down ' || g FROM generate_series(3001, 4000) g")
+	waitEqual(t, "safekeeper 1 killed", primary, replica)
 }
 
 // TestReplicaNeedsSafekeepers: without safekeepers there is nothing a
