@@ -95,7 +95,8 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	exec1(t, primary, "INSERT INTO t SELECT g, 'before the replica ' || g FROM generate_series(1, 1000) g")
 
-	replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
+	replicaURL := lastLine(env.Zenith("pg", "start", "main", "--replica"))
+	replica := connect(replicaURL)
 	waitEqual(t, "replica started while the primary runs", primary, replica)
 	if got := queryString(t, replica, "SELECT pg_is_in_recovery()::text"); got != "true" {
 		t.Errorf("pg_is_in_recovery() on the replica = %s, want true", got)
@@ -171,9 +172,22 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 		t.Fatal("the writes went on after the primary's immediate stop")
 	}
 	primary.Close(ctx)
-	primary = connect(lastLine(env.Zenith("pg", "start", "main")))
+	primaryURL := lastLine(env.Zenith("pg", "start", "main"))
+	primary = connect(primaryURL)
 	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
+	exec1(t, primary, "CREATE INDEX ON t (v)")
+	exec1(t, primary, "CREATE TABLE t3 (a int, b jsonb)")
+	exec1(t, primary, "INSERT INTO t3 SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 100) g")
 	waitEqual(t, "after the primary's immediate stop", primary, replica)
+	// Everything, not just t: the dumps are equal once the replica has
+	// replayed the last commit, which it has when t3's rows are there.
+	waitFor(t, "the replica to have t3's rows", replicaTimeout, func() bool {
+		var n int
+		return replica.QueryRow(ctx, "SELECT count(*) FROM t3").Scan(&n) == nil && n == 100
+	})
+	if p, r := pgDump(t, &zenithtest.Postgres{ConnString: primaryURL}), pgDump(t, &zenithtest.Postgres{ConnString: replicaURL}); p != r {
+		t.Errorf("pg_dump of the replica differs from the primary's (%d and %d bytes)", len(r), len(p))
+	}
 	logReplica(t, env, "main-replica")
 
 	replica.Close(ctx)
