@@ -386,8 +386,9 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
 	if n.Replica {
 		// A replica starts where the real WAL has a checkpoint: from
-		// its data directory as built, or from a new one.
-		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy
+		// its data directory as built, while the safekeepers still
+		// hold the WAL from there, or from a new one.
+		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy && e.safekeepersHoldFrom(ctx, n, n.BasebackupLSN)
 	}
 	// With safekeepers, a writable node continues where the election
 	// says, always from a fresh basebackup there.

@@ -238,6 +238,27 @@ func (e *Env) checkNoWriter(ctx context.Context, n *Node, lsn pgdata.LSN) error 
 	return nil
 }
 
+// safekeepersHoldFrom reports whether every safekeeper that answers
+// still holds n's branch's WAL from lsn on (its WAL begins at or before
+// lsn, or holds none yet): a replica built at lsn can then stream from
+// any of them.
+func (e *Env) safekeepersHoldFrom(ctx context.Context, n *Node, lsn pgdata.LSN) bool {
+	client, err := e.cliClient()
+	if err != nil {
+		return false
+	}
+	states, err := safekeeper.Greet(ctx, e.safekeeperAddrs(), n.Tenant, n.Timeline, client)
+	if err != nil {
+		return false
+	}
+	for _, st := range states {
+		if st.Err == nil && st.BeginLSN > lsn {
+			return false
+		}
+	}
+	return true
+}
+
 // runningPrimary returns the running writable node of n's branch, nil if
 // there is none.
 func (e *Env) runningPrimary(ctx context.Context, n *Node) (*Node, error) {

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 // replicaTimeout bounds how long a replica may take to replay what its
@@ -316,4 +318,54 @@ func TestReplicaWithAuthAndTLS(t *testing.T) {
 	if !strings.Contains(conninfo, "sslmode=verify-full") || !strings.Contains(conninfo, "password=") {
 		t.Errorf("the replica's walreceiver connects with %q, want sslmode=verify-full and a password (the token)", conninfo)
 	}
+}
+
+// TestReplicaCreatedBeforeWALRemoved: a replica made with pg create and
+// started only after the safekeepers removed the WAL from its start (they
+// keep what the page server does not hold durably yet) is built anew at
+// its start instead of waiting for WAL that is gone.
+func TestReplicaCreatedBeforeWALRemoved(t *testing.T) {
+	env := newSKEnv(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	connect := func(connStr string) *pgx.Conn {
+		conn, err := pgx.Connect(ctx, connStr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		return conn
+	}
+	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
+	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	env.Zenith("pg", "create", "main", "--replica", "--eager")
+	built := pgdata.LSN(0)
+	for i := 1; i <= 2; i++ {
+		exec1(t, primary, fmt.Sprintf("CREATE TABLE big%d AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 60000) g", i))
+	}
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the replica was made ' || g FROM generate_series(1, 1000) g")
+	var rows []struct {
+		Name string `json:"name"`
+		LSN  string `json:"lsn"`
+	}
+	if err := json.Unmarshal([]byte(env.Zenith("pg", "list", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == "main-replica" {
+			built, _ = pgdata.ParseLSN(r.LSN)
+		}
+	}
+	waitFor(t, "the safekeepers to remove the WAL from the replica's start", 3*time.Minute, func() bool {
+		for n := 1; n <= 3; n++ {
+			if st, err := env.skTimeline(n); err != nil || st.BeginLSN <= built {
+				return false
+			}
+		}
+		return true
+	})
+	replica := connect(lastLine(env.Zenith("pg", "start", "main-replica", "--eager")))
+	exec1(t, primary, "UPDATE t SET v = 'after the replica started' WHERE id % 2 = 0")
+	waitEqual(t, "replica started after its WAL was removed", primary, replica)
+	logReplica(t, env, "main-replica")
 }
