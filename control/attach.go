@@ -183,7 +183,7 @@ func (e *Env) pointWALSources(ctx context.Context, t id.TenantID) {
 	}
 	done := map[id.TimelineID]bool{}
 	for _, n := range nodes {
-		if n.ReadOnly() || done[n.Timeline] {
+		if !n.Writes() || done[n.Timeline] {
 			continue
 		}
 		if e.Config.Safekeepers.Count > 0 {

@@ -37,6 +37,9 @@ func startEphemeral(c *cli.Context) error {
 	if c.String("lsn") != "" {
 		return fmt.Errorf("--ephemeral makes a writable branch: give its start point as BRANCH@LSN, not --lsn")
 	}
+	if c.Bool("replica") {
+		return fmt.Errorf("--ephemeral makes a writable branch and its primary: start a replica of it afterwards with zenith pg start NAME --replica")
+	}
 	e, t, err := openTenant(c)
 	if err != nil {
 		return err

@@ -35,14 +35,18 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "lsn", Usage: "make a read-only node showing the branch as of `LSN` (e.g. 0/16B9188)"},
 		&cli.StringSliceFlag{Name: "c", Usage: "PostgreSQL setting `name=value` for the node (repeatable)"},
 		&cli.BoolFlag{Name: "eager", Usage: "copy every relation file into the data directory instead of serving them lazily through FUSE"},
+		&cli.BoolFlag{Name: "replica", Usage: "make a read replica: a hot standby that follows the branch, streaming its WAL from the safekeepers (default name: BRANCH-replica)"},
 	}
 }
 
 // nodeOptions reads pg create's flags.
 func nodeOptions(c *cli.Context, t id.TenantID, branch string) (NodeOptions, error) {
-	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port"), Eager: c.Bool("eager")}
+	o := NodeOptions{Tenant: t, Branch: branch, Name: c.String("name"), Port: c.Int("port"), Eager: c.Bool("eager"), Replica: c.Bool("replica")}
 	if err := api.CheckTimelineRef(branch); err != nil {
 		return o, err
+	}
+	if o.Replica && o.Name == "" {
+		o.Name = replicaName(branch)
 	}
 	if s := c.String("lsn"); s != "" {
 		lsn, err := pgdata.ParseLSN(s)
@@ -72,10 +76,15 @@ With --lsn the node is a read-only view of the branch as of that LSN:
 default_transaction_read_only is on and the page server does not take its
 WAL. Writes made there anyway stay on the node and vanish when it is rebuilt.
 
+With --replica the node is a read replica of the branch: a stock PostgreSQL
+hot standby that streams the branch's WAL from the safekeepers and replays
+it, read-only, a little behind the primary (zenith pg start --help says more).
+
 Examples:
   zenith pg create main
   zenith pg create main --name reporting --port 55433 -c shared_buffers=256MB
-  zenith pg create main --name yesterday --lsn 0/16B9188`,
+  zenith pg create main --name yesterday --lsn 0/16B9188
+  zenith pg create main --name reader --replica`,
 		Flags: nodeFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -113,6 +122,22 @@ The data directory is reused only if the node was stopped cleanly and the
 branch has not moved since; otherwise it is rebuilt from the page server at
 the branch's last LSN, so a node that crashed never runs on stale files.
 
+With --replica the node (named --name, or BRANCH-replica) is a read replica: a stock PostgreSQL hot standby of the branch. It
+streams the WAL the safekeepers have committed and replays it; queries see
+the branch a moment behind the primary, and anything that writes fails
+("cannot execute ... in a read-only transaction"). It keeps following when
+the primary is stopped, restarted or destroyed and made anew, and when there
+is no primary at all it waits for the next one. zenith pg list shows its
+replay LSN and how far it is behind the safekeepers' commit LSN (LAG).
+Every start builds its data directory anew: at a fresh checkpoint of the
+running primary, or at the branch's end when none runs. Replicas need
+safekeepers (zenith init --safekeepers 3). A hot standby needs
+max_connections, max_worker_processes, max_wal_senders,
+max_prepared_transactions and max_locks_per_transaction at least as high as
+its primary's: a replica takes them from the basebackup unless -c gives
+them; if a later primary raises them, the replica pauses replay until it is
+restarted (zenith pg stop NAME && zenith pg start NAME).
+
 With --ephemeral it makes a throwaway database for a CI job: a new branch
 from BRANCH (at its end, or BRANCH@LSN / BRANCH@TIME) named --name or
 ephemeral-RANDOM, and a node of that name on it. zenith pg stop NAME
@@ -123,6 +148,7 @@ Examples:
   zenith pg start main
   psql "$(zenith pg start main)"
   zenith pg start feature --port 55434
+  psql "$(zenith pg start main --replica)"         # node main-replica
   DB=$(zenith pg start main --ephemeral --name ci-$CI_JOB_ID) && psql "$DB" -f smoke.sql
   zenith pg stop ci-$CI_JOB_ID --destroy --immediate`,
 		Flags: append(nodeFlags(), ephemeralFlag()),
@@ -139,10 +165,16 @@ Examples:
 			}
 			// pg start BRANCH --name NODE is about NODE, made on BRANCH.
 			name := c.Args().First()
-			if c.String("name") != "" {
+			switch {
+			case c.String("name") != "":
 				name = c.String("name")
+			case c.Bool("replica"):
+				name = replicaName(name)
 			}
 			n, err := e.node(t, name)
+			if err == nil && c.Bool("replica") && !n.Replica {
+				return fmt.Errorf("compute node %s exists and is a %s node, not a replica: give the replica another --name", n.Name, n.Role())
+			}
 			if errors.Is(err, ErrNoSuchNode) {
 				o, oerr := nodeOptions(c, t, c.Args().First())
 				if oerr != nil {
@@ -204,8 +236,11 @@ func pgListCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list compute nodes",
 		Description: `Lists the compute nodes of every tenant (or of --tenant): NODE, ADDRESS,
-TENANT, BRANCH, LSN (a running writable node's current WAL position; a
+TENANT, BRANCH, ROLE (primary: the node that writes the branch; replica: a
+hot standby following it; read-only: a view at one LSN), LSN (a running
+primary's current WAL position; a running replica's replay position; a
 read-only node's LSN; otherwise the LSN its data directory was built at),
+LAG (a running replica's distance behind the safekeepers' commit LSN),
 STATUS (running, stopped, or crashed: not stopped cleanly, rebuilt at the
 next start). A branch whose WAL the page server stopped ingesting is named
 below the table with where and why (ingest_stopped in --json): its commits
@@ -252,6 +287,9 @@ Examples:
 	}
 }
 
+// replicaName is the default name of a replica of branch.
+func replicaName(branch string) string { return branch + "-replica" }
+
 // openTenant loads the repository and the tenant command c is about.
 func openTenant(c *cli.Context) (*Env, id.TenantID, error) {
 	e, err := openEnv(c)
@@ -271,8 +309,14 @@ type nodeRow struct {
 	Timeline id.TimelineID `json:"timeline"`
 	LSN      pgdata.LSN    `json:"lsn"`
 	ReadOnly bool          `json:"read_only"`
-	Status   string        `json:"status"`
-	ConnStr  string        `json:"connstr"`
+	// Role is primary, replica or read-only (Node.Role).
+	Role string `json:"role"`
+	// ReplayLagBytes is how far a running replica's replay is behind
+	// the safekeepers' commit LSN; absent for others, or when it could
+	// not be found.
+	ReplayLagBytes *uint64 `json:"replay_lag_bytes,omitempty"`
+	Status         string  `json:"status"`
+	ConnStr        string  `json:"connstr"`
 	// Mode is eager or lazy (relation files served through FUSE).
 	Mode string `json:"mode"`
 	// DiskBytes is the disk space the node's files take.
@@ -294,16 +338,26 @@ func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
 			return nil, err
 		}
 		lsn := n.BasebackupLSN
-		if n.ReadOnly() {
+		var lag *uint64
+		switch {
+		case n.ReadOnly():
 			lsn = n.ReadOnlyLSN
-		} else if st == "running" {
+		case st == "running" && n.Replica:
+			replay, l, err := replicaLag(ctx, e, n)
+			if replay != 0 {
+				lsn = replay
+			}
+			if err == nil {
+				lag = &l
+			}
+		case st == "running":
 			if cur, err := currentLSN(ctx, e, n); err == nil {
 				lsn = cur
 			}
 		}
 		rows = append(rows, nodeRow{
 			Name: n.Name, Address: n.Address(e), Tenant: n.Tenant, Branch: n.Branch, Timeline: n.Timeline,
-			LSN: lsn, ReadOnly: n.ReadOnly(), Status: st, ConnStr: n.ConnString(e),
+			LSN: lsn, ReadOnly: n.ReadOnly(), Role: n.Role(), ReplayLagBytes: lag, Status: st, ConnStr: n.ConnString(e),
 			Mode: n.modeName(), DiskBytes: n.DiskUse(),
 		})
 	}
@@ -331,13 +385,13 @@ func currentLSN(ctx context.Context, e *Env, n *Node) (pgdata.LSN, error) {
 
 func printNodes(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tTENANT\tBRANCH\tLSN\tSTATUS\tMODE\tDISK")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tTENANT\tBRANCH\tROLE\tLSN\tLAG\tSTATUS\tMODE\tDISK")
 	for _, r := range rows {
-		branch := r.Branch
-		if r.ReadOnly {
-			branch += " (read-only)"
+		lag := "-"
+		if r.ReplayLagBytes != nil {
+			lag = formatBytes(int64(*r.ReplayLagBytes))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, branch, r.LSN, r.Status, r.Mode, formatBytes(r.DiskBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, r.Branch, r.Role, r.LSN, lag, r.Status, r.Mode, formatBytes(r.DiskBytes))
 	}
 	return tw.Flush()
 }

@@ -52,6 +52,9 @@ type Node struct {
 	// ReadOnlyLSN is the LSN of a read-only node; 0/0 for a node that
 	// follows the branch and writes to it.
 	ReadOnlyLSN pgdata.LSN `toml:"read_only_lsn"`
+	// Replica is set for a read replica: a hot standby that follows the
+	// branch by streaming its WAL from the safekeepers (compute_replica.go).
+	Replica bool `toml:"replica"`
 	// Settings are the user's PostgreSQL settings (pg create -c).
 	Settings map[string]string `toml:"settings"`
 	// BasebackupLSN is the LSN the data directory was last built at.
@@ -80,6 +83,21 @@ type Node struct {
 
 // ReadOnly reports whether the node is a read-only view at ReadOnlyLSN.
 func (n *Node) ReadOnly() bool { return n.ReadOnlyLSN != 0 }
+
+// Writes reports whether the node is its branch's primary: neither a
+// read-only view nor a replica.
+func (n *Node) Writes() bool { return !n.ReadOnly() && !n.Replica }
+
+// Role is "primary", "replica" or "read-only" (a view at ReadOnlyLSN).
+func (n *Node) Role() string {
+	switch {
+	case n.Replica:
+		return "replica"
+	case n.ReadOnly():
+		return "read-only"
+	}
+	return "primary"
+}
 
 // Dir is the node's directory.
 func (n *Node) Dir() string { return n.dir }

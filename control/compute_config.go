@@ -40,6 +40,9 @@ func computeSettings(n *Node, e *Env) [][2]string {
 		{"zenith.timeline_id", n.Timeline.String()},
 	}
 	switch {
+	case n.Replica:
+		// No synchronous standbys: a replica commits nothing.
+		// replicaSettings (written after these) make it a standby.
 	case n.ReadOnly():
 		s = append(s, [2]string{"default_transaction_read_only", "on"})
 	case e.Config.Safekeepers.Count == 0:
@@ -96,7 +99,15 @@ func computeHBA(c ComputeConfig) string {
 func writeComputeConfig(n *Node, e *Env, dir string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by zenith for compute node %s (tenant %s, branch %s); rewritten whenever\n# the data directory is rebuilt. Add settings with zenith pg create -c name=value.\n", n.Name, n.Tenant, n.Branch)
-	for _, kv := range computeSettings(n, e) {
+	settings := computeSettings(n, e)
+	if n.Replica {
+		rs, err := replicaSettings(n, e)
+		if err != nil {
+			return fmt.Errorf("compute node %s: %w", n.Name, err)
+		}
+		settings = append(settings, rs...)
+	}
+	for _, kv := range settings {
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], quoteConf(kv[1]))
 	}
 	if len(n.Settings) > 0 {
@@ -130,6 +141,12 @@ func writeComputeConfig(n *Node, e *Env, dir string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(computeHBA(e.Config.Compute)), 0o600); err != nil {
 		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	if n.Replica {
+		// A hot standby (with hot_standby and primary_conninfo above).
+		if err := os.WriteFile(filepath.Join(dir, "standby.signal"), nil, 0o600); err != nil {
+			return fmt.Errorf("write standby.signal: %w", err)
+		}
 	}
 	return nil
 }

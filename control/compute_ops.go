@@ -50,6 +50,9 @@ type NodeOptions struct {
 	// Eager copies every relation file into the data directory instead
 	// of serving them lazily through FUSE.
 	Eager bool
+	// Replica makes a read replica: a hot standby following the branch
+	// (compute_replica.go).
+	Replica bool
 }
 
 // findBranch returns tenant t's branch name, or an error that lists the
@@ -87,6 +90,14 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	if err := api.CheckName("node", o.Name); err != nil {
 		return nil, err
 	}
+	if o.Replica {
+		if o.LSN != 0 {
+			return nil, errors.New("--replica follows the branch and --lsn stays at one LSN: give one of them")
+		}
+		if err := e.checkReplica(); err != nil {
+			return nil, err
+		}
+	}
 	dir := filepath.Join(e.TenantNodesDir(o.Tenant), o.Name)
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("compute node %q exists already in tenant %s: choose another with --name, or remove it with zenith pg stop %s --destroy", o.Name, o.Tenant, o.Name)
@@ -103,7 +114,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	}
 	n := &Node{
 		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.Timeline,
-		Port: o.Port, ReadOnlyLSN: o.LSN, Settings: o.Settings, dir: dir,
+		Port: o.Port, ReadOnlyLSN: o.LSN, Replica: o.Replica, Settings: o.Settings, dir: dir,
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create compute node: %w", err)
@@ -113,6 +124,12 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 			os.RemoveAll(dir)
 		}
 	}()
+	if n.Replica {
+		if err := e.buildReplica(ctx, n, o.Eager); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	lsn := o.LSN
 	if lsn == 0 {
 		if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
@@ -349,7 +366,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	if branch.Timeline != n.Timeline {
 		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.Timeline, n.Name, n.Timeline, n.Name)
 	}
-	if !n.ReadOnly() {
+	if n.Writes() {
 		// A writable node continues at the branch's end, which the page
 		// server cannot serve: say so now, not after a wait.
 		if branch.IngestStopped != "" {
@@ -367,17 +384,27 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	_, statErr := os.Stat(filepath.Join(dataDir, "PG_VERSION"))
 	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN) &&
 		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
+	if n.Replica {
+		// A replica starts where the real WAL has a checkpoint: from
+		// its data directory as built, while the safekeepers still
+		// hold the WAL from there, or from a new one.
+		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy && e.safekeepersHoldFrom(ctx, n, n.BasebackupLSN)
+	}
 	// With safekeepers, a writable node continues where the election
 	// says, always from a fresh basebackup there.
 	var el *safekeeper.Election
-	if !n.ReadOnly() && e.Config.Safekeepers.Count > 0 {
+	if n.Writes() && e.Config.Safekeepers.Count > 0 {
 		elected, err := e.elect(ctx, n)
 		if err != nil {
 			return err
 		}
 		el, reusable = &elected, false
 	}
-	if !reusable {
+	if !reusable && n.Replica {
+		if err := e.buildReplica(ctx, n, eager); err != nil {
+			return err
+		}
+	} else if !reusable {
 		lsn := n.ReadOnlyLSN
 		if el != nil && el.StartLSN != 0 {
 			lsn = el.StartLSN
@@ -425,7 +452,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			_ = c.Stop(stopCtx, pgcluster.StopImmediate)
 			return err
 		}
-	} else if !n.ReadOnly() {
+	} else if n.Writes() {
 		if err := e.Pageserver().CallMeMaybe(ctx, n.Tenant, n.Timeline, n.walSource(e)); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
 			defer cancel()
@@ -444,7 +471,7 @@ func (e *Env) checkOnlyWriter(ctx context.Context, n *Node) error {
 		return err
 	}
 	for _, o := range nodes {
-		if o.Name == n.Name || o.ReadOnly() || o.Timeline != n.Timeline {
+		if o.Name == n.Name || !o.Writes() || o.Timeline != n.Timeline {
 			continue
 		}
 		if st, err := o.Status(ctx, e); err == nil && st == "running" {
@@ -518,6 +545,13 @@ func (e *Env) cleanStopLSN(ctx context.Context, n *Node, c *pgcluster.Cluster) (
 	cd, err := c.ControlData(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if n.Replica {
+		// Its next start builds it anew where the WAL then allows.
+		if st := cd["Database cluster state"]; st != "shut down in recovery" {
+			return 0, fmt.Errorf("cluster state is %q, not shut down in recovery", st)
+		}
+		return n.BasebackupLSN, nil
 	}
 	if st := cd["Database cluster state"]; st != "shut down" {
 		return 0, fmt.Errorf("cluster state is %q, not shut down", st)

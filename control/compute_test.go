@@ -9,6 +9,7 @@ import (
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
@@ -88,14 +89,19 @@ func TestWriteComputeConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		readOnlyLSN uint64
+		replica     bool
 		safekeepers int
 		want, not   []string
 	}{
 		{name: "writable, no safekeepers", want: []string{"synchronous_standby_names = 'pageserver'", "synchronous_commit = 'on'", "wal_level = 'replica'"}, not: []string{"default_transaction_read_only"}},
 		{name: "read-only", readOnlyLSN: 0x16B9188, want: []string{"default_transaction_read_only = 'on'"}, not: []string{"synchronous_standby_names"}},
+		{name: "replica", replica: true, safekeepers: 3,
+			want: []string{"hot_standby = 'on'", "primary_conninfo = 'host=127.0.0.1,127.0.0.1,127.0.0.1 port=5454,5455,5456 user=replica application_name=replica_n1 connect_timeout=5 options=''-c tenant_id=" +
+				n.Tenant.String() + " -c timeline_id=" + n.Timeline.String() + "'' sslmode=disable'"},
+			not: []string{"synchronous_standby_names", "default_transaction_read_only"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n.ReadOnlyLSN = 0
+			n.ReadOnlyLSN, n.Replica = 0, tc.replica
 			if tc.readOnlyLSN != 0 {
 				n.ReadOnlyLSN = 0x16B9188
 			}
@@ -124,6 +130,10 @@ func TestWriteComputeConfig(t *testing.T) {
 			if c := strings.Count(string(main), "include '"+computeConfFile+"'"); c != 1 || !strings.HasPrefix(string(main), "max_connections = 100\n") {
 				t.Errorf("postgresql.conf includes zenith.conf %d times, or lost its contents:\n%s", c, main)
 			}
+			if _, err := os.Stat(filepath.Join(n.DataDir(), "standby.signal")); (err == nil) != tc.replica {
+				t.Errorf("standby.signal: %v, want it only for a replica", err)
+			}
+			os.Remove(filepath.Join(n.DataDir(), "standby.signal"))
 			hba, _ := os.ReadFile(filepath.Join(n.DataDir(), "pg_hba.conf"))
 			if !strings.Contains(string(hba), "host    replication  all   127.0.0.1/32  trust") {
 				t.Errorf("pg_hba.conf does not let the page server replicate from loopback:\n%s", hba)
@@ -150,5 +160,70 @@ func TestPrintBranchTree(t *testing.T) {
 `
 	if buf.String() != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// TestMakeStandby: a replica's pg_control names the primary's real
+// checkpoint, "shut down in recovery", consistent from it; zenith.conf
+// gets the primary's values of the settings a hot standby needs, unless
+// the user gave them; a basebackup after the checkpoint is refused.
+func TestMakeStandby(t *testing.T) {
+	write := func(t *testing.T, redo pgdata.LSN) string {
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, "global"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cf := &pgdata.ControlFile{ControlVersion: pgdata.ControlVersion, CatalogVersion: pgdata.CatalogVersion, State: pgdata.DBShutdowned, CheckPoint: redo,
+			CheckPointCopy: pgdata.CheckPoint{Redo: redo, ThisTimeLineID: 1, PrevTimeLineID: 1},
+			MaxConnections: 150, MaxWorkerProcesses: 8, MaxWALSenders: 10, MaxLocksPerXact: 128,
+			BlockSize: pgdata.BlockSize, XLogBlockSize: pgdata.XLogBlockSize, XLogSegSize: pgdata.WALSegmentSize}
+		if err := os.WriteFile(filepath.Join(dir, "global", "pg_control"), cf.Encode(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, computeConfFile), []byte("port = '5432'\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	const redo, ckpt = pgdata.LSN(0x155D408), pgdata.LSN(0x155D440)
+	dir := write(t, redo)
+	n := &Node{Name: "r", Settings: map[string]string{"max_worker_processes": "16"}}
+	if err := makeStandby(dir, n, ckpt); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
+	cf, err := pgdata.ParseControlFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.State != pgdata.DBShutdownedInRecovery || cf.CheckPoint != ckpt || cf.CheckPointCopy.Redo != redo ||
+		cf.MinRecoveryPoint != ckpt || cf.MinRecoveryPointTLI != 1 {
+		t.Errorf("pg_control: state %v, checkpoint %v, redo %v, minRecoveryPoint %v on %d; want shut down in recovery, %v, %v, %v on 1",
+			cf.State, cf.CheckPoint, cf.CheckPointCopy.Redo, cf.MinRecoveryPoint, cf.MinRecoveryPointTLI, ckpt, redo, ckpt)
+	}
+	conf, _ := os.ReadFile(filepath.Join(dir, computeConfFile))
+	for _, w := range []string{"port = '5432'\n", "max_connections = 150\n", "max_wal_senders = 10\n", "max_locks_per_transaction = 128\n"} {
+		if !strings.Contains(string(conf), w) {
+			t.Errorf("zenith.conf lacks %q:\n%s", w, conf)
+		}
+	}
+	for _, w := range []string{"max_worker_processes", "max_prepared_transactions"} {
+		if strings.Contains(string(conf), w) {
+			t.Errorf("zenith.conf has %s (given by the user, or 0 on the primary):\n%s", w, conf)
+		}
+	}
+
+	// Without a real checkpoint (no primary runs), pg_control stays.
+	dir = write(t, redo)
+	if err := makeStandby(dir, n, 0); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "global", "pg_control"))
+	if cf, err := pgdata.ParseControlFile(b); err != nil || cf.State != pgdata.DBShutdowned || cf.CheckPoint != redo {
+		t.Errorf("pg_control without a checkpoint to point at: %+v %v, want it unchanged", cf, err)
+	}
+
+	if err := makeStandby(write(t, ckpt+0x100), n, ckpt); err == nil {
+		t.Error("makeStandby of a basebackup after the checkpoint: no error")
 	}
 }

@@ -56,7 +56,7 @@
 // the one it voted for, and never reconnects to an older term's compute:
 // a zombie compute cannot get a commit acknowledged.
 //
-// # Serving WAL to the page server
+// # Serving WAL to the page server and to read replicas
 //
 // A replication connection (startup parameter replication=true) names its
 // timeline with startup options, as a libpq connection string does with
@@ -66,7 +66,18 @@
 // flush LSN) and START_REPLICATION [SLOT s] [PHYSICAL] lsn [TIMELINE 1],
 // which streams XLogData only up to the commit LSN, with keepalives. The
 // standby status updates' flush position is recorded as the page server's
-// consistent LSN. The commit LSN is a byte position: it may lie inside a
+// consistent LSN, but only from a session of user pageserver
+// (PageserverUser): any other client only reads.
+//
+// Read replicas are stock PostgreSQL hot standbys whose walreceiver
+// connects here (primary_conninfo names every safekeeper). A walreceiver
+// always asks from the start of a segment; where this safekeeper's WAL
+// begins later in that segment (a branch's first term), it is served
+// from where it begins, and the standby keeps its own bytes below. Until
+// a timeline has a system id (no compute has written to it yet),
+// IDENTIFY_SYSTEM tells such a client so, and its walreceiver retries.
+// Hot standby feedback is accepted and ignored: the safekeepers cannot
+// pass it on to the primary. The commit LSN is a byte position: it may lie inside a
 // record that the next election drops (an election keeps only complete
 // records). When an election truncates WAL a walsender has already sent,
 // the walsender ends the stream (CopyDone, then an error) without sending

@@ -185,6 +185,22 @@ func (e Election) SetCompute(ctx context.Context, connStr string, start pgdata.L
 	return nil
 }
 
+// Greet asks every safekeeper for its state of tenant/timeline without
+// voting, as an election's first round does: for a read replica, which
+// starts where the safekeepers' WAL is known, and for status. A
+// safekeeper that did not answer has Err set; it fails only when fewer
+// than a majority answered.
+func Greet(ctx context.Context, safekeepers []string, tenant id.TenantID, timeline id.TimelineID, client auth.ClientOptions) ([]SafekeeperState, error) {
+	e := newElection(safekeepers, tenant, timeline, client)
+	conns := make([]*pgconn.PgConn, len(safekeepers))
+	defer closeAll(conns)
+	greeted, _ := e.greet(ctx, conns, tenant.String()+" "+timeline.String())
+	if greeted < len(safekeepers)/2+1 {
+		return e.Safekeepers, fmt.Errorf("%d of %d safekeepers answered: %w%s", greeted, len(safekeepers), ErrNoQuorum, e.failures())
+	}
+	return e.Safekeepers, nil
+}
+
 // newElection is an election among safekeepers, none greeted yet.
 func newElection(safekeepers []string, tenant id.TenantID, timeline id.TimelineID, client auth.ClientOptions) Election {
 	e := Election{Tenant: tenant, Timeline: timeline, Safekeepers: make([]SafekeeperState, len(safekeepers)), Client: client}

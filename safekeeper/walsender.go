@@ -117,12 +117,22 @@ func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, e
 	return tenant, timeline, nil
 }
 
+// PageserverUser is the user name the page server's WAL receiver
+// connects with. Only such a session's standby status updates are taken
+// as the page server's consistent LSN, below which WAL may be removed:
+// any other client, such as a read replica's walreceiver (a stock
+// PostgreSQL standby), only reads.
+const PageserverUser = "pageserver"
+
+// isPageserver says whether a replication session is the page server's.
+func isPageserver(params map[string]string) bool { return params["user"] == PageserverUser }
+
 // servable is the end of the WAL a walsender may send: the commit LSN,
 // which is never above the flush LSN.
 func (st TimelineState) servable() pgdata.LSN { return min(st.CommitLSN, st.FlushLSN) }
 
 // handleReplication runs the replication commands the page server's WAL
-// receiver sends.
+// receiver, or a read replica's walreceiver, sends.
 func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session, word, rest string) error {
 	tl, err := s.sessionTimeline(sess.Params)
 	if err != nil {
@@ -131,6 +141,11 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 	st := tl.State()
 	switch word {
 	case "IDENTIFY_SYSTEM":
+		if st.SystemID == 0 && !isPageserver(sess.Params) {
+			// A replica waiting for the branch's first primary: it
+			// checks the system id against its own and retries.
+			return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "timeline %s/%s has no WAL on this safekeeper yet: no primary has written to it", tl.Tenant, tl.Timeline)
+		}
 		if err := sess.Columns("systemid", "timeline", "xlogpos", "dbname"); err != nil {
 			return err
 		}
@@ -156,6 +171,13 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 	start, err := parseStartReplication(rest)
 	if err != nil {
 		return err
+	}
+	if start < st.BeginLSN && start.SegmentNo(tl.segmentSize()) == st.BeginLSN.SegmentNo(tl.segmentSize()) {
+		// A stock walreceiver always asks from the start of a segment
+		// (RequestXLogStreaming); where this safekeeper's WAL begins
+		// inside that segment, it is sent from there, and the standby
+		// keeps what its own segment file holds below.
+		start = st.BeginLSN
 	}
 	if start < st.BeginLSN {
 		return pgwire.Errorf(pgwire.CodeUndefinedFile, "requested WAL at %s has already been removed (this safekeeper's WAL begins at %s)", start, st.BeginLSN)
@@ -204,8 +226,14 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	if err != nil {
 		return err
 	}
-	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Uint32("generation", gen).Logger()
-	log.Info().Stringer("start", start).Msg("page server streaming WAL")
+	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Logger()
+	pageserver := isPageserver(sess.Params)
+	if pageserver {
+		log = log.With().Uint32("generation", gen).Logger()
+		log.Info().Stringer("start", start).Msg("page server streaming WAL")
+	} else {
+		log.Info().Stringer("start", start).Str("application_name", sess.Params["application_name"]).Msg("replica streaming WAL")
+	}
 	// The client's messages: standby status updates until CopyDone.
 	var clientErr error
 	clientDone := make(chan struct{})
@@ -223,7 +251,7 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 				clientErr = err
 				return
 			}
-			if st == nil {
+			if st == nil || !pageserver {
 				continue
 			}
 			ok, err := tl.SetPageserverLSN(gen, st.Flushed)
@@ -241,7 +269,7 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	defer keepalive.Stop()
 	err = s.sendLoop(ctx, cb, tl, start, seen, clientDone, keepalive.C)
 	if errors.Is(err, ErrWALTruncated) {
-		log.Info().Err(err).Msg("ending the page server's stream")
+		log.Info().Err(err).Msg("ending the stream")
 	}
 	select {
 	case <-clientDone:
