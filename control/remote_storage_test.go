@@ -2,10 +2,12 @@ package control_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -201,20 +203,85 @@ func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) pageserver
 // its config file.
 func wipePageserver(t *testing.T, env *zenithtest.Env) {
 	t.Helper()
+	if err := wipePageserverDir(env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wipePageserverDir is wipePageserver for any goroutine.
+func wipePageserverDir(env *zenithtest.Env) error {
 	dir := filepath.Join(env.RepoDir, "pageserver")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for _, e := range entries {
 		if e.Name() == pageserver.ConfigFileName {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Fatalf("page server directory after the wipe: %d entries, want only %s", len(entries), pageserver.ConfigFileName)
+		return fmt.Errorf("page server directory after the wipe: %d entries, want only %s", len(entries), pageserver.ConfigFileName)
+	}
+	return nil
+}
+
+// TestPageserverDiskLossUnderPgbench: three safekeepers, pgbench TPC-B
+// running; a third of the way through, the page server is killed with
+// SIGKILL and its whole directory deleted, and a fresh page server on the
+// same remote storage attaches the tenant (zenith pageserver start
+// re-attaches what the control plane lists) while pgbench goes on. A
+// compute re-created afterwards has exactly one pgbench_history row per
+// transaction pgbench reported. Once with the repository's local remote
+// storage directory, once on a real S3 server (versitygw).
+// PGBENCH_SECONDS (default 12) sets the run's length.
+func TestPageserverDiskLossUnderPgbench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the zenith binary, pgbench and versitygw; skipped in -short mode")
+	}
+	seconds := envSeconds(t, "PGBENCH_SECONDS", 12)
+	for _, remote := range []string{"local", "s3"} {
+		t.Run(remote, func(t *testing.T) {
+			opts := &zenithtest.Options{Safekeepers: 3}
+			if remote == "s3" {
+				srv := s3test.Start(t, "zenith")
+				opts.Environ, opts.MoreInitArgs = srv.Env(), []string{"--remote-storage", "s3://zenith/layers"}
+			}
+			env := zenithtest.New(t, opts)
+			pg := env.Postgres.CreateStart("main")
+			pgbench(t, pg.ConnString, "-i", "-s", "1", "-q")
+			lost := make(chan error, 1)
+			go func() {
+				lost <- func() error {
+					time.Sleep(time.Duration(seconds) * time.Second / 3)
+					if _, errOut, err := env.Run("pageserver", "stop", "--immediate"); err != nil {
+						return fmt.Errorf("zenith pageserver stop --immediate: %v\n%s", err, errOut)
+					}
+					if err := wipePageserverDir(env); err != nil {
+						return err
+					}
+					if _, errOut, err := env.Run("pageserver", "start"); err != nil || !strings.Contains(errOut, "re-attached tenant") {
+						return fmt.Errorf("zenith pageserver start after the disk loss: %v\n%s", err, errOut)
+					}
+					return nil
+				}()
+			}()
+			r := pgbench(t, pg.ConnString, "-T", strconv.Itoa(seconds), "-c", "4", "-P", "4")
+			if err := <-lost; err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("pgbench with the page server's directory lost at %d s:\n%s", seconds/3, r.Output)
+			if r.Processed == 0 || r.Failed > 0 {
+				t.Fatalf("pgbench: %d transactions, %d failed; want some, none failed", r.Processed, r.Failed)
+			}
+			pg.Destroy()
+			pg = env.Postgres.CreateStart("main")
+			if got := count(t, pg.Connect(), "pgbench_history"); got != r.Processed {
+				t.Errorf("re-created compute after the disk loss: pgbench_history has %d rows, pgbench reported %d transactions", got, r.Processed)
+			}
+		})
 	}
 }
