@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -150,6 +151,7 @@ func (e *Env) AttachTenant(ctx context.Context, t id.TenantID) (AttachResult, er
 	if err != nil {
 		return AttachResult{}, err
 	}
+	e.announceGeneration(ctx, t, gen)
 	start := time.Now()
 	res, err := e.Pageserver().TenantAttach(ctx, t, gen)
 	if err != nil {
@@ -163,6 +165,26 @@ func (e *Env) AttachTenant(ctx context.Context, t id.TenantID) (AttachResult, er
 	res.Took = time.Since(start)
 	e.pointWALSources(ctx, t)
 	return res, nil
+}
+
+// announceGeneration tells the safekeepers, before the page server
+// attaches tenant t at generation gen, that gen is coming: from then on
+// they ignore the reports of older generations' page servers, which a
+// stale page server (one that lost the tenant without knowing) still
+// sends, and remove no WAL until the new page server reports what it
+// holds. A safekeeper that cannot be told learns it from its peers or
+// from the new page server's first report; the attach goes on.
+func (e *Env) announceGeneration(ctx context.Context, t id.TenantID, gen uint32) {
+	if e.Config.Safekeepers.Count == 0 {
+		return
+	}
+	failed, err := e.safekeeperRequests(ctx, http.MethodPut, []string{fmt.Sprintf("/v1/tenant/%s/pageserver_generation/%d", t, gen)})
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("%d safekeepers not told:\n%s", len(failed), strings.Join(failed, "\n"))
+	}
+	if err != nil {
+		fmt.Fprintf(e.Progress, "tenant %s: announcing generation %d to the safekeepers: %v\n", t, gen, err)
+	}
 }
 
 // pointWALSources tells the page server, after it attached tenant t,

@@ -101,21 +101,38 @@ func (e *Env) DeleteBranch(ctx context.Context, t id.TenantID, name string, forc
 // the configuration. A safekeeper that cannot be reached keeps them; the
 // message says which, and the page server's delete stands.
 func (e *Env) deleteFromSafekeepers(ctx context.Context, t id.TenantID, tls []id.TimelineID) error {
-	var failed []string
-	client, scheme, err := e.httpClient(10 * time.Second)
+	var paths []string
+	for _, tl := range tls {
+		paths = append(paths, fmt.Sprintf("/v1/timeline/%s/%s", t, tl))
+	}
+	failed, err := e.safekeeperRequests(ctx, http.MethodDelete, paths)
 	if err != nil {
 		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("deleted on the page server, but some safekeepers still keep the WAL; once they are up, remove it with:\n%s", strings.Join(failed, "\n"))
+	}
+	return nil
+}
+
+// safekeeperRequests sends method on each of paths to every safekeeper's
+// HTTP API, with the CLI's token. It returns the requests that failed, as
+// curl commands to repeat them with, each with its error.
+func (e *Env) safekeeperRequests(ctx context.Context, method string, paths []string) (failed []string, err error) {
+	client, scheme, err := e.httpClient(10 * time.Second)
+	if err != nil {
+		return nil, err
 	}
 	opts, err := e.cliClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, sk := range e.Config.SafekeeperList() {
-		for _, tl := range tls {
-			url := fmt.Sprintf("%s%s/v1/timeline/%s/%s", scheme, sk.ListenHTTP, t, tl)
-			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+		for _, path := range paths {
+			url := scheme + sk.ListenHTTP + path
+			req, err := http.NewRequestWithContext(ctx, method, url, nil)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			auth.SetBearer(req, opts.Token)
 			resp, err := client.Do(req)
@@ -126,14 +143,11 @@ func (e *Env) deleteFromSafekeepers(ctx context.Context, t id.TenantID, tls []id
 				}
 			}
 			if err != nil {
-				failed = append(failed, fmt.Sprintf("  curl -X DELETE %s%s   # %v", url, e.curlAuthHint(), err))
+				failed = append(failed, fmt.Sprintf("  curl -X %s %s%s   # %v", method, url, e.curlAuthHint(), err))
 			}
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("deleted on the page server, but some safekeepers still keep the WAL; once they are up, remove it with:\n%s", strings.Join(failed, "\n"))
-	}
-	return nil
+	return failed, nil
 }
 
 // nodesOf returns tenant t's compute nodes that match. A running one is an

@@ -35,7 +35,8 @@ the physical replication client safekeeper<N>, slot safekeeper_<N>), and a
 walsender for the page server (START_REPLICATION with
 options='-c tenant_id=<id> -c timeline_id=<id>') that sends WAL only up to
 the commit LSN. On --listen-http: GET /v1/status, /v1/timeline/<tenant>/<timeline>
-(JSON) and /metrics (Prometheus).
+(JSON), /metrics (Prometheus), and PUT /v1/tenant/<tenant>/pageserver_generation/<n>,
+which zenith tenant attach sends before a page server takes generation n.
 
 --peers lists the HTTP addresses of the other safekeepers of the set: the
 commit LSN is the flush LSN that a majority of the set has reached, learnt

@@ -96,7 +96,11 @@
 // (-c pageserver_generation=<n>, sent only to safekeepers): the highest
 // generation seen is kept in the control file, a report of a lower one
 // (a stale page server, whose uploads are fenced) is ignored, and a
-// higher one's replaces the LSN, even a lower LSN. Whole segment files
+// higher one's replaces the LSN, even a lower LSN. `zenith tenant attach`
+// announces the new generation before the page server attaches (PUT
+// /v1/tenant/<id>/pageserver_generation/<n>, admin): the LSN is then 0,
+// nothing is removed until that generation reports, and a stale page
+// server's reports in between are already ignored. Whole segment files
 // that end at or below the page server's consistent LSN, and below the
 // flush LSN of every peer, are removed; while a peer cannot be reached
 // nothing is.

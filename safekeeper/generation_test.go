@@ -3,6 +3,7 @@ package safekeeper
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -115,4 +116,84 @@ func TestStalePageserverRemovesNoWAL(t *testing.T) {
 			return st.PageserverGeneration == 3 && st.PageserverLSN == seg+1
 		})
 	}
+}
+
+// TestAnnouncedGenerationStopsStaleReports: the control plane announces
+// generation 2 (PUT /v1/tenant/<id>/pageserver_generation/2, to one
+// safekeeper: the others learn it from their peers) before the page
+// server of generation 2 has reported anything. A stale page server of
+// generation 1 then reports a flush position near the end of the WAL: no
+// safekeeper removes any, until generation 2 reports its own position.
+// Without the announcement, generation 1's report removed segment 1.
+func TestAnnouncedGenerationStopsStaleReports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	seg := pgdata.LSN(pgdata.WALSegmentSize)
+	from, end := pgdata.LSN(40), 2*seg+100
+	ts := newTestSet(t, 3)
+	for i := range ts.nodes {
+		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, from)
+		appendSynced(t, tl, 1, from, make([]byte, end-from))
+		ts.start(i)
+	}
+	for i := range ts.nodes {
+		waitFor(t, 30*time.Second, "the commit LSN", func() bool { return ts.tl(i).State().CommitLSN == end })
+	}
+	pageserverReports(t, ctx, ts, 0, 1, from, seg+5)
+	for i := range ts.nodes {
+		waitFor(t, 30*time.Second, fmt.Sprintf("safekeeper %d to remove segment 0 after generation 1's report", i+1), func() bool {
+			st := ts.tl(i).State()
+			return st.PageserverGeneration == 1 && st.BeginLSN == seg
+		})
+	}
+
+	for _, bad := range []string{"0", "x", "4294967296"} {
+		if code := announce(t, ctx, ts.nodes[0].httpAddr, ts.tenant.String(), bad); code != http.StatusBadRequest {
+			t.Errorf("announcing generation %q: HTTP %d, want 400", bad, code)
+		}
+	}
+	if code := announce(t, ctx, ts.nodes[0].httpAddr, ts.tenant.String(), "2"); code != http.StatusOK {
+		t.Fatalf("announcing generation 2: HTTP %d", code)
+	}
+	for i := range ts.nodes {
+		waitFor(t, 30*time.Second, fmt.Sprintf("safekeeper %d to know generation 2", i+1), func() bool {
+			st := ts.tl(i).State()
+			return st.PageserverGeneration == 2 && st.PageserverLSN == 0
+		})
+	}
+	pageserverReports(t, ctx, ts, 1, 1, seg, end)
+	waitFor(t, 30*time.Second, "the stale report to be ignored", func() bool { return ts.tl(1).State().staleReports > 0 })
+	time.Sleep(500 * time.Millisecond) // the peers' polls, every 50 ms
+	for i := range ts.nodes {
+		if st := ts.tl(i).State(); st.BeginLSN != seg || st.PageserverGeneration != 2 {
+			t.Fatalf("after generation 1's report: safekeeper %d has WAL from %s, generation %d; want WAL from %s kept for generation 2", i+1, st.BeginLSN, st.PageserverGeneration, seg)
+		}
+	}
+	pageserverReports(t, ctx, ts, 2, 2, seg, seg+5)
+	for i := range ts.nodes {
+		waitFor(t, 30*time.Second, fmt.Sprintf("safekeeper %d to take generation 2's report", i+1), func() bool {
+			return ts.tl(i).State().PageserverLSN == seg+5
+		})
+	}
+}
+
+// announce PUTs generation gen of tenant to the safekeeper at addr and
+// returns the HTTP status.
+func announce(t *testing.T, ctx context.Context, addr, tenant, gen string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/v1/tenant/"+tenant+"/pageserver_generation/"+gen, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

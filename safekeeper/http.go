@@ -1,7 +1,9 @@
 package safekeeper
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,6 +166,33 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 			return
 		}
 		auth.WriteJSON(w, http.StatusOK, map[string]bool{"deleted": found})
+	})
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/pageserver_generation/{generation}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
+		tenant, err := id.ParseTenantID(r.PathValue("tenant"))
+		if err != nil {
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		gen, err := strconv.ParseUint(r.PathValue("generation"), 10, 32)
+		if err != nil || gen == 0 {
+			auth.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("generation %q: want a positive decimal number", r.PathValue("generation"))})
+			return
+		}
+		changed := 0
+		for _, tl := range s.Timelines() {
+			if tl.Tenant != tenant {
+				continue
+			}
+			ok, err := tl.AnnouncePageserverGeneration(uint32(gen))
+			if err != nil {
+				auth.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+				return
+			}
+			if ok {
+				changed++
+			}
+		}
+		auth.WriteJSON(w, http.StatusOK, map[string]int{"timelines": changed})
 	})
 	s.recoveryRoutes(mux)
 	mux.HandleFunc("GET /v1/memory", auth.Admin, func(w http.ResponseWriter, r *http.Request) {

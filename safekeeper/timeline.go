@@ -360,6 +360,25 @@ func (tl *Timeline) SetPageserverLSN(gen uint32, lsn pgdata.LSN) (bool, error) {
 	return true, nil
 }
 
+// AnnouncePageserverGeneration records that the tenant is being attached
+// to a page server at generation gen, before that page server reports:
+// from then on the reports of older generations are ignored, and no WAL
+// is removed until generation gen reports what it holds (its LSN starts
+// at 0). Without it, a stale page server's reports would still remove
+// WAL between the attach and the new page server's first report. A
+// generation not above the highest seen changes nothing (false).
+func (tl *Timeline) AnnouncePageserverGeneration(gen uint32) (bool, error) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if gen <= tl.ctl.PageserverGeneration {
+		return false, nil
+	}
+	old := tl.ctl.PageserverGeneration
+	tl.ctl.PageserverGeneration, tl.ctl.PageserverLSN = gen, 0
+	tl.log.Info().Uint32("generation", gen).Uint32("previous", old).Msg("a page server of a newer generation is announced: no WAL is removed until it reports")
+	return true, tl.persistLocked()
+}
+
 // RemoveOldWAL removes whole segments below both the page server's
 // consistent LSN and horizon (the lowest flush LSN of the peers).
 func (tl *Timeline) RemoveOldWAL(horizon pgdata.LSN) error {
