@@ -92,6 +92,27 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 	o.Report(fmt.Sprintf("values compared at %v (%v)", final, time.Since(start).Round(time.Second)))
 }
 
+// eagerForPages replaces the lazy re-created compute re with an eager
+// one on the same branch, for checkPages. The page oracle compares the
+// page server's pages with the compute's files, and on a lazy node those
+// files are not the compute's own: every block the compute did not write
+// is read through the mount from the page server at the basebackup's LSN,
+// so comparing it with the page server would compare the page server
+// with itself and could not fail. The mount also goes with the node's
+// PostgreSQL (pg stop unmounts) and needs the page server checkPages
+// stops. An eager re-creation is what checkPages reads in eager mode too:
+// its files come from one basebackup and are written back by its
+// shutdown checkpoint, a copy independent of the repository checkPages
+// opens. What is lazy-specific (the live compute, the branch and the
+// re-created compute reading through FUSE) is checked before, by the
+// suites, the dumps and pg_amcheck on lazy nodes.
+func eagerForPages(t *testing.T, env *zenithtest.Env, re *zenithtest.Postgres) *zenithtest.Postgres {
+	t.Helper()
+	re.Destroy()
+	t.Logf("page oracle: on an eager re-creation of %s (a lazy node's files are the page server's own)", re.Name)
+	return startNode(t, env, re.Name, modeEager)
+}
+
 // waitPrevRecord waits until branch's last record starts at lsn.
 func waitPrevRecord(t *testing.T, env *zenithtest.Env, branch string, lsn pgdata.LSN) {
 	t.Helper()
