@@ -93,19 +93,19 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 }
 
 // eagerForPages replaces the lazy re-created compute re with an eager
-// one on the same branch, for checkPages. The page oracle compares the
-// page server's pages with the compute's files, and on a lazy node those
-// files are not the compute's own: every block the compute did not write
-// is read through the mount from the page server at the basebackup's LSN,
-// so comparing it with the page server would compare the page server
-// with itself and could not fail. The mount also goes with the node's
-// PostgreSQL (pg stop unmounts) and needs the page server checkPages
-// stops. An eager re-creation is what checkPages reads in eager mode too:
-// its files come from one basebackup and are written back by its
-// shutdown checkpoint, a copy independent of the repository checkPages
-// opens. What is lazy-specific (the live compute, the branch and the
-// re-created compute reading through FUSE) is checked before, by the
-// suites, the dumps and pg_amcheck on lazy nodes.
+// one on the same branch, for checkPages. checkPages cannot read a lazy
+// node's files: it reads the data directory after pg stop, which
+// unmounts it, and opens the page server's repository only after the
+// page server is stopped, when a mount could no longer fetch a block.
+// Keeping the mount and reading it before would not be the same oracle
+// either: every block the node did not write would be a GetPage answer
+// of the page server under test, fetched at the time of the read, not a
+// copy the compute holds. An eager re-creation is what checkPages reads
+// in eager mode too (its data directory is written out from one
+// basebackup and its shutdown checkpoint). What is lazy-specific (the
+// live compute, the branch and the re-created compute reading through
+// FUSE) is checked before, by the suites, the dumps and pg_amcheck on
+// lazy nodes.
 func eagerForPages(t *testing.T, env *zenithtest.Env, re *zenithtest.Postgres) *zenithtest.Postgres {
 	t.Helper()
 	re.Destroy()
