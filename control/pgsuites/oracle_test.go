@@ -43,7 +43,7 @@ func dumpAll(ctx context.Context, t *testing.T, what string, s pgdump.Server) st
 // each dump what the live compute dumps (pgdump.Compare: sequences may be
 // logged ahead), and pg_amcheck --heapallindexed finds the re-created
 // compute clean. It returns the re-created compute.
-func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zenithtest.Postgres, binDir string) *zenithtest.Postgres {
+func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zenithtest.Postgres, binDir, mode string) *zenithtest.Postgres {
 	t.Helper()
 	conn := pg.Connect()
 	var lsn string
@@ -65,12 +65,12 @@ func checkRebuilt(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *ze
 	}
 
 	env.Zenith("branch", "suites_end", "main@"+lsn)
-	b := env.Postgres.CreateStart("suites_end", settingArgs()...)
+	b := startNode(t, env, "suites_end", mode)
 	check("a branch at "+lsn, dumpAll(ctx, t, "the branch at "+lsn, server(t, b, binDir)))
 	b.Destroy()
 
 	pg.Destroy()
-	re := env.Postgres.CreateStart("main", settingArgs()...)
+	re := startNode(t, env, "main", mode)
 	rs := server(t, re, binDir)
 	check("the re-created compute", dumpAll(ctx, t, "the re-created compute", rs))
 	actx, cancel := context.WithTimeout(ctx, dumpTimeout)

@@ -92,6 +92,27 @@ func checkPages(ctx context.Context, t *testing.T, env *zenithtest.Env, pg *zeni
 	o.Report(fmt.Sprintf("values compared at %v (%v)", final, time.Since(start).Round(time.Second)))
 }
 
+// eagerForPages replaces the lazy re-created compute re with an eager
+// one on the same branch, for checkPages. checkPages cannot read a lazy
+// node's files: it reads the data directory after pg stop, which
+// unmounts it, and opens the page server's repository only after the
+// page server is stopped, when a mount could no longer fetch a block.
+// Keeping the mount and reading it before would not be the same oracle
+// either: every block the node did not write would be a GetPage answer
+// of the page server under test, fetched at the time of the read, not a
+// copy the compute holds. An eager re-creation is what checkPages reads
+// in eager mode too (its data directory is written out from one
+// basebackup and its shutdown checkpoint). What is lazy-specific (the
+// live compute, the branch and the re-created compute reading through
+// FUSE) is checked before, by the suites, the dumps and pg_amcheck on
+// lazy nodes.
+func eagerForPages(t *testing.T, env *zenithtest.Env, re *zenithtest.Postgres) *zenithtest.Postgres {
+	t.Helper()
+	re.Destroy()
+	t.Logf("page oracle: on an eager re-creation of %s (a lazy node's files are the page server's own)", re.Name)
+	return startNode(t, env, re.Name, modeEager)
+}
+
 // waitPrevRecord waits until branch's last record starts at lsn.
 func waitPrevRecord(t *testing.T, env *zenithtest.Env, branch string, lsn pgdata.LSN) {
 	t.Helper()

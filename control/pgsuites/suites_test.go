@@ -2,6 +2,7 @@ package pgsuites_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/url"
@@ -168,8 +169,11 @@ func compare(t *testing.T, s pgsuites.Suite, stock, compute *pgsuites.Result) {
 // suites wrote: no record of a type that ingest does not support.
 //
 // $ZENITH_PGSUITES_SAFEKEEPERS (default "0,3") chooses the compute's
-// configurations and $ZENITH_PGSUITES (default "regress,isolation") the
-// suites; scripts/test runs a short form, scripts/pgsuites the long one.
+// configurations, $ZENITH_PGSUITES (default "regress,isolation") the
+// suites and $ZENITH_PGSUITES_MODE (eager or lazy, default eager) the
+// mode of the compute nodes: on lazy nodes everything above runs through
+// FUSE, and the page oracle on an eager re-creation (eagerForPages says
+// why). scripts/test runs a short form, scripts/pgsuites the long one.
 func TestSuites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL's regression and isolation suites")
@@ -177,6 +181,7 @@ func TestSuites(t *testing.T) {
 	src := sources(t)
 	t.Logf("PostgreSQL test suites %s from %s", src.Version(), src.Dir)
 	configs := safekeeperCounts(t)
+	mode := computeMode(t)
 	suites := chosenSuites(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
@@ -191,7 +196,7 @@ func TestSuites(t *testing.T) {
 	for _, sk := range configs {
 		t.Run(fmt.Sprintf("safekeepers=%d", sk), func(t *testing.T) {
 			env := zenithtest.New(t, &zenithtest.Options{Safekeepers: sk})
-			pg := env.Postgres.CreateStart("main", settingArgs()...)
+			pg := startNode(t, env, "main", mode)
 			computeT := computeTarget(t, pg.ConnString, stockT.BinDir)
 			for _, s := range suites {
 				start := time.Now()
@@ -208,9 +213,12 @@ func TestSuites(t *testing.T) {
 				t.Logf("%s suite: %v", s.Name, time.Since(start).Round(time.Second))
 			}
 			start := time.Now()
-			re := checkRebuilt(ctx, t, env, pg, stockT.BinDir)
+			re := checkRebuilt(ctx, t, env, pg, stockT.BinDir, mode)
 			t.Logf("rebuilt computes checked: %v", time.Since(start).Round(time.Second))
 			start = time.Now()
+			if mode == modeLazy {
+				re = eagerForPages(t, env, re)
+			}
 			checkPages(ctx, t, env, re, stockT.BinDir)
 			t.Logf("pages checked: %v", time.Since(start).Round(time.Second))
 		})
@@ -259,11 +267,74 @@ func safekeeperCounts(t *testing.T) []int {
 	return counts
 }
 
-func settingArgs() []string {
-	// Eager nodes: the page oracle (pages_test.go) reads the stopped
-	// compute's data directory, which a lazy node serves only while
-	// mounted. The suites on a lazy node are issue 12's, not run yet.
-	args := []string{"--eager"}
+// Compute modes of $ZENITH_PGSUITES_MODE.
+const (
+	// modeEager nodes hold a full copy of their relation files (pg start
+	// --eager); the default, so that scripts/test takes no longer.
+	modeEager = "eager"
+	// modeLazy nodes serve their relation files through FUSE, each block
+	// fetched from the page server on first read (pg start's default as
+	// root).
+	modeLazy = "lazy"
+)
+
+// computeMode is $ZENITH_PGSUITES_MODE: the mode of the compute nodes the
+// suites, the dumps and pg_amcheck run on (eager by default). Lazy mode
+// needs root and /dev/fuse; where zenith cannot mount FUSE the test fails
+// rather than pass on an eager node (mustMode).
+func computeMode(t *testing.T) string {
+	t.Helper()
+	switch v := os.Getenv("ZENITH_PGSUITES_MODE"); v {
+	case "", modeEager:
+		return modeEager
+	case modeLazy:
+		t.Logf("ZENITH_PGSUITES_MODE: lazy compute nodes (relation files through FUSE)")
+		return modeLazy
+	default:
+		t.Fatalf("ZENITH_PGSUITES_MODE=%q: want eager or lazy", v)
+		return ""
+	}
+}
+
+// startNode starts a compute node on branch in mode, with the suites'
+// settings, and fails the test unless zenith made it in that mode (pg
+// start falls back to eager where it cannot mount FUSE).
+func startNode(t *testing.T, env *zenithtest.Env, branch, mode string) *zenithtest.Postgres {
+	t.Helper()
+	pg := env.Postgres.CreateStart(branch, settingArgs(mode)...)
+	mustMode(t, env, pg, mode)
+	return pg
+}
+
+// mustMode fails the test unless pg list says node pg runs in mode.
+func mustMode(t *testing.T, env *zenithtest.Env, pg *zenithtest.Postgres, mode string) {
+	t.Helper()
+	var rows []struct {
+		Name   string `json:"name"`
+		Mode   string `json:"mode"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(env.Zenith("pg", "list", "--json")), &rows); err != nil {
+		t.Fatalf("zenith pg list --json: %v", err)
+	}
+	for _, r := range rows {
+		if r.Name == pg.Name {
+			if r.Mode != mode || r.Status != "running" {
+				t.Fatalf("%s is %s and %s, want %s and running (lazy mode needs root and /dev/fuse: see zenith doctor)", pg, r.Mode, r.Status, mode)
+			}
+			return
+		}
+	}
+	t.Fatalf("zenith pg list has no node %s", pg.Name)
+}
+
+// settingArgs are pg start's arguments for a node in mode with the
+// suites' settings.
+func settingArgs(mode string) []string {
+	var args []string
+	if mode == modeEager {
+		args = append(args, "--eager")
+	}
 	for k, v := range settings {
 		args = append(args, "-c", k+"="+v)
 	}
