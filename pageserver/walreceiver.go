@@ -154,6 +154,10 @@ type WalReceiver struct {
 	// toSafekeeper is set while streaming from a safekeeper: it changes
 	// the flush position reported (see above).
 	toSafekeeper bool
+	// opened is the end of the stored WAL when the receiver was made:
+	// fsynced complete records (OpenWALStore), which the page server may
+	// have acknowledged before a restart.
+	opened pgdata.LSN
 }
 
 // NewWalReceiver returns the receiver of tl, which ing ingests into and
@@ -171,6 +175,8 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		silenceTimeout: silenceTimeout,
 		probeInterval:  probeInterval,
 		switchIdle:     switchIdle,
+
+		opened: store.Flushed(),
 	}
 	r.status.Source = store.Source()
 	if set := store.Safekeepers(); set != nil {
@@ -215,6 +221,19 @@ func (r *WalReceiver) Status() WalReceiverStatus {
 	st.Received = r.store.End()
 	st.Ingested = r.tl.LastRecordLSN()
 	return st
+}
+
+// Acknowledged is an LSN at or after the end of every record the page
+// server may have acknowledged as flushed: the flush position last
+// reported, or the end of the stored WAL when the receiver was made,
+// whichever is later. Both are record boundaries of stored WAL, so
+// ingest reaches it without any new WAL (unless it stops). A compute
+// that continues the timeline, or a branch of its latest state, must
+// start there or later to hold every acknowledged commit.
+func (r *WalReceiver) Acknowledged() pgdata.LSN {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(r.status.Flushed, r.opened)
 }
 
 // setStatus changes the status under the lock.
