@@ -116,6 +116,11 @@ func Mount(o Options) (*FS, error) {
 			// writes (FOPEN_KEEP_CACHE): every change passes here.
 			ExplicitDataCacheControl: true,
 			MaxBackground:            64,
+			// READDIRPLUS looks up every entry listed, which creates
+			// every pending file of the directory (materialize):
+			// PostgreSQL lists each database's directory at start
+			// (RemovePgTempFiles) and needs only the names.
+			DisableReadDirPlus: true,
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
