@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -173,15 +174,16 @@ func TestLazyCompute(t *testing.T) {
 }
 
 // TestLazyServerKilled kills a lazy node's FUSE server with SIGKILL under
-// writes: PostgreSQL fails, pg list says crashed, pg start cleans up
-// and starts again, and every commit acknowledged before the kill is
-// there; nothing stays mounted.
+// pgbench and writes: PostgreSQL fails, pg list says crashed, pg start
+// cleans up and starts again, and every commit acknowledged before the
+// kill is there; nothing stays mounted, no process of the node is left.
 func TestLazyServerKilled(t *testing.T) {
 	skipUnlessFUSE(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	env := zenithtest.New(t, nil)
 	pg := env.Postgres.CreateStart("main")
+	pgbench(t, pg.ConnString, "-i", "-s", "1", "-q")
 	conn := pg.Connect()
 	if _, err := conn.Exec(ctx, "CREATE TABLE acked (id int PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
@@ -205,6 +207,14 @@ func TestLazyServerKilled(t *testing.T) {
 	if err != nil || pid < 1 {
 		t.Fatalf("fuse.pid: %q", b)
 	}
+	// pgbench runs until PostgreSQL fails under it; how it ends is not
+	// the point, only that the server dies under load.
+	bench := exec.CommandContext(ctx, filepath.Join(pgcluster.DefaultBinDir, "pgbench"), "-T", "60", "-c", "2", pg.ConnString)
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	benchDone := make(chan error, 1)
+	go func() { benchDone <- bench.Wait() }()
 	// Keep writing while the server dies: some inserts fail, those that
 	// succeed were acknowledged and must survive.
 	done := make(chan struct{})
@@ -217,11 +227,17 @@ func TestLazyServerKilled(t *testing.T) {
 			acked = i
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-done
+	select {
+	case err := <-benchDone:
+		t.Logf("pgbench, its server's FUSE server killed: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("pgbench still runs a minute after the FUSE server's death")
+	}
 	if st := listNode(t, env, "main").Status; st != "crashed" {
 		t.Errorf("after its FUSE server died, pg list says %s, want crashed", st)
 	}
@@ -239,9 +255,7 @@ func TestLazyServerKilled(t *testing.T) {
 	}
 	t.Logf("%d rows acknowledged before the kill, %d there after the restart", acked, n)
 	pg.Stop()
-	if m := mountsIn(env.Dir); len(m) > 0 {
-		t.Fatalf("pg stop left %v mounted", m)
-	}
+	checkNodeGone(t, env, "main")
 }
 
 // mountsIn returns the mount points inside dir.
