@@ -78,9 +78,9 @@ type WalReceiverStatus struct {
 	DecodeErrors uint64
 	// Received is the end of the WAL written to the store.
 	Received pgdata.LSN
-	// Flushed is the flush position last reported to the source: to a
-	// compute, the end of the last complete record in fsynced WAL; to a
-	// safekeeper, the timeline's disk-consistent LSN.
+	// Flushed is the flush position last reported (or being reported)
+	// to the source: to a compute, the end of the last complete record
+	// in fsynced WAL; to a safekeeper, the timeline's disk-consistent LSN.
 	Flushed pgdata.LSN
 	// Ingested is the timeline's last record LSN.
 	Ingested pgdata.LSN
