@@ -357,14 +357,16 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == acknowledgedLSN(branch)) &&
 		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
 	// With safekeepers, a writable node continues where the election
-	// says, always from a fresh basebackup there.
+	// says, always from a fresh basebackup there: a node built there and
+	// never started since (pg start of a new node) has one already.
 	var el *safekeeper.Election
 	if !n.ReadOnly() && e.Config.Safekeepers.Count > 0 {
 		elected, err := e.elect(ctx, n)
 		if err != nil {
 			return err
 		}
-		el, reusable = &elected, false
+		el = &elected
+		reusable = reusable && n.Fresh && (elected.StartLSN == 0 || elected.StartLSN == n.BasebackupLSN)
 	}
 	if !reusable {
 		lsn := n.ReadOnlyLSN
