@@ -24,10 +24,6 @@ import (
 
 // Waits of compute management.
 const (
-	// settleTimeout bounds how long a compute start waits for the page
-	// server's last record LSN of the branch to stop moving (it may still
-	// be ingesting WAL it has stored, e.g. after a restart).
-	settleTimeout = 10 * time.Second
 	// stopCatchUpTimeout bounds how long a clean stop waits for the page
 	// server to have the compute's last record (its shutdown checkpoint).
 	stopCatchUpTimeout = 30 * time.Second
@@ -132,7 +128,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	}
 	lsn := o.LSN
 	if lsn == 0 {
-		if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
+		if lsn, err = latestLSN(branch); err != nil {
 			return nil, err
 		}
 	}
@@ -215,30 +211,23 @@ func (e *Env) checkComputePortFree(port int) error {
 	return nil
 }
 
-// settledLSN returns the branch's last record LSN once the page server
-// has stopped advancing it (it may be ingesting WAL it already has, e.g.
-// just after a restart), or the last one seen after settleTimeout.
-func (e *Env) settledLSN(ctx context.Context, n *Node, last pgdata.LSN) (pgdata.LSN, error) {
-	deadline := time.Now().Add(settleTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
-		if err != nil {
-			return 0, err
-		}
-		if b.IngestStopped != "" {
-			return 0, errIngestStopped(b)
-		}
-		if b.LastRecordLSN == last {
-			return last, nil
-		}
-		last = b.LastRecordLSN
+// acknowledgedLSN is where a node that follows branch starts: its last
+// record, or, if the page server acknowledged WAL it has not ingested yet
+// (it may be catching up after a crash or a restart), the end of that
+// WAL, so the node holds every acknowledged commit. The basebackup there
+// waits for ingest to reach it: no wait here. With safekeepers, a
+// writable node starts where their election says instead (StartNode).
+func acknowledgedLSN(branch api.BranchInfo) pgdata.LSN {
+	return max(branch.LastRecordLSN, branch.AcknowledgedLSN)
+}
+
+// latestLSN is acknowledgedLSN, or an error if the branch's ingest
+// stopped: its latest state is not known then.
+func latestLSN(branch api.BranchInfo) (pgdata.LSN, error) {
+	if branch.IngestStopped != "" {
+		return 0, errIngestStopped(branch)
 	}
-	return last, nil
+	return acknowledgedLSN(branch), nil
 }
 
 // buildDataDir replaces the node's data directory with a basebackup of its
@@ -382,7 +371,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		dataDir = n.lazyBacking()
 	}
 	_, statErr := os.Stat(filepath.Join(dataDir, "PG_VERSION"))
-	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == branch.LastRecordLSN) &&
+	reusable := statErr == nil && n.CleanLSN != 0 && (n.ReadOnly() || n.CleanLSN == acknowledgedLSN(branch)) &&
 		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
 	if n.Replica {
 		// A replica starts where the real WAL has a checkpoint: from
@@ -391,14 +380,16 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy && e.safekeepersHoldFrom(ctx, n, n.BasebackupLSN)
 	}
 	// With safekeepers, a writable node continues where the election
-	// says, always from a fresh basebackup there.
+	// says, always from a fresh basebackup there: a node built there and
+	// never started since (pg start of a new node) has one already.
 	var el *safekeeper.Election
 	if n.Writes() && e.Config.Safekeepers.Count > 0 {
 		elected, err := e.elect(ctx, n)
 		if err != nil {
 			return err
 		}
-		el, reusable = &elected, false
+		el = &elected
+		reusable = reusable && n.Fresh && (elected.StartLSN == 0 || elected.StartLSN == n.BasebackupLSN)
 	}
 	if !reusable && n.Replica {
 		if err := e.buildReplica(ctx, n, eager); err != nil {
@@ -410,7 +401,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			lsn = el.StartLSN
 		}
 		if lsn == 0 {
-			if lsn, err = e.settledLSN(ctx, n, branch.LastRecordLSN); err != nil {
+			if lsn, err = latestLSN(branch); err != nil {
 				return err
 			}
 		}

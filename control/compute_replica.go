@@ -161,7 +161,7 @@ func (e *Env) findReplicaStart(ctx context.Context, n *Node) (replicaStart, erro
 		if err != nil {
 			return replicaStart{}, err
 		}
-		lsn, err := e.settledLSN(ctx, n, branch.LastRecordLSN)
+		lsn, err := latestLSN(branch)
 		if err != nil {
 			return replicaStart{}, err
 		}

@@ -121,10 +121,12 @@ func (d *Daemon) Start(ctx context.Context, notes io.Writer) error {
 
 // waitReady polls Ready until it succeeds, the process exits (exited
 // closes; nil when it was not started here), or daemonReadyTimeout.
+// It polls often: a lazy compute's FUSE server mounts in tens of
+// milliseconds, and its start waits for that.
 func (d *Daemon) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, daemonReadyTimeout)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		err := d.Ready(ctx)

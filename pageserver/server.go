@@ -356,6 +356,9 @@ func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.Branc
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()
 	}
+	if w := t.walOf(b.Timeline); w != nil {
+		info.AcknowledgedLSN = w.Acknowledged()
+	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
 		info.AncestorTimeline, info.AncestorLSN = a.String(), api.OptionalLSN(at)
 		if ab, ok := t.branchOf(a); ok {
@@ -393,7 +396,7 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 		// stored here, which may be before it is ingested: the branch
 		// must hold them.
 		if w := t.walOf(anc.ID()); w != nil {
-			if err := s.waitForLSN(ctx, anc, w.Status().Flushed); err != nil {
+			if err := s.waitForLSN(ctx, anc, w.Acknowledged()); err != nil {
 				return api.BranchInfo{}, err
 			}
 		}

@@ -48,6 +48,9 @@ type timelineWAL interface {
 	SetSafekeepers(tenant id.TenantID, addrs []string) error
 	// Status describes the receiver, for status pages and metrics.
 	Status() walStatus
+	// Acknowledged is where the WAL the page server may have
+	// acknowledged ends (WalReceiver.Acknowledged).
+	Acknowledged() pgdata.LSN
 	// PrevRecord returns the start of the record of the stored WAL that
 	// ends at end; an error if none does.
 	PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, error)

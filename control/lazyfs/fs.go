@@ -116,6 +116,11 @@ func Mount(o Options) (*FS, error) {
 			// writes (FOPEN_KEEP_CACHE): every change passes here.
 			ExplicitDataCacheControl: true,
 			MaxBackground:            64,
+			// READDIRPLUS looks up every entry listed, which creates
+			// every pending file of the directory (materialize):
+			// PostgreSQL lists each database's directory at start
+			// (RemovePgTempFiles) and needs only the names.
+			DisableReadDirPlus: true,
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
@@ -134,13 +139,39 @@ func Mount(o Options) (*FS, error) {
 // file numbers below it are the system catalogs' (and their indexes').
 const firstNormalObjectID = 16384
 
-// prefetchBatch is how many blocks one prefetch request asks for.
-const prefetchBatch = 64
+// The OIDs of the template databases, fixed since PostgreSQL 15
+// (Template1DbOid, Template0DbOid in pg_database.dat): a client rarely
+// connects to them.
+const (
+	template1OID = 1
+	template0OID = 4
+)
+
+// prefetchRank orders the catalog prefetch by database: shared catalogs
+// (database 0) first, templates last, the others in OID order.
+func prefetchRank(db uint32) uint64 {
+	switch db {
+	case 0:
+		return 0
+	case template1OID, template0OID:
+		return 1<<32 + uint64(db)
+	}
+	return uint64(db)
+}
+
+// prefetchBatch is how many blocks one prefetch request asks for, and
+// prefetchStreams how many requests go at once.
+const (
+	prefetchBatch   = 64
+	prefetchStreams = 4
+)
 
 // prefetchCatalog fetches every block of the system catalogs, shared
 // ones first, in pipelined batches, while PostgreSQL starts and its
-// first backends run. It stops at the first error (the page server is
-// down: reads will say so) or when the file system is unmounted.
+// first backends run. Most catalogs are a block or two, so a batch is
+// mostly one file's: prefetchStreams of them go at once. It stops at the
+// first error (the page server is down: reads will say so) or when the
+// file system is unmounted.
 func (f *FS) prefetchCatalog() {
 	start := time.Now()
 	var files []api.LazyFile
@@ -150,32 +181,61 @@ func (f *FS) prefetchCatalog() {
 		}
 	}
 	// Shared catalogs (global/) first: every connection reads them.
-	sort.SliceStable(files, func(i, j int) bool { return files[i].Rel.DbNode < files[j].Rel.DbNode })
-	blocks := 0
-	for _, info := range files {
-		if err := f.materialize(info.Path); err != nil {
-			f.log.Warn().Err(err).Msg("catalog prefetch stopped")
-			return
-		}
-		f.mu.Lock()
-		lf := f.byPath[info.Path]
-		f.mu.Unlock()
-		if lf == nil {
-			continue // unlinked meanwhile
-		}
-		n := uint32(info.Size / blockSize)
-		for b := uint32(0); b < n; b += prefetchBatch {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := lf.ensure(ctx, b, min(n, b+prefetchBatch), 0)
-			cancel()
-			if err != nil {
-				f.log.Warn().Err(err).Msg("catalog prefetch stopped")
-				return
+	// Then the databases a client connects to, the templates last.
+	sort.SliceStable(files, func(i, j int) bool { return prefetchRank(files[i].Rel.DbNode) < prefetchRank(files[j].Rel.DbNode) })
+	next := make(chan api.LazyFile)
+	var blocks atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range prefetchStreams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for info := range next {
+				if err := f.prefetchFile(info); err != nil {
+					if !failed.Swap(true) {
+						f.log.Warn().Err(err).Msg("catalog prefetch stopped")
+					}
+					continue
+				}
+				blocks.Add(info.Size / blockSize)
 			}
-		}
-		blocks += int(n)
+		}()
 	}
-	f.log.Info().Int("files", len(files)).Int("blocks", blocks).Dur("took", time.Since(start)).Msg("catalog prefetched")
+	for _, info := range files {
+		if failed.Load() {
+			break
+		}
+		next <- info
+	}
+	close(next)
+	wg.Wait()
+	if !failed.Load() {
+		f.log.Info().Int("files", len(files)).Int64("blocks", blocks.Load()).Dur("took", time.Since(start)).Msg("catalog prefetched")
+	}
+}
+
+// prefetchFile fetches every block of one file of the manifest.
+func (f *FS) prefetchFile(info api.LazyFile) error {
+	if err := f.materialize(info.Path); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	lf := f.byPath[info.Path]
+	f.mu.Unlock()
+	if lf == nil {
+		return nil // unlinked meanwhile
+	}
+	n := uint32(info.Size / blockSize)
+	for b := uint32(0); b < n; b += prefetchBatch {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := lf.ensure(ctx, b, min(n, b+prefetchBatch), 0)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Wait waits until the file system is unmounted.

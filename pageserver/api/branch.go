@@ -36,6 +36,13 @@ type BranchInfo struct {
 	// deleting it frees.
 	LayerBytes int64 `json:"layer_bytes"`
 	WALBytes   int64 `json:"wal_bytes"`
+	// AcknowledgedLSN is at or after the end of every record the page
+	// server may have acknowledged to a compute streaming WAL to it
+	// directly (0: it takes no WAL for the branch). A compute that
+	// continues the branch starts there or later; a basebackup there
+	// waits for ingest to reach it. With safekeepers, they are the ones
+	// that acknowledge (safekeeper.AcknowledgedEnd).
+	AcknowledgedLSN pgdata.LSN `json:"acknowledged_lsn"`
 	// IngestStopped is "ingest of timeline T stopped at LSN X: reason"
 	// when the timeline's ingest stopped, "" while it goes on.
 	IngestStopped string `json:"ingest_stopped,omitempty"`
@@ -45,13 +52,14 @@ type BranchInfo struct {
 // create a branch, in the order of BranchInfo.Row.
 var BranchColumns = []string{"name", "timeline_id", "ancestor_name", "ancestor_timeline_id",
 	"ancestor_lsn", "last_record_lsn", "prev_record_lsn", "disk_consistent_lsn", "remote_consistent_lsn", "ingest_stopped",
-	"gc_cutoff_lsn", "logical_size", "layer_bytes", "wal_bytes"}
+	"gc_cutoff_lsn", "logical_size", "layer_bytes", "wal_bytes", "acknowledged_lsn"}
 
 // Row is the branch as a row of BranchColumns.
 func (b BranchInfo) Row() []string {
 	return []string{b.Name, b.Timeline.String(), b.AncestorName, b.AncestorTimeline, b.AncestorLSN.String(),
 		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.RemoteConsistentLSN.String(), b.IngestStopped,
-		b.GCCutoffLSN.String(), strconv.FormatInt(b.LogicalSize, 10), strconv.FormatInt(b.LayerBytes, 10), strconv.FormatInt(b.WALBytes, 10)}
+		b.GCCutoffLSN.String(), strconv.FormatInt(b.LogicalSize, 10), strconv.FormatInt(b.LayerBytes, 10), strconv.FormatInt(b.WALBytes, 10),
+		b.AcknowledgedLSN.String()}
 }
 
 // PhysicalSize is the bytes only this branch holds: its layers and WAL.
@@ -77,10 +85,10 @@ func ParseBranchRow(r map[string]string) (BranchInfo, error) {
 	for _, f := range []struct {
 		col string
 		lsn *pgdata.LSN
-	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}, {"remote_consistent_lsn", &b.RemoteConsistentLSN}} {
+	}{{"last_record_lsn", &b.LastRecordLSN}, {"disk_consistent_lsn", &b.DiskConsistentLSN}, {"gc_cutoff_lsn", &b.GCCutoffLSN}, {"remote_consistent_lsn", &b.RemoteConsistentLSN}, {"acknowledged_lsn", &b.AcknowledgedLSN}} {
 		v, ok := r[f.col]
-		if !ok && (f.col == "gc_cutoff_lsn" || f.col == "remote_consistent_lsn") {
-			continue // a page server from before retention settings or remote storage
+		if !ok && f.col != "last_record_lsn" && f.col != "disk_consistent_lsn" {
+			continue // a page server from before retention settings, remote storage or acknowledged_lsn
 		}
 		if *f.lsn, err = pgdata.ParseLSN(v); err != nil {
 			return b, fmt.Errorf("branch %q: %s: %w", b.Name, f.col, err)

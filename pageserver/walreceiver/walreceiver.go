@@ -78,9 +78,9 @@ type WalReceiverStatus struct {
 	DecodeErrors uint64
 	// Received is the end of the WAL written to the store.
 	Received pgdata.LSN
-	// Flushed is the flush position last reported to the source: to a
-	// compute, the end of the last complete record in fsynced WAL; to a
-	// safekeeper, the timeline's disk-consistent LSN.
+	// Flushed is the flush position last reported (or being reported)
+	// to the source: to a compute, the end of the last complete record
+	// in fsynced WAL; to a safekeeper, the timeline's disk-consistent LSN.
 	Flushed pgdata.LSN
 	// Ingested is the timeline's last record LSN.
 	Ingested pgdata.LSN
@@ -157,6 +157,10 @@ type WalReceiver struct {
 	// ends when the tenant takes another one (errGenerationChanged).
 	toSafekeeper bool
 	gen          repo.Generation
+	// opened is the end of the stored WAL when the receiver was made:
+	// fsynced complete records (OpenWALStore), which the page server may
+	// have acknowledged before a restart.
+	opened pgdata.LSN
 }
 
 // NewWalReceiver returns the receiver of tl, which ing ingests into and
@@ -174,6 +178,8 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		silenceTimeout: silenceTimeout,
 		probeInterval:  probeInterval,
 		switchIdle:     switchIdle,
+
+		opened: store.Flushed(),
 	}
 	r.status.Source = store.Source()
 	if set := store.Safekeepers(); set != nil {
@@ -218,6 +224,19 @@ func (r *WalReceiver) Status() WalReceiverStatus {
 	st.Received = r.store.End()
 	st.Ingested = r.tl.LastRecordLSN()
 	return st
+}
+
+// Acknowledged is an LSN at or after the end of every record the page
+// server may have acknowledged as flushed: the flush position last
+// reported, or the end of the stored WAL when the receiver was made,
+// whichever is later. Both are record boundaries of stored WAL, so
+// ingest reaches it without any new WAL (unless it stops). A compute
+// that continues the timeline, or a branch of its latest state, must
+// start there or later to hold every acknowledged commit.
+func (r *WalReceiver) Acknowledged() pgdata.LSN {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(r.status.Flushed, r.opened)
 }
 
 // setStatus changes the status under the lock.

@@ -231,9 +231,8 @@ func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationCo
 		Applied:        r.tl.LastRecordLSN(),
 		ReplyRequested: reply,
 	}
-	if err := conn.SendStatus(ctx, st); err != nil {
-		return err
-	}
+	// Recorded before it is sent: once the source has it, a compute may
+	// acknowledge commits up to it, and Acknowledged must say so at once.
 	r.setStatus(func(st *WalReceiverStatus) { st.Flushed = flushed })
-	return nil
+	return conn.SendStatus(ctx, st)
 }

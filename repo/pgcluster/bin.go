@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -60,9 +61,17 @@ func pgConfigBinDir(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// versionChecked remembers the directories whose postgres checkBinDir
+// found to be version 15, with that binary's modification time: a
+// command such as zenith pg start makes several Clusters, and each
+// `postgres --version` is a process started (tens of milliseconds on a
+// loaded machine). A binary replaced since is checked again.
+var versionChecked sync.Map // dir -> time.Time
+
 // checkBinDir verifies that dir holds the programs zenith runs and that
 // its postgres is major version 15.
 func checkBinDir(ctx context.Context, dir string) error {
+	var postgresTime time.Time
 	for _, prog := range []string{"postgres", "initdb", "pg_controldata"} {
 		st, err := os.Stat(filepath.Join(dir, prog))
 		if err != nil {
@@ -71,6 +80,12 @@ func checkBinDir(ctx context.Context, dir string) error {
 		if st.IsDir() || st.Mode()&0o111 == 0 {
 			return fmt.Errorf("%s is not executable", prog)
 		}
+		if prog == "postgres" {
+			postgresTime = st.ModTime()
+		}
+	}
+	if t, ok := versionChecked.Load(dir); ok && t.(time.Time).Equal(postgresTime) {
+		return nil
 	}
 	v, err := Version(ctx, dir)
 	if err != nil {
@@ -79,5 +94,6 @@ func checkBinDir(ctx context.Context, dir string) error {
 	if v.Major != MajorVersion {
 		return fmt.Errorf("postgres is version %d, want %d", v.Major, MajorVersion)
 	}
+	versionChecked.Store(dir, postgresTime)
 	return nil
 }

@@ -61,6 +61,28 @@ func TestFindBinDir(t *testing.T) {
 
 // fakeBinDir makes a directory whose postgres prints version and whose
 // initdb and pg_controldata exist.
+// A directory's version is checked once, until its postgres changes:
+// one replaced by version 14 is refused at the next look.
+func TestFindBinDirRechecksAChangedPostgres(t *testing.T) {
+	ctx := context.Background()
+	dir := fakeBinDir(t, "postgres (PostgreSQL) 15.4")
+	if _, err := pgcluster.FindBinDir(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	postgres := filepath.Join(dir, "postgres")
+	if err := os.WriteFile(postgres, []byte("#!/bin/sh\necho 'postgres (PostgreSQL) 14.9'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A new modification time even where the clock is coarse.
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(postgres, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pgcluster.FindBinDir(ctx, dir); err == nil || !strings.Contains(err.Error(), "version 14") {
+		t.Fatalf("FindBinDir of a directory whose postgres became 14 = %q, %v; want a version error", got, err)
+	}
+}
+
 func fakeBinDir(t *testing.T, version string) string {
 	dir := t.TempDir()
 	for _, prog := range []string{"postgres", "initdb", "pg_controldata"} {

@@ -1,0 +1,167 @@
+package control_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zenithdb/zenith/control/lazyfs"
+	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/id"
+	"github.com/zenithdb/zenith/repo/pgcluster"
+	"github.com/zenithdb/zenith/repo/pgdata"
+)
+
+// benchScaleEnv sets BenchmarkGetPage's pgbench scale (default 10).
+const benchScaleEnv = "ZENITH_BENCH_SCALE"
+
+// BenchmarkGetPage measures GetPage@LSN over the page service as a lazy
+// compute's FUSE server issues it (lazyfs.PageClient, the page stream),
+// after Neon's pagebench: a pgbench database loaded through an eager
+// compute, then concurrent page streams requesting single blocks of
+// pgbench_accounts at the branch's last record LSN, at random or in
+// order. Each request is one round trip (a compute's read of a block
+// not fetched yet). It prints throughput and p50/p99/p99.9 latency as a
+// table and reports them as metrics. The page server's caches are as
+// the runs before leave them; the first run of each mode meets pages
+// the page server has not rebuilt yet.
+//
+//	go test -run '^$' -bench GetPage -benchtime 20000x ./control/
+//	ZENITH_BENCH_SCALE=70 go test -run '^$' -bench GetPage ./control/
+func BenchmarkGetPage(b *testing.B) {
+	scale := 10
+	if v := os.Getenv(benchScaleEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive pgbench scale", benchScaleEnv, v)
+		}
+		scale = n
+	}
+	env := zenithtest.New(b, nil)
+	pg := env.Postgres.CreateStart("main", "--eager")
+	ctx := context.Background()
+	pgbench := exec.CommandContext(ctx, filepath.Join(pgcluster.DefaultBinDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(scale), pg.ConnString+"?sslmode=disable")
+	if out, err := pgbench.CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	conn := pg.Connect()
+	var rel pgdata.RelFileNode
+	var tenant string
+	var blocks int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(nullif(reltablespace, 0), (SELECT dattablespace FROM pg_database WHERE datname = current_database()))::bigint,
+		(SELECT oid FROM pg_database WHERE datname = current_database())::bigint, pg_relation_filenode(oid)::bigint,
+		pg_relation_size(oid) / 8192, current_setting('zenith.tenant_id') FROM pg_class WHERE relname = 'pgbench_accounts'`).
+		Scan(&rel.SpcNode, &rel.DbNode, &rel.RelNode, &blocks, &tenant); err != nil {
+		b.Fatal(err)
+	}
+	pg.Stop()
+	t, err := id.ParseTenantID(tenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var branches []api.BranchInfo
+	if err := json.Unmarshal([]byte(env.Zenith("branch", "list", "--json")), &branches); err != nil || len(branches) != 1 {
+		b.Fatalf("zenith branch list: %v, %d branches", err, len(branches))
+	}
+	lsn := branches[0].LastRecordLSN
+	client, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{Addr: env.PageserverAddr,
+		Stream: api.PageStream{Tenant: t, Timeline: "main"}, Timeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+
+	// The testing package runs each sub-benchmark with b.N = 1 first:
+	// the table keeps each one's last run.
+	var rows []getPageRow
+	for _, mode := range []string{"sequential", "random"} {
+		for _, clients := range []int{1, 4} {
+			i := len(rows)
+			rows = append(rows, getPageRow{})
+			b.Run(fmt.Sprintf("%s/clients=%d", mode, clients), func(b *testing.B) {
+				rows[i] = runGetPage(b, client, lsn, rel, uint32(blocks), mode, clients)
+			})
+		}
+	}
+	fmt.Printf("\nGetPage@LSN over the page stream: pgbench scale %d, pgbench_accounts %d blocks (%.0f MiB), at %s (%d CPUs, shared)\n",
+		scale, blocks, float64(blocks)*8192/(1<<20), lsn, runtime.NumCPU())
+	fmt.Printf("%-12s %8s %10s %12s %10s %10s %10s\n", "order", "clients", "requests", "pages/s", "p50", "p99", "p99.9")
+	for _, r := range rows {
+		fmt.Printf("%-12s %8d %10d %12.0f %10s %10s %10s\n", r.mode, r.clients, r.requests, r.rate,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.p999.Round(time.Microsecond))
+	}
+}
+
+// getPageRow is one line of BenchmarkGetPage's table.
+type getPageRow struct {
+	mode           string
+	clients        int
+	requests       int
+	rate           float64
+	p50, p99, p999 time.Duration
+}
+
+// runGetPage makes b.N single-block requests over clients concurrent
+// streams and returns their latencies' summary.
+func runGetPage(b *testing.B, client *lazyfs.PageClient, lsn pgdata.LSN, rel pgdata.RelFileNode, blocks uint32, mode string, clients int) getPageRow {
+	lat := make([][]time.Duration, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range clients {
+		n := b.N / clients
+		if c < b.N%clients {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 7))
+			// Each sequential client reads its own stretch of the table.
+			next := blocks / uint32(clients) * uint32(c)
+			for range n {
+				blk := next % blocks
+				if mode == "random" {
+					blk = rng.Uint32N(blocks)
+				}
+				next++
+				t0 := time.Now()
+				if _, err := client.GetPages(context.Background(), lsn, rel, pgdata.ForkMain, []pgdata.BlockNumber{pgdata.BlockNumber(blk)}); err != nil {
+					errs[c] = err
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatalf("GetPage: %v", err)
+		}
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	row := getPageRow{mode: mode, clients: clients, requests: len(all), rate: float64(len(all)) / elapsed.Seconds(),
+		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999)}
+	b.ReportMetric(row.rate, "pages/s")
+	b.ReportMetric(float64(row.p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(row.p99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(row.p999.Microseconds()), "p99.9-µs")
+	return row
+}
