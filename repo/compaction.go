@@ -29,8 +29,9 @@ func (tl *Timeline) Compact(ctx context.Context) error {
 	return nil
 }
 
-// compactL0 merges every L0 delta layer into delta layers of about the
-// target size, each holding whole keys' histories for the same LSN range.
+// compactL0 merges the L0 delta layers (at most max_open_layer_files of
+// them, the oldest) into delta layers of about the target size, each
+// holding whole keys' histories for the same LSN range.
 func (tl *Timeline) compactL0(ctx context.Context) error {
 	conf := tl.tenant.Config()
 	files := tl.files()
@@ -44,6 +45,12 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 		return nil
 	}
 	sort.Slice(l0, func(i, j int) bool { return l0[i].Desc().LSNs.Start < l0[j].Desc().LSNs.Start })
+	// The merge holds every layer it reads open at once: no more of them
+	// than max_open_layer_files, the oldest first (their LSN ranges
+	// follow each other); the rest wait for a later round.
+	if limit := tl.tenant.repo.env.FileStats().Limit; limit >= 2 && len(l0) > limit {
+		l0 = l0[:limit]
+	}
 	lsns := layer.LSNRange{Start: l0[0].Desc().LSNs.Start, End: l0[len(l0)-1].Desc().LSNs.End}
 
 	m, err := newMerger(l0)

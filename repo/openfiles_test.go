@@ -110,9 +110,18 @@ func TestManyLayersFewOpenFiles(t *testing.T) {
 	}
 
 	// Compaction reads many files at once and writes new ones; the reads
-	// after it go to a different set of files.
+	// after it go to a different set of files. It merges no more L0
+	// layers than the limit at once: it holds each of them open.
+	conf.CompactionThreshold = 2
+	if err := tn.SetConfig(conf); err != nil {
+		t.Fatal(err)
+	}
+	l0Before := l0FilesIn(t, timelineDir)
 	if err := tl.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got, want := l0FilesIn(t, timelineDir), l0Before-limit; got != want {
+		t.Errorf("after one compaction: %d L0 layer files of %d, want %d: %d merged at once, the open-file limit is %d", got, l0Before, want, l0Before-got, limit)
 	}
 	checkOpen("after compaction")
 	readAll("after compaction")
@@ -129,6 +138,24 @@ func openFilesIn(t *testing.T, dir string) int {
 	for _, fd := range fds {
 		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
 		if err == nil && strings.HasPrefix(target, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
+
+// l0FilesIn counts the L0 delta layer files in dir: those over every key
+// and a range of LSNs.
+func l0FilesIn(t *testing.T, dir string) int {
+	t.Helper()
+	names, err := vfs.Default.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range names {
+		keys, lsns, ok := strings.Cut(name, "__")
+		if ok && keys == key.All.String() && strings.Contains(lsns, "-") && !strings.HasSuffix(name, ".tmp") {
 			n++
 		}
 	}
