@@ -161,3 +161,49 @@ func l0FilesIn(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestCompactionThresholdFollowsOpenFileLimit checks that with a small
+// max_open_layer_files, L0 layers are compacted once they reach half of
+// it, before compaction_threshold: every read goes through them all.
+func TestCompactionThresholdFollowsOpenFileLimit(t *testing.T) {
+	const limit = 8
+	const flushes = limit / 2
+	dir := t.TempDir()
+	cfg := testConfig(vfs.Default)
+	cfg.Workdir = dir
+	cfg.MaxOpenLayerFiles = limit
+	r := mustOpen(t, cfg)
+	defer r.Close()
+	conf := repo.DefaultTenantConfig()
+	conf.CheckpointDistance = 1 << 30
+	conf.CheckpointTimeout = tomlconf.Duration(1 << 40)
+	conf.CompactionThreshold = 10
+	tn, err := r.CreateTenant(id.NewTenantID(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range flushes {
+		put(t, tl, pgdata.LSN(0x100+0x10*i), map[key.Key]value.Value{blk(uint32(i)): value.Image([]byte(fmt.Sprintf("[%d]", i)))})
+		if err := tl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timelineDir := filepath.Join(dir, "tenants", tn.ID().String(), "timelines", tl.ID().String())
+	if n := l0FilesIn(t, timelineDir); n != flushes {
+		t.Fatalf("%d L0 layer files after %d flushes", n, flushes)
+	}
+	if err := tl.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := l0FilesIn(t, timelineDir); n != 0 {
+		t.Errorf("%d L0 layer files after compaction with %d open files at most, want 0 (compacted at %d, under the threshold of %d)", n, limit, limit/2, conf.CompactionThreshold)
+	}
+	for i := range flushes {
+		wantGet(t, tl, blk(uint32(i)), pgdata.LSN(0x100+0x10*i), fmt.Sprintf("[%d]", i))
+	}
+}
