@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -289,6 +290,13 @@ func TestSafekeeperDiskFull(t *testing.T) {
 		return strings.Contains(sk3, "DISK FULL")
 	})
 	t.Logf("zenith status with safekeeper 3's disk full:\n%s", out)
+	sk3HTTP := safekeeperHTTPAddr(t, env, 3)
+	if v := metric(t, sk3HTTP, "safekeeper_disk_full"); v != 1 {
+		t.Errorf("safekeeper 3's safekeeper_disk_full = %v with its disk full, want 1", v)
+	}
+	if v := metric(t, sk3HTTP, "safekeeper_disk_full_errors_total"); v < 1 {
+		t.Errorf("safekeeper 3's safekeeper_disk_full_errors_total = %v with its disk full, want at least 1", v)
+	}
 	if log, err := os.ReadFile(filepath.Join(env.RepoDir, "safekeeper-3.log")); err == nil && !strings.Contains(string(log), "no space left on device") {
 		t.Errorf("safekeeper 3's log does not say its disk is full")
 	}
@@ -305,9 +313,31 @@ func TestSafekeeperDiskFull(t *testing.T) {
 	if out := env.Zenith("status"); strings.Contains(out, "DISK FULL") {
 		t.Errorf("zenith status still says a disk is full after space was freed and WAL written:\n%s", out)
 	}
+	if v := metric(t, sk3HTTP, "safekeeper_disk_full"); v != 0 {
+		t.Errorf("safekeeper 3's safekeeper_disk_full = %v after space was freed and WAL written, want 0", v)
+	}
 	acked := w.finish(t)
 	t.Logf("%d commits acknowledged; %d failed (last: %v)", len(acked), w.errors, w.last)
 	env.Zenith("pg", "stop", "main", "--destroy", "--immediate")
 	pg := env.Postgres.CreateStart("main")
 	checkAcked(t, pg.Connect(), acked)
+}
+
+// safekeeperHTTPAddr is safekeeper n's HTTP address in env, whose
+// safekeepers listen on consecutive ports from base_http_port.
+func safekeeperHTTPAddr(t *testing.T, env *zenithtest.Env, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(env.RepoDir, "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^base_http_port = (\d+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("config.toml has no base_http_port:\n%s", b)
+	}
+	port, err := strconv.Atoi(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port+n-1)
 }

@@ -73,6 +73,14 @@ func runPageserver(c *cli.Context) error {
 		log.Info().Int64("memory_limit", limit).Msg("Go runtime memory limit (memory_limit, or GOMEMLIMIT)")
 	}
 
+	if nofile := pageserver.FileLimit(); nofile > 0 {
+		if fit := pageserver.FitOpenFiles(cfg.MaxOpenLayerFiles, nofile); fit != cfg.MaxOpenLayerFiles {
+			log.Warn().Int("max_open_layer_files", fit).Int("configured", cfg.MaxOpenLayerFiles).Uint64("file_limit", nofile).
+				Msg("max_open_layer_files lowered to fit the file-descriptor limit (RLIMIT_NOFILE), which connections, WAL and redo processes share")
+			cfg.MaxOpenLayerFiles = fit
+		}
+	}
+
 	pgLn, httpLn, err := listenPGAndHTTP(c.Context, cfg.ListenPG, cfg.ListenHTTP)
 	if err != nil {
 		return fmt.Errorf("pageserver run: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -80,9 +81,13 @@ func NewServer(cfg Config, h Handler, log zerolog.Logger) *Server {
 
 // Serve accepts connections on ln until ctx is cancelled or ln fails, then
 // closes every session and waits for their handlers to return. It returns
-// nil after a cancellation.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
+// nil after a cancellation. An accept that fails for want of a file
+// descriptor or of memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) or for a
+// connection aborted before it was accepted is logged and retried after a
+// pause (5 ms, doubling up to a second), as net/http does: a server out
+// of descriptors takes connections again once some are closed.
+func (s *Server) Serve(parent context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
 		<-ctx.Done()
@@ -94,12 +99,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	var err error
+	var pause time.Duration
 	for {
 		var c net.Conn
 		c, err = ln.Accept()
+		if err != nil && retryableAccept(err) && ctx.Err() == nil {
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.log.Warn().Err(err).Dur("retry_in", pause).Msg("accept failed")
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+			continue
+		}
 		if err != nil {
 			break
 		}
+		pause = 0
 		s.mu.Lock()
 		if ctx.Err() != nil {
 			s.mu.Unlock()
@@ -120,10 +136,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	s.wg.Wait()
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("accept: %w", err)
+}
+
+// retryableAccept reports whether an accept error is one of the moment
+// (see Serve) rather than the listener's end.
+func retryableAccept(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {

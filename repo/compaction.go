@@ -29,8 +29,9 @@ func (tl *Timeline) Compact(ctx context.Context) error {
 	return nil
 }
 
-// compactL0 merges every L0 delta layer into delta layers of about the
-// target size, each holding whole keys' histories for the same LSN range.
+// compactL0 merges the L0 delta layers (at most max_open_layer_files of
+// them, the oldest; see below for when) into delta layers of about the target size, each
+// holding whole keys' histories for the same LSN range.
 func (tl *Timeline) compactL0(ctx context.Context) error {
 	conf := tl.tenant.Config()
 	files := tl.files()
@@ -40,10 +41,25 @@ func (tl *Timeline) compactL0(ctx context.Context) error {
 			l0 = append(l0, l.(*layer.File))
 		}
 	}
-	if len(l0) < conf.CompactionThreshold || len(l0) < 2 {
+	// Every read goes through each L0 layer newer than its page's image:
+	// with more of them than max_open_layer_files, reads would reopen
+	// them for every page. So they are compacted once they reach half the
+	// limit if that comes before the threshold, and the merge, which
+	// holds every layer it reads open at once, takes no more than the
+	// limit, the oldest first (their LSN ranges follow each other); the
+	// rest wait for a later round.
+	limit := tl.tenant.repo.env.FileStats().Limit
+	threshold := conf.CompactionThreshold
+	if limit >= 4 {
+		threshold = min(threshold, limit/2)
+	}
+	if len(l0) < threshold || len(l0) < 2 {
 		return nil
 	}
 	sort.Slice(l0, func(i, j int) bool { return l0[i].Desc().LSNs.Start < l0[j].Desc().LSNs.Start })
+	if limit >= 2 && len(l0) > limit {
+		l0 = l0[:limit]
+	}
 	lsns := layer.LSNRange{Start: l0[0].Desc().LSNs.Start, End: l0[len(l0)-1].Desc().LSNs.End}
 
 	m, err := newMerger(l0)

@@ -108,9 +108,18 @@ func TestManyLayersFewOpenFiles(t *testing.T) {
 	}
 
 	// Compaction reads many files at once and writes new ones; the reads
-	// after it go to a different set of files.
+	// after it go to a different set of files. It merges no more L0
+	// layers than the limit at once: it holds each of them open.
+	conf.CompactionThreshold = 2
+	if err := tn.SetConfig(conf); err != nil {
+		t.Fatal(err)
+	}
+	l0Before := l0FilesIn(t, timelineDir)
 	if err := tl.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got, want := l0FilesIn(t, timelineDir), l0Before-limit; got != want {
+		t.Errorf("after one compaction: %d L0 layer files of %d, want %d: %d merged at once, the open-file limit is %d", got, l0Before, want, l0Before-got, limit)
 	}
 	checkOpen("after compaction")
 	readAll("after compaction")
@@ -125,4 +134,68 @@ func openFilesIn(t *testing.T, dir string) int {
 		t.Skip(err)
 	}
 	return n
+}
+
+// l0FilesIn counts the L0 delta layer files in dir: those over every key
+// and a range of LSNs.
+func l0FilesIn(t *testing.T, dir string) int {
+	t.Helper()
+	names, err := vfs.Default.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range names {
+		keys, lsns, ok := strings.Cut(name, "__")
+		if ok && keys == key.All.String() && strings.Contains(lsns, "-") && !strings.HasSuffix(name, ".tmp") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCompactionThresholdFollowsOpenFileLimit checks that with a small
+// max_open_layer_files, L0 layers are compacted once they reach half of
+// it, before compaction_threshold: every read goes through them all.
+func TestCompactionThresholdFollowsOpenFileLimit(t *testing.T) {
+	const limit = 8
+	const flushes = limit / 2
+	dir := t.TempDir()
+	cfg := testConfig(vfs.Default)
+	cfg.Workdir = dir
+	cfg.MaxOpenLayerFiles = limit
+	r := mustOpen(t, cfg)
+	defer r.Close()
+	conf := repo.DefaultTenantConfig()
+	conf.CheckpointDistance = 1 << 30
+	conf.CheckpointTimeout = tomlconf.Duration(1 << 40)
+	conf.CompactionThreshold = 10
+	tn, err := r.CreateTenant(id.NewTenantID(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range flushes {
+		put(t, tl, pgdata.LSN(0x100+0x10*i), map[key.Key]value.Value{blk(uint32(i)): value.Image([]byte(fmt.Sprintf("[%d]", i)))})
+		if err := tl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timelineDir := filepath.Join(dir, "tenants", tn.ID().String(), "timelines", tl.ID().String())
+	if n := l0FilesIn(t, timelineDir); n != flushes {
+		t.Fatalf("%d L0 layer files after %d flushes", n, flushes)
+	}
+	if err := tl.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := l0FilesIn(t, timelineDir); n != 0 {
+		t.Errorf("%d L0 layer files after compaction with %d open files at most, want 0 (compacted at %d, under the threshold of %d)", n, limit, limit/2, conf.CompactionThreshold)
+	}
+	for i := range flushes {
+		wantGet(t, tl, blk(uint32(i)), pgdata.LSN(0x100+0x10*i), fmt.Sprintf("[%d]", i))
+	}
 }

@@ -135,7 +135,22 @@ func pathTimeline(w http.ResponseWriter, r *http.Request) (id.TenantID, id.Timel
 // token for its tenant.
 func (s *Safekeeper) routes(mux *auth.Mux) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(timelineCollector{s})
+	reg.MustRegister(timelineCollector{s},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "safekeeper_disk_full",
+			Help: "1 while WAL or control-file writes fail for a full disk (ENOSPC, EDQUOT); the computes' connections to this safekeeper end meanwhile and are retried.",
+		}, func() float64 {
+			if _, _, err := s.disk.Full(); err != nil {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "safekeeper_disk_full_errors_total", Help: "Writes that failed for a full disk.",
+		}, func() float64 {
+			_, n, _ := s.disk.Full()
+			return float64(n)
+		}))
 	mux.HandleFunc("GET /v1/status", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []TimelineState{}
 		for _, tl := range s.Timelines() {

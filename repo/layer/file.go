@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/sstable"
@@ -84,6 +85,9 @@ func (l *File) openCached() error {
 	}
 	l.env.files.reserve()
 	r, err := l.open()
+	if outOfDescriptors(err) && l.env.files.shed() > 0 {
+		r, err = l.open()
+	}
 	if err != nil {
 		l.env.files.release()
 		return err
@@ -91,6 +95,12 @@ func (l *File) openCached() error {
 	l.r = r
 	l.env.files.add(l)
 	return nil
+}
+
+// outOfDescriptors reports whether err says the process (EMFILE) or the
+// system (ENFILE) has no file descriptor left.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // open opens the file and checks its trailer. It is the one place a layer

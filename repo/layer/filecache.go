@@ -60,7 +60,30 @@ func newFileCache(limit int) *fileCache {
 func (c *fileCache) reserve() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for e := c.lru.Back(); e != nil && c.open >= c.limit; {
+	c.closeIdleLocked(c.limit - 1)
+	if c.open >= c.limit {
+		c.overLimit.Add(1)
+	}
+	c.open++
+	c.opens.Add(1)
+}
+
+// shed closes every open file that nobody is reading and returns how
+// many it closed: what an open that failed because the process is out of
+// file descriptors (EMFILE, ENFILE) does before it tries again, since the
+// limit counts layer files only and sockets, pipes and other files take
+// descriptors too.
+func (c *fileCache) shed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeIdleLocked(0)
+}
+
+// closeIdleLocked closes the least recently used files that nobody is
+// reading until at most keep are open, and returns how many it closed.
+func (c *fileCache) closeIdleLocked(keep int) int {
+	closed := 0
+	for e := c.lru.Back(); e != nil && c.open > keep; {
 		prev := e.Prev()
 		f := e.Value.(*File)
 		if f.mu.TryLock() {
@@ -68,17 +91,14 @@ func (c *fileCache) reserve() {
 			f.elem = nil
 			c.open--
 			c.evictions.Add(1)
+			closed++
 			// A read-only file: an error closing it loses nothing.
 			_ = f.closeReader()
 			f.mu.Unlock()
 		}
 		e = prev
 	}
-	if c.open >= c.limit {
-		c.overLimit.Add(1)
-	}
-	c.open++
-	c.opens.Add(1)
+	return closed
 }
 
 // release gives back a reservation whose open failed.
@@ -118,22 +138,7 @@ func (c *fileCache) remove(f *File) {
 
 // closeAll closes every open file that is not in use; it is what Env.Close
 // does with files their owners left open.
-func (c *fileCache) closeAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for e := c.lru.Back(); e != nil; {
-		prev := e.Prev()
-		f := e.Value.(*File)
-		if f.mu.TryLock() {
-			c.lru.Remove(e)
-			f.elem = nil
-			c.open--
-			_ = f.closeReader()
-			f.mu.Unlock()
-		}
-		e = prev
-	}
-}
+func (c *fileCache) closeAll() { c.shed() }
 
 func (c *fileCache) stats() FileStats {
 	c.mu.Lock()

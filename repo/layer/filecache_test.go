@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,5 +189,35 @@ func TestFileCacheKeepsFilesInUse(t *testing.T) {
 	}
 	if err := checkFile(files[0], 0); err == nil {
 		t.Error("read of a removed file succeeded")
+	}
+}
+
+// TestFileCacheShedsWhenOutOfDescriptors runs the cache with a limit it
+// cannot reach: the process "has" only fds descriptors for layer files
+// (an open past them fails with EMFILE, as it does when sockets, pipes
+// and other files took the rest). Each read must still succeed: the open
+// that fails closes the idle files and tries again.
+func TestFileCacheShedsWhenOutOfDescriptors(t *testing.T) {
+	const n, limit, fds = 20, 16, 3
+	dir := t.TempDir()
+	faulty := vfs.NewFaulty(vfs.Default)
+	env := NewEnv(faulty, 0, limit)
+	t.Cleanup(env.Close)
+	files := writeManyFiles(t, env, dir, n)
+	faulty.SetRule(func(op vfs.Op, name string) error {
+		if op == vfs.OpOpen && openFilesIn(t, dir) >= fds {
+			return &os.PathError{Op: "open", Path: name, Err: syscall.EMFILE}
+		}
+		return nil
+	})
+	for round := 0; round < 2; round++ {
+		for i, f := range files {
+			if err := checkFile(f, i); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	if st := env.FileStats(); st.Open > fds || st.Evictions == 0 {
+		t.Errorf("stats = %+v, want at most %d open and evictions", st, fds)
 	}
 }
