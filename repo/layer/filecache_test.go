@@ -3,6 +3,7 @@ package layer
 import (
 	"fmt"
 	"math/rand"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
