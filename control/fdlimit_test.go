@@ -39,6 +39,8 @@ func TestPageserverFewFileDescriptors(t *testing.T) {
 	// files of 256 KiB.
 	env.Zenith("pageserver", "stop")
 	setTenantConfig(t, env, map[string]string{"checkpoint_distance": "1048576", "compaction_target_size": "262144"})
+	// Compaction every 2 s, not 20: the test waits for it twice.
+	setConfig(t, filepath.Join(env.RepoDir, "pageserver", "pageserver.toml"), map[string]string{"compaction_period": `"2s"`})
 	env.Zenith("pageserver", "start")
 	pg := env.Postgres.CreateStart("main")
 	conn := pg.Connect()
@@ -48,7 +50,7 @@ func TestPageserverFewFileDescriptors(t *testing.T) {
 	want := dumpAll(t, pg)
 	conn.Close(context.Background())
 	pg.Stop()
-	// Compaction (every 20 seconds) merges the flushed L0 layers, each
+	// Compaction merges the flushed L0 layers, each
 	// over every key, into layers over key ranges. Under the limit, a
 	// page read through more L0 layers than it can keep open reopens
 	// each of them for every page (see docs/resource-limits.md).
@@ -149,7 +151,12 @@ func layerFiles(t *testing.T, env *zenithtest.Env) (all, l0 int) {
 // which the page server reads when it starts.
 func setTenantConfig(t *testing.T, env *zenithtest.Env, set map[string]string) {
 	t.Helper()
-	conf := filepath.Join(env.RepoDir, "pageserver", "tenants", defaultTenant(t, env), "config.toml")
+	setConfig(t, filepath.Join(env.RepoDir, "pageserver", "tenants", defaultTenant(t, env), "config.toml"), set)
+}
+
+// setConfig sets keys already in the TOML file conf to new values.
+func setConfig(t *testing.T, conf string, set map[string]string) {
+	t.Helper()
 	b, err := os.ReadFile(conf)
 	if err != nil {
 		t.Fatal(err)
