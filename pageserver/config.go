@@ -11,6 +11,7 @@ import (
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
+	"github.com/zenithdb/zenith/walredo"
 )
 
 // ConfigFileName is the name of the page server's config file in its
@@ -50,6 +51,9 @@ type Config struct {
 	PITRInterval tomlconf.Duration `toml:"pitr_interval"`
 	// RedoProcesses is the size of each tenant's WAL redo process pool.
 	RedoProcesses int `toml:"redo_processes"`
+	// WalredoIdleTimeout retires a WAL redo process no request used for
+	// that long (each holds a backend's memory); 0 keeps them.
+	WalredoIdleTimeout tomlconf.Duration `toml:"walredo_idle_timeout"`
 	// PageCacheSize is the memory, in bytes, for reconstructed pages;
 	// BlockCacheSize for uncompressed blocks of layer files;
 	// InMemoryLayerLimit for the in-memory layers of every timeline
@@ -116,6 +120,7 @@ func DefaultConfig() Config {
 		GCHorizon:          64 << 20,
 		PITRInterval:       tomlconf.Duration(7 * 24 * time.Hour),
 		RedoProcesses:      2,
+		WalredoIdleTimeout: tomlconf.Duration(walredo.DefaultConfig().IdleTimeout),
 		PageCacheSize:      rc.PageCacheSize,
 		BlockCacheSize:     rc.BlockCacheSize,
 		InMemoryLayerLimit: rc.InMemoryLayerLimit,
@@ -169,6 +174,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("layer_disk_budget = %d: must not be negative", c.LayerDiskBudget)
 	case c.RedoProcesses < 1 || c.RedoProcesses > 64:
 		return fmt.Errorf("redo_processes = %d: want 1 to 64", c.RedoProcesses)
+	case c.WalredoIdleTimeout < 0:
+		return fmt.Errorf("walredo_idle_timeout = %v: want 0 (never retire) or more", time.Duration(c.WalredoIdleTimeout))
 	case c.PageCacheSize < 0:
 		return fmt.Errorf("page_cache_size = %d: must not be negative", c.PageCacheSize)
 	case c.BlockCacheSize < 0:

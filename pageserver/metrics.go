@@ -72,7 +72,15 @@ func newMetrics() *metrics {
 
 // register adds the per-timeline metrics, read from s at each scrape.
 func (m *metrics) register(s *Server) {
-	m.reg.MustRegister(&timelineCollector{s: s}, memoryCollector{s: s}, remoteCollector{s.repo.RemoteStats()})
+	m.reg.MustRegister(&timelineCollector{s: s}, memoryCollector{s: s}, remoteCollector{s.repo.RemoteStats()},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "zenith_pageserver_walredo_processes",
+			Help: "Live WAL redo processes, of all tenants.",
+		}, func() float64 { return float64(s.redo.Stats().Processes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "zenith_pageserver_walredo_retired_total",
+			Help: "WAL redo processes retired after walredo_idle_timeout unused.",
+		}, func() float64 { return float64(s.redo.Stats().Retired) }))
 }
 
 // pageRequest records the outcome of one page-stream request.

@@ -116,6 +116,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	rcfg.Dir = filepath.Join(dir, walredoDirName)
 	rcfg.BinDir = cfg.PGBinDir
 	rcfg.ProcessesPerTenant = cfg.RedoProcesses
+	rcfg.IdleTimeout = time.Duration(cfg.WalredoIdleTimeout)
 	rcfg.Extension = cfg.WalredoModule
 	if walredoExtension != "" {
 		rcfg.Extension = walredoExtension

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,6 +33,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// StartTimeout bounds the start of a process.
 	StartTimeout time.Duration
+	// IdleTimeout retires a process no request has used for that long
+	// (each holds a PostgreSQL backend's memory and a scratch slot); the
+	// tenant's next request starts one again. 0 keeps them.
+	IdleTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults, with Dir still to be set.
@@ -40,6 +45,7 @@ func DefaultConfig() Config {
 		ProcessesPerTenant: 2,
 		RequestTimeout:     30 * time.Second,
 		StartTimeout:       60 * time.Second,
+		IdleTimeout:        10 * time.Minute,
 	}
 }
 
@@ -54,6 +60,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("walredo: RequestTimeout is %v, want more than 0", c.RequestTimeout)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("walredo: StartTimeout is %v, want more than 0", c.StartTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("walredo: IdleTimeout is %v, want 0 (never) or more", c.IdleTimeout)
 	}
 	return nil
 }
@@ -69,6 +77,66 @@ type Manager struct {
 	pools  map[string]*pool
 	closed bool
 	starts sync.WaitGroup // process starts in progress
+
+	retired    atomic.Uint64 // processes retired as idle
+	stopReaper chan struct{} // closed by Close
+	reaperDone chan struct{}
+}
+
+// Stats are a Manager's figures, for status and metrics.
+type Stats struct {
+	// Processes is the number of live redo processes, of all tenants.
+	Processes int
+	// Retired counts the processes retired after IdleTimeout unused.
+	Retired uint64
+}
+
+// Stats returns the Manager's figures now.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	pools := make([]*pool, 0, len(m.pools))
+	for _, pl := range m.pools {
+		pools = append(pools, pl)
+	}
+	m.mu.Unlock()
+	st := Stats{Retired: m.retired.Load()}
+	for _, pl := range pools {
+		pl.mu.Lock()
+		for _, p := range pl.procs {
+			if !p.isDead() {
+				st.Processes++
+			}
+		}
+		pl.mu.Unlock()
+	}
+	return st
+}
+
+// reap retires idle processes every half IdleTimeout until Close.
+func (m *Manager) reap() {
+	defer close(m.reaperDone)
+	t := time.NewTicker(max(m.cfg.IdleTimeout/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stopReaper:
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			pools := make([]*pool, 0, len(m.pools))
+			for _, pl := range m.pools {
+				pools = append(pools, pl)
+			}
+			m.mu.Unlock()
+			for _, pl := range pools {
+				for _, p := range pl.idle(now, m.cfg.IdleTimeout) {
+					m.retired.Add(1)
+					pl.log.Info().Int("pid", p.cmd.Process.Pid).Dur("idle_timeout", m.cfg.IdleTimeout).Msg("retiring an idle walredo process")
+					p.close(10 * time.Second)
+				}
+			}
+		}
+	}
 }
 
 // Open prepares cfg.Dir (installs the module in the cache directory,
@@ -103,16 +171,27 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Manager, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, log: log, user: user, scratch: sc, pools: make(map[string]*pool)}, nil
+	m := &Manager{cfg: cfg, log: log, user: user, scratch: sc, pools: make(map[string]*pool),
+		stopReaper: make(chan struct{}), reaperDone: make(chan struct{})}
+	if cfg.IdleTimeout > 0 {
+		go m.reap()
+	} else {
+		close(m.reaperDone)
+	}
+	return m, nil
 }
 
 // Close stops every redo process. Requests in flight fail.
 func (m *Manager) Close() error {
 	m.mu.Lock()
+	if !m.closed {
+		close(m.stopReaper)
+	}
 	m.closed = true
 	pools := m.pools
 	m.pools = nil
 	m.mu.Unlock()
+	<-m.reaperDone
 	var wg sync.WaitGroup
 	for _, pl := range pools {
 		for _, p := range pl.stop() {
@@ -137,7 +216,7 @@ func (m *Manager) pool(tenant string) (*pool, error) {
 	}
 	pl := m.pools[tenant]
 	if pl == nil {
-		pl = &pool{m: m, tenant: tenant, log: m.log.With().Str("tenant", tenant).Logger()}
+		pl = &pool{m: m, tenant: tenant, log: m.log.With().Str("tenant", tenant).Logger(), used: map[*process]time.Time{}}
 		m.pools[tenant] = pl
 	}
 	return pl, nil
@@ -166,6 +245,28 @@ type pool struct {
 	procs    []*process
 	starting *pending // a process being started, if any
 	stopped  bool
+	// used is when acquire last handed out each process: one handed out
+	// is not idle, even before its request counts as in flight.
+	used map[*process]time.Time
+}
+
+// idle removes from the pool and returns the processes with no request in
+// flight that acquire has not handed out for timeout.
+func (pl *pool) idle(now time.Time, timeout time.Duration) []*process {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var out []*process
+	keep := pl.procs[:0]
+	for _, p := range pl.procs {
+		if !p.isDead() && p.inflight.Load() == 0 && now.Sub(pl.used[p]) >= timeout {
+			out = append(out, p)
+			delete(pl.used, p)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	pl.procs = keep
+	return out
 }
 
 // pending is a process start in progress.
@@ -188,6 +289,8 @@ func (pl *pool) acquire(ctx context.Context) (*process, error) {
 		for _, p := range pl.procs {
 			if !p.isDead() {
 				live = append(live, p)
+			} else {
+				delete(pl.used, p)
 			}
 		}
 		pl.procs = live
@@ -201,6 +304,9 @@ func (pl *pool) acquire(ctx context.Context) (*process, error) {
 			pl.startLocked()
 		}
 		st := pl.starting
+		if best != nil {
+			pl.used[best] = time.Now()
+		}
 		pl.mu.Unlock()
 		if best != nil {
 			return best, nil
@@ -234,6 +340,7 @@ func (pl *pool) startLocked() {
 			defer p.close(10 * time.Second) // before starts.Done
 		default:
 			pl.procs = append(pl.procs, p)
+			pl.used[p] = time.Now()
 		}
 		pl.mu.Unlock()
 		close(st.done)

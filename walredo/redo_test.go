@@ -351,3 +351,46 @@ func TestMask(t *testing.T) {
 		t.Errorf("mask with the Transaction rmgr: %v, want 'no mask function'", err)
 	}
 }
+
+// TestIdleProcessRetired: with a short IdleTimeout the tenant's process
+// is retired once unused (gone from the process table, counted in
+// Stats), and the next request starts a new one that redoes correctly.
+func TestIdleProcessRetired(t *testing.T) {
+	m := openTestManager(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	image := testPage(0x5A)
+	want := testPage(0x5A)
+	setLSN(want, 0x1000028)
+	redo := func() {
+		t.Helper()
+		got, err := m.Redo(ctx, tenant, targetTag, nil, []Record{{LSN: 0x1000028, WAL: fpiRecord(image, targetTag)}})
+		if err != nil {
+			t.Fatalf("Redo: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Redo: page differs at byte %d", firstDiff(got, want))
+		}
+	}
+	redo()
+	first := m.pids(tenant)
+	if len(first) != 1 || m.Stats().Processes != 1 {
+		t.Fatalf("after one request: pids %v, Stats %+v; want one process", first, m.Stats())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for m.Stats().Retired == 0 || !isGonePID(first[0]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not retired 30 s after its last request: Stats %+v", first[0], m.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := m.Stats(); st.Processes != 0 || st.Retired != 1 {
+		t.Errorf("after the retirement: Stats %+v, want no process and 1 retired", st)
+	}
+	redo()
+	if again := m.pids(tenant); len(again) != 1 || again[0] == first[0] {
+		t.Errorf("after a retirement, the next request ran on pids %v, want a new process (the old one was %d)", again, first[0])
+	}
+}
+
+// isGonePID says whether no process pid exists any more.
+func isGonePID(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
