@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/basebackup"
@@ -26,8 +28,118 @@ import (
 // commands answered with text rows, basebackup as COPY OUT, import as
 // COPY IN, and the page stream as COPY BOTH. See api.ParseCommand for
 // the commands, commandNeeds for their tokens and sqlError for the
-// SQLSTATEs of their errors.
-type pageService struct{ s *Server }
+// SQLSTATEs of their errors. What it knows of tenants, branches and
+// timelines it asks of its pageTenants.
+type pageService struct {
+	tenants   pageTenants
+	metrics   pageMetrics
+	importDir string
+	version   string
+	log       zerolog.Logger
+}
+
+// pageServiceConfig is what a pageService is made of.
+type pageServiceConfig struct {
+	// Tenants is the tenant manager the commands act on.
+	Tenants pageTenants
+	// Metrics are the collectors the service updates; the caller
+	// registers them.
+	Metrics pageMetrics
+	// ImportDir is where an import unpacks the uploaded data directory,
+	// each in a temporary directory of its own, removed afterwards.
+	ImportDir string
+	// Version is the server's version, as identify_system reports it.
+	Version string
+	Log     zerolog.Logger
+}
+
+// newPageService returns the page service of cfg.
+func newPageService(cfg pageServiceConfig) *pageService {
+	return &pageService{tenants: cfg.Tenants, metrics: cfg.Metrics, importDir: cfg.ImportDir, version: cfg.Version, log: cfg.Log}
+}
+
+// pageTenants is what the page service uses of the tenant manager. A
+// tenant is named by its id and a timeline by a reference (a branch
+// name or a timeline id, api.TimelineRef); errors are those sqlError
+// maps (repo's and api's sentinels), or *pgwire.Error.
+type pageTenants interface {
+	// Status is the server's summary as the status command's row.
+	Status() statusRow
+	// CreateTenant creates a tenant (a fresh id if tid is zero) attached
+	// at gen and returns its id.
+	CreateTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (id.TenantID, error)
+	// ListTenants returns the ids of the tenants served.
+	ListTenants() []id.TenantID
+	// AttachTenant serves tenant tid at generation gen.
+	AttachTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (attachedTenant, error)
+	// DetachTenant stops serving tenant tid, uploading it first.
+	DetachTenant(ctx context.Context, tid id.TenantID) error
+	// DeleteTenant deletes tenant tid here and in remote storage.
+	DeleteTenant(tid id.TenantID) error
+	// Branches describes every branch of tenant tid.
+	Branches(ctx context.Context, tid id.TenantID) ([]api.BranchInfo, error)
+	// CreateBranch creates branch name of tenant tid at start.
+	CreateBranch(ctx context.Context, tid id.TenantID, name string, start api.StartPoint) (api.BranchInfo, error)
+	// DeleteBranch deletes the branch ref of tenant tid and returns its
+	// timeline.
+	DeleteBranch(tid id.TenantID, ref string) (id.TimelineID, error)
+	// GC collects the garbage of tenant tid's timelines.
+	GC(ctx context.Context, tid id.TenantID) error
+	// Configure changes tenant tid's settings and returns them all.
+	Configure(tid id.TenantID, change api.RetentionChange) ([]api.TenantSetting, error)
+	// CheckBranchFree fails (api.ErrBranchExists) if tenant tid has a
+	// branch called name: an import checks before its upload.
+	CheckBranchFree(tid id.TenantID, name string) error
+	// Import imports the stopped data directory dir as branch name of
+	// tenant tid.
+	Import(ctx context.Context, tid id.TenantID, name, dir string) (api.BranchInfo, error)
+	// Timeline resolves tenant tid's timeline ref.
+	Timeline(tid id.TenantID, ref string) (*repo.Timeline, error)
+	// WaitForLSN waits, at most the server's wait_lsn_timeout, until tl
+	// has ingested WAL up to lsn (57014 if it does not in time).
+	WaitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) error
+	// RecordBefore checks that a record of the history of tl (a timeline
+	// of tenant tid) ends at lsn and returns its start, 0 if unknown
+	// (api.ErrNotRecordBoundary if none ends there).
+	RecordBefore(ctx context.Context, tid id.TenantID, tl *repo.Timeline, lsn pgdata.LSN) (pgdata.LSN, error)
+	// WAL returns the WAL side of tenant tid's timeline ref (55000 if it
+	// takes no WAL).
+	WAL(tid id.TenantID, ref string) (pageWAL, error)
+}
+
+// statusRow is the status command's answer: its columns and their values.
+type statusRow struct {
+	Columns, Values []string
+}
+
+// attachedTenant is what tenant_attach answers of the tenant it attached.
+type attachedTenant struct {
+	ID         id.TenantID
+	Generation repo.Generation
+	Timelines  int
+}
+
+// pageWAL is what the page service sets of a timeline's WAL receiver.
+type pageWAL interface {
+	// SetSource sets (and persists) the compute WAL comes from; ""
+	// stops streaming.
+	SetSource(connStr string) error
+	// SetSafekeepers sets (and persists) the safekeepers (host:port) WAL
+	// comes from instead; tenant is the timeline's tenant.
+	SetSafekeepers(tenant id.TenantID, addrs []string) error
+}
+
+// pageMetrics are the page service's Prometheus collectors.
+type pageMetrics struct {
+	// PageRequests counts page-stream requests by kind and result (ok,
+	// error).
+	PageRequests *prometheus.CounterVec
+	// GetPageSeconds is the latency of GetPage requests, LSN wait
+	// included.
+	GetPageSeconds prometheus.Histogram
+	// Basebackups counts basebackups by result (ok, error).
+	Basebackups *prometheus.CounterVec
+}
 
 // Handle runs one command.
 func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
@@ -43,7 +155,7 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 		var pe *pgwire.Error
 		if !errors.As(err, &pe) {
 			// Not the client's mistake: the operator needs to know.
-			ps.s.log.Error().Err(err).Str("command", c.Name()).Msg("page service command failed")
+			ps.log.Error().Err(err).Str("command", c.Name()).Msg("page service command failed")
 		}
 		return err
 	}
@@ -51,58 +163,42 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 }
 
 func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Command) error {
-	s := ps.s
+	ts := ps.tenants
 	switch c := cmd.(type) {
 	case api.IdentifySystem:
 		if err := sess.Columns("server", "version", "pg_version"); err != nil {
 			return err
 		}
-		return sess.Row("zenith-pageserver", Version, strconv.Itoa(pgdata.PGMajorVersion))
+		return sess.Row("zenith-pageserver", ps.version, strconv.Itoa(pgdata.PGMajorVersion))
 	case api.Status:
-		st := s.status()
-		m := st.Memory
-		if err := sess.Columns("tenants", "timelines", "uptime_seconds", "rss_bytes", "go_heap_bytes",
-			"in_memory_layer_bytes", "in_memory_layer_limit", "page_cache_bytes", "page_cache_limit",
-			"block_cache_bytes", "block_cache_limit", "wal_in_flight_bytes", "go_memory_limit", "open_layer_files", "max_open_layer_files",
-			"disk_full", "disk_full_since", "disk_full_errors"); err != nil {
+		st := ts.Status()
+		if err := sess.Columns(st.Columns...); err != nil {
 			return err
 		}
-		n := func(v int64) string { return strconv.FormatInt(v, 10) }
-		return sess.Row(strconv.Itoa(st.Tenants), strconv.Itoa(st.Timelines), n(st.UptimeSeconds), n(m.RSSBytes), n(m.GoHeapBytes),
-			n(m.InMemoryLayerBytes()), n(m.InMemoryLayerLimit), n(m.PageCacheBytes), n(m.PageCacheLimit),
-			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit), strconv.Itoa(m.OpenLayerFiles), strconv.Itoa(m.MaxOpenLayerFiles),
-			st.DiskFull, st.DiskFullSince, n(st.DiskFullErrors))
+		return sess.Row(st.Values...)
 	case api.TenantCreate:
-		t, err := s.createTenant(ctx, c.Tenant, repo.Generation(c.Generation))
+		tid, err := ts.CreateTenant(ctx, c.Tenant, repo.Generation(c.Generation))
 		if err != nil {
 			return err
 		}
 		if err := sess.Columns("tenant_id"); err != nil {
 			return err
 		}
-		return sess.Row(t.id.String())
+		return sess.Row(tid.String())
 	case api.TenantList:
 		if err := sess.Columns("tenant_id"); err != nil {
 			return err
 		}
-		for _, t := range s.tenants.list() {
-			if err := sess.Row(t.id.String()); err != nil {
+		for _, tid := range ts.ListTenants() {
+			if err := sess.Row(tid.String()); err != nil {
 				return err
 			}
 		}
 		return nil
 	case api.BranchList:
-		t, err := s.tenants.get(c.Tenant)
-		if err != nil {
-			return err
-		}
-		return branchRowsOf(ctx, s, sess, t)
+		return ps.branchRowsOf(ctx, sess, c.Tenant)
 	case api.BranchDelete:
-		t, err := s.tenants.get(c.Tenant)
-		if err != nil {
-			return err
-		}
-		tid, err := t.deleteBranch(c.Timeline)
+		tid, err := ts.DeleteBranch(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
@@ -111,20 +207,12 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 		}
 		return sess.Row(tid.String())
 	case api.GC:
-		t, err := s.tenants.get(c.Tenant)
-		if err != nil {
+		if err := ts.GC(ctx, c.Tenant); err != nil {
 			return err
 		}
-		if err := t.gc(ctx); err != nil {
-			return err
-		}
-		return branchRowsOf(ctx, s, sess, t)
+		return ps.branchRowsOf(ctx, sess, c.Tenant)
 	case api.TenantConfig:
-		t, err := s.tenants.get(c.Tenant)
-		if err != nil {
-			return err
-		}
-		settings, err := t.configure(c.Change)
+		settings, err := ts.Configure(c.Tenant, c.Change)
 		if err != nil {
 			return err
 		}
@@ -138,32 +226,28 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 		}
 		return nil
 	case api.TenantAttach:
-		t, err := s.tenants.attach(ctx, c.Tenant, repo.Generation(c.Generation))
+		t, err := ts.AttachTenant(ctx, c.Tenant, repo.Generation(c.Generation))
 		if err != nil {
 			return err
 		}
 		if err := sess.Columns("tenant_id", "generation", "timelines"); err != nil {
 			return err
 		}
-		return sess.Row(t.id.String(), t.tn.Generation().String(), strconv.Itoa(len(t.tn.Timelines())))
+		return sess.Row(t.ID.String(), t.Generation.String(), strconv.Itoa(t.Timelines))
 	case api.TenantDetach:
-		if err := s.tenants.detach(ctx, c.Tenant); err != nil {
+		if err := ts.DetachTenant(ctx, c.Tenant); err != nil {
 			return err
 		}
 		sess.SetTag("TENANT_DETACH")
 		return nil
 	case api.TenantDelete:
-		if err := s.tenants.delete(c.Tenant); err != nil {
+		if err := ts.DeleteTenant(c.Tenant); err != nil {
 			return err
 		}
 		sess.SetTag("TENANT_DELETE")
 		return nil
 	case api.BranchCreate:
-		t, err := s.tenants.get(c.Tenant)
-		if err != nil {
-			return err
-		}
-		info, err := s.createBranch(ctx, t, c.Branch, c.Start)
+		info, err := ts.CreateBranch(ctx, c.Tenant, c.Branch, c.Start)
 		if err != nil {
 			return err
 		}
@@ -173,7 +257,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 	case api.Basebackup:
 		return ps.basebackup(ctx, sess, c)
 	case api.CallMeMaybe:
-		w, err := s.timelineWAL(c.Tenant, c.Timeline)
+		w, err := ts.WAL(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
@@ -183,7 +267,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 		sess.SetTag(strings.ToUpper(c.Name()))
 		return nil
 	case api.Safekeepers:
-		w, err := s.timelineWAL(c.Tenant, c.Timeline)
+		w, err := ts.WAL(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
@@ -193,7 +277,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 		sess.SetTag(strings.ToUpper(c.Name()))
 		return nil
 	case api.PageStream:
-		_, tl, err := s.timeline(c.Tenant, c.Timeline)
+		tl, err := ts.Timeline(c.Tenant, c.Timeline)
 		if err != nil {
 			return err
 		}
@@ -202,9 +286,9 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 	return fmt.Errorf("command %q is parsed but not handled", cmd.Name())
 }
 
-// branchRowsOf answers every branch of t.
-func branchRowsOf(ctx context.Context, s *Server, sess *pgwire.Session, t *tenant) error {
-	infos, err := s.branchInfos(ctx, t)
+// branchRowsOf answers every branch of tenant tid.
+func (ps *pageService) branchRowsOf(ctx context.Context, sess *pgwire.Session, tid id.TenantID) error {
+	infos, err := ps.tenants.Branches(ctx, tid)
 	if err != nil {
 		return err
 	}
@@ -228,23 +312,17 @@ func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
 // that a taken name fails at once; the tar is unpacked into a temporary
 // directory under the working directory, removed whatever happens.
 func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, c api.Import) error {
-	s := ps.s
-	t, err := s.tenants.get(c.Tenant)
-	if err != nil {
+	if err := ps.tenants.CheckBranchFree(c.Tenant, c.Branch); err != nil {
 		return err
-	}
-	if _, ok := t.branchNamed(c.Branch); ok {
-		return fmt.Errorf("branch %q of tenant %s: %w", c.Branch, t.id, errBranchExists)
 	}
 	r, err := sess.CopyIn()
 	if err != nil {
 		return err
 	}
-	parent := filepath.Join(s.dir, importDirName)
-	if err := os.MkdirAll(parent, 0o700); err != nil {
+	if err := os.MkdirAll(ps.importDir, 0o700); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(parent, c.Tenant.String()+"-")
+	dir, err := os.MkdirTemp(ps.importDir, c.Tenant.String()+"-")
 	if err != nil {
 		return err
 	}
@@ -253,13 +331,9 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 	if err := tarfile.ExtractDataDir(r, dir); err != nil {
 		return err
 	}
-	s.log.Info().Str("tenant", t.id.String()).Str("branch", c.Branch).Int64("bytes", r.BytesRead()).
+	ps.log.Info().Str("tenant", c.Tenant.String()).Str("branch", c.Branch).Int64("bytes", r.BytesRead()).
 		Dur("took", time.Since(start)).Msg("received data directory to import")
-	br, err := t.importBranch(ctx, c.Branch, dir)
-	if err != nil {
-		return err
-	}
-	info, err := s.branchInfo(ctx, t, br)
+	info, err := ps.tenants.Import(ctx, c.Tenant, c.Branch, dir)
 	if err != nil {
 		return err
 	}
@@ -271,15 +345,14 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 // at once on a timeline whose ingest stopped, unless the LSN is at or
 // before where it stopped.
 func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c api.Basebackup) (err error) {
-	s := ps.s
 	defer func() {
 		if err != nil {
-			s.metrics.basebackups.WithLabelValues("error").Inc()
+			ps.metrics.Basebackups.WithLabelValues("error").Inc()
 		} else {
-			s.metrics.basebackups.WithLabelValues("ok").Inc()
+			ps.metrics.Basebackups.WithLabelValues("ok").Inc()
 		}
 	}()
-	t, tl, err := s.timeline(c.Tenant, c.Timeline)
+	tl, err := ps.tenants.Timeline(c.Tenant, c.Timeline)
 	if err != nil {
 		return err
 	}
@@ -288,10 +361,10 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c a
 		if lsn, err = latestLSN(tl); err != nil {
 			return err
 		}
-	} else if err := s.waitForLSN(ctx, tl, lsn); err != nil {
+	} else if err := ps.tenants.WaitForLSN(ctx, tl, lsn); err != nil {
 		return err
 	}
-	prev, err := t.recordBefore(ctx, tl, lsn)
+	prev, err := ps.tenants.RecordBefore(ctx, c.Tenant, tl, lsn)
 	if err != nil {
 		return err
 	}
@@ -306,7 +379,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c a
 	if err := w.Close(); err != nil {
 		return err
 	}
-	s.log.Info().Str("tenant", t.id.String()).Str("timeline", tl.ID().String()).Stringer("lsn", lsn).
+	ps.log.Info().Str("tenant", c.Tenant.String()).Str("timeline", tl.ID().String()).Stringer("lsn", lsn).
 		Dur("took", time.Since(start)).Msg("sent basebackup")
 	return nil
 }
@@ -336,11 +409,11 @@ func sqlError(err error) error {
 	}
 	code := ""
 	switch {
-	case errors.Is(err, repo.ErrTenantNotFound), errors.Is(err, repo.ErrTimelineNotFound), errors.Is(err, errBranchNotFound):
+	case errors.Is(err, repo.ErrTenantNotFound), errors.Is(err, repo.ErrTimelineNotFound), errors.Is(err, api.ErrBranchNotFound):
 		code = pgwire.CodeUndefinedObject
-	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, errBranchExists):
+	case errors.Is(err, repo.ErrTenantExists), errors.Is(err, repo.ErrTimelineExists), errors.Is(err, api.ErrBranchExists):
 		code = pgwire.CodeDuplicateObject
-	case errors.Is(err, errHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
+	case errors.Is(err, api.ErrHasChildren), errors.Is(err, repo.ErrTimelineHasChildren):
 		code = pgwire.CodeDependentObjects
 	case errors.Is(err, walingest.ErrNotShutDown), errors.Is(err, tarfile.ErrBadTar), errors.Is(err, repo.ErrInvalidGeneration):
 		code = pgwire.CodeInvalidParameterValue
@@ -349,70 +422,13 @@ func sqlError(err error) error {
 			Hint: "the page server keeps the timeline's WAL; restart it once the cause is fixed and ingest resumes (its log says more)"}
 	case errors.Is(err, repo.ErrBelowGCCutoff), errors.Is(err, repo.ErrBranchBeforeGCCutoff),
 		errors.Is(err, repo.ErrBranchAfterLastLSN), errors.Is(err, repo.ErrLSNNotReached),
-		errors.Is(err, errNotRecordBoundary), errors.Is(err, datadir.ErrNoControlFile),
+		errors.Is(err, api.ErrNotRecordBoundary), errors.Is(err, datadir.ErrNoControlFile),
 		errors.Is(err, repo.ErrStaleGeneration), errors.Is(err, repo.ErrNoRemoteStorage):
 		code = pgwire.CodeObjectNotInPrereqState
 	default:
 		return err
 	}
 	return &pgwire.Error{Code: code, Message: err.Error()}
-}
-
-// timeline resolves a tenant id and a timeline reference.
-func (s *Server) timeline(tid id.TenantID, ref string) (*tenant, *repo.Timeline, error) {
-	t, err := s.tenants.get(tid)
-	if err != nil {
-		return nil, nil, err
-	}
-	tl, err := t.timeline(ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	return t, tl, nil
-}
-
-// timelineWAL resolves a tenant id and a timeline reference to the
-// timeline's WAL side (timelineWALOf).
-func (s *Server) timelineWAL(tid id.TenantID, ref string) (timelineWAL, error) {
-	t, tl, err := s.timeline(tid, ref)
-	if err != nil {
-		return nil, err
-	}
-	return timelineWALOf(t, tl)
-}
-
-// timelineWALOf returns the WAL side of a tenant's timeline; 55000 if it
-// takes no WAL.
-func timelineWALOf(t *tenant, tl *repo.Timeline) (timelineWAL, error) {
-	w := t.walOf(tl.ID())
-	if w == nil {
-		return nil, pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "timeline %s takes no WAL (see the page server's log)", tl.ID())
-	}
-	return w, nil
-}
-
-// waitForLSN waits, at most the configured wait_lsn_timeout, until tl has
-// ingested WAL up to lsn. It fails at once (repo.ErrIngestStopped) if
-// tl's ingest stopped before lsn.
-func (s *Server) waitForLSN(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) error {
-	if lsn <= tl.LastRecordLSN() {
-		return nil
-	}
-	timeout := time.Duration(s.cfg.WaitLSNTimeout)
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := tl.WaitForLSN(wctx, lsn); err != nil {
-		if errors.Is(err, repo.ErrIngestStopped) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return &pgwire.Error{Code: pgwire.CodeQueryCanceled,
-			Message: fmt.Sprintf("timeline %s did not reach %v within wait_lsn_timeout (%v); it is at %v", tl.ID(), lsn, timeout, tl.LastRecordLSN()),
-			Hint:    "is the timeline's WAL source (callmemaybe) streaming?"}
-	}
-	return nil
 }
 
 // latestLSN is the LSN a request without one is served at: the last

@@ -59,14 +59,18 @@ var requestNames = map[byte]string{
 func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest) []byte {
 	start := time.Now()
 	resp, err := ps.serve(ctx, tl, req)
-	ps.s.metrics.pageRequest(requestNames[req.Tag], err)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	ps.metrics.PageRequests.WithLabelValues(requestNames[req.Tag], result).Inc()
 	if req.Tag == api.TagGetPageRequest {
-		ps.s.metrics.getPageSeconds.Observe(time.Since(start).Seconds())
+		ps.metrics.GetPageSeconds.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
 		e, ok := sqlError(err).(*pgwire.Error)
 		if !ok {
-			ps.s.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
+			ps.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
 				Msg("page request failed")
 			return api.ErrorPageResponse(pgwire.CodeInternalError, err.Error())
 		}
@@ -149,7 +153,7 @@ func existingRelSize(ctx context.Context, r *datadir.DatadirReader, req api.Page
 // the request's own, or for a "latest" request the last record ingested
 // once the request's LSN is reached.
 func (ps *pageService) requestLSN(ctx context.Context, tl *repo.Timeline, req api.PageRequest) (pgdata.LSN, error) {
-	if err := ps.s.waitForLSN(ctx, tl, req.LSN); err != nil {
+	if err := ps.tenants.WaitForLSN(ctx, tl, req.LSN); err != nil {
 		return 0, err
 	}
 	if req.Latest {

@@ -201,7 +201,13 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 			TLS:           s.tls,
 			RequireTLS:    s.tls != nil,
 			Authenticate:  s.authenticator(),
-		}, &pageService{s: s}, s.log.With().Str("component", "page_service").Logger())
+		}, newPageService(pageServiceConfig{
+			Tenants:   serverTenants{s},
+			Metrics:   pageMetrics{PageRequests: s.metrics.pageRequests, GetPageSeconds: s.metrics.getPageSeconds, Basebackups: s.metrics.basebackups},
+			ImportDir: filepath.Join(s.dir, importDirName),
+			Version:   Version,
+			Log:       s.log,
+		}), s.log.With().Str("component", "page_service").Logger())
 		g.Add(func() error {
 			s.log.Info().Str("addr", pg.Addr().String()).Msg("page service listening")
 			return srv.Serve(ctx, pg)
