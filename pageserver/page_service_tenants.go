@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -15,16 +16,16 @@ import (
 )
 
 // serverTenants is the server's tenant manager as the page service sees
-// it (pageTenants).
+// it (pageservice.Tenants).
 type serverTenants struct{ s *Server }
 
-var _ pageTenants = serverTenants{}
+var _ pageservice.Tenants = serverTenants{}
 
-func (st serverTenants) Status() statusRow {
+func (st serverTenants) Status() pageservice.StatusRow {
 	s := st.s.status()
 	m := s.Memory
 	n := func(v int64) string { return strconv.FormatInt(v, 10) }
-	return statusRow{
+	return pageservice.StatusRow{
 		Columns: []string{"tenants", "timelines", "uptime_seconds", "rss_bytes", "go_heap_bytes",
 			"in_memory_layer_bytes", "in_memory_layer_limit", "page_cache_bytes", "page_cache_limit",
 			"block_cache_bytes", "block_cache_limit", "wal_in_flight_bytes", "go_memory_limit", "open_layer_files", "max_open_layer_files",
@@ -52,12 +53,12 @@ func (st serverTenants) ListTenants() []id.TenantID {
 	return ids
 }
 
-func (st serverTenants) AttachTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (attachedTenant, error) {
+func (st serverTenants) AttachTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (pageservice.AttachedTenant, error) {
 	t, err := st.s.tenants.attach(ctx, tid, gen)
 	if err != nil {
-		return attachedTenant{}, err
+		return pageservice.AttachedTenant{}, err
 	}
-	return attachedTenant{ID: t.id, Generation: t.tn.Generation(), Timelines: len(t.tn.Timelines())}, nil
+	return pageservice.AttachedTenant{ID: t.id, Generation: t.tn.Generation(), Timelines: len(t.tn.Timelines())}, nil
 }
 
 func (st serverTenants) DetachTenant(ctx context.Context, tid id.TenantID) error {
@@ -146,7 +147,7 @@ func (st serverTenants) RecordBefore(ctx context.Context, tid id.TenantID, tl *r
 	return t.recordBefore(ctx, tl, lsn)
 }
 
-func (st serverTenants) WAL(tid id.TenantID, ref string) (pageWAL, error) {
+func (st serverTenants) WAL(tid id.TenantID, ref string) (pageservice.TimelineWAL, error) {
 	return st.s.timelineWAL(tid, ref)
 }
 

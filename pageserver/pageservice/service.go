@@ -1,4 +1,4 @@
-package pageserver
+package pageservice
 
 import (
 	"context"
@@ -24,27 +24,27 @@ import (
 	"github.com/zenithdb/zenith/repo/tarfile"
 )
 
-// The page service is the page server's libpq endpoint: management
+// Service is the page server's libpq endpoint (a pgwire.Handler): management
 // commands answered with text rows, basebackup as COPY OUT, import as
 // COPY IN, and the page stream as COPY BOTH. See api.ParseCommand for
-// the commands, commandNeeds for their tokens and sqlError for the
+// the commands, CommandNeeds for their tokens and SQLError for the
 // SQLSTATEs of their errors. What it knows of tenants, branches and
-// timelines it asks of its pageTenants.
-type pageService struct {
-	tenants   pageTenants
-	metrics   pageMetrics
+// timelines it asks of its Tenants.
+type Service struct {
+	tenants   Tenants
+	metrics   Metrics
 	importDir string
 	version   string
 	log       zerolog.Logger
 }
 
-// pageServiceConfig is what a pageService is made of.
-type pageServiceConfig struct {
+// Config is what a Service is made of.
+type Config struct {
 	// Tenants is the tenant manager the commands act on.
-	Tenants pageTenants
+	Tenants Tenants
 	// Metrics are the collectors the service updates; the caller
 	// registers them.
-	Metrics pageMetrics
+	Metrics Metrics
 	// ImportDir is where an import unpacks the uploaded data directory,
 	// each in a temporary directory of its own, removed afterwards.
 	ImportDir string
@@ -53,25 +53,25 @@ type pageServiceConfig struct {
 	Log     zerolog.Logger
 }
 
-// newPageService returns the page service of cfg.
-func newPageService(cfg pageServiceConfig) *pageService {
-	return &pageService{tenants: cfg.Tenants, metrics: cfg.Metrics, importDir: cfg.ImportDir, version: cfg.Version, log: cfg.Log}
+// New returns the page service of cfg.
+func New(cfg Config) *Service {
+	return &Service{tenants: cfg.Tenants, metrics: cfg.Metrics, importDir: cfg.ImportDir, version: cfg.Version, log: cfg.Log}
 }
 
-// pageTenants is what the page service uses of the tenant manager. A
+// Tenants is what the page service uses of the tenant manager. A
 // tenant is named by its id and a timeline by a reference (a branch
-// name or a timeline id, api.TimelineRef); errors are those sqlError
+// name or a timeline id, api.CheckTimelineRef); errors are those SQLError
 // maps (repo's and api's sentinels), or *pgwire.Error.
-type pageTenants interface {
+type Tenants interface {
 	// Status is the server's summary as the status command's row.
-	Status() statusRow
+	Status() StatusRow
 	// CreateTenant creates a tenant (a fresh id if tid is zero) attached
 	// at gen and returns its id.
 	CreateTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (id.TenantID, error)
 	// ListTenants returns the ids of the tenants served.
 	ListTenants() []id.TenantID
 	// AttachTenant serves tenant tid at generation gen.
-	AttachTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (attachedTenant, error)
+	AttachTenant(ctx context.Context, tid id.TenantID, gen repo.Generation) (AttachedTenant, error)
 	// DetachTenant stops serving tenant tid, uploading it first.
 	DetachTenant(ctx context.Context, tid id.TenantID) error
 	// DeleteTenant deletes tenant tid here and in remote storage.
@@ -104,23 +104,23 @@ type pageTenants interface {
 	RecordBefore(ctx context.Context, tid id.TenantID, tl *repo.Timeline, lsn pgdata.LSN) (pgdata.LSN, error)
 	// WAL returns the WAL side of tenant tid's timeline ref (55000 if it
 	// takes no WAL).
-	WAL(tid id.TenantID, ref string) (pageWAL, error)
+	WAL(tid id.TenantID, ref string) (TimelineWAL, error)
 }
 
-// statusRow is the status command's answer: its columns and their values.
-type statusRow struct {
+// StatusRow is the status command's answer: its columns and their values.
+type StatusRow struct {
 	Columns, Values []string
 }
 
-// attachedTenant is what tenant_attach answers of the tenant it attached.
-type attachedTenant struct {
+// AttachedTenant is what tenant_attach answers of the tenant it attached.
+type AttachedTenant struct {
 	ID         id.TenantID
 	Generation repo.Generation
 	Timelines  int
 }
 
-// pageWAL is what the page service sets of a timeline's WAL receiver.
-type pageWAL interface {
+// TimelineWAL is what the page service sets of a timeline's WAL receiver.
+type TimelineWAL interface {
 	// SetSource sets (and persists) the compute WAL comes from; ""
 	// stops streaming.
 	SetSource(connStr string) error
@@ -129,8 +129,8 @@ type pageWAL interface {
 	SetSafekeepers(tenant id.TenantID, addrs []string) error
 }
 
-// pageMetrics are the page service's Prometheus collectors.
-type pageMetrics struct {
+// Metrics are the page service's Prometheus collectors.
+type Metrics struct {
 	// PageRequests counts page-stream requests by kind and result (ok,
 	// error).
 	PageRequests *prometheus.CounterVec
@@ -142,7 +142,7 @@ type pageMetrics struct {
 }
 
 // Handle runs one command.
-func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
+func (ps *Service) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
 	c, err := parseCommand(line, args)
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 		return err
 	}
 	if err := ps.run(ctx, sess, c); err != nil {
-		err = sqlError(err)
+		err = SQLError(err)
 		var pe *pgwire.Error
 		if !errors.As(err, &pe) {
 			// Not the client's mistake: the operator needs to know.
@@ -162,7 +162,7 @@ func (ps *pageService) Handle(ctx context.Context, sess *pgwire.Session, line st
 	return nil
 }
 
-func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Command) error {
+func (ps *Service) run(ctx context.Context, sess *pgwire.Session, cmd api.Command) error {
 	ts := ps.tenants
 	switch c := cmd.(type) {
 	case api.IdentifySystem:
@@ -287,7 +287,7 @@ func (ps *pageService) run(ctx context.Context, sess *pgwire.Session, cmd api.Co
 }
 
 // branchRowsOf answers every branch of tenant tid.
-func (ps *pageService) branchRowsOf(ctx context.Context, sess *pgwire.Session, tid id.TenantID) error {
+func (ps *Service) branchRowsOf(ctx context.Context, sess *pgwire.Session, tid id.TenantID) error {
 	infos, err := ps.tenants.Branches(ctx, tid)
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func branchRows(sess *pgwire.Session, infos ...api.BranchInfo) error {
 // imports it as a new branch. The name is checked before the upload so
 // that a taken name fails at once; the tar is unpacked into a temporary
 // directory under the working directory, removed whatever happens.
-func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, c api.Import) error {
+func (ps *Service) importCommand(ctx context.Context, sess *pgwire.Session, c api.Import) error {
 	if err := ps.tenants.CheckBranchFree(c.Tenant, c.Branch); err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func (ps *pageService) importCommand(ctx context.Context, sess *pgwire.Session, 
 // LSN defaults to the last record; a later one is waited for. Both fail
 // at once on a timeline whose ingest stopped, unless the LSN is at or
 // before where it stopped.
-func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c api.Basebackup) (err error) {
+func (ps *Service) basebackup(ctx context.Context, sess *pgwire.Session, c api.Basebackup) (err error) {
 	defer func() {
 		if err != nil {
 			ps.metrics.Basebackups.WithLabelValues("error").Inc()
@@ -358,7 +358,7 @@ func (ps *pageService) basebackup(ctx context.Context, sess *pgwire.Session, c a
 	}
 	lsn := c.LSN
 	if lsn == 0 {
-		if lsn, err = latestLSN(tl); err != nil {
+		if lsn, err = LatestLSN(tl); err != nil {
 			return err
 		}
 	} else if err := ps.tenants.WaitForLSN(ctx, tl, lsn); err != nil {
@@ -397,12 +397,12 @@ func authorize(sess *pgwire.Session, need auth.Need, tenant id.TenantID) error {
 	return nil
 }
 
-// sqlError gives an error of a command its SQLSTATE (see the command
-// table in the package's interface notes): unknown things 42704, taken
+// SQLError gives an error of a command its SQLSTATE (see the command
+// table in package pageserver's doc): unknown things 42704, taken
 // names 42710, a branch with children 2BP01, bad input 22023, LSNs the timeline cannot serve 55000
 // (those after the point where its ingest stopped included).
 // Other errors stay internal errors (XX000).
-func sqlError(err error) error {
+func SQLError(err error) error {
 	var pe *pgwire.Error
 	if errors.As(err, &pe) {
 		return err
@@ -431,11 +431,11 @@ func sqlError(err error) error {
 	return &pgwire.Error{Code: code, Message: err.Error()}
 }
 
-// latestLSN is the LSN a request without one is served at: the last
+// LatestLSN is the LSN a request without one is served at: the last
 // record ingested. A timeline whose ingest stopped has WAL after that
 // point that it cannot serve: the request fails (repo.ErrIngestStopped)
 // rather than serve a state that lacks acknowledged commits.
-func latestLSN(tl *repo.Timeline) (pgdata.LSN, error) {
+func LatestLSN(tl *repo.Timeline) (pgdata.LSN, error) {
 	if stop := tl.IngestStopped(); stop != nil {
 		return 0, fmt.Errorf("the latest state of the timeline is not known: %w", stop)
 	}
