@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/auth/authtest"
 	"github.com/zenithdb/zenith/repo/id"
@@ -74,7 +75,7 @@ var sqlState = authtest.SQLState
 
 // commandSamples is a command line of each page-service command about
 // tenant T (replaced by another tenant's id), and whether a tenant's
-// token may run it: written here, apart from commandNeeds, so that a
+// token may run it: written here, apart from pageservice.CommandNeeds, so that a
 // wrong need in the table fails the test. The test fails on a command
 // that has no sample, so a new command cannot skip it.
 var commandSamples = map[string]struct {
@@ -109,7 +110,7 @@ func TestPageServiceTenantScope(t *testing.T) {
 	names := api.CommandNames()
 	sort.Strings(names)
 	for _, name := range names {
-		need := commandNeeds[name]
+		need := pageservice.CommandNeeds[name]
 		sample, ok := commandSamples[name]
 		if !ok {
 			t.Errorf("command %s has no sample in commandSamples: add one", name)

@@ -10,12 +10,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
 )
-
-// errHasChildren: deleting a branch that other branches start from.
-var errHasChildren = errors.New("branch has child branches")
 
 // FailDeleteEnv names the environment variable of the page server process
 // that kills it (SIGKILL, as kill -9 does) in the middle of a branch
@@ -52,7 +50,7 @@ func (ts *tenants) failpoint(point string) {
 
 // deleteBranch deletes the timeline that ref (a branch name or a timeline
 // id) names, with its branch name, its WAL and its layers. It refuses a
-// timeline other branches start from (errHasChildren, naming them).
+// timeline other branches start from (api.ErrHasChildren, naming them).
 // The repository's rename is the commit point (repo.MarkTimelineDeleted);
 // what follows it is finished at the next start if a crash cuts it short.
 func (t *tenant) deleteBranch(ref string) (id.TimelineID, error) {
@@ -62,14 +60,14 @@ func (t *tenant) deleteBranch(ref string) (id.TimelineID, error) {
 	}
 	tid := tl.ID()
 	if kids := t.children(tid); len(kids) > 0 {
-		return tid, fmt.Errorf("branch %s of tenant %s: %w: %s (delete them first)", ref, t.id, errHasChildren, strings.Join(kids, ", "))
+		return tid, fmt.Errorf("branch %s of tenant %s: %w: %s (delete them first)", ref, t.id, api.ErrHasChildren, strings.Join(kids, ", "))
 	}
 	t.detachWAL(tid)
 	t.ts.failpoint("before-commit")
 	if err := t.tn.MarkTimelineDeleted(tid); err != nil {
 		if errors.Is(err, repo.ErrTimelineHasChildren) {
 			// A branch created since the check above.
-			err = fmt.Errorf("branch %s of tenant %s: %w: %w", ref, t.id, errHasChildren, err)
+			err = fmt.Errorf("branch %s of tenant %s: %w: %w", ref, t.id, api.ErrHasChildren, err)
 		}
 		if tl, lerr := t.tn.Timeline(tid); lerr == nil {
 			t.attachWAL(context.Background(), tl)

@@ -10,8 +10,11 @@
 //
 // The server wires packages of its own, each with its doc: datadir (the
 // data-directory model), walingest (WAL ingest and import), basebackup,
-// walreceiver (WAL in, durably, and its store) and api (what the page
-// service's client and server share, the page stream's messages included).
+// walreceiver (WAL in, durably, and its store), pageservice (the page
+// service's commands and page stream, which ask the server's tenants
+// through pageservice.Tenants, implemented in page_service_tenants.go)
+// and api (what the page service's client and server share, the page
+// stream's messages and the tenant manager's error sentinels included).
 // pstest holds their tests' shared fixtures.
 //
 // # The process
@@ -25,7 +28,8 @@
 //
 // # The page service
 //
-// The libpq protocol (package pgwire), simple or extended query; each query
+// Package pageservice serves it over the libpq protocol (package pgwire),
+// simple or extended query; each query
 // is one command (package api has the grammar as typed commands, each with
 // a String/Parse pair that the client uses too; errors carry a
 // SQLSTATE: 42601 syntax, 22023 malformed argument, 42704 unknown object,
@@ -56,7 +60,7 @@
 // With auth_public_key set, both listeners take only ed25519-signed tokens
 // (package repo/auth): the page service as the libpq password, the HTTP
 // API as "Authorization: Bearer". Every command declares its need in
-// commandNeeds and every route in routes: a tenant's data needs a token
+// pageservice.CommandNeeds and every route in routes: a tenant's data needs a token
 // for it, management (tenants, WAL sources, pprof) an admin token;
 // /v1/status and /metrics stay public. A bad token is 28P01 (401), a
 // token whose scope does not reach the command 28000 (403). With tls_cert

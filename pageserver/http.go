@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
@@ -422,7 +423,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 func writeError(w http.ResponseWriter, err error) {
 	code, msg := pgwire.CodeInternalError, err.Error()
 	var pe *pgwire.Error
-	if errors.As(sqlError(err), &pe) {
+	if errors.As(pageservice.SQLError(err), &pe) {
 		code, msg = pe.Code, pe.Message
 	}
 	auth.WriteJSON(w, httpStatus(code), map[string]string{"error": msg, "code": code})

@@ -83,15 +83,6 @@ func (m *metrics) register(s *Server) {
 		}, func() float64 { return float64(s.redo.Stats().Retired) }))
 }
 
-// pageRequest records the outcome of one page-stream request.
-func (m *metrics) pageRequest(kind string, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	m.pageRequests.WithLabelValues(kind, result).Inc()
-}
-
 // timeRedo wraps the repository's Redo to count and time it.
 func (m *metrics) timeRedo(r repo.Redo) repo.Redo { return timedRedo{r, m} }
 

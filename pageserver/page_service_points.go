@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -29,7 +30,7 @@ func (t *tenant) start(tl *repo.Timeline) pgdata.LSN {
 // recordBefore checks that a record of tl's history ends at lsn and
 // returns that record's start, or 0 where it is not known (at the start
 // of a timeline whose earlier WAL the page server never had).
-// errNotRecordBoundary if no record ends at lsn.
+// api.ErrNotRecordBoundary if no record ends at lsn.
 func (t *tenant) recordBefore(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN) (pgdata.LSN, error) {
 	for {
 		if lsn == tl.LastRecordLSN() {
@@ -64,7 +65,7 @@ func (t *tenant) recordBefore(ctx context.Context, tl *repo.Timeline, lsn pgdata
 			}
 			tl = anc
 		default:
-			return 0, fmt.Errorf("%v on timeline %s: %w", lsn, tl.ID(), errNotRecordBoundary)
+			return 0, fmt.Errorf("%v on timeline %s: %w", lsn, tl.ID(), api.ErrNotRecordBoundary)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
@@ -202,7 +203,13 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 			TLS:           s.tls,
 			RequireTLS:    s.tls != nil,
 			Authenticate:  s.authenticator(),
-		}, &pageService{s: s}, s.log.With().Str("component", "page_service").Logger())
+		}, pageservice.New(pageservice.Config{
+			Tenants:   serverTenants{s},
+			Metrics:   pageservice.Metrics{PageRequests: s.metrics.pageRequests, GetPageSeconds: s.metrics.getPageSeconds, Basebackups: s.metrics.basebackups},
+			ImportDir: filepath.Join(s.dir, importDirName),
+			Version:   Version,
+			Log:       s.log,
+		}), s.log.With().Str("component", "page_service").Logger())
 		g.Add(func() error {
 			s.log.Info().Str("addr", pg.Addr().String()).Msg("page service listening")
 			return srv.Serve(ctx, pg)
@@ -401,7 +408,7 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 				return api.BranchInfo{}, err
 			}
 		}
-		if _, err := latestLSN(anc); err != nil {
+		if _, err := pageservice.LatestLSN(anc); err != nil {
 			return api.BranchInfo{}, err
 		}
 	case !start.Time.IsZero():

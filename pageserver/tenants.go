@@ -23,17 +23,6 @@ import (
 	"github.com/zenithdb/zenith/repo/vfs"
 )
 
-// Errors of the tenant manager that the page service maps to SQLSTATEs.
-var (
-	// errBranchExists: a branch name taken in the tenant.
-	errBranchExists = errors.New("branch already exists")
-	// errBranchNotFound: no branch or timeline of that name or id.
-	errBranchNotFound = errors.New("no such branch or timeline")
-	// errNotRecordBoundary: an LSN where no WAL record of the timeline's
-	// history ends, so no consistent state exists there.
-	errNotRecordBoundary = errors.New("LSN is not the end of a WAL record")
-)
-
 // timelineWAL is the WAL side of one timeline: the raw-WAL store, the
 // ingest and the receiver that feeds both (walstore.go, walingest.go,
 // walreceiver.go). page_service_deps.go builds it; tests may cut here.
@@ -364,13 +353,13 @@ func (t *tenant) timeline(ref string) (*repo.Timeline, error) {
 	if err != nil {
 		b, ok := t.branchNamed(ref)
 		if !ok {
-			return nil, fmt.Errorf("branch %q of tenant %s: %w", ref, t.id, errBranchNotFound)
+			return nil, fmt.Errorf("branch %q of tenant %s: %w", ref, t.id, api.ErrBranchNotFound)
 		}
 		tid = b.Timeline
 	}
 	tl, err := t.tn.Timeline(tid)
 	if errors.Is(err, repo.ErrTimelineNotFound) {
-		return nil, fmt.Errorf("timeline %s of tenant %s: %w", tid, t.id, errBranchNotFound)
+		return nil, fmt.Errorf("timeline %s of tenant %s: %w", tid, t.id, api.ErrBranchNotFound)
 	}
 	return tl, err
 }
@@ -382,7 +371,7 @@ func (t *tenant) reserve(name string) error {
 	defer t.mu.Unlock()
 	_, taken := slices.BinarySearchFunc(t.branches, name, func(b Branch, n string) int { return strings.Compare(b.Name, n) })
 	if taken || t.reserved[name] {
-		return fmt.Errorf("branch %q of tenant %s: %w", name, t.id, errBranchExists)
+		return fmt.Errorf("branch %q of tenant %s: %w", name, t.id, api.ErrBranchExists)
 	}
 	t.reserved[name] = true
 	return nil

@@ -7,7 +7,8 @@
 // client writes with String and the server reads with ParseCommand, and
 // the page stream's binary messages (pagestream.go: PageRequest and the
 // responses, each with its Tag byte), which control/lazyfs writes and
-// reads. The control plane (the client) and the page server both import
+// reads, and the page server's tenant-manager errors (errors.go) that its
+// page service and HTTP API both map to SQLSTATEs. The control plane (the client) and the page server both import
 // it; it imports only repo/id, repo/pgdata and pgwire (for the SQLSTATE an
 // error response falls back to).
 //

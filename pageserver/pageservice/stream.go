@@ -1,4 +1,4 @@
-package pageserver
+package pageservice
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
-// pagestream answers page requests (pagestream.go) on one timeline until
+// pagestream answers page requests (api's pagestream.go) on one timeline until
 // the client ends the COPY. A request that fails (unknown relation, LSN
 // not reached in time, a redo error) gets an error response and the
 // stream goes on; a message that is not a valid request ends the COPY
 // with an ErrorResponse (08P01), after which the session serves other
 // commands; a message that cannot be read at all ends the session.
-func (ps *pageService) pagestream(ctx context.Context, sess *pgwire.Session, tl *repo.Timeline) error {
+func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *repo.Timeline) error {
 	cb, err := sess.CopyBoth()
 	if err != nil {
 		return err
@@ -56,17 +56,21 @@ var requestNames = map[byte]string{
 
 // answer runs one request and encodes its response, an error response if
 // it fails.
-func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest) []byte {
+func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest) []byte {
 	start := time.Now()
 	resp, err := ps.serve(ctx, tl, req)
-	ps.s.metrics.pageRequest(requestNames[req.Tag], err)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	ps.metrics.PageRequests.WithLabelValues(requestNames[req.Tag], result).Inc()
 	if req.Tag == api.TagGetPageRequest {
-		ps.s.metrics.getPageSeconds.Observe(time.Since(start).Seconds())
+		ps.metrics.GetPageSeconds.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
-		e, ok := sqlError(err).(*pgwire.Error)
+		e, ok := SQLError(err).(*pgwire.Error)
 		if !ok {
-			ps.s.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
+			ps.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
 				Msg("page request failed")
 			return api.ErrorPageResponse(pgwire.CodeInternalError, err.Error())
 		}
@@ -88,7 +92,7 @@ func (ps *pageService) answer(ctx context.Context, tl *repo.Timeline, req api.Pa
 //     missing fork, XX001 as mdread reports a short read), never a page;
 //   - dbsize: the sum of the database's fork sizes in bytes
 //     (pg_database_size of its default-tablespace files).
-func (ps *pageService) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest) ([]byte, error) {
+func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest) ([]byte, error) {
 	lsn, err := ps.requestLSN(ctx, tl, req)
 	if err != nil {
 		return nil, err
@@ -148,8 +152,8 @@ func existingRelSize(ctx context.Context, r *datadir.DatadirReader, req api.Page
 // requestLSN waits for the request's LSN and returns the LSN to read at:
 // the request's own, or for a "latest" request the last record ingested
 // once the request's LSN is reached.
-func (ps *pageService) requestLSN(ctx context.Context, tl *repo.Timeline, req api.PageRequest) (pgdata.LSN, error) {
-	if err := ps.s.waitForLSN(ctx, tl, req.LSN); err != nil {
+func (ps *Service) requestLSN(ctx context.Context, tl *repo.Timeline, req api.PageRequest) (pgdata.LSN, error) {
+	if err := ps.tenants.WaitForLSN(ctx, tl, req.LSN); err != nil {
 		return 0, err
 	}
 	if req.Latest {

@@ -1,4 +1,4 @@
-package pageserver
+package pageservice
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"github.com/zenithdb/zenith/repo/auth"
 )
 
-// commandNeeds is what each command (api.ParseCommand's grammar) needs of
+// CommandNeeds is what each command (api.ParseCommand's grammar) needs of
 // a token when auth is on; the tenant of a Tenant command is its
 // api.Command.TenantID. Management (tenants, WAL sources) needs an admin
 // token; a tenant's data, a token for it.
-var commandNeeds = map[string]auth.Need{
+var CommandNeeds = map[string]auth.Need{
 	api.IdentifySystem{}.Name(): auth.AnyToken,
 	api.Status{}.Name():         auth.AnyToken,
 	api.TenantCreate{}.Name():   auth.Admin,
@@ -33,9 +33,9 @@ var commandNeeds = map[string]auth.Need{
 }
 
 // needOf is what command c needs of a token; a command missing from
-// commandNeeds needs an admin token.
+// CommandNeeds needs an admin token.
 func needOf(c api.Command) auth.Need {
-	if n, ok := commandNeeds[c.Name()]; ok {
+	if n, ok := CommandNeeds[c.Name()]; ok {
 		return n
 	}
 	return auth.Admin
