@@ -84,14 +84,7 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	env := newSKEnv(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	connect := func(connStr string) *pgx.Conn {
-		conn, err := pgx.Connect(ctx, connStr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
 	// Settings a hot standby needs at least as high as its primary's.
 	primary := connect(lastLine(env.Zenith("pg", "start", "main", "-c", "max_connections=150", "-c", "max_locks_per_transaction=128")))
 	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -224,14 +217,7 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	env := newSKEnv(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	connect := func(connStr string) *pgx.Conn {
-		conn, err := pgx.Connect(ctx, connStr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
 	main := connect(lastLine(env.Zenith("pg", "start", "main")))
 	exec1(t, main, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	exec1(t, main, "INSERT INTO t SELECT g, 'on main ' || g FROM generate_series(1, 500) g")
@@ -301,14 +287,7 @@ func TestReplicaWithAuthAndTLS(t *testing.T) {
 	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3, Secure: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	connect := func(connStr string) *pgx.Conn {
-		conn, err := pgx.Connect(ctx, connStr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
 	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
 	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
@@ -331,14 +310,7 @@ func TestReplicaCreatedBeforeWALRemoved(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	connect := func(connStr string) *pgx.Conn {
-		conn, err := pgx.Connect(ctx, connStr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
 	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
 	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	env.Zenith("pg", "create", "main", "--replica", "--eager")

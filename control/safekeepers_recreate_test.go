@@ -27,14 +27,7 @@ func TestRecreateComputeAfterSafekeepersRemovedWAL(t *testing.T) {
 	env := newSKEnv(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	connect := func(connStr string) *pgx.Conn {
-		conn, err := pgx.Connect(ctx, connStr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
 	conn := connect(lastLine(env.Zenith("pg", "start", "main")))
 	// Enough WAL for the page server to flush layers (the in-memory ones
 	// are bounded), and so for the safekeepers to remove old segments.
@@ -81,4 +74,16 @@ func TestRecreateComputeAfterSafekeepersRemovedWAL(t *testing.T) {
 	if lsn := currentLSN(t, conn); lsn < end {
 		t.Errorf("the re-created compute of main starts at %v, before the end %v of the WAL acknowledged", lsn, end)
 	}
+}
+
+// connectCleanup connects to connStr for the rest of the test: the
+// connection is closed when it ends.
+func connectCleanup(t *testing.T, ctx context.Context, connStr string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, connStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
