@@ -219,7 +219,7 @@ func TestHTTPRouteScopes(t *testing.T) {
 	f := startAuthPageServer(t)
 	client := f.keys.HTTPClient(t)
 	mux := auth.NewMux(nil)
-	f.ts.srv.routes(mux)
+	newHTTPAPI(f.ts.srv.httpAPIConfig()).routes(mux)
 	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
 	public := map[string]bool{}
 	wantPublic := map[string]bool{"GET /v1/status": true, "GET /metrics": true}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zenithdb/zenith/pageserver/api"
@@ -51,9 +52,51 @@ const maxRequestBody = 64 << 10
 // /metrics needs "Authorization: Bearer <token>" (see routes for which
 // scope): a missing, malformed, expired or foreign token is 401 (code
 // 28P01), a token whose scope does not reach the route 403 (28000).
-func (s *Server) httpServer() *http.Server {
-	mux := auth.NewMux(s.verifier)
-	s.routes(mux)
+
+// httpTenants is the tenant manager as the HTTP API sees it: what the
+// page service asks of it, and what only the HTTP API answers.
+type httpTenants interface {
+	pageservice.Tenants
+	// StatusJSON is the server's status, the body of GET /v1/status (a
+	// value encoding/json marshals).
+	StatusJSON() any
+	// CheckTenant fails (repo.ErrTenantNotFound) unless tenant tid is
+	// served.
+	CheckTenant(tid id.TenantID) error
+	// Settings returns every setting of tenant tid.
+	Settings(tid id.TenantID) ([]api.TenantSetting, error)
+	// Timelines describes every timeline of tenant tid.
+	Timelines(tid id.TenantID) ([]TimelineInfo, error)
+	// TimelineInfo describes timeline tl of tenant tid.
+	TimelineInfo(tid id.TenantID, tl id.TimelineID) (TimelineInfo, error)
+}
+
+// httpConfig is what the HTTP API is made of.
+type httpConfig struct {
+	// Tenants is the tenant manager.
+	Tenants httpTenants
+	// Verifier checks tokens; nil when auth is off.
+	Verifier *auth.Verifier
+	// Metrics gathers what GET /metrics answers.
+	Metrics prometheus.Gatherer
+}
+
+// httpAPI is the page server's HTTP API.
+type httpAPI struct {
+	tenants  httpTenants
+	verifier *auth.Verifier
+	metrics  prometheus.Gatherer
+}
+
+// newHTTPAPI returns the HTTP API of cfg.
+func newHTTPAPI(cfg httpConfig) *httpAPI {
+	return &httpAPI{tenants: cfg.Tenants, verifier: cfg.Verifier, metrics: cfg.Metrics}
+}
+
+// server is the HTTP API's http.Server, its routes behind the verifier.
+func (a *httpAPI) server() *http.Server {
+	mux := auth.NewMux(a.verifier)
+	a.routes(mux)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -64,14 +107,14 @@ func (s *Server) httpServer() *http.Server {
 // needs of a token when auth is on: /v1/status and /metrics are public
 // (health checks and scraping), a tenant's routes need a token for it,
 // the rest an admin token.
-func (s *Server) routes(mux *auth.Mux) {
+func (a *httpAPI) routes(mux *auth.Mux) {
 	mux.HandleFunc("GET /v1/status", auth.Public, func(w http.ResponseWriter, r *http.Request) {
-		auth.WriteJSON(w, http.StatusOK, s.status())
+		auth.WriteJSON(w, http.StatusOK, a.tenants.StatusJSON())
 	})
 	mux.HandleFunc("GET /v1/tenant", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
 		out := []tenantJSON{}
-		for _, t := range s.tenants.list() {
-			out = append(out, tenantJSON{t.id})
+		for _, tid := range a.tenants.ListTenants() {
+			out = append(out, tenantJSON{tid})
 		}
 		auth.WriteJSON(w, http.StatusOK, out)
 	})
@@ -91,35 +134,34 @@ func (s *Server) routes(mux *auth.Mux) {
 				return
 			}
 		}
-		t, err := s.createTenant(r.Context(), tid, req.Generation)
+		created, err := a.tenants.CreateTenant(r.Context(), tid, req.Generation)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		auth.WriteJSON(w, http.StatusCreated, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusCreated, tenantJSON{created})
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/timeline", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
-		out := []TimelineInfo{}
-		for _, info := range t.tn.Timelines() {
-			ti, err := s.timelineInfo(t, info.ID)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			out = append(out, ti)
+		out, err := a.tenants.Timelines(tid)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if out == nil {
+			out = []TimelineInfo{}
 		}
 		auth.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
-		infos, err := s.branchInfos(r.Context(), t)
+		infos, err := a.tenants.Branches(r.Context(), tid)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -130,7 +172,7 @@ func (s *Server) routes(mux *auth.Mux) {
 		auth.WriteJSON(w, http.StatusOK, infos)
 	})
 	mux.HandleFunc("POST /v1/tenant/{tenant}/branch", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
@@ -150,7 +192,7 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
 		}
-		info, err := s.createBranch(r.Context(), t, req.Name, start)
+		info, err := a.tenants.CreateBranch(r.Context(), tid, req.Name, start)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -158,20 +200,27 @@ func (s *Server) routes(mux *auth.Mux) {
 		auth.WriteJSON(w, http.StatusCreated, info)
 	})
 	mux.HandleFunc("GET /v1/tenant/{tenant}/config", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := s.httpTenant(w, r); ok {
-			auth.WriteJSON(w, http.StatusOK, tenantSettings(t.tn.Config()))
-		}
-	})
-	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", auth.Admin, s.httpSetTenantConfig)
-	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
-		err := t.gc(r.Context())
+		settings, err := a.tenants.Settings(tid)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		auth.WriteJSON(w, http.StatusOK, settings)
+	})
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/config", auth.Admin, a.setTenantConfig)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/gc", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
+		tid, ok := a.tenant(w, r)
+		if !ok {
+			return
+		}
+		err := a.tenants.GC(r.Context(), tid)
 		var infos []api.BranchInfo
 		if err == nil {
-			infos, err = s.branchInfos(r.Context(), t)
+			infos, err = a.tenants.Branches(r.Context(), tid)
 		}
 		if err != nil {
 			writeError(w, err)
@@ -179,31 +228,31 @@ func (s *Server) routes(mux *auth.Mux) {
 		}
 		auth.WriteJSON(w, http.StatusOK, infos)
 	})
-	mux.HandleFunc("POST /v1/tenant/{tenant}/attach", auth.Admin, s.httpAttach)
+	mux.HandleFunc("POST /v1/tenant/{tenant}/attach", auth.Admin, a.attach)
 	mux.HandleFunc("POST /v1/tenant/{tenant}/detach", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
-		if err := s.tenants.detach(r.Context(), t.id); err != nil {
+		if err := a.tenants.DetachTenant(r.Context(), tid); err != nil {
 			writeError(w, err)
 			return
 		}
-		auth.WriteJSON(w, http.StatusOK, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusOK, tenantJSON{tid})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
-		if err := s.tenants.delete(t.id); err != nil {
+		if err := a.tenants.DeleteTenant(tid); err != nil {
 			writeError(w, err)
 			return
 		}
-		auth.WriteJSON(w, http.StatusOK, tenantJSON{t.id})
+		auth.WriteJSON(w, http.StatusOK, tenantJSON{tid})
 	})
 	mux.HandleFunc("DELETE /v1/tenant/{tenant}/branch/{branch}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.httpTenant(w, r)
+		tid, ok := a.tenant(w, r)
 		if !ok {
 			return
 		}
@@ -212,15 +261,15 @@ func (s *Server) routes(mux *auth.Mux) {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
 		}
-		tid, err := t.deleteBranch(ref)
+		tlid, err := a.tenants.DeleteBranch(tid, ref)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		auth.WriteJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tid})
+		auth.WriteJSON(w, http.StatusOK, map[string]id.TimelineID{"timeline_id": tlid})
 	})
-	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, s.httpSetSafekeepers)
-	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("PUT /v1/tenant/{tenant}/timeline/{timeline}/safekeepers", auth.Admin, a.setSafekeepers)
+	mux.Handle("GET /metrics", auth.Public, promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
 	auth.HandlePprof(mux)
 }
 
@@ -248,31 +297,6 @@ type TimelineInfo struct {
 	WALReceiver *walStatus `json:"wal_receiver"`
 }
 
-func (s *Server) timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
-	tl, err := t.tn.Timeline(tid)
-	if err != nil {
-		return TimelineInfo{}, err
-	}
-	ti := TimelineInfo{
-		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
-		DiskConsistentLSN: tl.DiskConsistentLSN(), RemoteConsistentLSN: tl.RemoteConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
-	}
-	if b, ok := t.branchOf(tid); ok {
-		ti.Branch = b.Name
-	}
-	if stop := tl.IngestStopped(); stop != nil {
-		ti.IngestStopped = &IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
-	}
-	if a, at := tl.Ancestor(); !a.IsZero() {
-		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
-	}
-	if w := t.walOf(tid); w != nil {
-		st := w.Status()
-		ti.WALReceiver = &st
-	}
-	return ti, nil
-}
-
 // IngestStop says where a timeline's ingest stopped (the end of the last
 // record ingested) and why; Message is both in one sentence.
 type IngestStop struct {
@@ -281,11 +305,11 @@ type IngestStop struct {
 	Message string     `json:"message"`
 }
 
-// httpSetSafekeepers makes a timeline (branch name or id) stream its WAL
+// setSafekeepers makes a timeline (branch name or id) stream its WAL
 // from a set of safekeepers, as the page service's safekeepers command
 // does, and answers the timeline's TimelineInfo.
-func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.httpTenant(w, r)
+func (a *httpAPI) setSafekeepers(w http.ResponseWriter, r *http.Request) {
+	tid, ok := a.tenant(w, r)
 	if !ok {
 		return
 	}
@@ -304,20 +328,20 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 		return
 	}
-	tl, err := t.timeline(ref)
+	tl, err := a.tenants.Timeline(tid, ref)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	wal, err := timelineWALOf(t, tl)
+	wal, err := a.tenants.WAL(tid, ref)
 	if err == nil {
-		err = wal.SetSafekeepers(t.id, req.Safekeepers)
+		err = wal.SetSafekeepers(tid, req.Safekeepers)
 	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	info, err := s.timelineInfo(t, tl.ID())
+	info, err := a.tenants.TimelineInfo(tid, tl.ID())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -325,10 +349,10 @@ func (s *Server) httpSetSafekeepers(w http.ResponseWriter, r *http.Request) {
 	auth.WriteJSON(w, http.StatusOK, info)
 }
 
-// httpSetTenantConfig changes a tenant's retention, as the page service's
+// setTenantConfig changes a tenant's retention, as the page service's
 // tenant_config does, and answers its settings.
-func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.httpTenant(w, r)
+func (a *httpAPI) setTenantConfig(w http.ResponseWriter, r *http.Request) {
+	tid, ok := a.tenant(w, r)
 	if !ok {
 		return
 	}
@@ -347,13 +371,13 @@ func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
 	if req.PITRInterval != nil {
 		args = append(args, api.SettingPITRInterval+"="+*req.PITRInterval)
 	}
-	for _, a := range args {
-		if err := change.ParseArg(a); err != nil {
+	for _, arg := range args {
+		if err := change.ParseArg(arg); err != nil {
 			writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
 			return
 		}
 	}
-	settings, err := t.configure(change)
+	settings, err := a.tenants.Configure(tid, change)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -361,9 +385,9 @@ func (s *Server) httpSetTenantConfig(w http.ResponseWriter, r *http.Request) {
 	auth.WriteJSON(w, http.StatusOK, settings)
 }
 
-// httpAttach attaches the tenant of the path at the request's generation,
+// attach attaches the tenant of the path at the request's generation,
 // as the page service's tenant_attach does.
-func (s *Server) httpAttach(w http.ResponseWriter, r *http.Request) {
+func (a *httpAPI) attach(w http.ResponseWriter, r *http.Request) {
 	tid, err := id.ParseTenantID(r.PathValue("tenant"))
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
@@ -379,7 +403,7 @@ func (s *Server) httpAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: repo.ErrInvalidGeneration.Error()})
 		return
 	}
-	t, err := s.tenants.attach(r.Context(), tid, req.Generation)
+	t, err := a.tenants.AttachTenant(r.Context(), tid, req.Generation)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -388,23 +412,22 @@ func (s *Server) httpAttach(w http.ResponseWriter, r *http.Request) {
 		TenantID   id.TenantID     `json:"tenant_id"`
 		Generation repo.Generation `json:"generation"`
 		Timelines  int             `json:"timelines"`
-	}{t.id, t.tn.Generation(), len(t.tn.Timelines())})
+	}{t.ID, t.Generation, t.Timelines})
 }
 
-// httpTenant resolves the {tenant} of the request's path, answering the
-// request itself if it cannot.
-func (s *Server) httpTenant(w http.ResponseWriter, r *http.Request) (*tenant, bool) {
+// tenant resolves the {tenant} of the request's path to a tenant served,
+// answering the request itself if it cannot.
+func (a *httpAPI) tenant(w http.ResponseWriter, r *http.Request) (id.TenantID, bool) {
 	tid, err := id.ParseTenantID(r.PathValue("tenant"))
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
-		return nil, false
+		return id.TenantID{}, false
 	}
-	t, err := s.tenants.get(tid)
-	if err != nil {
+	if err := a.tenants.CheckTenant(tid); err != nil {
 		writeError(w, err)
-		return nil, false
+		return id.TenantID{}, false
 	}
-	return t, true
+	return tid, true
 }
 
 // readJSON decodes a request's JSON body strictly (unknown fields are

@@ -219,7 +219,7 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 		})
 	}
 	{
-		hs := s.httpServer()
+		hs := newHTTPAPI(s.httpAPIConfig()).server()
 		if s.tls != nil {
 			httpLn = tls.NewListener(httpLn, s.tls)
 		}

@@ -1,0 +1,80 @@
+package pageserver
+
+import (
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/repo/id"
+)
+
+// What the HTTP API asks of the tenant manager beyond what the page
+// service does (httpTenants); serverTenants implements it on *Server.
+var _ httpTenants = serverTenants{}
+
+func (st serverTenants) StatusJSON() any { return st.s.status() }
+
+func (st serverTenants) CheckTenant(tid id.TenantID) error {
+	_, err := st.s.tenants.get(tid)
+	return err
+}
+
+func (st serverTenants) Settings(tid id.TenantID) ([]api.TenantSetting, error) {
+	t, err := st.s.tenants.get(tid)
+	if err != nil {
+		return nil, err
+	}
+	return tenantSettings(t.tn.Config()), nil
+}
+
+func (st serverTenants) Timelines(tid id.TenantID) ([]TimelineInfo, error) {
+	t, err := st.s.tenants.get(tid)
+	if err != nil {
+		return nil, err
+	}
+	out := []TimelineInfo{}
+	for _, info := range t.tn.Timelines() {
+		ti, err := timelineInfo(t, info.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}
+
+func (st serverTenants) TimelineInfo(tid id.TenantID, tl id.TimelineID) (TimelineInfo, error) {
+	t, err := st.s.tenants.get(tid)
+	if err != nil {
+		return TimelineInfo{}, err
+	}
+	return timelineInfo(t, tl)
+}
+
+// timelineInfo describes timeline tid of tenant t.
+func timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
+	tl, err := t.tn.Timeline(tid)
+	if err != nil {
+		return TimelineInfo{}, err
+	}
+	ti := TimelineInfo{
+		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
+		DiskConsistentLSN: tl.DiskConsistentLSN(), RemoteConsistentLSN: tl.RemoteConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
+	}
+	if b, ok := t.branchOf(tid); ok {
+		ti.Branch = b.Name
+	}
+	if stop := tl.IngestStopped(); stop != nil {
+		ti.IngestStopped = &IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
+	}
+	if a, at := tl.Ancestor(); !a.IsZero() {
+		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
+	}
+	if w := t.walOf(tid); w != nil {
+		st := w.Status()
+		ti.WALReceiver = &st
+	}
+	return ti, nil
+}
+
+// httpAPIConfig is the server's HTTP API as newHTTPAPI makes it.
+func (s *Server) httpAPIConfig() httpConfig {
+	return httpConfig{Tenants: serverTenants{s}, Verifier: s.verifier, Metrics: s.metrics.reg}
+}
