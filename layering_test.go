@@ -39,6 +39,7 @@ var layers = []struct {
 	{"basebackups of the data-directory model", []string{"pageserver/basebackup"}},
 	{"the WAL receiver and its raw-WAL store", []string{"pageserver/walreceiver"}},
 	{"the page service: commands and the page stream over libpq", []string{"pageserver/pageservice"}},
+	{"the HTTP API: management as JSON, and the metrics", []string{"pageserver/httpapi"}},
 	{"services", []string{"safekeeper", "pageserver"}},
 	{"the page oracle: the page server's pages against a data directory's", []string{"pageserver/pagecheck"}},
 	{"a lazy compute's data directory through FUSE", []string{"control/lazyfs"}},

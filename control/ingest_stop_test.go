@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -30,14 +31,14 @@ const ingestStopLog = "ingest stopped: WAL is still received and kept"
 
 // timelineInfo fetches the page server's HTTP description of timeline tl
 // of tenant.
-func (e *skEnv) timelineInfo(t *testing.T, tenant, tl string) pageserver.TimelineInfo {
+func (e *skEnv) timelineInfo(t *testing.T, tenant, tl string) httpapi.TimelineInfo {
 	t.Helper()
 	resp, err := http.Get("http://" + e.cfg.Pageserver.ListenHTTP + "/v1/tenant/" + tenant + "/timeline")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var infos []pageserver.TimelineInfo
+	var infos []httpapi.TimelineInfo
 	if err := json.NewDecoder(resp.Body).Decode(&infos); err != nil {
 		t.Fatalf("GET /v1/tenant/%s/timeline: %v", tenant, err)
 	}
@@ -47,7 +48,7 @@ func (e *skEnv) timelineInfo(t *testing.T, tenant, tl string) pageserver.Timelin
 		}
 	}
 	t.Fatalf("GET /v1/tenant/%s/timeline has no timeline %s", tenant, tl)
-	return pageserver.TimelineInfo{}
+	return httpapi.TimelineInfo{}
 }
 
 // metrics returns the page server's /metrics text.
@@ -159,7 +160,7 @@ func testIngestFailure(t *testing.T, env *skEnv) {
 	}
 	end := currentLSN(t, conn)
 
-	var stop *pageserver.IngestStop
+	var stop *httpapi.IngestStop
 	deadline := time.Now().Add(time.Minute)
 	for stop == nil && time.Now().Before(deadline) {
 		stop = env.timelineInfo(t, tenant, tl).IngestStopped

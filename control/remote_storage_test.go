@@ -14,6 +14,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/pageserver"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgdump"
 	"github.com/zenithdb/zenith/repo/remote/s3test"
 )
@@ -138,7 +139,7 @@ func s3DownThenDiskLoss(t *testing.T, env *zenithtest.Env, srv *s3test.Server) {
 	srv.Stop()
 	exec1(t, conn, "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 150000) g")
 	want := dumpAll(t, pg)
-	var tl pageserver.TimelineInfo
+	var tl httpapi.TimelineInfo
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		tl = mainTimeline(t, env, cfg.ListenHTTP)
 		if tl.DiskConsistentLSN > tl.RemoteConsistentLSN+2*16<<20 {
@@ -169,7 +170,7 @@ func s3DownThenDiskLoss(t *testing.T, env *zenithtest.Env, srv *s3test.Server) {
 
 // mainTimeline asks the page server's HTTP API for branch main's
 // timeline.
-func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) pageserver.TimelineInfo {
+func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) httpapi.TimelineInfo {
 	t.Helper()
 	get := func(path string, v any) {
 		t.Helper()
@@ -187,7 +188,7 @@ func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) pageserver
 	}
 	get("/v1/tenant", &tenants)
 	for _, tn := range tenants {
-		var tls []pageserver.TimelineInfo
+		var tls []httpapi.TimelineInfo
 		get("/v1/tenant/"+tn.ID+"/timeline", &tls)
 		for _, tl := range tls {
 			if tl.Branch == "main" {
@@ -196,7 +197,7 @@ func mainTimeline(t *testing.T, env *zenithtest.Env, httpAddr string) pageserver
 		}
 	}
 	t.Fatalf("the page server at %s has no branch main", httpAddr)
-	return pageserver.TimelineInfo{}
+	return httpapi.TimelineInfo{}
 }
 
 // wipePageserver deletes everything in the page server's directory but

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/auth/authtest"
@@ -219,7 +220,7 @@ func TestHTTPRouteScopes(t *testing.T) {
 	f := startAuthPageServer(t)
 	client := f.keys.HTTPClient(t)
 	mux := auth.NewMux(nil)
-	newHTTPAPI(f.ts.srv.httpAPIConfig()).routes(mux)
+	httpapi.New(f.ts.srv.httpAPIConfig()).Routes(mux)
 	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
 	public := map[string]bool{}
 	wantPublic := map[string]bool{"GET /v1/status": true, "GET /metrics": true}

@@ -12,8 +12,9 @@
 // data-directory model), walingest (WAL ingest and import), basebackup,
 // walreceiver (WAL in, durably, and its store), pageservice (the page
 // service's commands and page stream, which ask the server's tenants
-// through pageservice.Tenants, implemented in page_service_tenants.go)
-// and api (what the page service's client and server share, the page
+// through pageservice.Tenants, implemented in page_service_tenants.go),
+// httpapi (the HTTP API, which asks them through httpapi.Tenants,
+// implemented in http_tenants.go) and api (what the page service's client and server share, the page
 // stream's messages and the tenant manager's error sentinels included).
 // pstest holds their tests' shared fixtures.
 //
@@ -60,10 +61,11 @@
 // With auth_public_key set, both listeners take only ed25519-signed tokens
 // (package repo/auth): the page service as the libpq password, the HTTP
 // API as "Authorization: Bearer". Every command declares its need in
-// pageservice.CommandNeeds and every route in routes: a tenant's data needs a token
-// for it, management (tenants, WAL sources, pprof) an admin token;
-// /v1/status and /metrics stay public. A bad token is 28P01 (401), a
-// token whose scope does not reach the command 28000 (403). With tls_cert
+// pageservice.CommandNeeds and every route in httpapi.API.Routes: a
+// tenant's data needs a token for it, management (tenants, WAL sources,
+// pprof) an admin token; /v1/status and /metrics stay public. A bad
+// token is 28P01 (401), a token whose scope does not reach the command
+// 28000 (403). With tls_cert
 // and tls_key both listeners speak TLS and the page service refuses
 // plaintext; the WAL receivers present Config.Client to the safekeepers.
 //

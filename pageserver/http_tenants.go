@@ -2,12 +2,13 @@ package pageserver
 
 import (
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/repo/id"
 )
 
 // What the HTTP API asks of the tenant manager beyond what the page
-// service does (httpTenants); serverTenants implements it on *Server.
-var _ httpTenants = serverTenants{}
+// service does (httpapi.Tenants); serverTenants implements it on *Server.
+var _ httpapi.Tenants = serverTenants{}
 
 func (st serverTenants) StatusJSON() any { return st.s.status() }
 
@@ -24,12 +25,12 @@ func (st serverTenants) Settings(tid id.TenantID) ([]api.TenantSetting, error) {
 	return tenantSettings(t.tn.Config()), nil
 }
 
-func (st serverTenants) Timelines(tid id.TenantID) ([]TimelineInfo, error) {
+func (st serverTenants) Timelines(tid id.TenantID) ([]httpapi.TimelineInfo, error) {
 	t, err := st.s.tenants.get(tid)
 	if err != nil {
 		return nil, err
 	}
-	out := []TimelineInfo{}
+	out := []httpapi.TimelineInfo{}
 	for _, info := range t.tn.Timelines() {
 		ti, err := timelineInfo(t, info.ID)
 		if err != nil {
@@ -40,21 +41,21 @@ func (st serverTenants) Timelines(tid id.TenantID) ([]TimelineInfo, error) {
 	return out, nil
 }
 
-func (st serverTenants) TimelineInfo(tid id.TenantID, tl id.TimelineID) (TimelineInfo, error) {
+func (st serverTenants) TimelineInfo(tid id.TenantID, tl id.TimelineID) (httpapi.TimelineInfo, error) {
 	t, err := st.s.tenants.get(tid)
 	if err != nil {
-		return TimelineInfo{}, err
+		return httpapi.TimelineInfo{}, err
 	}
 	return timelineInfo(t, tl)
 }
 
 // timelineInfo describes timeline tid of tenant t.
-func timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
+func timelineInfo(t *tenant, tid id.TimelineID) (httpapi.TimelineInfo, error) {
 	tl, err := t.tn.Timeline(tid)
 	if err != nil {
-		return TimelineInfo{}, err
+		return httpapi.TimelineInfo{}, err
 	}
-	ti := TimelineInfo{
+	ti := httpapi.TimelineInfo{
 		Timeline: tid, LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(), RemoteConsistentLSN: tl.RemoteConsistentLSN(), GCCutoffLSN: tl.GCCutoff(),
 	}
@@ -62,7 +63,7 @@ func timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
 		ti.Branch = b.Name
 	}
 	if stop := tl.IngestStopped(); stop != nil {
-		ti.IngestStopped = &IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
+		ti.IngestStopped = &httpapi.IngestStop{LSN: stop.LSN, Reason: stop.Reason, Message: stop.Error()}
 	}
 	if a, at := tl.Ancestor(); !a.IsZero() {
 		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
@@ -75,6 +76,6 @@ func timelineInfo(t *tenant, tid id.TimelineID) (TimelineInfo, error) {
 }
 
 // httpAPIConfig is the server's HTTP API as newHTTPAPI makes it.
-func (s *Server) httpAPIConfig() httpConfig {
-	return httpConfig{Tenants: serverTenants{s}, Verifier: s.verifier, Metrics: s.metrics.reg}
+func (s *Server) httpAPIConfig() httpapi.Config {
+	return httpapi.Config{Tenants: serverTenants{s}, Verifier: s.verifier, Metrics: s.metrics.reg}
 }

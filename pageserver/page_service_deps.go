@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
@@ -55,9 +56,9 @@ type receiverWAL struct {
 	store *walreceiver.WALStore
 }
 
-func (w *receiverWAL) Status() walStatus {
+func (w *receiverWAL) Status() api.WALStatus {
 	st := w.WalReceiver.Status()
-	return walStatus{
+	return api.WALStatus{
 		Source: st.Source, Safekeepers: st.Safekeepers, Safekeeper: st.Safekeeper, Connected: st.Connected, LastError: st.LastError,
 		Received: st.Received, Flushed: st.Flushed, Ingested: st.Ingested, LastMessage: st.LastMessage,
 		DecodeErrors: st.DecodeErrors,

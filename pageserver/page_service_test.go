@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -428,7 +429,7 @@ func TestPageService(t *testing.T) {
 		}
 		httpJSON(t, "GET", base+"/v1/tenant/"+id.NewTenantID().String()+"/timeline", "", http.StatusNotFound, &e)
 		httpJSON(t, "GET", base+"/v1/tenant/nothex/timeline", "", http.StatusBadRequest, &e)
-		var timelines []TimelineInfo
+		var timelines []httpapi.TimelineInfo
 		httpJSON(t, "GET", base+"/v1/tenant/"+tenant.String()+"/timeline", "", http.StatusOK, &timelines)
 		if len(timelines) != 4 {
 			t.Errorf("GET timelines = %+v", timelines)
@@ -746,7 +747,7 @@ func TestPageServiceStreaming(t *testing.T) {
 	wantRows(t, bc, "SELECT count(*) FROM pg_class WHERE relname = 'items'", 0)
 	bc.Close(ctx)
 
-	var timelines []TimelineInfo
+	var timelines []httpapi.TimelineInfo
 	httpJSON(t, "GET", "http://"+ts.httpAddr+"/v1/tenant/"+tenant.String()+"/timeline", "", http.StatusOK, &timelines)
 	for _, tl := range timelines {
 		if tl.Branch == "main" && (tl.WALReceiver == nil || !tl.WALReceiver.Connected || tl.WALReceiver.Flushed < last) {

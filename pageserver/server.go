@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
@@ -219,7 +220,7 @@ func (s *Server) Run(ctx context.Context, pg, httpLn net.Listener) error {
 		})
 	}
 	{
-		hs := newHTTPAPI(s.httpAPIConfig()).server()
+		hs := httpapi.New(s.httpAPIConfig()).Server()
 		if s.tls != nil {
 			httpLn = tls.NewListener(httpLn, s.tls)
 		}

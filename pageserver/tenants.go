@@ -36,7 +36,7 @@ type timelineWAL interface {
 	// comes from instead; tenant is the timeline's tenant.
 	SetSafekeepers(tenant id.TenantID, addrs []string) error
 	// Status describes the receiver, for status pages and metrics.
-	Status() walStatus
+	Status() api.WALStatus
 	// Acknowledged is where the WAL the page server may have
 	// acknowledged ends (WalReceiver.Acknowledged).
 	Acknowledged() pgdata.LSN
@@ -52,21 +52,6 @@ type timelineWAL interface {
 	TrimBelow(lsn pgdata.LSN) error
 	// Close releases the store's files, once Run has returned.
 	Close() error
-}
-
-// walStatus is what a timeline's WAL receiver reports.
-type walStatus struct {
-	Source      string     `json:"source"`
-	Safekeepers []string   `json:"safekeepers,omitempty"`
-	Safekeeper  string     `json:"safekeeper,omitempty"`
-	Connected   bool       `json:"connected"`
-	LastError   string     `json:"last_error,omitempty"`
-	Received    pgdata.LSN `json:"received_lsn"`
-	Flushed     pgdata.LSN `json:"flushed_lsn"`
-	Ingested    pgdata.LSN `json:"ingested_lsn"`
-	LastMessage time.Time  `json:"last_message,omitzero"`
-	// DecodeErrors counts the streams ended by WAL that does not decode.
-	DecodeErrors uint64 `json:"decode_errors,omitempty"`
 }
 
 // openWALFunc starts the WAL side of a timeline whose raw WAL lives in

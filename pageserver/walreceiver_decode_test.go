@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -67,7 +68,7 @@ func TestWalReceiverRetriesWALThatDoesNotDecode(t *testing.T) {
 	if err := c.wal.SetSource(""); err != nil {
 		t.Fatal(err)
 	}
-	ingested := waitFor(t, "streaming stopped", c.wal.Status, func(st walStatus) bool { return !st.Connected }).Ingested
+	ingested := waitFor(t, "streaming stopped", c.wal.Status, func(st api.WALStatus) bool { return !st.Connected }).Ingested
 	exec(t, cc, "INSERT INTO t SELECT generate_series(2, 1000)")
 	end := queryLSN(ctx, t, cc, "SELECT pg_current_wal_flush_lsn()")
 	for i := range sks.nodes {
@@ -88,7 +89,7 @@ func TestWalReceiverRetriesWALThatDoesNotDecode(t *testing.T) {
 
 	// Four decode errors, each noted when the count moves.
 	var at []time.Time
-	var st walStatus
+	var st api.WALStatus
 	for deadline := time.Now().Add(time.Minute); len(at) < 4; time.Sleep(10 * time.Millisecond) {
 		st = c.wal.Status()
 		for uint64(len(at)) < st.DecodeErrors {
@@ -112,7 +113,7 @@ func TestWalReceiverRetriesWALThatDoesNotDecode(t *testing.T) {
 
 	flipWALByte(t, sks, c, bad)
 	last := waitIngested(t, conn, c.tenant, cc)
-	st = waitFor(t, "streaming again", c.wal.Status, func(st walStatus) bool { return st.Connected && st.LastError == "" })
+	st = waitFor(t, "streaming again", c.wal.Status, func(st api.WALStatus) bool { return st.Connected && st.LastError == "" })
 	t.Logf("after %d decode errors, ingested up to %v", st.DecodeErrors, last)
 	metric := fmt.Sprintf(`zenith_pageserver_wal_decode_errors_total{tenant_id=%q,timeline_id=%q} %d`, c.tenant, c.timeline, st.DecodeErrors)
 	if metrics := httpGet(t, "http://"+ps.httpAddr+"/metrics"); !strings.Contains(metrics, metric+"\n") {

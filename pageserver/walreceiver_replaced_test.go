@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -75,24 +77,24 @@ func killMidTransaction(ctx context.Context, t *testing.T, ts *testPageServer, t
 		_, err := c.Exec(ctx, "INSERT INTO items SELECT -1, generate_series(1, 50000000)")
 		done <- err
 	}()
-	status := func() *walStatus { return mainWAL(t, ts, tenant) }
-	waitFor(t, "a megabyte into the large transaction", status, func(st *walStatus) bool { return st.Received >= from+1<<20 })
+	status := func() *api.WALStatus { return mainWAL(t, ts, tenant) }
+	waitFor(t, "a megabyte into the large transaction", status, func(st *api.WALStatus) bool { return st.Received >= from+1<<20 })
 	if err := compute.Stop(ctx, pgcluster.StopImmediate); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err == nil {
 		t.Fatal("the large transaction committed; it was to be cut short")
 	}
-	st := waitFor(t, "disconnected from the stopped compute", status, func(st *walStatus) bool { return !st.Connected })
+	st := waitFor(t, "disconnected from the stopped compute", status, func(st *api.WALStatus) bool { return !st.Connected })
 	t.Logf("compute stopped: WAL store ends at %v, last record ingested ends at %v", st.Received, st.Ingested)
 	return st.Received > st.Ingested
 }
 
 // mainWAL returns the WAL receiver status of the tenant's main branch,
 // read over HTTP.
-func mainWAL(t *testing.T, ts *testPageServer, tenant id.TenantID) *walStatus {
+func mainWAL(t *testing.T, ts *testPageServer, tenant id.TenantID) *api.WALStatus {
 	t.Helper()
-	var timelines []TimelineInfo
+	var timelines []httpapi.TimelineInfo
 	httpJSON(t, "GET", "http://"+ts.httpAddr+"/v1/tenant/"+tenant.String()+"/timeline", "", http.StatusOK, &timelines)
 	for _, tl := range timelines {
 		if tl.Branch == "main" && tl.WALReceiver != nil {

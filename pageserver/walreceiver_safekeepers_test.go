@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
@@ -219,9 +221,9 @@ func startSafekeeperCompute(ctx context.Context, t *testing.T, ps *testPageServe
 
 // waitSafekeeper waits until the receiver streams from a safekeeper
 // other than not, and returns its status.
-func waitSafekeeper(t *testing.T, w timelineWAL, not string) walStatus {
+func waitSafekeeper(t *testing.T, w timelineWAL, not string) api.WALStatus {
 	t.Helper()
-	return waitFor(t, fmt.Sprintf("streaming from a safekeeper other than %q", not), w.Status, func(st walStatus) bool {
+	return waitFor(t, fmt.Sprintf("streaming from a safekeeper other than %q", not), w.Status, func(st api.WALStatus) bool {
 		return st.Connected && st.Safekeeper != "" && st.Safekeeper != not
 	})
 }
@@ -288,7 +290,7 @@ func TestWalReceiverFromSafekeepers(t *testing.T) {
 	t.Logf("page server's LSN on the safekeeper: %v (disk-consistent), last record %v", got, c.tl.LastRecordLSN())
 
 	// The HTTP API and the metrics show the set and the current one.
-	var timelines []TimelineInfo
+	var timelines []httpapi.TimelineInfo
 	httpJSON(t, "GET", "http://"+ps.httpAddr+"/v1/tenant/"+c.tenant.String()+"/timeline", "", http.StatusOK, &timelines)
 	if len(timelines) != 1 || timelines[0].WALReceiver == nil || timelines[0].WALReceiver.Safekeeper != next.Safekeeper ||
 		!slices.Equal(timelines[0].WALReceiver.Safekeepers, sks.addrs()) {
@@ -432,7 +434,7 @@ func TestSafekeepersSource(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), fmt.Sprintf("safekeepers %s main %s", tenant, strings.Join(sks, ","))); err != nil {
 		t.Fatal(err)
 	}
-	st := waitWALStatus(t, w, "failing to reach the safekeepers", func(st walStatus) bool { return st.LastError != "" })
+	st := waitWALStatus(t, w, "failing to reach the safekeepers", func(st api.WALStatus) bool { return st.LastError != "" })
 	if !slices.Equal(st.Safekeepers, sks) || st.Source != "" || st.Connected || !strings.Contains(st.LastError, "no safekeeper serves") {
 		t.Errorf("status after safekeepers: %+v, want the set %v, no source, not connected, no safekeeper serving", st, sks)
 	}
@@ -442,7 +444,7 @@ func TestSafekeepersSource(t *testing.T) {
 	if st := w.Status(); st.Safekeepers != nil || st.Source != "host=127.0.0.1 port=1" {
 		t.Errorf("status after callmemaybe: %+v, want its source and no safekeepers", st)
 	}
-	var info TimelineInfo
+	var info httpapi.TimelineInfo
 	url := "http://" + ps.httpAddr + "/v1/tenant/" + tenant.String() + "/timeline/main/safekeepers"
 	httpJSON(t, "PUT", url, `{"safekeepers": ["`+sks[1]+`"]}`, http.StatusOK, &info)
 	if info.WALReceiver == nil || !slices.Equal(info.WALReceiver.Safekeepers, sks[1:]) || info.WALReceiver.Source != "" {
@@ -471,7 +473,7 @@ func TestSafekeepersSource(t *testing.T) {
 }
 
 // waitWALStatus polls a timeline's WAL status until ok says so.
-func waitWALStatus(t *testing.T, w timelineWAL, what string, ok func(walStatus) bool) walStatus {
+func waitWALStatus(t *testing.T, w timelineWAL, what string, ok func(api.WALStatus) bool) api.WALStatus {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -9,7 +9,7 @@
 // timelines it asks of a Tenants, which package pageserver implements on
 // its tenant manager. It decides what a command needs of a token
 // (CommandNeeds, with authorize) and which SQLSTATE an error gets
-// (SQLError, which the server's HTTP API uses too, so that one error has
+// (SQLError, which the HTTP API, package httpapi, uses too, so that one error has
 // one code): the tenant manager's errors are sentinels of repo and api.
 // Its Prometheus collectors (Metrics) are made and registered by the
 // server.

@@ -1,4 +1,4 @@
-package pageserver
+package httpapi
 
 import (
 	"encoding/json"
@@ -24,38 +24,9 @@ import (
 // JSON object.
 const maxRequestBody = 64 << 10
 
-// The HTTP API: the page service's management commands as JSON, and the
-// Prometheus metrics.
-//
-//	GET  /v1/status                      Status
-//	GET  /v1/tenant                      [{"tenant_id"}]
-//	POST /v1/tenant {"tenant_id"?, "generation"?}  {"tenant_id"}     201
-//	POST /v1/tenant/{id}/attach {"generation"}  {"tenant_id", "generation", "timelines"}
-//	POST /v1/tenant/{id}/detach          {"tenant_id"} (uploads everything, removes it here)
-//	DELETE /v1/tenant/{id}               {"tenant_id"}
-//	POST /v1/tenant/{id}/gc              [BranchInfo] (flush and GC every timeline now)
-//	GET  /v1/tenant/{id}/config          [api.TenantSetting]
-//	PUT  /v1/tenant/{id}/config {"gc_horizon"?: bytes, "pitr_interval"?: "24h"}  [api.TenantSetting]
-//	GET  /v1/tenant/{id}/timeline        [TimelineInfo]
-//	GET  /v1/tenant/{id}/branch          [BranchInfo]
-//	POST /v1/tenant/{id}/branch {"name", "start"}  BranchInfo        201
-//	DELETE /v1/tenant/{id}/branch/{branch|timeline}  {"timeline_id"} (409 while it has children)
-//	PUT  /v1/tenant/{id}/timeline/{timeline}/safekeepers {"safekeepers": ["host:port", ...]}
-//	                                     TimelineInfo (the page service's safekeepers command)
-//	GET  /metrics                        Prometheus text format
-//	GET  /debug/pprof/...                Go runtime profiles (net/http/pprof)
-//
-// Errors are {"error": message, "code": SQLSTATE} with the status the
-// SQLSTATE maps to (httpStatus).
-//
-// With auth on (auth_public_key), every route but /v1/status and
-// /metrics needs "Authorization: Bearer <token>" (see routes for which
-// scope): a missing, malformed, expired or foreign token is 401 (code
-// 28P01), a token whose scope does not reach the route 403 (28000).
-
-// httpTenants is the tenant manager as the HTTP API sees it: what the
+// Tenants is the tenant manager as the HTTP API sees it: what the
 // page service asks of it, and what only the HTTP API answers.
-type httpTenants interface {
+type Tenants interface {
 	pageservice.Tenants
 	// StatusJSON is the server's status, the body of GET /v1/status (a
 	// value encoding/json marshals).
@@ -71,43 +42,43 @@ type httpTenants interface {
 	TimelineInfo(tid id.TenantID, tl id.TimelineID) (TimelineInfo, error)
 }
 
-// httpConfig is what the HTTP API is made of.
-type httpConfig struct {
+// Config is what the HTTP API is made of.
+type Config struct {
 	// Tenants is the tenant manager.
-	Tenants httpTenants
+	Tenants Tenants
 	// Verifier checks tokens; nil when auth is off.
 	Verifier *auth.Verifier
 	// Metrics gathers what GET /metrics answers.
 	Metrics prometheus.Gatherer
 }
 
-// httpAPI is the page server's HTTP API.
-type httpAPI struct {
-	tenants  httpTenants
+// API is the page server's HTTP API.
+type API struct {
+	tenants  Tenants
 	verifier *auth.Verifier
 	metrics  prometheus.Gatherer
 }
 
-// newHTTPAPI returns the HTTP API of cfg.
-func newHTTPAPI(cfg httpConfig) *httpAPI {
-	return &httpAPI{tenants: cfg.Tenants, verifier: cfg.Verifier, metrics: cfg.Metrics}
+// New returns the HTTP API of cfg.
+func New(cfg Config) *API {
+	return &API{tenants: cfg.Tenants, verifier: cfg.Verifier, metrics: cfg.Metrics}
 }
 
-// server is the HTTP API's http.Server, its routes behind the verifier.
-func (a *httpAPI) server() *http.Server {
+// Server is the HTTP API's http.Server, its routes behind the verifier.
+func (a *API) Server() *http.Server {
 	mux := auth.NewMux(a.verifier)
-	a.routes(mux)
+	a.Routes(mux)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 }
 
-// routes registers every route of the HTTP API on mux, each with what it
+// Routes registers every route of the HTTP API on mux, each with what it
 // needs of a token when auth is on: /v1/status and /metrics are public
 // (health checks and scraping), a tenant's routes need a token for it,
 // the rest an admin token.
-func (a *httpAPI) routes(mux *auth.Mux) {
+func (a *API) Routes(mux *auth.Mux) {
 	mux.HandleFunc("GET /v1/status", auth.Public, func(w http.ResponseWriter, r *http.Request) {
 		auth.WriteJSON(w, http.StatusOK, a.tenants.StatusJSON())
 	})
@@ -294,7 +265,7 @@ type TimelineInfo struct {
 	// why (see WalReceiver).
 	IngestStopped *IngestStop `json:"ingest_stopped,omitempty"`
 	// WALReceiver is nil for a timeline that takes no WAL.
-	WALReceiver *walStatus `json:"wal_receiver"`
+	WALReceiver *api.WALStatus `json:"wal_receiver"`
 }
 
 // IngestStop says where a timeline's ingest stopped (the end of the last
@@ -308,7 +279,7 @@ type IngestStop struct {
 // setSafekeepers makes a timeline (branch name or id) stream its WAL
 // from a set of safekeepers, as the page service's safekeepers command
 // does, and answers the timeline's TimelineInfo.
-func (a *httpAPI) setSafekeepers(w http.ResponseWriter, r *http.Request) {
+func (a *API) setSafekeepers(w http.ResponseWriter, r *http.Request) {
 	tid, ok := a.tenant(w, r)
 	if !ok {
 		return
@@ -351,7 +322,7 @@ func (a *httpAPI) setSafekeepers(w http.ResponseWriter, r *http.Request) {
 
 // setTenantConfig changes a tenant's retention, as the page service's
 // tenant_config does, and answers its settings.
-func (a *httpAPI) setTenantConfig(w http.ResponseWriter, r *http.Request) {
+func (a *API) setTenantConfig(w http.ResponseWriter, r *http.Request) {
 	tid, ok := a.tenant(w, r)
 	if !ok {
 		return
@@ -387,7 +358,7 @@ func (a *httpAPI) setTenantConfig(w http.ResponseWriter, r *http.Request) {
 
 // attach attaches the tenant of the path at the request's generation,
 // as the page service's tenant_attach does.
-func (a *httpAPI) attach(w http.ResponseWriter, r *http.Request) {
+func (a *API) attach(w http.ResponseWriter, r *http.Request) {
 	tid, err := id.ParseTenantID(r.PathValue("tenant"))
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
@@ -417,7 +388,7 @@ func (a *httpAPI) attach(w http.ResponseWriter, r *http.Request) {
 
 // tenant resolves the {tenant} of the request's path to a tenant served,
 // answering the request itself if it cannot.
-func (a *httpAPI) tenant(w http.ResponseWriter, r *http.Request) (id.TenantID, bool) {
+func (a *API) tenant(w http.ResponseWriter, r *http.Request) (id.TenantID, bool) {
 	tid, err := id.ParseTenantID(r.PathValue("tenant"))
 	if err != nil {
 		writeError(w, &pgwire.Error{Code: pgwire.CodeInvalidParameterValue, Message: err.Error()})
