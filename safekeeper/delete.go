@@ -24,6 +24,10 @@ func (s *Safekeeper) DeleteTimeline(tenant id.TenantID, timeline id.TimelineID) 
 	s.mu.Lock()
 	tl := s.timelines[k]
 	delete(s.timelines, k)
+	if s.deleted == nil {
+		s.deleted = map[timelineKey]bool{}
+	}
+	s.deleted[k] = true
 	s.mu.Unlock()
 	if tl == nil {
 		return false, nil

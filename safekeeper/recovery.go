@@ -139,7 +139,7 @@ func (s *Safekeeper) startCatchUp(k timelineKey) bool {
 	if s.catchingUp == nil {
 		s.catchingUp = map[timelineKey]bool{}
 	}
-	if s.catchingUp[k] || s.runCtx == nil {
+	if s.catchingUp[k] || s.deleted[k] || s.runCtx == nil { // a deleted one: see ErrTimelineDeleted
 		return false
 	}
 	s.catchingUp[k] = true

@@ -59,6 +59,10 @@ type Safekeeper struct {
 	wg     sync.WaitGroup
 	// catchingUp holds the timelines catching up from a peer (recovery.go).
 	catchingUp map[timelineKey]bool
+	// deleted holds the timelines deleted here since the start: a peer
+	// that has not deleted one yet must not make catch-up create it
+	// again (zenith deletes a timeline from one safekeeper after another).
+	deleted map[timelineKey]bool
 	// disk says whether WAL writes find the disk full (GET /v1/memory).
 	disk vfs.DiskState
 }
@@ -133,6 +137,9 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	if tl := s.timelines[k]; tl != nil || !create {
 		return tl, nil
 	}
+	if s.deleted[k] {
+		return nil, fmt.Errorf("timeline %s/%s was deleted: %w", tenant, timeline, ErrTimelineDeleted)
+	}
 	if err := os.MkdirAll(filepath.Join(s.cfg.Dir, tenant.String()), 0o755); err != nil {
 		return nil, fmt.Errorf("create tenant directory: %w", err)
 	}
@@ -144,6 +151,11 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	s.timelines[k] = tl
 	return tl, nil
 }
+
+// ErrTimelineDeleted is a creation of a timeline this safekeeper deleted
+// since it started: timeline ids are never reused, so it can only be a
+// peer's or a compute's late word of it.
+var ErrTimelineDeleted = errors.New("a deleted timeline is not created again")
 
 // Timelines returns every timeline.
 func (s *Safekeeper) Timelines() []*Timeline {
