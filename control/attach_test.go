@@ -139,20 +139,7 @@ func TestLayerDiskBudget(t *testing.T) {
 func setPageserverConfig(t *testing.T, env *zenithtest.Env, set map[string]string) pageserver.Config {
 	t.Helper()
 	conf := filepath.Join(env.RepoDir, "pageserver", pageserver.ConfigFileName)
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range set {
-		re := regexp.MustCompile(`(?m)^` + k + ` = .*$`)
-		if !re.Match(b) {
-			t.Fatalf("%s has no %s", conf, k)
-		}
-		b = re.ReplaceAll(b, []byte(k+" = "+v))
-	}
-	if err := os.WriteFile(conf, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	setConfig(t, conf, set)
 	cfg, err := pageserver.LoadConfig(conf)
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func TestPageserverFewFileDescriptors(t *testing.T) {
 	env.Zenith("pageserver", "stop")
 	setTenantConfig(t, env, map[string]string{"checkpoint_distance": "1048576", "compaction_target_size": "262144"})
 	// Compaction every 2 s, not 20: the test waits for it twice.
-	setConfig(t, filepath.Join(env.RepoDir, "pageserver", "pageserver.toml"), map[string]string{"compaction_period": `"2s"`})
+	setPageserverConfig(t, env, map[string]string{"compaction_period": `"2s"`})
 	env.Zenith("pageserver", "start")
 	pg := env.Postgres.CreateStart("main")
 	conn := pg.Connect()
