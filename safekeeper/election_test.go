@@ -332,6 +332,36 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		})
 	}
 
+	// The old segments are removed while it decodes (as CI once saw
+	// under "zenith branch": "read of WAL outside the stored" WAL): it
+	// starts again where the WAL begins now.
+	t.Run("removed while it decodes", func(t *testing.T) {
+		tl := newTestTimeline(t, t.TempDir())
+		defer tl.Close()
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, w.from)
+		appendSynced(t, tl, 1, w.from, w.slice(w.from, w.to))
+		if _, err := tl.SetPageserverLSN(0, w.to); err != nil {
+			t.Fatal(err)
+		}
+		removed := false
+		got, err := tl.recordLSN(func(b []byte, lsn pgdata.LSN) error {
+			if !removed {
+				removed = true
+				if err := tl.RemoveOldWAL(w.to); err != nil {
+					return err
+				}
+				if begin := tl.State().BeginLSN; begin <= lsn {
+					t.Fatalf("removing the old WAL made it begin at %s, not above the read at %s", begin, lsn)
+				}
+			}
+			return tl.ReadWAL(b, lsn)
+		})
+		if err != nil || got != w.to {
+			t.Fatalf("RecordLSN with the old WAL removed under it = %s, %v; want %s", got, err, w.to)
+		}
+	})
+
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
 		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)

@@ -22,6 +22,10 @@ var ErrTermChanged = errors.New("the safekeeper has voted for another term")
 // needs a new election (see setCompute).
 var ErrComputeSet = errors.New("the term has another compute")
 
+// ErrWALRemoved is returned for a read of WAL below where the stored WAL
+// begins: removed, as the page server holds it.
+var ErrWALRemoved = errors.New("the WAL there has been removed")
+
 // controlPersistInterval bounds how stale the control file's flush and
 // commit LSNs may get while WAL streams in.
 const controlPersistInterval = time.Second

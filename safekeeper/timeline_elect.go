@@ -21,7 +21,25 @@ import (
 // the records are decoded from the end of that rest, which is itself the
 // end of a record; a page with no such rest is taken to begin right after
 // a record, as the removed WAL cannot say otherwise.
+//
+// Old segments may be removed while it decodes (the lock is not held for
+// the whole decode): it then starts again where the stored WAL begins now.
 func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
+	return tl.recordLSN(tl.ReadWAL)
+}
+
+// recordLSN is RecordLSN reading the WAL with read.
+func (tl *Timeline) recordLSN(read func(b []byte, lsn pgdata.LSN) error) (pgdata.LSN, error) {
+	for {
+		end, err := tl.recordLSNOnce(read)
+		if !errors.Is(err, ErrWALRemoved) {
+			return end, err
+		}
+		tl.log.Debug().Err(err).Msg("WAL removed while looking for the last complete record; again")
+	}
+}
+
+func (tl *Timeline) recordLSNOnce(read func(b []byte, lsn pgdata.LSN) error) (pgdata.LSN, error) {
 	tl.mu.Lock()
 	begin, flush := tl.wal.begin, tl.flush
 	from := begin
@@ -39,7 +57,7 @@ func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
 	}
 	end := from
 	if from == begin && termStart < begin && begin.PageOffset() == 0 {
-		first, err := pgdata.FirstRecordStart(begin, flush, segSize, tl.ReadWAL)
+		first, err := pgdata.FirstRecordStart(begin, flush, segSize, read)
 		if err != nil {
 			return 0, fmt.Errorf("find the last complete record in the stored WAL [%s, %s): %w", begin, flush, err)
 		}
@@ -60,7 +78,7 @@ func (tl *Timeline) RecordLSN() (pgdata.LSN, error) {
 			return end, nil
 		}
 	}
-	_, err := pgdata.ScanWAL(context.Background(), from, flush, segSize, tl.ReadWAL, func(rec *pgdata.Record) bool {
+	_, err := pgdata.ScanWAL(context.Background(), from, flush, segSize, read, func(rec *pgdata.Record) bool {
 		// A record's EndLSN is MAXALIGNed; the WAL may stop exactly at
 		// its unaligned end.
 		end = min(rec.EndLSN, flush)

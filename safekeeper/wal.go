@@ -81,7 +81,10 @@ func (w *walFiles) sync() (pgdata.LSN, error) {
 
 // readAt fills b with the WAL at lsn, which must be between begin and end.
 func (w *walFiles) readAt(b []byte, lsn pgdata.LSN) error {
-	if lsn < w.begin || lsn+pgdata.LSN(len(b)) > w.end {
+	if lsn < w.begin {
+		return fmt.Errorf("read of WAL [%s, %s), below where the stored WAL begins, %s: %w", lsn, lsn+pgdata.LSN(len(b)), w.begin, ErrWALRemoved)
+	}
+	if lsn+pgdata.LSN(len(b)) > w.end {
 		return fmt.Errorf("read of WAL [%s, %s) outside the stored [%s, %s)", lsn, lsn+pgdata.LSN(len(b)), w.begin, w.end)
 	}
 	return w.segs.ReadAt(b, lsn)
