@@ -450,6 +450,15 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			_ = c.Stop(stopCtx, pgcluster.StopImmediate)
 			return fmt.Errorf("compute node %s: tell the page server to stream from it: %w", n.Name, err)
 		}
+		// As with safekeepers (assignCompute): a node stopped before the
+		// page server streams from it would take its shutdown checkpoint
+		// with it, and its clean stop would wait for it in vain.
+		if err := e.waitStreaming(ctx, n, "pageserver", 1, "the page server"); err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
+			defer cancel()
+			_ = c.Stop(stopCtx, pgcluster.StopImmediate)
+			return err
+		}
 	}
 	return nil
 }

@@ -68,10 +68,16 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 	if err := el.SetCompute(ctx, n.ConnString(e), start); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
-	want := e.Config.Safekeepers.Count/2 + 1
-	deadline := time.Now().Add(safekeepersConnectTimeout)
+	return e.waitStreaming(ctx, n, "safekeeper%", e.Config.Safekeepers.Count/2+1, "the safekeepers")
+}
+
+// waitStreaming waits until at least want walreceivers whose
+// application_name is LIKE app stream from the node (pg_stat_replication),
+// for at most streamConnectTimeout; who names them in the error.
+func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, who string) error {
+	deadline := time.Now().Add(streamConnectTimeout)
 	for {
-		got, err := streamingSafekeepers(ctx, n.ConnString(e))
+		got, err := countStreaming(ctx, n.ConnString(e), app)
 		if err == nil && got >= want {
 			return nil
 		}
@@ -79,8 +85,8 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 			if err == nil {
 				err = fmt.Errorf("%d of the %d needed are streaming", got, want)
 			}
-			return fmt.Errorf("compute node %s: the safekeepers did not start streaming from it within %v (%w); "+
-				"can they reach it? (their logs say; config.toml [compute] replication_from lists the networks it trusts)", n.Name, safekeepersConnectTimeout, err)
+			return fmt.Errorf("compute node %s: %s did not start streaming from it within %v (%w); "+
+				"can they reach it? (their logs say; config.toml [compute] replication_from lists the networks it trusts)", n.Name, who, streamConnectTimeout, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -90,13 +96,14 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 	}
 }
 
-// safekeepersConnectTimeout bounds how long a compute start waits for a
-// majority of the safekeepers to stream from the new compute.
-const safekeepersConnectTimeout = 60 * time.Second
+// streamConnectTimeout bounds how long a compute start waits for a
+// majority of the safekeepers, or the page server, to stream from the new
+// compute.
+const streamConnectTimeout = 60 * time.Second
 
-// streamingSafekeepers counts the safekeepers that stream from the compute
-// at connStr (pg_stat_replication, by their application_name).
-func streamingSafekeepers(ctx context.Context, connStr string) (int, error) {
+// countStreaming counts the walreceivers that stream from the compute at
+// connStr whose application_name is LIKE app (pg_stat_replication).
+func countStreaming(ctx context.Context, connStr, app string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := pgconn.Connect(ctx, connStr+"?sslmode=disable")
@@ -104,12 +111,13 @@ func streamingSafekeepers(ctx context.Context, connStr string) (int, error) {
 		return 0, err
 	}
 	defer conn.Close(context.Background())
-	res, err := conn.Exec(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE 'safekeeper%' AND state = 'streaming'").ReadAll()
-	if err != nil {
-		return 0, err
+	res := conn.ExecParams(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE $1 AND state = 'streaming'",
+		[][]byte{[]byte(app)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return 0, res.Err
 	}
-	if len(res) != 1 || len(res[0].Rows) != 1 {
+	if len(res.Rows) != 1 {
 		return 0, errors.New("pg_stat_replication: no row")
 	}
-	return strconv.Atoi(string(res[0].Rows[0][0]))
+	return strconv.Atoi(string(res.Rows[0][0]))
 }
