@@ -50,9 +50,9 @@ func ImportCommand() *cli.Command {
             pg_hba.conf a replication line for this host), then the copy
             is recovered here and imported; the server keeps running
 The branch starts at the cluster's last checkpoint; its WAL before that is
-not history zenith can branch from. Tablespaces other than pg_default and
-pg_global are not supported. On a terminal a bar shows the bytes, the rate
-and the time left; otherwise a line every few seconds.
+not history zenith can branch from. Tablespaces come along (a compute keeps
+their files in its own directory). On a terminal a bar shows the bytes, the
+rate and the time left; otherwise a line every few seconds.
 
 The branch is --branch (default: imported) of --tenant (default: the
 repository's default tenant), or of a new tenant with --new-tenant. If the
@@ -121,6 +121,7 @@ func runImport(c *cli.Context) (err error) {
 		return explainTenant(err, t)
 	}
 
+	var locations map[uint32]string // the tablespaces' own, if dir is a copy
 	if isConnString(src) || recover || tarBackup {
 		tmp, err := os.MkdirTemp(e.Dir, "import-")
 		if err != nil {
@@ -130,19 +131,31 @@ func runImport(c *cli.Context) (err error) {
 		if err := os.Chmod(tmp, 0o755); err != nil {
 			return err
 		}
-		copyDir := filepath.Join(tmp, "pgdata")
+		copyDir, tablespaces := filepath.Join(tmp, "pgdata"), filepath.Join(tmp, "tablespaces")
+		// Searchable by the OS user recovery runs as, like tmp.
+		if err := os.Mkdir(tablespaces, 0o755); err != nil {
+			return err
+		}
+		unpack := func(backup string) error {
+			prog := newProgress(e.Progress, "unpacking the backup", archivesBytes(backup))
+			if locations, err = extractTarBackup(backup, copyDir, tablespaces, prog); err != nil {
+				return err
+			}
+			prog.Done()
+			// A tar of a cleanly stopped directory needs no recovery.
+			recover, err = checkImportDir(copyDir)
+			return err
+		}
 		switch {
 		case isConnString(src):
-			err = e.baseBackup(ctx, src, copyDir)
-		case tarBackup:
-			prog := newProgress(e.Progress, "unpacking the backup", archivesBytes(dir))
-			if err = extractTarBackup(dir, copyDir, prog); err == nil {
-				prog.Done()
-				// A tar of a cleanly stopped directory needs no recovery.
-				recover, err = checkImportDir(copyDir)
+			backup := filepath.Join(tmp, "backup")
+			if err = e.baseBackup(ctx, src, backup); err == nil {
+				err = errors.Join(unpack(backup), os.RemoveAll(backup))
 			}
+		case tarBackup:
+			err = unpack(dir)
 		default:
-			err = copyDataDir(dir, copyDir)
+			locations, err = copyDataDir(dir, copyDir, tablespaces)
 		}
 		if err != nil {
 			return err
@@ -166,7 +179,7 @@ func runImport(c *cli.Context) (err error) {
 	}
 	prog := newProgress(e.Progress, "importing "+name, total)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDirExcept(pw, dir, skip)) }()
+	go func() { pw.CloseWithError(tarDirExcept(pw, dir, skip, locations)) }()
 	if err := e.Pageserver().Import(ctx, t, name, io.TeeReader(pr, prog)); err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("import %s as branch %s: %w", src, name, explainTenant(err, t))
@@ -301,22 +314,13 @@ func oldWAL(dir string) (skip func(rel string) bool, err error) {
 	}, nil
 }
 
-// dirBytes is the size of the regular files under dir, but those skip
-// (if not nil) returns true for.
+// dirBytes is the size of the regular files of the data directory dir
+// (its tablespaces' included), but those skip (if not nil) returns true
+// for.
 func dirBytes(dir string, skip func(rel string) bool) (int64, error) {
 	var n int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if rel, err := filepath.Rel(dir, path); err == nil && skip != nil && skip(filepath.ToSlash(rel)) {
-			return nil
-		}
-		if d.Type().IsRegular() {
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
+	err := walkDataDir(dir, func(rel, _ string, info fs.FileInfo, _ string) error {
+		if info.Mode().IsRegular() && (skip == nil || !skip(rel)) {
 			n += info.Size()
 		}
 		return nil

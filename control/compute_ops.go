@@ -299,7 +299,7 @@ func (e *Env) extractBasebackup(ctx context.Context, n *Node, lsn pgdata.LSN, la
 	pr, pw := io.Pipe()
 	untarred := make(chan error, 1)
 	go func() {
-		err := tarfile.ExtractBasebackup(pr, dir, n.TablespacesDir())
+		_, err := tarfile.ExtractBasebackup(pr, dir, n.TablespacesDir())
 		if err != nil {
 			err = fmt.Errorf("basebackup tar: %w", err)
 		}

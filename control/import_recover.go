@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,7 +29,10 @@ import (
 
 // baseBackup copies the running server at connStr into dir (which must not
 // exist) with pg_basebackup: the replication protocol's BASE_BACKUP, with
-// the WAL streamed alongside, showing pg_basebackup's own progress.
+// the WAL streamed alongside, showing pg_basebackup's own progress. The
+// copy is in tar format (extractTarBackup unpacks it): a plain one would
+// put each tablespace at its location on the server, which may be taken
+// here (by the server itself, on the same host).
 func (e *Env) baseBackup(ctx context.Context, connStr, dir string) error {
 	cl, err := pgcluster.New(ctx, pgcluster.Options{BinDir: e.Config.PGBinDir, DataDir: dir})
 	if err != nil {
@@ -38,7 +43,7 @@ func (e *Env) baseBackup(ctx context.Context, connStr, dir string) error {
 	}
 	// --no-sync: the copy is thrown away once imported; the page server
 	// makes the import durable.
-	cmd := cl.Command(ctx, "pg_basebackup", "-d", connStr, "-D", dir, "-Fp", "-X", "stream", "-c", "fast", "-P", "--no-sync")
+	cmd := cl.Command(ctx, "pg_basebackup", "-d", connStr, "-D", dir, "-Ft", "-X", "stream", "-c", "fast", "-P", "--no-sync")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err
@@ -94,18 +99,22 @@ func readBasebackupProgress(r io.Reader, prog *progress) string {
 }
 
 // copyDataDir copies the data directory src (a plain base backup) into
-// dst, which must not exist, for recovery: src is only read.
-func copyDataDir(src, dst string) error {
+// dst, which must not exist, for recovery: src is only read. Its
+// tablespaces are copied into tablespacesDir/<OID>, linked from
+// dst/pg_tblspc; their locations (where src's links point) are returned,
+// by OID.
+func copyDataDir(src, dst, tablespacesDir string) (map[uint32]string, error) {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarDir(pw, src)) }()
-	if err := tarfile.ExtractDataDir(pr, dst); err != nil {
+	locations, err := tarfile.ExtractBasebackup(pr, dst, tablespacesDir)
+	if err != nil {
 		pr.CloseWithError(err)
-		return fmt.Errorf("%w %s: copy it: %v", ErrImportSource, src, err)
+		return nil, fmt.Errorf("%w %s: copy it: %v", ErrImportSource, src, err)
 	}
-	return nil
+	return locations, nil
 }
 
 // recoverDataDir runs stock PostgreSQL on dir, a base backup, until its
@@ -156,6 +165,27 @@ func (e *Env) recoverDataDir(ctx context.Context, dir, tmp string) error {
 	}
 	if err := pgcluster.PrepareDir(dir, cl.User()); err != nil {
 		return err
+	}
+	// The copies of its tablespaces: linked already, or named by
+	// tablespace_map, from which recovery links them.
+	mapped, err := readTablespaceMap(filepath.Join(dir, "tablespace_map"))
+	if err != nil {
+		return err
+	}
+	copies := slices.Collect(maps.Values(mapped))
+	links, err := filepath.Glob(filepath.Join(dir, "pg_tblspc", "*"))
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil {
+			copies = append(copies, target)
+		}
+	}
+	for _, ts := range copies {
+		if err := pgcluster.PrepareDir(ts, cl.User()); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(e.Progress, "recovering the base backup (replaying the WAL written while it was taken)\n")
 	if err := cl.Start(ctx); err != nil {

@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,13 +26,20 @@ const importScaleEnv = "ZENITH_IMPORT_SCALE"
 
 var importedTenant = regexp.MustCompile(`of tenant ([0-9a-f]{32}) at `)
 
+// tablespaceLocation matches the location in pg_dumpall's CREATE
+// TABLESPACE.
+var tablespaceLocation = regexp.MustCompile(`LOCATION '[^']*'`)
+
 // TestImport brings a stock PostgreSQL 15 cluster holding pgbench's
-// tables and a second database into zenith: while it runs, through a
+// tables, a second database and a tablespace (with a table of the second
+// database and a third database) into zenith: while it runs, through a
 // connection string (pg_basebackup, recovered here), as a new tenant;
 // from tar-format base backups of it (pg_basebackup -Ft, gzip and lz4);
-// and after a clean stop, from its data directory. A compute on each
-// branch dumps exactly as the stock cluster did. Bad sources are refused
-// with messages that say what is wrong.
+// and after a clean stop, from its data directory (with its WAL
+// directory elsewhere, linked). A compute on each
+// branch dumps exactly as the stock cluster did (but for the tablespace's
+// location: a compute keeps it in its own directory). Bad sources are
+// refused with messages that say what is wrong.
 func TestImport(t *testing.T) {
 	pgtest.SkipIfShort(t)
 	ctx := context.Background()
@@ -49,6 +57,13 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec1(t, sconn, "CREATE DATABASE other")
+	loc := filepath.Join(os.TempDir(), fmt.Sprintf("zenith-import-ts-%d", os.Getpid()))
+	if err := pgcluster.PrepareDir(loc, stock.User()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(loc) })
+	exec1(t, sconn, "CREATE TABLESPACE ts LOCATION '"+loc+"'")
+	exec1(t, sconn, "CREATE DATABASE in_ts TABLESPACE ts")
 	sconn.Close(ctx)
 	oconn, err := pgx.Connect(ctx, stock.ConnString("other"))
 	if err != nil {
@@ -57,7 +72,14 @@ func TestImport(t *testing.T) {
 	exec1(t, oconn, "CREATE TABLE notes (id serial PRIMARY KEY, body text)")
 	exec1(t, oconn, "INSERT INTO notes (body) SELECT repeat('n', g % 3000) FROM generate_series(1, 2000) g")
 	exec1(t, oconn, "CREATE INDEX ON notes (length(body))")
+	exec1(t, oconn, "CREATE TABLE notes_ts TABLESPACE ts AS SELECT * FROM notes WHERE id % 7 = 0")
 	oconn.Close(ctx)
+	tconn, err := pgx.Connect(ctx, stock.ConnString("in_ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec1(t, tconn, "CREATE TABLE here AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 3000) g")
+	tconn.Close(ctx)
 	want, err := pgdump.DumpAll(ctx, pgdump.ClusterServer(stock))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +116,8 @@ func TestImport(t *testing.T) {
 	checkDump(t, live, want, "imported from a running server")
 
 	// Tar-format base backups of it (pg_basebackup -Ft), compressed two
-	// ways; one with a tablespace's archive is refused.
+	// ways; one with an archive of a tablespace it does not have is
+	// refused.
 	for _, compress := range []string{"gzip", "client-lz4"} {
 		backup := filepath.Join(env.Dir, "tar-"+compress)
 		if err := pgcluster.PrepareDir(backup, stock.User()); err != nil {
@@ -113,14 +136,23 @@ func TestImport(t *testing.T) {
 		checkDump(t, pg, want, "imported from a tar-format base backup ("+compress+")")
 		pg.Destroy()
 	}
-	withTablespace := filepath.Join(env.Dir, "tar-gzip")
-	if err := os.WriteFile(filepath.Join(withTablespace, "16400.tar"), nil, 0o644); err != nil {
+	extra := filepath.Join(env.Dir, "tar-gzip")
+	if err := os.WriteFile(filepath.Join(extra, "99999.tar"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, env, "16400.tar is a tablespace's archive", "import", withTablespace, "--branch", "withtablespace")
+	mustFail(t, env, "99999.tar is the archive of a tablespace the base archive's tablespace_map does not list", "import", extra, "--branch", "extra")
 
-	// The same cluster, stopped, from its directory.
+	// The same cluster, stopped, from its directory, whose WAL is
+	// elsewhere (as initdb --waldir leaves it).
 	if err := stock.Stop(ctx, pgcluster.StopFast); err != nil {
+		t.Fatal(err)
+	}
+	walDir := loc + "-wal"
+	t.Cleanup(func() { os.RemoveAll(walDir) })
+	if err := os.Rename(filepath.Join(stock.DataDir(), "pg_wal"), walDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(walDir, filepath.Join(stock.DataDir(), "pg_wal")); err != nil {
 		t.Fatal(err)
 	}
 	env.Zenith("import", stock.DataDir(), "--branch", "stopped")
@@ -148,6 +180,8 @@ func checkDump(t *testing.T, pg *zenithtest.Postgres, want, what string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A tablespace's location on a compute is in the node's directory.
+	got, want = tablespaceLocation.ReplaceAllString(got, "LOCATION '...'"), tablespaceLocation.ReplaceAllString(want, "LOCATION '...'")
 	if err := pgdump.Compare(got, want).Err(); err != nil {
 		t.Errorf("%s: pg_dumpall differs from the stock cluster's: %v\nfirst difference: %s", what, err, pgdump.FirstDifference(got, want))
 	}

@@ -118,12 +118,12 @@ func (st serverTenants) CheckBranchFree(tid id.TenantID, name string) error {
 	return nil
 }
 
-func (st serverTenants) Import(ctx context.Context, tid id.TenantID, name, dir string) (api.BranchInfo, error) {
+func (st serverTenants) Import(ctx context.Context, tid id.TenantID, name, dir string, locations map[uint32]string) (api.BranchInfo, error) {
 	t, err := st.s.tenants.get(tid)
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
-	br, err := t.importBranch(ctx, name, dir)
+	br, err := t.importBranch(ctx, name, dir, locations)
 	if err != nil {
 		return api.BranchInfo{}, err
 	}

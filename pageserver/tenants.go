@@ -392,7 +392,7 @@ func (t *tenant) release(name string) {
 // and its state); the timeline of an import that fails after that is
 // deleted, and so is one that a crash interrupted, at the next start
 // (markImport).
-func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch, error) {
+func (t *tenant) importBranch(ctx context.Context, name, datadir string, locations map[uint32]string) (Branch, error) {
 	if err := t.reserve(name); err != nil {
 		return Branch{}, err
 	}
@@ -419,7 +419,7 @@ func (t *tenant) importBranch(ctx context.Context, name, datadir string) (Branch
 	if err != nil {
 		return Branch{}, errors.Join(err, unmarkImport(t.dir, tid))
 	}
-	lsn, err := walingest.ImportDataDir(ctx, tl, datadir, t.log)
+	lsn, err := walingest.ImportDataDir(ctx, tl, datadir, locations, t.log)
 	if err == nil {
 		if err = tl.Flush(ctx); err != nil {
 			err = fmt.Errorf("import: flush: %w", err)

@@ -179,7 +179,7 @@ func importStartedCluster(ctx context.Context, t *testing.T, r *repo.Repository)
 	t.Helper()
 	pg = pgtest.New(t, workload.Settings())
 	tn, tl = newTestTimeline(t, r)
-	start, err := walingest.ImportDataDir(ctx, tl, pg.DataDir(), zerolog.Nop())
+	start, err := walingest.ImportDataDir(ctx, tl, pg.DataDir(), nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

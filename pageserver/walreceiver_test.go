@@ -61,7 +61,7 @@ func newRcvCompute(t *testing.T) *rcvCompute {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := walingest.ImportDataDir(context.Background(), tl, pg.DataDir(), zerolog.Nop()); err != nil {
+	if _, err := walingest.ImportDataDir(context.Background(), tl, pg.DataDir(), nil, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	c.tenant, c.timeline = tn.ID(), tl.ID()

@@ -53,7 +53,7 @@ func TestBasebackupImport(t *testing.T) {
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
 	tn, tl := newTestTimeline(t, r)
-	lsn, err := walingest.ImportDataDir(ctx, tl, src.DataDir(), zerolog.Nop())
+	lsn, err := walingest.ImportDataDir(ctx, tl, src.DataDir(), nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

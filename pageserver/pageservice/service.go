@@ -91,8 +91,8 @@ type Tenants interface {
 	// branch called name: an import checks before its upload.
 	CheckBranchFree(tid id.TenantID, name string) error
 	// Import imports the stopped data directory dir as branch name of
-	// tenant tid.
-	Import(ctx context.Context, tid id.TenantID, name, dir string) (api.BranchInfo, error)
+	// tenant tid; locations are its tablespaces' (walingest.ImportDataDir).
+	Import(ctx context.Context, tid id.TenantID, name, dir string, locations map[uint32]string) (api.BranchInfo, error)
 	// Timeline resolves tenant tid's timeline ref.
 	Timeline(tid id.TenantID, ref string) (*repo.Timeline, error)
 	// WaitForLSN waits, at most the server's wait_lsn_timeout, until tl
@@ -328,12 +328,13 @@ func (ps *Service) importCommand(ctx context.Context, sess *pgwire.Session, c ap
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	if err := tarfile.ExtractDataDir(r, dir); err != nil {
+	locations, err := tarfile.ExtractImport(r, dir)
+	if err != nil {
 		return err
 	}
 	ps.log.Info().Str("tenant", c.Tenant.String()).Str("branch", c.Branch).Int64("bytes", r.BytesRead()).
 		Dur("took", time.Since(start)).Msg("received data directory to import")
-	info, err := ps.tenants.Import(ctx, c.Tenant, c.Branch, dir)
+	info, err := ps.tenants.Import(ctx, c.Tenant, c.Branch, dir, locations)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ var ErrNotShutDown = errors.New("data directory was not shut down cleanly")
 //     start.
 //
 // A backup_label or tablespace_map (a base backup taken while the server
-// ran) and any tablespace in pg_tblspc are refused.
+// ran) is refused.
 var SkippedTopLevel = map[string]bool{
 	"pg_wal": true, "postmaster.pid": true, "postmaster.opts": true,
 	"current_logfiles": true, "log": true, "pg_stat": true, "pg_stat_tmp": true,
@@ -77,7 +77,13 @@ const progressEvery = 256 << 20
 // pg_control and its checkpoint, and the remaining small files (PG_VERSION,
 // configuration files) as auxiliary files. See SkippedTopLevel for what is
 // left out.
-func ImportDataDir(ctx context.Context, tl *repo.Timeline, dir string, log zerolog.Logger) (pgdata.LSN, error) {
+//
+// Tablespaces other than pg_default and pg_global are imported with their
+// databases: each pg_tblspc/<OID> is a symbolic link to the tablespace's
+// directory, or a directory itself. Its location is locations[OID] if
+// given (the directory came in a tar, tarfile.ExtractImport), else the
+// link's target, else "" (an in-place tablespace).
+func ImportDataDir(ctx context.Context, tl *repo.Timeline, dir string, locations map[uint32]string, log zerolog.Logger) (pgdata.LSN, error) {
 	control, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
 	if err != nil {
 		return 0, fmt.Errorf("import %s: %w", dir, err)
@@ -105,7 +111,7 @@ func ImportDataDir(ctx context.Context, tl *repo.Timeline, dir string, log zerol
 	log = log.With().Str("datadir", dir).Stringer("lsn", end).Logger()
 	log.Info().Stringer("checkpoint", start).Msg("importing data directory")
 
-	im := &importer{w: datadir.NewDatadirWriter(tl), dir: dir, relSegSize: cf.RelSegSize, log: log}
+	im := &importer{w: datadir.NewDatadirWriter(tl), dir: dir, locations: locations, relSegSize: cf.RelSegSize, log: log}
 	im.w.Begin(end)
 	if err := im.run(ctx, cf, control); err != nil {
 		return 0, fmt.Errorf("import %s: %w", dir, err)
@@ -140,6 +146,7 @@ func checkpointRecord(dir string, cf *pgdata.ControlFile) (start, end pgdata.LSN
 type importer struct {
 	w          *datadir.DatadirWriter
 	dir        string
+	locations  map[uint32]string
 	relSegSize uint32
 	log        zerolog.Logger
 	files      int
@@ -169,7 +176,7 @@ func (im *importer) run(ctx context.Context, cf *pgdata.ControlFile, control []b
 		case name == "base":
 			err = im.base(ctx)
 		case name == "pg_tblspc":
-			err = im.noTablespaces()
+			err = im.tablespaces(ctx)
 		case name == "pg_xact" || name == "pg_multixact":
 			continue // below, in a fixed order
 		case name == "pg_twophase":
@@ -193,13 +200,54 @@ func (im *importer) run(ctx context.Context, cf *pgdata.ControlFile, control []b
 	return nil
 }
 
-func (im *importer) noTablespaces() error {
+// tablespaces imports each tablespace of pg_tblspc and the databases in
+// its directory for PostgreSQL 15 (pgdata.TablespaceVersionDirectory;
+// those of other versions sharing the location are not this cluster's).
+func (im *importer) tablespaces(ctx context.Context) error {
 	entries, err := os.ReadDir(filepath.Join(im.dir, "pg_tblspc"))
 	if err != nil {
 		return err
 	}
-	if len(entries) > 0 {
-		return fmt.Errorf("pg_tblspc/%s: tablespaces other than pg_default and pg_global are not supported", entries[0].Name())
+	for _, e := range entries {
+		p := "pg_tblspc/" + e.Name()
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || oid == 0 {
+			return fmt.Errorf("%s is not a tablespace (pg_tblspc holds one link per tablespace, named by its OID)", p)
+		}
+		ts := datadir.Tablespace{OID: uint32(oid)}
+		switch loc, ok := im.locations[ts.OID]; {
+		case ok:
+			ts.Location = loc
+		case e.Type()&fs.ModeSymlink != 0:
+			if ts.Location, err = os.Readlink(filepath.Join(im.dir, p)); err != nil {
+				return err
+			}
+		case !e.IsDir():
+			return fmt.Errorf("%s is neither a link to a tablespace's directory nor a directory", p)
+		}
+		if err := im.w.CreateTablespace(ctx, ts); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		vdir := p + "/" + pgdata.TablespaceVersionDirectory
+		dbs, err := os.ReadDir(filepath.Join(im.dir, vdir))
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: tablespace %d has no %s directory: not a PostgreSQL 15 tablespace", p, oid, pgdata.TablespaceVersionDirectory)
+		}
+		if err != nil {
+			return err
+		}
+		for _, d := range dbs {
+			if d.Name() == "pgsql_tmp" {
+				continue
+			}
+			db, err := strconv.ParseUint(d.Name(), 10, 32)
+			if err != nil || !d.IsDir() {
+				return fmt.Errorf("%s/%s is not a database directory", vdir, d.Name())
+			}
+			if err := im.database(ctx, vdir+"/"+d.Name(), datadir.Database{SpcNode: ts.OID, DbNode: uint32(db)}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -33,7 +33,17 @@ func TestImportDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(t, conn, itemsSQL...)
+	// A tablespace with a table of postgres and a database of its own.
+	loc := filepath.Join(os.TempDir(), fmt.Sprintf("zenith-import-ts-%d", os.Getpid()))
+	if err := pgcluster.PrepareDir(loc, c.User()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(loc) })
 	exec(t, conn,
+		"CREATE TABLESPACE ts LOCATION '"+loc+"'",
+		"CREATE TABLE in_ts (i int) TABLESPACE ts",
+		"INSERT INTO in_ts SELECT generate_series(1, 1000)",
+		"CREATE DATABASE db_in_ts TABLESPACE ts",
 		"CREATE TABLE huge_toast (t text)",
 		"INSERT INTO huge_toast SELECT string_agg(md5(g::text), '') FROM generate_series(1, 5000) g",
 		"BEGIN",
@@ -52,7 +62,7 @@ func TestImportDataDir(t *testing.T) {
 	tn, tl := newTestTimeline(t, r)
 	tid := tl.ID()
 	var logBuf bytes.Buffer
-	lsn, err := ImportDataDir(ctx, tl, dir, zerolog.New(&logBuf))
+	lsn, err := ImportDataDir(ctx, tl, dir, nil, zerolog.New(&logBuf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +77,13 @@ func TestImportDataDir(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), "imported data directory") {
 		t.Errorf("log has no summary line:\n%s", logBuf.String())
+	}
+	b, err := tl.Get(ctx, key.TablespaceDir(), lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tss, err := datadir.DecodeTablespaceDir(b); err != nil || len(tss) != 1 || tss[0].Location != loc {
+		t.Errorf("tablespaces %+v, %v; want one, at %s", tss, err, loc)
 	}
 	n := compareWithDataDir(t, tl, dir, lsn)
 	t.Logf("compared %d values at %v", n, lsn)
@@ -102,7 +119,7 @@ func TestImportRefusesUncleanDataDir(t *testing.T) {
 	r := openTestRepo(t, t.TempDir())
 	defer r.Close()
 	_, tl := newTestTimeline(t, r)
-	_, err := ImportDataDir(ctx, tl, c.DataDir(), zerolog.Nop())
+	_, err := ImportDataDir(ctx, tl, c.DataDir(), nil, zerolog.Nop())
 	if !errors.Is(err, ErrNotShutDown) || !strings.Contains(err.Error(), "in production") {
 		t.Fatalf("import of a crashed data directory: error = %v, want ErrNotShutDown naming the state", err)
 	}
@@ -163,6 +180,19 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 		}
 		dbDirs[datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: oid}] = "base/" + e.Name()
 	}
+	// And each database directory of each tablespace.
+	inTablespaces, err := filepath.Glob(filepath.Join(dir, "pg_tblspc", "*", pgdata.TablespaceVersionDirectory, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range inTablespaces {
+		rel, _ := filepath.Rel(dir, p)
+		var spc, oid uint32
+		if _, err := fmt.Sscanf(rel, "pg_tblspc/%d/"+pgdata.TablespaceVersionDirectory+"/%d", &spc, &oid); err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		dbDirs[datadir.Database{SpcNode: spc, DbNode: oid}] = rel
+	}
 	for db := range dbDirs {
 		wantDBs = append(wantDBs, db)
 	}
@@ -174,14 +204,16 @@ func compareWithDataDir(t *testing.T, tl *repo.Timeline, dir string, lsn pgdata.
 	if !slices.Equal(gotDBs, wantDBs) {
 		t.Errorf("databases = %v, want %v", gotDBs, wantDBs)
 	}
-	if len(wantDBs) < 5 {
-		t.Errorf("only %d databases on disk: want global, template0, template1, postgres and second", len(wantDBs))
+	if len(wantDBs) < 7 {
+		t.Errorf("only %d databases on disk: want global, template0, template1, postgres and second, and in tablespace ts postgres and db_in_ts", len(wantDBs))
 	}
 
 	// Forks with blocks, by fork: every fork kind the import must handle.
 	nonEmpty := map[pgdata.ForkNumber]int{}
 	for db, rel := range dbDirs {
-		same(rel+"/pg_filenode.map", get(key.RelMap(db.SpcNode, db.DbNode)), file(rel+"/pg_filenode.map"))
+		if _, err := os.Stat(filepath.Join(dir, rel, "pg_filenode.map")); err == nil || !strings.HasPrefix(rel, "pg_tblspc/") {
+			same(rel+"/pg_filenode.map", get(key.RelMap(db.SpcNode, db.DbNode)), file(rel+"/pg_filenode.map"))
+		}
 		entries, err := os.ReadDir(filepath.Join(dir, rel))
 		if err != nil {
 			t.Fatal(err)

@@ -46,7 +46,19 @@ var ErrBadTar = errors.New("bad data directory tar")
 // It reads r to its end (a COPY stream is consumed), allowing MaxTrailer
 // bytes after the end-of-archive marker.
 func ExtractDataDir(r io.Reader, dir string) error {
-	return extract(r, dir, "")
+	return extract(r, dir, "", nil)
+}
+
+// ExtractImport is ExtractDataDir for the tar of a data directory to
+// import: it also returns the location each pg_tblspc/<OID> directory
+// entry carries (TablespaceLocationKey), by OID, for the tablespaces the
+// directory had; those directories are extracted as plain directories.
+func ExtractImport(r io.Reader, dir string) (map[uint32]string, error) {
+	locations := map[uint32]string{}
+	if err := extract(r, dir, "", locations); err != nil {
+		return nil, err
+	}
+	return locations, nil
 }
 
 // TablespaceLocationKey is the PAX extended-header record that a
@@ -62,17 +74,22 @@ const TablespaceLocationKey = "ZENITH.tablespace_location"
 // pg_tblspc/<OID> a symbolic link to it, as CREATE TABLESPACE ...
 // LOCATION leaves a data directory; the original location is never
 // touched. Any other pg_tblspc/<OID> (an in-place tablespace) is a plain
-// directory, as is every entry ExtractDataDir extracts.
-func ExtractBasebackup(r io.Reader, dir, tablespacesDir string) error {
+// directory, as is every entry ExtractDataDir extracts. It returns the
+// original locations, by OID.
+func ExtractBasebackup(r io.Reader, dir, tablespacesDir string) (map[uint32]string, error) {
 	if tablespacesDir == "" {
-		return errors.New("tarfile: ExtractBasebackup needs a directory for tablespaces")
+		return nil, errors.New("tarfile: ExtractBasebackup needs a directory for tablespaces")
 	}
-	return extract(r, dir, tablespacesDir)
+	locations := map[uint32]string{}
+	if err := extract(r, dir, tablespacesDir, locations); err != nil {
+		return nil, err
+	}
+	return locations, nil
 }
 
-// extract is ExtractDataDir, and ExtractBasebackup when tablespacesDir is
-// set.
-func extract(r io.Reader, dir, tablespacesDir string) error {
+// extract is ExtractDataDir, ExtractBasebackup when tablespacesDir is
+// set, and ExtractImport when locations is not nil.
+func extract(r io.Reader, dir, tablespacesDir string, locations map[uint32]string) error {
 	tr := tar.NewReader(r)
 	var total int64
 	for n := 0; ; n++ {
@@ -94,11 +111,20 @@ func extract(r io.Reader, dir, tablespacesDir string) error {
 			continue
 		}
 		target := filepath.Join(dir, filepath.FromSlash(name))
-		if _, ok := h.PAXRecords[TablespaceLocationKey]; ok && tablespacesDir != "" {
-			if err := linkTablespace(name, target, tablespacesDir, h.Typeflag); err != nil {
+		if loc, ok := h.PAXRecords[TablespaceLocationKey]; ok {
+			oid, err := tablespaceEntry(name, h.Typeflag)
+			if err != nil {
 				return err
 			}
-			continue
+			if locations != nil {
+				locations[oid] = loc
+			}
+			if tablespacesDir != "" {
+				if err := linkTablespace(oid, target, tablespacesDir); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				continue
+			}
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
@@ -116,7 +142,7 @@ func extract(r io.Reader, dir, tablespacesDir string) error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		case tar.TypeSymlink, tar.TypeLink:
-			return fmt.Errorf("%w: %s is a link; import a data directory without links (tablespaces or a pg_wal elsewhere are not supported)", ErrBadTar, name)
+			return fmt.Errorf("%w: %s is a link; a data directory's tar holds none (its tablespaces are directories)", ErrBadTar, name)
 		default:
 			return fmt.Errorf("%w: %s is neither a file nor a directory (tar type %q)", ErrBadTar, name, h.Typeflag)
 		}
@@ -147,16 +173,23 @@ func entryPath(name string) (string, error) {
 	return clean, nil
 }
 
-// linkTablespace makes the directory of a tablespace created with a
-// LOCATION, whose cleaned entry name is pg_tblspc/<OID> and whose path in
-// the data directory is target: tablespacesDir/<OID>, and target a
-// symbolic link to it.
-func linkTablespace(name, target, tablespacesDir string, typ byte) error {
-	parent, oid := path.Split(name)
-	if _, err := strconv.ParseUint(oid, 10, 32); err != nil || parent != "pg_tblspc/" || typ != tar.TypeDir {
-		return fmt.Errorf("%w: entry %q carries a tablespace location but is not the directory pg_tblspc/<OID>", ErrBadTar, truncate(name, 100))
+// tablespaceEntry checks that an entry carrying a tablespace location,
+// cleaned name name and type typ, is the directory pg_tblspc/<OID>, and
+// returns the OID.
+func tablespaceEntry(name string, typ byte) (uint32, error) {
+	parent, base := path.Split(name)
+	oid, err := strconv.ParseUint(base, 10, 32)
+	if err != nil || oid == 0 || parent != "pg_tblspc/" || typ != tar.TypeDir {
+		return 0, fmt.Errorf("%w: entry %q carries a tablespace location but is not the directory pg_tblspc/<OID>", ErrBadTar, truncate(name, 100))
 	}
-	dir, err := filepath.Abs(filepath.Join(tablespacesDir, oid))
+	return uint32(oid), nil
+}
+
+// linkTablespace makes the directory of tablespace oid, created with a
+// LOCATION, whose path in the data directory is target:
+// tablespacesDir/<OID>, and target a symbolic link to it.
+func linkTablespace(oid uint32, target, tablespacesDir string) error {
+	dir, err := filepath.Abs(filepath.Join(tablespacesDir, strconv.FormatUint(uint64(oid), 10)))
 	if err != nil {
 		return err
 	}
@@ -168,7 +201,7 @@ func linkTablespace(name, target, tablespacesDir string, typ byte) error {
 	}
 	if err := os.Symlink(dir, target); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: %s: duplicate entry", ErrBadTar, name)
+			return fmt.Errorf("%w: duplicate entry", ErrBadTar)
 		}
 		return err
 	}

@@ -101,7 +101,8 @@ func TestExtractDataDirStaysInside(t *testing.T) {
 // TestExtractBasebackupTablespaces: a pg_tblspc/<OID> directory that
 // carries a location becomes a link to the node's tablespace directory,
 // its files land there; an in-place one stays a directory; ExtractDataDir
-// makes both plain directories; a location on anything else is refused.
+// and ExtractImport make both plain directories, ExtractImport returning
+// the location; a location on anything else is refused.
 func TestExtractBasebackupTablespaces(t *testing.T) {
 	loc := map[string]string{TablespaceLocationKey: "/elsewhere/ts"}
 	tarball := tarOf(t,
@@ -112,7 +113,7 @@ func TestExtractBasebackupTablespaces(t *testing.T) {
 		&tar.Header{Name: "pg_tblspc/16390/PG_15_202209061/5/16391", Typeflag: tar.TypeReg, Size: 8, Mode: 0o600},
 	)
 	data, spaces := t.TempDir(), t.TempDir()
-	if err := ExtractBasebackup(bytes.NewReader(tarball), data, spaces); err != nil {
+	if _, err := ExtractBasebackup(bytes.NewReader(tarball), data, spaces); err != nil {
 		t.Fatal(err)
 	}
 	if target, err := os.Readlink(filepath.Join(data, "pg_tblspc/16384")); err != nil || target != filepath.Join(spaces, "16384") {
@@ -132,13 +133,24 @@ func TestExtractBasebackupTablespaces(t *testing.T) {
 	if fi, err := os.Lstat(filepath.Join(plain, "pg_tblspc/16384")); err != nil || !fi.IsDir() {
 		t.Errorf("ExtractDataDir: pg_tblspc/16384 is %v (%v), want a plain directory", fi.Mode(), err)
 	}
+	imported := t.TempDir()
+	locations, err := ExtractImport(bytes.NewReader(tarball), imported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locations) != 1 || locations[16384] != "/elsewhere/ts" {
+		t.Errorf("ExtractImport: locations %v, want 16384 at /elsewhere/ts", locations)
+	}
+	if fi, err := os.Lstat(filepath.Join(imported, "pg_tblspc/16384/PG_15_202209061/5/16385")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("ExtractImport: the tablespace's file: %v", err)
+	}
 
 	for _, h := range []*tar.Header{
 		{Name: "base/16384/", Typeflag: tar.TypeDir, PAXRecords: loc},
 		{Name: "pg_tblspc/x/", Typeflag: tar.TypeDir, PAXRecords: loc},
 		{Name: "pg_tblspc/16384", Typeflag: tar.TypeReg, PAXRecords: loc},
 	} {
-		err := ExtractBasebackup(bytes.NewReader(tarOf(t, h)), t.TempDir(), t.TempDir())
+		_, err := ExtractBasebackup(bytes.NewReader(tarOf(t, h)), t.TempDir(), t.TempDir())
 		if !errors.Is(err, ErrBadTar) {
 			t.Errorf("%s (type %q) with a location: %v, want ErrBadTar", h.Name, h.Typeflag, err)
 		}
