@@ -1,6 +1,7 @@
 package safekeeper
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +12,8 @@ import (
 )
 
 // TestDeleteTimeline deletes a timeline; a directory a crash left marked
-// deleted is removed at the next Open.
+// deleted is emptied at the next Open; neither timeline can be created
+// again, also after a restart.
 func TestDeleteTimeline(t *testing.T) {
 	dir := t.TempDir()
 	tenant, a, b := id.NewTenantID(), id.NewTimelineID(), id.NewTimelineID()
@@ -36,6 +38,9 @@ func TestDeleteTimeline(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, tenant.String(), a.String())); !os.IsNotExist(err) {
 		t.Errorf("the deleted timeline's directory: %v", err)
 	}
+	if _, err := sk.Timeline(tenant, a, true); !errors.Is(err, ErrTimelineDeleted) {
+		t.Errorf("creating the deleted timeline again: %v, want ErrTimelineDeleted", err)
+	}
 	if err := sk.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +54,15 @@ func TestDeleteTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sk.Close()
-	if _, err := os.Stat(bdir + deletedSuffix); !os.IsNotExist(err) {
-		t.Errorf("a marked directory after Open: %v", err)
+	if entries, err := os.ReadDir(bdir + deletedSuffix); err != nil || len(entries) != 0 {
+		t.Errorf("a marked directory after Open holds %d entries (%v), want an empty tombstone", len(entries), err)
 	}
 	if n := len(sk.Timelines()); n != 0 {
 		t.Errorf("Open loaded %d timelines, want none", n)
+	}
+	for _, tl := range []id.TimelineID{a, b} {
+		if _, err := sk.Timeline(tenant, tl, true); !errors.Is(err, ErrTimelineDeleted) {
+			t.Errorf("creating deleted timeline %s after a restart: %v, want ErrTimelineDeleted", tl, err)
+		}
 	}
 }

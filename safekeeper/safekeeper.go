@@ -59,9 +59,10 @@ type Safekeeper struct {
 	wg     sync.WaitGroup
 	// catchingUp holds the timelines catching up from a peer (recovery.go).
 	catchingUp map[timelineKey]bool
-	// deleted holds the timelines deleted here since the start: a peer
-	// that has not deleted one yet must not make catch-up create it
-	// again (zenith deletes a timeline from one safekeeper after another).
+	// deleted holds the timelines deleted here (their tombstones, see
+	// deletedSuffix): a peer that has not deleted one yet must not make
+	// catch-up create it again (zenith deletes a timeline from one
+	// safekeeper after another).
 	deleted map[timelineKey]bool
 	// disk says whether WAL writes find the disk full (GET /v1/memory).
 	disk vfs.DiskState
@@ -85,7 +86,7 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 		return nil, fmt.Errorf("create safekeeper directory: %w", err)
 	}
 	s := &Safekeeper{cfg: cfg, log: log.With().Uint64("safekeeper", cfg.ID).Logger(),
-		timelines: map[timelineKey]*Timeline{}, metrics: newMetrics()}
+		timelines: map[timelineKey]*Timeline{}, deleted: map[timelineKey]bool{}, metrics: newMetrics()}
 	tenants, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
@@ -101,11 +102,12 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 			return nil, fmt.Errorf("list timelines: %w", err)
 		}
 		for _, e := range tls {
-			if marked, err := removeDeleted(filepath.Join(cfg.Dir, te.Name()), e.Name()); marked || err != nil {
+			if timeline, marked, err := openDeleted(filepath.Join(cfg.Dir, te.Name()), e.Name()); marked || err != nil {
 				if err != nil {
 					s.closeTimelines()
 					return nil, fmt.Errorf("finish deleting timeline: %w", err)
 				}
+				s.deleted[timelineKey{tenant, timeline}] = true
 				continue
 			}
 			timeline, err := id.ParseTimelineID(e.Name())
@@ -152,9 +154,9 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	return tl, nil
 }
 
-// ErrTimelineDeleted is a creation of a timeline this safekeeper deleted
-// since it started: timeline ids are never reused, so it can only be a
-// peer's or a compute's late word of it.
+// ErrTimelineDeleted is a creation of a timeline this safekeeper deleted:
+// timeline ids are never reused, so it can only be a peer's or a
+// compute's late word of it.
 var ErrTimelineDeleted = errors.New("a deleted timeline is not created again")
 
 // Timelines returns every timeline.
