@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,20 +254,104 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	waitEqual(t, "safekeeper 1 killed", primary, replica)
 }
 
-// TestReplicaNeedsSafekeepers: without safekeepers there is nothing a
-// replica can stream from; pg start --replica says so and leaves no node.
-func TestReplicaNeedsSafekeepers(t *testing.T) {
+// TestReplicaWithoutSafekeepers: in a repository without safekeepers a
+// replica streams the branch's WAL from the page server's WAL store. It
+// is read-only and replays what the primary commits (pg_dump equal once
+// it caught up, lag 0 in pg list); it keeps following while the primary
+// is destroyed and made anew (its WAL continues the store's), and while
+// the page server is restarted (the replica reconnects and catches up).
+func TestReplicaWithoutSafekeepers(t *testing.T) {
+	env := newSKEnv(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
+	primaryURL := lastLine(env.Zenith("pg", "start", "main"))
+	primary := connect(primaryURL)
+	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	exec1(t, primary, "INSERT INTO t SELECT g, 'before the replica ' || g FROM generate_series(1, 1000) g")
+
+	replicaURL := lastLine(env.Zenith("pg", "start", "main", "--replica"))
+	replica := connect(replicaURL)
+	defer logReplica(t, env, "main-replica")
+	waitEqual(t, "replica started while the primary runs", primary, replica)
+	if got := queryString(t, replica, "SELECT pg_is_in_recovery()::text"); got != "true" {
+		t.Errorf("pg_is_in_recovery() on the replica = %s, want true", got)
+	}
+	if _, err := replica.Exec(ctx, "INSERT INTO t VALUES (0, 'written on the replica')"); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("INSERT on the replica: %v, want a read-only error", err)
+	}
+	_, psPort, _ := net.SplitHostPort(env.PageserverAddr)
+	if got := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver"); !strings.Contains(got, "port="+psPort) {
+		t.Errorf("the replica's walreceiver connects with %q, want the page server's port %s", got, psPort)
+	}
+
+	exec1(t, primary, "INSERT INTO t SELECT g, 'while the replica runs ' || g FROM generate_series(1001, 3000) g")
+	exec1(t, primary, "UPDATE t SET v = v || ' updated' WHERE id % 7 = 0")
+	exec1(t, primary, "CREATE TABLE t2 AS SELECT g FROM generate_series(1, 500) g")
+	waitEqual(t, "writes of the primary", primary, replica)
+	waitFor(t, "the replica's lag to be 0 in pg list", replicaTimeout, func() bool {
+		r := env.pgList(t)["main-replica"]
+		return r.Role == "replica" && r.Status == "running" && r.ReplayLagBytes != nil && *r.ReplayLagBytes == 0
+	})
+	checkDumpsEqual(t, ctx, "after the primary's writes", primaryURL, replicaURL, replica, 1)
+
+	// The primary destroyed and made anew while the replica runs.
+	primary.Close(ctx)
+	env.Zenith("pg", "stop", "main", "--destroy")
+	exec1(t, replica, "SELECT 1")
+	primaryURL = lastLine(env.Zenith("pg", "start", "main"))
+	primary = connect(primaryURL)
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the re-creation ' || g FROM generate_series(3001, 5000) g")
+	exec1(t, primary, "DELETE FROM t WHERE id % 11 = 0")
+	exec1(t, primary, "DROP TABLE t2")
+	waitEqual(t, "after the primary's re-creation", primary, replica)
+	checkDumpsEqual(t, ctx, "after the primary's re-creation", primaryURL, replicaURL, replica, 2)
+
+	// The page server restarted while the replica runs: the primary's
+	// commits wait for it, the replica's walreceiver connects again.
+	env.Zenith("pageserver", "stop")
+	exec1(t, replica, "SELECT count(*) FROM t")
+	env.Zenith("pageserver", "start")
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the page server restart ' || g FROM generate_series(5001, 6000) g")
+	exec1(t, primary, "CREATE INDEX ON t (v)")
+	waitEqual(t, "after the page server's restart", primary, replica)
+	checkDumpsEqual(t, ctx, "after the page server's restart", primaryURL, replicaURL, replica, 3)
+}
+
+// checkDumpsEqual marks the primary's WAL with a row of table marks,
+// waits for the replica to have it (it has replayed every commit before)
+// and compares their pg_dump.
+func checkDumpsEqual(t *testing.T, ctx context.Context, what, primaryURL, replicaURL string, replica *pgx.Conn, mark int) {
+	t.Helper()
+	p, err := pgx.Connect(ctx, primaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	exec1(t, p, "CREATE TABLE IF NOT EXISTS marks (n int)")
+	exec1(t, p, "INSERT INTO marks VALUES ($1)", mark)
+	waitFor(t, fmt.Sprintf("%s: the replica to have mark %d", what, mark), replicaTimeout, func() bool {
+		var n int
+		return replica.QueryRow(ctx, "SELECT count(*) FROM marks WHERE n = $1", mark).Scan(&n) == nil && n == 1
+	})
+	if pd, rd := pgDump(t, &zenithtest.Postgres{ConnString: primaryURL}), pgDump(t, &zenithtest.Postgres{ConnString: replicaURL}); pd != rd {
+		t.Errorf("%s: pg_dump of the replica differs from the primary's (%d and %d bytes)", what, len(rd), len(pd))
+	} else {
+		t.Logf("%s: pg_dump of the replica equals the primary's (%d bytes)", what, len(pd))
+	}
+}
+
+// TestReplicaOptionsRefused: pg create --replica --lsn, pg start
+// --replica of a node that is not one, and --replica --ephemeral are
+// refused with a message naming what is wrong, and leave no node.
+func TestReplicaOptionsRefused(t *testing.T) {
 	env := zenithtest.New(t, nil)
-	_, errOut, err := env.Run("pg", "start", "main", "--replica", "--name", "ro")
-	if err == nil || !strings.Contains(errOut, "replicas need safekeepers") {
-		t.Fatalf("pg start --replica without safekeepers: %v\n%s\nwant an error saying replicas need safekeepers", err, errOut)
+	_, errOut, err := env.Run("pg", "create", "main", "--replica", "--lsn", "0/1000000", "--name", "ro")
+	if err == nil || !strings.Contains(errOut, "--lsn") {
+		t.Errorf("pg create --replica --lsn: %v\n%s\nwant an error naming --lsn", err, errOut)
 	}
 	if out := env.Zenith("pg", "list"); strings.Contains(out, "\nro ") {
 		t.Errorf("pg list after the refused replica:\n%s", out)
-	}
-	_, errOut, err = env.Run("pg", "create", "main", "--replica", "--lsn", "0/1000000", "--name", "ro")
-	if err == nil || !strings.Contains(errOut, "--lsn") {
-		t.Errorf("pg create --replica --lsn: %v\n%s\nwant an error naming --lsn", err, errOut)
 	}
 	// A node of that name that is not a replica is not started as one.
 	env.Zenith("pg", "create", "main", "--name", "primary")
