@@ -365,22 +365,27 @@ func TestReplicaOptionsRefused(t *testing.T) {
 	}
 }
 
-// TestReplicaWithAuthAndTLS: with --auth --tls the safekeepers take only
-// tokens over TLS; a replica's walreceiver presents a token of its
-// tenant and checks their certificates, and follows its primary.
+// TestReplicaWithAuthAndTLS: with --auth --tls the safekeepers, or
+// without them the page server, take only tokens over TLS; a replica's
+// walreceiver presents a token of its tenant and checks their
+// certificates, and follows its primary.
 func TestReplicaWithAuthAndTLS(t *testing.T) {
-	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3, Secure: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
-	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
-	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
-	exec1(t, primary, "INSERT INTO t SELECT g, 'secure ' || g FROM generate_series(1, 1000) g")
-	waitEqual(t, "replica with auth and TLS", primary, replica)
-	conninfo := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver")
-	if !strings.Contains(conninfo, "sslmode=verify-full") || !strings.Contains(conninfo, "password=") {
-		t.Errorf("the replica's walreceiver connects with %q, want sslmode=verify-full and a password (the token)", conninfo)
+	for _, safekeepers := range []int{3, 0} {
+		t.Run(fmt.Sprintf("safekeepers=%d", safekeepers), func(t *testing.T) {
+			env := zenithtest.New(t, &zenithtest.Options{Safekeepers: safekeepers, Secure: true})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
+			primary := connect(lastLine(env.Zenith("pg", "start", "main")))
+			exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+			replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
+			exec1(t, primary, "INSERT INTO t SELECT g, 'secure ' || g FROM generate_series(1, 1000) g")
+			waitEqual(t, "replica with auth and TLS", primary, replica)
+			conninfo := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver")
+			if !strings.Contains(conninfo, "sslmode=verify-full") || !strings.Contains(conninfo, "password=") {
+				t.Errorf("the replica's walreceiver connects with %q, want sslmode=verify-full and a password (the token)", conninfo)
+			}
+		})
 	}
 }
 
