@@ -145,29 +145,7 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 
 	// An immediate stop in the middle of writes: the WAL the safekeepers
 	// committed may end inside a record that the next election drops.
-	stopped := make(chan struct{})
-	writes := make(chan error, 1)
-	go func() {
-		for i := 6001; ; i++ {
-			select {
-			case <-stopped:
-				writes <- nil
-				return
-			default:
-			}
-			if _, err := primary.Exec(ctx, "INSERT INTO t SELECT g, repeat('w', 2000) FROM generate_series($1::int, $1::int + 9) g", i*10); err != nil {
-				writes <- err
-				return
-			}
-		}
-	}()
-	time.Sleep(2 * time.Second)
-	env.Zenith("pg", "stop", "main", "--immediate")
-	close(stopped)
-	if err := <-writes; err == nil {
-		t.Fatal("the writes went on after the primary's immediate stop")
-	}
-	primary.Close(ctx)
+	stopMidWrites(t, ctx, env, primary, 6001)
 	primaryURL := lastLine(env.Zenith("pg", "start", "main"))
 	primary = connect(primaryURL)
 	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
@@ -193,6 +171,36 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	}
 }
 
+// stopMidWrites stops primary main with pg stop --immediate while primary
+// (a connection to it) inserts rows into t from id first on, and closes
+// the connection.
+func stopMidWrites(t *testing.T, ctx context.Context, env *skEnv, primary *pgx.Conn, first int) {
+	t.Helper()
+	stopped := make(chan struct{})
+	writes := make(chan error, 1)
+	go func() {
+		for i := first; ; i++ {
+			select {
+			case <-stopped:
+				writes <- nil
+				return
+			default:
+			}
+			if _, err := primary.Exec(ctx, "INSERT INTO t SELECT g, repeat('w', 2000) FROM generate_series($1::int, $1::int + 9) g", i*10); err != nil {
+				writes <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	env.Zenith("pg", "stop", "main", "--immediate")
+	close(stopped)
+	if err := <-writes; err == nil {
+		t.Fatal("the writes went on after the primary's immediate stop")
+	}
+	primary.Close(ctx)
+}
+
 // logReplica logs the server log of replica name when the test failed.
 func logReplica(t *testing.T, env *skEnv, name string) {
 	t.Helper()
@@ -208,14 +216,22 @@ func logReplica(t *testing.T, env *skEnv, name string) {
 }
 
 // TestReplicaWaitsForPrimary: a replica of a new branch that has no
-// primary yet (the safekeepers hold none of its WAL, and will hold it
+// primary yet (its upstream holds none of its WAL, and will hold it
 // from the middle of a segment) starts at the branch's end and follows
 // the primary started after it. A restart of the replica itself builds
-// it anew at a checkpoint of the running primary. When the safekeeper it
-// streams from is killed, it streams from another. This replica is eager
-// (a full copy); the other test's is lazy where FUSE works.
+// it anew at a checkpoint of the running primary. With safekeepers, when
+// the one it streams from is killed, it streams from another. This
+// replica is eager (a full copy); the other tests' are lazy where FUSE
+// works. It runs with three safekeepers and without any (the replica
+// then streams from the page server).
 func TestReplicaWaitsForPrimary(t *testing.T) {
-	env := newSKEnv(t, 3)
+	for _, safekeepers := range []int{3, 0} {
+		t.Run(fmt.Sprintf("safekeepers=%d", safekeepers), func(t *testing.T) { testReplicaWaitsForPrimary(t, safekeepers) })
+	}
+}
+
+func testReplicaWaitsForPrimary(t *testing.T, safekeepers int) {
+	env := newSKEnv(t, safekeepers)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
@@ -246,6 +262,9 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	exec1(t, primary, "UPDATE t SET v = 'after the replica restarted' WHERE id <= 100")
 	waitEqual(t, "replica restarted", primary, replica)
 
+	if safekeepers == 0 {
+		return
+	}
 	// The safekeeper it streams from (libpq tries the first one first)
 	// dies: it goes on with another.
 	killed, err := env.killSafekeeper(1)
@@ -258,8 +277,9 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 // replica streams the branch's WAL from the page server's WAL store. It
 // is read-only and replays what the primary commits (pg_dump equal once
 // it caught up, lag 0 in pg list); it keeps following while the primary
-// is destroyed and made anew (its WAL continues the store's), and while
-// the page server is restarted (the replica reconnects and catches up).
+// is destroyed and made anew (its WAL continues the store's), while the
+// page server is restarted (the replica reconnects and catches up), and
+// across an immediate stop of the primary in the middle of writes.
 func TestReplicaWithoutSafekeepers(t *testing.T) {
 	env := newSKEnv(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -316,6 +336,16 @@ func TestReplicaWithoutSafekeepers(t *testing.T) {
 	exec1(t, primary, "CREATE INDEX ON t (v)")
 	waitEqual(t, "after the page server's restart", primary, replica)
 	checkDumpsEqual(t, ctx, "after the page server's restart", primaryURL, replicaURL, replica, 3)
+
+	// An immediate stop in the middle of writes: the page server may hold
+	// the start of a record whose end never came, which it never sent and
+	// cuts off before the next primary's WAL.
+	stopMidWrites(t, ctx, env, primary, 7001)
+	primaryURL = lastLine(env.Zenith("pg", "start", "main"))
+	primary = connect(primaryURL)
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
+	waitEqual(t, "after the primary's immediate stop", primary, replica)
+	checkDumpsEqual(t, ctx, "after the primary's immediate stop", primaryURL, replicaURL, replica, 4)
 }
 
 // checkDumpsEqual marks the primary's WAL with a row of table marks,
