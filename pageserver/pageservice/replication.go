@@ -98,6 +98,9 @@ func (ps *Service) sendWAL(ctx context.Context, sess *pgwire.Session, w ReplicaW
 	if errors.As(err, &removed) {
 		return pgwire.Errorf(pgwire.CodeUndefinedFile, "%v", err)
 	}
+	if errors.Is(err, walreceiver.ErrNotSending) {
+		return pgwire.Errorf(pgwire.CodeObjectNotInPrereqState, "%v", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package walreceiver
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/zenithdb/zenith/pgwire"
@@ -31,6 +32,23 @@ type WALRemovedError struct {
 
 func (e *WALRemovedError) Error() string {
 	return fmt.Sprintf("requested WAL segment %s has already been removed (the page server's WAL of this timeline begins at %s)", e.Segment, e.Begin)
+}
+
+// ErrNotSending ends the streams of a timeline whose WAL the page server
+// stopped serving (StopSending): it was deleted or detached.
+var ErrNotSending = errors.New("the page server no longer serves this timeline's WAL (deleted or detached)")
+
+// StopSending ends every stream of the stored WAL (ErrNotSending), and
+// refuses new ones: the store is about to close.
+func (r *WalReceiver) StopSending() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sendStopped {
+		return
+	}
+	r.sendStopped = true
+	close(r.sendChanged)
+	r.sendChanged = make(chan struct{})
 }
 
 // SendableLSN is the end of the stored WAL a walsender may send.
@@ -84,8 +102,11 @@ func (r *WalReceiver) cutSendable(lsn pgdata.LSN) {
 // if start is after SendableLSN. It returns where the stream starts.
 func (r *WalReceiver) Sender(start pgdata.LSN) (pgwire.WALSource, pgdata.LSN, error) {
 	r.mu.Lock()
-	end, seen := r.sendable, r.cuts.Count
+	end, seen, stopped := r.sendable, r.cuts.Count, r.sendStopped
 	r.mu.Unlock()
+	if stopped {
+		return nil, 0, ErrNotSending
+	}
 	begin, seg := r.store.Start(), r.store.SegmentSize()
 	if start < begin && start.SegmentNo(seg) == begin.SegmentNo(seg) {
 		start = begin
@@ -113,11 +134,14 @@ var _ pgwire.WALSource = (*StoredWAL)(nil)
 
 // Servable returns SendableLSN and the channel closed when it changes;
 // an error wrapping pgwire.ErrWALTruncated if the stored WAL was cut
-// below sent.
+// below sent, ErrNotSending after StopSending.
 func (w *StoredWAL) Servable(sent pgdata.LSN) (pgdata.LSN, <-chan struct{}, error) {
 	w.r.mu.Lock()
-	end, cuts, changed := w.r.sendable, w.r.cuts, w.r.sendChanged
+	end, cuts, changed, stopped := w.r.sendable, w.r.cuts, w.r.sendChanged, w.r.sendStopped
 	w.r.mu.Unlock()
+	if stopped {
+		return 0, nil, ErrNotSending
+	}
 	seen, err := cuts.Check(sent, w.seen)
 	if err != nil {
 		return 0, nil, err

@@ -82,4 +82,22 @@ func TestSenderServesStoredWAL(t *testing.T) {
 	if _, err := behind.ReadWAL(make([]byte, 8), spanStart); !errors.As(err, &removed) {
 		t.Errorf("ReadWAL of removed WAL in a running stream: %v, want a WALRemovedError", err)
 	}
+
+	// The store is closing: streams end, and no new one starts.
+	_, changed, err := behind.Servable(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.StopSending()
+	select {
+	case <-changed:
+	default:
+		t.Error("StopSending did not wake the streams")
+	}
+	if _, _, err := behind.Servable(sent); !errors.Is(err, ErrNotSending) {
+		t.Errorf("Servable after StopSending = %v, want ErrNotSending", err)
+	}
+	if _, _, err := r.Sender(spanEnd); !errors.Is(err, ErrNotSending) {
+		t.Errorf("Sender after StopSending = %v, want ErrNotSending", err)
+	}
 }

@@ -145,10 +145,11 @@ type WalReceiver struct {
 	changed chan struct{} // closed when the source changes
 	// sendable is the end of the stored WAL a walsender may send
 	// (sending.go), sendChanged is closed when it changes, and cuts
-	// counts its cuts.
+	// counts its cuts; sendStopped is set by StopSending.
 	sendable    pgdata.LSN
 	sendChanged chan struct{}
 	cuts        pgwire.WALCuts
+	sendStopped bool
 
 	// Owned by Run: the decoder of everything fed to the store, and the
 	// records decoded but not ingested yet.
