@@ -197,8 +197,12 @@ func SendWAL(ctx context.Context, cb *CopyBoth, src WALSource, start pgdata.LSN,
 	// The session reads the connection again once we return: the reader
 	// above must be gone by then. End our side and wait for the client to
 	// end its side or the connection to close (Serve closes it at
-	// shutdown).
+	// shutdown). A silent client may be gone without a word: its
+	// connection is closed instead.
 	_ = cb.Close()
+	if errors.Is(err, ErrClientSilent) {
+		_ = cb.s.Close()
+	}
 	<-clientDone
 	return err
 }
