@@ -90,9 +90,6 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 		if o.LSN != 0 {
 			return nil, errors.New("--replica follows the branch and --lsn stays at one LSN: give one of them")
 		}
-		if err := e.checkReplica(); err != nil {
-			return nil, err
-		}
 	}
 	dir := filepath.Join(e.TenantNodesDir(o.Tenant), o.Name)
 	if _, err := os.Stat(dir); err == nil {
@@ -375,9 +372,9 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		n.IsLazy() == wantLazy && (!n.IsLazy() || n.Fresh)
 	if n.Replica {
 		// A replica starts where the real WAL has a checkpoint: from
-		// its data directory as built, while the safekeepers still
-		// hold the WAL from there, or from a new one.
-		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy && e.safekeepersHoldFrom(ctx, n, n.BasebackupLSN)
+		// its data directory as built, while its upstream still holds
+		// the WAL from there, or from a new one.
+		reusable = statErr == nil && n.Fresh && n.IsLazy() == wantLazy && e.upstreamHoldsFrom(ctx, n, n.BasebackupLSN)
 	}
 	// With safekeepers, a writable node continues where the election
 	// says, always from a fresh basebackup there: a node built there and

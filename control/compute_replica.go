@@ -12,28 +12,28 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/safekeeper"
 )
-
-// ErrReplicaNeedsSafekeepers is returned for a read replica in a
-// repository without safekeepers: a replica streams the branch's WAL from
-// them, and the page server does not serve WAL to standbys.
-var ErrReplicaNeedsSafekeepers = errors.New("replicas need safekeepers")
 
 // replicaCatchUpTimeout bounds how long a replica's start waits for the
 // primary's checkpoint to reach the safekeepers and the page server.
 const replicaCatchUpTimeout = 60 * time.Second
 
 // replicaAppPrefix starts the application_name a replica's walreceiver
-// connects to the safekeepers with (then the node's name).
+// connects to its upstream with (then the node's name).
 const replicaAppPrefix = "replica_"
 
 // A read replica (Node.Replica) is a stock PostgreSQL hot standby of its
 // branch: standby.signal, hot_standby = on, and primary_conninfo naming
-// every safekeeper (libpq tries them in turn), whose walsenders serve the
-// branch's WAL up to the commit LSN. It never writes to the branch.
+// its upstream: every safekeeper (libpq tries them in turn), whose
+// walsenders serve the branch's WAL up to the commit LSN; or, in a
+// repository without safekeepers, the page server, whose walsender
+// serves the branch's WAL from its WAL store up to the end of the last
+// complete record it has fsynced (what its compute was told is durable).
+// It never writes to the branch.
 //
 // Where it starts matters. The page server's basebackup at an LSN X puts
 // a shutdown checkpoint record of its own at X, which is not the real
@@ -60,6 +60,11 @@ const replicaAppPrefix = "replica_"
 // A new primary (a new term) writes its own shutdown checkpoint record
 // at its start, right after the old term's last record: the WAL the
 // safekeepers serve stays one history, and the replica follows it.
+// Without safekeepers the same holds of the page server's WAL store: a
+// new primary starts at the end of the last record it acknowledged (the
+// page server cuts off the bytes of a record whose end never came), on
+// PostgreSQL timeline 1 as every compute, and its WAL continues the
+// store's from there.
 
 // replicaStart is where a replica's data directory is built: the
 // basebackup's LSN, and the real checkpoint (0 if none) pg_control must
@@ -69,20 +74,9 @@ type replicaStart struct {
 	checkpoint pgdata.LSN
 }
 
-// checkReplica fails unless a replica can run in this repository.
-func (e *Env) checkReplica() error {
-	if e.Config.Safekeepers.Count == 0 {
-		return fmt.Errorf("%w: it streams the branch's WAL from them, and this repository has none (zenith init --safekeepers 3 makes one with them)", ErrReplicaNeedsSafekeepers)
-	}
-	return nil
-}
-
 // buildReplica builds a replica's data directory at a point where the
 // real WAL has a checkpoint record (see above).
 func (e *Env) buildReplica(ctx context.Context, n *Node, eager bool) error {
-	if err := e.checkReplica(); err != nil {
-		return err
-	}
 	start, err := e.findReplicaStart(ctx, n)
 	if err != nil {
 		return err
@@ -165,6 +159,9 @@ func (e *Env) findReplicaStart(ctx context.Context, n *Node) (replicaStart, erro
 		if err != nil {
 			return replicaStart{}, err
 		}
+		if e.Config.Safekeepers.Count == 0 {
+			return replicaStart{lsn: lsn}, nil
+		}
 		return replicaStart{lsn: lsn}, e.checkNoWriter(ctx, n, lsn)
 	}
 	ckpt, redo, flushed, err := checkpointPrimary(ctx, e, primary)
@@ -238,11 +235,17 @@ func (e *Env) checkNoWriter(ctx context.Context, n *Node, lsn pgdata.LSN) error 
 	return nil
 }
 
-// safekeepersHoldFrom reports whether every safekeeper that answers
-// still holds n's branch's WAL from lsn on (its WAL begins at or before
-// lsn, or holds none yet): a replica built at lsn can then stream from
-// any of them.
-func (e *Env) safekeepersHoldFrom(ctx context.Context, n *Node, lsn pgdata.LSN) bool {
+// upstreamHoldsFrom reports whether a replica of n's branch built at lsn
+// can stream from its upstream: every safekeeper that answers still
+// holds the branch's WAL from lsn on (its WAL begins at or before lsn,
+// or holds none yet); without safekeepers, lsn is at or after the
+// branch's GC cut-off, below which alone the page server removes stored
+// WAL (it keeps the segment of the LSN it trims at).
+func (e *Env) upstreamHoldsFrom(ctx context.Context, n *Node, lsn pgdata.LSN) bool {
+	if e.Config.Safekeepers.Count == 0 {
+		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
+		return err == nil && lsn >= b.GCCutoffLSN
+	}
 	client, err := e.cliClient()
 	if err != nil {
 		return false
@@ -331,19 +334,21 @@ func replicaSettings(n *Node, e *Env) ([][2]string, error) {
 	return [][2]string{
 		{"hot_standby", "on"},
 		{"primary_conninfo", connInfo},
-		// The safekeepers cannot pass feedback on to the primary.
+		// Neither the safekeepers nor the page server pass feedback on
+		// to the primary.
 		{"hot_standby_feedback", "off"},
-		// A lost safekeeper connection is retried soon.
+		// A lost upstream connection is retried soon.
 		{"wal_retrieve_retry_interval", "1s"},
 	}, nil
 }
 
-// replicaConnInfo is a replica's primary_conninfo: every safekeeper, tried
-// in turn by libpq, naming the timeline in the startup options as the
-// safekeepers' walsender wants. With [security] auth it carries a token of
-// the node's tenant only (minted at each build of the data directory, in
-// zenith.conf, mode 0600, owned by the PostgreSQL OS user); with tls it
-// checks the safekeepers' certificates against the repository's CA.
+// replicaConnInfo is a replica's primary_conninfo: every safekeeper,
+// tried in turn by libpq, or without safekeepers the page service,
+// naming the timeline in the startup options as their walsenders want.
+// With [security] auth it carries a token of the node's tenant only
+// (minted at each build of the data directory, in zenith.conf, mode 0600,
+// owned by the PostgreSQL OS user); with tls it checks the services'
+// certificates against the repository's CA.
 func replicaConnInfo(n *Node, e *Env) (string, error) {
 	var client auth.ClientOptions
 	if e.Config.Security.Auth {
@@ -357,6 +362,9 @@ func replicaConnInfo(n *Node, e *Env) (string, error) {
 		client.CAFile = e.TLSPath(auth.CACertFile)
 	}
 	addrs := e.safekeeperAddrs()
+	if len(addrs) == 0 {
+		addrs = []string{e.Config.Pageserver.ListenPG}
+	}
 	hosts, ports := make([]string, len(addrs)), make([]string, len(addrs))
 	for i, a := range addrs {
 		h, p, err := net.SplitHostPort(a)
@@ -365,12 +373,14 @@ func replicaConnInfo(n *Node, e *Env) (string, error) {
 		}
 		hosts[i], ports[i] = h, p
 	}
-	return fmt.Sprintf("host=%s port=%s user=replica application_name=%s%s connect_timeout=5 options='-c tenant_id=%s -c timeline_id=%s' %s",
-		strings.Join(hosts, ","), strings.Join(ports, ","), replicaAppPrefix, n.Name, n.Tenant, n.Timeline, client.ConnParams()), nil
+	return fmt.Sprintf("host=%s port=%s user=replica application_name=%s%s connect_timeout=5 options='%s' %s",
+		strings.Join(hosts, ","), strings.Join(ports, ","), replicaAppPrefix, n.Name, api.ReplicationOptions(n.Tenant, n.Timeline), client.ConnParams()), nil
 }
 
 // replicaLag returns a running replica's replay LSN and how far it is
-// behind the branch's commit LSN on the safekeepers (0 when it is not).
+// behind the end of the WAL its upstream serves (0 when it is not): the
+// branch's commit LSN on the safekeepers, or what the page server
+// acknowledged.
 func replicaLag(ctx context.Context, e *Env, n *Node) (replay pgdata.LSN, lag uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -389,13 +399,34 @@ func replicaLag(ctx context.Context, e *Env, n *Node) (replay pgdata.LSN, lag ui
 	if replay, err = pgdata.ParseLSN(string(res[0].Rows[0][0])); err != nil {
 		return 0, 0, err
 	}
-	client, err := e.cliClient()
+	commit, err := e.upstreamEnd(ctx, n)
 	if err != nil {
 		return replay, 0, err
 	}
+	if commit > replay {
+		lag = uint64(commit - replay)
+	}
+	return replay, lag, nil
+}
+
+// upstreamEnd is the end of the WAL of n's branch that a replica's
+// upstream serves: the highest commit LSN of the safekeepers, or
+// without them the page server's acknowledged end.
+func (e *Env) upstreamEnd(ctx context.Context, n *Node) (pgdata.LSN, error) {
+	if e.Config.Safekeepers.Count == 0 {
+		b, err := e.findBranch(ctx, n.Tenant, n.Branch)
+		if err != nil {
+			return 0, err
+		}
+		return acknowledgedLSN(b), nil
+	}
+	client, err := e.cliClient()
+	if err != nil {
+		return 0, err
+	}
 	states, err := safekeeper.Greet(ctx, e.safekeeperAddrs(), n.Tenant, n.Timeline, client)
 	if err != nil {
-		return replay, 0, err
+		return 0, err
 	}
 	var commit pgdata.LSN
 	for _, st := range states {
@@ -403,8 +434,5 @@ func replicaLag(ctx context.Context, e *Env, n *Node) (replay pgdata.LSN, lag ui
 			commit = max(commit, st.CommitLSN)
 		}
 	}
-	if commit > replay {
-		lag = uint64(commit - replay)
-	}
-	return replay, lag, nil
+	return commit, nil
 }

@@ -17,8 +17,9 @@
 // server as its synchronous standby (callmemaybe); with them, zenith pg
 // start runs the safekeepers' election first and the compute waits for a
 // majority of them. A read replica (pg start --replica) is a hot standby
-// that streams from the safekeepers and is rebuilt at every start, at a
-// point where the real WAL has a checkpoint (compute_replica.go).
+// that streams from the safekeepers (without them, from the page server's
+// WAL store) and is built at a point where the real WAL has a checkpoint
+// (compute_replica.go).
 //
 // Services may run on other hosts: config.toml gives each one's host:port
 // and whether it is local; only local ones are started, stopped and

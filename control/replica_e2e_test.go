@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,29 +145,7 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 
 	// An immediate stop in the middle of writes: the WAL the safekeepers
 	// committed may end inside a record that the next election drops.
-	stopped := make(chan struct{})
-	writes := make(chan error, 1)
-	go func() {
-		for i := 6001; ; i++ {
-			select {
-			case <-stopped:
-				writes <- nil
-				return
-			default:
-			}
-			if _, err := primary.Exec(ctx, "INSERT INTO t SELECT g, repeat('w', 2000) FROM generate_series($1::int, $1::int + 9) g", i*10); err != nil {
-				writes <- err
-				return
-			}
-		}
-	}()
-	time.Sleep(2 * time.Second)
-	env.Zenith("pg", "stop", "main", "--immediate")
-	close(stopped)
-	if err := <-writes; err == nil {
-		t.Fatal("the writes went on after the primary's immediate stop")
-	}
-	primary.Close(ctx)
+	stopMidWrites(t, ctx, env, primary, 6001)
 	primaryURL := lastLine(env.Zenith("pg", "start", "main"))
 	primary = connect(primaryURL)
 	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
@@ -192,6 +171,36 @@ func TestReplicaFollowsPrimaryAcrossRecreation(t *testing.T) {
 	}
 }
 
+// stopMidWrites stops primary main with pg stop --immediate while primary
+// (a connection to it) inserts rows into t from id first on, and closes
+// the connection.
+func stopMidWrites(t *testing.T, ctx context.Context, env *skEnv, primary *pgx.Conn, first int) {
+	t.Helper()
+	stopped := make(chan struct{})
+	writes := make(chan error, 1)
+	go func() {
+		for i := first; ; i++ {
+			select {
+			case <-stopped:
+				writes <- nil
+				return
+			default:
+			}
+			if _, err := primary.Exec(ctx, "INSERT INTO t SELECT g, repeat('w', 2000) FROM generate_series($1::int, $1::int + 9) g", i*10); err != nil {
+				writes <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	env.Zenith("pg", "stop", "main", "--immediate")
+	close(stopped)
+	if err := <-writes; err == nil {
+		t.Fatal("the writes went on after the primary's immediate stop")
+	}
+	primary.Close(ctx)
+}
+
 // logReplica logs the server log of replica name when the test failed.
 func logReplica(t *testing.T, env *skEnv, name string) {
 	t.Helper()
@@ -207,14 +216,22 @@ func logReplica(t *testing.T, env *skEnv, name string) {
 }
 
 // TestReplicaWaitsForPrimary: a replica of a new branch that has no
-// primary yet (the safekeepers hold none of its WAL, and will hold it
+// primary yet (its upstream holds none of its WAL, and will hold it
 // from the middle of a segment) starts at the branch's end and follows
 // the primary started after it. A restart of the replica itself builds
-// it anew at a checkpoint of the running primary. When the safekeeper it
-// streams from is killed, it streams from another. This replica is eager
-// (a full copy); the other test's is lazy where FUSE works.
+// it anew at a checkpoint of the running primary. With safekeepers, when
+// the one it streams from is killed, it streams from another. This
+// replica is eager (a full copy); the other tests' are lazy where FUSE
+// works. It runs with three safekeepers and without any (the replica
+// then streams from the page server).
 func TestReplicaWaitsForPrimary(t *testing.T) {
-	env := newSKEnv(t, 3)
+	for _, safekeepers := range []int{3, 0} {
+		t.Run(fmt.Sprintf("safekeepers=%d", safekeepers), func(t *testing.T) { testReplicaWaitsForPrimary(t, safekeepers) })
+	}
+}
+
+func testReplicaWaitsForPrimary(t *testing.T, safekeepers int) {
+	env := newSKEnv(t, safekeepers)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
@@ -245,6 +262,9 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	exec1(t, primary, "UPDATE t SET v = 'after the replica restarted' WHERE id <= 100")
 	waitEqual(t, "replica restarted", primary, replica)
 
+	if safekeepers == 0 {
+		return
+	}
 	// The safekeeper it streams from (libpq tries the first one first)
 	// dies: it goes on with another.
 	killed, err := env.killSafekeeper(1)
@@ -253,20 +273,115 @@ func TestReplicaWaitsForPrimary(t *testing.T) {
 	waitEqual(t, "safekeeper 1 killed", primary, replica)
 }
 
-// TestReplicaNeedsSafekeepers: without safekeepers there is nothing a
-// replica can stream from; pg start --replica says so and leaves no node.
-func TestReplicaNeedsSafekeepers(t *testing.T) {
+// TestReplicaWithoutSafekeepers: in a repository without safekeepers a
+// replica streams the branch's WAL from the page server's WAL store. It
+// is read-only and replays what the primary commits (pg_dump equal once
+// it caught up, lag 0 in pg list); it keeps following while the primary
+// is destroyed and made anew (its WAL continues the store's), while the
+// page server is restarted (the replica reconnects and catches up), and
+// across an immediate stop of the primary in the middle of writes.
+func TestReplicaWithoutSafekeepers(t *testing.T) {
+	env := newSKEnv(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
+	primaryURL := lastLine(env.Zenith("pg", "start", "main"))
+	primary := connect(primaryURL)
+	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	exec1(t, primary, "INSERT INTO t SELECT g, 'before the replica ' || g FROM generate_series(1, 1000) g")
+
+	replicaURL := lastLine(env.Zenith("pg", "start", "main", "--replica"))
+	replica := connect(replicaURL)
+	defer logReplica(t, env, "main-replica")
+	waitEqual(t, "replica started while the primary runs", primary, replica)
+	if got := queryString(t, replica, "SELECT pg_is_in_recovery()::text"); got != "true" {
+		t.Errorf("pg_is_in_recovery() on the replica = %s, want true", got)
+	}
+	if _, err := replica.Exec(ctx, "INSERT INTO t VALUES (0, 'written on the replica')"); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("INSERT on the replica: %v, want a read-only error", err)
+	}
+	_, psPort, _ := net.SplitHostPort(env.PageserverAddr)
+	if got := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver"); !strings.Contains(got, "port="+psPort) {
+		t.Errorf("the replica's walreceiver connects with %q, want the page server's port %s", got, psPort)
+	}
+
+	exec1(t, primary, "INSERT INTO t SELECT g, 'while the replica runs ' || g FROM generate_series(1001, 3000) g")
+	exec1(t, primary, "UPDATE t SET v = v || ' updated' WHERE id % 7 = 0")
+	exec1(t, primary, "CREATE TABLE t2 AS SELECT g FROM generate_series(1, 500) g")
+	waitEqual(t, "writes of the primary", primary, replica)
+	waitFor(t, "the replica's lag to be 0 in pg list", replicaTimeout, func() bool {
+		r := env.pgList(t)["main-replica"]
+		return r.Role == "replica" && r.Status == "running" && r.ReplayLagBytes != nil && *r.ReplayLagBytes == 0
+	})
+	checkDumpsEqual(t, ctx, "after the primary's writes", primaryURL, replicaURL, replica, 1)
+
+	// The primary destroyed and made anew while the replica runs.
+	primary.Close(ctx)
+	env.Zenith("pg", "stop", "main", "--destroy")
+	exec1(t, replica, "SELECT 1")
+	primaryURL = lastLine(env.Zenith("pg", "start", "main"))
+	primary = connect(primaryURL)
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the re-creation ' || g FROM generate_series(3001, 5000) g")
+	exec1(t, primary, "DELETE FROM t WHERE id % 11 = 0")
+	exec1(t, primary, "DROP TABLE t2")
+	waitEqual(t, "after the primary's re-creation", primary, replica)
+	checkDumpsEqual(t, ctx, "after the primary's re-creation", primaryURL, replicaURL, replica, 2)
+
+	// The page server restarted while the replica runs: the primary's
+	// commits wait for it, the replica's walreceiver connects again.
+	env.Zenith("pageserver", "stop")
+	exec1(t, replica, "SELECT count(*) FROM t")
+	env.Zenith("pageserver", "start")
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the page server restart ' || g FROM generate_series(5001, 6000) g")
+	exec1(t, primary, "CREATE INDEX ON t (v)")
+	waitEqual(t, "after the page server's restart", primary, replica)
+	checkDumpsEqual(t, ctx, "after the page server's restart", primaryURL, replicaURL, replica, 3)
+
+	// An immediate stop in the middle of writes: the page server may hold
+	// the start of a record whose end never came, which it never sent and
+	// cuts off before the next primary's WAL.
+	stopMidWrites(t, ctx, env, primary, 7001)
+	primaryURL = lastLine(env.Zenith("pg", "start", "main"))
+	primary = connect(primaryURL)
+	exec1(t, primary, "INSERT INTO t SELECT g, 'after the immediate stop ' || g FROM generate_series(1000001, 1001000) g")
+	waitEqual(t, "after the primary's immediate stop", primary, replica)
+	checkDumpsEqual(t, ctx, "after the primary's immediate stop", primaryURL, replicaURL, replica, 4)
+}
+
+// checkDumpsEqual marks the primary's WAL with a row of table marks,
+// waits for the replica to have it (it has replayed every commit before)
+// and compares their pg_dump.
+func checkDumpsEqual(t *testing.T, ctx context.Context, what, primaryURL, replicaURL string, replica *pgx.Conn, mark int) {
+	t.Helper()
+	p, err := pgx.Connect(ctx, primaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	exec1(t, p, "CREATE TABLE IF NOT EXISTS marks (n int)")
+	exec1(t, p, "INSERT INTO marks VALUES ($1)", mark)
+	waitFor(t, fmt.Sprintf("%s: the replica to have mark %d", what, mark), replicaTimeout, func() bool {
+		var n int
+		return replica.QueryRow(ctx, "SELECT count(*) FROM marks WHERE n = $1", mark).Scan(&n) == nil && n == 1
+	})
+	if pd, rd := pgDump(t, &zenithtest.Postgres{ConnString: primaryURL}), pgDump(t, &zenithtest.Postgres{ConnString: replicaURL}); pd != rd {
+		t.Errorf("%s: pg_dump of the replica differs from the primary's (%d and %d bytes)", what, len(rd), len(pd))
+	} else {
+		t.Logf("%s: pg_dump of the replica equals the primary's (%d bytes)", what, len(pd))
+	}
+}
+
+// TestReplicaOptionsRefused: pg create --replica --lsn, pg start
+// --replica of a node that is not one, and --replica --ephemeral are
+// refused with a message naming what is wrong, and leave no node.
+func TestReplicaOptionsRefused(t *testing.T) {
 	env := zenithtest.New(t, nil)
-	_, errOut, err := env.Run("pg", "start", "main", "--replica", "--name", "ro")
-	if err == nil || !strings.Contains(errOut, "replicas need safekeepers") {
-		t.Fatalf("pg start --replica without safekeepers: %v\n%s\nwant an error saying replicas need safekeepers", err, errOut)
+	_, errOut, err := env.Run("pg", "create", "main", "--replica", "--lsn", "0/1000000", "--name", "ro")
+	if err == nil || !strings.Contains(errOut, "--lsn") {
+		t.Errorf("pg create --replica --lsn: %v\n%s\nwant an error naming --lsn", err, errOut)
 	}
 	if out := env.Zenith("pg", "list"); strings.Contains(out, "\nro ") {
 		t.Errorf("pg list after the refused replica:\n%s", out)
-	}
-	_, errOut, err = env.Run("pg", "create", "main", "--replica", "--lsn", "0/1000000", "--name", "ro")
-	if err == nil || !strings.Contains(errOut, "--lsn") {
-		t.Errorf("pg create --replica --lsn: %v\n%s\nwant an error naming --lsn", err, errOut)
 	}
 	// A node of that name that is not a replica is not started as one.
 	env.Zenith("pg", "create", "main", "--name", "primary")
@@ -280,22 +395,27 @@ func TestReplicaNeedsSafekeepers(t *testing.T) {
 	}
 }
 
-// TestReplicaWithAuthAndTLS: with --auth --tls the safekeepers take only
-// tokens over TLS; a replica's walreceiver presents a token of its
-// tenant and checks their certificates, and follows its primary.
+// TestReplicaWithAuthAndTLS: with --auth --tls the safekeepers, or
+// without them the page server, take only tokens over TLS; a replica's
+// walreceiver presents a token of its tenant and checks their
+// certificates, and follows its primary.
 func TestReplicaWithAuthAndTLS(t *testing.T) {
-	env := zenithtest.New(t, &zenithtest.Options{Safekeepers: 3, Secure: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
-	primary := connect(lastLine(env.Zenith("pg", "start", "main")))
-	exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
-	exec1(t, primary, "INSERT INTO t SELECT g, 'secure ' || g FROM generate_series(1, 1000) g")
-	waitEqual(t, "replica with auth and TLS", primary, replica)
-	conninfo := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver")
-	if !strings.Contains(conninfo, "sslmode=verify-full") || !strings.Contains(conninfo, "password=") {
-		t.Errorf("the replica's walreceiver connects with %q, want sslmode=verify-full and a password (the token)", conninfo)
+	for _, safekeepers := range []int{3, 0} {
+		t.Run(fmt.Sprintf("safekeepers=%d", safekeepers), func(t *testing.T) {
+			env := zenithtest.New(t, &zenithtest.Options{Safekeepers: safekeepers, Secure: true})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			connect := func(connStr string) *pgx.Conn { return connectCleanup(t, ctx, connStr) }
+			primary := connect(lastLine(env.Zenith("pg", "start", "main")))
+			exec1(t, primary, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+			replica := connect(lastLine(env.Zenith("pg", "start", "main", "--replica")))
+			exec1(t, primary, "INSERT INTO t SELECT g, 'secure ' || g FROM generate_series(1, 1000) g")
+			waitEqual(t, "replica with auth and TLS", primary, replica)
+			conninfo := queryString(t, replica, "SELECT conninfo FROM pg_stat_wal_receiver")
+			if !strings.Contains(conninfo, "sslmode=verify-full") || !strings.Contains(conninfo, "password=") {
+				t.Errorf("the replica's walreceiver connects with %q, want sslmode=verify-full and a password (the token)", conninfo)
+			}
+		})
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/pageserver/pageservice"
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/auth/authtest"
 	"github.com/zenithdb/zenith/repo/id"
@@ -142,6 +143,32 @@ func TestPageServiceTenantScope(t *testing.T) {
 	admin := f.token(t, auth.AdminClaims(), time.Hour)
 	if _, err := f.exec(admin, "branch_list "+f.tenantB.String()); err != nil {
 		t.Errorf("branch_list of tenant B with an admin token: %v", err)
+	}
+}
+
+// TestPageServiceReplicationTenantScope: a replica's replication session
+// (replication=true, its timeline named in the startup options) needs a
+// token of that timeline's tenant, as the page service's data commands
+// do: tenant A's token is refused for tenant B (28000), and passes for
+// tenant A (which has no such timeline: 42704).
+func TestPageServiceReplicationTenantScope(t *testing.T) {
+	f := startAuthPageServer(t)
+	tokA := f.token(t, auth.TenantClaims(f.tenantA), time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		tenant id.TenantID
+		want   string
+	}{{f.tenantB, "28000"}, {f.tenantA, "42704"}} {
+		conn, err := pgwire.ConnectReplication(ctx, f.connString(tokA)+fmt.Sprintf(" options='%s'", api.ReplicationOptions(tc.tenant, id.NewTimelineID())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.IdentifySystem(ctx)
+		if got := sqlState(err); got != tc.want {
+			t.Errorf("IDENTIFY_SYSTEM of a timeline of tenant %s with tenant A's token: %v (SQLSTATE %q), want %s", tc.tenant, err, got, tc.want)
+		}
+		conn.Close(ctx)
 	}
 }
 

@@ -56,6 +56,14 @@
 // message that cannot be framed ends its session; the server keeps serving
 // everyone else.
 //
+// A physical replication session (replication=true; a read replica's
+// walreceiver when there are no safekeepers) names its timeline in its
+// startup options, options='-c tenant_id=<id> -c timeline_id=<id>', and
+// runs IDENTIFY_SYSTEM, TIMELINE_HISTORY, SHOW wal_segment_size and
+// START_REPLICATION [SLOT s] [PHYSICAL] lsn [TIMELINE 1] on the
+// timeline's WAL store (pageservice/replication.go); it needs a token
+// for that tenant.
+//
 // # Tokens and TLS
 //
 // With auth_public_key set, both listeners take only ed25519-signed tokens

@@ -82,4 +82,8 @@ func (w *receiverWAL) FindLSNForTime(ctx context.Context, t time.Time) (pgdata.L
 	return lsn, true, nil
 }
 
-func (w *receiverWAL) Close() error { return w.store.Close() }
+// Close ends the replicas' streams of the store, then closes it.
+func (w *receiverWAL) Close() error {
+	w.StopSending()
+	return w.store.Close()
+}

@@ -151,6 +151,10 @@ func (st serverTenants) WAL(tid id.TenantID, ref string) (pageservice.TimelineWA
 	return st.s.timelineWAL(tid, ref)
 }
 
+func (st serverTenants) ReplicaWAL(tid id.TenantID, ref string) (pageservice.ReplicaWAL, error) {
+	return st.s.timelineWAL(tid, ref)
+}
+
 // timeline resolves a tenant id and a timeline reference.
 func (s *Server) timeline(tid id.TenantID, ref string) (*tenant, *repo.Timeline, error) {
 	t, err := s.tenants.get(tid)

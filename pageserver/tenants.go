@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/pageserver/api"
+	"github.com/zenithdb/zenith/pageserver/pageservice"
 	"github.com/zenithdb/zenith/pageserver/walingest"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/id"
@@ -40,6 +41,8 @@ type timelineWAL interface {
 	// Acknowledged is where the WAL the page server may have
 	// acknowledged ends (WalReceiver.Acknowledged).
 	Acknowledged() pgdata.LSN
+	// The stored WAL as the walsender serves it to read replicas.
+	pageservice.ReplicaWAL
 	// PrevRecord returns the start of the record of the stored WAL that
 	// ends at end; an error if none does.
 	PrevRecord(ctx context.Context, end pgdata.LSN) (pgdata.LSN, error)

@@ -1,7 +1,9 @@
 // Package pgwire speaks PostgreSQL's frontend/backend protocol (version 3)
 // for Zenith's servers and clients: the page server's page service, the
-// safekeepers' WAL service, and the replication clients that pull WAL from
-// a compute or a safekeeper.
+// safekeepers' WAL service, the replication clients that pull WAL from
+// a compute or a safekeeper, and the walsender loop (walsender.go:
+// SendWAL over a WALSource, START_REPLICATION's grammar) that the
+// safekeepers and the page server both serve WAL with.
 //
 // The server side accepts SSLRequest (TLS through crypto/tls when
 // configured), a startup message, optional password authentication (the

@@ -76,3 +76,17 @@ func FuzzParseReplicationMessage(f *testing.F) {
 		_, _ = ParseStandbyMessage(b)
 	})
 }
+
+// FuzzParseStartReplication: never a panic on a client's command, and
+// what parses names timeline 1 or none.
+func FuzzParseStartReplication(f *testing.F) {
+	for _, s := range []string{"SLOT pageserver PHYSICAL 0/16B9188 TIMELINE 1", "0/0", "PHYSICAL 0/1 TIMELINE 2", "SLOT", "LOGICAL x 0/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sr, err := ParseStartReplication(s, 1)
+		if err == nil && sr.Timeline != 0 && sr.Timeline != 1 {
+			t.Fatalf("ParseStartReplication(%q) = %+v, a timeline other than 1", s, sr)
+		}
+	})
+}

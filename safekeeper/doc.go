@@ -64,7 +64,8 @@
 // IDENTIFY_SYSTEM (xlogpos is the commit LSN), CREATE_REPLICATION_SLOT
 // (accepted and ignored: WAL retention follows the page server's reported
 // flush LSN) and START_REPLICATION [SLOT s] [PHYSICAL] lsn [TIMELINE 1],
-// which streams XLogData only up to the commit LSN, with keepalives. The
+// which streams XLogData only up to the commit LSN, with keepalives
+// (pgwire.SendWAL, the loop the page server's walsender runs too). The
 // standby status updates' flush position is recorded as the page server's
 // consistent LSN, but only from a session of user pageserver
 // (PageserverUser): any other client only reads.

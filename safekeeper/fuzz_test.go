@@ -43,13 +43,3 @@ func FuzzParseHistory(f *testing.F) {
 		}
 	})
 }
-
-// FuzzParseStartReplication: never a panic on a client's command.
-func FuzzParseStartReplication(f *testing.F) {
-	for _, s := range []string{"SLOT pageserver PHYSICAL 0/16B9188 TIMELINE 1", "0/0", "PHYSICAL 0/1 TIMELINE 2", "SLOT", "LOGICAL x 0/0"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		_, _ = parseStartReplication(s)
-	})
-}

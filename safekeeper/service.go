@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/id"
@@ -54,7 +55,7 @@ func authorize(sess *pgwire.Session, word string, fields []string) error {
 	var tenant id.TenantID
 	if need == auth.Tenant {
 		if replicationCommands[word] {
-			tenant, _, _ = sessionTimelineIDs(sess.Params)
+			tenant, _, _ = api.ReplicationTimeline(sess.Params)
 		} else if len(fields) > 1 {
 			tenant, _ = id.ParseTenantID(fields[1])
 		}

@@ -6,19 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pgwire"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/walseg"
 )
-
-// keepaliveInterval is how often an idle walsender sends a keepalive.
-const keepaliveInterval = time.Second
-
-// maxXLogData bounds the WAL in one XLogData message.
-const maxXLogData = 128 << 10
 
 // ErrWALTruncated ends a walsender's stream when an election truncated WAL
 // it had already sent: the commit LSN is a byte position, which can lie
@@ -26,13 +19,12 @@ const maxXLogData = 128 << 10
 // records), and the new term's WAL differs from there on. The client must
 // ask again from a point it knows to be consistent (the page server does
 // so from the end of the last record it ingested).
-var ErrWALTruncated = errors.New("WAL already sent has been truncated by an election")
+var ErrWALTruncated = pgwire.ErrWALTruncated
 
 // sessionTimeline finds the timeline a replication session names in its
-// startup parameters: options='-c tenant_id=<id> -c timeline_id=<id>' (or
-// --tenant_id=<id>), or tenant_id and timeline_id parameters themselves.
+// startup parameters (api.ReplicationTimeline).
 func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error) {
-	tenant, timeline, err := sessionTimelineIDs(params)
+	tenant, timeline, err := api.ReplicationTimeline(params)
 	if err != nil {
 		return nil, err
 	}
@@ -55,39 +47,10 @@ func (s *Safekeeper) sessionTimeline(params map[string]string) (*Timeline, error
 // it may remove (see Timeline.SetPageserverLSN).
 const GenerationParam = "pageserver_generation"
 
-// sessionOptions are the startup parameters of a session with the
-// settings of its options ("-c k=v", "-ck=v", "--k=v") added; a setting in
-// options wins over a parameter of the same name.
-func sessionOptions(params map[string]string) map[string]string {
-	vals := map[string]string{}
-	for k, v := range params {
-		vals[k] = v
-	}
-	opts := strings.Fields(params["options"])
-	for i := 0; i < len(opts); i++ {
-		o := opts[i]
-		switch {
-		case o == "-c" && i+1 < len(opts):
-			i++
-			o = opts[i]
-		case strings.HasPrefix(o, "-c"):
-			o = o[2:]
-		case strings.HasPrefix(o, "--"):
-			o = o[2:]
-		default:
-			continue
-		}
-		if k, v, ok := strings.Cut(o, "="); ok {
-			vals[k] = v
-		}
-	}
-	return vals
-}
-
 // sessionGeneration is the attach generation a replication session
 // names in its startup parameters (GenerationParam), 0 if none.
 func sessionGeneration(params map[string]string) (uint32, error) {
-	v := sessionOptions(params)[GenerationParam]
+	v := pgwire.StartupOptions(params)[GenerationParam]
 	if v == "" {
 		return 0, nil
 	}
@@ -96,25 +59,6 @@ func sessionGeneration(params map[string]string) (uint32, error) {
 		return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%s=%q: want a decimal generation number", GenerationParam, v)
 	}
 	return uint32(g), nil
-}
-
-// sessionTimelineIDs are the tenant and timeline ids a replication
-// session names in its startup parameters.
-func sessionTimelineIDs(params map[string]string) (id.TenantID, id.TimelineID, error) {
-	vals := sessionOptions(params)
-	if vals["tenant_id"] == "" || vals["timeline_id"] == "" {
-		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue,
-			"a replication connection to a safekeeper must name its timeline: options='-c tenant_id=<id> -c timeline_id=<id>'")
-	}
-	tenant, err := id.ParseTenantID(vals["tenant_id"])
-	if err != nil {
-		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
-	}
-	timeline, err := id.ParseTimelineID(vals["timeline_id"])
-	if err != nil {
-		return id.TenantID{}, id.TimelineID{}, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
-	}
-	return tenant, timeline, nil
 }
 
 // PageserverUser is the user name the page server's WAL receiver
@@ -168,10 +112,11 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 		}
 		return sess.Row(name, st.servable().String(), "", "")
 	}
-	start, err := parseStartReplication(rest)
+	sr, err := pgwire.ParseStartReplication(rest, walseg.Timeline)
 	if err != nil {
 		return err
 	}
+	start := sr.Start
 	if start < st.BeginLSN && start.SegmentNo(tl.segmentSize()) == st.BeginLSN.SegmentNo(tl.segmentSize()) {
 		// A stock walreceiver always asks from the start of a segment
 		// (RequestXLogStreaming); where this safekeeper's WAL begins
@@ -192,31 +137,6 @@ func (s *Safekeeper) handleReplication(ctx context.Context, sess *pgwire.Session
 	return s.sendWAL(ctx, sess, tl, gen, start, st.truncations)
 }
 
-// parseStartReplication parses "[SLOT s] [PHYSICAL] lsn [TIMELINE n]".
-func parseStartReplication(rest string) (pgdata.LSN, error) {
-	f := strings.Fields(rest)
-	if len(f) >= 2 && strings.EqualFold(f[0], "SLOT") {
-		f = f[2:]
-	}
-	if len(f) >= 1 && strings.EqualFold(f[0], "PHYSICAL") {
-		f = f[1:]
-	}
-	if len(f) == 3 && strings.EqualFold(f[1], "TIMELINE") {
-		if f[2] != strconv.Itoa(walseg.Timeline) {
-			return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "requested timeline %s is not timeline %d", f[2], walseg.Timeline)
-		}
-		f = f[:1]
-	}
-	if len(f) != 1 {
-		return 0, pgwire.Errorf(pgwire.CodeSyntaxError, "usage: START_REPLICATION [SLOT name] [PHYSICAL] lsn [TIMELINE 1] (logical replication is not supported)")
-	}
-	lsn, err := pgdata.ParseLSN(f[0])
-	if err != nil {
-		return 0, pgwire.Errorf(pgwire.CodeInvalidParameterValue, "%v", err)
-	}
-	return lsn, nil
-}
-
 // sendWAL streams the committed WAL from start on, until the client ends
 // the stream, the session ends, or WAL sent is truncated (ErrWALTruncated).
 // gen is the client's attach generation, which its flush reports carry;
@@ -228,32 +148,12 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 	}
 	log := tl.log.With().Str("walsender", sess.RemoteAddr().String()).Logger()
 	pageserver := isPageserver(sess.Params)
+	opt := pgwire.WALSendOptions{OnSent: func(n int) { s.metrics.walSent.Add(float64(n)) }}
 	if pageserver {
 		log = log.With().Uint32("generation", gen).Logger()
 		log.Info().Stringer("start", start).Msg("page server streaming WAL")
-	} else {
-		log.Info().Stringer("start", start).Str("application_name", sess.Params["application_name"]).Msg("replica streaming WAL")
-	}
-	// The client's messages: standby status updates until CopyDone.
-	var clientErr error
-	clientDone := make(chan struct{})
-	go func() {
-		defer close(clientDone)
 		warned := false
-		for {
-			b, err := cb.Receive()
-			if err != nil {
-				clientErr = err
-				return
-			}
-			st, err := pgwire.ParseStandbyMessage(b)
-			if err != nil {
-				clientErr = err
-				return
-			}
-			if st == nil || !pageserver {
-				continue
-			}
+		opt.OnStatus = func(st *pgwire.StandbyStatus) {
 			ok, err := tl.SetPageserverLSN(gen, st.Flushed)
 			if err != nil {
 				log.Error().Err(err).Msg("record the page server's flush LSN")
@@ -264,92 +164,47 @@ func (s *Safekeeper) sendWAL(ctx context.Context, sess *pgwire.Session, tl *Time
 				warned = true
 			}
 		}
-	}()
-	keepalive := time.NewTicker(keepaliveInterval)
-	defer keepalive.Stop()
-	err = s.sendLoop(ctx, cb, tl, start, seen, clientDone, keepalive.C)
+	} else {
+		log.Info().Stringer("start", start).Str("application_name", sess.Params["application_name"]).Msg("replica streaming WAL")
+	}
+	err = pgwire.SendWAL(ctx, cb, &timelineWAL{tl: tl, seen: seen}, start, opt)
 	if errors.Is(err, ErrWALTruncated) {
 		log.Info().Err(err).Msg("ending the stream")
 	}
-	select {
-	case <-clientDone:
-		if errors.Is(clientErr, pgwire.ErrCopyDone) {
-			return cb.Close()
-		}
-		return clientErr
-	default:
-	}
-	// The session reads the connection again once we return: the reader
-	// above must be gone by then. End our side and wait for the client to
-	// end its side or the connection to close (Serve closes it at
-	// shutdown).
-	_ = cb.Close()
-	<-clientDone
 	return err
 }
 
-// sendLoop sends WAL and keepalives until the client ends the stream
-// (clientDone closes), an error, or ctx ends. It ends with ErrWALTruncated
-// as soon as WAL it sent has been truncated, without sending more.
-func (s *Safekeeper) sendLoop(ctx context.Context, cb *pgwire.CopyBoth, tl *Timeline, start pgdata.LSN, seen uint64, clientDone <-chan struct{}, keepalive <-chan time.Time) error {
-	buf := make([]byte, maxXLogData)
-	pos := start
-	for {
-		changed := tl.Changed()
-		st := tl.State()
-		var err error
-		if seen, err = st.checkSent(pos, seen); err != nil {
-			return err
-		}
-		for end := st.servable(); pos < end; {
-			n := min(pgdata.LSN(len(buf)), end-pos)
-			ok, err := tl.readSent(buf[:n], pos, seen)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				// A truncation came after st: changed is closed, and the
-				// next round checks it.
-				break
-			}
-			msg := pgwire.XLogData{Start: pos, WALEnd: end, SendTime: pgwire.ToPGTime(time.Now()), Data: buf[:n]}
-			if err := cb.Send(msg.Encode()); err != nil {
-				return err
-			}
-			s.metrics.walSent.Add(float64(n))
-			pos += n
-		}
-		select {
-		case <-changed:
-		case <-keepalive:
-			ka := pgwire.Keepalive{WALEnd: pos, SendTime: pgwire.ToPGTime(time.Now())}
-			if err := cb.Send(ka.Encode()); err != nil {
-				return err
-			}
-		case <-clientDone:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// timelineWAL is a timeline's committed WAL as a walsender sends it
+// (pgwire.WALSource): up to the commit LSN, and never from a WAL that an
+// election cut below what was sent.
+type timelineWAL struct {
+	tl *Timeline
+	// seen is the count of the timeline's truncations the walsender has
+	// checked what it sent against.
+	seen uint64
+}
+
+func (w *timelineWAL) Servable(sent pgdata.LSN) (pgdata.LSN, <-chan struct{}, error) {
+	changed := w.tl.Changed()
+	st := w.tl.State()
+	seen, err := st.checkSent(sent, w.seen)
+	if err != nil {
+		return 0, nil, err
 	}
+	w.seen = seen
+	return st.servable(), changed, nil
+}
+
+func (w *timelineWAL) ReadWAL(b []byte, lsn pgdata.LSN) (bool, error) {
+	return w.tl.readSent(b, lsn, w.seen)
 }
 
 // checkSent returns the count of truncations a walsender that has sent the
 // WAL below sent, having seen seen of them, goes on with; or
-// ErrWALTruncated if WAL below sent may have been cut since: the last cut
-// is below sent, or several came at once (only the last one's position is
-// kept).
+// ErrWALTruncated if WAL below sent may have been cut since
+// (pgwire.WALCuts.Check).
 func (st TimelineState) checkSent(sent pgdata.LSN, seen uint64) (uint64, error) {
-	switch {
-	case st.truncations == seen:
-		return seen, nil
-	case st.truncations == seen+1 && st.lastCut >= sent:
-		return st.truncations, nil
-	case st.truncations == seen+1:
-		return 0, fmt.Errorf("%w: sent up to %s, truncated at %s", ErrWALTruncated, sent, st.lastCut)
-	default:
-		return 0, fmt.Errorf("%w: sent up to %s, %d truncations since, the last at %s", ErrWALTruncated, sent, st.truncations-seen, st.lastCut)
-	}
+	return pgwire.WALCuts{Count: st.truncations, Last: st.lastCut}.Check(sent, seen)
 }
 
 // readSent is ReadWAL for a walsender that has seen seen truncations: it

@@ -122,31 +122,6 @@ func TestWalsenderEndsStreamWhenSentWALIsTruncated(t *testing.T) {
 	}
 }
 
-func TestCheckSent(t *testing.T) {
-	const sent = pgdata.LSN(1000)
-	for _, tc := range []struct {
-		name        string
-		truncations uint64
-		lastCut     pgdata.LSN
-		wantSeen    uint64
-		wantErr     bool
-	}{
-		{"no truncation", 3, 0, 3, false},
-		{"one cut above what was sent", 4, sent + 1, 4, false},
-		{"one cut at the end of what was sent", 4, sent, 4, false},
-		{"one cut below what was sent", 4, sent - 1, 0, true},
-		{"two cuts, the last above what was sent", 5, sent + 1, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st := TimelineState{truncations: tc.truncations, lastCut: tc.lastCut}
-			seen, err := st.checkSent(sent, 3)
-			if seen != tc.wantSeen || (err != nil) != tc.wantErr || err != nil && !errors.Is(err, ErrWALTruncated) {
-				t.Errorf("checkSent(%s, 3) = %d, %v; want %d, error %v", sent, seen, err, tc.wantSeen, tc.wantErr)
-			}
-		})
-	}
-}
-
 // TestOneComputePerTerm: the safekeepers resume streaming from a compute
 // at their flush LSN, a byte position; that is only sound if the compute
 // is the one whose WAL they hold. A term has one compute: the same one

@@ -4,6 +4,9 @@
 // with text rows, basebackup as COPY OUT, import as COPY IN, and the
 // page stream as COPY BOTH, where each GetPage, Exists, Nblocks or DbSize
 // request is answered from a datadir.DatadirReader at the request's LSN.
+// A physical replication session (replication=true, a read replica's
+// walreceiver) runs PostgreSQL's replication commands instead, served
+// from the timeline's WAL store (replication.go).
 //
 // It holds no tenant of its own: what it knows of tenants, branches and
 // timelines it asks of a Tenants, which package pageserver implements on
@@ -15,6 +18,7 @@
 // server.
 //
 // What it must never do: answer a page request with a page it did not
-// read at the request's LSN, or serve the latest state of a timeline
-// whose ingest stopped (LatestLSN).
+// read at the request's LSN, serve the latest state of a timeline
+// whose ingest stopped (LatestLSN), or send a replica WAL beyond what
+// the page server has durably stored.
 package pageservice

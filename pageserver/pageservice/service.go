@@ -105,6 +105,10 @@ type Tenants interface {
 	// WAL returns the WAL side of tenant tid's timeline ref (55000 if it
 	// takes no WAL).
 	WAL(tid id.TenantID, ref string) (TimelineWAL, error)
+	// ReplicaWAL returns the stored WAL of tenant tid's timeline ref as
+	// its walsender serves it to read replicas (55000 if it takes no
+	// WAL).
+	ReplicaWAL(tid id.TenantID, ref string) (ReplicaWAL, error)
 }
 
 // StatusRow is the status command's answer: its columns and their values.
@@ -141,8 +145,12 @@ type Metrics struct {
 	Basebackups *prometheus.CounterVec
 }
 
-// Handle runs one command.
+// Handle runs one command: of a replication session (replication.go),
+// or of the page service's grammar.
 func (ps *Service) Handle(ctx context.Context, sess *pgwire.Session, line string, args []string) error {
+	if pgwire.IsReplicationSession(sess.Params) {
+		return ps.replication(ctx, sess, line)
+	}
 	c, err := parseCommand(line, args)
 	if err != nil {
 		return err

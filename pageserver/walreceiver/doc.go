@@ -40,6 +40,11 @@
 // and the receiver cuts that record's start off); it reports its
 // disk-consistent LSN to them as flushed, so they keep the WAL above it.
 //
+// The stored WAL is also what read replicas stream when there are no
+// safekeepers (sending.go): a walsender sends it up to SendableLSN, the
+// end of the last complete record in the fsynced store, and a cut of the
+// store below what a stream sent ends that stream.
+//
 // The receiver feeds an Ingester; the server wires it to a
 // walingest.WalIngest, so this package imports neither walingest nor the
 // page server, only api (the safekeeper set's address rules), pgwire (the

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pgwire"
 	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -142,6 +143,13 @@ type WalReceiver struct {
 	mu      sync.Mutex
 	status  WalReceiverStatus
 	changed chan struct{} // closed when the source changes
+	// sendable is the end of the stored WAL a walsender may send
+	// (sending.go), sendChanged is closed when it changes, and cuts
+	// counts its cuts; sendStopped is set by StopSending.
+	sendable    pgdata.LSN
+	sendChanged chan struct{}
+	cuts        pgwire.WALCuts
+	sendStopped bool
 
 	// Owned by Run: the decoder of everything fed to the store, and the
 	// records decoded but not ingested yet.
@@ -180,6 +188,9 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		switchIdle:     switchIdle,
 
 		opened: store.Flushed(),
+
+		sendable:    store.Flushed(),
+		sendChanged: make(chan struct{}),
 	}
 	r.status.Source = store.Source()
 	if set := store.Safekeepers(); set != nil {
@@ -440,6 +451,7 @@ func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 		// as it comes.
 		return end, nil
 	}
+	r.cutSendable(last)
 	if err := r.store.Truncate(last); err != nil {
 		return 0, &fatalError{err}
 	}

@@ -66,7 +66,7 @@ func (s *SafekeeperSet) clone() *SafekeeperSet {
 // page server's.
 func (s *SafekeeperSet) connString(addr string, timeline id.TimelineID, gen repo.Generation, client auth.ClientOptions) string {
 	host, port, _ := net.SplitHostPort(addr)
-	opts := fmt.Sprintf("-c tenant_id=%s -c timeline_id=%s", s.Tenant, timeline)
+	opts := api.ReplicationOptions(s.Tenant, timeline)
 	if gen > 0 {
 		opts += " -c pageserver_generation=" + gen.String()
 	}

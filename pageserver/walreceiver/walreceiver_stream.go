@@ -219,6 +219,7 @@ func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.Replicati
 // server that lost its disk needs again.
 func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
 	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
+	r.setSendable(flushed)
 	if r.toSafekeeper {
 		if g := r.tl.Generation(); g != r.gen {
 			return fmt.Errorf("%w from %v to %v", errGenerationChanged, r.gen, g)
