@@ -391,6 +391,14 @@ func (s *WALStore) Truncate(end pgdata.LSN) error {
 	return nil
 }
 
+// CutPending says whether a cut failed (Truncate, Recover) and is still
+// to be done: until a Truncate at End succeeds, the store refuses writes.
+func (s *WALStore) CutPending() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.uncut
+}
+
 // Recover makes the store usable again after a write or an fsync failed
 // (a full disk, an I/O error): what was written after the last Sync that
 // succeeded may be lost or torn (after a failed fsync the kernel may have
