@@ -242,7 +242,8 @@ primary's current WAL position; a running replica's replay position; a
 read-only node's LSN; otherwise the LSN its data directory was built at),
 LAG (a running replica's distance behind the safekeepers' commit LSN),
 STATUS (running, stopped, or crashed: not stopped cleanly, rebuilt at the
-next start). A branch whose WAL the page server stopped ingesting is named
+next start; below the table, why it crashed, as far as the end of its
+server log and the free space of its directory tell: crash in --json). A branch whose WAL the page server stopped ingesting is named
 below the table with where and why (ingest_stopped in --json): its commits
 go on, but no compute can start at its end until the page server is
 restarted with the cause fixed.
@@ -324,6 +325,9 @@ type nodeRow struct {
 	// IngestStopped is set when the page server stopped ingesting the
 	// branch's WAL: where and why.
 	IngestStopped string `json:"ingest_stopped,omitempty"`
+	// Crash says why a crashed node stopped, as far as zenith can tell
+	// (its last PANIC, a full file system).
+	Crash string `json:"crash,omitempty"`
 }
 
 func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
@@ -360,6 +364,9 @@ func (e *Env) nodeRows(ctx context.Context, t *id.TenantID) ([]nodeRow, error) {
 			LSN: lsn, ReadOnly: n.ReadOnly(), Role: n.Role(), ReplayLagBytes: lag, Status: st, ConnStr: n.ConnString(e),
 			Mode: n.modeName(), DiskBytes: n.DiskUse(),
 		})
+		if st == "crashed" {
+			rows[len(rows)-1].Crash = n.crashReason()
+		}
 	}
 	return rows, nil
 }
@@ -393,5 +400,13 @@ func printNodes(w io.Writer, rows []nodeRow) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Tenant, r.Branch, r.Role, r.LSN, lag, r.Status, r.Mode, formatBytes(r.DiskBytes))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Crash != "" {
+			fmt.Fprintf(w, "node %s of tenant %s crashed: %s\n  (free space if its disk is full; zenith pg start %s then rebuilds it from the page server)\n", r.Name, r.Tenant, r.Crash, r.Name)
+		}
+	}
+	return nil
 }

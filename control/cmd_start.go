@@ -141,7 +141,7 @@ Examples:
 					fmt.Fprintf(e.Out, "%s: running, pid %d, %s\n", p.Name, p.PID, p.Address)
 					if p.Memory != nil {
 						fmt.Fprintf(e.Out, "  memory: %s\n", p.Memory)
-						if l := p.Memory.diskLine(); l != "" {
+						for _, l := range p.Memory.diskLines() {
 							fmt.Fprintf(e.Out, "  %s\n", l)
 						}
 					}
@@ -233,7 +233,7 @@ func PageserverCommand() *cli.Command {
 						pid, e.Config.Pageserver.ListenPG, st["tenants"], st["timelines"], st["uptime_seconds"])
 					m := e.pageserverMemory(c.Context)
 					fmt.Fprintf(e.Out, "  memory: %s\n", m)
-					if l := m.diskLine(); l != "" {
+					for _, l := range m.diskLines() {
 						fmt.Fprintf(e.Out, "  %s\n", l)
 					}
 					return nil

@@ -339,7 +339,16 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	} else if !errors.Is(err, pgcluster.ErrNotRunning) {
 		return err
 	}
-	// No server runs here: a socket lock file left by one that was killed
+	// No server runs here. A lazy node's FUSE server outlives a
+	// PostgreSQL that died on its own (a PANIC: its disk full, say): it
+	// goes now, as zenith pg stop would make it go, so that the data
+	// directory can be rebuilt.
+	if n.IsLazy() && isMounted(n.DataDir()) {
+		if err := e.unmountLazy(ctx, n); err != nil {
+			return fmt.Errorf("compute node %s: %w", n.Name, err)
+		}
+	}
+	// A socket lock file left by one that was killed
 	// would stop the new one (PostgreSQL trusts the pid in it while that
 	// pid, perhaps a zombie or another process now, exists).
 	if err := os.RemoveAll(n.socketDir()); err != nil {

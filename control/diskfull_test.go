@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/repo/pgcluster"
 )
 
 // mountTmpfs moves dir's contents onto a new tmpfs of sizeMiB mounted at
@@ -110,7 +112,12 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // acknowledged, and returns once 100 were; the client stops with the test.
 func startAckedWorkload(t *testing.T, env *zenithtest.Env) *ackedWriter {
 	t.Helper()
-	pg := env.Postgres.CreateStart("main")
+	return startAckedWorkloadOn(t, env.Postgres.CreateStart("main"))
+}
+
+// startAckedWorkloadOn is startAckedWorkload on the running compute pg.
+func startAckedWorkloadOn(t *testing.T, pg *zenithtest.Postgres) *ackedWriter {
+	t.Helper()
 	admin := pg.Connect()
 	exec1(t, admin, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
 	admin.Close(context.Background())
@@ -340,4 +347,164 @@ func safekeeperHTTPAddr(t *testing.T, env *zenithtest.Env, n int) string {
 		t.Fatal(err)
 	}
 	return "127.0.0.1:" + strconv.Itoa(port+n-1)
+}
+
+// TestPageserverDiskFullPgbench fills the page server's directory (a
+// tmpfs of its own) under pgbench and a client that records its
+// acknowledged commits, without safekeepers. A third client writes
+// records of a megabyte (logical messages), so that the WAL the compute
+// streams meets the full disk in the middle of a record: the page
+// server's WAL store must then cut that record's start off on a disk
+// with no space for the cut (it copies the kept part of the segment). That used to stop the timeline's WAL receiver for good (commits
+// then waited until the page server restarted). Now commits stall while
+// the disk is full, the page server says so, and once space is freed
+// they go on by themselves: no restart of anything. A compute re-created
+// then (pg stop --destroy, pg start) has every acknowledged row, and as
+// many pgbench history rows as the live one had.
+func TestPageserverDiskFullPgbench(t *testing.T) {
+	env := zenithtest.New(t, &zenithtest.Options{NoStart: true})
+	psDir := filepath.Join(env.RepoDir, "pageserver")
+	seedSize := duMiB(t, psDir)
+	mountTmpfs(t, psDir, seedSize+160, func() { _, _, _ = env.Run("stop", "--immediate") })
+	env.Zenith("start")
+	pg := env.Postgres.CreateStart("main")
+	w := startAckedWorkloadOn(t, pg)
+	pgbench(t, pg.ConnString+"?sslmode=disable", "-i", "-s", "2", "-q")
+	bench := startPgbench(t, pg.ConnString+"?sslmode=disable", "-c", "4", "-T", "3600", "-n")
+	stopBig := bigRecords(t, pg.ConnString+"?sslmode=disable")
+	pid := pageserverPID(t, env)
+	time.Sleep(5 * time.Second)
+
+	ballast := fillDisk(t, psDir)
+	t.Logf("filled %s; %d commits acknowledged", psDir, w.count())
+	var stalledAt int
+	waitFor(t, "commits to stop being acknowledged with the disk full", 3*time.Minute, func() bool {
+		n := w.count()
+		time.Sleep(5 * time.Second)
+		stalledAt = w.count()
+		return n == stalledAt
+	})
+	var status string
+	waitFor(t, "zenith status to say the disk is full", time.Minute, func() bool {
+		status = env.Zenith("status")
+		return strings.Contains(status, "DISK FULL")
+	})
+	t.Logf("zenith status with the disk full:\n%s", status)
+	// Long enough for the receiver to try again a few times.
+	time.Sleep(15 * time.Second)
+	if got := pageserverPID(t, env); got != pid {
+		t.Errorf("page server pid %d, was %d: it restarted on a full disk", got, pid)
+	}
+	if n := w.count(); n != stalledAt {
+		t.Errorf("%d commits acknowledged with the page server's disk full", n-stalledAt)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "commits to go on after space is freed", 3*time.Minute, func() bool { return w.count() >= stalledAt+50 })
+	waitFor(t, "zenith status to stop saying the disk is full or the WAL store fails", 2*time.Minute, func() bool {
+		s := env.Zenith("status")
+		return !strings.Contains(s, "DISK FULL") && !strings.Contains(s, "WAL STORE FAILING")
+	})
+	stopBig()
+	bench.stop()
+	acked := w.finish(t)
+	t.Logf("%d commits acknowledged, %d when they stopped on the full disk; %d failed (last: %v)", len(acked), stalledAt, w.errors, w.last)
+	conn := pg.Connect()
+	var history int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pgbench_history").Scan(&history); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+
+	// The page server is not restarted: the re-created compute's data
+	// comes from what it stored and ingested through it all.
+	env.Zenith("pg", "stop", "main", "--destroy")
+	pg = env.Postgres.CreateStart("main")
+	conn = pg.Connect()
+	checkAcked(t, conn, acked)
+	var again int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pgbench_history").Scan(&again); err != nil {
+		t.Fatal(err)
+	}
+	if again != history {
+		t.Errorf("re-created compute: %d pgbench history rows, the live one had %d", again, history)
+	}
+}
+
+// bigRecords commits a logical message of a megabyte, one WAL record
+// that spans many pages, every 100 ms until the returned function is
+// called (or the test ends); failed commits are retried.
+func bigRecords(t *testing.T, connStr string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conn *pgx.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+		}()
+		for ctx.Err() == nil {
+			var err error
+			if conn == nil {
+				conn, err = pgx.Connect(ctx, connStr)
+			}
+			if err == nil {
+				_, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(true, 'zenith-test', repeat('x', 1000000))")
+			}
+			if err != nil && conn != nil {
+				conn.Close(context.Background())
+				conn = nil
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// runningPgbench is a pgbench started in the background.
+type runningPgbench struct {
+	cmd  *exec.Cmd
+	done chan error
+	once sync.Once
+}
+
+// startPgbench starts pgbench against connStr; stop ends it.
+func startPgbench(t *testing.T, connStr string, args ...string) *runningPgbench {
+	t.Helper()
+	bin, err := pgcluster.FindBinDir(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &runningPgbench{done: make(chan error, 1)}
+	b.cmd = exec.Command(filepath.Join(bin, "pgbench"), append(args, connStr)...)
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(b.stop)
+	return b
+}
+
+// stop ends pgbench: its transactions in flight are not acknowledged.
+func (b *runningPgbench) stop() {
+	b.once.Do(func() {
+		_ = b.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-b.done:
+		case <-time.After(time.Minute):
+			_ = b.cmd.Process.Kill()
+			<-b.done
+		}
+	})
 }

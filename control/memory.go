@@ -33,6 +33,10 @@ type processMemory struct {
 	// since when; empty while they succeed.
 	DiskFull      string `json:"disk_full,omitempty"`
 	DiskFullSince string `json:"disk_full_since,omitempty"`
+	// WALStoreError says which of the page server's WAL stores fails
+	// (and why, since when); empty while they work.
+	WALStoreError      string `json:"wal_store_error,omitempty"`
+	WALStoreErrorSince string `json:"wal_store_error_since,omitempty"`
 	// Error says why the process did not report (it runs but does not
 	// answer).
 	Error string `json:"error,omitempty"`
@@ -69,6 +73,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 		return &processMemory{Error: "status does not report " + strings.Join(bad, ", ") + " (an older page server?)"}
 	}
 	m.DiskFull, m.DiskFullSince = st["disk_full"], st["disk_full_since"]
+	m.WALStoreError, m.WALStoreErrorSince = st["wal_store_error"], st["wal_store_error_since"]
 	return &m
 }
 
@@ -105,13 +110,20 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes, DiskFull: sm.DiskFull, DiskFullSince: sm.DiskFullSince}
 }
 
-// diskLine is the line of zenith status about a full disk, empty if the
-// process's writes succeed.
-func (m *processMemory) diskLine() string {
-	if m == nil || m.DiskFull == "" {
-		return ""
+// diskLines are the lines of zenith status about a full disk and a
+// failing WAL store, none if the process's writes succeed.
+func (m *processMemory) diskLines() []string {
+	if m == nil {
+		return nil
 	}
-	return fmt.Sprintf("DISK FULL since %s: %s (writes wait; free space and they go on)", m.DiskFullSince, m.DiskFull)
+	var out []string
+	if m.DiskFull != "" {
+		out = append(out, fmt.Sprintf("DISK FULL since %s: %s (writes wait; free space and they go on)", m.DiskFullSince, m.DiskFull))
+	}
+	if m.WALStoreError != "" {
+		out = append(out, fmt.Sprintf("WAL STORE FAILING since %s: %s (cut back to its synced end; streaming is retried until it takes writes again)", m.WALStoreErrorSince, m.WALStoreError))
+	}
+	return out
 }
 
 // String is the memory line of zenith status.

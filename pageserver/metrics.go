@@ -116,6 +116,8 @@ var (
 	descWALFlushed     = prometheus.NewDesc("zenith_pageserver_wal_flushed_lsn", "End of the received WAL that is fsynced.", timelineLabels, nil)
 	descWALConnected   = prometheus.NewDesc("zenith_pageserver_wal_receiver_connected", "1 when the WAL receiver is streaming from its source.", timelineLabels, nil)
 	descWALSafekeeper  = prometheus.NewDesc("zenith_pageserver_wal_receiver_safekeeper", "Each safekeeper the timeline's WAL comes from: 1 for the one streamed from, 0 for the others.", append(timelineLabels, "safekeeper"), nil)
+	descWALStoreFail   = prometheus.NewDesc("zenith_pageserver_wal_store_failing", "1 while the timeline's WAL store fails to write, fsync or cut (full disk, I/O error): the receiver cut it back to its synced end and retries with backoff.", timelineLabels, nil)
+	descWALStoreErrs   = prometheus.NewDesc("zenith_pageserver_wal_store_errors_total", "Failed writes, fsyncs and cuts of the timeline's WAL store.", timelineLabels, nil)
 	descWALDecodeErrs  = prometheus.NewDesc("zenith_pageserver_wal_decode_errors_total", "Streams from the timeline's source that ended with WAL that does not decode (each followed by a reconnection).", timelineLabels, nil)
 	descIngestStopped  = prometheus.NewDesc("zenith_pageserver_ingest_stopped", "1 when the timeline's WAL ingest stopped on a record it could not ingest (its WAL is still received and kept; see the timeline's ingest_stopped in the HTTP API).", timelineLabels, nil)
 	descIngestStopLSN  = prometheus.NewDesc("zenith_pageserver_ingest_stopped_lsn", "Where the timeline's WAL ingest stopped (the end of the last record ingested), for a stopped ingest.", timelineLabels, nil)
@@ -126,7 +128,7 @@ var (
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descRemoteConsist, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descRemoteConsist, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descWALStoreFail, descWALStoreErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
 		ch <- d
 	}
 }
@@ -162,6 +164,12 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				gauge(descWALConnected, connected, labels...)
 				ch <- prometheus.MustNewConstMetric(descWALDecodeErrs, prometheus.CounterValue, float64(st.DecodeErrors), labels...)
+				failing := 0.0
+				if st.StoreError != "" {
+					failing = 1
+				}
+				gauge(descWALStoreFail, failing, labels...)
+				ch <- prometheus.MustNewConstMetric(descWALStoreErrs, prometheus.CounterValue, float64(st.StoreErrors), labels...)
 				for _, sk := range st.Safekeepers {
 					current := 0.0
 					if sk == st.Safekeeper {

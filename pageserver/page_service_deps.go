@@ -62,6 +62,7 @@ func (w *receiverWAL) Status() api.WALStatus {
 		Source: st.Source, Safekeepers: st.Safekeepers, Safekeeper: st.Safekeeper, Connected: st.Connected, LastError: st.LastError,
 		Received: st.Received, Flushed: st.Flushed, Ingested: st.Ingested, LastMessage: st.LastMessage,
 		DecodeErrors: st.DecodeErrors,
+		StoreError:   st.StoreError, StoreErrorSince: st.StoreErrorSince, StoreErrors: st.StoreErrors,
 	}
 }
 

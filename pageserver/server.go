@@ -310,14 +310,34 @@ type Status struct {
 	DiskFullSince string `json:"disk_full_since,omitempty"`
 	// DiskFullErrors counts the writes that failed for a full disk.
 	DiskFullErrors int64 `json:"disk_full_errors"`
+	// WALStoreError names the timeline whose WAL store has failed
+	// longest (a write, fsync or cut: full disk, I/O error) and why,
+	// and since when; empty while every WAL store works. Its receiver
+	// cut it back to its synced end and tries again with backoff.
+	WALStoreError      string `json:"wal_store_error,omitempty"`
+	WALStoreErrorSince string `json:"wal_store_error_since,omitempty"`
 }
 
 func (s *Server) status() Status {
 	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds()), Memory: s.memoryStatus()}
 	st.DiskFull, st.DiskFullSince, st.DiskFullErrors = s.diskFull()
+	var failing time.Time
 	for _, t := range s.tenants.list() {
 		st.Tenants++
 		st.Timelines += len(t.tn.Timelines())
+		for _, info := range t.tn.Timelines() {
+			w := t.walOf(info.ID)
+			if w == nil {
+				continue
+			}
+			if ws := w.Status(); ws.StoreError != "" && (failing.IsZero() || ws.StoreErrorSince.Before(failing)) {
+				failing = ws.StoreErrorSince
+				st.WALStoreError = fmt.Sprintf("timeline %s of tenant %s: %s", info.ID, t.id, ws.StoreError)
+			}
+		}
+	}
+	if !failing.IsZero() {
+		st.WALStoreErrorSince = failing.UTC().Format(time.RFC3339)
 	}
 	return st
 }

@@ -37,6 +37,8 @@ type rcvCompute struct {
 	walDir   string // the timeline's WAL store
 	tenant   id.TenantID
 	timeline id.TimelineID
+	// fs is what the WAL store is opened on (nil: vfs.Default).
+	fs vfs.FS
 }
 
 func newRcvCompute(t *testing.T) *rcvCompute {
@@ -147,7 +149,11 @@ func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zer
 		ing, err = walingest.NewWalIngest(ctx, n.tl, log)
 	}
 	if err == nil {
-		n.store, err = walreceiver.OpenWALStore(vfs.Default, c.walDir, ing.SegSize(), log)
+		fs := c.fs
+		if fs == nil {
+			fs = vfs.Default
+		}
+		n.store, err = walreceiver.OpenWALStore(fs, c.walDir, ing.SegSize(), log)
 	}
 	if err != nil {
 		r.Close()

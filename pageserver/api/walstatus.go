@@ -19,4 +19,11 @@ type WALStatus struct {
 	LastMessage time.Time  `json:"last_message,omitzero"`
 	// DecodeErrors counts the streams ended by WAL that does not decode.
 	DecodeErrors uint64 `json:"decode_errors,omitempty"`
+	// StoreError is why the WAL store's writes, fsyncs or cuts fail (a
+	// full disk, an I/O error), while they do, and since when: the
+	// receiver cut the store back to its synced end and tries again
+	// with backoff. StoreErrors counts the failures.
+	StoreError      string    `json:"store_error,omitempty"`
+	StoreErrorSince time.Time `json:"store_error_since,omitzero"`
+	StoreErrors     uint64    `json:"store_errors,omitempty"`
 }

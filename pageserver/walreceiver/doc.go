@@ -15,8 +15,16 @@
 // they may be of a dead compute whose successor's WAL differs there.
 // Streamed WAL that does not decode is cut off the same way, and the
 // receiver connects again with a growing backoff (it reports the error and
-// counts it in zenith_pageserver_wal_decode_errors_total); only a failed
-// fsync stops it for good.
+// counts it in zenith_pageserver_wal_decode_errors_total). A failed
+// write, fsync or cut of the store (a full disk, an I/O error) does not
+// stop it either: the store is cut back to its last good sync
+// (WALStore.Recover; the flush position reported never passed it), the
+// failure is reported (StoreError in the status, store_error in the HTTP
+// timeline status, "WAL STORE FAILING" in zenith status, the metrics
+// zenith_pageserver_wal_store_failing and
+// zenith_pageserver_wal_store_errors_total, and the log), and the
+// receiver connects again with backoff and streams from the cut, until
+// the disk takes writes again.
 //
 // Durability never depends on ingest: when a record that decodes fails to
 // ingest, ingest stops at the end of the record before it (X), and the

@@ -87,6 +87,15 @@ type WalReceiverStatus struct {
 	Ingested pgdata.LSN
 	// LastMessage is when the source last sent anything.
 	LastMessage time.Time
+	// StoreError is why the WAL store's last write, fsync or cut failed
+	// (a full disk, an I/O error), while it fails: the receiver cut the
+	// store back to its last synced end and streams again from there
+	// with backoff; "" once a sync succeeds again. StoreErrorSince is
+	// when it began failing.
+	StoreError      string
+	StoreErrorSince time.Time
+	// StoreErrors counts the WAL store's failed writes, fsyncs and cuts.
+	StoreErrors uint64
 }
 
 // WalReceiver pulls WAL for one timeline over the replication protocol
@@ -269,14 +278,33 @@ func (r *WalReceiver) source() (string, *SafekeeperSet, <-chan struct{}) {
 // crash, what came after its disk-consistent LSN), then streams from the
 // source, reconnecting with backoff, until ctx ends. It returns ctx's
 // error then, or the error that makes going on impossible (the store and
-// the timeline disagree, or an fsync failed). A failed ingest is not such
-// an error: streaming goes on without ingest (see WalReceiver).
+// the timeline disagree). A failed ingest is not such an error: streaming
+// goes on without ingest (see WalReceiver). Nor is a failed write, fsync
+// or cut of the WAL store (a full disk, an I/O error): the store is cut
+// back to its last synced end (storeFailed), which is all that was ever
+// reported flushed, and the receiver tries again with backoff, streaming
+// from there; it goes on by itself once the disk takes writes again.
 func (r *WalReceiver) Run(ctx context.Context) error {
-	if err := r.catchUp(ctx); err != nil {
-		r.setStatus(func(st *WalReceiverStatus) { st.LastError = err.Error() })
-		return err
-	}
 	backoff := minBackoff
+	for {
+		err := r.catchUp(ctx)
+		if err == nil {
+			break
+		}
+		var se *storeError
+		if !errors.As(err, &se) {
+			r.setStatus(func(st *WalReceiverStatus) { st.LastError = err.Error() })
+			return err
+		}
+		r.storeFailed(err, backoff)
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	backoff = minBackoff
 	for {
 		src, set, changed := r.source()
 		if src == "" && set == nil {
@@ -295,14 +323,6 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			r.toSafekeeper = false
 			streamed, err = r.stream(ctx, src, changed)
 		}
-		var fatal *fatalError
-		if errors.As(err, &fatal) {
-			if r.disk != nil && vfs.IsDiskFull(err) {
-				r.disk.Note(err)
-			}
-			r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
-			return err
-		}
 		var bad *decodeError
 		if errors.As(err, &bad) {
 			// What follows the last record ingested is not WAL we can
@@ -315,8 +335,7 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			// status never sees the count without the error.
 			r.setStatus(func(st *WalReceiverStatus) { st.DecodeErrors, st.LastError = st.DecodeErrors+1, err.Error() })
 			if _, rerr := r.rewind(); rerr != nil {
-				r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, rerr.Error() })
-				return rerr
+				err = rerr // a store error: retried below
 			}
 		}
 		if ctx.Err() != nil {
@@ -340,13 +359,16 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			continue
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = false, err.Error() })
-		if r.disk != nil && vfs.IsDiskFull(err) {
-			r.disk.Note(err)
+		if se := (*storeError)(nil); errors.As(err, &se) {
+			// The stream counts as no success: a disk that keeps
+			// failing is tried ever more slowly.
+			r.storeFailed(err, backoff)
+		} else {
+			if streamed {
+				backoff = minBackoff
+			}
+			r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("WAL streaming stopped")
 		}
-		if streamed {
-			backoff = minBackoff
-		}
-		r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("WAL streaming stopped")
 		select {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, maxBackoff)
@@ -358,13 +380,65 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 	}
 }
 
-// fatalError is a failure after which the receiver stops: a failed fsync
-// (whether the bytes are durable is unknown, as for PostgreSQL, which
-// PANICs), or a failure to cut the stored WAL back.
-type fatalError struct{ err error }
+// storeError is a failed write, fsync or cut of the WAL store: a full
+// disk or an I/O error, not the source's doing. After a failed fsync
+// whether the bytes are durable is unknown (PostgreSQL PANICs there); the
+// receiver instead cuts the store back to its last good sync, which is
+// all it reported flushed, and streams again from there (storeFailed).
+type storeError struct{ err error }
 
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// storeFailed handles a failed write, fsync or cut of the WAL store (err,
+// a *storeError): it says so (status, log, the disk's state) and cuts the
+// store back to its last synced end (WALStore.Recover). A cut that fails
+// too (it needs space) leaves the store refusing writes; the next
+// connection's rewind cuts it again before anything is streamed.
+func (r *WalReceiver) storeFailed(err error, retryIn time.Duration) {
+	if r.disk != nil {
+		r.disk.Note(err)
+	}
+	now := time.Now()
+	r.setStatus(func(st *WalReceiverStatus) {
+		if st.StoreError == "" {
+			st.StoreErrorSince = now
+		}
+		st.StoreError, st.StoreErrors = err.Error(), st.StoreErrors+1
+	})
+	from, to, rerr := r.store.Recover()
+	// The decoder was fed the bytes cut off: it starts again at the end
+	// of the last record it decoded, which was synced (records are
+	// decoded only from synced WAL), so at or before the cut.
+	r.restartDecoder(r.decoded)
+	ev := r.log.Error().Err(err).Dur("retry_in", retryIn).Stringer("flushed", to)
+	if from != to {
+		ev = ev.Stringer("cut_from", from)
+	}
+	if rerr != nil {
+		if r.disk != nil {
+			r.disk.Note(rerr)
+		}
+		ev.AnErr("cut_error", rerr).Msg("the WAL store failed and cannot be cut back to its synced end yet; nothing after it was acknowledged; trying again")
+		return
+	}
+	ev.Msg("the WAL store failed: cut back to its synced end (nothing after it was acknowledged); streaming again from there")
+}
+
+// storeWorks notes that a sync of the WAL store succeeded: a failure
+// before is over.
+func (r *WalReceiver) storeWorks() {
+	if r.disk != nil {
+		r.disk.Note(nil)
+	}
+	r.mu.Lock()
+	was, since := r.status.StoreError, r.status.StoreErrorSince
+	r.status.StoreError, r.status.StoreErrorSince = "", time.Time{}
+	r.mu.Unlock()
+	if was != "" {
+		r.log.Info().Time("failing_since", since).Msg("the WAL store takes writes again")
+	}
+}
 
 // decodeError is WAL after the last record ingested that does not decode:
 // a source's bytes, not our state. The receiver cuts them off (rewind) and
@@ -382,7 +456,7 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 	last := r.tl.LastRecordLSN()
 	if r.store.Start() == 0 {
 		if err := r.store.Init(last, r.tl.PrevRecordLSN()); err != nil {
-			return err
+			return &storeError{err}
 		}
 	}
 	start, end := r.store.Start(), r.store.End()
@@ -445,7 +519,7 @@ func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 	if r.tl.IngestStopped() != nil {
 		last = r.decoded
 	}
-	if last >= end {
+	if last > end || last == end && !r.store.CutPending() {
 		// Nothing after the last record; or, past end, the rest of the
 		// segment an XLOG_SWITCH record ended, which the decoder skips
 		// as it comes.
@@ -453,7 +527,7 @@ func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 	}
 	r.cutSendable(last)
 	if err := r.store.Truncate(last); err != nil {
-		return 0, &fatalError{err}
+		return 0, &storeError{err}
 	}
 	r.log.Info().Stringer("from", end).Stringer("to", last).Msg("cut the stored WAL back to the end of the last record")
 	r.restartDecoder(last)

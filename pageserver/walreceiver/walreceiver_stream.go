@@ -3,6 +3,7 @@ package walreceiver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -166,7 +167,10 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 // not seen yet to it.
 func (r *WalReceiver) write(x *pgwire.XLogData) error {
 	if err := r.store.Write(x.Start, x.Data); err != nil {
-		return err
+		if errors.Is(err, ErrWALGap) || errors.Is(err, ErrWALMismatch) {
+			return err // the source's WAL, not our disk
+		}
+		return &storeError{err}
 	}
 	if fed, end := r.dec.FeedLSN(), x.Start+pgdata.LSN(len(x.Data)); end > fed {
 		r.dec.Feed(x.Data[fed-x.Start:])
@@ -182,11 +186,9 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 // wakes the source's walsender, whose compute shares the CPU with us.
 func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any) error {
 	if err := r.store.Sync(); err != nil {
-		return &fatalError{err}
+		return &storeError{err}
 	}
-	if r.disk != nil {
-		r.disk.Note(nil)
-	}
+	r.storeWorks()
 	// The records before WAL that does not decode are good: ingest them,
 	// then end the stream with the decode error.
 	decErr := r.decode()

@@ -55,6 +55,10 @@ var (
 	// ErrNoCommitBefore is returned by WALStore.FindLSNForTime when no
 	// stored commit record is as old as the time asked for.
 	ErrNoCommitBefore = errors.New("no commit record at or before that time in the stored WAL")
+	// ErrCutPending is returned by WALStore.Write and Sync while a cut
+	// of the stored WAL (Truncate, Recover) that failed is still to be
+	// done: the files hold bytes after End that must go first.
+	ErrCutPending = errors.New("the stored WAL is still to be cut back")
 	// errNoRecordStart says that no record starts in a segment: one
 	// record covers all of it.
 	errNoRecordStart = errors.New("no record starts in the segment")
@@ -89,6 +93,10 @@ type WALStore struct {
 
 	wmu  sync.Mutex // serialises the writer's operations and their I/O
 	segs *walseg.Segments
+	// uncut is set while a cut failed (Truncate, Recover): the files hold
+	// bytes after end, so nothing may be written or synced before a cut
+	// succeeds.
+	uncut bool
 
 	mu        sync.Mutex // protects the fields below, for readers
 	ctl       walStoreControl
@@ -268,6 +276,9 @@ func (s *WALStore) Write(lsn pgdata.LSN, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
+	if s.uncut {
+		return fmt.Errorf("write WAL at %v to %s: %w", lsn, s.dir, ErrCutPending)
+	}
 	if err := s.segs.WriteAt(b, lsn); err != nil {
 		return fmt.Errorf("write WAL at %v to %s: %w", lsn, s.dir, err)
 	}
@@ -283,6 +294,9 @@ func (s *WALStore) Write(lsn pgdata.LSN, b []byte) error {
 func (s *WALStore) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.uncut {
+		return fmt.Errorf("WAL store %s: %w", s.dir, ErrCutPending)
+	}
 	end := s.End()
 	if err := s.segs.Sync(); err != nil {
 		return fmt.Errorf("WAL store %s: %w", s.dir, err)
@@ -356,6 +370,9 @@ func (s *WALStore) removeBelow(lsn pgdata.LSN) error {
 // Start and End: bytes of a record whose end never came, which no source
 // will send again the same way if the compute that wrote them is gone.
 // The cut is durable when Truncate returns; Flushed does not advance.
+// If it fails (a full disk: the cut copies the kept part of its segment),
+// End is already end and the store takes no writes (ErrCutPending) until
+// a Truncate at End succeeds.
 func (s *WALStore) Truncate(end pgdata.LSN) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -365,9 +382,51 @@ func (s *WALStore) Truncate(end pgdata.LSN) error {
 	if end < start || end > storeEnd {
 		return fmt.Errorf("truncate WAL store %s at %v: it holds %v to %v", s.dir, end, start, storeEnd)
 	}
-	if end == storeEnd {
+	if end == storeEnd && !s.uncut {
 		return nil
 	}
+	if err := s.cut(end); err != nil {
+		return fmt.Errorf("truncate WAL store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// CutPending says whether a cut failed (Truncate, Recover) and is still
+// to be done: until a Truncate at End succeeds, the store refuses writes.
+func (s *WALStore) CutPending() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.uncut
+}
+
+// Recover makes the store usable again after a write or an fsync failed
+// (a full disk, an I/O error): what was written after the last Sync that
+// succeeded may be lost or torn (after a failed fsync the kernel may have
+// dropped the pages, and a second fsync would report success), and none
+// of it was ever Flushed, so the files are cut back to Flushed, durably,
+// and End is Flushed again. If the cut fails too, the store takes no
+// writes until a Truncate at End succeeds (ErrCutPending). It returns
+// where the store was cut back from and to.
+func (s *WALStore) Recover() (from, to pgdata.LSN, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.segs.Reset()
+	s.mu.Lock()
+	start := s.ctl.Start
+	from, to = s.end, s.flushed
+	s.mu.Unlock()
+	if start == 0 {
+		return 0, 0, nil // nothing was ever written
+	}
+	if err := s.cut(to); err != nil {
+		return from, to, fmt.Errorf("cut WAL store %s back to its synced end %v: %w", s.dir, to, err)
+	}
+	return from, to, nil
+}
+
+// cut makes end the store's end and cuts the files there; s.wmu is held.
+// Until the files are cut, uncut stays set.
+func (s *WALStore) cut(end pgdata.LSN) error {
 	endSeg := end.SegmentNo(s.segSize)
 	s.mu.Lock()
 	s.end, s.flushed = end, min(s.flushed, end)
@@ -377,9 +436,11 @@ func (s *WALStore) Truncate(end pgdata.LSN) error {
 		}
 	}
 	s.mu.Unlock()
+	s.uncut = true
 	if err := s.segs.Truncate(end); err != nil {
-		return fmt.Errorf("truncate WAL store %s: %w", s.dir, err)
+		return err
 	}
+	s.uncut = false
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -89,6 +91,70 @@ func TestWALStoreFaults(t *testing.T) {
 		if s.Flushed() != spanStart {
 			t.Errorf("Flushed = %v after a failed fsync, want the start %v", s.Flushed(), spanStart)
 		}
+	})
+
+	// A failed fsync after a good one: Recover cuts the store back to
+	// the good one's end, the rest is written again and synced, and a
+	// crash then keeps all of it. On the way the cut itself fails once
+	// for a full disk (it copies the kept part of its segment): the
+	// store then takes no writes until a Truncate at its end succeeds.
+	t.Run("recover", func(t *testing.T) {
+		mem := vfs.NewMem()
+		fs := vfs.NewFaulty(mem)
+		s := open(t, fs)
+		if err := s.Init(spanStart, spanPrev); err != nil {
+			t.Fatal(err)
+		}
+		good := recs[3].LSN // in segment 8, after the 100 KB record
+		writeChunks(t, s, spanStart, wal[:good-spanStart], rand.New(rand.NewPCG(9, 10)))
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		// Into segment 9: a new file the cut must remove.
+		writeChunks(t, s, good, wal[:spanLast-spanStart][good-spanStart:], rand.New(rand.NewPCG(11, 12)))
+		fs.SetRule(vfs.FailOnce(vfs.OpSync, func(string) bool { return true }))
+		if err := s.Sync(); !errors.Is(err, walseg.ErrBroken) {
+			t.Fatalf("Sync with a failing fsync = %v, want ErrBroken", err)
+		}
+		full := func(op vfs.Op, name string) error {
+			if op == vfs.OpWrite && strings.HasSuffix(name, ".cut") {
+				return &vfs.DiskFullError{Path: name, Err: syscall.ENOSPC}
+			}
+			return nil
+		}
+		fs.SetRule(full)
+		from, to, err := s.Recover()
+		if !vfs.IsDiskFull(err) {
+			t.Fatalf("Recover on a full disk = %v, want a disk-full error", err)
+		}
+		if from != spanLast || to != good || s.End() != good || s.Flushed() != good {
+			t.Errorf("Recover from %v to %v, End %v, Flushed %v; want from %v to %v, both %v", from, to, s.End(), s.Flushed(), spanLast, good, good)
+		}
+		if err := s.Write(good, wal[good-spanStart:][:100]); !errors.Is(err, ErrCutPending) {
+			t.Errorf("Write after a failed cut = %v, want ErrCutPending", err)
+		}
+		if err := s.Sync(); !errors.Is(err, ErrCutPending) {
+			t.Errorf("Sync after a failed cut = %v, want ErrCutPending", err)
+		}
+		fs.SetRule(nil)
+		if err := s.Truncate(s.End()); err != nil {
+			t.Fatalf("Truncate at the end after a failed cut: %v", err)
+		}
+		writeChunks(t, s, good, wal[good-spanStart:spanEnd-spanStart], rand.New(rand.NewPCG(13, 14)))
+		if err := s.Sync(); err != nil {
+			t.Fatalf("Sync after Recover: %v", err)
+		}
+		if s.Flushed() != spanEnd {
+			t.Errorf("Flushed %v after Recover, rewrite and Sync; want %v", s.Flushed(), spanEnd)
+		}
+		mem.Crash()
+		s.Close()
+		mem.Restart()
+		s = open(t, mem)
+		if s.End() != spanEnd {
+			t.Errorf("reopened after a crash at %v, want %v", s.End(), spanEnd)
+		}
+		same(t, s)
 	})
 
 	cut := spanSwitch

@@ -12,7 +12,8 @@
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
 // fsync failed (the kernel may have dropped the dirty pages: the store is
-// then broken until reopened), or leave a segment half-cut by a crash.
+// then broken until Reset, after which its user cuts the unsynced bytes
+// off), or leave a segment half-cut by a crash.
 package walseg
 
 import (
@@ -39,7 +40,7 @@ const tmpSuffix = ".cut"
 // ErrBroken wraps the error of every write and sync after an fsync
 // failed: what the failed fsync covered may be lost, so nothing written
 // since the last good sync may ever be reported durable by this Segments.
-// Reopen the store (and reread what it holds) to go on.
+// Reset it and cut it back to the last good sync (Truncate) to go on.
 var ErrBroken = errors.New("WAL segment store is broken by a failed fsync")
 
 // Segments is one directory of WAL segment files. One writer calls
@@ -235,6 +236,23 @@ func (s *Segments) SyncSegment(seg uint64) error {
 		return s.broken
 	}
 	return nil
+}
+
+// Reset makes a store that a failed fsync broke usable again: it closes
+// every open file and forgets the failure and the writes not synced yet.
+// Those writes are still in the files and must never count: the caller
+// cuts the files back to where its last good Sync left them (Truncate)
+// before it writes or reports anything durable again. The directory is
+// synced again by the next Sync or Truncate, as entries created since the
+// last good one may not be durable.
+func (s *Segments) Reset() {
+	for seg, f := range s.files {
+		f.Close() // its writes are forgotten anyway: nothing to report
+		delete(s.files, seg)
+	}
+	s.dirty = map[uint64]bool{}
+	s.dirDirty = true
+	s.broken = nil
 }
 
 // ReadAt fills b with the stored bytes at lsn, across segment files. A

@@ -163,6 +163,65 @@ func TestFailedFsyncBreaksTheStore(t *testing.T) {
 	}
 }
 
+// TestResetAfterFailedFsync: a store broken by a failed fsync works
+// again after Reset and a cut back to its last good Sync: the bytes
+// written after that Sync (here across a new segment file too) are gone,
+// what is written after the cut is durable, and a crash then keeps
+// exactly the synced prefix and the new bytes.
+func TestResetAfterFailedFsync(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := vfs.NewFaulty(mem)
+	s := mustOpen(t, fs)
+	synced := pgdata.LSN(segSize - 5000)
+	old, lost, again := walBytes(11, int(synced)), walBytes(12, 9000), walBytes(13, 7000)
+	if err := s.WriteAt(old, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteAt(lost, synced); err != nil { // into segment 1 too
+		t.Fatal(err)
+	}
+	fs.SetRule(vfs.FailOnce(vfs.OpSync, func(string) bool { return true }))
+	if err := s.Sync(); !errors.Is(err, ErrBroken) {
+		t.Fatalf("Sync with a failing fsync = %v, want ErrBroken", err)
+	}
+	fs.SetRule(nil)
+	s.Reset()
+	if err := s.Truncate(synced); err != nil {
+		t.Fatalf("Truncate after Reset: %v", err)
+	}
+	if segs, _, _ := s.List(); !slices.Equal(segs, []uint64{0}) {
+		t.Errorf("after the cut: segments %v, want [0]", segs)
+	}
+	if err := s.WriteAt(again, synced); err != nil {
+		t.Fatalf("WriteAt after Reset and Truncate: %v", err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync after Reset and Truncate: %v", err)
+	}
+	mem.Crash()
+	s.Close()
+	mem.Restart()
+	s = mustOpen(t, mem)
+	want := append(slices.Clone(old), again...)
+	size0, err := s.Size(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size1, err := s.Size(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := size0 + size1; got != int64(len(want)) {
+		t.Fatalf("after a crash the segments hold %d bytes, want %d", got, len(want))
+	}
+	if got := read(t, s, 0, len(want)); !bytes.Equal(got, want) {
+		t.Error("after a crash the stored bytes are not the synced ones and those written after the cut")
+	}
+}
+
 // TestTruncateCrashAtEachStep kills the machine at every file-system
 // operation of a Truncate in turn. After the restart each segment file is
 // whole: the one holding the cut is either as it was or cut exactly at
