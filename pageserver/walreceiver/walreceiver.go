@@ -91,7 +91,9 @@ type WalReceiverStatus struct {
 // WalReceiver pulls WAL for one timeline over the replication protocol
 // from its source, keeps it in the timeline's WALStore and feeds it to the
 // ingest. Records are ingested only once they are fsynced, so the
-// repository never holds WAL the store could lose.
+// repository never holds WAL the store could lose; and on a goroutine of
+// their own (ingestWorker), so the flush reported to the source never
+// waits for the ingest.
 //
 // Durability never depends on ingest. When the ingest of a record fails
 // (a record it cannot apply, a failed write of the repository, an
@@ -143,8 +145,12 @@ type WalReceiver struct {
 	status  WalReceiverStatus
 	changed chan struct{} // closed when the source changes
 
+	// sysID is the timeline's database system identifier (the
+	// Ingester's, read once: the ingest worker owns the Ingester).
+	sysID uint64
+
 	// Owned by Run: the decoder of everything fed to the store, and the
-	// records decoded but not ingested yet.
+	// records decoded but not queued for ingest yet.
 	dec     *pgdata.WALDecoder
 	pending []*pgdata.Record
 	// decoded is the end of the last record decoded (or where the
@@ -180,6 +186,7 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		switchIdle:     switchIdle,
 
 		opened: store.Flushed(),
+		sysID:  ing.SystemID(),
 	}
 	r.status.Source = store.Source()
 	if set := store.Safekeepers(); set != nil {
@@ -282,7 +289,7 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			streamed, err = r.streamSafekeepers(ctx, set, changed)
 		} else {
 			r.toSafekeeper = false
-			streamed, err = r.stream(ctx, src, changed)
+			streamed, err = r.stream(ctx, ctx, src, changed)
 		}
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
@@ -389,7 +396,7 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 		if n > 0 {
 			r.dec.Feed(buf[:n])
 			decErr := r.decode()
-			if err := r.ingestPending(ctx); err != nil {
+			if err := r.ingest(ctx, r.takePending()); err != nil {
 				return err
 			}
 			if decErr != nil {
@@ -452,8 +459,8 @@ func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 // boundary, and forgets the records the old one decoded.
 func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
 	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
-	r.dec.ExpectSystemID(r.ing.SystemID())
-	r.pending = r.pending[:0]
+	r.dec.ExpectSystemID(r.sysID)
+	r.pending = nil
 	r.decoded = at
 }
 
@@ -474,19 +481,23 @@ func (r *WalReceiver) decode() error {
 	}
 }
 
-// ingestPending ingests the decoded records. If one fails, ingest stops
-// (stopIngest) and the records are dropped: they stay in the store. It
-// fails only with ctx's error, when a record's ingest was cut short by
-// it.
-func (r *WalReceiver) ingestPending(ctx context.Context) error {
-	defer func() {
-		clear(r.pending)
-		r.pending = r.pending[:0]
-	}()
+// takePending returns the records decoded since the last call, for
+// ingest.
+func (r *WalReceiver) takePending() []*pgdata.Record {
+	recs := r.pending
+	r.pending = nil
+	return recs
+}
+
+// ingest ingests recs, decoded records in WAL order. If one fails,
+// ingest stops (stopIngest) and the rest are dropped: they stay in the
+// store. It fails only with ctx's error, when a record's ingest was cut
+// short by it. The ingest worker calls it, or catchUp before streaming.
+func (r *WalReceiver) ingest(ctx context.Context, recs []*pgdata.Record) error {
 	if r.tl.IngestStopped() != nil {
 		return nil
 	}
-	for _, rec := range r.pending {
+	for _, rec := range recs {
 		if err := r.ing.Ingest(ctx, rec); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
