@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
@@ -33,7 +34,26 @@ const (
 	envRcvSource   = "ZENITH_TEST_WALRECEIVER_SOURCE" // set only the first time
 	envRcvModule   = "ZENITH_TEST_WALRECEIVER_MODULE"
 	envRcvRedoDir  = "ZENITH_TEST_WALRECEIVER_REDO_DIR"
+	// envRcvHoldIngest, if set, is a logical message prefix: the ingest
+	// of such a message waits until the process ends (holdingIngester).
+	envRcvHoldIngest = "ZENITH_TEST_WALRECEIVER_HOLD_INGEST"
 )
+
+// holdingIngester is an Ingester whose ingest of a logical message with
+// the prefix hold waits until the receiver stops: every record after it
+// is received, stored and acknowledged, never ingested.
+type holdingIngester struct {
+	walreceiver.Ingester
+	hold string
+}
+
+func (h holdingIngester) Ingest(ctx context.Context, rec *pgdata.Record) error {
+	if prefix, ok := logicalMessagePrefix(rec); ok && prefix == h.hold {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.Ingester.Ingest(ctx, rec)
+}
 
 // TestWalReceiverProcess is the page server process of
 // TestWalReceiverCrash, which runs the test binary with only this test
@@ -61,6 +81,9 @@ func TestWalReceiverProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if hold := os.Getenv(envRcvHoldIngest); hold != "" {
+		n.rcv = walreceiver.NewWalReceiver(n.tl, holdingIngester{Ingester: n.ing, hold: hold}, n.store, log)
+	}
 	if src := os.Getenv(envRcvSource); src != "" {
 		if err := n.rcv.SetSource(src); err != nil {
 			t.Fatal(err)
@@ -83,7 +106,9 @@ type rcvProcess struct {
 	err    error
 }
 
-func startRcvProcess(t *testing.T, c *rcvCompute, module, redoRoot, source string, n int) *rcvProcess {
+// startRcvProcess starts the page server process of start n, with env
+// (KEY=VALUE) added to its environment.
+func startRcvProcess(t *testing.T, c *rcvCompute, module, redoRoot, source string, n int, env ...string) *rcvProcess {
 	t.Helper()
 	p := &rcvProcess{log: filepath.Join(c.workdir, fmt.Sprintf("pageserver-%d.log", n)), exited: make(chan struct{})}
 	f, err := os.Create(p.log)
@@ -96,6 +121,7 @@ func startRcvProcess(t *testing.T, c *rcvCompute, module, redoRoot, source strin
 		envRcvChild+"="+c.workdir, envRcvWAL+"="+c.walDir, envRcvTenant+"="+c.tenant.String(),
 		envRcvTimeline+"="+c.timeline.String(), envRcvSource+"="+source, envRcvModule+"="+module,
 		envRcvRedoDir+"="+filepath.Join(redoRoot, fmt.Sprintf("walredo-%d", n)))
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	// Its own process group, so that kill -9 also ends its redo processes.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -231,22 +257,7 @@ func TestWalReceiverCrash(t *testing.T) {
 	// Wait for the page server to report everything applied, then stop it
 	// cleanly so the repository is flushed for us to read.
 	end := queryLSN(ctx, t, conn, "SELECT pg_current_wal_lsn()")
-	var replay pgdata.LSN
-	for deadline := time.Now().Add(3 * time.Minute); replay < end; {
-		var s *string
-		if err := conn.QueryRow(ctx, "SELECT max(replay_lsn)::text FROM pg_stat_replication").Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		if s != nil {
-			if replay, err = pgdata.ParseLSN(*s); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the page server applied up to %v, not the compute's %v\n%s", replay, end, proc.tail())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitApplied(ctx, t, conn, end, proc)
 	var caughtUp int
 	for i := 2; i <= starts; i++ {
 		b, _ := os.ReadFile(filepath.Join(c.workdir, fmt.Sprintf("pageserver-%d.log", i)))
@@ -259,11 +270,109 @@ func TestWalReceiverCrash(t *testing.T) {
 	proc.stop(t)
 	mu.Unlock()
 
-	var rows int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM rcv_acked").Scan(&rows); err != nil {
+	checkAckedRows(ctx, t, c, conn, module, redoRoot, "rcv_acked", acked, end)
+}
+
+// TestWalReceiverAcksWhileIngestWaits shows that the page server, as a
+// compute's synchronous standby, acknowledges commits once their WAL is
+// fsynced, without waiting for their ingest, and that they are durable
+// all the same: its ingest is held at a logical message for good
+// (holdingIngester), the compute commits rows one by one after it, each
+// acknowledged while the page server reports nothing after the message
+// applied; then the page server is killed with SIGKILL and started again
+// without the hold, and every acknowledged row is in the table's pages
+// read through the repository. (Before the ingest had a goroutine of its
+// own, the first commit after the message waited for ever.)
+func TestWalReceiverAcksWhileIngestWaits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := newRcvCompute(t)
+	module := rcvRedoModule(t)
+	redoRoot := rcvTempDir(t)
+	if err := c.pg.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rel := relationOf(ctx, t, conn, "rcv_acked")
+	const hold = "zenith-test-hold-ingest"
+	proc := startRcvProcess(t, c, module, redoRoot, c.pg.ConnString("postgres"), 1, envRcvHoldIngest+"="+hold)
+	conn, err := pgx.Connect(ctx, c.pg.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec(t, conn, "CREATE TABLE rcv_held (id int4, pad text)")
+	held := queryLSN(ctx, t, conn, "SELECT pg_logical_emit_message(false, '"+hold+"', '')::text")
+
+	var acked []int32
+	for i := int32(1); i <= 300; i++ {
+		// A commit that waits for the ingest never returns: give up
+		// long before the test's deadline.
+		ictx, done := context.WithTimeout(ctx, time.Minute)
+		_, err := conn.Exec(ictx, "INSERT INTO rcv_held VALUES ($1, repeat('p', 200))", i)
+		done()
+		if err != nil {
+			t.Fatalf("commit %d, with the page server's ingest held at %v: %v\n%s", i, held, err, proc.tail())
+		}
+		acked = append(acked, i)
+	}
+	end := queryLSN(ctx, t, conn, "SELECT pg_current_wal_lsn()")
+	var flush, replay pgdata.LSN
+	var fs, rs string
+	if err := conn.QueryRow(ctx, "SELECT flush_lsn::text, replay_lsn::text FROM pg_stat_replication").Scan(&fs, &rs); err != nil {
+		t.Fatal(err)
+	}
+	if flush, err = pgdata.ParseLSN(fs); err == nil {
+		replay, err = pgdata.ParseLSN(rs)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replay >= held {
+		t.Fatalf("the page server applied up to %v, past the held message at %v", replay, held)
+	}
+	t.Logf("%d commits acknowledged: the page server flushed up to %v, applied up to %v (held at %v)", len(acked), flush, replay, held)
+
+	proc.kill()
+	t.Log("killed the page server with SIGKILL; starting it again without the hold")
+	proc = startRcvProcess(t, c, module, redoRoot, "", 2)
+	waitApplied(ctx, t, conn, end, proc)
+	proc.stop(t)
+	checkAckedRows(ctx, t, c, conn, module, redoRoot, "rcv_held", acked, end)
+}
+
+// waitApplied waits until the page server the compute streams to reports
+// everything up to end applied.
+func waitApplied(ctx context.Context, t *testing.T, conn *pgx.Conn, end pgdata.LSN, proc *rcvProcess) {
+	t.Helper()
+	var replay pgdata.LSN
+	for deadline := time.Now().Add(3 * time.Minute); replay < end; {
+		var s *string
+		if err := conn.QueryRow(ctx, "SELECT max(replay_lsn)::text FROM pg_stat_replication").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		if s != nil {
+			var err error
+			if replay, err = pgdata.ParseLSN(*s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page server applied up to %v, not the compute's %v\n%s", replay, end, proc.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkAckedRows opens the repository of c, whose page server process is
+// stopped, and checks that every row of acked (the int4 first column of
+// table) is in the table's pages at end, once, and that the pages hold as
+// many rows as the compute's table.
+func checkAckedRows(ctx context.Context, t *testing.T, c *rcvCompute, conn *pgx.Conn, module, redoRoot, table string, acked []int32, end pgdata.LSN) {
+	t.Helper()
+	var rows int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	rel := relationOf(ctx, t, conn, table)
 
 	n, err := openRcvNode(ctx, c, rcvRedo(t, module, filepath.Join(redoRoot, "walredo-check")), zerolog.Nop())
 	if err != nil {

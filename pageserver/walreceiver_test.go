@@ -129,6 +129,7 @@ type rcvNode struct {
 	repo  *repo.Repository
 	tl    *repo.Timeline
 	store *walreceiver.WALStore
+	ing   *walingest.WalIngest
 	rcv   *walreceiver.WalReceiver
 }
 
@@ -159,6 +160,7 @@ func openRcvNode(ctx context.Context, c *rcvCompute, m *walredo.Manager, log zer
 		r.Close()
 		return nil, err
 	}
+	n.ing = ing
 	n.rcv = walreceiver.NewWalReceiver(n.tl, ing, n.store, log)
 	return n, nil
 }

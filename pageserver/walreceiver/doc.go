@@ -5,8 +5,10 @@
 // WalReceiver (walreceiver.go) pulls a timeline's WAL over the replication
 // protocol from its source, writes it to the timeline's WALStore (raw WAL in
 // pg_wal-named segment files), fsyncs, and only then reports it flushed and
-// hands the records to WalIngest. As a compute's synchronous standby this
-// is what makes a commit wait for the page server. After a crash the
+// hands the records to WalIngest, on a goroutine of its own
+// (ingestworker.go), so the report never waits for an ingest. As a
+// compute's synchronous standby this is what makes a commit wait for the
+// page server: the WAL store's fsync, not the ingest. After a crash the
 // repository holds what was flushed to layer files (its disk-consistent
 // LSN); the receiver re-ingests the stored WAL above that before it
 // streams again, so nothing the compute was told is durable is lost. Each

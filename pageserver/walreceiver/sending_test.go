@@ -2,6 +2,7 @@ package walreceiver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -28,6 +29,15 @@ func readStream(t *testing.T, src pgwire.WALSource, start pgdata.LSN) []byte {
 	return b
 }
 
+// noIngest is the Ingester of a receiver that only serves stored WAL.
+type noIngest struct{}
+
+func (noIngest) Ingest(context.Context, *pgdata.Record) error {
+	return errors.New("a receiver that only serves stored WAL ingests nothing")
+}
+
+func (noIngest) SystemID() uint64 { return 0 }
+
 // TestSenderServesStoredWAL: a replica's stream gets the stored WAL up to
 // the sendable end, from where the store begins when it asks from the
 // start of that segment (as a stock standby does); a start after the
@@ -37,7 +47,7 @@ func readStream(t *testing.T, src pgwire.WALSource, start pgdata.LSN) []byte {
 func TestSenderServesStoredWAL(t *testing.T) {
 	wal := spanWAL(t)
 	s, recs := spanStore(t, t.TempDir(), 17)
-	r := NewWalReceiver(nil, nil, s, zerolog.Nop())
+	r := NewWalReceiver(nil, noIngest{}, s, zerolog.Nop())
 	if got := r.SendableLSN(); got != spanEnd {
 		t.Fatalf("SendableLSN of a synced store = %v, want its end %v", got, spanEnd)
 	}

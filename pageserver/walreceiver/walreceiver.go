@@ -101,7 +101,9 @@ type WalReceiverStatus struct {
 // WalReceiver pulls WAL for one timeline over the replication protocol
 // from its source, keeps it in the timeline's WALStore and feeds it to the
 // ingest. Records are ingested only once they are fsynced, so the
-// repository never holds WAL the store could lose.
+// repository never holds WAL the store could lose; and on a goroutine of
+// their own (ingestWorker), so the flush reported to the source never
+// waits for the ingest.
 //
 // Durability never depends on ingest. When the ingest of a record fails
 // (a record it cannot apply, a failed write of the repository, an
@@ -160,8 +162,12 @@ type WalReceiver struct {
 	cuts        pgwire.WALCuts
 	sendStopped bool
 
+	// sysID is the timeline's database system identifier (the
+	// Ingester's, read once: the ingest worker owns the Ingester).
+	sysID uint64
+
 	// Owned by Run: the decoder of everything fed to the store, and the
-	// records decoded but not ingested yet.
+	// records decoded but not queued for ingest yet.
 	dec     *pgdata.WALDecoder
 	pending []*pgdata.Record
 	// decoded is the end of the last record decoded (or where the
@@ -197,6 +203,7 @@ func NewWalReceiver(tl *repo.Timeline, ing Ingester, store *WALStore, log zerolo
 		switchIdle:     switchIdle,
 
 		opened: store.Flushed(),
+		sysID:  ing.SystemID(),
 
 		sendable:    store.Flushed(),
 		sendChanged: make(chan struct{}),
@@ -321,7 +328,7 @@ func (r *WalReceiver) Run(ctx context.Context) error {
 			streamed, err = r.streamSafekeepers(ctx, set, changed)
 		} else {
 			r.toSafekeeper = false
-			streamed, err = r.stream(ctx, src, changed)
+			streamed, err = r.stream(ctx, ctx, src, changed)
 		}
 		var bad *decodeError
 		if errors.As(err, &bad) {
@@ -474,7 +481,7 @@ func (r *WalReceiver) catchUp(ctx context.Context) error {
 		if n > 0 {
 			r.dec.Feed(buf[:n])
 			decErr := r.decode()
-			if err := r.ingestPending(ctx); err != nil {
+			if err := r.ingest(ctx, r.takePending()); err != nil {
 				return err
 			}
 			if decErr != nil {
@@ -538,8 +545,8 @@ func (r *WalReceiver) rewind() (pgdata.LSN, error) {
 // boundary, and forgets the records the old one decoded.
 func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
 	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
-	r.dec.ExpectSystemID(r.ing.SystemID())
-	r.pending = r.pending[:0]
+	r.dec.ExpectSystemID(r.sysID)
+	r.pending = nil
 	r.decoded = at
 }
 
@@ -560,19 +567,23 @@ func (r *WalReceiver) decode() error {
 	}
 }
 
-// ingestPending ingests the decoded records. If one fails, ingest stops
-// (stopIngest) and the records are dropped: they stay in the store. It
-// fails only with ctx's error, when a record's ingest was cut short by
-// it.
-func (r *WalReceiver) ingestPending(ctx context.Context) error {
-	defer func() {
-		clear(r.pending)
-		r.pending = r.pending[:0]
-	}()
+// takePending returns the records decoded since the last call, for
+// ingest.
+func (r *WalReceiver) takePending() []*pgdata.Record {
+	recs := r.pending
+	r.pending = nil
+	return recs
+}
+
+// ingest ingests recs, decoded records in WAL order. If one fails,
+// ingest stops (stopIngest) and the rest are dropped: they stay in the
+// store. It fails only with ctx's error, when a record's ingest was cut
+// short by it. The ingest worker calls it, or catchUp before streaming.
+func (r *WalReceiver) ingest(ctx context.Context, recs []*pgdata.Record) error {
 	if r.tl.IngestStopped() != nil {
 		return nil
 	}
-	for _, rec := range r.pending {
+	for _, rec := range recs {
 		if err := r.ing.Ingest(ctx, rec); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -132,7 +132,7 @@ func (r *WalReceiver) probe(ctx context.Context, connStr string) (pgdata.LSN, er
 		// It has not streamed from a compute of the timeline yet.
 		return 0, errors.New("the safekeeper has no WAL of the timeline yet")
 	}
-	if want := strconv.FormatUint(r.ing.SystemID(), 10); sys.SystemID != want {
+	if want := strconv.FormatUint(r.sysID, 10); sys.SystemID != want {
 		return 0, fmt.Errorf("its database system identifier is %s, timeline %s's is %s: %w", sys.SystemID, r.tl.ID(), want, ErrSystemMismatch)
 	}
 	return sys.XLogPos, nil
@@ -168,7 +168,7 @@ func (r *WalReceiver) streamSafekeepers(ctx context.Context, set *SafekeeperSet,
 	}()
 	r.toSafekeeper, r.gen = true, r.tl.Generation()
 	r.setStatus(func(st *WalReceiverStatus) { st.Safekeeper = addr })
-	streamed, err = r.stream(sctx, set.connString(addr, r.tl.ID(), r.gen, r.client), changed)
+	streamed, err = r.stream(sctx, ctx, set.connString(addr, r.tl.ID(), r.gen, r.client), changed)
 	cause := context.Cause(sctx)
 	cancel(nil)
 	<-watched

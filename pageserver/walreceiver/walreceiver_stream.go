@@ -14,8 +14,10 @@ import (
 
 // stream runs one replication connection to src until it fails, ctx ends
 // or the source changes (changed is closed). streamed says whether WAL
-// streaming started, which resets the reconnect backoff.
-func (r *WalReceiver) stream(ctx context.Context, src string, changed <-chan struct{}) (streamed bool, err error) {
+// streaming started, which resets the reconnect backoff. The WAL's ingest
+// is cut short only when runCtx, Run's context, ends: stream returns once
+// every record it decoded is ingested.
+func (r *WalReceiver) stream(ctx, runCtx context.Context, src string, changed <-chan struct{}) (streamed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -31,12 +33,18 @@ func (r *WalReceiver) stream(ctx context.Context, src string, changed <-chan str
 	}
 	msgs := make(chan any, 64)
 	received := make(chan struct{})
+	var ing *ingestWorker
 	defer func() {
 		cancel()
 		<-received
 		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 		conn.Close(closeCtx)
 		done()
+		if ing != nil {
+			// After the connection is closed: the source need not
+			// wait for the ingest to learn that we are gone.
+			ing.finish()
+		}
 	}()
 	start, err := r.startStreaming(ctx, conn)
 	if err != nil {
@@ -44,12 +52,13 @@ func (r *WalReceiver) stream(ctx context.Context, src string, changed <-chan str
 		return false, err
 	}
 	go r.receive(ctx, conn, msgs, received)
+	ing = r.startIngest(runCtx)
 	r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = true, "" })
 	r.log.Info().Stringer("start", start).Msg("streaming WAL")
 	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return true, err
 	}
-	return true, r.receiveLoop(ctx, conn, msgs)
+	return true, r.receiveLoop(ctx, conn, msgs, ing)
 }
 
 // startStreaming checks that the source is our database system, makes
@@ -60,7 +69,7 @@ func (r *WalReceiver) startStreaming(ctx context.Context, conn *pgwire.Replicati
 	if err != nil {
 		return 0, err
 	}
-	if want := strconv.FormatUint(r.ing.SystemID(), 10); sys.SystemID != want {
+	if want := strconv.FormatUint(r.sysID, 10); sys.SystemID != want {
 		return 0, fmt.Errorf("source's database system identifier is %s, timeline %s's is %s: %w", sys.SystemID, r.tl.ID(), want, ErrSystemMismatch)
 	}
 	if err := conn.CreatePhysicalSlot(ctx, ReplicationSlot); err != nil {
@@ -104,9 +113,10 @@ func (r *WalReceiver) receive(ctx context.Context, conn *pgwire.ReplicationConn,
 
 // receiveLoop handles the walsender's messages in batches: it writes the
 // WAL of every message waiting (up to maxBatch bytes) to the store, syncs
-// it, reports the flush, and then ingests the records it completed. It
-// also reports at statusInterval, and gives up on a silent walsender.
-func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any) error {
+// it, hands the records it completed to ing and reports the flush. It
+// also reports at statusInterval and when ing has ingested records while
+// no message waits, and gives up on a silent walsender.
+func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any, ing *ingestWorker) error {
 	ticker := time.NewTicker(r.statusInterval)
 	defer ticker.Stop()
 	lastMsg := time.Now()
@@ -121,6 +131,17 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 			}
 			if err := r.sendStatus(ctx, conn, silent >= r.statusInterval); err != nil {
 				return err
+			}
+			continue
+		case <-ing.applied:
+			// The applied position moved: let an idle source know now
+			// rather than at the next status interval. Under load the
+			// next flush report carries it: every report wakes the
+			// source's walsender, whose compute shares the CPU with us.
+			if len(msgs) == 0 {
+				if err := r.sendStatus(ctx, conn, false); err != nil {
+					return err
+				}
 			}
 			continue
 		case <-ctx.Done():
@@ -153,7 +174,7 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 		}
 		r.setStatus(func(st *WalReceiverStatus) { st.LastMessage = lastMsg })
 		if wrote > 0 || reply {
-			if err := r.flushAndIngest(ctx, conn, msgs); err != nil {
+			if err := r.flush(ctx, conn, ing); err != nil {
 				return err
 			}
 		}
@@ -178,35 +199,20 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 	return nil
 }
 
-// flushAndIngest syncs the store, decodes the records it now completes,
-// reports the flush to the source, and ingests them. WAL that does not
-// decode ends the stream (a *decodeError) after the records before it.
-// The applied position is reported after the ingest only if no message
-// waits in msgs: the next batch's report carries it, and every report
-// wakes the source's walsender, whose compute shares the CPU with us.
-func (r *WalReceiver) flushAndIngest(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any) error {
+// flush syncs the store, decodes the records it now completes, queues
+// them for ing and reports the flush to the source. WAL that does not
+// decode ends the stream (a *decodeError) after the records before it,
+// which are queued: every record decoded is ingested before a new
+// connection rewinds to the last one (see ingestWorker).
+func (r *WalReceiver) flush(ctx context.Context, conn *pgwire.ReplicationConn, ing *ingestWorker) error {
 	if err := r.store.Sync(); err != nil {
 		return &storeError{err}
 	}
 	r.storeWorks()
-	// The records before WAL that does not decode are good: ingest them,
-	// then end the stream with the decode error.
 	decErr := r.decode()
+	ing.add(ctx, r.takePending())
 	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return err
-	}
-	if len(r.pending) == 0 {
-		return decErr
-	}
-	if err := r.ingestPending(ctx); err != nil {
-		return err
-	}
-	// The applied position moved: let an idle source know now rather
-	// than at the next status interval.
-	if len(msgs) == 0 {
-		if err := r.sendStatus(ctx, conn, false); err != nil {
-			return err
-		}
 	}
 	return decErr
 }
