@@ -79,7 +79,6 @@ runs this; there is no need to run it by hand.`,
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
 				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,
-				PrefetchCatalog: true,
 			})
 			if err != nil {
 				return err

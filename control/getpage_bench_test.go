@@ -32,7 +32,9 @@ const benchScaleEnv = "ZENITH_BENCH_SCALE"
 // compute, then concurrent page streams requesting single blocks of
 // pgbench_accounts at the branch's last record LSN, at random or in
 // order. Each request is one round trip (a compute's read of a block
-// not fetched yet). It prints throughput and p50/p99/p99.9 latency as a
+// not fetched yet); in the batch mode one round trip carries 32
+// pipelined blocks in order (a read-ahead), and its latency is the
+// batch's. It prints throughput and p50/p99/p99.9 latency as a
 // table and reports them as metrics. The page server's caches are as
 // the runs before leave them; the first run of each mode meets pages
 // the page server has not rebuilt yet.
@@ -85,7 +87,7 @@ func BenchmarkGetPage(b *testing.B) {
 	// The testing package runs each sub-benchmark with b.N = 1 first:
 	// the table keeps each one's last run.
 	var rows []getPageRow
-	for _, mode := range []string{"sequential", "random"} {
+	for _, mode := range []string{"sequential", "random", "batch"} {
 		for _, clients := range []int{1, 4} {
 			i := len(rows)
 			rows = append(rows, getPageRow{})
@@ -112,8 +114,14 @@ type getPageRow struct {
 	p50, p99, p999 time.Duration
 }
 
+// getPageBatch is how many consecutive blocks one request of the
+// "batch" mode asks for, pipelined, as a lazy compute's read-ahead does.
+const getPageBatch = 32
+
 // runGetPage makes b.N single-block requests over clients concurrent
-// streams and returns their latencies' summary.
+// streams and returns their latencies' summary. In the "batch" mode a
+// request is getPageBatch pipelined blocks read in order: b.N counts
+// pages, the latencies are the batches'.
 func runGetPage(b *testing.B, client *lazyfs.PageClient, lsn pgdata.LSN, rel pgdata.RelFileNode, blocks uint32, mode string, clients int) getPageRow {
 	lat := make([][]time.Duration, clients)
 	errs := make([]error, clients)
@@ -131,14 +139,21 @@ func runGetPage(b *testing.B, client *lazyfs.PageClient, lsn pgdata.LSN, rel pgd
 			rng := rand.New(rand.NewPCG(uint64(c), 7))
 			// Each sequential client reads its own stretch of the table.
 			next := blocks / uint32(clients) * uint32(c)
-			for range n {
-				blk := next % blocks
-				if mode == "random" {
-					blk = rng.Uint32N(blocks)
+			per := 1
+			if mode == "batch" {
+				per = getPageBatch
+			}
+			req := make([]pgdata.BlockNumber, per)
+			for range (n + per - 1) / per {
+				for i := range req {
+					req[i] = pgdata.BlockNumber(next % blocks)
+					if mode == "random" {
+						req[i] = pgdata.BlockNumber(rng.Uint32N(blocks))
+					}
+					next++
 				}
-				next++
 				t0 := time.Now()
-				if _, err := client.GetPages(context.Background(), lsn, rel, pgdata.ForkMain, []pgdata.BlockNumber{pgdata.BlockNumber(blk)}); err != nil {
+				if _, err := client.GetPages(context.Background(), lsn, rel, pgdata.ForkMain, req); err != nil {
 					errs[c] = err
 					return
 				}
@@ -157,7 +172,11 @@ func runGetPage(b *testing.B, client *lazyfs.PageClient, lsn pgdata.LSN, rel pgd
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	row := getPageRow{mode: mode, clients: clients, requests: len(all), rate: float64(len(all)) / elapsed.Seconds(),
+	pages := len(all)
+	if mode == "batch" {
+		pages *= getPageBatch
+	}
+	row := getPageRow{mode: mode, clients: clients, requests: len(all), rate: float64(pages) / elapsed.Seconds(),
 		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999)}
 	b.ReportMetric(row.rate, "pages/s")
 	b.ReportMetric(float64(row.p50.Microseconds()), "p50-µs")

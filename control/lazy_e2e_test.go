@@ -142,8 +142,8 @@ func TestLazyCompute(t *testing.T) {
 		eagerDisk, eagerRels, lazyStartDisk, lazyStartRels, listNode(t, env, "lazy").DiskBytes)
 	// Only the user relations' bytes tell: the rest of a node's disk is
 	// its WAL (the eager node keeps all it wrote, wal_keep_size) and the
-	// catalogs, which the lazy node prefetches in the background, so how
-	// much of them it holds when pg list looks depends on timing. At
+	// catalogs, which the lazy node fetches as its backends read them, so
+	// how much of them it holds when pg list looks depends on timing. At
 	// start it has read a few blocks of catalogs rewritten with new file
 	// numbers (VACUUM FULL pg_class), nothing else: a copy is all.
 	if lazyStartRels >= eagerRels/4 {

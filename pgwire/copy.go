@@ -130,12 +130,29 @@ func (c *CopyBoth) Receive() ([]byte, error) {
 
 // Send sends one CopyData message and flushes it.
 func (c *CopyBoth) Send(payload []byte) error {
+	if err := c.Queue(payload); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// Queue buffers one CopyData message without sending it: a stream that
+// answers pipelined requests flushes once it has answered all it holds
+// (Flush), one write for many answers.
+func (c *CopyBoth) Queue(payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.done {
 		return errors.New("pgwire: send on a finished COPY stream")
 	}
 	c.s.be.Send(&pgproto3.CopyData{Data: payload})
+	return nil
+}
+
+// Flush sends the messages Queue buffered.
+func (c *CopyBoth) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	return c.s.be.Flush()
 }
 

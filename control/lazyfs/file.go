@@ -42,9 +42,31 @@ type lazyFile struct {
 	fd     int // the backing file, read-write, open for the FS's life
 	remote uint32
 	state  []byte
-	// next is the block after the last one read: a read starting there
-	// is sequential and fetches ahead.
+	// next is the block after the furthest one a sequential run of
+	// reads has read: a read starting near it (seqWindow) continues the
+	// run and fetches ahead.
 	next uint32
+	// aheadBusy: a background read-ahead of this file is in flight.
+	aheadBusy bool
+}
+
+// seqWindow is how far before or after the end of the last sequential
+// read a read may start and still count as the next one. Reads of one
+// scan do not arrive in order: the kernel sends its read-ahead as
+// concurrent requests, and a parallel sequential scan's workers read
+// neighbouring blocks through their own file descriptors.
+const seqWindow = 32
+
+// sequential reports whether a read of [from, to) continues the run of
+// reads before it, and records it; lf.mu must be held.
+func (lf *lazyFile) sequential(from, to uint32) bool {
+	near := from != 0 && from+seqWindow >= lf.next && from <= lf.next+seqWindow
+	if near {
+		lf.next = max(lf.next, to)
+	} else {
+		lf.next = to
+	}
+	return near
 }
 
 func newLazyFile(fs *FS, path string, info api.LazyFile) *lazyFile {
@@ -168,6 +190,49 @@ func (lf *lazyFile) evict(b uint32) bool {
 	return true
 }
 
+// readAheadAsync keeps a sequential scan ahead of its reads: once it
+// reads within half a read-ahead of the first block not yet local after
+// to, the next readAhead blocks from there are fetched in the
+// background, so the scan does not stop at the end of every batch. One
+// background fetch per file at a time; an error is left for the read
+// that needs the block to meet again.
+func (lf *lazyFile) readAheadAsync(to uint32) {
+	ahead := lf.fs.readAhead
+	lf.mu.Lock()
+	if lf.aheadBusy || ahead == 0 {
+		lf.mu.Unlock()
+		return
+	}
+	first, end := to, min(lf.remote, to+ahead/2)
+	for first < end && lf.state[first] != blkRemote {
+		first++
+	}
+	if first == end {
+		lf.mu.Unlock()
+		return
+	}
+	lf.aheadBusy = true
+	lf.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), lf.fs.client.timeout)
+		err := lf.ensure(ctx, first, min(lf.remoteBlocks(), first+ahead), 0)
+		cancel()
+		if err != nil {
+			lf.fs.log.Debug().Err(err).Str("file", lf.info.Path).Msg("read-ahead failed")
+		}
+		lf.mu.Lock()
+		lf.aheadBusy = false
+		lf.mu.Unlock()
+	}()
+}
+
+// remoteBlocks is lf.remote, read under lf.mu.
+func (lf *lazyFile) remoteBlocks() uint32 {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.remote
+}
+
 // blockRange is the blocks that bytes [off, off+n) touch.
 func blockRange(off int64, n int) (uint32, uint32) {
 	return uint32(off / blockSize), uint32((off + int64(n) + blockSize - 1) / blockSize)
@@ -177,8 +242,7 @@ func blockRange(off int64, n int) (uint32, uint32) {
 func (lf *lazyFile) read(ctx context.Context, buf []byte, off int64) (int, error) {
 	from, to := blockRange(off, len(buf))
 	lf.mu.Lock()
-	sequential := from == lf.next && from != 0
-	lf.next = to
+	sequential := lf.sequential(from, to)
 	lf.mu.Unlock()
 	ahead := uint32(0)
 	if sequential {
@@ -186,6 +250,9 @@ func (lf *lazyFile) read(ctx context.Context, buf []byte, off int64) (int, error
 	}
 	if err := lf.ensure(ctx, from, to, ahead); err != nil {
 		return 0, err
+	}
+	if sequential {
+		lf.readAheadAsync(to)
 	}
 	n, err := unix.Pread(lf.fd, buf, off)
 	if err != nil {

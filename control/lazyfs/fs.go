@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,11 +35,7 @@ type Options struct {
 	// ReadAhead is how many blocks a sequential read fetches after the
 	// ones asked for, in the same batch.
 	ReadAhead uint32
-	// PrefetchCatalog fetches the system catalogs' blocks in the
-	// background once mounted: every backend's first steps read them,
-	// one block and one round trip at a time.
-	PrefetchCatalog bool
-	Log             zerolog.Logger
+	Log       zerolog.Logger
 }
 
 // FS is a mounted lazy file system.
@@ -129,113 +124,7 @@ func Mount(o Options) (*FS, error) {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
 	f.server = server
-	if o.PrefetchCatalog {
-		go f.prefetchCatalog()
-	}
 	return f, nil
-}
-
-// firstNormalObjectID is PostgreSQL's FirstNormalObjectId: relation
-// file numbers below it are the system catalogs' (and their indexes').
-const firstNormalObjectID = 16384
-
-// The OIDs of the template databases, fixed since PostgreSQL 15
-// (Template1DbOid, Template0DbOid in pg_database.dat): a client rarely
-// connects to them.
-const (
-	template1OID = 1
-	template0OID = 4
-)
-
-// prefetchRank orders the catalog prefetch by database: shared catalogs
-// (database 0) first, templates last, the others in OID order.
-func prefetchRank(db uint32) uint64 {
-	switch db {
-	case 0:
-		return 0
-	case template1OID, template0OID:
-		return 1<<32 + uint64(db)
-	}
-	return uint64(db)
-}
-
-// prefetchBatch is how many blocks one prefetch request asks for, and
-// prefetchStreams how many requests go at once.
-const (
-	prefetchBatch   = 64
-	prefetchStreams = 4
-)
-
-// prefetchCatalog fetches every block of the system catalogs, shared
-// ones first, in pipelined batches, while PostgreSQL starts and its
-// first backends run. Most catalogs are a block or two, so a batch is
-// mostly one file's: prefetchStreams of them go at once. It stops at the
-// first error (the page server is down: reads will say so) or when the
-// file system is unmounted.
-func (f *FS) prefetchCatalog() {
-	start := time.Now()
-	var files []api.LazyFile
-	for _, lf := range f.manifest.Files {
-		if lf.Rel.RelNode < firstNormalObjectID && lf.Size > 0 {
-			files = append(files, lf)
-		}
-	}
-	// Shared catalogs (global/) first: every connection reads them.
-	// Then the databases a client connects to, the templates last.
-	sort.SliceStable(files, func(i, j int) bool { return prefetchRank(files[i].Rel.DbNode) < prefetchRank(files[j].Rel.DbNode) })
-	next := make(chan api.LazyFile)
-	var blocks atomic.Int64
-	var failed atomic.Bool
-	var wg sync.WaitGroup
-	for range prefetchStreams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for info := range next {
-				if err := f.prefetchFile(info); err != nil {
-					if !failed.Swap(true) {
-						f.log.Warn().Err(err).Msg("catalog prefetch stopped")
-					}
-					continue
-				}
-				blocks.Add(info.Size / blockSize)
-			}
-		}()
-	}
-	for _, info := range files {
-		if failed.Load() {
-			break
-		}
-		next <- info
-	}
-	close(next)
-	wg.Wait()
-	if !failed.Load() {
-		f.log.Info().Int("files", len(files)).Int64("blocks", blocks.Load()).Dur("took", time.Since(start)).Msg("catalog prefetched")
-	}
-}
-
-// prefetchFile fetches every block of one file of the manifest.
-func (f *FS) prefetchFile(info api.LazyFile) error {
-	if err := f.materialize(info.Path); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	lf := f.byPath[info.Path]
-	f.mu.Unlock()
-	if lf == nil {
-		return nil // unlinked meanwhile
-	}
-	n := uint32(info.Size / blockSize)
-	for b := uint32(0); b < n; b += prefetchBatch {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := lf.ensure(ctx, b, min(n, b+prefetchBatch), 0)
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Wait waits until the file system is unmounted.

@@ -24,31 +24,70 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 	if err != nil {
 		return err
 	}
-	for {
-		msg, err := cb.Receive()
-		var pe *pgwire.Error
-		switch {
-		case errors.Is(err, pgwire.ErrCopyDone):
-			return cb.Close()
-		case errors.As(err, &pe):
-			return err
-		case err != nil:
-			// The client's messages can no longer be framed (one over the
-			// size limit, a broken connection): Receive has ended the
-			// session.
+	// A client pipelines its requests (lazyfs sends a batch, then reads
+	// the answers): a reader takes them off the connection while they
+	// are answered, and the answers go out in one write once none is
+	// waiting, instead of one write each.
+	reqs := make(chan api.PageRequest, pipelineDepth)
+	ended := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(reqs)
+		for {
+			msg, err := cb.Receive()
+			if err == nil {
+				var req api.PageRequest
+				if req, err = api.ParsePageRequest(msg); err == nil {
+					select {
+					case reqs <- req:
+						continue
+					case <-stop:
+						return
+					}
+				}
+				err = pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
+			}
+			// The COPY ends here: the session reads what follows.
+			ended <- err
+			return
+		}
+	}()
+	var sizes relSizeMemo
+	for req := range reqs {
+		if err := cb.Queue(ps.answer(ctx, tl, req, &sizes)); err != nil {
 			return err
 		}
-		req, err := api.ParsePageRequest(msg)
-		if err != nil {
-			return pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
-		}
-		if err := cb.Send(ps.answer(ctx, tl, req)); err != nil {
-			return err
+		if len(reqs) == 0 {
+			if err := cb.Flush(); err != nil {
+				return err
+			}
 		}
 	}
+	if err := cb.Flush(); err != nil {
+		return err
+	}
+	if err := <-ended; !errors.Is(err, pgwire.ErrCopyDone) {
+		return err
+	}
+	return cb.Close()
 }
 
-// requestNames name the requests in metrics.
+// pipelineDepth is how many requests of a stream the reader takes ahead
+// of the answers.
+const pipelineDepth = 256
+
+// relSizeMemo remembers the size of the last fork a stream asked for at
+// a fixed LSN, which cannot change: a batch of blocks of one fork looks
+// the fork up once, not once a block.
+type relSizeMemo struct {
+	ok     bool
+	rel    pgdata.RelFileNode
+	fork   pgdata.ForkNumber
+	lsn    pgdata.LSN
+	blocks uint32
+}
+
 var requestNames = map[byte]string{
 	api.TagExistsRequest: "exists", api.TagNblocksRequest: "nblocks",
 	api.TagGetPageRequest: "getpage", api.TagDbSizeRequest: "dbsize",
@@ -56,9 +95,9 @@ var requestNames = map[byte]string{
 
 // answer runs one request and encodes its response, an error response if
 // it fails.
-func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest) []byte {
+func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo) []byte {
 	start := time.Now()
-	resp, err := ps.serve(ctx, tl, req)
+	resp, err := ps.serve(ctx, tl, req, sizes)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -92,7 +131,7 @@ func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRe
 //     missing fork, XX001 as mdread reports a short read), never a page;
 //   - dbsize: the sum of the database's fork sizes in bytes
 //     (pg_database_size of its default-tablespace files).
-func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest) ([]byte, error) {
+func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo) ([]byte, error) {
 	lsn, err := ps.requestLSN(ctx, tl, req)
 	if err != nil {
 		return nil, err
@@ -112,7 +151,7 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 		}
 		return api.NblocksResponse(n), nil
 	case api.TagGetPageRequest:
-		n, err := existingRelSize(ctx, r, req)
+		n, err := sizes.size(ctx, r, req)
 		if err != nil {
 			return nil, err
 		}
@@ -137,6 +176,21 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 
 // existingRelSize is the size of a fork that exists; a missing fork is
 // 58P01 (undefined_file), as PostgreSQL reports a missing relation file.
+// size is existingRelSize, remembered while requests at one LSN ask
+// for the same fork. A request for the latest LSN is never remembered:
+// its LSN moves.
+func (m *relSizeMemo) size(ctx context.Context, r *datadir.DatadirReader, req api.PageRequest) (uint32, error) {
+	if m.ok && !req.Latest && m.rel == req.Rel && m.fork == req.Fork && m.lsn == r.LSN() {
+		return m.blocks, nil
+	}
+	n, err := existingRelSize(ctx, r, req)
+	if err != nil || req.Latest {
+		return n, err
+	}
+	*m = relSizeMemo{ok: true, rel: req.Rel, fork: req.Fork, lsn: r.LSN(), blocks: n}
+	return n, nil
+}
+
 func existingRelSize(ctx context.Context, r *datadir.DatadirReader, req api.PageRequest) (uint32, error) {
 	ok, err := r.RelExists(ctx, req.Rel, req.Fork)
 	if err != nil {
