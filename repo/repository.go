@@ -281,34 +281,65 @@ func (r *Repository) startLoop(ctx context.Context, name string, interval time.D
 	}()
 }
 
+// The background loops that work timeline by timeline.
+const (
+	loopFlush = iota
+	loopCompaction
+	loopGC
+	numLoops
+)
+
+// eachTimeline runs work on every loaded timeline, each on a goroutine of
+// its own, and skips a timeline that the loop's previous round is still
+// working on: a timeline whose disk does not answer (a stalled fsync, a
+// hung file system) holds up its own background work, never another
+// timeline's. Close waits for the goroutines (r.wg).
+func (r *Repository) eachTimeline(ctx context.Context, loop int, work func(context.Context, *Timeline)) {
+	for _, tl := range r.loadedTimelines() {
+		busy := &tl.busy[loop]
+		if !busy.CompareAndSwap(false, true) {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer busy.Store(false)
+			work(ctx, tl)
+		}()
+	}
+}
+
 // flushAll freezes in-memory layers older than the checkpoint timeout and
 // flushes every frozen layer.
 func (r *Repository) flushAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
-		if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= time.Duration(tl.tenant.Config().CheckpointTimeout) {
-			tl.Freeze()
-		}
-		if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {
-			tl.log.Error().Err(err).Msg("background flush")
-		}
+	r.eachTimeline(ctx, loopFlush, flushTimeline)
+}
+
+// flushTimeline is flushAll's work on one timeline.
+func flushTimeline(ctx context.Context, tl *Timeline) {
+	if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= time.Duration(tl.tenant.Config().CheckpointTimeout) {
+		tl.Freeze()
+	}
+	if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {
+		tl.log.Error().Err(err).Msg("background flush")
 	}
 }
 
 func (r *Repository) compactAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
+	r.eachTimeline(ctx, loopCompaction, func(ctx context.Context, tl *Timeline) {
 		if err := tl.Compact(ctx); err != nil && ctx.Err() == nil {
 			if vfs.IsDiskFull(err) {
 				r.disk.Note(err)
 			}
 			tl.log.Error().Err(err).Msg("background compaction")
 		}
-	}
+	})
 }
 
 func (r *Repository) gcAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
+	r.eachTimeline(ctx, loopGC, func(ctx context.Context, tl *Timeline) {
 		if err := tl.GC(ctx); err != nil && ctx.Err() == nil {
 			tl.log.Error().Err(err).Msg("background GC")
 		}
-	}
+	})
 }
