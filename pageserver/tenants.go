@@ -53,6 +53,9 @@ type timelineWAL interface {
 	// keeping it from a record boundary at or before lsn (see
 	// WALStore.TrimBelow).
 	TrimBelow(lsn pgdata.LSN) error
+	// StoreStalled returns the WAL store's write or fsync in progress for
+	// longer than threshold, and since when ("" if none).
+	StoreStalled(now time.Time, threshold time.Duration) (op string, since time.Time)
 	// Close releases the store's files, once Run has returned.
 	Close() error
 }
@@ -73,6 +76,9 @@ type tenants struct {
 	// failDelete is FailDeleteEnv's value: where a delete kills the
 	// process ("" for nowhere).
 	failDelete string
+	// stallThreshold is when a write in progress counts as stalled
+	// (Config.StallThreshold).
+	stallThreshold time.Duration
 
 	attachMu sync.Mutex // one attach or detach at a time
 	mu       sync.Mutex
