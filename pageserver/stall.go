@@ -11,6 +11,12 @@ import (
 // a person looking at the status learns of a hung disk soon.
 const DefaultStallThreshold = 10 * time.Second
 
+// storeStaller is the part of a timeline's WAL side (timelineWAL,
+// walreceiver.WalReceiver) that says whether its store's writes stall.
+type storeStaller interface {
+	StoreStalled(now time.Time, threshold time.Duration) (op string, since time.Time)
+}
+
 // timelineStall returns what of timeline tl (whose WAL side is w; nil for
 // none) has been writing for longer than threshold at now: the step of
 // its layer flush or its WAL store's write or fsync, whichever began
@@ -18,7 +24,7 @@ const DefaultStallThreshold = 10 * time.Second
 // leaves the write waiting in the kernel with no error to report; this is
 // how it shows. Other timelines go on meanwhile (docs/resource-limits.md,
 // "A slow disk").
-func timelineStall(tl *repo.Timeline, w timelineWAL, now time.Time, threshold time.Duration) (op string, since time.Time) {
+func timelineStall(tl *repo.Timeline, w storeStaller, now time.Time, threshold time.Duration) (op string, since time.Time) {
 	op, since = tl.FlushStalled(now, threshold)
 	if w == nil {
 		return op, since
