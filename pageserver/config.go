@@ -11,6 +11,7 @@ import (
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
+	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -68,6 +69,10 @@ type Config struct {
 	// write or fsync may be in progress before the timeline is reported
 	// stalled (a disk that does not answer).
 	StallThreshold tomlconf.Duration `toml:"stall_threshold"`
+	// FS is the file system under the repository and the WAL stores
+	// (nil: the operating system's). It is not in the file: tests set it
+	// to inject faults.
+	FS vfs.FS `toml:"-"`
 	// MemoryLimit is the soft limit, in bytes, of the memory the page
 	// server's Go runtime holds (heap, stacks, its own): the collector
 	// runs as often as it must to stay below it. 0 derives it from the

@@ -130,6 +130,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg := repo.DefaultConfig(dir)
 	repoCfg.Redo = s.metrics.timeRedo(repoRedo(s.redo))
 	repoCfg.Logger = log
+	repoCfg.FS = cfg.FS
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
 	repoCfg.PageCacheSize = cfg.PageCacheSize
@@ -152,7 +153,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp, cfg.Client, &s.walDisk), runner: &walRunner{}, log: log, failDelete: failDelete,
+		openWAL: timelineWALOpener(fp, cfg.Client, &s.walDisk, cfg.FS), runner: &walRunner{}, log: log, failDelete: failDelete,
 		stallThreshold: time.Duration(cfg.StallThreshold),
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
