@@ -57,6 +57,13 @@ func TestEachTimelinePastAStalledOne(t *testing.T) {
 				}
 			}
 			for round := 1; round <= 2; round++ {
+				// Without turns, the others' work of the round before
+				// may still be on its way: a busy timeline is skipped.
+				for deadline := time.Now().Add(time.Minute); tls[0].busy[tc.loop].Load() || tls[2].busy[tc.loop].Load(); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the work on the timelines not held did not return")
+					}
+				}
 				done := make(chan struct{})
 				go func() { r.eachTimeline(r.ctx, tc.loop, tc.wait, work); close(done) }()
 				select {
