@@ -261,11 +261,10 @@ func TestStalledTenantOthersGoOn(t *testing.T) {
 	gates = append(gates, gate)
 	faulty.SetRule(gate.Rule)
 	commit(a, 50)
-	select {
-	case <-gate.Held():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("A's layer flush was not held")
-	}
+	// The gate may hold a compaction of A first: wait for the flush.
+	waitFor(t, "A's layer flush held",
+		func() string { op, _ := a.tl.FlushStalled(time.Now(), 0); return op },
+		func(op string) bool { return op == repo.OpLayerWrite })
 	aDisk := a.tl.DiskConsistentLSN()
 	bGoesOn("A's layer flush held")
 	aStalled("A's layer flush held", repo.OpLayerWrite)
