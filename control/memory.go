@@ -37,6 +37,12 @@ type processMemory struct {
 	// (and why, since when); empty while they work.
 	WALStoreError      string `json:"wal_store_error,omitempty"`
 	WALStoreErrorSince string `json:"wal_store_error_since,omitempty"`
+	// Stalled says which of the page server's timelines has a write to
+	// disk in progress for longer than its stall_threshold (a disk that
+	// does not answer), since when, and how many are; empty while none.
+	Stalled          string `json:"stalled,omitempty"`
+	StalledSince     string `json:"stalled_since,omitempty"`
+	StalledTimelines string `json:"stalled_timelines,omitempty"`
 	// Error says why the process did not report (it runs but does not
 	// answer).
 	Error string `json:"error,omitempty"`
@@ -74,6 +80,7 @@ func (e *Env) pageserverMemory(ctx context.Context) *processMemory {
 	}
 	m.DiskFull, m.DiskFullSince = st["disk_full"], st["disk_full_since"]
 	m.WALStoreError, m.WALStoreErrorSince = st["wal_store_error"], st["wal_store_error_since"]
+	m.Stalled, m.StalledSince, m.StalledTimelines = st["stalled"], st["stalled_since"], st["stalled_timelines"]
 	return &m
 }
 
@@ -110,8 +117,8 @@ func (e *Env) safekeeperMemory(ctx context.Context, n int) *processMemory {
 	return &processMemory{RSS: sm.RSSBytes, GoHeap: sm.GoHeapBytes, DiskFull: sm.DiskFull, DiskFullSince: sm.DiskFullSince}
 }
 
-// diskLines are the lines of zenith status about a full disk and a
-// failing WAL store, none if the process's writes succeed.
+// diskLines are the lines of zenith status about a full disk, a failing
+// WAL store and a stalled write, none if the process's writes succeed.
 func (m *processMemory) diskLines() []string {
 	if m == nil {
 		return nil
@@ -122,6 +129,13 @@ func (m *processMemory) diskLines() []string {
 	}
 	if m.WALStoreError != "" {
 		out = append(out, fmt.Sprintf("WAL STORE FAILING since %s: %s (cut back to its synced end; streaming is retried until it takes writes again)", m.WALStoreErrorSince, m.WALStoreError))
+	}
+	if m.Stalled != "" {
+		others := ""
+		if n, err := strconv.Atoi(m.StalledTimelines); err == nil && n > 1 {
+			others = fmt.Sprintf(", and %d other timelines", n-1)
+		}
+		out = append(out, fmt.Sprintf("STALLED since %s: %s%s (the disk has not answered; nothing of it is acknowledged until it does; other timelines go on)", m.StalledSince, m.Stalled, others))
 	}
 	return out
 }

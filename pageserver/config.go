@@ -11,6 +11,7 @@ import (
 	"github.com/zenithdb/zenith/repo/auth"
 	"github.com/zenithdb/zenith/repo/remote"
 	"github.com/zenithdb/zenith/repo/tomlconf"
+	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
 )
 
@@ -64,6 +65,14 @@ type Config struct {
 	// MaxOpenLayerFiles is how many layer files may be open at once, each
 	// a file descriptor.
 	MaxOpenLayerFiles int `toml:"max_open_layer_files"`
+	// StallThreshold is how long a timeline's layer flush or WAL store
+	// write or fsync may be in progress before the timeline is reported
+	// stalled (a disk that does not answer).
+	StallThreshold tomlconf.Duration `toml:"stall_threshold"`
+	// FS is the file system under the repository and the WAL stores
+	// (nil: the operating system's). It is not in the file: tests set it
+	// to inject faults.
+	FS vfs.FS `toml:"-"`
 	// MemoryLimit is the soft limit, in bytes, of the memory the page
 	// server's Go runtime holds (heap, stacks, its own): the collector
 	// runs as often as it must to stay below it. 0 derives it from the
@@ -125,6 +134,7 @@ func DefaultConfig() Config {
 		BlockCacheSize:     rc.BlockCacheSize,
 		InMemoryLayerLimit: rc.InMemoryLayerLimit,
 		MaxOpenLayerFiles:  rc.MaxOpenLayerFiles,
+		StallThreshold:     tomlconf.Duration(DefaultStallThreshold),
 		Log:                "json",
 	}
 }
@@ -182,6 +192,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("block_cache_size = %d: must not be negative", c.BlockCacheSize)
 	case c.InMemoryLayerLimit < 1<<20:
 		return fmt.Errorf("in_memory_layer_limit = %d: want at least 1 MiB", c.InMemoryLayerLimit)
+	case c.StallThreshold <= 0:
+		return fmt.Errorf("stall_threshold = %v: must be positive", time.Duration(c.StallThreshold))
 	case c.MaxOpenLayerFiles < 1:
 		return fmt.Errorf("max_open_layer_files = %d: want at least 1", c.MaxOpenLayerFiles)
 	case c.Log != "console" && c.Log != "json":

@@ -1,6 +1,8 @@
 package pageserver
 
 import (
+	"time"
+
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/httpapi"
 	"github.com/zenithdb/zenith/repo/id"
@@ -68,9 +70,13 @@ func timelineInfo(t *tenant, tid id.TimelineID) (httpapi.TimelineInfo, error) {
 	if a, at := tl.Ancestor(); !a.IsZero() {
 		ti.AncestorTimeline, ti.AncestorLSN = a.String(), api.OptionalLSN(at)
 	}
-	if w := t.walOf(tid); w != nil {
+	w := t.walOf(tid)
+	if w != nil {
 		st := w.Status()
 		ti.WALReceiver = &st
+	}
+	if op, since := timelineStall(tl, w, time.Now(), t.ts.stallThreshold); op != "" {
+		ti.Stalled = &httpapi.Stall{Operation: op, Since: since}
 	}
 	return ti, nil
 }

@@ -118,6 +118,7 @@ var (
 	descWALSafekeeper  = prometheus.NewDesc("zenith_pageserver_wal_receiver_safekeeper", "Each safekeeper the timeline's WAL comes from: 1 for the one streamed from, 0 for the others.", append(timelineLabels, "safekeeper"), nil)
 	descWALStoreFail   = prometheus.NewDesc("zenith_pageserver_wal_store_failing", "1 while the timeline's WAL store fails to write, fsync or cut (full disk, I/O error): the receiver cut it back to its synced end and retries with backoff.", timelineLabels, nil)
 	descWALStoreErrs   = prometheus.NewDesc("zenith_pageserver_wal_store_errors_total", "Failed writes, fsyncs and cuts of the timeline's WAL store.", timelineLabels, nil)
+	descFlushStalled   = prometheus.NewDesc("zenith_pageserver_flush_stalled", "1 while a write of the timeline (a step of its layer flush, its WAL store's write or fsync) has been in progress for longer than stall_threshold: a disk that does not answer.", timelineLabels, nil)
 	descWALDecodeErrs  = prometheus.NewDesc("zenith_pageserver_wal_decode_errors_total", "Streams from the timeline's source that ended with WAL that does not decode (each followed by a reconnection).", timelineLabels, nil)
 	descIngestStopped  = prometheus.NewDesc("zenith_pageserver_ingest_stopped", "1 when the timeline's WAL ingest stopped on a record it could not ingest (its WAL is still received and kept; see the timeline's ingest_stopped in the HTTP API).", timelineLabels, nil)
 	descIngestStopLSN  = prometheus.NewDesc("zenith_pageserver_ingest_stopped_lsn", "Where the timeline's WAL ingest stopped (the end of the last record ingested), for a stopped ingest.", timelineLabels, nil)
@@ -128,7 +129,7 @@ var (
 )
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descRemoteConsist, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descWALStoreFail, descWALStoreErrs, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
+	for _, d := range []*prometheus.Desc{descLastRecordLSN, descDiskConsistent, descRemoteConsist, descGCCutoff, descWALReceived, descWALFlushed, descWALConnected, descWALSafekeeper, descWALDecodeErrs, descWALStoreFail, descWALStoreErrs, descFlushStalled, descIngestStopped, descIngestStopLSN, descLayerFiles, descLayerBytes, descLogicalSize, descWALStoreBytes} {
 		ch <- d
 	}
 }
@@ -137,6 +138,7 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	now := time.Now()
 	for _, t := range c.s.tenants.list() {
 		for _, info := range t.tn.Timelines() {
 			tl, err := t.tn.Timeline(info.ID)
@@ -144,6 +146,11 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			labels := []string{t.id.String(), info.ID.String()}
+			stalled := 0.0
+			if op, _ := timelineStall(tl, t.walOf(info.ID), now, c.s.tenants.stallThreshold); op != "" {
+				stalled = 1
+			}
+			gauge(descFlushStalled, stalled, labels...)
 			gauge(descLastRecordLSN, float64(tl.LastRecordLSN()), labels...)
 			gauge(descDiskConsistent, float64(tl.DiskConsistentLSN()), labels...)
 			gauge(descRemoteConsist, float64(tl.RemoteConsistentLSN()), labels...)

@@ -26,16 +26,20 @@ func repoRedo(m *walredo.Manager) repo.Redo { return NewRedo(m) }
 // ingest (which needs the timeline's pg_control, so an imported timeline
 // or a branch of one), its raw-WAL store in walDir, and the receiver that
 // streams into both from the source the store remembers. fp, if not nil,
-// makes the ingest of the records it matches fail (FailIngestEnv).
+// makes the ingest of the records it matches fail (FailIngestEnv); fs
+// is the file system of the store (nil: the operating system's).
 //
 // client is what the receivers present to the safekeepers.
-func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions, disk *vfs.DiskState) openWALFunc {
+func timelineWALOpener(fp *ingestFailpoint, client auth.ClientOptions, disk *vfs.DiskState, fs vfs.FS) openWALFunc {
+	if fs == nil {
+		fs = vfs.Default
+	}
 	return func(ctx context.Context, tl *repo.Timeline, walDir string, log zerolog.Logger) (timelineWAL, error) {
 		ing, err := walingest.NewWalIngest(ctx, tl, log)
 		if err != nil {
 			return nil, err
 		}
-		store, err := walreceiver.OpenWALStore(vfs.Default, walDir, ing.SegSize(), log)
+		store, err := walreceiver.OpenWALStore(fs, walDir, ing.SegSize(), log)
 		if err != nil {
 			return nil, err
 		}

@@ -29,11 +29,13 @@ func (st serverTenants) Status() pageservice.StatusRow {
 		Columns: []string{"tenants", "timelines", "uptime_seconds", "rss_bytes", "go_heap_bytes",
 			"in_memory_layer_bytes", "in_memory_layer_limit", "page_cache_bytes", "page_cache_limit",
 			"block_cache_bytes", "block_cache_limit", "wal_in_flight_bytes", "go_memory_limit", "open_layer_files", "max_open_layer_files",
-			"disk_full", "disk_full_since", "disk_full_errors", "wal_store_error", "wal_store_error_since"},
+			"disk_full", "disk_full_since", "disk_full_errors", "wal_store_error", "wal_store_error_since",
+			"stalled", "stalled_since", "stalled_timelines"},
 		Values: []string{strconv.Itoa(s.Tenants), strconv.Itoa(s.Timelines), n(s.UptimeSeconds), n(m.RSSBytes), n(m.GoHeapBytes),
 			n(m.InMemoryLayerBytes()), n(m.InMemoryLayerLimit), n(m.PageCacheBytes), n(m.PageCacheLimit),
 			n(m.BlockCacheBytes), n(m.BlockCacheLimit), n(m.WALInFlightBytes), n(m.GoMemoryLimit), strconv.Itoa(m.OpenLayerFiles), strconv.Itoa(m.MaxOpenLayerFiles),
-			s.DiskFull, s.DiskFullSince, n(s.DiskFullErrors), s.WALStoreError, s.WALStoreErrorSince},
+			s.DiskFull, s.DiskFullSince, n(s.DiskFullErrors), s.WALStoreError, s.WALStoreErrorSince,
+			s.Stalled, s.StalledSince, strconv.Itoa(s.StalledTimelines)},
 	}
 }
 

@@ -130,6 +130,7 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	repoCfg := repo.DefaultConfig(dir)
 	repoCfg.Redo = s.metrics.timeRedo(repoRedo(s.redo))
 	repoCfg.Logger = log
+	repoCfg.FS = cfg.FS
 	repoCfg.CompactionInterval = time.Duration(cfg.CompactionPeriod)
 	repoCfg.GCInterval = time.Duration(cfg.GCPeriod)
 	repoCfg.PageCacheSize = cfg.PageCacheSize
@@ -152,7 +153,8 @@ func newServer(ctx context.Context, dir string, cfg Config, log zerolog.Logger, 
 	}
 	s.tenants = &tenants{
 		repo: s.repo, workdir: dir, conf: s.tenantConfig(),
-		openWAL: timelineWALOpener(fp, cfg.Client, &s.walDisk), runner: &walRunner{}, log: log, failDelete: failDelete,
+		openWAL: timelineWALOpener(fp, cfg.Client, &s.walDisk, cfg.FS), runner: &walRunner{}, log: log, failDelete: failDelete,
+		stallThreshold: time.Duration(cfg.StallThreshold),
 	}
 	if err := loadTenants(ctx, s.tenants); err != nil {
 		s.Close()
@@ -316,17 +318,34 @@ type Status struct {
 	// cut it back to its synced end and tries again with backoff.
 	WALStoreError      string `json:"wal_store_error,omitempty"`
 	WALStoreErrorSince string `json:"wal_store_error_since,omitempty"`
+	// Stalled names the timeline whose write (a step of its layer flush,
+	// its WAL store's write or fsync) has been in progress longest, if
+	// for longer than stall_threshold, and since when; StalledTimelines
+	// counts the timelines stalled. The others go on meanwhile.
+	Stalled          string `json:"stalled,omitempty"`
+	StalledSince     string `json:"stalled_since,omitempty"`
+	StalledTimelines int    `json:"stalled_timelines"`
 }
 
 func (s *Server) status() Status {
 	st := Status{Version: Version, UptimeSeconds: int64(time.Since(s.started).Seconds()), Memory: s.memoryStatus()}
 	st.DiskFull, st.DiskFullSince, st.DiskFullErrors = s.diskFull()
-	var failing time.Time
+	var failing, stalled time.Time
+	now := time.Now()
 	for _, t := range s.tenants.list() {
 		st.Tenants++
 		st.Timelines += len(t.tn.Timelines())
 		for _, info := range t.tn.Timelines() {
 			w := t.walOf(info.ID)
+			if tl, err := t.tn.Timeline(info.ID); err == nil {
+				if op, since := timelineStall(tl, w, now, s.tenants.stallThreshold); op != "" {
+					st.StalledTimelines++
+					if stalled.IsZero() || since.Before(stalled) {
+						stalled = since
+						st.Stalled = fmt.Sprintf("timeline %s of tenant %s: %s", info.ID, t.id, op)
+					}
+				}
+			}
 			if w == nil {
 				continue
 			}
@@ -338,6 +357,9 @@ func (s *Server) status() Status {
 	}
 	if !failing.IsZero() {
 		st.WALStoreErrorSince = failing.UTC().Format(time.RFC3339)
+	}
+	if !stalled.IsZero() {
+		st.StalledSince = stalled.UTC().Format(time.RFC3339)
 	}
 	return st
 }

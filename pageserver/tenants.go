@@ -53,6 +53,9 @@ type timelineWAL interface {
 	// keeping it from a record boundary at or before lsn (see
 	// WALStore.TrimBelow).
 	TrimBelow(lsn pgdata.LSN) error
+	// StoreStalled returns the WAL store's write or fsync in progress for
+	// longer than threshold, and since when ("" if none).
+	StoreStalled(now time.Time, threshold time.Duration) (op string, since time.Time)
 	// Close releases the store's files, once Run has returned.
 	Close() error
 }
@@ -73,6 +76,14 @@ type tenants struct {
 	// failDelete is FailDeleteEnv's value: where a delete kills the
 	// process ("" for nowhere).
 	failDelete string
+	// stallThreshold is when a write in progress counts as stalled
+	// (Config.StallThreshold).
+	stallThreshold time.Duration
+	// trimWait is how long trimWAL waits for its trims (0: trimWait).
+	trimWait time.Duration
+	// trimming holds the WAL stores whose trim has not returned yet.
+	trimMu   sync.Mutex
+	trimming map[timelineWAL]bool
 
 	attachMu sync.Mutex // one attach or detach at a time
 	mu       sync.Mutex
@@ -536,7 +547,14 @@ func saveBranches(tenantDir string, branches []Branch) error {
 // remote storage, resumes ingesting; see repo.Timeline.DurableLSN) and its
 // GC cut-off (below which no branch can be made and no read is answered,
 // and which the PITR window and GC horizon hold back), in whole segments.
+//
+// Each store is trimmed on a goroutine of its own, and trimWAL waits for
+// them only so long (trimWait): a trim waits for its store's writer, and
+// a store whose fsync does not return (a disk that does not answer) must
+// not keep the others' WAL growing. Its trim finishes once the fsync
+// returns; until then later rounds skip that store.
 func (ts *tenants) trimWAL() {
+	var wg sync.WaitGroup
 	for _, t := range ts.list() {
 		t.mu.Lock()
 		wals := make(map[id.TimelineID]timelineWAL, len(t.wal))
@@ -553,9 +571,53 @@ func (ts *tenants) trimWAL() {
 			if lsn == 0 {
 				continue
 			}
-			if err := w.TrimBelow(lsn); err != nil {
-				t.log.Warn().Err(err).Str("timeline", tid.String()).Stringer("lsn", lsn).Msg("remove old WAL from the WAL store")
+			if !ts.startTrim(w) {
+				t.log.Warn().Str("timeline", tid.String()).Msg("the WAL store's last trim has not returned yet (is its disk stalled?): not trimmed now")
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer ts.endTrim(w)
+				if err := w.TrimBelow(lsn); err != nil {
+					t.log.Warn().Err(err).Str("timeline", tid.String()).Stringer("lsn", lsn).Msg("remove old WAL from the WAL store")
+				}
+			}()
 		}
 	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	wait := ts.trimWait
+	if wait == 0 {
+		wait = trimWait
+	}
+	select {
+	case <-done:
+	case <-time.After(wait):
+		ts.log.Warn().Dur("waited", wait).Msg("a WAL store's trim has not returned (is its disk stalled?); the others are done")
+	}
+}
+
+// trimWait is how long trimWAL waits for the trims it started.
+const trimWait = 10 * time.Second
+
+// startTrim marks w's trim as running; false if one still is.
+func (ts *tenants) startTrim(w timelineWAL) bool {
+	ts.trimMu.Lock()
+	defer ts.trimMu.Unlock()
+	if ts.trimming[w] {
+		return false
+	}
+	if ts.trimming == nil {
+		ts.trimming = map[timelineWAL]bool{}
+	}
+	ts.trimming[w] = true
+	return true
+}
+
+// endTrim marks w's trim as returned.
+func (ts *tenants) endTrim(w timelineWAL) {
+	ts.trimMu.Lock()
+	delete(ts.trimming, w)
+	ts.trimMu.Unlock()
 }

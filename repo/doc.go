@@ -19,7 +19,10 @@
 // below the branch point, and replays the records through a Redo.
 // Compaction rewrites flushed deltas into key-partitioned ones and writes
 // image layers; garbage collection removes layers that no read at or above
-// the GC cut-off, nor any child branch's branch point, can need.
+// the GC cut-off, nor any child branch's branch point, can need. The
+// background loops work on each timeline on a goroutine of its own, so a
+// timeline whose disk does not answer holds up its own flushes only
+// (Timeline.FlushStalled says so), never another timeline's.
 //
 // Durability: a layer file is written, fsynced and renamed into place,
 // the directory is fsynced, and only then is the timeline's metadata file

@@ -54,16 +54,22 @@ func (tl *Timeline) writeFrozen(fr frozenLayer) error {
 	var f *layer.File
 	if !fr.mem.Empty() {
 		var err error
-		if f, err = fr.mem.WriteDelta(repo.env, tl.dir); err != nil {
-			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
+		end := tl.flushing.Begin(OpLayerWrite)
+		f, err = fr.mem.WriteDelta(repo.env, tl.dir)
+		if err == nil {
+			if err = vfs.SyncDir(repo.fs, tl.dir); err != nil {
+				tl.removeUnlisted(f)
+			}
 		}
-		if err := vfs.SyncDir(repo.fs, tl.dir); err != nil {
-			tl.removeUnlisted(f)
+		end()
+		if err != nil {
 			return fmt.Errorf("flush timeline %s %v: %w", tl.id, lsns, err)
 		}
 	}
 	disk := lsns.End - 1
 	pitr := time.Duration(tl.tenant.Config().PITRInterval)
+	end := tl.flushing.Begin(OpMetadataWrite)
+	defer end()
 	listed, err := tl.commit(func(d *durable) {
 		if f != nil {
 			d.layers = d.layers.With([]layer.Layer{f}, nil)
@@ -84,6 +90,25 @@ func (tl *Timeline) writeFrozen(fr frozenLayer) error {
 	}
 	tl.log.Debug().Stringer("disk_consistent_lsn", disk).Int64("bytes", fr.mem.Size()).Msg("flushed in-memory layer")
 	return nil
+}
+
+// The steps of a flush, as FlushStalled names them.
+const (
+	// OpLayerWrite writes a frozen in-memory layer to a delta layer
+	// file and fsyncs it and its directory.
+	OpLayerWrite = "layer file write and fsync"
+	// OpMetadataWrite replaces the timeline's metadata file (written,
+	// fsynced, renamed) to list the new layer file.
+	OpMetadataWrite = "metadata write and fsync"
+)
+
+// FlushStalled returns the step of the timeline's flush in progress, and
+// since when, if it began more than threshold before now; "" otherwise.
+// A disk that does not answer leaves a flush waiting in the kernel with
+// no error to report: this is how it shows. Nothing of the flush counts
+// (the disk-consistent LSN stays) until it returns.
+func (tl *Timeline) FlushStalled(now time.Time, threshold time.Duration) (op string, since time.Time) {
+	return tl.flushing.Stalled(now, threshold)
 }
 
 // removeUnlisted removes a new layer file that no metadata lists.

@@ -281,34 +281,91 @@ func (r *Repository) startLoop(ctx context.Context, name string, interval time.D
 	}()
 }
 
+// The background loops that work timeline by timeline.
+const (
+	loopFlush = iota
+	loopCompaction
+	loopGC
+	numLoops
+)
+
+// loopNames names the loops in the log.
+var loopNames = [numLoops]string{loopFlush: "flush", loopCompaction: "compaction", loopGC: "gc"}
+
+// eachTimeline runs work on every loaded timeline, each on a goroutine of
+// its own, and skips a timeline that the loop's previous round is still
+// working on: a timeline whose disk does not answer (a stalled fsync, a
+// hung file system) holds up its own background work, never another
+// timeline's. Close waits for the goroutines (r.wg).
+//
+// With a wait, the timelines take turns: the next starts when the one
+// before is done or has worked for wait, whichever comes first. That
+// keeps work that holds many layer files open (compaction) to about one
+// timeline at a time, as the open-file limit assumes, while a stalled one
+// holds the others up for wait only.
+func (r *Repository) eachTimeline(ctx context.Context, loop int, wait time.Duration, work func(context.Context, *Timeline)) {
+	for _, tl := range r.loadedTimelines() {
+		busy := &tl.busy[loop]
+		if !busy.CompareAndSwap(false, true) {
+			continue
+		}
+		done := make(chan struct{})
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(done)
+			defer busy.Store(false)
+			work(ctx, tl)
+		}()
+		if wait == 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-done:
+		case <-t.C:
+			tl.log.Warn().Str("loop", loopNames[loop]).Dur("waited", wait).Msg("background work on the timeline goes on (is its disk stalled?); the next timeline's starts")
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// takeTurnsFor is how long a background compaction or GC of one timeline
+// holds up the next timeline's (eachTimeline).
+const takeTurnsFor = 10 * time.Second
+
 // flushAll freezes in-memory layers older than the checkpoint timeout and
 // flushes every frozen layer.
 func (r *Repository) flushAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
-		if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= time.Duration(tl.tenant.Config().CheckpointTimeout) {
-			tl.Freeze()
-		}
-		if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {
-			tl.log.Error().Err(err).Msg("background flush")
-		}
+	r.eachTimeline(ctx, loopFlush, 0, flushTimeline)
+}
+
+// flushTimeline is flushAll's work on one timeline.
+func flushTimeline(ctx context.Context, tl *Timeline) {
+	if age, nonEmpty := tl.openLayerAge(); nonEmpty && age >= time.Duration(tl.tenant.Config().CheckpointTimeout) {
+		tl.Freeze()
+	}
+	if err := tl.flushFrozen(ctx); err != nil && ctx.Err() == nil {
+		tl.log.Error().Err(err).Msg("background flush")
 	}
 }
 
 func (r *Repository) compactAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
+	r.eachTimeline(ctx, loopCompaction, takeTurnsFor, func(ctx context.Context, tl *Timeline) {
 		if err := tl.Compact(ctx); err != nil && ctx.Err() == nil {
 			if vfs.IsDiskFull(err) {
 				r.disk.Note(err)
 			}
 			tl.log.Error().Err(err).Msg("background compaction")
 		}
-	}
+	})
 }
 
 func (r *Repository) gcAll(ctx context.Context) {
-	for _, tl := range r.loadedTimelines() {
+	r.eachTimeline(ctx, loopGC, takeTurnsFor, func(ctx context.Context, tl *Timeline) {
 		if err := tl.GC(ctx); err != nil && ctx.Err() == nil {
 			tl.log.Error().Err(err).Msg("background GC")
 		}
-	}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
@@ -51,6 +52,12 @@ type Timeline struct {
 	flushMu   sync.Mutex // one flush at a time
 	compactMu sync.Mutex // one compaction or GC at a time
 	metaMu    sync.Mutex // one metadata write at a time
+
+	// flushing is the step of a flush in progress, for FlushStalled.
+	flushing vfs.InProgress
+	// busy is set while a background loop works on the timeline (by
+	// loop), so that the next round skips it rather than wait.
+	busy [numLoops]atomic.Bool
 
 	upload timelineUpload
 }

@@ -266,6 +266,17 @@ type TimelineInfo struct {
 	IngestStopped *IngestStop `json:"ingest_stopped,omitempty"`
 	// WALReceiver is nil for a timeline that takes no WAL.
 	WALReceiver *api.WALStatus `json:"wal_receiver"`
+	// Stalled is set while a write of the timeline (a step of its layer
+	// flush, its WAL store's write or fsync) has been in progress for
+	// longer than the page server's stall_threshold.
+	Stalled *Stall `json:"stalled,omitempty"`
+}
+
+// Stall is a write to disk that has not returned for a long time: which
+// one, and since when.
+type Stall struct {
+	Operation string    `json:"operation"`
+	Since     time.Time `json:"since"`
 }
 
 // IngestStop says where a timeline's ingest stopped (the end of the last

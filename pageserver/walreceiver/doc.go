@@ -26,7 +26,11 @@
 // zenith_pageserver_wal_store_failing and
 // zenith_pageserver_wal_store_errors_total, and the log), and the
 // receiver connects again with backoff and streams from the cut, until
-// the disk takes writes again.
+// the disk takes writes again. A write or fsync that does not return (a
+// disk that does not answer) holds only this receiver: nothing after the
+// last fsync is reported flushed meanwhile, and StoreStalled says which
+// operation has been waiting since when, for the page server's stall
+// report.
 //
 // Durability never depends on ingest: when a record that decodes fails to
 // ingest, ingest stops at the end of the record before it (X), and the

@@ -145,6 +145,9 @@ type WalReceiver struct {
 	ing   Ingester
 	store *WALStore
 	log   zerolog.Logger
+	// storing is the write or fsync of the store in progress, for
+	// StoreStalled.
+	storing vfs.InProgress
 
 	// statusInterval, silenceTimeout, probeInterval and switchIdle are
 	// the constants of the same names; tests shorten them.
@@ -430,6 +433,21 @@ func (r *WalReceiver) storeFailed(err error, retryIn time.Duration) {
 		return
 	}
 	ev.Msg("the WAL store failed: cut back to its synced end (nothing after it was acknowledged); streaming again from there")
+}
+
+// The WAL store's operations, as StoreStalled names them.
+const (
+	OpStoreWrite = "WAL store write"
+	OpStoreSync  = "WAL store fsync"
+)
+
+// StoreStalled returns the WAL store's write or fsync in progress, and
+// since when, if it began more than threshold before now; "" otherwise.
+// While it lasts, nothing after the last fsync is reported flushed, so a
+// compute that waits for the page server as its synchronous standby
+// waits too.
+func (r *WalReceiver) StoreStalled(now time.Time, threshold time.Duration) (op string, since time.Time) {
+	return r.storing.Stalled(now, threshold)
 }
 
 // storeWorks notes that a sync of the WAL store succeeded: a failure

@@ -187,7 +187,10 @@ func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationC
 // write stores one XLogData message and feeds the bytes the decoder has
 // not seen yet to it.
 func (r *WalReceiver) write(x *pgwire.XLogData) error {
-	if err := r.store.Write(x.Start, x.Data); err != nil {
+	end := r.storing.Begin(OpStoreWrite)
+	err := r.store.Write(x.Start, x.Data)
+	end()
+	if err != nil {
 		if errors.Is(err, ErrWALGap) || errors.Is(err, ErrWALMismatch) {
 			return err // the source's WAL, not our disk
 		}
@@ -205,7 +208,10 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 // which are queued: every record decoded is ingested before a new
 // connection rewinds to the last one (see ingestWorker).
 func (r *WalReceiver) flush(ctx context.Context, conn *pgwire.ReplicationConn, ing *ingestWorker) error {
-	if err := r.store.Sync(); err != nil {
+	end := r.storing.Begin(OpStoreSync)
+	err := r.store.Sync()
+	end()
+	if err != nil {
 		return &storeError{err}
 	}
 	r.storeWorks()
