@@ -29,6 +29,16 @@ func mountTmpfs(t *testing.T, dir string, sizeMiB int, stop func()) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: mounting a tmpfs of a given size needs root; run as root to test a full disk")
 	}
+	mountOver(t, dir, stop, "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMiB)+"m,mode=0755", "tmpfs")
+}
+
+// mountOver moves dir's contents onto the file system mount (as root)
+// mounts at dir with args, and back. When the test ends, even if it
+// failed, stop (which must end every process using it) runs, then it is
+// unmounted (lazily if something still holds it). A mount that fails
+// skips the test.
+func mountOver(t *testing.T, dir string, stop func(), args ...string) {
+	t.Helper()
 	seed := dir + ".seed"
 	if err := os.Rename(dir, seed); err != nil {
 		t.Fatal(err)
@@ -36,8 +46,8 @@ func mountTmpfs(t *testing.T, dir string, sizeMiB int, stop func()) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMiB)+"m,mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED: cannot mount a tmpfs here: %v: %s", err, out)
+	if out, err := exec.Command("mount", append(args, dir)...).CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: cannot mount here (mount %s): %v: %s", strings.Join(args, " "), err, out)
 	}
 	t.Cleanup(func() {
 		stop()
@@ -49,15 +59,13 @@ func mountTmpfs(t *testing.T, dir string, sizeMiB int, stop func()) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
-		if err != nil {
-			// Something still holds it: detach it now, it goes when
-			// that process does.
-			out, err := exec.Command("umount", "-l", dir).CombinedOutput()
-			t.Logf("umount %s was busy; lazy unmount: %v %s", dir, err, out)
-		}
+		// Something still holds it: detach it now, it goes when that
+		// process does.
+		out, err := exec.Command("umount", "-l", dir).CombinedOutput()
+		t.Logf("umount %s was busy; lazy unmount: %v %s", dir, err, out)
 	})
 	if out, err := exec.Command("cp", "-a", seed+"/.", dir).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s onto the tmpfs: %v: %s", seed, err, out)
+		t.Fatalf("copy %s onto the mount: %v: %s", seed, err, out)
 	}
 	if err := os.RemoveAll(seed); err != nil {
 		t.Fatal(err)

@@ -37,39 +37,9 @@ func mountFreezable(t *testing.T, dir string, sizeMiB int, stop func()) (freeze,
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
-	seed := dir + ".seed"
-	if err := os.Rename(dir, seed); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED: cannot mount a loop device here: %v: %s", err, out)
-	}
+	t.Cleanup(func() { os.Remove(img) }) // after the unmount
 	thaw = func() { _ = exec.Command("fsfreeze", "-u", dir).Run() }
-	t.Cleanup(func() {
-		thaw()
-		stop()
-		var err error
-		for range 20 {
-			if err = exec.Command("umount", dir).Run(); err == nil {
-				break
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		if err != nil {
-			out, err := exec.Command("umount", "-l", dir).CombinedOutput()
-			t.Logf("umount %s was busy; lazy unmount: %v %s", dir, err, out)
-		}
-		os.Remove(img)
-	})
-	if out, err := exec.Command("cp", "-a", seed+"/.", dir).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s onto the loop device: %v: %s", seed, err, out)
-	}
-	if err := os.RemoveAll(seed); err != nil {
-		t.Fatal(err)
-	}
+	mountOver(t, dir, func() { thaw(); stop() }, "-o", "loop", img)
 	os.RemoveAll(filepath.Join(dir, "lost+found"))
 	freeze = func() {
 		t.Helper()
