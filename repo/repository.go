@@ -324,7 +324,9 @@ func (r *Repository) eachTimeline(ctx context.Context, loop int, wait time.Durat
 		select {
 		case <-done:
 		case <-t.C:
-			tl.log.Warn().Str("loop", loopNames[loop]).Dur("waited", wait).Msg("background work on the timeline goes on (is its disk stalled?); the next timeline's starts")
+			// A long compaction is no fault: a disk that does not
+			// answer is reported by the stall check (FlushStalled).
+			tl.log.Info().Str("loop", loopNames[loop]).Dur("waited", wait).Msg("background work on the timeline takes longer; the next timeline's starts meanwhile")
 		case <-ctx.Done():
 		}
 		t.Stop()
