@@ -94,7 +94,7 @@ runs this; there is no need to run it by hand.`,
 			for {
 				select {
 				case <-done:
-					log.Info().Int64("fetched_blocks", fsys.Fetched()).Msg("unmounted")
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("refused_passthrough_reads", fsys.RefusedReads()).Msg("unmounted")
 					return nil
 				case <-sigs:
 					if err := fsys.Unmount(); err != nil {
@@ -105,7 +105,7 @@ runs this; there is no need to run it by hand.`,
 					case <-done:
 					case <-time.After(10 * time.Second):
 					}
-					log.Info().Int64("fetched_blocks", fsys.Fetched()).Msg("unmounted")
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("refused_passthrough_reads", fsys.RefusedReads()).Msg("unmounted")
 					return nil
 				}
 			}

@@ -156,6 +156,11 @@ func TestLazyCompute(t *testing.T) {
 	for _, sql := range []string{
 		"CREATE TABLE lazy_new AS SELECT g AS id, repeat('n', 50) AS pad FROM generate_series(1, 50000) g",
 		"CREATE INDEX ON lazy_new (id)",
+		// Bigger than the bulk-write ring: most of its blocks leave
+		// shared buffers, and ANALYZE prefetches them (fadvise) on a
+		// passthrough file, which the FUSE server must refuse to serve.
+		"CREATE TABLE lazy_prefetched AS SELECT g AS id, repeat('p', 100) AS pad FROM generate_series(1, 300000) g",
+		"ANALYZE lazy_prefetched",
 		"UPDATE lazy_new SET pad = 'u' WHERE id % 3 = 0",
 		"DELETE FROM lazy_new WHERE id > 40000",
 		"VACUUM lazy_new",
@@ -175,6 +180,11 @@ func TestLazyCompute(t *testing.T) {
 	lazy.Stop()
 	if m := mountsIn(env.Dir); len(m) > 0 {
 		t.Fatalf("pg stop left %v mounted", m)
+	}
+	if n := refusedReads(t, env, "lazy"); n == 0 {
+		t.Error("the FUSE server refused no read on a passthrough file: ANALYZE's prefetch of lazy_prefetched was served, or never reached it")
+	} else {
+		t.Logf("refused %d readahead reads on passthrough files", n)
 	}
 
 	eager := env.Postgres.CreateStart("main", "--name", "check", "--eager")
@@ -295,6 +305,23 @@ func TestLazyServerKilled(t *testing.T) {
 	t.Logf("%d rows acknowledged before the kill, %d there after the restart", acked, n)
 	pg.Stop()
 	checkNodeGone(t, env, "main")
+}
+
+// refusedReads is the number of READ requests on passthrough handles
+// that the FUSE server of node name refused, from its log's last
+// "unmounted" line.
+func refusedReads(t *testing.T, env *zenithtest.Env, name string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(nodeDir(t, filepath.Join(env.RepoDir, "pgdatadirs", "tenants"), name), "fuse.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`refused_passthrough_reads\W+(\d+)`).FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		t.Fatalf("the FUSE server's log has no refused_passthrough_reads:\n%s", b)
+	}
+	n, _ := strconv.ParseInt(string(m[len(m)-1][1]), 10, 64)
+	return n
 }
 
 // mountsIn returns the mount points inside dir.

@@ -63,6 +63,7 @@ type FS struct {
 	byPath map[string]*lazyFile
 
 	server *fuse.Server
+	reads  *passthroughReads
 }
 
 // attrTimeout is how long the kernel trusts names and attributes: every
@@ -119,8 +120,13 @@ func Mount(o Options) (*FS, error) {
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
-	server, err := fs.Mount(o.Mountpoint, root.RootNode, opts)
+	f.reads = newPassthroughReads(fs.NewNodeFS(root.RootNode, opts))
+	server, err := fuse.NewServer(f.reads, o.Mountpoint, &opts.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
 	f.server = server
@@ -132,6 +138,10 @@ func (f *FS) Wait() { f.server.Wait() }
 
 // Unmount unmounts it; it fails while files are open (PostgreSQL runs).
 func (f *FS) Unmount() error { return f.server.Unmount() }
+
+// RefusedReads is the number of READ requests refused on passthrough
+// handles (readahead the kernel did not need; see passthroughReads).
+func (f *FS) RefusedReads() int64 { return f.reads.refused.Load() }
 
 // Fetched is the number of blocks fetched from the page server so far.
 func (f *FS) Fetched() int64 { return f.fetched.Load() }
