@@ -35,9 +35,13 @@ func (e *StalePidfileError) Error() string {
 // kernel has reused for another process is never signalled.
 type Pidfile struct {
 	Path string
-	// Program is the file name of the process's program; empty means this
-	// executable's (the background processes are this binary's run
-	// commands).
+	// Program is the file name of the process's program; empty means any:
+	// zenith's background processes may run under another name than the
+	// binary that stops them (a second build, a renamed copy), and their
+	// Args, which hold the absolute path of their directory, say which
+	// process they are. Checking the name too once made `zenith stop`
+	// take a running page server's pidfile for stale, remove it and leave
+	// the page server running.
 	Program string
 	// Args identify the process: its arguments after the program name,
 	// e.g. ["pageserver", "run", "-D", "/abs/dir"].
@@ -100,11 +104,7 @@ func (p Pidfile) stale(reason string) error {
 // zenith running p.Args.
 func (p Pidfile) matches(cmdline []byte) bool {
 	argv := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
-	prog := p.Program
-	if prog == "" {
-		prog = programName()
-	}
-	if len(argv) < 1+len(p.Args) || filepath.Base(argv[0]) != prog {
+	if len(argv) < 1+len(p.Args) || (p.Program != "" && filepath.Base(argv[0]) != p.Program) {
 		return false
 	}
 	for i, a := range p.Args {
@@ -113,16 +113,6 @@ func (p Pidfile) matches(cmdline []byte) bool {
 		}
 	}
 	return true
-}
-
-// programName is the file name the background processes run under: this
-// executable's.
-func programName() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return "zenith"
-	}
-	return filepath.Base(exe)
 }
 
 // printable shows a /proc cmdline as a shell-like line.

@@ -43,6 +43,7 @@ func TestPidfileRead(t *testing.T) {
 	}{
 		{name: "ours", content: strconv.Itoa(sleeper.Process.Pid), program: "sleep", args: []string{"600"}, wantPID: sleeper.Process.Pid, wantKept: true},
 		{name: "ours with a prefix of the arguments", content: strconv.Itoa(sleeper.Process.Pid) + "\n", program: "sleep", wantPID: sleeper.Process.Pid, wantKept: true},
+		{name: "a zenith daemon under another program name", content: strconv.Itoa(sleeper.Process.Pid), args: []string{"600"}, wantPID: sleeper.Process.Pid, wantKept: true},
 		{name: "no file", program: "sleep", wantErr: ErrNotRunning},
 		{name: "pid reused by another program", content: strconv.Itoa(sleeper.Process.Pid), program: "zenith", args: []string{"pageserver", "run"}, wantErr: &StalePidfileError{}},
 		{name: "same program other arguments", content: strconv.Itoa(sleeper.Process.Pid), program: "sleep", args: []string{"601"}, wantErr: &StalePidfileError{}},
