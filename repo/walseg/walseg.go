@@ -22,7 +22,13 @@
 // leaves zeros, never older bytes, after the cut: the bytes after the end
 // of the written WAL are zeros, or WAL written there and not synced
 // before a crash (which the user's decoding judges, then cuts back to the
-// end it found).
+// end it found). And a segment's file is renamed into place only once
+// every byte written below it is durable (a Sync, once per segment): after
+// a crash, the files below the last one hold the WAL as it was written,
+// so a user may start decoding at a record start found from the page
+// headers of the last file but one (skipping the rest of a record begun
+// earlier, as PostgreSQL's XLogFindNextRecord does) and only the last file
+// can end in a torn write.
 //
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
@@ -216,6 +222,12 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 	_, statErr := s.fs.Stat(path)
 	if s.preallocate {
 		if errors.Is(statErr, os.ErrNotExist) {
+			// What was written below is made durable first (once per
+			// segment): after a crash only the last file can hold a
+			// torn write (see the package doc).
+			if err := s.Sync(); err != nil {
+				return nil, err
+			}
 			if err := s.takeSpare(path); err != nil {
 				return nil, fmt.Errorf("WAL segment %s: %w", s.Name(seg), err)
 			}
@@ -368,6 +380,10 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
+	// The fill's directory sync would make the removals below durable
+	// before the cut: a crash in between would leave neither the old
+	// end nor the new one.
+	s.waitFill()
 	segs, _, err := s.List()
 	if err != nil {
 		return err
@@ -499,10 +515,7 @@ func (s *Segments) RemoveBelow(seg uint64) (int, error) {
 // what must be durable. A fill of the spare under way is waited for.
 func (s *Segments) Close() error {
 	var first error
-	if s.filling != nil {
-		<-s.filling // a failed fill only costs the next store a spare
-		s.filling = nil
-	}
+	s.waitFill()
 	for seg, f := range s.files {
 		if err := f.Close(); err != nil && first == nil {
 			first = fmt.Errorf("close WAL segment %s: %w", s.Name(seg), err)
@@ -545,16 +558,23 @@ func (s *Segments) startFill() {
 	go func() { done <- s.fillSpare() }()
 }
 
+// waitFill waits for the fill of the spare under way, if one is. Its
+// error is not the caller's: a failed fill leaves no spare, and the next
+// segment makes its own (takeSpare).
+func (s *Segments) waitFill() {
+	if s.filling != nil {
+		<-s.filling
+		s.filling = nil
+	}
+}
+
 // takeSpare renames the spare to path, making it first if there is none
 // (once the fill under way, if one is, ends): the WAL has outrun the
 // background fill, or the fill failed and is tried once more here, where
 // its error is the write's. The rename is durable with the directory's
 // next sync.
 func (s *Segments) takeSpare(path string) error {
-	if s.filling != nil {
-		<-s.filling // judged below: the spare is there or not
-		s.filling = nil
-	}
+	s.waitFill() // judged below: the spare is there or not
 	spare := filepath.Join(s.dir, spareName)
 	if _, err := s.fs.Stat(spare); errors.Is(err, os.ErrNotExist) {
 		if err := s.fillSpare(); err != nil {
