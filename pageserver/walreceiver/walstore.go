@@ -33,8 +33,8 @@ import (
 // A file's length does not say where the written WAL ends: after a
 // restart the end is the end of the last complete, valid record (page
 // headers with the right address, CRCs), decoded from the first record
-// that starts in the last segment file but one (recordEnd). That is never
-// below anything Flushed reported: every byte below Flushed was fsynced,
+// that starts in the last segment file but one (walseg's RecordEnd).
+// That is never below anything Flushed reported: every byte below Flushed was fsynced,
 // so every record that ends at or below it decodes; a flush reported
 // inside a record (the stream stops anywhere) loses that record's head,
 // which the compute sends again from the end found, as nothing the

@@ -50,10 +50,13 @@ func (s *WALStore) load() error {
 		return err
 	}
 	s.end = stored
-	end, err := s.recordEnd(stored)
+	// Not the files' lengths: they are whole segments (see the top of
+	// walstore.go).
+	end, err := s.segs.RecordEnd(context.Background(), s.ctl.Start)
 	if err != nil {
 		return err
 	}
+	end = min(end, stored)
 	if end < stored {
 		s.log.Warn().Stringer("end", end).Int64("bytes", int64(stored-end)).Msg("cutting off a torn WAL tail")
 	}
@@ -116,48 +119,6 @@ func (s *WALStore) storedBytesEnd(segs []uint64) (pgdata.LSN, error) {
 		}
 	}
 	return end, nil
-}
-
-// recordEnd finds the end of the last record that is complete in the
-// stored bytes below stored. Its segment files are whole segments
-// (walseg.OpenPreallocated), so their lengths do not say where the written
-// WAL ends: it decodes, from the first record that starts in the last
-// segment file but one, where the page headers can be trusted, as every
-// byte below the last file was durable before that file was made (see
-// repo/walseg); in the store's first segment, from its start.
-func (s *WALStore) recordEnd(stored pgdata.LSN) (pgdata.LSN, error) {
-	if stored == s.ctl.Start {
-		return stored, nil
-	}
-	seg := (stored - 1).SegmentNo(s.segSize)
-	if seg > s.ctl.Start.SegmentNo(s.segSize) {
-		seg--
-	}
-	for ; ; seg-- {
-		from, err := s.recordStartIn(seg, stored)
-		if err == nil && from < stored {
-			// The end of the last record, not where the next one
-			// would start: after an XLOG_SWITCH that is the next
-			// segment, which the store may not hold.
-			end := from
-			_, err := pgdata.ScanWAL(context.Background(), from, stored, s.segSize, s.readAt, func(rec *pgdata.Record) bool {
-				// A record's EndLSN is MAXALIGNed; the stored
-				// WAL may stop exactly at its unaligned end.
-				end = min(rec.EndLSN, stored)
-				return false
-			})
-			var eow *pgdata.EndOfWALError
-			if err != nil && !errors.As(err, &eow) {
-				return 0, err
-			}
-			return end, nil
-		}
-		// The segment is covered by a record that began earlier (or,
-		// in a store written before preallocation, torn): look for a
-		// record start further back. The start's segment always has
-		// one (the start, below stored).
-		s.log.Debug().Uint64("segment", seg).AnErr("why", err).Msg("no record start in the segment")
-	}
 }
 
 // recordStartIn is where the first record that starts in segment seg
