@@ -166,6 +166,7 @@ func TestWALStoreFaults(t *testing.T) {
 		fs := vfs.NewFaulty(mem)
 		s := fill(t, fs)
 		end := s.End()
+		s.Close() // waits for the spare's fill, whose operations are not the Truncate's
 		fs.SetRule(vfs.CrashAt(mem, step))
 		err := s.Truncate(cut)
 		fs.SetRule(nil)
