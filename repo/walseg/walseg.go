@@ -5,7 +5,9 @@
 //
 // A segment's file holds the segment's bytes at their offsets. Segments
 // knows files, offsets and durability; what the bytes mean (where records
-// start and end, which LSNs a store holds) is its users' business.
+// start and end, which LSNs a store holds) is its users' business, but
+// for RecordEnd, the one decode that finds where a preallocated store's
+// written WAL ends after a restart.
 //
 // Open's files are only as long as the WAL written into them, so the
 // length of the last file says where the written WAL ends, and every
@@ -18,11 +20,11 @@
 // writes into it are made durable with fdatasync, which then commits data
 // only. The length of a file says nothing there: the bytes after the
 // written WAL are zeros, and its user finds the end by decoding (the end
-// of the last complete, valid record). For that to be sound, Truncate
-// leaves zeros, never older bytes, after the cut: the bytes after the end
-// of the written WAL are zeros, or WAL written there and not synced
-// before a crash (which the user's decoding judges, then cuts back to the
-// end it found). And a segment's file is renamed into place only once
+// of the last complete, valid record: RecordEnd). For that to be sound,
+// Truncate leaves zeros, never older bytes, after the cut: the bytes
+// after the end of the written WAL are zeros, or WAL written there and
+// not synced before a crash (which the user's decoding judges, then cuts
+// back to the end it found). And a segment's file is renamed into place only once
 // every byte written below it is durable (a Sync, once per segment): after
 // a crash, the files below the last one hold the WAL as it was written,
 // so a user may start decoding at a record start found from the page
