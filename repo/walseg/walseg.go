@@ -129,9 +129,6 @@ func OpenPreallocated(fs vfs.FS, dir string, segSize uint64) (*Segments, error) 
 	return s, nil
 }
 
-// Preallocated says whether the files are whole segments (OpenPreallocated).
-func (s *Segments) Preallocated() bool { return s.preallocate }
-
 // Dir is the directory of the segment files.
 func (s *Segments) Dir() string { return s.dir }
 
