@@ -23,23 +23,24 @@ import (
 //
 // On disk, a directory holds WAL segment files named as in pg_wal
 // (timeline 1) and the control file walstore.json. A segment file holds
-// the segment's bytes at their offsets; it is a whole segment, zero-filled
-// ahead of need and written over with fdatasync (walseg.OpenPreallocated),
-// and the first segment has zeros before the store's start, which is
-// wherever the timeline's WAL begins (its import or branch point, in
-// mid-segment). The control file records that start and the WAL
-// receiver's source; it is replaced atomically.
+// the segment's bytes at their offsets; it is only as long as the WAL
+// written into it (not preallocated, see below), and the first segment
+// has zeros before the store's start, which is wherever the timeline's
+// WAL begins (its import or branch point, in mid-segment). The control
+// file records that start and the WAL receiver's source; it is replaced
+// atomically. After a restart the end is the end of the last complete,
+// valid record below the files' end (walseg's RecordEnd); bytes after it
+// are a torn write and are cut off.
 //
-// A file's length does not say where the written WAL ends: after a
-// restart the end is the end of the last complete, valid record (page
-// headers with the right address, CRCs), decoded from the first record
-// that starts in the last segment file but one (walseg's RecordEnd).
-// That is never below anything Flushed reported: every byte below Flushed was fsynced,
-// so every record that ends at or below it decodes; a flush reported
-// inside a record (the stream stops anywhere) loses that record's head,
-// which the compute sends again from the end found, as nothing the
-// compute waited for ends there. Bytes after the end are zeros or WAL
-// written and not synced (cut to zeros by load).
+// Why not preallocated (walseg.OpenPreallocated, as the safekeepers'
+// are): a write into a preallocated segment needs no space, so with its
+// disk full the page server went on acknowledging commits until the WAL
+// waiting for ingest filled its bound (32 MiB, and as much again in
+// in-memory layers), where commits stopped at once before; once space was
+// freed, flushing that backlog filled a tight disk again
+// (TestPageserverDiskFull). The safekeepers stop reporting a flush when
+// their control file cannot be written, within a second; the page server
+// has no such write in its loop yet.
 //
 // Retention: nothing is removed unless RemoveBelow is called. The page
 // server calls it after each GC period (tenants.trimWAL) at the
@@ -122,7 +123,7 @@ type WALStore struct {
 // the stored bytes: bytes after it are a torn write and are cut off, and
 // what remains is fsynced, so Flushed is that end.
 func OpenWALStore(fs vfs.FS, dir string, segSize uint64, log zerolog.Logger) (*WALStore, error) {
-	segs, err := walseg.OpenPreallocated(fs, dir, segSize)
+	segs, err := walseg.Open(fs, dir, segSize)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL store %s: %w", dir, err)
 	}

@@ -24,13 +24,15 @@
 // Truncate leaves zeros, never older bytes, after the cut: the bytes
 // after the end of the written WAL are zeros, or WAL written there and
 // not synced before a crash (which the user's decoding judges, then cuts
-// back to the end it found). And a segment's file is renamed into place only once
-// every byte written below it is durable (a Sync, once per segment): after
-// a crash, the files below the last one hold the WAL as it was written,
-// so a user may start decoding at a record start found from the page
-// headers of the last file but one (skipping the rest of a record begun
-// earlier, as PostgreSQL's XLogFindNextRecord does) and only the last file
-// can end in a torn write.
+// back to the end it found).
+//
+// In both kinds of store a segment's file is made (or renamed into place)
+// only once every byte written below it is durable (a Sync, once per
+// segment): after a crash, the files below the last one hold the WAL as
+// it was written, so a user may start decoding at a record start found
+// from the page headers of the last file but one (skipping the rest of a
+// record begun earlier, as PostgreSQL's XLogFindNextRecord does), and only
+// the last file can end in a torn write (RecordEnd does so).
 //
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
@@ -219,14 +221,16 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 	}
 	path := s.Path(seg)
 	_, statErr := s.fs.Stat(path)
+	if errors.Is(statErr, os.ErrNotExist) {
+		// What was written below is made durable first (once per
+		// segment): after a crash only the last file can hold a torn
+		// write (see the package doc).
+		if err := s.Sync(); err != nil {
+			return nil, err
+		}
+	}
 	if s.preallocate {
 		if errors.Is(statErr, os.ErrNotExist) {
-			// What was written below is made durable first (once per
-			// segment): after a crash only the last file can hold a
-			// torn write (see the package doc).
-			if err := s.Sync(); err != nil {
-				return nil, err
-			}
 			if err := s.takeSpare(path); err != nil {
 				return nil, fmt.Errorf("WAL segment %s: %w", s.Name(seg), err)
 			}
