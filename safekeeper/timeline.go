@@ -248,7 +248,12 @@ func (tl *Timeline) AppendWAL(term uint64, lsn pgdata.LSN, b []byte) error {
 	if term != tl.ctl.Term || tl.ctl.History.LastTerm() != term {
 		return ErrTermChanged
 	}
-	return tl.noteDisk(tl.wal.write(lsn, b))
+	if err := tl.wal.write(lsn, b); err != nil {
+		return tl.noteDisk(err)
+	}
+	// A write into a preallocated segment needs no space: that it went
+	// through says nothing of the disk (Sync says it).
+	return nil
 }
 
 // noteDisk tells the safekeeper's disk state how a write went; it
@@ -261,13 +266,16 @@ func (tl *Timeline) noteDisk(err error) error {
 }
 
 // Sync fsyncs the WAL written so far and returns the new flush LSN. The
-// control file follows at most controlPersistInterval later.
+// control file follows at most controlPersistInterval later; while it
+// cannot be written (a full disk: the WAL itself goes into preallocated
+// segments, which need no space), Sync fails, so that the compute is not
+// told of a flush, and the disk state says why.
 func (tl *Timeline) Sync() (pgdata.LSN, error) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	flush, err := tl.wal.sync()
-	if tl.noteDisk(err) != nil {
-		return tl.flush, err
+	if err != nil {
+		return tl.flush, tl.noteDisk(err)
 	}
 	if flush != tl.flush {
 		tl.flush = flush
@@ -275,9 +283,10 @@ func (tl *Timeline) Sync() (pgdata.LSN, error) {
 	}
 	if time.Since(tl.persisted) > controlPersistInterval && tl.ctl.FlushLSN != tl.flush {
 		if err := tl.persistLocked(); err != nil {
-			return tl.flush, err
+			return tl.flush, tl.noteDisk(err)
 		}
 	}
+	tl.noteDisk(nil)
 	return tl.flush, nil
 }
 
