@@ -50,10 +50,10 @@ func openWAL(fs vfs.FS, dir string, segSize uint64, begin pgdata.LSN) (*walFiles
 			return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("WAL segment %s is missing", segs.Name(list[i-1]+1))}
 		}
 	}
-	// Files below the recorded begin are a removal's that crashed before
-	// its control file was written (RemoveOldWAL): they are kept, and
-	// the WAL begins at the first one; a begin above the first file is
-	// the control file's.
+	// A recorded begin below the first file is from before a removal
+	// that crashed before its control file was written (RemoveOldWAL):
+	// the WAL begins at the first file then; otherwise where the control
+	// file says, inside the first file perhaps (a compute's start).
 	begin = max(begin, segs.Start(list[0]))
 	end, err := segs.RecordEnd(context.Background(), begin)
 	if err != nil {
