@@ -184,6 +184,9 @@
 // decoding the most advanced voter's WAL from its last term's start, so an
 // election costs a read of that term's WAL. The WAL segment size is taken
 // to be PostgreSQL's default (16 MiB), and the WAL is named as timeline 1.
+// A timeline that has taken WAL keeps a spare segment of zeros and a
+// whole last segment: 16 to 32 MiB of disk beyond its WAL. A restart
+// decodes up to two segments per timeline to find where its WAL ends.
 //
 // This package must never acknowledge (report as flushed) WAL that is not
 // fsynced, and never serve the page server WAL that a later election
