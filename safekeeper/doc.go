@@ -13,11 +13,61 @@
 // id and the segment size; it is replaced atomically (temp file, fsync,
 // rename, fsync of the directory) and carries a CRC-32C: a torn or corrupt
 // control file is an error, never a reset. WAL is written where it
-// belongs and fsynced before a flush position is reported to anyone or
-// written to the control file. The end of the WAL files is the flush LSN
-// after a restart (the control file's copy is only a lower bound, written
-// lazily); a control file flush LSN above the files' end can only come
-// from a crash in the middle of a truncation, which is completed then.
+// belongs and made durable before a flush position is reported to anyone
+// or written to the control file. The segment files are preallocated
+// (repo/walseg: whole segments of zeros made ahead of need, written over
+// and synced with fdatasync, which then commits no metadata), so a file's
+// length does not say where the WAL ends: after a restart the end of the
+// last complete record is the flush LSN (see below; the control file's
+// copy is only a lower bound, written lazily). A control file flush LSN
+// above it comes from a flush LSN inside a record whose end never came,
+// or from a crash in the middle of a truncation; the control file then
+// follows the WAL.
+//
+// # Finding the end of the WAL
+//
+// After a restart the WAL ends at the end of the last complete, valid
+// record (page headers with the right xlp_pageaddr, record CRCs),
+// decoded from a record start in the last segment file but one (walseg's
+// RecordEnd: every byte below the last file was durable before that file
+// was made); the files are cut there, to zeros, and what is kept is
+// fsynced (after kill -9 the page cache still holds bytes written and not
+// synced: they count once durable). Why that end E is never below
+// anything acknowledged:
+//
+//   - Let F be the last flush LSN this safekeeper reported (to the
+//     compute, its peers, its control file). Every byte below F was
+//     synced before F was reported, so every record that ends at or below
+//     F is intact and decodes, from a record start that is itself durable:
+//     E is at least the end of the last record that ends at or below F. E
+//     may be below F, which may lie inside a record (a stream stops
+//     anywhere): only that record's head is lost here.
+//   - What must survive is every commit the compute acknowledged: it
+//     waits until a quorum reports a flush LSN at or above its commit
+//     record's end (SyncRepWaitForLSN), a record end at or below each of
+//     their F, so at or below each of their E. The elections take the
+//     most advanced voter's last complete record as the new term's start
+//     (greet's record_lsn), which is what they did before: a quorum of
+//     voters meets the acknowledging quorum, so the start is at or above
+//     every acknowledged commit.
+//   - A term starts at a record end that was durable here before it was
+//     put in the history (finishElected syncs first), so no term starts
+//     above E: a restart changes no history, except to complete a
+//     truncation that crashed before its control file (the cut goes
+//     first). A truncation leaves zeros after the cut (walseg), so WAL
+//     written again never runs on into a diverged term's bytes that
+//     decoding would take for records.
+//   - The commit LSN is a byte position and may lie in the record lost:
+//     it comes down to E. The page server was sent WAL only up to the
+//     commit and flush LSNs and ingests whole records, so it holds none
+//     above E from here.
+//   - Where old segments were removed the WAL begins at a segment
+//     boundary, inside a record perhaps, and decoding starts after that
+//     record's rest, as the page headers say, with no CRC to check it: so
+//     a segment becomes the first only once that rest is durable here
+//     (walFiles.removeBelow).
+//   - The compute streams again from E, a record end, with the same
+//     bytes: a term has one compute.
 //
 // # Commands
 //
@@ -134,6 +184,9 @@
 // decoding the most advanced voter's WAL from its last term's start, so an
 // election costs a read of that term's WAL. The WAL segment size is taken
 // to be PostgreSQL's default (16 MiB), and the WAL is named as timeline 1.
+// A timeline that has taken WAL keeps a spare segment of zeros and a
+// whole last segment: 16 to 32 MiB of disk beyond its WAL. A restart
+// decodes up to two segments per timeline to find where its WAL ends.
 //
 // This package must never acknowledge (report as flushed) WAL that is not
 // fsynced, and never serve the page server WAL that a later election

@@ -290,8 +290,8 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		t.Fatalf("no record covers the segment boundary %s in the WAL [%s, %s)", seg, w.from, w.to)
 	}
 	// storeWAL makes a timeline hold w up to end, with the segments below
-	// end removed.
-	storeWAL := func(t *testing.T, tl *Timeline, end pgdata.LSN) {
+	// end removed: the WAL then begins at begin.
+	storeWAL := func(t *testing.T, tl *Timeline, end, begin pgdata.LSN) {
 		joinTerm(t, tl, 1)
 		beginAt(t, tl, w.from)
 		appendSynced(t, tl, 1, w.from, w.slice(w.from, end))
@@ -301,27 +301,30 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		if err := tl.RemoveOldWAL(end); err != nil {
 			t.Fatal(err)
 		}
-		if got := tl.State().BeginLSN; got != seg {
-			t.Fatalf("WAL begins at %s after the removal, want %s", got, seg)
+		if got := tl.State().BeginLSN; got != begin {
+			t.Fatalf("WAL begins at %s after the removal, want %s", got, begin)
 		}
 	}
 
 	crossEnd := w.ends[cross]
 	for _, tt := range []struct {
-		name string
-		end  pgdata.LSN // where the stored WAL ends
-		want pgdata.LSN // 0: no record is known to end in it
+		name  string
+		end   pgdata.LSN // where the stored WAL ends
+		begin pgdata.LSN // where it begins after the removal
+		want  pgdata.LSN // 0: no record is known to end in it
 	}{
-		{"all of it", w.to, w.to},
-		{"up to the end of the record over the boundary", crossEnd, crossEnd},
-		{"into the record after it", crossEnd + 10, crossEnd},
-		{"into a later record", w.ends[cross+1] + 30, w.ends[cross+1]},
-		{"inside the record over the boundary", seg + 5000, 0},
+		{"all of it", w.to, seg, w.to},
+		{"up to the end of the record over the boundary", crossEnd, seg, crossEnd},
+		{"into the record after it", crossEnd + 10, seg, crossEnd},
+		{"into a later record", w.ends[cross+1] + 30, seg, w.ends[cross+1]},
+		// The rest of the record over the boundary is not all here:
+		// its segment cannot become the first (walFiles.removeBelow).
+		{"inside the record over the boundary", seg + 5000, w.from, w.ends[cross-1]},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tl := newTestTimeline(t, t.TempDir())
 			defer tl.Close()
-			storeWAL(t, tl, tt.end)
+			storeWAL(t, tl, tt.end, tt.begin)
 			got, err := tl.RecordLSN()
 			switch {
 			case tt.want == 0 && !errors.Is(err, pgdata.ErrNoRecordStart):
@@ -368,7 +371,7 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		storeWAL(t, tl, w.to)
+		storeWAL(t, tl, w.to, seg)
 		ts.start(i)
 	}
 	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
@@ -382,5 +385,81 @@ func TestRecordLSNAfterOldWALIsRemoved(t *testing.T) {
 		if got := ts.tl(i).FlushLSN(); got != w.to {
 			t.Errorf("safekeeper %d: flush LSN %s after the election, want %s", i+1, got, w.to)
 		}
+	}
+}
+
+// TestElectionAfterCrashMidRecord: two of three safekeepers hold WAL up
+// to the middle of a record, flushed and committed there (byte
+// positions), the third lags. One of the two is killed (kill -9) and
+// opened again: its segment files are preallocated, so it finds its end by
+// decoding, at the start of the record cut short, and its commit LSN
+// follows. The next election still starts at the end of the last
+// complete record a quorum held, every safekeeper ends there with the same
+// history and WAL, and the one that was not restarted finds the same end
+// when it is.
+func TestElectionAfterCrashMidRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := makeRealWAL(t)
+	k := w.boundary(0.5)
+	r := len(w.ends) - 1
+	for r > 0 && w.ends[r]-w.starts[r] < 64 {
+		r--
+	}
+	recStart, mid := w.ends[r-1], w.starts[r]+(w.ends[r]-w.starts[r])/2
+	if recStart < k {
+		t.Fatalf("no record of 64 bytes or more after %s in [%s, %s)", k, w.from, w.to)
+	}
+	ts := newTestSet(t, 3)
+	for i := range ts.nodes {
+		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinTerm(t, tl, 1)
+		beginAt(t, tl, w.from)
+		end := mid
+		if i == 2 {
+			end = k
+		}
+		appendSynced(t, tl, 1, w.from, w.slice(w.from, end))
+		ts.start(i)
+	}
+	waitFor(t, 10*time.Second, "the commit LSN inside the record", func() bool { return ts.tl(0).State().CommitLSN == mid })
+	tl0 := ts.tl(0)
+	tl0.mu.Lock()
+	err := tl0.persistLocked() // the control file says flush and commit are inside the record
+	tl0.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ts.kill(0)
+	ts.open(0)
+	if st := ts.tl(0).State(); st.FlushLSN != recStart || st.CommitLSN != recStart || st.History.String() != "1@0/0" {
+		t.Fatalf("reopened after kill -9 with the flush LSN %s inside a record: flush %s, commit %s, history %s; want %s, %s, 1@0/0",
+			mid, st.FlushLSN, st.CommitLSN, st.History, recStart, recStart)
+	}
+	ts.start(0)
+
+	e, err := Elect(ctx, ts.addrs(), ts.tenant, ts.timeline, auth.ClientOptions{}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.StartLSN != recStart {
+		t.Fatalf("election: term %d, start %s; want %s, the end of the last complete record", e.Term, e.StartLSN, recStart)
+	}
+	wantHistory := fmt.Sprintf("1@0/0,%d@%s", e.Term, recStart)
+	for i := range ts.nodes {
+		st := ts.tl(i).State()
+		if st.FlushLSN != recStart || st.History.String() != wantHistory {
+			t.Errorf("safekeeper %d after the election: flush %s, history %s; want %s and %s", i+1, st.FlushLSN, st.History, recStart, wantHistory)
+		}
+		checkWAL(t, fmt.Sprint("safekeeper ", i+1), ts.tl(i), w.from, w.slice(w.from, recStart))
+	}
+	ts.kill(1)
+	ts.open(1)
+	if st := ts.tl(1).State(); st.FlushLSN != recStart || st.History.String() != wantHistory {
+		t.Errorf("safekeeper 2 reopened after the election cut its WAL: flush %s, history %s; want %s and %s", st.FlushLSN, st.History, recStart, wantHistory)
 	}
 }

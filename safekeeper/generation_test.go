@@ -46,9 +46,16 @@ func pageserverReports(t *testing.T, ctx context.Context, ts *testSet, i int, ge
 func TestStalePageserverRemovesNoWAL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	seg := pgdata.LSN(pgdata.WALSegmentSize)
-	from, end := pgdata.LSN(40), 2*seg+100
-	wal := make([]byte, end-from)
+	// Real WAL over three segments: the safekeepers restart, and find
+	// the end of their WAL by decoding it. seg is the first boundary.
+	w := makeRealWAL(t,
+		"SELECT pg_logical_emit_message(false, 'zenith', repeat('m', 1000000)) FROM generate_series(1, 30)",
+		"CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)")
+	from, end := w.from, w.to
+	seg := from - pgdata.LSN(from.SegmentOffset(pgdata.WALSegmentSize)) + pgdata.WALSegmentSize
+	if end <= seg+pgdata.WALSegmentSize {
+		t.Fatalf("the WAL [%s, %s) does not reach a third segment", from, end)
+	}
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
 		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
@@ -57,7 +64,7 @@ func TestStalePageserverRemovesNoWAL(t *testing.T) {
 		}
 		joinTerm(t, tl, 1)
 		beginAt(t, tl, from)
-		appendSynced(t, tl, 1, from, wal)
+		appendSynced(t, tl, 1, from, w.slice(from, end))
 		ts.start(i)
 	}
 	for i := range ts.nodes {

@@ -138,6 +138,7 @@ func (ts *testSet) kill(i int) {
 	nd := ts.nodes[i]
 	nd.cancel()
 	<-nd.done
+	nd.cancel = nil
 	for _, tl := range nd.sk.Timelines() {
 		tl.mu.Lock()
 		tl.closed = true

@@ -139,55 +139,85 @@ func joinTerm(t *testing.T, tl *Timeline, term uint64) {
 	}
 }
 
-func TestWALWriteTruncateReopen(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tl")
-	tl := newTestTimeline(t, dir)
-	joinTerm(t, tl, 1)
-	begin := pgdata.LSN(pgdata.WALSegmentSize - 1000) // crosses into segment 1
-	if err := tl.setCompute(1, begin, "host=compute"); err != nil {
+// newSpanTimeline makes an empty timeline in dir with the span sample's
+// 1 MiB segments.
+func newSpanTimeline(t *testing.T, dir string) *Timeline {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data := walBytes(begin, 3000)
-	if err := tl.AppendWAL(1, begin, data[:1500]); err != nil {
+	if err := writeControl(dir, &Control{SegmentSize: walTestSegSize}); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.AppendWAL(1, begin+1500, data[1500:]); err != nil {
-		t.Fatal(err)
-	}
-	if err := tl.AppendWAL(1, begin+10, data); err == nil {
-		t.Fatal("a write that is not at the end of the WAL was accepted")
-	}
-	if got := tl.FlushLSN(); got != begin {
-		t.Fatalf("flush LSN before Sync = %s, want %s (nothing fsynced yet)", got, begin)
-	}
-	flush, err := tl.Sync()
-	if err != nil || flush != begin+3000 {
-		t.Fatalf("Sync = %s, %v; want %s", flush, err, begin+3000)
-	}
-	for _, name := range []string{"000000010000000000000000", "000000010000000000000001"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Fatalf("segment file: %v", err)
-		}
-	}
-	got := make([]byte, 3000)
-	if err := tl.ReadWAL(got, begin); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, data))
-	}
-	if err := tl.ReadWAL(got, begin+1); err == nil {
-		t.Fatal("a read beyond the flush LSN succeeded")
-	}
-
-	// Reopen without Close (as after kill -9): the WAL files say where
-	// the WAL ends, even though the control file was written earlier.
-	tl2, err := openTimeline(dir, tl.Tenant, tl.Timeline, zerolog.Nop())
+	tl, err := openTimeline(dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := tl2.State()
-	if st.FlushLSN != begin+3000 || st.BeginLSN != begin || st.Term != 1 || st.History.String() != "1@0/0" {
-		t.Fatalf("reopened state %+v", st)
+	return tl
+}
+
+// reopen opens tl's directory again without closing tl, as after kill -9
+// (the page cache keeps what tl wrote), then closes tl's files.
+func reopen(t *testing.T, tl *Timeline) *Timeline {
+	t.Helper()
+	tl2, err := openTimeline(tl.dir, tl.Tenant, tl.Timeline, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
 	}
 	tl.wal.closeAll()
+	return tl2
+}
+
+// TestWALWriteTruncateReopen writes real WAL across segment files, and
+// reopens the timeline as after kill -9: the flush LSN is the end of the
+// last complete record, also when the flush LSN before lay inside a record
+// (the control file follows it down), and a truncation whose control file
+// was never written is completed.
+func TestWALWriteTruncateReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tl")
+	tl := newSpanTimeline(t, dir)
+	joinTerm(t, tl, 1)
+	if err := tl.setCompute(1, spanStart, "host=compute"); err != nil {
+		t.Fatal(err)
+	}
+	data := spanWAL(t, spanStart, spanEnd)
+	mid := pgdata.LSN(0x800000 + 5000) // into segment 8
+	if err := tl.AppendWAL(1, spanStart, data[:mid-spanStart]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.AppendWAL(1, mid, data[mid-spanStart:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.AppendWAL(1, spanStart+10, data); err == nil {
+		t.Fatal("a write that is not at the end of the WAL was accepted")
+	}
+	if got := tl.FlushLSN(); got != spanStart {
+		t.Fatalf("flush LSN before Sync = %s, want %s (nothing fsynced yet)", got, spanStart)
+	}
+	flush, err := tl.Sync()
+	if err != nil || flush != spanEnd {
+		t.Fatalf("Sync = %s, %v; want %s", flush, err, spanEnd)
+	}
+	for seg := uint64(7); seg <= 9; seg++ {
+		if _, err := os.Stat(filepath.Join(dir, pgdata.WALFileName(1, seg, walTestSegSize))); err != nil {
+			t.Fatalf("segment file: %v", err)
+		}
+	}
+	got := make([]byte, len(data))
+	if err := tl.ReadWAL(got, spanStart); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if err := tl.ReadWAL(got, spanStart+1); err == nil {
+		t.Fatal("a read beyond the flush LSN succeeded")
+	}
+
+	// Reopen without Close: the WAL says where it ends, even though the
+	// control file was written earlier.
+	tl2 := reopen(t, tl)
+	st := tl2.State()
+	if st.FlushLSN != spanEnd || st.BeginLSN != spanStart || st.Term != 1 || st.History.String() != "1@0/0" {
+		t.Fatalf("reopened state %+v", st)
+	}
 
 	// The control file records the flush LSN; then a truncation across a
 	// segment boundary cuts the files and crashes before the control file.
@@ -197,24 +227,19 @@ func TestWALWriteTruncateReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := pgdata.LSN(pgdata.WALSegmentSize - 500)
+	cut := spanSwitch
 	if err := tl2.wal.truncate(cut); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "000000010000000000000001")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, pgdata.WALFileName(1, 9, walTestSegSize))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("segment after the truncation point still exists: %v", err)
 	}
-	tl2.wal.closeAll()
-	tl3, err := openTimeline(dir, tl.Tenant, tl.Timeline, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl3.Close()
+	tl3 := reopen(t, tl2)
 	if got := tl3.FlushLSN(); got != cut {
 		t.Fatalf("flush LSN after truncation and reopen = %s, want %s", got, cut)
 	}
-	got = make([]byte, cut-begin)
-	if err := tl3.ReadWAL(got, begin); err != nil || !bytes.Equal(got, data[:cut-begin]) {
+	got = make([]byte, cut-spanStart)
+	if err := tl3.ReadWAL(got, spanStart); err != nil || !bytes.Equal(got, data[:cut-spanStart]) {
 		t.Fatalf("read after truncation: %v", err)
 	}
 	// The interrupted truncation (files cut, control file not yet
@@ -222,6 +247,46 @@ func TestWALWriteTruncateReopen(t *testing.T) {
 	ctl, err := readControl(dir)
 	if err != nil || ctl.FlushLSN != cut {
 		t.Fatalf("control file after reopen: %+v, %v; want flush %s", ctl, err, cut)
+	}
+
+	// The WAL goes on into the last record and stops inside it, flushed
+	// and committed there (a byte position), and recorded so in the
+	// control file: the reopened timeline ends where that record begins,
+	// and the control file follows.
+	inside := spanLast + 3000
+	if err := tl3.AppendWAL(1, cut, data[cut-spanStart:inside-spanStart]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl3.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl3.AdvanceCommit(inside); err != nil {
+		t.Fatal(err)
+	}
+	tl3.mu.Lock()
+	err = tl3.persistLocked()
+	tl3.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl4 := reopen(t, tl3)
+	defer tl4.Close()
+	if st := tl4.State(); st.FlushLSN != spanLast || st.CommitLSN != spanLast || st.History.String() != "1@0/0" {
+		t.Fatalf("reopened with the flush LSN inside a record: flush %s, commit %s, history %s; want %s, %s and 1@0/0", st.FlushLSN, st.CommitLSN, st.History, spanLast, spanLast)
+	}
+	if ctl, err := readControl(dir); err != nil || ctl.FlushLSN != spanLast {
+		t.Fatalf("control file after reopen: %+v, %v; want flush %s", ctl, err, spanLast)
+	}
+	// The WAL written on from there is the WAL found again.
+	if err := tl4.AppendWAL(1, spanLast, data[spanLast-spanStart:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl4.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got = make([]byte, len(data))
+	if err := tl4.ReadWAL(got, spanStart); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after writing on: %v", err)
 	}
 }
 
@@ -279,35 +344,40 @@ func TestTermFencing(t *testing.T) {
 }
 
 // TestRemoveOldWAL: whole segments below both the page server's LSN and
-// the peers' horizon go; the segment holding either stays.
+// the peers' horizon go; the segment holding either stays, and so does
+// the last one; and a segment becomes the first only once the rest of the
+// record that runs into it is durable, as a restart decodes from there.
 func TestRemoveOldWAL(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tl")
-	tl := newTestTimeline(t, dir)
-	defer tl.Close()
-	joinTerm(t, tl, 1)
-	seg := pgdata.LSN(pgdata.WALSegmentSize)
-	if err := tl.setCompute(1, 100, "x"); err != nil {
-		t.Fatal(err)
+	newSpan := func(t *testing.T, end pgdata.LSN) (*Timeline, func(n uint64) bool) {
+		dir := filepath.Join(t.TempDir(), "tl")
+		tl := newSpanTimeline(t, dir)
+		t.Cleanup(func() { tl.Close() })
+		joinTerm(t, tl, 1)
+		if err := tl.setCompute(1, spanStart, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tl.AppendWAL(1, spanStart, spanWAL(t, spanStart, end)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tl.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		return tl, func(n uint64) bool {
+			_, err := os.Stat(filepath.Join(dir, pgdata.WALFileName(1, n, walTestSegSize)))
+			return err == nil
+		}
 	}
-	if err := tl.AppendWAL(1, 100, make([]byte, 4*seg)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tl.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	exists := func(n uint64) bool {
-		_, err := os.Stat(filepath.Join(dir, pgdata.WALFileName(1, n, pgdata.WALSegmentSize)))
-		return err == nil
-	}
+	tl, exists := newSpan(t, spanEnd)
 	for _, tt := range []struct {
 		pageserver, horizon pgdata.LSN
 		gone                []uint64 // segments removed by now
 		kept                []uint64
 	}{
-		{0, 4 * seg, nil, []uint64{0, 1, 2, 3, 4}},                // page server has nothing
-		{2*seg + 5, seg + 1, []uint64{0}, []uint64{1, 2, 3, 4}},   // a peer needs segment 1
-		{2*seg + 5, 4 * seg, []uint64{0, 1}, []uint64{2, 3, 4}},   // the page server needs segment 2
-		{4*seg + 100, 5 * seg, []uint64{0, 1, 2, 3}, []uint64{4}}, // the last segment always stays
+		{0, spanEnd, nil, []uint64{7, 8, 9}},              // page server has nothing
+		{spanLast, 0x7FF000, nil, []uint64{7, 8, 9}},      // a peer needs segment 7
+		{spanLast, 0x800005, []uint64{7}, []uint64{8, 9}}, // a peer needs segment 8
+		{spanEnd, 0xA00000, []uint64{7, 8}, []uint64{9}},  // the last segment always stays
+		{0xA00000, 0xA00000, []uint64{7, 8}, []uint64{9}}, // whatever they say
 	} {
 		if _, err := tl.SetPageserverLSN(0, tt.pageserver); err != nil {
 			t.Fatal(err)
@@ -326,7 +396,26 @@ func TestRemoveOldWAL(t *testing.T) {
 			}
 		}
 	}
-	if got := tl.State().BeginLSN; got != 4*seg {
-		t.Errorf("begin LSN after removal = %s, want %s", got, 4*seg)
+	if got := tl.State().BeginLSN; got != 0x900000 {
+		t.Errorf("begin LSN after removal = %s, want 0/900000", got)
+	}
+	tl2 := reopen(t, tl)
+	defer tl2.Close()
+	if st := tl2.State(); st.BeginLSN != 0x900000 || st.FlushLSN != spanEnd {
+		t.Errorf("reopened after the removal: WAL [%s, %s), want [0/900000, %s)", st.BeginLSN, st.FlushLSN, spanEnd)
+	}
+
+	// The WAL ends inside the 100 KB record that runs from segment 7 into
+	// 8: its rest is not all here, so segment 7 stays.
+	inside := pgdata.LSN(0x805000)
+	tl3, exists3 := newSpan(t, inside)
+	if _, err := tl3.SetPageserverLSN(0, inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl3.RemoveOldWAL(inside); err != nil {
+		t.Fatal(err)
+	}
+	if !exists3(7) || tl3.State().BeginLSN != spanStart {
+		t.Errorf("the WAL ends inside the record that runs into segment 8: segment 7 exists %v, begin %s; want it kept and %s", exists3(7), tl3.State().BeginLSN, spanStart)
 	}
 }

@@ -109,7 +109,7 @@ func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log ze
 	if !pgdata.ValidWALSegmentSize(ctl.SegmentSize) {
 		return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
 	}
-	w, err := openWAL(vfs.Default, dir, ctl.SegmentSize)
+	w, err := openWAL(vfs.Default, dir, ctl.SegmentSize, ctl.BeginLSN)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +129,16 @@ func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log ze
 	tl.flush = w.end
 	if tl.flush < ctl.FlushLSN {
 		// The control file is written only after the WAL it counts is
-		// fsynced, so this is a crash during a truncation (files first,
-		// then the control file): finish it.
+		// fsynced, so this is a flush LSN inside a record whose end
+		// never came (the end found is the last complete record's, see
+		// "Finding the end of the WAL" in the package doc), or a crash
+		// during a truncation (files first, then the control file):
+		// either way the control file follows the WAL. No term starts
+		// above the end found (a term starts at a durable record end),
+		// unless a truncation cut it, and the commit LSN is a byte
+		// position that may lie in the record lost.
 		tl.log.Warn().Stringer("control_flush_lsn", ctl.FlushLSN).Stringer("wal_end", tl.flush).
-			Msg("WAL ends below the control file's flush LSN: completing an interrupted truncation")
+			Msg("WAL ends below the control file's flush LSN (a record cut short, or an interrupted truncation): the control file follows the WAL")
 		tl.ctl.History = historyUpTo(tl.ctl.History, tl.flush)
 		tl.ctl.FlushLSN = tl.flush
 		if tl.ctl.CommitLSN > tl.flush {
@@ -242,7 +248,12 @@ func (tl *Timeline) AppendWAL(term uint64, lsn pgdata.LSN, b []byte) error {
 	if term != tl.ctl.Term || tl.ctl.History.LastTerm() != term {
 		return ErrTermChanged
 	}
-	return tl.noteDisk(tl.wal.write(lsn, b))
+	if err := tl.wal.write(lsn, b); err != nil {
+		return tl.noteDisk(err)
+	}
+	// A write into a preallocated segment needs no space: that it went
+	// through says nothing of the disk (Sync says it).
+	return nil
 }
 
 // noteDisk tells the safekeeper's disk state how a write went; it
@@ -255,13 +266,16 @@ func (tl *Timeline) noteDisk(err error) error {
 }
 
 // Sync fsyncs the WAL written so far and returns the new flush LSN. The
-// control file follows at most controlPersistInterval later.
+// control file follows at most controlPersistInterval later; while it
+// cannot be written (a full disk: the WAL itself goes into preallocated
+// segments, which need no space), Sync fails, so that the compute is not
+// told of a flush, and the disk state says why.
 func (tl *Timeline) Sync() (pgdata.LSN, error) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	flush, err := tl.wal.sync()
-	if tl.noteDisk(err) != nil {
-		return tl.flush, err
+	if err != nil {
+		return tl.flush, tl.noteDisk(err)
 	}
 	if flush != tl.flush {
 		tl.flush = flush
@@ -269,9 +283,10 @@ func (tl *Timeline) Sync() (pgdata.LSN, error) {
 	}
 	if time.Since(tl.persisted) > controlPersistInterval && tl.ctl.FlushLSN != tl.flush {
 		if err := tl.persistLocked(); err != nil {
-			return tl.flush, err
+			return tl.flush, tl.noteDisk(err)
 		}
 	}
+	tl.noteDisk(nil)
 	return tl.flush, nil
 }
 

@@ -3,6 +3,8 @@ package safekeeper
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -13,81 +15,118 @@ import (
 // walTestSegSize is the smallest WAL segment size: writes cross files.
 const walTestSegSize = 1 << 20
 
-// patterned is n bytes that differ at every offset from start.
-func patterned(start pgdata.LSN, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		p := uint64(start) + uint64(i)
-		b[i] = byte(p ^ p>>8 ^ p>>16)
-	}
-	return b
-}
+// The "span" sample of repo/pgdata: 1 MiB segments 7 to 9 of a real
+// PostgreSQL 15, from a record in segment 7, with a 100 KB record from
+// segment 7 into 8, an XLOG_SWITCH in 8, and zeros after the last record
+// in 9.
+const (
+	spanStart  = pgdata.LSN(0x7FB158)
+	spanEnd    = pgdata.LSN(0x902808) // pg_waldump: invalid record length at 0/902808
+	spanSwitch = pgdata.LSN(0x813A50)
+	spanLast   = pgdata.LSN(0x9000A0) // the last record, 10 KB
+)
 
-// TestWALFilesFaults runs a safekeeper's WAL files on a file system that
-// crashes and fails: what sync reported survives a crash; a failed fsync
-// never advances the flush LSN, now or later; a truncation (an election's
-// cut of diverged WAL) interrupted by a crash at any file-system operation
-// reopens at the old end or the cut, with the bytes below intact.
-func TestWALFilesFaults(t *testing.T) {
-	begin := pgdata.LSN(walTestSegSize + 4096)
-	written := patterned(begin, 2*walTestSegSize)
-	setup := func(t *testing.T, fs vfs.FS) *walFiles {
-		t.Helper()
-		w, err := openWAL(fs, "/tl", walTestSegSize)
+// spanWAL returns the sample's bytes [from, to).
+func spanWAL(t *testing.T, from, to pgdata.LSN) []byte {
+	t.Helper()
+	var all []byte
+	for seg := uint64(7); seg <= 9; seg++ {
+		b, err := os.ReadFile(filepath.Join("../repo/pgdata/testdata/wal/span", pgdata.WALFileName(1, seg, walTestSegSize)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.setBegin(begin)
-		if err := w.write(begin, written); err != nil {
+		all = append(all, b...)
+	}
+	base := pgdata.LSN(7 * walTestSegSize)
+	return all[from-base : to-base]
+}
+
+// TestWALFilesFaults runs a safekeeper's WAL files, holding real WAL, on
+// a file system that crashes and fails: what sync reported survives a
+// crash, and the end found again is the end of the last complete record;
+// a failed fsync never advances the flush LSN, now or later; a truncation
+// (an election's cut of diverged WAL) interrupted by a crash at any
+// file-system operation reopens at the old end or the cut, with the bytes
+// below intact.
+func TestWALFilesFaults(t *testing.T) {
+	setup := func(t *testing.T, fs vfs.FS, upTo pgdata.LSN) *walFiles {
+		t.Helper()
+		w, err := openWAL(fs, "/tl", walTestSegSize, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if flush, err := w.sync(); err != nil || flush != begin+pgdata.LSN(len(written)) {
+		w.setBegin(spanStart)
+		if err := w.write(spanStart, spanWAL(t, spanStart, upTo)); err != nil {
+			t.Fatal(err)
+		}
+		if flush, err := w.sync(); err != nil || flush != upTo {
 			t.Fatalf("sync = %v, %v", flush, err)
 		}
 		return w
 	}
 	reopen := func(t *testing.T, fs vfs.FS) *walFiles {
 		t.Helper()
-		w, err := openWAL(fs, "/tl", walTestSegSize)
+		w, err := openWAL(fs, "/tl", walTestSegSize, spanStart)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return w
 	}
-	// check reads back [from, w.end) and compares it with what was written.
-	check := func(t *testing.T, w *walFiles, from pgdata.LSN) {
+	// check reads back [spanStart, w.end) and compares it with the sample.
+	check := func(t *testing.T, w *walFiles) {
 		t.Helper()
-		b := make([]byte, w.end-from)
-		if err := w.readAt(b, from); err != nil {
+		b := make([]byte, w.end-spanStart)
+		if err := w.readAt(b, spanStart); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(b, patterned(from, len(b))) {
-			t.Fatalf("WAL [%v, %v) differs from what was written", from, w.end)
+		if !bytes.Equal(b, spanWAL(t, spanStart, w.end)) {
+			t.Fatalf("WAL [%v, %v) differs from what was written", spanStart, w.end)
 		}
 	}
 
-	t.Run("crash after sync", func(t *testing.T) {
-		mem := vfs.NewMem()
-		w := setup(t, mem)
-		synced := w.synced
-		if err := w.write(w.end, patterned(w.end, 5000)); err != nil {
-			t.Fatal(err)
-		}
-		mem.Crash()
-		w.closeAll()
-		mem.Restart()
-		w = reopen(t, mem)
-		if w.end != synced || w.synced != synced {
-			t.Errorf("reopened at end %v (synced %v), want the synced %v", w.end, w.synced, synced)
-		}
-		check(t, w, begin)
-	})
+	for _, tc := range []struct {
+		name          string
+		synced, extra pgdata.LSN // synced up to, then written unsynced up to
+		want          pgdata.LSN
+	}{
+		{"crash after sync", spanLast, spanEnd, spanLast},
+		{"crash with the flush LSN inside a record", spanLast + 3000, spanEnd, spanLast},
+		{"crash after an unsynced write into a new segment", spanSwitch + 100, spanLast, 0x900000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := vfs.NewMem()
+			w := setup(t, mem, tc.synced)
+			if err := w.write(w.end, spanWAL(t, w.end, tc.extra)); err != nil {
+				t.Fatal(err)
+			}
+			mem.Crash()
+			w.closeAll()
+			mem.Restart()
+			w = reopen(t, mem)
+			if w.end != tc.want || w.synced != tc.want || w.begin != spanStart {
+				t.Errorf("reopened at [%v, %v) (synced %v), want [%v, %v)", w.begin, w.end, w.synced, spanStart, tc.want)
+			}
+			check(t, w)
+			// The WAL goes on from there, and is found again.
+			if err := w.write(w.end, spanWAL(t, w.end, spanEnd)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.sync(); err != nil {
+				t.Fatal(err)
+			}
+			w.closeAll()
+			if w = reopen(t, mem); w.end != spanEnd {
+				t.Errorf("after writing on: reopened at %v, want %v", w.end, spanEnd)
+			}
+			check(t, w)
+		})
+	}
 
 	t.Run("failed fsync", func(t *testing.T) {
 		fs := vfs.NewFaulty(vfs.NewMem())
-		w := setup(t, fs)
+		w := setup(t, fs, spanLast)
 		synced := w.synced
-		if err := w.write(w.end, patterned(w.end, 5000)); err != nil {
+		if err := w.write(w.end, spanWAL(t, w.end, spanEnd)); err != nil {
 			t.Fatal(err)
 		}
 		fs.SetRule(vfs.FailOnce(vfs.OpSync, func(string) bool { return true }))
@@ -100,12 +139,13 @@ func TestWALFilesFaults(t *testing.T) {
 		}
 	})
 
-	cut := begin + walTestSegSize/2
+	cut := spanSwitch
 	for step := 1; ; step++ {
 		mem := vfs.NewMem()
 		fs := vfs.NewFaulty(mem)
-		w := setup(t, fs)
+		w := setup(t, fs, spanEnd)
 		end := w.end
+		w.closeAll() // waits for the spare's fill, whose operations are not the truncation's
 		fs.SetRule(vfs.CrashAt(mem, step))
 		err := w.truncate(cut)
 		fs.SetRule(nil)
@@ -118,7 +158,7 @@ func TestWALFilesFaults(t *testing.T) {
 		if w.end != end && w.end != cut {
 			t.Fatalf("truncation crashed at operation %d: reopened WAL ends at %v, neither the old end %v nor the cut %v", step, w.end, end, cut)
 		}
-		check(t, w, begin)
+		check(t, w)
 		if err == nil {
 			if w.end != cut {
 				t.Errorf("completed truncation reopens at %v, want %v", w.end, cut)

@@ -24,10 +24,23 @@ import (
 // On disk, a directory holds WAL segment files named as in pg_wal
 // (timeline 1) and the control file walstore.json. A segment file holds
 // the segment's bytes at their offsets; it is only as long as the WAL
-// written into it (not preallocated), and the first segment has zeros
-// before the store's start, which is wherever the timeline's WAL begins
-// (its import or branch point, in mid-segment). The control file records
-// that start and the WAL receiver's source; it is replaced atomically.
+// written into it (not preallocated, see below), and the first segment
+// has zeros before the store's start, which is wherever the timeline's
+// WAL begins (its import or branch point, in mid-segment). The control
+// file records that start and the WAL receiver's source; it is replaced
+// atomically. After a restart the end is the end of the last complete,
+// valid record below the files' end (walseg's RecordEnd); bytes after it
+// are a torn write and are cut off.
+//
+// Why not preallocated (walseg.OpenPreallocated, as the safekeepers'
+// are): a write into a preallocated segment needs no space, so with its
+// disk full the page server went on acknowledging commits until the WAL
+// waiting for ingest filled its bound (32 MiB, and as much again in
+// in-memory layers), where commits stopped at once before; once space was
+// freed, flushing that backlog filled a tight disk again
+// (TestPageserverDiskFull). The safekeepers stop reporting a flush when
+// their control file cannot be written, within a second; the page server
+// has no such write in its loop yet.
 //
 // Retention: nothing is removed unless RemoveBelow is called. The page
 // server calls it after each GC period (tenants.trimWAL) at the

@@ -56,13 +56,16 @@ func TestWALStoreFaults(t *testing.T) {
 		s := fill(t, mem)
 		s.Close()
 		s = open(t, mem)
-		// Cut back to the 100 KB record's end, then write the rest
-		// again without a Sync: a crash loses it.
+		// Cut back to the 100 KB record's end, then write the rest of
+		// its segment again without a Sync: a crash loses it. (Not
+		// beyond: the store syncs what lies below a new segment before
+		// it makes the segment's file.)
 		mid := recs[2].LSN
 		if err := s.Truncate(mid); err != nil {
 			t.Fatal(err)
 		}
-		writeChunks(t, s, mid, wal[mid-spanStart:spanEnd-spanStart], rand.New(rand.NewPCG(5, 6)))
+		segEnd := s.segs.Start(mid.SegmentNo(spanSegSize) + 1)
+		writeChunks(t, s, mid, wal[mid-spanStart:segEnd-spanStart], rand.New(rand.NewPCG(5, 6)))
 		mem.Crash()
 		s.Close()
 		mem.Restart()
@@ -163,6 +166,7 @@ func TestWALStoreFaults(t *testing.T) {
 		fs := vfs.NewFaulty(mem)
 		s := fill(t, fs)
 		end := s.End()
+		s.Close() // waits for the spare's fill, whose operations are not the Truncate's
 		fs.SetRule(vfs.CrashAt(mem, step))
 		err := s.Truncate(cut)
 		fs.SetRule(nil)

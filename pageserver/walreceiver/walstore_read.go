@@ -50,10 +50,13 @@ func (s *WALStore) load() error {
 		return err
 	}
 	s.end = stored
-	end, err := s.recordEnd(stored)
+	// Not the files' lengths: they are whole segments (see the top of
+	// walstore.go).
+	end, err := s.segs.RecordEnd(context.Background(), s.ctl.Start)
 	if err != nil {
 		return err
 	}
+	end = min(end, stored)
 	if end < stored {
 		s.log.Warn().Stringer("end", end).Int64("bytes", int64(stored-end)).Msg("cutting off a torn WAL tail")
 	}
@@ -116,33 +119,6 @@ func (s *WALStore) storedBytesEnd(segs []uint64) (pgdata.LSN, error) {
 		}
 	}
 	return end, nil
-}
-
-// recordEnd finds the end of the last record that is complete in the
-// stored bytes below stored, decoding from the first record that starts in
-// the last segment holding one.
-func (s *WALStore) recordEnd(stored pgdata.LSN) (pgdata.LSN, error) {
-	if stored == s.ctl.Start {
-		return stored, nil
-	}
-	for seg := (stored - 1).SegmentNo(s.segSize); ; seg-- {
-		from, err := s.recordStartIn(seg, stored)
-		if err == nil && from < stored {
-			next, err := pgdata.ScanWAL(context.Background(), from, stored, s.segSize, s.readAt, nil)
-			var eow *pgdata.EndOfWALError
-			if errors.As(err, &eow) {
-				next, err = eow.LSN, nil
-			}
-			if err != nil {
-				return 0, err
-			}
-			return min(next, stored), nil
-		}
-		// The segment is torn, or covered by a record that began
-		// earlier: look for a record start further back. The start's
-		// segment always has one (the start, below stored).
-		s.log.Debug().Uint64("segment", seg).AnErr("why", err).Msg("no record start in the last segment")
-	}
 }
 
 // recordStartIn is where the first record that starts in segment seg

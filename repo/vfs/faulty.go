@@ -191,6 +191,14 @@ func (f *faultyFile) Sync() error {
 	return f.File.Sync()
 }
 
+// SyncData is an OpSync too: a rule that fails fsyncs fails fdatasyncs.
+func (f *faultyFile) SyncData() error {
+	if err := f.fs.check(OpSync, f.name); err != nil {
+		return err
+	}
+	return f.File.SyncData()
+}
+
 // CrashAt returns a rule that lets step-1 operations through and, at the
 // step-th, crashes mem (MemFS.Crash) and fails that operation: a test
 // that runs an operation once with each step, restarting mem in between,

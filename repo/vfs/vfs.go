@@ -17,6 +17,11 @@ type File interface {
 	// Sync makes the file's contents durable (fsync). For a directory
 	// opened with OpenDir, it makes the directory's entries durable.
 	Sync() error
+	// SyncData makes the file's data durable (fdatasync): like Sync, but
+	// without metadata that later reads do not need, such as the
+	// modification time. Over blocks already allocated and written (a
+	// preallocated file) it commits no metadata at all.
+	SyncData() error
 	Stat() (os.FileInfo, error)
 }
 
@@ -109,6 +114,8 @@ func (f *osFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *osFile) Sync() error { return diskFull(f.name, f.File.Sync()) }
+
+func (f *osFile) SyncData() error { return diskFull(f.name, f.File.SyncData()) }
 
 // pebbleFS adapts a pebble vfs.FS to FS.
 type pebbleFS struct{ fs pvfs.FS }

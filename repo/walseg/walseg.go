@@ -3,11 +3,36 @@
 // quorum-durable WAL) and of the page server (the raw WAL it receives
 // without safekeepers).
 //
-// A segment's file holds the segment's bytes at their offsets and is only
-// as long as the WAL written into it: files are not preallocated, so the
-// length of the last file says where the written WAL ends. Segments knows
-// files, offsets and durability; what the bytes mean (where records start
-// and end, which LSNs a store holds) is its users' business.
+// A segment's file holds the segment's bytes at their offsets. Segments
+// knows files, offsets and durability; what the bytes mean (where records
+// start and end, which LSNs a store holds) is its users' business, but
+// for RecordEnd, the one decode that finds where a preallocated store's
+// written WAL ends after a restart.
+//
+// Open's files are only as long as the WAL written into them, so the
+// length of the last file says where the written WAL ends, and every
+// fsync also commits a file size (a journal commit on ext4).
+// OpenPreallocated's are whole segments from the start: a segment's file
+// is made in the background before the WAL reaches it (the spare: zeros
+// written for real, fsynced, renamed to spareName, the directory fsynced:
+// not fallocate's unwritten extents, a write into which is again a
+// metadata change), renamed into place when the WAL reaches it, and the
+// writes into it are made durable with fdatasync, which then commits data
+// only. The length of a file says nothing there: the bytes after the
+// written WAL are zeros, and its user finds the end by decoding (the end
+// of the last complete, valid record: RecordEnd). For that to be sound,
+// Truncate leaves zeros, never older bytes, after the cut: the bytes
+// after the end of the written WAL are zeros, or WAL written there and
+// not synced before a crash (which the user's decoding judges, then cuts
+// back to the end it found).
+//
+// In both kinds of store a segment's file is made (or renamed into place)
+// only once every byte written below it is durable (a Sync, once per
+// segment): after a crash, the files below the last one hold the WAL as
+// it was written, so a user may start decoding at a record start found
+// from the page headers of the last file but one (skipping the rest of a
+// record begun earlier, as PostgreSQL's XLogFindNextRecord does), and only
+// the last file can end in a torn write (RecordEnd does so).
 //
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
@@ -33,9 +58,14 @@ import (
 // zenith's computes never switch timelines.
 const Timeline = 1
 
-// tmpSuffix marks the temporary copy Truncate renames over a segment; a
-// leftover one is a crashed Truncate's and is removed by List.
+// tmpSuffix marks the temporary copy Truncate renames over a segment, and
+// the spare being zero-filled; a leftover one is a crash's and is removed
+// by List.
 const tmpSuffix = ".cut"
+
+// spareName is the file a preallocating Segments keeps ready for the next
+// segment: a whole segment of zeros, durable with its directory entry.
+const spareName = "spare.walseg"
 
 // ErrBroken wraps the error of every write and sync after an fsync
 // failed: what the failed fsync covered may be lost, so nothing written
@@ -56,10 +86,17 @@ type Segments struct {
 	dirty    map[uint64]bool     // written since the last Sync
 	dirDirty bool                // an entry was created or removed since the last Sync
 	broken   error               // the failed fsync, once one failed
+
+	// preallocate says the files are whole segments (OpenPreallocated);
+	// filling, if not nil, delivers the result of the background fill of
+	// the spare.
+	preallocate bool
+	filling     chan error
 }
 
 // Open returns the segment store in dir, creating the directory if
-// needed. segSize is the WAL segment size.
+// needed. segSize is the WAL segment size. Its files are as long as the
+// WAL written into them.
 func Open(fs vfs.FS, dir string, segSize uint64) (*Segments, error) {
 	if !pgdata.ValidWALSegmentSize(segSize) {
 		return nil, fmt.Errorf("WAL segments in %s: invalid WAL segment size %d", dir, segSize)
@@ -77,6 +114,21 @@ func Open(fs vfs.FS, dir string, segSize uint64) (*Segments, error) {
 		fs: fs, dir: dir, segSize: segSize,
 		files: map[uint64]vfs.File{}, dirty: map[uint64]bool{},
 	}, nil
+}
+
+// OpenPreallocated is Open for a store whose segment files are whole
+// segments, zero-filled ahead of need and written over with fdatasync
+// (see the package doc): its user finds the end of the written WAL by
+// decoding, never from a file's length. Files of an Open store (shorter
+// ones) are taken as they are: writes that extend them are still made
+// durable, as fdatasync commits a changed size too.
+func OpenPreallocated(fs vfs.FS, dir string, segSize uint64) (*Segments, error) {
+	s, err := Open(fs, dir, segSize)
+	if err != nil {
+		return nil, err
+	}
+	s.preallocate = true
+	return s, nil
 }
 
 // Dir is the directory of the segment files.
@@ -103,10 +155,16 @@ func (s *Segments) List() (segs []uint64, others []string, err error) {
 		return nil, nil, fmt.Errorf("list WAL segments: %w", err)
 	}
 	for _, name := range names {
-		if base, ok := strings.CutSuffix(name, tmpSuffix); ok && len(base) == pgdata.WALFileNameLen {
+		if base, ok := strings.CutSuffix(name, tmpSuffix); ok && (len(base) == pgdata.WALFileNameLen || base == spareName) {
+			if s.filling != nil && base == spareName {
+				continue // being filled now
+			}
 			if err := s.fs.Remove(filepath.Join(s.dir, name)); err != nil {
 				return nil, nil, fmt.Errorf("remove a crashed truncation's copy: %w", err)
 			}
+			continue
+		}
+		if name == spareName {
 			continue
 		}
 		tli, seg, partial, err := pgdata.ParseWALFileName(name, s.segSize)
@@ -121,7 +179,8 @@ func (s *Segments) List() (segs []uint64, others []string, err error) {
 }
 
 // Size is the length of segment seg's file: where the WAL written into
-// it ends, relative to the segment's start.
+// it ends, relative to the segment's start, in a store Open opened (in a
+// preallocated one, usually the segment size).
 func (s *Segments) Size(seg uint64) (int64, error) {
 	fi, err := s.fs.Stat(s.Path(seg))
 	if err != nil {
@@ -162,6 +221,24 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 	}
 	path := s.Path(seg)
 	_, statErr := s.fs.Stat(path)
+	if errors.Is(statErr, os.ErrNotExist) {
+		// What was written below is made durable first (once per
+		// segment): after a crash only the last file can hold a torn
+		// write (see the package doc).
+		if err := s.Sync(); err != nil {
+			return nil, err
+		}
+	}
+	if s.preallocate {
+		if errors.Is(statErr, os.ErrNotExist) {
+			if err := s.takeSpare(path); err != nil {
+				return nil, fmt.Errorf("WAL segment %s: %w", s.Name(seg), err)
+			}
+			s.dirDirty = true
+			statErr = nil
+		}
+		s.startFill()
+	}
 	f, err := s.fs.OpenReadWrite(path)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL segment %s: %w", s.Name(seg), err)
@@ -178,9 +255,10 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 }
 
 // Sync makes every byte written so far durable: it fsyncs the segment
-// files written since the last Sync, in order, then the directory if an
-// entry changed. Files other than the last one written are closed. After
-// a failed fsync, this and every later write or sync fail (ErrBroken).
+// files written since the last Sync, in order (fdatasync in a
+// preallocated store), then the directory if an entry changed. Files
+// other than the last one written are closed. After a failed fsync, this
+// and every later write or sync fail (ErrBroken).
 func (s *Segments) Sync() error {
 	if s.broken != nil {
 		return s.broken
@@ -191,7 +269,11 @@ func (s *Segments) Sync() error {
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
 	for _, seg := range segs {
-		if err := s.files[seg].Sync(); err != nil {
+		sync := s.files[seg].Sync
+		if s.preallocate {
+			sync = s.files[seg].SyncData
+		}
+		if err := sync(); err != nil {
 			s.broken = fmt.Errorf("%w: fsync %s: %v", ErrBroken, s.Name(seg), err)
 			return s.broken
 		}
@@ -301,6 +383,10 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
+	// The fill's directory sync would make the removals below durable
+	// before the cut: a crash in between would leave neither the old
+	// end nor the new one.
+	s.waitFill()
 	segs, _, err := s.List()
 	if err != nil {
 		return err
@@ -313,12 +399,24 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 		}
 		s.dirDirty = true
 	}
-	if size, err := s.Size(endSeg); err == nil && uint64(size) > off {
-		if err := s.cut(endSeg, int64(off)); err != nil {
-			return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
-		}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	size, err := s.Size(endSeg)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
 		return err
+	case uint64(size) > off:
+		zero := false
+		if s.preallocate {
+			// Synced above: the page cache holds what the disk does.
+			if zero, err = s.zeroFrom(endSeg, int64(off), size); err != nil {
+				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
+			}
+		}
+		if !zero {
+			if err := s.cut(endSeg, int64(off)); err != nil {
+				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
+			}
+		}
 	}
 	if s.dirDirty {
 		if err := vfs.SyncDir(s.fs, s.dir); err != nil {
@@ -329,7 +427,32 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 	return nil
 }
 
-// cut replaces segment seg's file with its first size bytes.
+// zeroFrom says whether segment seg's file holds only zeros from off to
+// size, its length.
+func (s *Segments) zeroFrom(seg uint64, off, size int64) (bool, error) {
+	f, err := s.fs.Open(s.Path(seg))
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, zeroChunk)
+	for off < size {
+		n := min(int64(len(buf)), size-off)
+		if _, err := f.ReadAt(buf[:n], off); err != nil {
+			return false, err
+		}
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		off += n
+	}
+	return true, nil
+}
+
+// cut replaces segment seg's file with its first size bytes, followed by
+// zeros up to the segment size in a preallocated store.
 func (s *Segments) cut(seg uint64, size int64) error {
 	s.forget(seg)
 	path := s.Path(seg)
@@ -346,6 +469,9 @@ func (s *Segments) cut(seg uint64, size int64) error {
 	err = s.fs.Chmod(tmp, 0o600)
 	if err == nil {
 		_, err = io.Copy(dst, io.NewSectionReader(src, 0, size))
+	}
+	if err == nil && s.preallocate {
+		err = writeZeros(dst, size, int64(s.segSize))
 	}
 	if err == nil {
 		err = dst.Sync()
@@ -389,9 +515,10 @@ func (s *Segments) RemoveBelow(seg uint64) (int, error) {
 }
 
 // Close closes every open file. It does not sync: call Sync first for
-// what must be durable.
+// what must be durable. A fill of the spare under way is waited for.
 func (s *Segments) Close() error {
 	var first error
+	s.waitFill()
 	for seg, f := range s.files {
 		if err := f.Close(); err != nil && first == nil {
 			first = fmt.Errorf("close WAL segment %s: %w", s.Name(seg), err)
@@ -400,4 +527,92 @@ func (s *Segments) Close() error {
 	}
 	s.dirty = map[uint64]bool{}
 	return first
+}
+
+// zeroChunk is how many zeros a fill writes, and a check reads, at a time.
+const zeroChunk = 1 << 20
+
+// zeros is a chunk of zeros to write.
+var zeros = make([]byte, zeroChunk)
+
+// writeZeros writes zeros to f from off up to end.
+func writeZeros(f vfs.File, off, end int64) error {
+	for off < end {
+		n := min(int64(len(zeros)), end-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// startFill starts making the spare in the background, unless a fill is
+// under way or the spare exists.
+func (s *Segments) startFill() {
+	if s.filling != nil {
+		return
+	}
+	if _, err := s.fs.Stat(filepath.Join(s.dir, spareName)); err == nil {
+		return
+	}
+	done := make(chan error, 1)
+	s.filling = done
+	go func() { done <- s.fillSpare() }()
+}
+
+// waitFill waits for the fill of the spare under way, if one is. Its
+// error is not the caller's: a failed fill leaves no spare, and the next
+// segment makes its own (takeSpare).
+func (s *Segments) waitFill() {
+	if s.filling != nil {
+		<-s.filling
+		s.filling = nil
+	}
+}
+
+// takeSpare renames the spare to path, making it first if there is none
+// (once the fill under way, if one is, ends): the WAL has outrun the
+// background fill, or the fill failed and is tried once more here, where
+// its error is the write's. The rename is durable with the directory's
+// next sync.
+func (s *Segments) takeSpare(path string) error {
+	s.waitFill() // judged below: the spare is there or not
+	spare := filepath.Join(s.dir, spareName)
+	if _, err := s.fs.Stat(spare); errors.Is(err, os.ErrNotExist) {
+		if err := s.fillSpare(); err != nil {
+			return fmt.Errorf("preallocate a WAL segment: %w", err)
+		}
+	}
+	return s.fs.Rename(spare, path)
+}
+
+// fillSpare makes the spare: a segment of zeros written in a temporary
+// file, fsynced, renamed to spareName, and the directory fsynced, so that
+// the spare is never anything but a whole, durable segment of zeros. It
+// runs beside the writer: it touches no field of s but the constants.
+func (s *Segments) fillSpare() error {
+	tmp := filepath.Join(s.dir, spareName+tmpSuffix)
+	f, err := s.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = s.fs.Chmod(tmp, 0o600)
+	if err == nil {
+		err = writeZeros(f, 0, int64(s.segSize))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, filepath.Join(s.dir, spareName))
+	}
+	if err != nil {
+		_ = s.fs.Remove(tmp) // best effort: List removes it otherwise
+		return err
+	}
+	return vfs.SyncDir(s.fs, s.dir)
 }
