@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -79,6 +80,12 @@ func (w *CopyWriter) Close() error {
 // page stream use: messages flow both ways in CopyData until one side
 // sends CopyDone. One goroutine may Receive while another Sends.
 //
+// What Queue buffered is sent by Flush, or at the latest when the
+// session is about to wait for the client's next bytes: a goroutine that
+// answers pipelined requests as it Receives them queues each answer and
+// the answers to all the requests that came together go out in one
+// write, without a second goroutine to tell when none is waiting.
+//
 // It frames its own CopyData messages into a buffer it keeps between
 // flushes, rather than through pgproto3's Backend, whose buffer shrinks
 // back to 1 KiB at every flush: a page stream answering 8 KiB pages
@@ -106,7 +113,9 @@ func (s *Session) CopyBoth() (*CopyBoth, error) {
 		return nil, err
 	}
 	s.tag = "COPY"
-	return &CopyBoth{s: s}, nil
+	c := &CopyBoth{s: s}
+	s.rd.beforeRead = c.flushQueued
+	return c, nil
 }
 
 // ErrCopyDone is returned by Receive when the client ended its side of the
@@ -151,7 +160,9 @@ func (c *CopyBoth) Send(payload []byte) error {
 
 // Queue buffers one CopyData message without sending it: a stream that
 // answers pipelined requests flushes once it has answered all it holds
-// (Flush), one write for many answers. The payload is copied.
+// (Flush), one write for many answers. The payload is copied. Past
+// flushQueuedBytes buffered, Queue sends them: the client can read the
+// first answers of a long batch while the rest are made.
 func (c *CopyBoth) Queue(payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -159,7 +170,42 @@ func (c *CopyBoth) Queue(payload []byte) error {
 		return errors.New("pgwire: send on a finished COPY stream")
 	}
 	c.buf = appendMessage(c.buf, 'd', payload)
+	if len(c.buf) >= flushQueuedBytes {
+		return c.flushLocked()
+	}
 	return nil
+}
+
+// flushQueuedBytes is how much Queue buffers before it sends: 32 pages.
+const flushQueuedBytes = 256 << 10
+
+// flushQueued sends what Queue buffered, before the session waits for
+// the client. If another goroutine holds the stream it is sending, and
+// flushes its own messages: waiting for it here could hold up the
+// reading of the client's messages behind a write.
+func (c *CopyBoth) flushQueued() error {
+	if !c.wmu.TryLock() {
+		return nil
+	}
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+// sessionReader is what a session's Backend reads the connection
+// through: before each read, which may wait for the client, it runs
+// beforeRead (a COPY BOTH stream's flush of its queued messages).
+type sessionReader struct {
+	r          io.Reader
+	beforeRead func() error
+}
+
+func (r *sessionReader) Read(p []byte) (int, error) {
+	if r.beforeRead != nil {
+		if err := r.beforeRead(); err != nil {
+			return 0, err
+		}
+	}
+	return r.r.Read(p)
 }
 
 // appendMessage appends one protocol message (type byte, length, body)

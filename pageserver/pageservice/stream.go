@@ -25,59 +25,35 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 		return err
 	}
 	// A client pipelines its requests (lazyfs sends a batch, then reads
-	// the answers): a reader takes them off the connection while they
-	// are answered, and the answers go out in one write once none is
-	// waiting, instead of one write each.
-	reqs := make(chan api.PageRequest, pipelineDepth)
-	ended := make(chan error, 1)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(reqs)
-		for {
-			msg, err := cb.Receive()
-			if err == nil {
-				var req api.PageRequest
-				if req, err = api.ParsePageRequest(msg); err == nil {
-					select {
-					case reqs <- req:
-						continue
-					case <-stop:
-						return
-					}
-				}
-				err = pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
-			}
-			// The COPY ends here: the session reads what follows.
-			ended <- err
-			return
-		}
-	}()
+	// the answers): each is answered as it is read, on this goroutine,
+	// and the answers are queued; the stream sends them once no request
+	// is waiting (before Receive waits for the client), one write for a
+	// batch and no hand-off between goroutines for a single request.
 	var sizes relSizeMemo
 	var resp []byte // reused: Queue copies it
-	for req := range reqs {
-		resp = ps.answer(ctx, tl, req, &sizes, resp[:0])
-		if err := cb.Queue(resp); err != nil {
+	for {
+		msg, err := cb.Receive()
+		if err == nil {
+			var req api.PageRequest
+			if req, err = api.ParsePageRequest(msg); err == nil {
+				resp = ps.answer(ctx, tl, req, &sizes, resp[:0])
+				if err := cb.Queue(resp); err != nil {
+					return err
+				}
+				continue
+			}
+			err = pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
+		}
+		// The COPY ends here: the session reads what follows.
+		if ferr := cb.Flush(); ferr != nil {
+			return ferr
+		}
+		if !errors.Is(err, pgwire.ErrCopyDone) {
 			return err
 		}
-		if len(reqs) == 0 {
-			if err := cb.Flush(); err != nil {
-				return err
-			}
-		}
+		return cb.Close()
 	}
-	if err := cb.Flush(); err != nil {
-		return err
-	}
-	if err := <-ended; !errors.Is(err, pgwire.ErrCopyDone) {
-		return err
-	}
-	return cb.Close()
 }
-
-// pipelineDepth is how many requests of a stream the reader takes ahead
-// of the answers.
-const pipelineDepth = 256
 
 // relSizeMemo remembers the size of the last fork a stream asked for at
 // a fixed LSN, which cannot change: a batch of blocks of one fork looks
