@@ -175,7 +175,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 // startup negotiates TLS, reads the startup message and authenticates.
 func (s *Server) startup(ctx context.Context, c net.Conn) (*Session, error) {
 	conn := c
-	be := pgproto3.NewBackend(conn, conn)
+	rd := &sessionReader{r: conn}
+	be := pgproto3.NewBackend(rd, conn)
 	be.SetMaxBodyLen(s.cfg.MaxMessageSize)
 	tlsDone := false
 	for {
@@ -199,7 +200,8 @@ func (s *Server) startup(ctx context.Context, c net.Conn) (*Session, error) {
 				return nil, fmt.Errorf("TLS handshake: %w", err)
 			}
 			conn, tlsDone = tc, true
-			be = pgproto3.NewBackend(conn, conn)
+			rd = &sessionReader{r: conn}
+			be = pgproto3.NewBackend(rd, conn)
 			be.SetMaxBodyLen(s.cfg.MaxMessageSize)
 		case *pgproto3.GSSEncRequest:
 			if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -208,7 +210,7 @@ func (s *Server) startup(ctx context.Context, c net.Conn) (*Session, error) {
 		case *pgproto3.CancelRequest:
 			return nil, io.EOF
 		case *pgproto3.StartupMessage:
-			sess := &Session{conn: conn, be: be, Params: m.Parameters, TLS: tlsDone}
+			sess := &Session{conn: conn, rd: rd, be: be, Params: m.Parameters, TLS: tlsDone}
 			if s.cfg.RequireTLS && !tlsDone {
 				return nil, sess.fatal(&Error{Code: CodeInvalidAuthorization, Message: "this server requires TLS (sslmode=require)"})
 			}

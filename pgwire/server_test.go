@@ -88,6 +88,25 @@ func testHandler(ctx context.Context, s *Session, cmd string, args []string) err
 				return err
 			}
 		}
+	case "queue":
+		// As "both", but the echoes are only queued: what sends them
+		// is the flush before Receive waits for the client.
+		c, err := s.CopyBoth()
+		if err != nil {
+			return err
+		}
+		for {
+			msg, err := c.Receive()
+			if errors.Is(err, ErrCopyDone) {
+				return c.Close()
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.Queue(append([]byte("echo:"), msg...)); err != nil {
+				return err
+			}
+		}
 	}
 	return &Error{Code: CodeSyntaxError, Message: fmt.Sprintf("unknown command %q", word)}
 }
@@ -276,6 +295,59 @@ func TestCopyBoth(t *testing.T) {
 	}
 	if want := "*pgproto3.CopyDone *pgproto3.CommandComplete *pgproto3.ReadyForQuery"; strings.Join(seen, " ") != want {
 		t.Errorf("end of COPY BOTH: got %v, want %s", seen, want)
+	}
+}
+
+// TestCopyBothQueue checks that what a handler queues without flushing
+// reaches the client once the handler waits for the client's next
+// message: for pipelined messages sent together, and for one alone.
+func TestCopyBothQueue(t *testing.T) {
+	ts := startServer(t, Config{})
+	c := connect(t, ts.connString(""))
+	// A queued message that is never sent fails the test, not hangs it.
+	if err := c.Conn().SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fe := c.Frontend()
+	fe.Send(&pgproto3.Query{String: "queue"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.CopyBothResponse); !ok {
+		t.Fatalf("got %T, want CopyBothResponse", msg)
+	}
+	for _, batch := range []string{"abc", "d"} {
+		for _, m := range batch {
+			fe.Send(&pgproto3.CopyData{Data: []byte(string(m))})
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range batch {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("echo of %q: %v", m, err)
+			}
+			cd, ok := msg.(*pgproto3.CopyData)
+			if want := "echo:" + string(m); !ok || string(cd.Data) != want {
+				t.Fatalf("got %#v, want CopyData %q", msg, want)
+			}
+		}
+	}
+	fe.Send(&pgproto3.CopyDone{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ const TextOID = 25
 // Session is one client connection after startup.
 type Session struct {
 	conn net.Conn
+	rd   *sessionReader
 	be   *pgproto3.Backend
 	log  zerolog.Logger
 

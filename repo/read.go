@@ -18,6 +18,19 @@ import (
 // the GC cut-off and the last record LSN. A key without any value at or
 // below lsn is ErrKeyNotFound. The returned slice is the caller's.
 func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
+	b, err := tl.GetReadOnly(ctx, k, lsn)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(b), nil
+}
+
+// GetReadOnly is Get without the copy: the value it returns may be the
+// page cache's and must not be modified (the cache never modifies it
+// either: a newer version replaces it). The page service sends pages
+// this way: a copy of a page the CPU's caches do not hold cost a sixth
+// of its CPU serving random reads.
+func (tl *Timeline) GetReadOnly(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
 	return retryRemoved(func() ([]byte, error) { return tl.get(ctx, k, lsn) })
 }
 
@@ -66,7 +79,7 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 		return nil, err
 	}
 	repo.cache.put(ck, lsn, page)
-	return bytes.Clone(page), nil
+	return page, nil
 }
 
 // reconstruct rebuilds k at lsn without the page cache, for image layers.

@@ -140,33 +140,45 @@ func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
 	for i, b := range fetch {
 		blocks[i] = lf.first + pgdata.BlockNumber(b)
 	}
-	pages, err := lf.fs.client.GetPages(ctx, lf.fs.manifest.LSN, lf.info.Rel, lf.info.Fork, blocks)
-
-	lf.mu.Lock()
+	// Each page is written and made readable as it arrives: a read
+	// waiting for the first blocks of a read-ahead goes on while the
+	// rest are on their way.
 	var cached []uint32
-	for i, b := range fetch {
+	var werr error
+	err := lf.fs.client.EachPage(ctx, lf.fs.manifest.LSN, lf.info.Rel, lf.info.Fork, blocks, func(i int, page []byte) error {
+		b := fetch[i]
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
 		if b >= lf.remote || lf.state[b] != blkFetching {
-			continue // truncated away meanwhile
+			return nil // truncated away meanwhile
 		}
-		if err != nil {
+		if _, err := unix.Pwrite(lf.fd, page, int64(b)*blockSize); err != nil {
 			lf.state[b] = blkRemote
-			continue
-		}
-		if _, werr := unix.Pwrite(lf.fd, pages[i], int64(b)*blockSize); werr != nil {
-			lf.state[b] = blkRemote
-			if err == nil {
-				err = fmt.Errorf("write block %d to the local cache: %w", b, werr)
-			}
-			continue
+			werr = fmt.Errorf("write block %d to the local cache: %w", b, err)
+			lf.cond.Broadcast()
+			return werr
 		}
 		lf.state[b] = blkCached
 		cached = append(cached, b)
+		lf.cond.Broadcast()
+		return nil
+	})
+
+	lf.mu.Lock()
+	// What did not arrive is remote again.
+	for _, b := range fetch {
+		if b < lf.remote && lf.state[b] == blkFetching {
+			lf.state[b] = blkRemote
+		}
 	}
 	lf.cond.Broadcast()
 	lf.mu.Unlock()
 	lf.fs.fetched.Add(int64(len(cached)))
 	// After the unlock: making room may evict this file's blocks.
 	lf.fs.cache.added(lf, cached)
+	if werr != nil {
+		err = werr
+	}
 	if err != nil {
 		return fmt.Errorf("fetch %d blocks of %s (rel %v fork %v from block %d) at %v: %w",
 			len(fetch), lf.info.Path, lf.info.Rel, lf.info.Fork, blocks[0], lf.fs.manifest.LSN, err)

@@ -113,37 +113,60 @@ func (c *PageClient) Check(ctx context.Context) error {
 // GetPages fetches blocks of one fork as of lsn, in order, into pages
 // (one 8 KiB slice per block).
 func (c *PageClient) GetPages(ctx context.Context, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {
+	pages := make([][]byte, len(blocks))
+	err := c.EachPage(ctx, lsn, rel, fork, blocks, func(i int, page []byte) error {
+		pages[i] = append([]byte(nil), page...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pages, nil
+}
+
+// EachPage fetches blocks of one fork as of lsn and calls fn with each
+// page as it arrives, i its index in blocks: the caller can use the
+// first pages of a batch while the rest are on their way. The page is
+// only valid during the call. An error response for some blocks is a
+// *PageError once the others are delivered; an error of fn ends the
+// batch (and the connection, whose answers are left unread).
+func (c *PageClient) EachPage(ctx context.Context, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber, fn func(i int, page []byte) error) error {
 	deadline := time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	s, pooled, err := c.get(deadline)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	pages, err := s.getPages(deadline, lsn, rel, fork, blocks)
+	delivered := 0
+	count := func(i int, page []byte) error {
+		delivered++
+		return fn(i, page)
+	}
+	err = s.eachPage(deadline, lsn, rel, fork, blocks, count)
 	var pe *PageError
 	if err != nil && !errors.As(err, &pe) {
 		s.conn.Close()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("%w after %v: %v", ErrFetchTimeout, c.timeout, err)
+			return fmt.Errorf("%w after %v: %v", ErrFetchTimeout, c.timeout, err)
 		}
-		if !pooled {
-			return nil, err
+		if !pooled || delivered > 0 {
+			return err
 		}
 		// A pooled connection may have died idle (the page server
 		// restarted): one more try on a new one.
 		if s, err = c.dial(deadline); err != nil {
-			return nil, err
+			return err
 		}
-		if pages, err = s.getPages(deadline, lsn, rel, fork, blocks); err != nil && !errors.As(err, &pe) {
+		if err = s.eachPage(deadline, lsn, rel, fork, blocks, count); err != nil && !errors.As(err, &pe) {
 			s.conn.Close()
-			return nil, err
+			return err
 		}
 	}
 	c.put(s)
-	return pages, err
+	return err
 }
 
 // Close ends the idle connections' page streams (CopyDone, Terminate,
@@ -250,44 +273,42 @@ func readToken(path string) (string, error) {
 	return tok, nil
 }
 
-func (s *pageStream) getPages(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber) ([][]byte, error) {
+func (s *pageStream) eachPage(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber, fn func(i int, page []byte) error) error {
 	s.conn.SetDeadline(deadline)
 	for _, b := range blocks {
 		req := api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: b}
 		s.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
 	}
 	if err := s.fe.Flush(); err != nil {
-		return nil, err
+		return err
 	}
-	pages := make([][]byte, len(blocks))
 	var firstErr error
 	for i := range blocks {
 		msg, err := s.fe.Receive()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cd, ok := msg.(*pgproto3.CopyData)
 		if !ok {
-			return nil, fmt.Errorf("page stream: got %T, want CopyData", msg)
+			return fmt.Errorf("page stream: got %T, want CopyData", msg)
 		}
 		resp, err := api.ParsePageResponse(cd.Data)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch resp.Tag {
 		case api.TagGetPageResponse:
-			// Receive reuses its buffer: copy.
-			pages[i] = append([]byte(nil), resp.Page...)
+			// Receive reuses its buffer: fn copies what it keeps.
+			if err := fn(i, resp.Page); err != nil {
+				return err
+			}
 		case api.TagErrorResponse:
 			if firstErr == nil {
 				firstErr = &PageError{SQLState: resp.SQLState, Message: resp.Message}
 			}
 		default:
-			return nil, fmt.Errorf("page stream: response 0x%02x to a getpage request", resp.Tag)
+			return fmt.Errorf("page stream: response 0x%02x to a getpage request", resp.Tag)
 		}
 	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return pages, nil
+	return firstErr
 }

@@ -138,7 +138,13 @@ func NblocksResponse(n uint32) []byte {
 
 // GetPageResponse encodes a page.
 func GetPageResponse(page []byte) []byte {
-	return append([]byte{TagGetPageResponse}, page...)
+	return AppendGetPageResponse(make([]byte, 0, 1+len(page)), page)
+}
+
+// AppendGetPageResponse appends the encoding of a page to dst: a stream
+// answering many pages reuses one buffer.
+func AppendGetPageResponse(dst, page []byte) []byte {
+	return append(append(dst, TagGetPageResponse), page...)
 }
 
 // DbSizeResponse encodes the answer to a dbsize request.

@@ -48,7 +48,13 @@ func (r *DatadirReader) LSN() pgdata.LSN { return r.lsn }
 // get reads k at the reader's LSN; found is false for a key without a
 // value there.
 func (r *DatadirReader) get(ctx context.Context, k key.Key) (b []byte, found bool, err error) {
-	b, err = r.tl.Get(ctx, k, r.lsn)
+	return r.find(ctx, k, r.tl.Get)
+}
+
+// find is get through read: Timeline.Get, or GetReadOnly for a value
+// the caller does not modify.
+func (r *DatadirReader) find(ctx context.Context, k key.Key, read func(context.Context, key.Key, pgdata.LSN) ([]byte, error)) (b []byte, found bool, err error) {
+	b, err = read(ctx, k, r.lsn)
 	switch {
 	case errors.Is(err, repo.ErrKeyNotFound):
 		return nil, false, nil
@@ -114,9 +120,10 @@ func (r *DatadirReader) RelSize(ctx context.Context, rel pgdata.RelFileNode, for
 
 // RelPage returns one block of a relation fork. A block never written
 // reads as zeros, as a hole in a relation file does; the caller checks
-// the block against RelSize when that matters.
+// the block against RelSize when that matters. The page must not be
+// modified: it may be the page cache's, or the zero page.
 func (r *DatadirReader) RelPage(ctx context.Context, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blk pgdata.BlockNumber) ([]byte, error) {
-	b, found, err := r.get(ctx, key.RelBlock(rel, fork, blk))
+	b, found, err := r.find(ctx, key.RelBlock(rel, fork, blk), r.tl.GetReadOnly)
 	if err != nil || found {
 		return b, err
 	}

@@ -25,57 +25,35 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 		return err
 	}
 	// A client pipelines its requests (lazyfs sends a batch, then reads
-	// the answers): a reader takes them off the connection while they
-	// are answered, and the answers go out in one write once none is
-	// waiting, instead of one write each.
-	reqs := make(chan api.PageRequest, pipelineDepth)
-	ended := make(chan error, 1)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(reqs)
-		for {
-			msg, err := cb.Receive()
-			if err == nil {
-				var req api.PageRequest
-				if req, err = api.ParsePageRequest(msg); err == nil {
-					select {
-					case reqs <- req:
-						continue
-					case <-stop:
-						return
-					}
-				}
-				err = pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
-			}
-			// The COPY ends here: the session reads what follows.
-			ended <- err
-			return
-		}
-	}()
+	// the answers): each is answered as it is read, on this goroutine,
+	// and the answers are queued; the stream sends them once no request
+	// is waiting (before Receive waits for the client), one write for a
+	// batch and no hand-off between goroutines for a single request.
 	var sizes relSizeMemo
-	for req := range reqs {
-		if err := cb.Queue(ps.answer(ctx, tl, req, &sizes)); err != nil {
+	var resp []byte // reused: Queue copies it
+	for {
+		msg, err := cb.Receive()
+		if err == nil {
+			var req api.PageRequest
+			if req, err = api.ParsePageRequest(msg); err == nil {
+				resp = ps.answer(ctx, tl, req, &sizes, resp[:0])
+				if err := cb.Queue(resp); err != nil {
+					return err
+				}
+				continue
+			}
+			err = pgwire.Errorf(pgwire.CodeProtocolViolation, "malformed page request: %v", err)
+		}
+		// The COPY ends here: the session reads what follows.
+		if ferr := cb.Flush(); ferr != nil {
+			return ferr
+		}
+		if !errors.Is(err, pgwire.ErrCopyDone) {
 			return err
 		}
-		if len(reqs) == 0 {
-			if err := cb.Flush(); err != nil {
-				return err
-			}
-		}
+		return cb.Close()
 	}
-	if err := cb.Flush(); err != nil {
-		return err
-	}
-	if err := <-ended; !errors.Is(err, pgwire.ErrCopyDone) {
-		return err
-	}
-	return cb.Close()
 }
-
-// pipelineDepth is how many requests of a stream the reader takes ahead
-// of the answers.
-const pipelineDepth = 256
 
 // relSizeMemo remembers the size of the last fork a stream asked for at
 // a fixed LSN, which cannot change: a batch of blocks of one fork looks
@@ -93,11 +71,11 @@ var requestNames = map[byte]string{
 	api.TagGetPageRequest: "getpage", api.TagDbSizeRequest: "dbsize",
 }
 
-// answer runs one request and encodes its response, an error response if
-// it fails.
-func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo) []byte {
+// answer runs one request and appends its encoded response to dst, an
+// error response if it fails.
+func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte) []byte {
 	start := time.Now()
-	resp, err := ps.serve(ctx, tl, req, sizes)
+	resp, err := ps.serve(ctx, tl, req, sizes, dst)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -111,9 +89,9 @@ func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRe
 		if !ok {
 			ps.log.Error().Err(err).Str("timeline", tl.ID().String()).Str("request", requestNames[req.Tag]).
 				Msg("page request failed")
-			return api.ErrorPageResponse(pgwire.CodeInternalError, err.Error())
+			return append(dst, api.ErrorPageResponse(pgwire.CodeInternalError, err.Error())...)
 		}
-		return api.ErrorPageResponse(e.Code, e.Message)
+		return append(dst, api.ErrorPageResponse(e.Code, e.Message)...)
 	}
 	return resp
 }
@@ -131,7 +109,9 @@ func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRe
 //     missing fork, XX001 as mdread reports a short read), never a page;
 //   - dbsize: the sum of the database's fork sizes in bytes
 //     (pg_database_size of its default-tablespace files).
-func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo) ([]byte, error) {
+//
+// The response is appended to dst.
+func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte) ([]byte, error) {
 	lsn, err := ps.requestLSN(ctx, tl, req)
 	if err != nil {
 		return nil, err
@@ -143,13 +123,13 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 		if err != nil {
 			return nil, err
 		}
-		return api.ExistsResponse(ok), nil
+		return append(dst, api.ExistsResponse(ok)...), nil
 	case api.TagNblocksRequest:
 		n, err := existingRelSize(ctx, r, req)
 		if err != nil {
 			return nil, err
 		}
-		return api.NblocksResponse(n), nil
+		return append(dst, api.NblocksResponse(n)...), nil
 	case api.TagGetPageRequest:
 		n, err := sizes.size(ctx, r, req)
 		if err != nil {
@@ -163,13 +143,13 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 		if err != nil {
 			return nil, err
 		}
-		return api.GetPageResponse(page), nil
+		return api.AppendGetPageResponse(dst, page), nil
 	case api.TagDbSizeRequest:
 		size, err := r.DBSize(ctx, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
 		if err != nil {
 			return nil, err
 		}
-		return api.DbSizeResponse(size), nil
+		return append(dst, api.DbSizeResponse(size)...), nil
 	}
 	return nil, fmt.Errorf("page request tag 0x%02x is parsed but not handled", req.Tag)
 }
