@@ -101,6 +101,7 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 // basebackup at lsn; the mount comes at start (mountLazy).
 func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) error {
 	backing, data := n.lazyBacking(), n.DataDir()
+	phases := newPhaseTimer(e.Log.With().Str("op", "lazy data directory").Str("node", n.Name).Logger())
 	// PostgreSQL's OS user must reach the data directory, as it does
 	// the node's directory (PrepareDir checks).
 	if err := os.Mkdir(n.lazyDir(), 0o755); err != nil {
@@ -112,6 +113,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 	if err := e.extractBasebackup(ctx, n, lsn, true, backing); err != nil {
 		return err
 	}
+	phases.done("basebackup")
 	mpath := filepath.Join(backing, api.LazyManifestName)
 	text, err := os.ReadFile(mpath)
 	if err != nil {
@@ -132,6 +134,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 	if err := writeComputeConfig(n, e, backing); err != nil {
 		return err
 	}
+	phases.done("config")
 	user, err := pgcluster.ServerUser()
 	if err != nil {
 		return err
@@ -146,6 +149,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 			return err
 		}
 	}
+	phases.done("ownership")
 	n.Mode = ModeLazy
 	return nil
 }
