@@ -51,9 +51,16 @@ type NodeOptions struct {
 	Replica bool
 }
 
-// findBranch returns tenant t's branch name, or an error that lists the
-// branches there are.
+// findBranch returns tenant t's branch name, without its sizes, or an
+// error that lists the branches there are.
 func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (api.BranchInfo, error) {
+	b, err := e.Pageserver().Branch(ctx, t, name)
+	var pe *PageserverError
+	if (err == nil && b.Name == name) || (err != nil && !errors.As(err, &pe)) {
+		return b, err
+	}
+	// No such branch or tenant (or a page server that only lists them
+	// all): the list, with its error, says what there is.
 	branches, err := e.Pageserver().BranchList(ctx, t)
 	if err != nil {
 		return api.BranchInfo{}, explainTenant(err, t)
