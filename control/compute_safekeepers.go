@@ -73,11 +73,30 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 
 // waitStreaming waits until at least want walreceivers whose
 // application_name is LIKE app stream from the node (pg_stat_replication),
-// for at most streamConnectTimeout; who names them in the error.
+// for at most streamConnectTimeout; who names them in the error. It asks
+// every streamPollInterval over one connection (a new one only after a
+// failure): the walreceiver connects within milliseconds of being told
+// to, and the start waits for it.
 func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, who string) error {
 	deadline := time.Now().Add(streamConnectTimeout)
+	var conn *pgconn.PgConn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
 	for {
-		got, err := countStreaming(ctx, n.ConnString(e), app)
+		var got int
+		var err error
+		if conn == nil {
+			conn, err = connectCompute(ctx, n.ConnString(e))
+		}
+		if err == nil {
+			if got, err = countStreaming(ctx, conn, app); err != nil {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
 		if err == nil && got >= want {
 			return nil
 		}
@@ -91,26 +110,37 @@ func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(streamPollInterval):
 		}
 	}
 }
 
-// streamConnectTimeout bounds how long a compute start waits for a
-// majority of the safekeepers, or the page server, to stream from the new
-// compute.
-const streamConnectTimeout = 60 * time.Second
+// Waits for a compute's walreceivers.
+const (
+	// streamConnectTimeout bounds how long a compute start waits for a
+	// majority of the safekeepers, or the page server, to stream from
+	// the new compute.
+	streamConnectTimeout = 60 * time.Second
+	// streamPollInterval is how often it looks.
+	streamPollInterval = 5 * time.Millisecond
+	// streamQueryTimeout bounds one connection or query of the wait.
+	streamQueryTimeout = 5 * time.Second
+)
 
-// countStreaming counts the walreceivers that stream from the compute at
-// connStr whose application_name is LIKE app (pg_stat_replication).
-func countStreaming(ctx context.Context, connStr, app string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// connectCompute connects to the compute at connStr for the control
+// plane's own queries, within streamQueryTimeout.
+func connectCompute(ctx context.Context, connStr string) (*pgconn.PgConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamQueryTimeout)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, connStr+"?sslmode=disable")
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.Background())
+	return pgconn.Connect(ctx, connStr+"?sslmode=disable")
+}
+
+// countStreaming counts the walreceivers that stream from the compute
+// conn is connected to whose application_name is LIKE app
+// (pg_stat_replication).
+func countStreaming(ctx context.Context, conn *pgconn.PgConn, app string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamQueryTimeout)
+	defer cancel()
 	res := conn.ExecParams(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE $1 AND state = 'streaming'",
 		[][]byte{[]byte(app)}, nil, nil, nil).Read()
 	if res.Err != nil {
