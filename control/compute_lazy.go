@@ -40,6 +40,9 @@ const (
 	// crashStopTimeout bounds the wait for PostgreSQL to exit after its
 	// FUSE server died.
 	crashStopTimeout = 15 * time.Second
+	// fuseReadyPoll is how often pg start looks for the FUSE server's
+	// mount: a read of /proc/self/mountinfo.
+	fuseReadyPoll = 2 * time.Millisecond
 )
 
 // errLazyTablespaces is why a node with relations in tablespaces is
@@ -94,6 +97,9 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 			}
 			return nil
 		},
+		// The mount comes tens of milliseconds after the process
+		// starts, and the compute's start waits for it.
+		ReadyPoll: fuseReadyPoll,
 	}
 }
 
