@@ -155,6 +155,10 @@ func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) 
 		// Over zenith.conf's listen_addresses: the server's command line
 		// would otherwise say 127.0.0.1.
 		ListenAddresses: strings.Join(e.Config.Compute.ListenHosts(), ","),
+		// A writable node's start connects right after, to wait for
+		// its walreceiver (waitStreaming), while the walreceiver
+		// connects: one backend start-up, not two in a row.
+		ReadyAtPidFile: n.Writes(),
 	})
 }
 

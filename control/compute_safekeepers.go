@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +77,9 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 // for at most streamConnectTimeout; who names them in the error. It asks
 // every streamPollInterval over one connection (a new one only after a
 // failure): the walreceiver connects within milliseconds of being told
-// to, and the start waits for it.
+// to, and the start waits for it. A server that is gone ends the wait at
+// once (Start does not try a connection for a writable node: this is
+// its first).
 func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, who string) error {
 	deadline := time.Now().Add(streamConnectTimeout)
 	var conn *pgconn.PgConn
@@ -99,6 +102,9 @@ func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, 
 		}
 		if err == nil && got >= want {
 			return nil
+		}
+		if err != nil && postmasterPID(filepath.Join(n.DataDir(), "postmaster.pid")) == 0 {
+			return fmt.Errorf("compute node %s: PostgreSQL is not running (%w); %s says why", n.Name, err, n.LogFile())
 		}
 		if time.Now().After(deadline) {
 			if err == nil {

@@ -58,6 +58,12 @@ type Options struct {
 	Superuser string
 	// StartTimeout bounds Start; zero means DefaultStartTimeout.
 	StartTimeout time.Duration
+	// ReadyAtPidFile makes Start return as soon as postmaster.pid says
+	// the server accepts connections, without trying one: for a caller
+	// that connects right after anyway, and would otherwise wait for
+	// two backends' start-ups in a row (on a lazy compute, each reads
+	// the catalogs through FUSE).
+	ReadyAtPidFile bool
 	// StopWithParent makes the kernel stop the server (immediate
 	// shutdown, SIGQUIT) if the process that started it dies without
 	// stopping it, e.g. a test binary killed by its timeout. For
@@ -345,8 +351,8 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 // Polls of waitReady.
 const (
 	// pidFilePoll is how often waitReady reads postmaster.pid: a small
-	// file read, cheap to repeat.
-	pidFilePoll = 2 * time.Millisecond
+	// file read (on a lazy compute, served through FUSE).
+	pidFilePoll = 5 * time.Millisecond
 	// connectPoll is how often it tries a connection: each is a backend
 	// forked and turned away while the server starts.
 	connectPoll = 50 * time.Millisecond
@@ -361,7 +367,7 @@ const (
 func (c *Cluster) waitReady(ctx context.Context, pid int, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
 	defer cancel()
-	if err := c.waitPidFileReady(ctx, pid, exited); err != nil {
+	if err := c.waitPidFileReady(ctx, pid, exited); err != nil || c.opts.ReadyAtPidFile {
 		return err
 	}
 	tick := time.NewTicker(connectPoll)
