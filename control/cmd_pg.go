@@ -163,6 +163,7 @@ Examples:
 			if err != nil {
 				return err
 			}
+			e.checkPostgresAhead(c.Context)
 			// pg start BRANCH --name NODE is about NODE, made on BRANCH.
 			name := c.Args().First()
 			switch {

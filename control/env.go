@@ -31,6 +31,10 @@ type Env struct {
 	// wants, not its output.
 	Log zerolog.Logger
 
+	// binCheck, once closed, says the check of the PostgreSQL programs
+	// begun ahead of need is over (checkPostgresAhead); nil if none was.
+	binCheck chan struct{}
+
 	// client is what this command presents to the services, made once.
 	clientOnce sync.Once
 	client     auth.ClientOptions
