@@ -82,6 +82,7 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 // its first).
 func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, who string) error {
 	deadline := time.Now().Add(streamConnectTimeout)
+	phases := newPhaseTimer(e.Log.With().Str("op", "wait for "+app).Str("node", n.Name).Logger())
 	var conn *pgconn.PgConn
 	defer func() {
 		if conn != nil {
@@ -92,7 +93,9 @@ func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, 
 		var got int
 		var err error
 		if conn == nil {
-			conn, err = connectCompute(ctx, n.ConnString(e))
+			if conn, err = connectCompute(ctx, n.ConnString(e)); err == nil {
+				phases.done("connected")
+			}
 		}
 		if err == nil {
 			if got, err = countStreaming(ctx, conn, app); err != nil {
@@ -101,6 +104,7 @@ func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, 
 			}
 		}
 		if err == nil && got >= want {
+			phases.done("streaming")
 			return nil
 		}
 		if err != nil && postmasterPID(filepath.Join(n.DataDir(), "postmaster.pid")) == 0 {
