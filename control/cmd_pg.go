@@ -138,6 +138,10 @@ its primary's: a replica takes them from the basebackup unless -c gives
 them; if a later primary raises them, the replica pauses replay until it is
 restarted (zenith pg stop NAME && zenith pg start NAME).
 
+ZENITH_LOG=debug in the environment prints, on stderr, how long each
+phase of the start took (basebackup, mount, PostgreSQL's start, the wait
+for the page server or the safekeepers to stream from it).
+
 With --ephemeral it makes a throwaway database for a CI job: a new branch
 from BRANCH (at its end, or BRANCH@LSN / BRANCH@TIME) named --name or
 ephemeral-RANDOM, and a node of that name on it. zenith pg stop NAME
@@ -163,6 +167,7 @@ Examples:
 			if err != nil {
 				return err
 			}
+			e.checkPostgresAhead(c.Context)
 			// pg start BRANCH --name NODE is about NODE, made on BRANCH.
 			name := c.Args().First()
 			switch {

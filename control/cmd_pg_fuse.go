@@ -50,6 +50,7 @@ runs this; there is no need to run it by hand.`,
 			if c.NArg() != 0 {
 				return fmt.Errorf("pg fuse takes no arguments, only flags")
 			}
+			began := time.Now()
 			dir := c.String("dir")
 			log := zerolog.New(os.Stderr).With().Timestamp().Str("node", filepath.Base(dir)).Logger()
 			n := &Node{dir: dir}
@@ -76,6 +77,7 @@ runs this; there is no need to run it by hand.`,
 			if err := client.Check(c.Context); err != nil {
 				return err
 			}
+			reached := time.Now()
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
 				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,
@@ -83,7 +85,8 @@ runs this; there is no need to run it by hand.`,
 			if err != nil {
 				return err
 			}
-			log.Info().Str("mountpoint", n.DataDir()).Stringer("lsn", m.LSN).Int("files", len(m.Files)).Msg("serving lazy data directory")
+			log.Info().Str("mountpoint", n.DataDir()).Stringer("lsn", m.LSN).Int("files", len(m.Files)).
+				Dur("reach_pageserver", reached.Sub(began)).Dur("mount", time.Since(reached)).Msg("serving lazy data directory")
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 			done := make(chan struct{})

@@ -146,6 +146,7 @@ func (n *Node) socketDir() string {
 
 // cluster returns the pgcluster.Cluster that runs the node's server.
 func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) {
+	e.waitPostgresChecked()
 	return pgcluster.New(ctx, pgcluster.Options{
 		BinDir:    e.Config.PGBinDir,
 		DataDir:   n.DataDir(),
@@ -155,6 +156,10 @@ func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) 
 		// Over zenith.conf's listen_addresses: the server's command line
 		// would otherwise say 127.0.0.1.
 		ListenAddresses: strings.Join(e.Config.Compute.ListenHosts(), ","),
+		// A writable node's start connects right after, to wait for
+		// its walreceiver (waitStreaming), while the walreceiver
+		// connects: one backend start-up, not two in a row.
+		ReadyAtPidFile: n.Writes(),
 	})
 }
 
@@ -239,4 +244,27 @@ func (e *Env) nodes(t *id.TenantID) ([]*Node, error) {
 		nodes = append(nodes, n)
 	}
 	return nodes, nil
+}
+
+// checkPostgresAhead checks the PostgreSQL programs in the background
+// (pgcluster.FindBinDir: a `postgres --version` started, tens of
+// milliseconds on a loaded machine), so that pg start does it while it
+// waits for the page server's basebackup; Node.cluster waits for it and
+// then finds them checked. A failure is left for that later check to
+// report.
+func (e *Env) checkPostgresAhead(ctx context.Context) {
+	done := make(chan struct{})
+	e.binCheck = done
+	go func() {
+		defer close(done)
+		_, _ = pgcluster.FindBinDir(ctx, e.Config.PGBinDir)
+	}()
+}
+
+// waitPostgresChecked waits for the check checkPostgresAhead began, if
+// it did.
+func (e *Env) waitPostgresChecked() {
+	if e.binCheck != nil {
+		<-e.binCheck
+	}
 }

@@ -40,6 +40,9 @@ const (
 	// crashStopTimeout bounds the wait for PostgreSQL to exit after its
 	// FUSE server died.
 	crashStopTimeout = 15 * time.Second
+	// fuseReadyPoll is how often pg start looks for the FUSE server's
+	// mount: a read of /proc/self/mountinfo.
+	fuseReadyPoll = 2 * time.Millisecond
 )
 
 // errLazyTablespaces is why a node with relations in tablespaces is
@@ -94,6 +97,9 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 			}
 			return nil
 		},
+		// The mount comes tens of milliseconds after the process
+		// starts, and the compute's start waits for it.
+		ReadyPoll: fuseReadyPoll,
 	}
 }
 
@@ -101,6 +107,7 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 // basebackup at lsn; the mount comes at start (mountLazy).
 func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) error {
 	backing, data := n.lazyBacking(), n.DataDir()
+	phases := newPhaseTimer(e.Log.With().Str("op", "lazy data directory").Str("node", n.Name).Logger())
 	// PostgreSQL's OS user must reach the data directory, as it does
 	// the node's directory (PrepareDir checks).
 	if err := os.Mkdir(n.lazyDir(), 0o755); err != nil {
@@ -112,6 +119,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 	if err := e.extractBasebackup(ctx, n, lsn, true, backing); err != nil {
 		return err
 	}
+	phases.done("basebackup")
 	mpath := filepath.Join(backing, api.LazyManifestName)
 	text, err := os.ReadFile(mpath)
 	if err != nil {
@@ -132,6 +140,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 	if err := writeComputeConfig(n, e, backing); err != nil {
 		return err
 	}
+	phases.done("config")
 	user, err := pgcluster.ServerUser()
 	if err != nil {
 		return err
@@ -146,6 +155,7 @@ func (e *Env) buildLazyDataDir(ctx context.Context, n *Node, lsn pgdata.LSN) err
 			return err
 		}
 	}
+	phases.done("ownership")
 	n.Mode = ModeLazy
 	return nil
 }

@@ -51,9 +51,16 @@ type NodeOptions struct {
 	Replica bool
 }
 
-// findBranch returns tenant t's branch name, or an error that lists the
-// branches there are.
+// findBranch returns tenant t's branch name, without its sizes, or an
+// error that lists the branches there are.
 func (e *Env) findBranch(ctx context.Context, t id.TenantID, name string) (api.BranchInfo, error) {
+	b, err := e.Pageserver().Branch(ctx, t, name)
+	var pe *PageserverError
+	if (err == nil && b.Name == name) || (err != nil && !errors.As(err, &pe)) {
+		return b, err
+	}
+	// No such branch or tenant (or a page server that only lists them
+	// all): the list, with its error, says what there is.
 	branches, err := e.Pageserver().BranchList(ctx, t)
 	if err != nil {
 		return api.BranchInfo{}, explainTenant(err, t)
@@ -95,16 +102,19 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("compute node %q exists already in tenant %s: choose another with --name, or remove it with zenith pg stop %s --destroy", o.Name, o.Tenant, o.Name)
 	}
+	phases := newPhaseTimer(e.Log.With().Str("op", "pg create").Str("node", o.Name).Logger())
 	branch, err := e.findBranch(ctx, o.Tenant, o.Branch)
 	if err != nil {
 		return nil, err
 	}
+	phases.done("branch")
 	if o.LSN != 0 && o.LSN > branch.LastRecordLSN {
 		return nil, fmt.Errorf("LSN %s is after the end of branch %s (its last record ends at %s): give an LSN at or before that", o.LSN, o.Branch, branch.LastRecordLSN)
 	}
 	if o.Port, err = e.choosePort(o.Port); err != nil {
 		return nil, err
 	}
+	phases.done("port")
 	n := &Node{
 		Name: o.Name, Tenant: o.Tenant, Branch: o.Branch, Timeline: branch.Timeline,
 		Port: o.Port, ReadOnlyLSN: o.LSN, Replica: o.Replica, Settings: o.Settings, dir: dir,
@@ -132,6 +142,7 @@ func (e *Env) CreateNode(ctx context.Context, o NodeOptions) (_ *Node, err error
 	if err := e.buildNode(ctx, n, lsn, o.Eager); err != nil {
 		return nil, err
 	}
+	phases.done("data directory")
 	return n, nil
 }
 
@@ -326,13 +337,16 @@ func (e *Env) extractBasebackup(ctx context.Context, n *Node, lsn pgdata.LSN, la
 // data directory is lazy (served through FUSE, see compute_lazy.go)
 // unless eager is set or FUSE cannot be mounted here.
 func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
+	phases := newPhaseTimer(e.Log.With().Str("op", "pg start").Str("node", n.Name).Logger())
 	if _, err := e.checkLazy(ctx, n); err != nil {
 		return err
 	}
+	phases.done("crash check")
 	c, err := n.cluster(ctx, e)
 	if err != nil {
 		return err
 	}
+	phases.done("postgres binaries")
 	if pid, err := c.PID(); err == nil {
 		fmt.Fprintf(e.Progress, "compute node %s already running (pid %d)\n", n.Name, pid)
 		return nil
@@ -358,6 +372,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	if err != nil {
 		return err
 	}
+	phases.done("branch")
 	if branch.Timeline != n.Timeline {
 		return fmt.Errorf("branch %s is now timeline %s, but node %s was made for timeline %s: remove it with zenith pg stop %s --destroy", n.Branch, branch.Timeline, n.Name, n.Timeline, n.Name)
 	}
@@ -370,6 +385,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		if err := e.checkOnlyWriter(ctx, n); err != nil {
 			return err
 		}
+		phases.done("only writer")
 	}
 	wantLazy := !eager && e.lazyUnavailable() == ""
 	dataDir := n.DataDir()
@@ -395,6 +411,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			return err
 		}
 		el = &elected
+		phases.done("election")
 		reusable = reusable && n.Fresh && (elected.StartLSN == 0 || elected.StartLSN == n.BasebackupLSN)
 	}
 	if !reusable && n.Replica {
@@ -417,6 +434,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		if err := e.buildNode(ctx, n, lsn, eager); err != nil {
 			return err
 		}
+		phases.done("data directory")
 	}
 	if err := e.checkComputePortFree(n.Port); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
@@ -434,6 +452,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 				}
 			}()
 		}
+		phases.done("mount")
 	}
 	n.CleanLSN, n.Fresh = 0, false
 	if err := n.save(); err != nil {
@@ -442,6 +461,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("compute node %s: %w", n.Name, err)
 	}
+	phases.done("postgres")
 	if el != nil {
 		if err := e.assignCompute(ctx, n, *el, n.BasebackupLSN); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), computeStopTimeout)
@@ -466,6 +486,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			return err
 		}
 	}
+	phases.done("wal sender")
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -73,13 +74,41 @@ func (e *Env) assignCompute(ctx context.Context, n *Node, el safekeeper.Election
 
 // waitStreaming waits until at least want walreceivers whose
 // application_name is LIKE app stream from the node (pg_stat_replication),
-// for at most streamConnectTimeout; who names them in the error.
+// for at most streamConnectTimeout; who names them in the error. It asks
+// every streamPollInterval over one connection (a new one only after a
+// failure): the walreceiver connects within milliseconds of being told
+// to, and the start waits for it. A server that is gone ends the wait at
+// once (Start does not try a connection for a writable node: this is
+// its first).
 func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, who string) error {
 	deadline := time.Now().Add(streamConnectTimeout)
+	phases := newPhaseTimer(e.Log.With().Str("op", "wait for "+app).Str("node", n.Name).Logger())
+	var conn *pgconn.PgConn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
 	for {
-		got, err := countStreaming(ctx, n.ConnString(e), app)
+		var got int
+		var err error
+		if conn == nil {
+			if conn, err = connectCompute(ctx, n.ConnString(e)); err == nil {
+				phases.done("connected")
+			}
+		}
+		if err == nil {
+			if got, err = countStreaming(ctx, conn, app); err != nil {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
 		if err == nil && got >= want {
+			phases.done("streaming")
 			return nil
+		}
+		if err != nil && postmasterPID(filepath.Join(n.DataDir(), "postmaster.pid")) == 0 {
+			return fmt.Errorf("compute node %s: PostgreSQL is not running (%w); %s says why", n.Name, err, n.LogFile())
 		}
 		if time.Now().After(deadline) {
 			if err == nil {
@@ -91,27 +120,46 @@ func (e *Env) waitStreaming(ctx context.Context, n *Node, app string, want int, 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(streamPollInterval):
 		}
 	}
 }
 
-// streamConnectTimeout bounds how long a compute start waits for a
-// majority of the safekeepers, or the page server, to stream from the new
-// compute.
-const streamConnectTimeout = 60 * time.Second
+// Waits for a compute's walreceivers.
+const (
+	// streamConnectTimeout bounds how long a compute start waits for a
+	// majority of the safekeepers, or the page server, to stream from
+	// the new compute.
+	streamConnectTimeout = 60 * time.Second
+	// streamPollInterval is how often it looks.
+	streamPollInterval = 5 * time.Millisecond
+	// streamQueryTimeout bounds one connection or query of the wait.
+	streamQueryTimeout = 5 * time.Second
+)
 
-// countStreaming counts the walreceivers that stream from the compute at
-// connStr whose application_name is LIKE app (pg_stat_replication).
-func countStreaming(ctx context.Context, connStr, app string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// connectCompute connects to the compute at connStr for the control
+// plane's own queries, within streamQueryTimeout.
+func connectCompute(ctx context.Context, connStr string) (*pgconn.PgConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamQueryTimeout)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, connStr+"?sslmode=disable")
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.Background())
-	res := conn.ExecParams(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name LIKE $1 AND state = 'streaming'",
+	return pgconn.Connect(ctx, connStr+"?sslmode=disable")
+}
+
+// streamingQuery counts the walsenders streaming to an application_name
+// LIKE $1: what pg_stat_replication shows, from the two functions under
+// it, since on a lazy compute the view's rewrite and its join with
+// pg_authid read catalog blocks through FUSE (tens of milliseconds on
+// the start's path) that the functions do not need.
+const streamingQuery = `SELECT count(*) FROM pg_stat_get_wal_senders() w, pg_stat_get_activity(w.pid) a
+	WHERE a.application_name LIKE $1 AND w.state = 'streaming'`
+
+// countStreaming counts the walreceivers that stream from the compute
+// conn is connected to whose application_name is LIKE app
+// (pg_stat_replication).
+func countStreaming(ctx context.Context, conn *pgconn.PgConn, app string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamQueryTimeout)
+	defer cancel()
+	res := conn.ExecParams(ctx, streamingQuery,
 		[][]byte{[]byte(app)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return 0, res.Err

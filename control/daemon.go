@@ -37,6 +37,10 @@ type Daemon struct {
 	PidPath, LogPath string
 	// Ready reports whether the process answers.
 	Ready func(ctx context.Context) error
+	// ReadyPoll is how often Start asks Ready; 0 means
+	// defaultReadyPoll. A cheap Ready (a look at the mount table) can
+	// be asked every few milliseconds.
+	ReadyPoll time.Duration
 	// Environ, if set, is what the process gets in its environment on top
 	// of zenith's own (its token, which must not be in its arguments).
 	Environ func() ([]string, error)
@@ -119,14 +123,20 @@ func (d *Daemon) Start(ctx context.Context, notes io.Writer) error {
 	return nil
 }
 
-// waitReady polls Ready until it succeeds, the process exits (exited
-// closes; nil when it was not started here), or daemonReadyTimeout.
-// It polls often: a lazy compute's FUSE server mounts in tens of
-// milliseconds, and its start waits for that.
+// defaultReadyPoll is how often Start asks a process whether it answers.
+const defaultReadyPoll = 20 * time.Millisecond
+
+// waitReady polls Ready every ReadyPoll until it succeeds, the process
+// exits (exited closes; nil when it was not started here), or
+// daemonReadyTimeout.
 func (d *Daemon) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, daemonReadyTimeout)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
+	poll := d.ReadyPoll
+	if poll == 0 {
+		poll = defaultReadyPoll
+	}
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		err := d.Ready(ctx)

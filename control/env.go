@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/repo/auth"
@@ -25,6 +26,14 @@ type Env struct {
 	// Out is where results go (stdout); Progress is where progress and
 	// notes go (stderr).
 	Out, Progress io.Writer
+	// Log is the command's own log ($ZENITH_LOG; disabled by default):
+	// timings and decisions a person debugging a slow or odd command
+	// wants, not its output.
+	Log zerolog.Logger
+
+	// binCheck, once closed, says the check of the PostgreSQL programs
+	// begun ahead of need is over (checkPostgresAhead); nil if none was.
+	binCheck chan struct{}
 
 	// client is what this command presents to the services, made once.
 	clientOnce sync.Once
@@ -63,7 +72,7 @@ func openEnv(c *cli.Context) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Dir: dir, Config: cfg, Out: c.App.Writer, Progress: c.App.ErrWriter}, nil
+	return &Env{Dir: dir, Config: cfg, Out: c.App.Writer, Progress: c.App.ErrWriter, Log: cliLogger()}, nil
 }
 
 // PageserverDir is the page server's working directory, when it runs

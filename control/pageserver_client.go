@@ -179,6 +179,25 @@ func (c *PageserverClient) BranchList(ctx context.Context, t id.TenantID) ([]api
 	return branches, nil
 }
 
+// Branch returns branch name of tenant t without its sizes, which the
+// page server does not compute for it (BranchList does, for every
+// branch): what starting a compute needs, quickly.
+func (c *PageserverClient) Branch(ctx context.Context, t id.TenantID, name string) (api.BranchInfo, error) {
+	cmd := api.BranchList{Tenant: t, Branch: name}
+	rows, err := c.query(ctx, cmd.String())
+	if err != nil {
+		return api.BranchInfo{}, err
+	}
+	if len(rows) != 1 {
+		return api.BranchInfo{}, fmt.Errorf("%s: %d rows, want 1", cmd.Name(), len(rows))
+	}
+	b, err := api.ParseBranchRow(rows[0])
+	if err != nil {
+		return api.BranchInfo{}, fmt.Errorf("%s: %w", cmd.Name(), err)
+	}
+	return b, nil
+}
+
 // BranchCreate creates branch name of tenant t at start.
 func (c *PageserverClient) BranchCreate(ctx context.Context, t id.TenantID, name string, start api.StartPoint) (api.BranchInfo, error) {
 	rows, err := c.query(ctx, api.BranchCreate{Tenant: t, Branch: name, Start: start}.String())

@@ -43,7 +43,7 @@
 //	tenant_detach <tenant>               upload everything, then remove it here
 //	import <tenant> <branch>            then COPY IN of a data directory tar
 //	branch_create <tenant> <name> <branch|timeline>[@<lsn>|@<RFC 3339 time>]
-//	branch_list <tenant>
+//	branch_list <tenant> [<branch|timeline>]    one branch: without its sizes
 //	basebackup <tenant> <branch|timeline> [lsn]   COPY OUT of a tar
 //	callmemaybe <tenant> <branch|timeline> <connection string>
 //	safekeepers <tenant> <branch|timeline> <host:port>[,<host:port>...]

@@ -77,6 +77,18 @@ func (st serverTenants) Branches(ctx context.Context, tid id.TenantID) ([]api.Br
 	return st.s.branchInfos(ctx, t)
 }
 
+func (st serverTenants) Branch(ctx context.Context, tid id.TenantID, ref string) (api.BranchInfo, error) {
+	t, tl, err := st.s.timeline(tid, ref)
+	if err != nil {
+		return api.BranchInfo{}, err
+	}
+	b, ok := t.branchOf(tl.ID())
+	if !ok {
+		return api.BranchInfo{}, fmt.Errorf("timeline %s of tenant %s is no branch's: %w", tl.ID(), tid, api.ErrBranchNotFound)
+	}
+	return st.s.branchInfo(ctx, t, b, false)
+}
+
 func (st serverTenants) CreateBranch(ctx context.Context, tid id.TenantID, name string, start api.StartPoint) (api.BranchInfo, error) {
 	t, err := st.s.tenants.get(tid)
 	if err != nil {
@@ -129,7 +141,7 @@ func (st serverTenants) Import(ctx context.Context, tid id.TenantID, name, dir s
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
-	return st.s.branchInfo(ctx, t, br)
+	return st.s.branchInfo(ctx, t, br, true)
 }
 
 func (st serverTenants) Timeline(tid id.TenantID, ref string) (*repo.Timeline, error) {

@@ -333,6 +333,22 @@ func TestPageService(t *testing.T) {
 	if got := rows(t, conn, "branch_list "+other.String()); len(got) != 0 {
 		t.Errorf("branch_list of a tenant without branches = %v", got)
 	}
+	// One branch, by name or timeline id: the same row without the
+	// sizes, which it does not compute.
+	for _, ref := range []string{"dev", dev[0]["timeline_id"]} {
+		one := rows(t, conn, fmt.Sprintf("branch_list %s %s", tenant, ref))
+		if len(one) != 1 || one[0]["name"] != "dev" || one[0]["timeline_id"] != dev[0]["timeline_id"] ||
+			one[0]["last_record_lsn"] != dev[0]["last_record_lsn"] || one[0]["ancestor_name"] != "main" {
+			t.Errorf("branch_list %s = %v, want dev's row %v", ref, one, dev)
+		}
+		if _, ok := one[0]["logical_size"]; ok {
+			t.Errorf("branch_list %s has a logical_size: %v", ref, one[0])
+		}
+	}
+	_, err = queryRows(conn, fmt.Sprintf("branch_list %s nosuch", tenant))
+	wantSQLState(t, "branch_list of an unknown branch", err, "42704")
+	_, err = queryRows(conn, fmt.Sprintf("branch_list %s dev", other))
+	wantSQLState(t, "branch_list of another tenant's branch", err, "42704")
 
 	st := rows(t, conn, "status")
 	if len(st) != 1 || st[0]["tenants"] != "2" || st[0]["timelines"] != "3" {

@@ -392,7 +392,7 @@ func (s *Server) createTenant(ctx context.Context, tid id.TenantID, gen repo.Gen
 }
 
 // branchInfo describes branch b of t.
-func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.BranchInfo, error) {
+func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch, sizes bool) (api.BranchInfo, error) {
 	tl, err := t.tn.Timeline(b.Timeline)
 	if err != nil {
 		return api.BranchInfo{}, err
@@ -402,8 +402,10 @@ func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.Branc
 		LastRecordLSN: tl.LastRecordLSN(), PrevRecordLSN: api.OptionalLSN(tl.PrevRecordLSN()),
 		DiskConsistentLSN: tl.DiskConsistentLSN(), GCCutoffLSN: tl.GCCutoff(), RemoteConsistentLSN: tl.RemoteConsistentLSN(),
 	}
-	sz := t.sizes(ctx, tl)
-	info.LogicalSize, info.LayerBytes, info.WALBytes = sz.Logical, sz.Layers, sz.WAL
+	if sizes {
+		sz := t.sizes(ctx, tl)
+		info.LogicalSize, info.LayerBytes, info.WALBytes = sz.Logical, sz.Layers, sz.WAL
+	}
 	if stop := tl.IngestStopped(); stop != nil {
 		info.IngestStopped = stop.Error()
 	}
@@ -423,7 +425,7 @@ func (s *Server) branchInfo(ctx context.Context, t *tenant, b Branch) (api.Branc
 func (s *Server) branchInfos(ctx context.Context, t *tenant) ([]api.BranchInfo, error) {
 	var infos []api.BranchInfo
 	for _, b := range t.Branches() {
-		info, err := s.branchInfo(ctx, t, b)
+		info, err := s.branchInfo(ctx, t, b, true)
 		if err != nil {
 			return nil, err
 		}
@@ -470,7 +472,7 @@ func (s *Server) createBranch(ctx context.Context, t *tenant, name string, start
 	if err != nil {
 		return api.BranchInfo{}, err
 	}
-	return s.branchInfo(ctx, t, b)
+	return s.branchInfo(ctx, t, b, true)
 }
 
 // walRunner runs the WAL receivers of the loaded timelines for as long as

@@ -52,8 +52,9 @@ type Options struct {
 const SecureEnv = "ZENITH_TEST_SECURE"
 
 // TraceEnv, set to 1, logs every zenith command a test runs with its
-// start time and duration (seen with go test -v): where a slow test's
-// time goes.
+// start time and duration, and the phases of the command that times
+// them (ZENITH_LOG=debug: pg start's), seen with go test -v: where a
+// slow test's time goes.
 const TraceEnv = "ZENITH_TEST_TRACE"
 
 // Env is a zenith repository in a temporary directory, driven by the real
@@ -133,15 +134,31 @@ func (e *Env) Run(args ...string) (stdout, stderr string, err error) {
 	argv := append(append(append([]string{}, e.wrap...), e.Bin), args...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), e.environ...), "ZENITH_REPO_DIR="+e.RepoDir)
+	trace := os.Getenv(TraceEnv) == "1"
+	if trace {
+		// The command's own timings (phases of pg start), logged
+		// below and kept out of the stderr the test sees.
+		cmd.Env = append(cmd.Env, "ZENITH_LOG=debug")
+	}
 	cmd.Dir = e.Dir
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	start := time.Now()
 	err = cmd.Run()
-	if os.Getenv(TraceEnv) == "1" {
+	stderr = errOut.String()
+	if trace {
 		e.t.Logf("%s zenith %s: %.2fs, err %v", start.Format("15:04:05.000"), strings.Join(args, " "), time.Since(start).Seconds(), err)
+		var rest []string
+		for _, line := range strings.SplitAfter(stderr, "\n") {
+			if strings.HasPrefix(line, "DBG ") {
+				e.t.Logf("    %s", strings.TrimSuffix(line, "\n"))
+			} else {
+				rest = append(rest, line)
+			}
+		}
+		stderr = strings.Join(rest, "")
 	}
-	return out.String(), errOut.String(), err
+	return out.String(), stderr, err
 }
 
 // Zenith runs `zenith args...` and fails the test if it fails; it

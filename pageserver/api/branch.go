@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/zenithdb/zenith/repo/id"
@@ -60,6 +61,28 @@ func (b BranchInfo) Row() []string {
 		b.LastRecordLSN.String(), b.PrevRecordLSN.String(), b.DiskConsistentLSN.String(), b.RemoteConsistentLSN.String(), b.IngestStopped,
 		b.GCCutoffLSN.String(), strconv.FormatInt(b.LogicalSize, 10), strconv.FormatInt(b.LayerBytes, 10), strconv.FormatInt(b.WALBytes, 10),
 		b.AcknowledgedLSN.String()}
+}
+
+// branchSizeColumns are the columns of BranchColumns that need the
+// branch's sizes computed.
+var branchSizeColumns = []string{"logical_size", "layer_bytes", "wal_bytes"}
+
+// BranchStateColumns are BranchColumns without the sizes: the columns
+// of branch_list for one branch (BranchInfo.StateRow).
+var BranchStateColumns = withoutSizes(BranchColumns)
+
+// StateRow is the branch as a row of BranchStateColumns.
+func (b BranchInfo) StateRow() []string { return withoutSizes(b.Row()) }
+
+// withoutSizes is row, a row of BranchColumns, without the sizes' columns.
+func withoutSizes(row []string) []string {
+	out := make([]string, 0, len(row))
+	for i, v := range row {
+		if !slices.Contains(branchSizeColumns, BranchColumns[i]) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // PhysicalSize is the bytes only this branch holds: its layers and WAL.

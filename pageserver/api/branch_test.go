@@ -33,6 +33,31 @@ func TestBranchRowRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBranchStateRow: the one-branch row of branch_list has every column
+// but the sizes, and reads back as the branch without them.
+func TestBranchStateRow(t *testing.T) {
+	b := BranchInfo{Name: "dev", Timeline: id.NewTimelineID(), AncestorName: "main", AncestorTimeline: id.NewTimelineID().String(),
+		AncestorLSN: 0x16B9188, LastRecordLSN: 0x1800000, PrevRecordLSN: 0x17FFF00, DiskConsistentLSN: 0x1700000,
+		GCCutoffLSN: 0x1600000, LogicalSize: 7 << 20, LayerBytes: 3 << 20, WALBytes: 16 << 20, AcknowledgedLSN: 0x1800010,
+		IngestStopped: "ingest of timeline T stopped at LSN 0/1800000: disk full"}
+	if got, want := len(BranchStateColumns), len(BranchColumns)-3; got != want {
+		t.Fatalf("BranchStateColumns has %d columns, want %d: %v", got, want, BranchStateColumns)
+	}
+	values := b.StateRow()
+	if len(values) != len(BranchStateColumns) {
+		t.Fatalf("StateRow has %d values for %d columns", len(values), len(BranchStateColumns))
+	}
+	row := map[string]string{}
+	for i, v := range values {
+		row[BranchStateColumns[i]] = v
+	}
+	want := b
+	want.LogicalSize, want.LayerBytes, want.WALBytes = 0, 0, 0
+	if got, err := ParseBranchRow(row); err != nil || got != want {
+		t.Errorf("ParseBranchRow(%v) = %+v, %v; want %+v", row, got, err, want)
+	}
+}
+
 func TestOptionalLSNText(t *testing.T) {
 	for _, l := range []OptionalLSN{0, OptionalLSN(pgdata.LSN(0x16B3748))} {
 		b, _ := l.MarshalText()

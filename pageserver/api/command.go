@@ -80,8 +80,16 @@ type BranchCreate struct {
 	Start StartPoint
 }
 
-// BranchList lists a tenant's branches (BranchColumns).
-type BranchList struct{ Tenant id.TenantID }
+// BranchList lists a tenant's branches (BranchColumns), or one branch
+// without its sizes (BranchStateColumns).
+type BranchList struct {
+	Tenant id.TenantID
+	// Branch, a branch name or a timeline id (CheckTimelineRef), asks for
+	// that branch only, and without the sizes, which cost a look at the
+	// size of every relation of the branch: what zenith pg start reads,
+	// which must not wait for them. Empty: every branch, with sizes.
+	Branch string
+}
 
 // BranchDelete deletes a branch.
 type BranchDelete struct {
@@ -173,7 +181,13 @@ func (c Status) String() string         { return c.Name() }
 func (c TenantList) String() string     { return c.Name() }
 func (c TenantDelete) String() string   { return line(c.Name(), c.Tenant.String()) }
 func (c GC) String() string             { return line(c.Name(), c.Tenant.String()) }
-func (c BranchList) String() string     { return line(c.Name(), c.Tenant.String()) }
+
+func (c BranchList) String() string {
+	if c.Branch == "" {
+		return line(c.Name(), c.Tenant.String())
+	}
+	return line(c.Name(), c.Tenant.String(), c.Branch)
+}
 
 func (c TenantCreate) String() string {
 	switch {

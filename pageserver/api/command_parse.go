@@ -64,7 +64,7 @@ var commands = map[string]syntax{
 	"tenant_config":   {"tenant_config <tenant_id> [gc_horizon=<bytes>] [pitr_interval=<duration>]", 1, 3, parseTenantConfig},
 	"import":          {"import <tenant_id> <branch>  (then COPY IN of a tar of a stopped data directory)", 2, 2, parseImport},
 	"branch_create":   {"branch_create <tenant_id> <name> <branch|timeline_id>[@<lsn>|@<RFC 3339 time>]", 3, 3, parseBranchCreate},
-	"branch_list":     {"branch_list <tenant_id>", 1, 1, parseTenantOnly(func(t id.TenantID) Command { return BranchList{t} })},
+	"branch_list":     {"branch_list <tenant_id> [<branch|timeline_id>]", 1, 2, parseBranchList},
 	"branch_delete":   {"branch_delete <tenant_id> <branch|timeline_id>", 2, 2, parseBranchDelete},
 	"basebackup":      {"basebackup <tenant_id> <branch|timeline_id> [lsn] [lazy]", 2, 4, parseBasebackup},
 	"callmemaybe":     {"callmemaybe <tenant_id> <branch|timeline_id> <connection string>", 3, -1, parseCallMeMaybe},
@@ -251,6 +251,21 @@ func tenantTimeline(args []string) (id.TenantID, string, error) {
 		return t, "", err
 	}
 	return t, args[1], nil
+}
+
+func parseBranchList(args []string) (Command, error) {
+	if len(args) == 1 {
+		t, err := id.ParseTenantID(args[0])
+		if err != nil {
+			return nil, err
+		}
+		return BranchList{Tenant: t}, nil
+	}
+	t, tl, err := tenantTimeline(args)
+	if err != nil {
+		return nil, err
+	}
+	return BranchList{Tenant: t, Branch: tl}, nil
 }
 
 func parseBranchDelete(args []string) (Command, error) {

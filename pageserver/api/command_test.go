@@ -40,6 +40,8 @@ func TestParseCommand(t *testing.T) {
 		{line: "branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00Z", want: BranchCreate{Tenant: tenant, Branch: "dev", Start: StartPoint{Branch: timelineHex, Time: at}}},
 		{line: "branch_create " + tenantHex + " dev main@2021-06-01T14:00:00+02:00", want: BranchCreate{Tenant: tenant, Branch: "dev", Start: StartPoint{Branch: "main", Time: at}}},
 		{line: "branch_list " + tenantHex, want: BranchList{Tenant: tenant}},
+		{line: "branch_list " + tenantHex + " main", want: BranchList{Tenant: tenant, Branch: "main"}},
+		{line: "branch_list $1 $2", args: []string{tenantHex, timelineHex}, want: BranchList{Tenant: tenant, Branch: timelineHex}},
 		{line: "branch_delete " + tenantHex + " dev", want: BranchDelete{Tenant: tenant, Timeline: "dev"}},
 		{line: "basebackup " + tenantHex + " main", want: Basebackup{Tenant: tenant, Timeline: "main"}},
 		{line: "basebackup $1 $2 $3", args: []string{tenantHex, timelineHex, "0/16B3748"}, want: Basebackup{Tenant: tenant, Timeline: timelineHex, LSN: 0x16B3748}},
@@ -182,7 +184,7 @@ func FuzzParseCommand(f *testing.F) {
 		"tenant_config " + tenantHex + " gc_horizon=1 pitr_interval=1h",
 		"import " + tenantHex + " main", "branch_create " + tenantHex + " dev main@0/16B3748",
 		"branch_create " + tenantHex + " dev " + timelineHex + "@2021-06-01T12:00:00.5+02:00",
-		"branch_list " + tenantHex, "basebackup " + tenantHex + " main 0/1 lazy", "callmemaybe $1 $2 'host=x'",
+		"branch_list " + tenantHex, "branch_list $1 main", "basebackup " + tenantHex + " main 0/1 lazy", "callmemaybe $1 $2 'host=x'",
 		"pagestream " + tenantHex + " " + timelineHex, "basebackup $1 $2 $3", "callmemaybe a b \t c",
 		"safekeepers $1 $2 127.0.0.1:1,[::1]:2", "branch_delete $1 $2", "gc $1", "tenant_delete $1",
 	} {

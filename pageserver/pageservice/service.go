@@ -78,6 +78,9 @@ type Tenants interface {
 	DeleteTenant(tid id.TenantID) error
 	// Branches describes every branch of tenant tid.
 	Branches(ctx context.Context, tid id.TenantID) ([]api.BranchInfo, error)
+	// Branch describes the branch ref (a name, or the timeline id of a
+	// branch) of tenant tid without its sizes, which it does not compute.
+	Branch(ctx context.Context, tid id.TenantID, ref string) (api.BranchInfo, error)
 	// CreateBranch creates branch name of tenant tid at start.
 	CreateBranch(ctx context.Context, tid id.TenantID, name string, start api.StartPoint) (api.BranchInfo, error)
 	// DeleteBranch deletes the branch ref of tenant tid and returns its
@@ -204,7 +207,17 @@ func (ps *Service) run(ctx context.Context, sess *pgwire.Session, cmd api.Comman
 		}
 		return nil
 	case api.BranchList:
-		return ps.branchRowsOf(ctx, sess, c.Tenant)
+		if c.Branch == "" {
+			return ps.branchRowsOf(ctx, sess, c.Tenant)
+		}
+		b, err := ts.Branch(ctx, c.Tenant, c.Branch)
+		if err != nil {
+			return err
+		}
+		if err := sess.Columns(api.BranchStateColumns...); err != nil {
+			return err
+		}
+		return sess.Row(b.StateRow()...)
 	case api.BranchDelete:
 		tid, err := ts.DeleteBranch(c.Tenant, c.Timeline)
 		if err != nil {

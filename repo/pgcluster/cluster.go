@@ -58,6 +58,12 @@ type Options struct {
 	Superuser string
 	// StartTimeout bounds Start; zero means DefaultStartTimeout.
 	StartTimeout time.Duration
+	// ReadyAtPidFile makes Start return as soon as postmaster.pid says
+	// the server accepts connections, without trying one: for a caller
+	// that connects right after anyway, and would otherwise wait for
+	// two backends' start-ups in a row (on a lazy compute, each reads
+	// the catalogs through FUSE).
+	ReadyAtPidFile bool
 	// StopWithParent makes the kernel stop the server (immediate
 	// shutdown, SIGQUIT) if the process that started it dies without
 	// stopping it, e.g. a test binary killed by its timeout. For
@@ -318,7 +324,7 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 	log := c.log.With().Int("pid", cmd.Process.Pid).Int("port", port).Logger()
 	log.Debug().Msg("postgres starting")
 
-	if err := c.waitReady(ctx, exited); err != nil {
+	if err := c.waitReady(ctx, cmd.Process.Pid, exited); err != nil {
 		tail := c.LogTail(30)
 		select {
 		case <-exited:
@@ -342,12 +348,29 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 	return nil
 }
 
-// waitReady polls until the server answers a connection attempt with
+// Polls of waitReady.
+const (
+	// pidFilePoll is how often waitReady reads postmaster.pid: a small
+	// file read (on a lazy compute, served through FUSE).
+	pidFilePoll = 5 * time.Millisecond
+	// connectPoll is how often it tries a connection: each is a backend
+	// forked and turned away while the server starts.
+	connectPoll = 50 * time.Millisecond
+)
+
+// waitReady waits until the server answers a connection attempt with
 // anything other than "the database system is starting up" (57P03).
-func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
+// It first watches postmaster.pid until the postmaster pid wrote there
+// says it accepts connections (ready, or standby for a hot standby), as
+// pg_ctl -w does, every pidFilePoll: the connection attempts, a new
+// backend each, begin once the server says it takes them.
+func (c *Cluster) waitReady(ctx context.Context, pid int, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
+	if err := c.waitPidFileReady(ctx, pid, exited); err != nil || c.opts.ReadyAtPidFile {
+		return err
+	}
+	tick := time.NewTicker(connectPoll)
 	defer tick.Stop()
 	var lastErr error
 	for {
@@ -371,6 +394,44 @@ func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// waitPidFileReady waits until postmaster.pid names pid and says the
+// server is ready or, for a hot standby, takes connections
+// (LOCK_FILE_LINE_PM_STATUS, line 8: PM_STATUS_READY, PM_STATUS_STANDBY).
+// A server that never says so (one in recovery that has not reached a
+// consistent state) is waited for until ctx ends, as the connection
+// attempts would.
+func (c *Cluster) waitPidFileReady(ctx context.Context, pid int, exited <-chan struct{}) error {
+	path := filepath.Join(c.opts.DataDir, "postmaster.pid")
+	tick := time.NewTicker(pidFilePoll)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil && pidFileReady(b, pid) {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("postgres exited during start-up")
+		case <-ctx.Done():
+			return fmt.Errorf("not accepting connections after %v (postmaster.pid does not say ready)", c.opts.StartTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// pidFileReady reports whether postmaster.pid's contents b name pid
+// (line 1) and say ready or standby (line 8).
+func pidFileReady(b []byte, pid int) bool {
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 8 || strings.TrimSpace(lines[0]) != strconv.Itoa(pid) {
+		return false
+	}
+	switch strings.TrimSpace(lines[7]) {
+	case "ready", "standby":
+		return true
+	}
+	return false
 }
 
 // LogTail returns the last n lines the server logged since it was last
