@@ -139,8 +139,11 @@ type TenantConfig struct {
 	// compaction rewrite them into key-partitioned ones.
 	CompactionThreshold int `toml:"compaction_threshold" comment:"Flushed (L0) delta layers that trigger compaction."`
 	// ImageCreationThreshold is how many delta layers over a key range,
-	// not yet covered by a newer image, make compaction write images of it.
-	ImageCreationThreshold int `toml:"image_creation_threshold" comment:"Delta layers over a key range, not covered by a newer image, that trigger image layers."`
+	// not yet covered by a newer image, make compaction write images of
+	// it. An L0 layer flushed before the checkpoint distance (by the
+	// in-memory layers' memory limit, or their age) counts for the share
+	// of CheckpointDistance its WAL spans.
+	ImageCreationThreshold int `toml:"image_creation_threshold" comment:"Delta layers over a key range, not covered by a newer image, that trigger image layers (an L0 layer counts for the share of checkpoint_distance its WAL spans)."`
 	// CompactionIdlePeriod is how long the timeline must have ingested
 	// no WAL for compaction to make what was loaded readable without
 	// WAL redo: it flushes the open in-memory layer (if it holds a

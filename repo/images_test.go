@@ -173,3 +173,58 @@ func imageLayers(t *testing.T, dir string) []layer.Desc {
 	}
 	return out
 }
+
+// TestEarlyFlushedL0LayersCountByTheirWAL: L0 layers flushed early (the
+// in-memory layers' memory limit flushes them at 16 MiB of WAL under a
+// steady write load, not at the 256 MiB checkpoint distance) count toward
+// the image creation threshold for the share of the checkpoint distance
+// they span. Counted as one each, three of them rewrote the image of
+// every key (the whole database) for each 48 MiB of WAL under pgbench
+// TPC-B.
+func TestEarlyFlushedL0LayersCountByTheirWAL(t *testing.T) {
+	tests := []struct {
+		name       string
+		walPerL0   pgdata.LSN
+		wantImages bool
+	}{
+		{"a sixteenth of the checkpoint distance each", 4 << 10, false},
+		{"the checkpoint distance each", 64 << 10, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := testConfig(vfs.Default)
+			cfg.Workdir = t.TempDir()
+			cfg.Logger = testLogger(t)
+			r := mustOpen(t, cfg)
+			conf := repo.DefaultTenantConfig() // image_creation_threshold 3
+			conf.CheckpointDistance = 64 << 10
+			conf.CompactionIdlePeriod = 0
+			tn, err := r.CreateTenant(id.NewTenantID(), conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			put(t, tl, 0x100, map[key.Key]value.Value{blk(0): img("base")})
+			lsn := pgdata.LSN(0x100)
+			for i := 0; i < 4; i++ { // four L0 layers, below compaction_threshold
+				lsn += tt.walPerL0
+				put(t, tl, lsn, map[key.Key]value.Value{blk(0): rec(fmt.Sprintf("+%d", i))})
+				if err := tl.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tl.Compact(ctx); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(cfg.Workdir, "tenants", tn.ID().String(), "timelines", tl.ID().String())
+			if got := len(imageLayers(t, dir)) > 0; got != tt.wantImages {
+				t.Errorf("image layers written: %v, want %v", got, tt.wantImages)
+			}
+			wantGet(t, tl, blk(0), lsn, "base+0+1+2+3")
+		})
+	}
+}
