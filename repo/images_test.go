@@ -160,6 +160,29 @@ func TestIdleCompactionImagesLoadedData(t *testing.T) {
 	}
 	wantGet(t, tl, blk(5), lsn, want[blk(5)]+"+c")
 	wantGet(t, tl, blk(blocks), lsn, "[new]")
+
+	// A branch that changes one loaded block reads the rest through its
+	// ancestor's images: its idle compaction copies none of them.
+	br, err := tn.Branch(ctx, id.NewTimelineID(), tl.ID(), lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brDir := filepath.Join(cfg.Workdir, "tenants", tn.ID().String(), "timelines", br.ID().String())
+	put(t, br, lsn+0x10, map[key.Key]value.Value{blk(7): rec("+d")})
+	if err := br.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []time.Duration{time.Second, 11 * time.Second} {
+		now = now.Add(after)
+		if err := br.Compact(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if imgs := imageLayers(t, brDir); len(imgs) != 0 {
+		t.Errorf("the branch wrote image layers %v for keys its ancestor has images of", imgs)
+	}
+	wantGet(t, br, blk(7), lsn+0x10, want[blk(7)]+"+d")
+	wantGet(t, br, blk(blocks), lsn+0x10, "[new]")
 }
 
 // imageLayers lists the image layer files in dir.
