@@ -19,6 +19,7 @@ func tenantSettings(c repo.TenantConfig) []api.TenantSetting {
 		{Name: "compaction_target_size", Value: n(c.CompactionTargetSize)},
 		{Name: "compaction_threshold", Value: strconv.Itoa(c.CompactionThreshold)},
 		{Name: "image_creation_threshold", Value: strconv.Itoa(c.ImageCreationThreshold)},
+		{Name: "compaction_idle_period", Value: time.Duration(c.CompactionIdlePeriod).String()},
 		{Name: api.SettingGCHorizon, Value: n(c.GCHorizon)},
 		{Name: api.SettingPITRInterval, Value: time.Duration(c.PITRInterval).String()},
 	}

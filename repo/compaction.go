@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/layer"
@@ -17,16 +19,85 @@ import (
 // delta layers not yet covered by a newer image get image layers at the
 // disk-consistent LSN, so that reads stop there and GC can drop what is
 // below.
+//
+// Once ingest has been idle for the tenant's CompactionIdlePeriod, it
+// also makes what was ingested readable without WAL redo, once per idle
+// period: a large open in-memory layer is flushed, and every key that has
+// no image at all gets one. A bulk load leaves fewer L0 layers than the
+// compaction threshold and, once compacted, one delta per key range:
+// without this, every read of the loaded data would replay its records.
 func (tl *Timeline) Compact(ctx context.Context) error {
+	conf := tl.tenant.Config()
+	lsn, idle := tl.idle.check(tl.LastRecordLSN(), tl.tenant.repo.now(), time.Duration(conf.CompactionIdlePeriod))
+	// Before compactMu: a flush holds flushMu, which is taken first.
+	if idle {
+		if err := tl.flushIfLarge(ctx, conf.CheckpointDistance/idleFlushFraction); err != nil {
+			return fmt.Errorf("flush idle timeline %s: %w", tl.id, err)
+		}
+	}
 	tl.compactMu.Lock()
 	defer tl.compactMu.Unlock()
 	if err := tl.compactL0(ctx); err != nil {
 		return fmt.Errorf("compact timeline %s: %w", tl.id, err)
 	}
-	if err := tl.createImages(ctx); err != nil {
+	if err := tl.createImages(ctx, idle); err != nil {
 		return fmt.Errorf("create images on timeline %s: %w", tl.id, err)
 	}
+	if idle {
+		tl.idle.finished(lsn)
+	}
 	return nil
+}
+
+// idleFlushFraction: an idle timeline's open in-memory layer is flushed
+// early if it holds at least this fraction of the checkpoint distance.
+// A smaller one costs little to replay, and flushing it after each burst
+// of a trickle of writes would multiply the L0 layers (and so the image
+// rewrites that their compaction leads to).
+const idleFlushFraction = 64
+
+// ingestIdle follows a timeline's last record LSN from one compaction to
+// the next, to tell when ingest has been idle for a while.
+type ingestIdle struct {
+	mu    sync.Mutex
+	lsn   pgdata.LSN // the last record LSN last seen
+	since time.Time  // when lsn was first seen
+	done  pgdata.LSN // the LSN the last idle compaction finished at
+	ran   bool       // whether one has finished
+}
+
+// check records the last record LSN as of now and reports whether ingest
+// has been idle for period (period > 0) with no idle compaction finished
+// at that LSN yet.
+func (s *ingestIdle) check(last pgdata.LSN, now time.Time, period time.Duration) (pgdata.LSN, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last != s.lsn || s.since.IsZero() {
+		s.lsn, s.since = last, now
+	}
+	if period <= 0 || now.Sub(s.since) < period {
+		return last, false
+	}
+	return last, !s.ran || s.done != last
+}
+
+// finished records that an idle compaction finished at lsn.
+func (s *ingestIdle) finished(lsn pgdata.LSN) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done, s.ran = lsn, true
+}
+
+// flushIfLarge flushes the open in-memory layer if it holds at least
+// minSize bytes.
+func (tl *Timeline) flushIfLarge(ctx context.Context, minSize int64) error {
+	tl.mu.RLock()
+	size := tl.open.Size()
+	tl.mu.RUnlock()
+	if size < max(minSize, 1) {
+		return nil
+	}
+	return tl.Flush(ctx)
 }
 
 // compactL0 merges the L0 delta layers (at most max_open_layer_files of

@@ -139,8 +139,19 @@ type TenantConfig struct {
 	// compaction rewrite them into key-partitioned ones.
 	CompactionThreshold int `toml:"compaction_threshold" comment:"Flushed (L0) delta layers that trigger compaction."`
 	// ImageCreationThreshold is how many delta layers over a key range,
-	// not yet covered by a newer image, make compaction write images of it.
-	ImageCreationThreshold int `toml:"image_creation_threshold" comment:"Delta layers over a key range, not covered by a newer image, that trigger image layers."`
+	// not yet covered by a newer image, make compaction write images of
+	// it. An L0 layer flushed before the checkpoint distance (by the
+	// in-memory layers' memory limit, or their age) counts for the share
+	// of CheckpointDistance its WAL spans.
+	ImageCreationThreshold int `toml:"image_creation_threshold" comment:"Delta layers over a key range, not covered by a newer image, that trigger image layers (an L0 layer counts for the share of checkpoint_distance its WAL spans)."`
+	// CompactionIdlePeriod is how long the timeline must have ingested
+	// no WAL for compaction to make what was loaded readable without
+	// WAL redo: it flushes the open in-memory layer (if it holds a
+	// 64th of CheckpointDistance or more) and writes images of every
+	// key that has none yet, below the thresholds. It runs once per
+	// idle period, so a steady write load never triggers it, and it
+	// writes each key's first image only. Zero disables it.
+	CompactionIdlePeriod tomlconf.Duration `toml:"compaction_idle_period" comment:"Time without new WAL after which the open in-memory layer is flushed and keys without any image get one, once (e.g. \"10s\"); 0s: never."`
 	// GCHorizon is how many bytes of WAL history below the last record GC
 	// keeps.
 	GCHorizon int64 `toml:"gc_horizon" comment:"Bytes of WAL history below the last record that GC keeps."`
@@ -157,6 +168,7 @@ func DefaultTenantConfig() TenantConfig {
 		CompactionTargetSize:   128 << 20,
 		CompactionThreshold:    10,
 		ImageCreationThreshold: 3,
+		CompactionIdlePeriod:   tomlconf.Duration(10 * time.Second),
 		GCHorizon:              64 << 20,
 		PITRInterval:           tomlconf.Duration(7 * 24 * time.Hour),
 	}
@@ -175,6 +187,8 @@ func (c TenantConfig) Validate() error {
 		return fmt.Errorf("tenant config: compaction_threshold %d must be at least 1", c.CompactionThreshold)
 	case c.ImageCreationThreshold < 1:
 		return fmt.Errorf("tenant config: image_creation_threshold %d must be at least 1", c.ImageCreationThreshold)
+	case time.Duration(c.CompactionIdlePeriod) < 0:
+		return fmt.Errorf("tenant config: compaction_idle_period %v must not be negative", c.CompactionIdlePeriod)
 	case c.GCHorizon < 0:
 		return fmt.Errorf("tenant config: gc_horizon %d must not be negative", c.GCHorizon)
 	case time.Duration(c.PITRInterval) < 0:

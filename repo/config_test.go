@@ -39,6 +39,7 @@ func TestTenantConfigDecodeErrors(t *testing.T) {
 		{"gc_horizon = -1\n", "gc_horizon"},
 		{"checkpoint_timeout = '0s'\n", "checkpoint_timeout"},
 		{"compaction_target_size = 0\n", "compaction_target_size"},
+		{"compaction_idle_period = '-1s'\n", "compaction_idle_period"},
 		{"gc_horizon = 'x'\n", "gc_horizon"},
 	}
 	for _, tt := range tests {

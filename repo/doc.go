@@ -18,7 +18,9 @@
 // walking layers newest first and continuing in the ancestor timeline
 // below the branch point, and replays the records through a Redo.
 // Compaction rewrites flushed deltas into key-partitioned ones and writes
-// image layers; garbage collection removes layers that no read at or above
+// image layers, and once a timeline's ingest is idle, images of the keys
+// that have none (a bulk load's, each read of which would otherwise be a
+// WAL redo); garbage collection removes layers that no read at or above
 // the GC cut-off, nor any child branch's branch point, can need. The
 // background loops work on each timeline on a goroutine of its own, so a
 // timeline whose disk does not answer holds up its own flushes only

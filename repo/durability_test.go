@@ -158,14 +158,28 @@ func TestCorruptLayerFileIsDetected(t *testing.T) {
 	if err := tl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.Compact(ctx); err != nil { // ImageCreationThreshold is 2: not yet
+	if err := tl.Compact(ctx); err != nil { // one small L0 layer: no image
 		t.Fatal(err)
 	}
 	history(t, tl, keys, 7, 9)
 	if err := tl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.Compact(ctx); err != nil { // now an image layer at 0/900
+	if err := tl.Compact(ctx); err != nil { // two small L0 layers: still no image
+		t.Fatal(err)
+	}
+	// No WAL since the last compaction: with an idle period this short,
+	// this one images every key, at 0/900.
+	tn, err := f.r.Tenant(f.tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := smallTenantConfig()
+	conf.CompactionIdlePeriod = tomlconf.Duration(time.Nanosecond)
+	if err := tn.SetConfig(conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Compact(ctx); err != nil {
 		t.Fatal(err)
 	}
 	files := layerFiles(t, mem, f.dir())

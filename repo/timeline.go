@@ -55,6 +55,8 @@ type Timeline struct {
 
 	// flushing is the step of a flush in progress, for FlushStalled.
 	flushing vfs.InProgress
+	// idle follows ingest for compaction's idle trigger (Compact).
+	idle ingestIdle
 	// busy is set while a background loop works on the timeline (by
 	// loop), so that the next round skips it rather than wait.
 	busy [numLoops]atomic.Bool
