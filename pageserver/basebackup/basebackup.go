@@ -83,7 +83,8 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	if err != nil {
 		return err
 	}
-	b := &backup{r: r, t: newTarball(w, time.Unix(cf.Time, 0), opts.Progress), relSegSize: cf.RelSegSize}
+	b := &backup{r: r, t: newTarball(w, time.Unix(cf.Time, 0), opts.Progress), relSegSize: cf.RelSegSize,
+		checksums: cf.DataChecksumVersion != 0}
 	if opts.Lazy {
 		b.lazy = &api.LazyManifest{LSN: lsn, RelSegSize: cf.RelSegSize}
 	}

@@ -1,6 +1,7 @@
 package basebackup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,10 @@ type backup struct {
 	// lazy, when set, collects the logged relation files instead of
 	// writing their contents (Options.Lazy).
 	lazy *api.LazyManifest
+	// checksums: the cluster has data checksums, so each relation page
+	// written gets its checksum set (a page rebuilt by redo has a stale
+	// one, and the compute checks it on every read).
+	checksums bool
 }
 
 // auxFiles writes the auxiliary files outside the database directories
@@ -135,7 +140,13 @@ func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgda
 			continue
 		}
 		err := b.pagesFile(ctx, pgdata.RelationPath(rel, as, seg), start, end, func(blk uint32) ([]byte, error) {
-			return b.r.RelPage(ctx, rel, from, blk)
+			page, err := b.r.RelPage(ctx, rel, from, blk)
+			if err != nil || !b.checksums {
+				return page, err
+			}
+			page = bytes.Clone(page) // RelPage's page is not ours to change
+			pgdata.SetPageChecksum(page, blk)
+			return page, nil
 		})
 		if err != nil {
 			return err

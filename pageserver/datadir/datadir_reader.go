@@ -207,6 +207,22 @@ func (r *DatadirReader) TwoPhaseFile(ctx context.Context, xid uint32) ([]byte, e
 	return b, err
 }
 
+// DataChecksums reports whether the cluster keeps data checksums in its
+// pages (pg_control's data_checksum_version; initdb -k or the imported
+// cluster's, fixed for a timeline's life): then a page handed to a
+// compute needs its checksum set (pgdata.SetPageChecksum). A timeline
+// without pg_control has none.
+func (r *DatadirReader) DataChecksums(ctx context.Context) (bool, error) {
+	cf, err := r.ControlFile(ctx)
+	if errors.Is(err, ErrNoControlFile) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return cf.DataChecksumVersion != 0, nil
+}
+
 // ControlFile returns the stored pg_control, parsed; ErrNoControlFile if
 // the timeline has none.
 func (r *DatadirReader) ControlFile(ctx context.Context) (*pgdata.ControlFile, error) {

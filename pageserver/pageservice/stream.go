@@ -57,13 +57,31 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 
 // relSizeMemo remembers the size of the last fork a stream asked for at
 // a fixed LSN, which cannot change: a batch of blocks of one fork looks
-// the fork up once, not once a block.
+// the fork up once, not once a block; and whether the timeline has data
+// checksums.
 type relSizeMemo struct {
 	ok     bool
 	rel    pgdata.RelFileNode
 	fork   pgdata.ForkNumber
 	lsn    pgdata.LSN
 	blocks uint32
+
+	// checksums says whether the stream's timeline has data checksums,
+	// once looked up: it does not change over a timeline's life.
+	checksums *bool
+}
+
+// dataChecksums is DatadirReader.DataChecksums, looked up once a stream.
+func (m *relSizeMemo) dataChecksums(ctx context.Context, r *datadir.DatadirReader) (bool, error) {
+	if m.checksums != nil {
+		return *m.checksums, nil
+	}
+	on, err := r.DataChecksums(ctx)
+	if err != nil {
+		return false, err
+	}
+	m.checksums = &on
+	return on, nil
 }
 
 var requestNames = map[byte]string{
@@ -143,7 +161,18 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 		if err != nil {
 			return nil, err
 		}
-		return api.AppendGetPageResponse(dst, page), nil
+		checksums, err := sizes.dataChecksums(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		dst = api.AppendGetPageResponse(dst, page)
+		if checksums {
+			// A page rebuilt by redo carries a stale checksum, and the
+			// compute checks it on every read: set it in the answer
+			// (the page itself may be the page cache's).
+			pgdata.SetPageChecksum(dst[len(dst)-pgdata.BlockSize:], req.Block)
+		}
+		return dst, nil
 	case api.TagDbSizeRequest:
 		size, err := r.DBSize(ctx, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
 		if err != nil {
