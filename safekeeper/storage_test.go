@@ -12,6 +12,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 func TestControlFileRoundTripAndCorruption(t *testing.T) {
@@ -54,7 +55,7 @@ func TestControlFileRoundTripAndCorruption(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("torn control file: got %v, want a CorruptionError", err)
 	}
-	if _, err := openTimeline(dir, id.TenantID{}, id.TimelineID{}, zerolog.Nop()); !errors.As(err, &ce) {
+	if _, err := openTimeline(vfs.Default, dir, id.TenantID{}, id.TimelineID{}, zerolog.Nop()); !errors.As(err, &ce) {
 		t.Fatalf("opening a timeline with a torn control file: got %v, want a CorruptionError (never a reset)", err)
 	}
 }
@@ -116,7 +117,7 @@ func walBytes(lsn pgdata.LSN, n int) []byte {
 
 func newTestTimeline(t *testing.T, dir string) *Timeline {
 	t.Helper()
-	tl, err := createTimeline(dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
+	tl, err := createTimeline(vfs.Default, dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func newSpanTimeline(t *testing.T, dir string) *Timeline {
 	if err := writeControl(dir, &Control{SegmentSize: walTestSegSize}); err != nil {
 		t.Fatal(err)
 	}
-	tl, err := openTimeline(dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
+	tl, err := openTimeline(vfs.Default, dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func newSpanTimeline(t *testing.T, dir string) *Timeline {
 // (the page cache keeps what tl wrote), then closes tl's files.
 func reopen(t *testing.T, tl *Timeline) *Timeline {
 	t.Helper()
-	tl2, err := openTimeline(tl.dir, tl.Tenant, tl.Timeline, zerolog.Nop())
+	tl2, err := openTimeline(vfs.Default, tl.dir, tl.Tenant, tl.Timeline, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func TestWALGapIsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ce *CorruptionError
-	if _, err := openTimeline(dir, tl.Tenant, tl.Timeline, zerolog.Nop()); !errors.As(err, &ce) {
+	if _, err := openTimeline(vfs.Default, dir, tl.Tenant, tl.Timeline, zerolog.Nop()); !errors.As(err, &ce) {
 		t.Fatalf("missing middle segment: got %v, want a CorruptionError", err)
 	}
 }
