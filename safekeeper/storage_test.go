@@ -420,3 +420,65 @@ func TestRemoveOldWAL(t *testing.T) {
 		t.Errorf("the WAL ends inside the record that runs into segment 8: segment 7 exists %v, begin %s; want it kept and %s", exists3(7), tl3.State().BeginLSN, spanStart)
 	}
 }
+
+// TestChangedWakesOnlyForSendableWAL: a flush alone, which changes nothing
+// a walsender may send, does not close Changed; a commit LSN raised, a
+// vote, or a flush up to a commit LSN that was above it does.
+func TestChangedWakesOnlyForSendableWAL(t *testing.T) {
+	tl := newTestTimeline(t, filepath.Join(t.TempDir(), "tl"))
+	joinTerm(t, tl, 1)
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	end := tl.FlushLSN()
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want bool
+	}{
+		{"WAL written and fsynced", func() error {
+			if err := tl.AppendWAL(1, end, walBytes(end, 100)); err != nil {
+				return err
+			}
+			end += 100
+			_, err := tl.Sync()
+			return err
+		}, false},
+		{"an fsync with nothing written", func() error { _, err := tl.Sync(); return err }, false},
+		{"the commit LSN raised", func() error { return tl.AdvanceCommit(end) }, true},
+		{"the commit LSN raised to where it is", func() error { return tl.AdvanceCommit(end) }, false},
+		{"more WAL fsynced", func() error {
+			if err := tl.AppendWAL(1, end, walBytes(end, 50)); err != nil {
+				return err
+			}
+			end += 50
+			_, err := tl.Sync()
+			return err
+		}, false},
+		{"a commit LSN above the flush LSN, then the fsync that reaches it", func() error {
+			tl.mu.Lock()
+			tl.ctl.CommitLSN = end + 10
+			tl.mu.Unlock()
+			if err := tl.AppendWAL(1, end, walBytes(end, 10)); err != nil {
+				return err
+			}
+			end += 10
+			_, err := tl.Sync()
+			return err
+		}, true},
+		{"a vote", func() error { _, _, err := tl.Vote(2); return err }, true},
+	} {
+		changed := tl.Changed()
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := closed(changed); got != step.want {
+			t.Errorf("%s: Changed closed %v, want %v", step.name, got, step.want)
+		}
+	}
+}

@@ -181,8 +181,12 @@ func (tl *Timeline) stateLocked() TimelineState {
 	}
 }
 
-// Changed returns a channel closed at the next change of the flush or
-// commit LSN or of the term.
+// Changed returns a channel closed at the next change of what a
+// walsender may send (the commit LSN, capped by the flush LSN), of the
+// term or of the WAL's history (a truncation). A flush alone changes
+// nothing a walsender sends, since the commit LSN is never above the
+// flush LSN: Sync closes it only if it would, and the walsenders are not
+// woken at every fsync for nothing.
 func (tl *Timeline) Changed() <-chan struct{} {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -278,8 +282,11 @@ func (tl *Timeline) Sync() (pgdata.LSN, error) {
 		return tl.flush, tl.noteDisk(err)
 	}
 	if flush != tl.flush {
+		servable := min(tl.ctl.CommitLSN, tl.flush)
 		tl.flush = flush
-		tl.notifyLocked()
+		if min(tl.ctl.CommitLSN, tl.flush) != servable {
+			tl.notifyLocked()
+		}
 	}
 	if time.Since(tl.persisted) > controlPersistInterval && tl.ctl.FlushLSN != tl.flush {
 		if err := tl.persistLocked(); err != nil {
