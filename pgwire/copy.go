@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -158,6 +159,37 @@ func (c *CopyBoth) Send(payload []byte) error {
 	return c.Flush()
 }
 
+// CopyDataHeader is the size of a CopyData message's framing, its type
+// byte and length, which SendFramed writes in front of the payload.
+const CopyDataHeader = 5
+
+// SendFramed sends one CopyData message whose payload is
+// msg[CopyDataHeader:] and flushes it, with what Queue buffered before
+// it in the same write. It writes the framing into msg's first
+// CopyDataHeader bytes and sends msg as it is, without copying the
+// payload: for a sender that builds its messages in place, such as the
+// walsender, which reads WAL straight into the message it sends.
+func (c *CopyBoth) SendFramed(msg []byte) error {
+	if len(msg) < CopyDataHeader {
+		return errors.New("pgwire: SendFramed needs room for the CopyData framing")
+	}
+	msg[0] = 'd'
+	binary.BigEndian.PutUint32(msg[1:], uint32(len(msg)-1))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.done {
+		return errors.New("pgwire: send on a finished COPY stream")
+	}
+	if len(c.buf) == 0 {
+		_, err := c.s.conn.Write(msg)
+		return err
+	}
+	bufs := net.Buffers{c.buf, msg}
+	_, err := bufs.WriteTo(c.s.conn)
+	c.reset()
+	return err
+}
+
 // Queue buffers one CopyData message without sending it: a stream that
 // answers pipelined requests flushes once it has answered all it holds
 // (Flush), one write for many answers. The payload is copied. Past
@@ -228,12 +260,17 @@ func (c *CopyBoth) flushLocked() error {
 		return nil
 	}
 	_, err := c.s.conn.Write(c.buf)
+	c.reset()
+	return err
+}
+
+// reset empties the buffer of queued messages once they are sent.
+func (c *CopyBoth) reset() {
 	if cap(c.buf) > maxRetainedCopyBuffer {
 		c.buf = nil
 	} else {
 		c.buf = c.buf[:0]
 	}
-	return err
 }
 
 // Close ends our side of the stream with CopyDone, after what Queue

@@ -124,13 +124,19 @@ func ParseStandbyMessage(b []byte) (*StandbyStatus, error) {
 // Encode returns the CopyData payload of m.
 func (m *XLogData) Encode() []byte {
 	b := make([]byte, xlogDataHeader+len(m.Data))
+	m.putHeader(b)
+	copy(b[xlogDataHeader:], m.Data)
+	return b
+}
+
+// putHeader writes the header of m's payload, all but the data, into the
+// first xlogDataHeader bytes of b.
+func (m *XLogData) putHeader(b []byte) {
 	b[0] = MsgXLogData
 	be := binary.BigEndian
 	be.PutUint64(b[1:], uint64(m.Start))
 	be.PutUint64(b[9:], uint64(m.WALEnd))
 	be.PutUint64(b[17:], uint64(m.SendTime))
-	copy(b[xlogDataHeader:], m.Data)
-	return b
 }
 
 // Encode returns the CopyData payload of m.

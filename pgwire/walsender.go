@@ -229,7 +229,12 @@ type walSender struct {
 func (s *walSender) loop(ctx context.Context, start pgdata.LSN) error {
 	keepalive := time.NewTicker(s.opt.Keepalive)
 	defer keepalive.Stop()
-	buf := make([]byte, maxXLogData)
+	// One message, read into in place: the CopyData framing, the
+	// XLogData header, the WAL (read straight from the source, sent
+	// without a copy).
+	const hdr = CopyDataHeader + xlogDataHeader
+	msgBuf := make([]byte, hdr+maxXLogData)
+	buf := msgBuf[hdr:]
 	pos := start
 	lastHeard := time.Now()
 	for {
@@ -248,8 +253,9 @@ func (s *walSender) loop(ctx context.Context, start pgdata.LSN) error {
 				// and the next round checks it.
 				break
 			}
-			msg := XLogData{Start: pos, WALEnd: end, SendTime: ToPGTime(time.Now()), Data: buf[:n]}
-			if err := s.cb.Send(msg.Encode()); err != nil {
+			msg := XLogData{Start: pos, WALEnd: end, SendTime: ToPGTime(time.Now())}
+			msg.putHeader(msgBuf[CopyDataHeader:])
+			if err := s.cb.SendFramed(msgBuf[:hdr+int(n)]); err != nil {
 				return err
 			}
 			if s.opt.OnSent != nil {

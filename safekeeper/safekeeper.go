@@ -43,6 +43,10 @@ type Config struct {
 	// Client is what this safekeeper presents to its peers: a token and
 	// the CA of their certificates.
 	Client auth.ClientOptions
+	// FS is the file system of the WAL segments; nil: the operating
+	// system's (vfs.Default). Tests put a vfs.Faulty there to hold or
+	// fail the WAL's fsyncs.
+	FS vfs.FS
 }
 
 // Safekeeper serves the timelines under one data directory.
@@ -82,6 +86,9 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create safekeeper directory: %w", err)
 	}
@@ -114,7 +121,7 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 			if err != nil || !e.IsDir() {
 				continue
 			}
-			tl, err := openTimeline(s.timelineDir(tenant, timeline), tenant, timeline, s.log)
+			tl, err := openTimeline(s.cfg.FS, s.timelineDir(tenant, timeline), tenant, timeline, s.log)
 			if err != nil {
 				s.closeTimelines()
 				return nil, fmt.Errorf("open timeline %s/%s: %w", tenant, timeline, err)
@@ -145,7 +152,7 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	if err := os.MkdirAll(filepath.Join(s.cfg.Dir, tenant.String()), 0o755); err != nil {
 		return nil, fmt.Errorf("create tenant directory: %w", err)
 	}
-	tl, err := createTimeline(s.timelineDir(tenant, timeline), tenant, timeline, s.log)
+	tl, err := createTimeline(s.cfg.FS, s.timelineDir(tenant, timeline), tenant, timeline, s.log)
 	if err != nil {
 		return nil, err
 	}

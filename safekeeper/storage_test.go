@@ -12,6 +12,7 @@ import (
 
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 func TestControlFileRoundTripAndCorruption(t *testing.T) {
@@ -54,7 +55,7 @@ func TestControlFileRoundTripAndCorruption(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("torn control file: got %v, want a CorruptionError", err)
 	}
-	if _, err := openTimeline(dir, id.TenantID{}, id.TimelineID{}, zerolog.Nop()); !errors.As(err, &ce) {
+	if _, err := openTimeline(vfs.Default, dir, id.TenantID{}, id.TimelineID{}, zerolog.Nop()); !errors.As(err, &ce) {
 		t.Fatalf("opening a timeline with a torn control file: got %v, want a CorruptionError (never a reset)", err)
 	}
 }
@@ -116,7 +117,7 @@ func walBytes(lsn pgdata.LSN, n int) []byte {
 
 func newTestTimeline(t *testing.T, dir string) *Timeline {
 	t.Helper()
-	tl, err := createTimeline(dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
+	tl, err := createTimeline(vfs.Default, dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func newSpanTimeline(t *testing.T, dir string) *Timeline {
 	if err := writeControl(dir, &Control{SegmentSize: walTestSegSize}); err != nil {
 		t.Fatal(err)
 	}
-	tl, err := openTimeline(dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
+	tl, err := openTimeline(vfs.Default, dir, id.NewTenantID(), id.NewTimelineID(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func newSpanTimeline(t *testing.T, dir string) *Timeline {
 // (the page cache keeps what tl wrote), then closes tl's files.
 func reopen(t *testing.T, tl *Timeline) *Timeline {
 	t.Helper()
-	tl2, err := openTimeline(tl.dir, tl.Tenant, tl.Timeline, zerolog.Nop())
+	tl2, err := openTimeline(vfs.Default, tl.dir, tl.Tenant, tl.Timeline, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func TestWALGapIsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ce *CorruptionError
-	if _, err := openTimeline(dir, tl.Tenant, tl.Timeline, zerolog.Nop()); !errors.As(err, &ce) {
+	if _, err := openTimeline(vfs.Default, dir, tl.Tenant, tl.Timeline, zerolog.Nop()); !errors.As(err, &ce) {
 		t.Fatalf("missing middle segment: got %v, want a CorruptionError", err)
 	}
 }
@@ -417,5 +418,67 @@ func TestRemoveOldWAL(t *testing.T) {
 	}
 	if !exists3(7) || tl3.State().BeginLSN != spanStart {
 		t.Errorf("the WAL ends inside the record that runs into segment 8: segment 7 exists %v, begin %s; want it kept and %s", exists3(7), tl3.State().BeginLSN, spanStart)
+	}
+}
+
+// TestChangedWakesOnlyForSendableWAL: a flush alone, which changes nothing
+// a walsender may send, does not close Changed; a commit LSN raised, a
+// vote, or a flush up to a commit LSN that was above it does.
+func TestChangedWakesOnlyForSendableWAL(t *testing.T) {
+	tl := newTestTimeline(t, filepath.Join(t.TempDir(), "tl"))
+	joinTerm(t, tl, 1)
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	end := tl.FlushLSN()
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want bool
+	}{
+		{"WAL written and fsynced", func() error {
+			if err := tl.AppendWAL(1, end, walBytes(end, 100)); err != nil {
+				return err
+			}
+			end += 100
+			_, err := tl.Sync()
+			return err
+		}, false},
+		{"an fsync with nothing written", func() error { _, err := tl.Sync(); return err }, false},
+		{"the commit LSN raised", func() error { return tl.AdvanceCommit(end) }, true},
+		{"the commit LSN raised to where it is", func() error { return tl.AdvanceCommit(end) }, false},
+		{"more WAL fsynced", func() error {
+			if err := tl.AppendWAL(1, end, walBytes(end, 50)); err != nil {
+				return err
+			}
+			end += 50
+			_, err := tl.Sync()
+			return err
+		}, false},
+		{"a commit LSN above the flush LSN, then the fsync that reaches it", func() error {
+			tl.mu.Lock()
+			tl.ctl.CommitLSN = end + 10
+			tl.mu.Unlock()
+			if err := tl.AppendWAL(1, end, walBytes(end, 10)); err != nil {
+				return err
+			}
+			end += 10
+			_, err := tl.Sync()
+			return err
+		}, true},
+		{"a vote", func() error { _, _, err := tl.Vote(2); return err }, true},
+	} {
+		changed := tl.Changed()
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := closed(changed); got != step.want {
+			t.Errorf("%s: Changed closed %v, want %v", step.name, got, step.want)
+		}
 	}
 }

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/zenithdb/zenith/pgwire"
-	"github.com/zenithdb/zenith/repo/pgdata"
 )
-
-// maxBatch bounds the XLogData messages written between two fsyncs.
-const maxBatch = 256
 
 // startStreaming starts streaming tl's WAL from the compute of its current
 // term, if it has one and Run is running (Run starts the others).
@@ -79,14 +76,6 @@ func withApplicationName(connStr, name string) string {
 	return connStr + " application_name=" + name
 }
 
-// received is one XLogData, its bytes copied out of the connection's buffer.
-type received struct {
-	start pgdata.LSN
-	data  []byte
-	// reply is set for a keepalive that asks for an immediate status.
-	reply bool
-}
-
 // streamOnce runs one replication connection to the compute.
 func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, connStr string) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -129,69 +118,65 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 	}
 	tl.log.Info().Uint64("term", term).Stringer("start", start).Msg("streaming WAL from the compute")
 
-	msgs := make(chan received, maxBatch)
-	recvErr := make(chan error, 1)
-	recvDone := make(chan struct{})
-	// Runs before the deferred Close: the receiver must be gone first.
+	// Two goroutines: this one writes each XLogData as it comes, straight
+	// from the connection's buffer; the other fsyncs what was written and
+	// answers with the flush LSN, once for everything written while it
+	// was busy (group flush). The fsync holds the timeline, so a write
+	// that comes meanwhile waits for it and goes into the next one; a
+	// status never reports a flush before the fsync that made it.
+	var wrote atomic.Bool
+	wake := make(chan struct{}, 1)
+	syncErr := make(chan error, 1)
+	syncDone := make(chan struct{})
+	// Runs before the deferred Close: the syncer must be gone first.
 	defer func() {
 		cancel()
-		<-recvDone
+		<-syncDone
 	}()
 	go func() {
-		defer close(recvDone)
-		for {
-			m, err := conn.Receive(ctx)
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			var r received
-			switch m := m.(type) {
-			case *pgwire.XLogData:
-				r = received{start: m.Start, data: append([]byte(nil), m.Data...)}
-			case *pgwire.Keepalive:
-				if !m.ReplyRequested {
-					continue
-				}
-				r = received{reply: true}
-			}
-			select {
-			case msgs <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
+		defer close(syncDone)
+		syncErr <- s.syncAndReply(ctx, tl, conn, wake, &wrote)
+		cancel() // ends the Receive below
 	}()
 	for {
-		var batch []received
-		select {
-		case r := <-msgs:
-			batch = append(batch, r)
-		case err := <-recvErr:
+		m, err := conn.Receive(ctx)
+		if err != nil {
+			select {
+			case err = <-syncErr:
+			default:
+			}
 			return err
+		}
+		switch m := m.(type) {
+		case *pgwire.XLogData:
+			if err := tl.AppendWAL(term, m.Start, m.Data); err != nil {
+				return err
+			}
+			s.metrics.walReceived.Add(float64(len(m.Data)))
+			wrote.Store(true)
+		case *pgwire.Keepalive:
+			if !m.ReplyRequested {
+				continue
+			}
+		}
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// syncAndReply fsyncs tl's WAL and sends the compute a status with the new
+// flush LSN each time wake fires, until ctx ends or a sync or send fails.
+// wrote says whether WAL was written since the last fsync.
+func (s *Safekeeper) syncAndReply(ctx context.Context, tl *Timeline, conn *pgwire.ReplicationConn, wake <-chan struct{}, wrote *atomic.Bool) error {
+	for {
+		select {
+		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-msgs:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		wrote := false
-		for _, r := range batch {
-			if r.reply {
-				continue
-			}
-			if err := tl.AppendWAL(term, r.start, r.data); err != nil {
-				return err
-			}
-			s.metrics.walReceived.Add(float64(len(r.data)))
-			wrote = true
-		}
+		wrote := wrote.Swap(false)
 		synced := time.Now()
 		flush, err := tl.Sync()
 		if err != nil {

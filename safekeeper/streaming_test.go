@@ -14,6 +14,7 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/vfs"
 )
 
 // computeSettings make a test cluster wait for 2 of the 3 safekeepers.
@@ -241,5 +242,62 @@ func TestZombieComputeIsFenced(t *testing.T) {
 	old := Election{Tenant: ts.tenant, Timeline: ts.timeline, Term: 1, StartLSN: e.StartLSN, Safekeepers: e.Safekeepers}
 	if err := old.SetCompute(ctx, pg.ConnString("postgres"), e.StartLSN); !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("a compute of the old term was accepted: %v", err)
+	}
+}
+
+// TestStatusFollowsFsync: a safekeeper tells the compute of a flush only
+// once its fsync has returned. With one of the three safekeepers stopped
+// and the WAL fsyncs of another held, a commit does not return and the
+// compute sees the held safekeeper's flush below its own; once the
+// fsyncs go on, the commit returns.
+func TestStatusFollowsFsync(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fs := vfs.NewFaulty(vfs.Default)
+	ts := newTestSet(t, 3)
+	ts.configure = func(cfg *Config) {
+		if cfg.ID == 1 {
+			cfg.FS = fs
+		}
+	}
+	for i := range ts.nodes {
+		ts.start(i)
+	}
+	pg, _ := startCompute(t, ctx, ts)
+	conn := connect(t, ctx, pg)
+	if ok, _ := commitWithin(t, conn, "CREATE TABLE t (n int)", 30*time.Second); !ok {
+		t.Fatal("a commit with all safekeepers up did not return")
+	}
+	ts.stop(2)
+	gate := vfs.NewGate(vfs.OpSync, func(string) bool { return true })
+	t.Cleanup(gate.Release) // before the safekeepers stop
+	fs.SetRule(gate.Rule)
+
+	ok, done := commitWithin(t, conn, "INSERT INTO t VALUES (1)", 3*time.Second)
+	if ok {
+		t.Fatal("a commit returned while one of the two safekeepers up could not fsync")
+	}
+	select {
+	case <-gate.Held():
+	case <-ctx.Done():
+		t.Fatal("safekeeper 1 never fsynced the commit's WAL")
+	}
+	watch := connect(t, ctx, pg)
+	var held bool
+	if err := watch.QueryRow(ctx, `SELECT flush_lsn < pg_current_wal_flush_lsn() FROM pg_stat_replication
+		WHERE application_name = 'safekeeper1'`).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if !held {
+		t.Error("the compute sees safekeeper 1 flushed up to its own flush LSN while its fsync is held")
+	}
+	gate.Release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the commit did not return 30 s after the fsyncs went on")
 	}
 }

@@ -85,8 +85,8 @@ type TimelineState struct {
 	staleReports uint64
 }
 
-// createTimeline makes an empty timeline in dir.
-func createTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
+// createTimeline makes an empty timeline in dir, its WAL on fs.
+func createTimeline(fs vfs.FS, dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create timeline directory: %w", err)
 	}
@@ -97,11 +97,11 @@ func createTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log 
 	if err := vfs.SyncDir(vfs.Default, dir+"/.."); err != nil {
 		return nil, err
 	}
-	return openTimeline(dir, tenant, timeline, log)
+	return openTimeline(fs, dir, tenant, timeline, log)
 }
 
-// openTimeline loads a timeline's control file and WAL.
-func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
+// openTimeline loads a timeline's control file and its WAL on fs.
+func openTimeline(fs vfs.FS, dir string, tenant id.TenantID, timeline id.TimelineID, log zerolog.Logger) (*Timeline, error) {
 	ctl, err := readControl(dir)
 	if err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func openTimeline(dir string, tenant id.TenantID, timeline id.TimelineID, log ze
 	if !pgdata.ValidWALSegmentSize(ctl.SegmentSize) {
 		return nil, &CorruptionError{File: dir, Offset: -1, Err: fmt.Errorf("invalid segment size %d", ctl.SegmentSize)}
 	}
-	w, err := openWAL(vfs.Default, dir, ctl.SegmentSize, ctl.BeginLSN)
+	w, err := openWAL(fs, dir, ctl.SegmentSize, ctl.BeginLSN)
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +181,12 @@ func (tl *Timeline) stateLocked() TimelineState {
 	}
 }
 
-// Changed returns a channel closed at the next change of the flush or
-// commit LSN or of the term.
+// Changed returns a channel closed at the next change of what a
+// walsender may send (the commit LSN, capped by the flush LSN), of the
+// term or of the WAL's history (a truncation). A flush alone changes
+// nothing a walsender sends, since the commit LSN is never above the
+// flush LSN: Sync closes it only if it would, and the walsenders are not
+// woken at every fsync for nothing.
 func (tl *Timeline) Changed() <-chan struct{} {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
@@ -278,8 +282,11 @@ func (tl *Timeline) Sync() (pgdata.LSN, error) {
 		return tl.flush, tl.noteDisk(err)
 	}
 	if flush != tl.flush {
+		servable := min(tl.ctl.CommitLSN, tl.flush)
 		tl.flush = flush
-		tl.notifyLocked()
+		if min(tl.ctl.CommitLSN, tl.flush) != servable {
+			tl.notifyLocked()
+		}
 	}
 	if time.Since(tl.persisted) > controlPersistInterval && tl.ctl.FlushLSN != tl.flush {
 		if err := tl.persistLocked(); err != nil {
