@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/datadir"
@@ -22,6 +23,8 @@ type backup struct {
 	// lazy, when set, collects the logged relation files instead of
 	// writing their contents (Options.Lazy).
 	lazy *api.LazyManifest
+	// timings gets the time of the size lookups.
+	timings *Timings
 }
 
 // auxFiles writes the auxiliary files outside the database directories
@@ -123,7 +126,10 @@ func (b *backup) relation(ctx context.Context, rel pgdata.RelFileNode, forks dat
 // files of relSegSize blocks named as md.c names them, one empty file for
 // an empty fork.
 func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgdata.ForkNumber) error {
+	start := time.Now()
 	n, err := b.r.RelSize(ctx, rel, from)
+	b.timings.Sizes += time.Since(start)
+	b.timings.Forks++
 	if err != nil {
 		return err
 	}
