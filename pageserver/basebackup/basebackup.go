@@ -154,8 +154,9 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 			return err
 		}
 	}
+	// Sparse: the segment is zeros but for the checkpoint record.
 	for _, f := range wal.Files {
-		if err := b.t.bytes("pg_wal/"+f.Name, f.Data); err != nil {
+		if err := b.t.sparse("pg_wal/"+f.Name, f.Data); err != nil {
 			return err
 		}
 	}
