@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 // TestSparseTar writes files through tarball.sparse and reads them back
@@ -117,5 +119,41 @@ func gnuTarCheck(t *testing.T, tarball []byte, p string, want []byte) {
 	got, err := os.ReadFile(filepath.Join(dir, p))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("GNU tar extracts %s as %d bytes (%v), want the %d written", p, len(got), err, len(want))
+	}
+}
+
+// TestSparseWALSegments writes the WAL of real shutdown checkpoints, one
+// in the middle of a segment and one that crosses into the next, as a
+// basebackup does, and reads the segments back whole.
+func TestSparseWALSegments(t *testing.T) {
+	const segSize = 16 << 20
+	for _, at := range []pgdata.LSN{0x5704430, 6*segSize - 24} {
+		wal, err := pgdata.BuildShutdownCheckpointWAL(7000000000000000001, 1, segSize, at, at-0x40, pgdata.CheckPoint{ThisTimeLineID: 1, NextXid: 800})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		tb := newTarball(&buf, time.Unix(1700000000, 0), nil)
+		for _, f := range wal.Files {
+			if err := tb.sparse("pg_wal/"+f.Name, f.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tb.close(); err != nil {
+			t.Fatal(err)
+		}
+		if max := len(wal.Files) * 4 * sparseMinHole; buf.Len() > max {
+			t.Errorf("at %v: %d segments take %d bytes of tar, want at most %d", at, len(wal.Files), buf.Len(), max)
+		}
+		got := readTar(t, buf.Bytes())
+		for _, f := range wal.Files {
+			if !bytes.Equal(got["pg_wal/"+f.Name], f.Data) {
+				t.Errorf("at %v: segment %s read back as %d bytes, not the %d written", at, f.Name, len(got["pg_wal/"+f.Name]), len(f.Data))
+			}
+			gnuTarCheck(t, buf.Bytes(), "pg_wal/"+f.Name, f.Data)
+		}
+		if at > 0x5704430 && len(wal.Files) != 2 {
+			t.Errorf("at %v: the record is in %d segments, want it to cross into a second", at, len(wal.Files))
+		}
 	}
 }
