@@ -29,6 +29,30 @@ type Options struct {
 	// Progress, if set, is called with the bytes written so far after
 	// every file and at the end.
 	Progress func(bytes int64)
+	// Timings, if set, receives how long each part of the basebackup
+	// took, for the caller's log.
+	Timings *Timings
+}
+
+// Timings splits a basebackup's time into its parts. Tar writing is in
+// each part's time (the stream is written as the files are read), and
+// Sizes is within Databases.
+type Timings struct {
+	// Start: pg_control, the checkpoint, and the WAL segment built.
+	Start time.Duration
+	// Files: directories, tablespaces and auxiliary files.
+	Files time.Duration
+	// Databases: every database's directory, relmapper file and
+	// relation files (or, lazy, their sizes).
+	Databases time.Duration
+	// Sizes: the relation forks' size lookups, of Databases.
+	Sizes time.Duration
+	// Forks is how many relation forks' sizes were read.
+	Forks int
+	// SLRUs: the SLRU segments and two-phase state files.
+	SLRUs time.Duration
+	// End: the lazy manifest, the WAL segment, pg_control, the tar's end.
+	End time.Duration
 }
 
 // The directories of a data directory that hold nothing a basebackup
@@ -78,13 +102,24 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	if prev == 0 && lsn == last {
 		prev = tl.PrevRecordLSN()
 	}
+	tm := opts.Timings
+	if tm == nil {
+		tm = &Timings{}
+	}
+	lap := time.Now()
+	took := func(d *time.Duration) {
+		now := time.Now()
+		*d += now.Sub(lap)
+		lap = now
+	}
 	r := datadir.NewDatadirReader(tl, lsn)
 	cf, wal, err := startFiles(ctx, r, prev)
 	if err != nil {
 		return err
 	}
+	took(&tm.Start)
 	b := &backup{r: r, t: newTarball(w, time.Unix(cf.Time, 0), opts.Progress), relSegSize: cf.RelSegSize,
-		checksums: cf.DataChecksumVersion != 0}
+		checksums: cf.DataChecksumVersion != 0, timings: tm}
 	if opts.Lazy {
 		b.lazy = &api.LazyManifest{LSN: lsn, RelSegSize: cf.RelSegSize}
 	}
@@ -103,22 +138,26 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	if err := b.auxFiles(ctx); err != nil {
 		return err
 	}
+	took(&tm.Files)
 	if err := b.databases(ctx); err != nil {
 		return err
 	}
+	took(&tm.Databases)
 	if err := b.slrus(ctx); err != nil {
 		return err
 	}
 	if err := b.twoPhase(ctx); err != nil {
 		return err
 	}
+	took(&tm.SLRUs)
 	if b.lazy != nil {
 		if err := b.t.bytes(api.LazyManifestName, b.lazy.Encode()); err != nil {
 			return err
 		}
 	}
+	// Sparse: the segment is zeros but for the checkpoint record.
 	for _, f := range wal.Files {
-		if err := b.t.bytes("pg_wal/"+f.Name, f.Data); err != nil {
+		if err := b.t.sparse("pg_wal/"+f.Name, f.Data); err != nil {
 			return err
 		}
 	}
@@ -127,7 +166,11 @@ func basebackup(ctx context.Context, tl *repo.Timeline, lsn pgdata.LSN, w io.Wri
 	if err := b.t.bytes("global/pg_control", cf.Encode()); err != nil {
 		return err
 	}
-	return b.t.close()
+	if err := b.t.close(); err != nil {
+		return err
+	}
+	took(&tm.End)
+	return nil
 }
 
 // startFiles builds what makes PostgreSQL start at the reader's LSN

@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/pageserver/datadir"
@@ -27,6 +28,8 @@ type backup struct {
 	// written gets its checksum set (a page rebuilt by redo has a stale
 	// one, and the compute checks it on every read).
 	checksums bool
+	// timings gets the time of the size lookups.
+	timings *Timings
 }
 
 // auxFiles writes the auxiliary files outside the database directories
@@ -128,7 +131,10 @@ func (b *backup) relation(ctx context.Context, rel pgdata.RelFileNode, forks dat
 // files of relSegSize blocks named as md.c names them, one empty file for
 // an empty fork.
 func (b *backup) fork(ctx context.Context, rel pgdata.RelFileNode, from, as pgdata.ForkNumber) error {
+	start := time.Now()
 	n, err := b.r.RelSize(ctx, rel, from)
+	b.timings.Sizes += time.Since(start)
+	b.timings.Forks++
 	if err != nil {
 		return err
 	}

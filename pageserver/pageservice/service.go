@@ -395,14 +395,16 @@ func (ps *Service) basebackup(ctx context.Context, sess *pgwire.Session, c api.B
 		return err
 	}
 	start := time.Now()
-	if err := basebackup.Basebackup(ctx, tl, lsn, w, basebackup.Options{Prev: prev, Lazy: c.Lazy}); err != nil {
+	var tm basebackup.Timings
+	if err := basebackup.Basebackup(ctx, tl, lsn, w, basebackup.Options{Prev: prev, Lazy: c.Lazy, Timings: &tm}); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
 		return err
 	}
 	ps.log.Info().Str("tenant", c.Tenant.String()).Str("timeline", tl.ID().String()).Stringer("lsn", lsn).
-		Dur("took", time.Since(start)).Msg("sent basebackup")
+		Dur("took", time.Since(start)).Dur("start", tm.Start).Dur("files", tm.Files).Dur("databases", tm.Databases).
+		Dur("sizes", tm.Sizes).Int("forks", tm.Forks).Dur("slrus", tm.SLRUs).Dur("end", tm.End).Msg("sent basebackup")
 	return nil
 }
 
