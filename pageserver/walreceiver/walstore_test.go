@@ -624,3 +624,34 @@ func TestWALStoreSyncFailsOnFullDisk(t *testing.T) {
 		t.Fatalf("Flushed once space is back = %v, want %v", got, second)
 	}
 }
+
+// TestWALStoreLeftoverProbe reopens a store whose space check's file a
+// crash left behind: the store opens (a file it does not know would make
+// it refuse) and the file is gone.
+func TestWALStoreLeftoverProbe(t *testing.T) {
+	wal := spanWAL(t)
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	end := spanStart + 8<<10
+	if err := s.Write(spanStart, wal[:end-spanStart]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	probe := filepath.Join(dir, spaceProbeFile)
+	if err := os.WriteFile(probe, spaceProbe[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir)
+	if got := s.Flushed(); got < spanStart || got > end {
+		t.Errorf("reopened store's Flushed = %v, want within [%v, %v]", got, spanStart, end)
+	}
+	if _, err := os.Stat(probe); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the leftover probe file is still there: %v", err)
+	}
+}
