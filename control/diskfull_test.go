@@ -186,7 +186,11 @@ func TestPageserverDiskFull(t *testing.T) {
 func fillUntilStalled(t *testing.T, env *zenithtest.Env, w *ackedWriter, psDir string) (ballast string, stalledAt int) {
 	t.Helper()
 	ballast = fillDisk(t, psDir)
-	t.Logf("filled %s; %d commits acknowledged", psDir, w.count())
+	var size int64
+	if fi, err := os.Stat(ballast); err == nil {
+		size = fi.Size()
+	}
+	t.Logf("filled %s with %d MiB; %d commits acknowledged", psDir, size>>20, w.count())
 	waitFor(t, "commits to stop being acknowledged with the disk full", 3*time.Minute, func() bool {
 		n := w.count()
 		time.Sleep(5 * time.Second)
@@ -394,7 +398,13 @@ func TestPageserverDiskFullPgbench(t *testing.T) {
 	env := zenithtest.New(t, &zenithtest.Options{NoStart: true})
 	psDir := filepath.Join(env.RepoDir, "pageserver")
 	seedSize := duMiB(t, psDir)
-	mountTmpfs(t, psDir, seedSize+160, func() { _, _, _ = env.Run("stop", "--immediate") })
+	// 160 MiB for the WAL and layers, and 48 MiB for what the page
+	// server's preallocated WAL store needs beyond its WAL: the unwritten
+	// rest of its current segment, the spare segment, and a whole
+	// segment for the copy a cut makes (walseg.Truncate). Without them
+	// the space freed at the end could be less than a layer flush, the
+	// cut and the spare need together, and commits waited for good.
+	mountTmpfs(t, psDir, seedSize+160+48, func() { _, _, _ = env.Run("stop", "--immediate") })
 	env.Zenith("start")
 	pg := env.Postgres.CreateStart("main")
 	w := startAckedWorkloadOn(t, pg)

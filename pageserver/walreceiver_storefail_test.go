@@ -7,56 +7,64 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
+	"github.com/zenithdb/zenith/walredo"
 )
 
-// TestWalReceiverFailedFsync makes one fsync of the WAL store fail while
-// a compute commits with the receiver as its only synchronous standby.
-// The receiver must not stop (it used to, until the page server was
-// restarted, and every commit after it waited for ever): it cuts the
-// store back to its last good sync, reports the failure, streams again
-// from there, and the waiting commit and those after it are acknowledged.
-// The flush position it reports never passes what the store synced, and
-// the timeline ends with the compute's pages.
-func TestWalReceiverFailedFsync(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	c := newRcvCompute(t)
-	faulty := vfs.NewFaulty(vfs.Default)
-	c.fs = faulty
-	m := rcvRedo(t, rcvRedoModule(t), filepath.Join(rcvTempDir(t), "walredo"))
-	log := testLogger(t)
-	n, err := openRcvNode(ctx, c, m, log)
+// storeFailRun is a receiver whose WAL store is on a vfs.Faulty, running
+// with a compute as its only synchronous standby, and a connection to the
+// compute that commits into table.
+type storeFailRun struct {
+	c      *rcvCompute
+	n      *rcvNode
+	faulty *vfs.Faulty
+	redo   *walredo.Manager
+	conn   *pgx.Conn
+	table  string
+	ran    chan error
+	// stopped is set once a commit failed: Run's end is reported there.
+	stopped bool
+}
+
+// startStoreFailRun starts a storeFailRun with the table table, and
+// checks, until the test ends, that the flush position the receiver
+// reports never passes what the store synced.
+func startStoreFailRun(ctx context.Context, t *testing.T, table string) *storeFailRun {
+	t.Helper()
+	r := &storeFailRun{c: newRcvCompute(t), faulty: vfs.NewFaulty(vfs.Default), table: table, ran: make(chan error, 1)}
+	r.c.fs = r.faulty
+	r.redo = rcvRedo(t, rcvRedoModule(t), filepath.Join(rcvTempDir(t), "walredo"))
+	n, err := openRcvNode(ctx, r.c, r.redo, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	r.n = n
+	t.Cleanup(func() {
 		if err := n.close(); err != nil {
 			t.Error(err)
 		}
-	}()
-	if err := c.pg.Start(ctx); err != nil {
+	})
+	if err := r.c.pg.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.rcv.SetSource(c.pg.ConnString("postgres")); err != nil {
+	if err := n.rcv.SetSource(r.c.pg.ConnString("postgres")); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- n.rcv.Run(runCtx) }()
-	stopped := false // a commit failed: Run's end is reported there
-	defer func() {
+	go func() { r.ran <- n.rcv.Run(runCtx) }()
+	t.Cleanup(func() {
 		stop()
-		if err := <-ran; !stopped && !errors.Is(err, context.Canceled) {
+		if err := <-r.ran; !r.stopped && !errors.Is(err, context.Canceled) {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
 
-	// The reported flush position never passes the store's synced end.
 	var overReported atomic.Value
 	watchCtx, endWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -70,59 +78,186 @@ func TestWalReceiverFailedFsync(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	defer func() { endWatch(); <-watched }()
+	t.Cleanup(func() {
+		endWatch()
+		<-watched
+		if v := overReported.Load(); v != nil {
+			t.Errorf("the receiver reported WAL flushed that the store had not synced: %v", v)
+		}
+	})
 
-	conn, err := pgx.Connect(ctx, c.pg.ConnString("postgres"))
+	r.conn, err = pgx.Connect(ctx, r.c.pg.ConnString("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	exec(t, conn, "CREATE TABLE fsync_fail (id int PRIMARY KEY, pad text)")
-	commit := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			cctx, done := context.WithTimeout(ctx, 2*time.Minute)
-			_, err := conn.Exec(cctx, "INSERT INTO fsync_fail VALUES ($1, repeat('x', 500))", i)
-			done()
-			if err != nil {
-				stopped = true
-				select {
-				case rerr := <-ran:
-					ran <- rerr // for the deferred wait
-					t.Fatalf("commit %d: %v; the receiver stopped: %v", i, err, rerr)
-				default:
-				}
-				t.Fatalf("commit %d: %v (receiver: %+v)", i, err, n.rcv.Status())
+	t.Cleanup(func() { r.conn.Close(context.Background()) })
+	exec(t, r.conn, "CREATE TABLE "+table+" (id int PRIMARY KEY, pad text)")
+	return r
+}
+
+// commit commits the rows from to to, one by one, each within two
+// minutes.
+func (r *storeFailRun) commit(ctx context.Context, t *testing.T, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		cctx, done := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := r.conn.Exec(cctx, "INSERT INTO "+r.table+" VALUES ($1, repeat('x', 500))", i)
+		done()
+		if err != nil {
+			r.stopped = true
+			select {
+			case rerr := <-r.ran:
+				r.ran <- rerr // for the deferred wait
+				t.Fatalf("commit %d: %v; the receiver stopped: %v", i, err, rerr)
+			default:
 			}
+			t.Fatalf("commit %d: %v (receiver: %+v)", i, err, r.n.rcv.Status())
 		}
 	}
-	commit(0, 50)
+}
+
+// checkPages waits until the timeline reaches the compute's WAL end after
+// a checkpoint and compares the table's pages with the compute's.
+func (r *storeFailRun) checkPages(ctx context.Context, t *testing.T, what string) {
+	t.Helper()
+	exec(t, r.conn, "CHECKPOINT")
+	end := queryLSN(ctx, t, r.conn, "SELECT pg_current_wal_lsn()")
+	waitCtx, done := context.WithTimeout(ctx, 2*time.Minute)
+	err := r.n.tl.WaitForLSN(waitCtx, end)
+	done()
+	if err != nil {
+		t.Fatalf("the timeline did not reach the compute's %v: %v (receiver: %+v)", end, err, r.n.rcv.Status())
+	}
+	nblocks := comparePages(ctx, t, r.redo, r.c.tenant, r.n.tl, r.conn, r.c.pg.DataDir(), r.table, end)
+	t.Logf("%s: %d pages equal the compute's at %v", what, nblocks, end)
+}
+
+// TestWalReceiverFailedFsync makes one fsync of the WAL store fail while
+// a compute commits with the receiver as its only synchronous standby.
+// The receiver must not stop (it used to, until the page server was
+// restarted, and every commit after it waited for ever): it cuts the
+// store back to its last good sync, reports the failure, streams again
+// from there, and the waiting commit and those after it are acknowledged.
+// The flush position it reports never passes what the store synced, and
+// the timeline ends with the compute's pages.
+func TestWalReceiverFailedFsync(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r := startStoreFailRun(ctx, t, "fsync_fail")
+	r.commit(ctx, t, 0, 50)
 
 	// The next sync of a segment file fails, once.
-	faulty.SetRule(vfs.FailOnce(vfs.OpSync, func(name string) bool {
+	r.faulty.SetRule(vfs.FailOnce(vfs.OpSync, func(name string) bool {
 		return strings.HasPrefix(filepath.Base(name), "0000000")
 	}))
-	commit(50, 250)
-	faulty.SetRule(nil)
+	r.commit(ctx, t, 50, 250)
+	r.faulty.SetRule(nil)
 
-	st := n.rcv.Status()
+	st := r.n.rcv.Status()
 	if st.StoreErrors != 1 {
 		t.Errorf("receiver status counts %d WAL store errors, want 1 (the injected fsync failure)", st.StoreErrors)
 	}
 	if st.StoreError != "" {
 		t.Errorf("receiver status still says the store fails: %q", st.StoreError)
 	}
-	if v := overReported.Load(); v != nil {
-		t.Errorf("the receiver reported WAL flushed that the store had not synced: %v", v)
-	}
-	exec(t, conn, "CHECKPOINT")
-	end := queryLSN(ctx, t, conn, "SELECT pg_current_wal_lsn()")
-	waitCtx, done := context.WithTimeout(ctx, 2*time.Minute)
-	err = n.tl.WaitForLSN(waitCtx, end)
-	done()
+	r.checkPages(ctx, t, "after a failed fsync")
+}
+
+// TestWalReceiverFullDisk fills the WAL store's disk while a compute
+// commits with the receiver as its only synchronous standby: every create
+// and every write fails for want of space but for writes into the segment
+// files, which are preallocated and need none. Commits must stop being
+// acknowledged all the same (the receiver reports no flush while the disk
+// is full; before, it went on until its ingest backlog was full), the
+// receiver says why and keeps running, and once space is back the waiting
+// commit and those after it are acknowledged, and the timeline ends with
+// the compute's pages.
+func TestWalReceiverFullDisk(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r := startStoreFailRun(ctx, t, "disk_full")
+	r.commit(ctx, t, 0, 50)
+
+	atFill := r.n.rcv.Acknowledged()
+	r.faulty.SetRule(func(op vfs.Op, name string) error {
+		if (op == vfs.OpCreate || op == vfs.OpWrite) && len(filepath.Base(name)) != pgdata.WALFileNameLen {
+			return &vfs.DiskFullError{Path: name, Err: syscall.ENOSPC}
+		}
+		return nil
+	})
+	// A client commits rows one by one on a connection of its own.
+	bg, err := pgx.Connect(ctx, r.c.pg.ConnString("postgres"))
 	if err != nil {
-		t.Fatalf("the timeline did not reach the compute's %v: %v (receiver: %+v)", end, err, n.rcv.Status())
+		t.Fatal(err)
 	}
-	nblocks := comparePages(ctx, t, m, c.tenant, n.tl, conn, c.pg.DataDir(), "fsync_fail", end)
-	t.Logf("after a failed fsync: %d pages equal the compute's at %v", nblocks, end)
+	var committed atomic.Int64
+	bgCtx, bgCancel := context.WithCancel(ctx)
+	stopBG, bgDone, bgEnded := make(chan struct{}), make(chan error, 1), make(chan struct{})
+	defer func() {
+		bgCancel()
+		<-bgEnded
+		bg.Close(context.Background())
+	}()
+	go func() {
+		defer close(bgEnded)
+		for i := 50; ; i++ {
+			select {
+			case <-stopBG:
+				bgDone <- nil
+				return
+			default:
+			}
+			if _, err := bg.Exec(bgCtx, "INSERT INTO disk_full VALUES ($1, repeat('x', 500))", i); err != nil {
+				bgDone <- err
+				return
+			}
+			committed.Add(1)
+		}
+	}()
+
+	// Commits go on until the store's next check for space (at most a
+	// second after its last one), then wait.
+	st := r.n.rcv.Status()
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(st.StoreError, "disk full"); st = r.n.rcv.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver does not say the disk is full (status %+v)", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("receiver with the disk full: %s", st.StoreError)
+	time.Sleep(time.Second) // an acknowledgement on its way arrives
+	before, acked := committed.Load(), r.n.rcv.Acknowledged()
+	time.Sleep(3 * time.Second)
+	if n := committed.Load() - before; n != 0 {
+		t.Errorf("%d commits acknowledged with the disk full", n)
+	}
+	if got := r.n.rcv.Acknowledged(); got != acked {
+		t.Errorf("the receiver acknowledged %v, then %v, with the disk full", acked, got)
+	}
+	// At most a second's WAL went in after the disk filled. Without the
+	// check, the store went on until it needed a segment it could not
+	// make, two segments on (the spare was ready): 41,536 commits here.
+	if seg := pgdata.LSN(r.n.store.SegmentSize()); acked-atFill >= seg {
+		t.Errorf("the receiver acknowledged WAL from %v to %v after the disk filled: a segment or more", atFill, acked)
+	}
+
+	r.faulty.SetRule(nil)
+	for deadline := time.Now().Add(2 * time.Minute); committed.Load() < before+50; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("commits did not go on once space was back: %d after %d (receiver: %+v)", committed.Load(), before, r.n.rcv.Status())
+		}
+	}
+	close(stopBG)
+	if err := <-bgDone; err != nil {
+		t.Fatalf("commits: %v", err)
+	}
+	t.Logf("%d commits acknowledged, %d when the disk was full", committed.Load()+50, before+50)
+	st = r.n.rcv.Status()
+	if st.StoreError != "" {
+		t.Errorf("receiver status still says the store fails: %q", st.StoreError)
+	}
+	if st.StoreErrors == 0 {
+		t.Error("receiver status counts no WAL store errors for the full disk")
+	}
+	r.checkPages(ctx, t, "after a full disk")
 }

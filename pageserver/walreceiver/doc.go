@@ -26,7 +26,14 @@
 // zenith_pageserver_wal_store_failing and
 // zenith_pageserver_wal_store_errors_total, and the log), and the
 // receiver connects again with backoff and streams from the cut, until
-// the disk takes writes again. A write or fsync that does not return (a
+// the disk takes writes again. The store's segments are preallocated
+// (whole segments of zeros, written over and synced with fdatasync), so
+// WAL writes need no space; a full disk is found by the store's Sync,
+// which checks at most once a second that the disk takes a new block and
+// fails while it does not, so commits wait while the disk is full as they
+// would if the writes failed (see the top of walstore.go, which also says
+// why the end found by decoding after a crash is never below what was
+// reported flushed). A write or fsync that does not return (a
 // disk that does not answer) holds only this receiver: nothing after the
 // last fsync is reported flushed meanwhile, and StoreStalled says which
 // operation has been waiting since when, for the page server's stall

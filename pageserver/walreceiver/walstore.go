@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -23,24 +24,54 @@ import (
 //
 // On disk, a directory holds WAL segment files named as in pg_wal
 // (timeline 1) and the control file walstore.json. A segment file holds
-// the segment's bytes at their offsets; it is only as long as the WAL
-// written into it (not preallocated, see below), and the first segment
-// has zeros before the store's start, which is wherever the timeline's
-// WAL begins (its import or branch point, in mid-segment). The control
-// file records that start and the WAL receiver's source; it is replaced
-// atomically. After a restart the end is the end of the last complete,
-// valid record below the files' end (walseg's RecordEnd); bytes after it
-// are a torn write and are cut off.
+// the segment's bytes at their offsets; it is a whole segment, zero-filled
+// ahead of need and written over with fdatasync (walseg.OpenPreallocated),
+// and the first segment has zeros before the store's start, which is
+// wherever the timeline's WAL begins (its import or branch point, in
+// mid-segment). The control file records that start and the WAL
+// receiver's source; it is replaced atomically.
 //
-// Why not preallocated (walseg.OpenPreallocated, as the safekeepers'
-// are): a write into a preallocated segment needs no space, so with its
-// disk full the page server went on acknowledging commits until the WAL
-// waiting for ingest filled its bound (32 MiB, and as much again in
-// in-memory layers), where commits stopped at once before; once space was
-// freed, flushing that backlog filled a tight disk again
-// (TestPageserverDiskFull). The safekeepers stop reporting a flush when
-// their control file cannot be written, within a second; the page server
-// has no such write in its loop yet.
+// A file's length does not say where the written WAL ends: after a
+// restart the end is the end of the last complete, valid record (page
+// headers with the right address, CRCs), decoded from the first record
+// that starts in the last segment file but one (walseg's RecordEnd).
+// Bytes after the end are zeros or WAL written and not synced (cut to
+// zeros by load).
+//
+// Why that end is never below what was acknowledged: here the page server
+// is the compute's only standby, so what it acknowledged is what a flush
+// report said (WalReceiver's sendStatus), and a report never exceeds
+// Flushed, nor the end of the last record decoded from the WAL below it.
+// Every byte below Flushed was fsynced (fdatasync of blocks already
+// allocated, and every byte below a segment was durable before that
+// segment's file was renamed into place: walseg), so after a crash the
+// files below the last one hold the WAL as written, the page headers
+// RecordEnd starts from are genuine, and every record that ends at or
+// below Flushed decodes whole with a good CRC: the decode reaches at
+// least the last acknowledged record end. It may find more (WAL written
+// and not yet synced that happened to reach the disk); that was never
+// acknowledged and is the compute's WAL as sent, so keeping it is
+// harmless. A torn or stale tail cannot look like a record: the bytes
+// after the written WAL are zeros (walseg's Truncate and spares never
+// leave older WAL there), and a record must also carry the right page
+// address and its CRC. TestWALStoreTornTail and walseg's RecordEnd tests
+// (TestRecordEnd*) cover the ends, TestWALStoreFaults a crash at each
+// step and the page server's TestWalReceiverCrash a page server killed
+// with SIGKILL mid-stream.
+//
+// A full disk: a write into a preallocated segment needs no space, so
+// those writes and their fdatasync go on succeeding when the disk is
+// full. The page server must not go on acknowledging commits then (the
+// WAL would pile up for an ingest that cannot flush its layers, and
+// flushing that backlog once space is freed would fill a tight disk
+// again: TestPageserverDiskFull). So Sync first checks that the disk
+// still takes a new block (checkSpace, at most once every
+// spaceCheckInterval while it does): while it does not, Sync fails with
+// the *vfs.DiskFullError, nothing more is reported flushed, the receiver
+// handles it as any failed store write (storeFailed: status, the page
+// server's disk state, backoff) and commits wait, as they did with a
+// store whose writes needed space; they resume by themselves once space
+// is freed.
 //
 // Retention: nothing is removed unless RemoveBelow is called. The page
 // server calls it after each GC period (tenants.trimWAL) at the
@@ -51,6 +82,16 @@ import (
 
 // walStoreControlFile is the name of the store's control file.
 const walStoreControlFile = "walstore.json"
+
+// spaceProbeFile is the file checkSpace writes and removes in the store's
+// directory; one left by a crash is removed by load.
+const spaceProbeFile = "walstore.probe"
+
+// spaceCheckInterval is how long after a space check that succeeded Sync
+// checks again: a full disk stops the flush reports within about that
+// long, and the check's create, write and remove cost the commit path
+// once per interval, not once per commit.
+const spaceCheckInterval = time.Second
 
 // walReadChunk is how much stored WAL a scan reads and decodes at a time.
 const walReadChunk = 256 << 10
@@ -106,6 +147,10 @@ type WALStore struct {
 
 	wmu  sync.Mutex // serialises the writer's operations and their I/O
 	segs *walseg.Segments
+	// spaceChecked is when checkSpace last found space, and
+	// checkSpaceEvery is spaceCheckInterval (tests shorten it).
+	spaceChecked    time.Time
+	checkSpaceEvery time.Duration
 	// uncut is set while a cut failed (Truncate, Recover): the files hold
 	// bytes after end, so nothing may be written or synced before a cut
 	// succeeds.
@@ -123,7 +168,7 @@ type WALStore struct {
 // the stored bytes: bytes after it are a torn write and are cut off, and
 // what remains is fsynced, so Flushed is that end.
 func OpenWALStore(fs vfs.FS, dir string, segSize uint64, log zerolog.Logger) (*WALStore, error) {
-	segs, err := walseg.Open(fs, dir, segSize)
+	segs, err := walseg.OpenPreallocated(fs, dir, segSize)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL store %s: %w", dir, err)
 	}
@@ -134,6 +179,8 @@ func OpenWALStore(fs vfs.FS, dir string, segSize uint64, log zerolog.Logger) (*W
 		log:       log.With().Str("wal_store", dir).Logger(),
 		segs:      segs,
 		timeIndex: make(map[uint64]segmentCommits),
+
+		checkSpaceEvery: spaceCheckInterval,
 	}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("open WAL store %s: %w", dir, err)
@@ -303,12 +350,17 @@ func (s *WALStore) Write(lsn pgdata.LSN, b []byte) error {
 
 // Sync makes every written byte durable: it fsyncs the segment files
 // written since the last Sync and, if a file was created, the directory;
-// only then does Flushed advance to End.
+// only then does Flushed advance to End. While the disk is full it fails
+// with a *vfs.DiskFullError and Flushed stays, although the writes into
+// the preallocated segments went through (see the top of walstore.go).
 func (s *WALStore) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.uncut {
 		return fmt.Errorf("WAL store %s: %w", s.dir, ErrCutPending)
+	}
+	if err := s.checkSpace(); err != nil {
+		return fmt.Errorf("WAL store %s: %w", s.dir, err)
 	}
 	end := s.End()
 	if err := s.segs.Sync(); err != nil {
@@ -319,6 +371,42 @@ func (s *WALStore) Sync() error {
 	s.mu.Unlock()
 	return nil
 }
+
+// checkSpace returns an error, a *vfs.DiskFullError for a full disk, if
+// the store's file system does not take a new block: it creates
+// spaceProbeFile, writes one block into it and removes it. It does so
+// only if the last check that found space is checkSpaceEvery old. The
+// write is not synced: file systems reserve the blocks of a write when it
+// is made (tmpfs, and ext4 and XFS with delayed allocation), which is
+// where a full disk fails it.
+func (s *WALStore) checkSpace() error {
+	now := time.Now()
+	if !s.spaceChecked.IsZero() && now.Sub(s.spaceChecked) < s.checkSpaceEvery {
+		return nil
+	}
+	p := filepath.Join(s.dir, spaceProbeFile)
+	f, err := s.fs.Create(p)
+	if err != nil {
+		return fmt.Errorf("check for free space: %w", err)
+	}
+	_, werr := f.Write(spaceProbe[:])
+	cerr := f.Close()
+	rerr := s.fs.Remove(p)
+	if err := errors.Join(werr, cerr, rerr); err != nil {
+		return fmt.Errorf("check for free space: %w", err)
+	}
+	s.spaceChecked = now
+	return nil
+}
+
+// spaceProbe is what checkSpace writes: one block, not zeros, which a
+// file system could store as a hole.
+var spaceProbe = func() (b [4096]byte) {
+	for i := range b {
+		b[i] = 0xa5
+	}
+	return b
+}()
 
 // RemoveBelow forgets the stored WAL below lsn, a record boundary between
 // Start and End (the timeline's disk-consistent LSN): the store then

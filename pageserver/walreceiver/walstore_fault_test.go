@@ -58,8 +58,8 @@ func TestWALStoreFaults(t *testing.T) {
 		s = open(t, mem)
 		// Cut back to the 100 KB record's end, then write the rest of
 		// its segment again without a Sync: a crash loses it. (Not
-		// beyond: the store syncs what lies below a new segment before
-		// it makes the segment's file.)
+		// beyond: a preallocated store syncs what lies below a new
+		// segment before it makes the segment's file.)
 		mid := recs[2].LSN
 		if err := s.Truncate(mid); err != nil {
 			t.Fatal(err)

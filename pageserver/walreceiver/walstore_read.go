@@ -19,8 +19,10 @@ import (
 // cutting off a torn tail.
 func (s *WALStore) load() error {
 	ctlPath := filepath.Join(s.dir, walStoreControlFile)
-	if err := s.fs.Remove(ctlPath + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, leftover := range []string{ctlPath + ".tmp", filepath.Join(s.dir, spaceProbeFile)} {
+		if err := s.fs.Remove(leftover); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	b, err := vfs.ReadFile(s.fs, ctlPath)
 	switch {

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,8 +148,8 @@ func TestWALStoreFlushedOnlyAfterSync(t *testing.T) {
 
 // TestWALStoreReopen writes the sample (ending in zeros, as a torn write
 // would), syncs it, and reopens the store: it holds exactly the bytes up
-// to the end of the last complete record, durable, and the files are cut
-// there.
+// to the end of the last complete record, durable, and the last file is a
+// whole segment with zeros after it.
 func TestWALStoreReopen(t *testing.T) {
 	wal := spanWAL(t)
 	spanRecords(t, wal)
@@ -169,12 +171,14 @@ func TestWALStoreReopen(t *testing.T) {
 	if got, want := storedBytes(t, s), wal[:spanEnd-spanStart]; !bytes.Equal(got, want) {
 		t.Fatalf("reopened store holds %d bytes that differ from the %d written", len(got), len(want))
 	}
-	fi, err := os.Stat(s.segs.Path(9))
+	b, err := os.ReadFile(s.segs.Path(9))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fi.Size(), int64(spanEnd.SegmentOffset(spanSegSize)); got != want {
-		t.Errorf("last segment file is %d bytes, want %d (cut at the end)", got, want)
+	if len(b) != spanSegSize {
+		t.Errorf("last segment file is %d bytes, want a whole segment, %d", len(b), spanSegSize)
+	} else if slices.ContainsFunc(b[spanEnd.SegmentOffset(spanSegSize):], func(c byte) bool { return c != 0 }) {
+		t.Error("the last segment file holds more than zeros after the end")
 	}
 	// Writing goes on where it ended.
 	if err := s.Write(spanEnd, []byte{1, 2, 3}); err != nil {
@@ -201,7 +205,9 @@ func TestWALStoreTornTail(t *testing.T) {
 		{"a record that continues into the next segment", 0x805000, nil, spanBig, []uint64{7}},
 		{"that record, on the first page of the next segment", 0x800010, nil, spanBig, []uint64{7}},
 		{"that record, then garbage", 0x805000, garbage, spanBig, []uint64{7}},
-		{"after XLOG_SWITCH, in the unused rest of its segment", 0x814000, nil, 0x814000, []uint64{7, 8}},
+		// The rest of the segment after an XLOG_SWITCH is zeros, as
+		// the whole segment file is: the store holds it.
+		{"after XLOG_SWITCH, in the unused rest of its segment", 0x814000, nil, 0x900000, []uint64{7, 8}},
 		{"nothing after the start", spanStart, garbage, spanStart, []uint64{7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -558,5 +564,94 @@ func TestWALStoreTruncateOutside(t *testing.T) {
 	}
 	if got := s.End(); got != spanStart+1000 {
 		t.Errorf("End after refused truncations = %v, want %v", got, spanStart+1000)
+	}
+}
+
+// TestWALStoreSyncFailsOnFullDisk fills the disk under a store: every
+// create and every write fails for want of space, but for writes into the
+// segment files, preallocated, which need none. Sync must then fail with
+// the disk-full error and leave Flushed where it was, so that the receiver
+// reports no flush and commits wait; once space is back, Sync makes the
+// same bytes durable. (Before the store checked for space, Sync succeeded
+// on the full disk.)
+func TestWALStoreSyncFailsOnFullDisk(t *testing.T) {
+	wal := spanWAL(t)
+	faulty := vfs.NewFaulty(vfs.Default)
+	s, err := OpenWALStore(faulty, t.TempDir(), spanSegSize, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.checkSpaceEvery = 0 // every Sync checks
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	write := func(from, to pgdata.LSN) {
+		t.Helper()
+		if err := s.Write(from, wal[from-spanStart:to-spanStart]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := spanStart+8<<10, spanStart+16<<10 // both in segment 7
+	write(spanStart, first)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+
+	faulty.SetRule(func(op vfs.Op, name string) error {
+		if (op == vfs.OpCreate || op == vfs.OpWrite) && len(filepath.Base(name)) != pgdata.WALFileNameLen {
+			return &vfs.DiskFullError{Path: name, Err: syscall.ENOSPC}
+		}
+		return nil
+	})
+	write(first, second) // into the preallocated segment: no space needed
+	err = s.Sync()
+	if !vfs.IsDiskFull(err) {
+		t.Fatalf("Sync on a full disk: %v, want a disk-full error", err)
+	}
+	if got := s.Flushed(); got != first {
+		t.Fatalf("Flushed after a Sync on a full disk = %v, want %v as before", got, first)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, spaceProbeFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the space check left its file behind: %v", err)
+	}
+
+	faulty.SetRule(nil)
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync once space is back: %v", err)
+	}
+	if got := s.Flushed(); got != second {
+		t.Fatalf("Flushed once space is back = %v, want %v", got, second)
+	}
+}
+
+// TestWALStoreLeftoverProbe reopens a store whose space check's file a
+// crash left behind: the store opens (a file it does not know would make
+// it refuse) and the file is gone.
+func TestWALStoreLeftoverProbe(t *testing.T) {
+	wal := spanWAL(t)
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	end := spanStart + 8<<10
+	if err := s.Write(spanStart, wal[:end-spanStart]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	probe := filepath.Join(dir, spaceProbeFile)
+	if err := os.WriteFile(probe, spaceProbe[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir)
+	if got := s.Flushed(); got < spanStart || got > end {
+		t.Errorf("reopened store's Flushed = %v, want within [%v, %v]", got, spanStart, end)
+	}
+	if _, err := os.Stat(probe); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the leftover probe file is still there: %v", err)
 	}
 }
