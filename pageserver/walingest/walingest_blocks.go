@@ -32,19 +32,51 @@ func (w *WalIngest) put(k key.Key, v value.Value) error {
 // or restores from a full-page image (BKPIMAGE_APPLY). A block at or past
 // its fork's end extends the fork (at the end of the record, see extend),
 // as XLogReadBufferExtended does at replay.
+//
+// A record that is nothing but full-page images (XLOG_FPI,
+// XLOG_FPI_FOR_HINT: every page of a new index, of a copied database, a
+// hint bit's image) files each applied image as the page itself, as
+// replay leaves it (pageImage), so that no read of the page needs redo.
 func (w *WalIngest) putBlocks(rec *pgdata.Record) error {
 	if len(rec.Blocks) == 0 {
 		return nil
 	}
-	raw := bytes.Clone(rec.Raw) // one copy for every block: the decoder reuses its buffer
+	images := rec.IsPageImageRecord()
+	var raw []byte // one copy for every block: the decoder reuses its buffer
 	for i := range rec.Blocks {
 		b := &rec.Blocks[i]
-		if err := w.put(key.RelBlock(b.Rel, b.Fork, b.Block), value.WALRecord(raw, b.WillInit || b.ApplyImage)); err != nil {
+		var v value.Value
+		if page, ok, err := pageImage(rec, b, images); err != nil {
+			return err
+		} else if ok {
+			v = value.Image(page)
+		} else {
+			if raw == nil {
+				raw = bytes.Clone(rec.Raw)
+			}
+			v = value.WALRecord(raw, b.WillInit || b.ApplyImage)
+		}
+		if err := w.put(key.RelBlock(b.Rel, b.Fork, b.Block), v); err != nil {
 			return err
 		}
 		w.extendRel(b.Rel, b.Fork, b.Block)
 	}
 	return nil
+}
+
+// pageImage returns the page replay leaves for block b of rec when rec is
+// a record of full-page images (images) and b's image is applied and not
+// compressed; ok is false otherwise, and the record is filed as it is
+// (a compressed image is decompressed by redo, on the read that needs it).
+func pageImage(rec *pgdata.Record, b *pgdata.BlockRef, images bool) (page []byte, ok bool, err error) {
+	if !images || !b.HasImage || !b.ApplyImage || b.Compressed() {
+		return nil, false, nil
+	}
+	page, err = b.RestoredPage(rec.EndLSN)
+	if err != nil {
+		return nil, false, fmt.Errorf("record at %v: %w", rec.LSN, err)
+	}
+	return page, true, nil
 }
 
 // extendRel notes that the open record needs fork's block blk to exist.

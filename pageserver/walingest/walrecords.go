@@ -51,6 +51,8 @@ type RecordHandling struct {
 // PostgreSQL's own redo in walredo.
 const (
 	blocksRedo  = "filed under every block it references (a block past the fork's end extends it); GetPage replays it with PostgreSQL's redo"
+	imagesFiled = "every applied, uncompressed image is filed as the page replay makes of it (hole zeroed, pd_lsn set); " +
+		"otherwise " + blocksRedo + " (a compressed image: redo decompresses it)"
 	vmClear     = "; the visibility-map bits it clears without a block reference are applied in Go (walredo.OpsForRecord)"
 	standbyOnly = "no block reference; its redo only resolves conflicts with hot-standby queries, and a compute is never a hot standby of the page server"
 )
@@ -74,8 +76,8 @@ var recordHandlings = map[pgdata.RecordType]RecordHandling{
 	{Rmgr: pgdata.RmgrXLOG, Info: 0x70}:                          ignored("RESTORE_POINT: a name for recovery_target_name; redo does nothing"),
 	{Rmgr: pgdata.RmgrXLOG, Info: 0x80}:                          ignored("FPW_CHANGE: only tells a replaying server whether full_page_writes was on; no file changes, and the next checkpoint record carries the setting"),
 	{Rmgr: pgdata.RmgrXLOG, Info: 0x90}:                          ignored("END_OF_RECOVERY: written at the end of a recovery or promotion; a compute never recovers (it starts at a shutdown checkpoint), and redo only checks the timeline"),
-	{Rmgr: pgdata.RmgrXLOG, Info: 0xA0}:                          ingested(blocksRedo),
-	{Rmgr: pgdata.RmgrXLOG, Info: 0xB0}:                          ingested(blocksRedo + " (every block's image)"),
+	{Rmgr: pgdata.RmgrXLOG, Info: 0xA0}:                          ingested(imagesFiled),
+	{Rmgr: pgdata.RmgrXLOG, Info: 0xB0}:                          ingested(imagesFiled),
 	{Rmgr: pgdata.RmgrXLOG, Info: 0xD0}:                          ignored("OVERWRITE_CONTRECORD: marks a record cut short by a crash as overwritten; the WAL decoder handles the flag, redo only checks it"),
 
 	{Rmgr: pgdata.RmgrTransaction, Info: pgdata.XLogXactCommit}:         ingested("CLOG bits of the transaction and its subtransactions (in Go), the relations it drops lose every fork, the next XID moves past its XIDs; the progress of the replication origin it carries, if any, advances (pg_logical/replorigin_checkpoint)"),

@@ -1,6 +1,7 @@
 package pgdata
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -82,3 +83,53 @@ func (b *BlockRef) RestorePageImage(page []byte) error {
 	}
 	return nil
 }
+
+// IsPageImageRecord reports whether r is an XLOG_FPI or XLOG_FPI_FOR_HINT
+// record: one that holds nothing but full-page images, which xlog_redo
+// restores and does nothing else with (log_newpage, a hint bit's image).
+// The info flags (XLR_INFO_MASK) are masked off, as xlog_redo does.
+func (r *Record) IsPageImageRecord() bool {
+	if r.Rmgr() != RmgrXLOG {
+		return false
+	}
+	info := r.RmgrInfo()
+	return info == XLogFPI || info == XLogFPIForHint
+}
+
+// RestoredPage returns the page replay leaves when it restores the block's
+// full-page image (XLogReadBufferForRedoExtended): the image
+// (RestorePageImage) with pd_lsn set to lsn, the end of the record, unless
+// the page is new (PageIsNew: pd_upper is 0), which replay leaves as it
+// is. pd_checksum is the image's: replay sets it only when it writes the
+// page out.
+func (b *BlockRef) RestoredPage(lsn LSN) ([]byte, error) {
+	page, err := b.PageImage()
+	if err != nil {
+		return nil, err
+	}
+	if !PageIsNew(page) {
+		SetPageLSN(page, lsn)
+	}
+	return page, nil
+}
+
+// PageIsNew reports whether page is a page never initialized (PageIsNew:
+// pd_upper is 0), such as one of zeros.
+func PageIsNew(page []byte) bool { return binary.LittleEndian.Uint16(page[pdUpper:]) == 0 }
+
+// PageLSN returns page's pd_lsn (PageGetLSN): its xlogid, then its
+// xrecoff, each a native (little-endian) uint32.
+func PageLSN(page []byte) LSN {
+	le := binary.LittleEndian
+	return LSN(le.Uint32(page[0:]))<<32 | LSN(le.Uint32(page[4:]))
+}
+
+// SetPageLSN sets page's pd_lsn to lsn (PageSetLSN).
+func SetPageLSN(page []byte, lsn LSN) {
+	le := binary.LittleEndian
+	le.PutUint32(page[0:], uint32(lsn>>32))
+	le.PutUint32(page[4:], uint32(lsn))
+}
+
+// pdUpper is the offset of pd_upper in PageHeaderData.
+const pdUpper = 14

@@ -115,3 +115,107 @@ func TestPageImageRestoresTheHole(t *testing.T) {
 		t.Error("page with its hole restored differs from the original")
 	}
 }
+
+// testPage is a standard page with its hole, pd_lower to pd_upper, of
+// zeros, and pd_lsn, the flags and the rest of the header set.
+func testPage(lsn LSN, lower, upper uint16) []byte {
+	page := make([]byte, BlockSize)
+	for i := range page {
+		page[i] = byte(i%251 + 1)
+	}
+	le := binary.LittleEndian
+	SetPageLSN(page, lsn)
+	le.PutUint16(page[12:], lower)
+	le.PutUint16(page[14:], upper)
+	le.PutUint16(page[16:], BlockSize)
+	le.PutUint16(page[18:], BlockSize|4)
+	clear(page[lower:upper])
+	return page
+}
+
+func TestRestoredPage(t *testing.T) {
+	const recEnd = LSN(0x1_2345_6788)
+	old := LSN(0x1_0000_0010)
+	tests := []struct {
+		name string
+		page []byte // the page the image was taken of
+		hole bool   // the image leaves pd_lower..pd_upper out
+		want []byte // nil: page with pd_lsn set to recEnd
+	}{
+		{"hole after the header", testPage(old, 24, 8000), true, nil},
+		{"hole in the middle", testPage(old, 400, 5000), true, nil},
+		{"hole of one byte", testPage(old, 4000, 4001), true, nil},
+		{"hole up to pd_special", testPage(old, 8000, BlockSize), true, nil},
+		{"no hole", testPage(old, 24, 24), false, nil},
+		{"whole page kept with its hole", testPage(old, 100, 7000), false, nil},
+		{"new page of zeros", make([]byte, BlockSize), false, make([]byte, BlockSize)},
+		// PageIsNew looks at pd_upper alone: replay leaves such a page's
+		// pd_lsn, whatever the rest holds.
+		{"new page with bytes", testPage(old, 0, 0), false, testPage(old, 0, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			le := binary.LittleEndian
+			lower, upper := le.Uint16(tt.page[12:]), le.Uint16(tt.page[14:])
+			b := BlockRef{HasImage: true, ApplyImage: true, BimgInfo: BkpImageApply, Image: tt.page}
+			if tt.hole {
+				b.BimgInfo |= BkpImageHasHole
+				b.HoleOffset, b.HoleLength = lower, upper-lower
+				b.Image = append(bytes.Clone(tt.page[:lower]), tt.page[upper:]...)
+			}
+			want := tt.want
+			if want == nil {
+				want = bytes.Clone(tt.page)
+				SetPageLSN(want, recEnd)
+			}
+			got, err := b.RestoredPage(recEnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("restored page differs from replay's: pd_lsn %v, want %v; first difference at byte %d",
+					PageLSN(got), PageLSN(want), firstDiff(got, want))
+			}
+			if &got[0] == &b.Image[0] {
+				t.Error("RestoredPage returned the record's bytes, not a page of its own")
+			}
+		})
+	}
+}
+
+// firstDiff is the offset of the first byte where a and b differ, -1 if
+// none.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}
+
+func TestIsPageImageRecord(t *testing.T) {
+	tests := []struct {
+		rmid RmgrID
+		info uint8
+		want bool
+	}{
+		{RmgrXLOG, XLogFPI, true},
+		{RmgrXLOG, XLogFPIForHint, true},
+		{RmgrXLOG, XLogFPI | XLRCheckConsistency, true},
+		{RmgrXLOG, XLogFPIForHint | XLRSpecialRelUpdate, true},
+		{RmgrXLOG, XLogCheckpointOnline, false},
+		{RmgrXLOG, XLogNextOID, false},
+		{RmgrHeap, XLogFPI, false},
+		{RmgrHeap, XLogFPIForHint, false},
+	}
+	for _, tt := range tests {
+		r := Record{Header: XLogRecordHeader{Rmid: tt.rmid, Info: tt.info}}
+		if got := r.IsPageImageRecord(); got != tt.want {
+			t.Errorf("%v info %#02x: IsPageImageRecord() = %v, want %v", tt.rmid, tt.info, got, tt.want)
+		}
+	}
+}
