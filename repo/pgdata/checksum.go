@@ -33,12 +33,6 @@ var checksumBaseOffsets = [checksumLanes]uint32{
 // pdChecksumOffset is where pd_checksum sits in the page header.
 const pdChecksumOffset = 8
 
-// PageIsNew reports whether page is uninitialized (pd_upper 0), as
-// PostgreSQL's PageIsNew: such a page has no checksum.
-func PageIsNew(page []byte) bool {
-	return binary.LittleEndian.Uint16(page[14:]) == 0
-}
-
 // PageChecksum is pg_checksum_page: the checksum of an initialized page
 // of BlockSize bytes that is block blk of its relation fork (counted
 // from the fork's start, not the segment's), with its pd_checksum taken
@@ -75,7 +69,7 @@ func PageChecksum(page []byte, blk BlockNumber) uint16 {
 }
 
 // SetPageChecksum sets the pd_checksum of block blk's page in place; an
-// uninitialized page is left as it is.
+// uninitialized page (PageIsNew) has no checksum and is left as it is.
 func SetPageChecksum(page []byte, blk BlockNumber) {
 	if PageIsNew(page) {
 		return
