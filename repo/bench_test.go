@@ -26,14 +26,7 @@ func benchRepo(b *testing.B, pageCache int64, flushInterval time.Duration) (*rep
 	b.Cleanup(func() { r.Close() })
 	conf := repo.DefaultTenantConfig()
 	conf.CheckpointDistance = 64 << 20
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
+	tn, tl := newTimeline(b, r, conf)
 	return r, tl, tn
 }
 

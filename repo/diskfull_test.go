@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tomlconf"
 	"github.com/zenithdb/zenith/repo/value"
@@ -37,14 +36,7 @@ func TestDiskFullStopsIngest(t *testing.T) {
 	defer r.Close()
 	conf := repo.DefaultTenantConfig()
 	conf.CheckpointTimeout = tomlconf.Duration(24 * time.Hour)
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tl := newTimeline(t, r, conf)
 	var full atomic.Bool
 	fs.SetRule(func(op vfs.Op, name string) error {
 		if full.Load() && (op == vfs.OpCreate || op == vfs.OpWrite || op == vfs.OpSync) {

@@ -375,14 +375,7 @@ func TestGCPITR(t *testing.T) {
 	conf := smallTenantConfig()
 	conf.GCHorizon = 0
 	conf.PITRInterval = tomlconf.Duration(time.Hour)
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tl := newTimeline(t, r, conf)
 	steps := []struct {
 		advance time.Duration
 		lsn     pgdata.LSN

@@ -67,7 +67,19 @@ func mustOpen(t testing.TB, cfg repo.Config) *repo.Repository {
 // timeline, tlid, starting at start.
 func createTimeline(t testing.TB, r *repo.Repository, tid id.TenantID, tlid id.TimelineID, start pgdata.LSN) (*repo.Tenant, *repo.Timeline) {
 	t.Helper()
-	tn, err := r.CreateTenant(tid, smallTenantConfig())
+	return createTimelineConf(t, r, tid, tlid, start, smallTenantConfig())
+}
+
+// newTimeline creates a tenant with conf on r, with one timeline
+// starting at 0.
+func newTimeline(t testing.TB, r *repo.Repository, conf repo.TenantConfig) (*repo.Tenant, *repo.Timeline) {
+	t.Helper()
+	return createTimelineConf(t, r, id.NewTenantID(), id.NewTimelineID(), 0, conf)
+}
+
+func createTimelineConf(t testing.TB, r *repo.Repository, tid id.TenantID, tlid id.TimelineID, start pgdata.LSN, conf repo.TenantConfig) (*repo.Tenant, *repo.Timeline) {
+	t.Helper()
+	tn, err := r.CreateTenant(tid, conf)
 	if err != nil {
 		t.Fatal(err)
 	}

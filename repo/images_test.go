@@ -58,14 +58,7 @@ func TestIdleCompactionImagesLoadedData(t *testing.T) {
 	// Above the L0 layers written here, so that only the idle trigger
 	// writes images (the default, 3, would image all keys at the third).
 	conf.ImageCreationThreshold = 4
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := newTimeline(t, r, conf)
 	dir := filepath.Join(cfg.Workdir, "tenants", tn.ID().String(), "timelines", tl.ID().String())
 
 	// The load: three records per block; one flush (an L0 layer), the
@@ -223,14 +216,7 @@ func TestEarlyFlushedL0LayersCountByTheirWAL(t *testing.T) {
 			conf := repo.DefaultTenantConfig() // image_creation_threshold 3
 			conf.CheckpointDistance = 64 << 10
 			conf.CompactionIdlePeriod = 0
-			tn, err := r.CreateTenant(id.NewTenantID(), conf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tn, tl := newTimeline(t, r, conf)
 			put(t, tl, 0x100, map[key.Key]value.Value{blk(0): img("base")})
 			lsn := pgdata.LSN(0x100)
 			for i := 0; i < 4; i++ { // four L0 layers, below compaction_threshold

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tomlconf"
@@ -41,14 +40,7 @@ func TestInMemoryLayersStayWithinLimit(t *testing.T) {
 	conf.CheckpointTimeout = tomlconf.Duration(24 * time.Hour)
 	var tls []*repo.Timeline
 	for range 2 {
-		tn, err := r.CreateTenant(id.NewTenantID(), conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, tl := newTimeline(t, r, conf)
 		tls = append(tls, tl)
 	}
 	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, recSize) }

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/zenithdb/zenith/repo"
-	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/tomlconf"
@@ -42,14 +41,7 @@ func TestManyLayersFewOpenFiles(t *testing.T) {
 	conf.CheckpointDistance = 1 << 30
 	conf.CheckpointTimeout = tomlconf.Duration(1 << 40)
 	conf.CompactionThreshold = 1000
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := newTimeline(t, r, conf)
 
 	// model[b] is block b's history: the page after each record.
 	type version struct {
@@ -171,14 +163,7 @@ func TestCompactionThresholdFollowsOpenFileLimit(t *testing.T) {
 	conf.CheckpointDistance = 1 << 30
 	conf.CheckpointTimeout = tomlconf.Duration(1 << 40)
 	conf.CompactionThreshold = 10
-	tn, err := r.CreateTenant(id.NewTenantID(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := tn.CreateTimeline(id.NewTimelineID(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn, tl := newTimeline(t, r, conf)
 	ctx := context.Background()
 	for i := range flushes {
 		put(t, tl, pgdata.LSN(0x100+0x10*i), map[key.Key]value.Value{blk(uint32(i)): value.Image([]byte(fmt.Sprintf("[%d]", i)))})
