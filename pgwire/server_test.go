@@ -71,10 +71,16 @@ func testHandler(ctx context.Context, s *Session, cmd string, args []string) err
 			n -= k
 		}
 		return w.Close()
-	case "both":
+	case "both", "queue":
+		// "queue" only queues the echoes: what sends them is the flush
+		// before Receive waits for the client.
 		c, err := s.CopyBoth()
 		if err != nil {
 			return err
+		}
+		send := c.Send
+		if word == "queue" {
+			send = c.Queue
 		}
 		for {
 			msg, err := c.Receive()
@@ -84,26 +90,7 @@ func testHandler(ctx context.Context, s *Session, cmd string, args []string) err
 			if err != nil {
 				return err
 			}
-			if err := c.Send(append([]byte("echo:"), msg...)); err != nil {
-				return err
-			}
-		}
-	case "queue":
-		// As "both", but the echoes are only queued: what sends them
-		// is the flush before Receive waits for the client.
-		c, err := s.CopyBoth()
-		if err != nil {
-			return err
-		}
-		for {
-			msg, err := c.Receive()
-			if errors.Is(err, ErrCopyDone) {
-				return c.Close()
-			}
-			if err != nil {
-				return err
-			}
-			if err := c.Queue(append([]byte("echo:"), msg...)); err != nil {
+			if err := send(append([]byte("echo:"), msg...)); err != nil {
 				return err
 			}
 		}

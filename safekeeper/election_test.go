@@ -87,6 +87,19 @@ func beginAt(t *testing.T, tl *Timeline, lsn pgdata.LSN) {
 	tl.flush = lsn
 }
 
+// openTerm1At opens node i's timeline of ts, joins term 1 and makes its
+// WAL start at from.
+func openTerm1At(t *testing.T, ts *testSet, i int, from pgdata.LSN) *Timeline {
+	t.Helper()
+	tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinTerm(t, tl, 1)
+	beginAt(t, tl, from)
+	return tl
+}
+
 func appendSynced(t *testing.T, tl *Timeline, term uint64, lsn pgdata.LSN, b []byte) {
 	t.Helper()
 	if err := tl.AppendWAL(term, lsn, b); err != nil {
@@ -181,12 +194,7 @@ func TestWalsenderServesOnlyUpToCommitLSN(t *testing.T) {
 	m := w.boundary(0.5)
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, w.from)
+		tl := openTerm1At(t, ts, i, w.from)
 		end := m
 		if i == 0 {
 			end = w.to
@@ -412,12 +420,7 @@ func TestElectionAfterCrashMidRecord(t *testing.T) {
 	}
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, w.from)
+		tl := openTerm1At(t, ts, i, w.from)
 		end := mid
 		if i == 2 {
 			end = k

@@ -58,12 +58,7 @@ func TestStalePageserverRemovesNoWAL(t *testing.T) {
 	}
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, from)
+		tl := openTerm1At(t, ts, i, from)
 		appendSynced(t, tl, 1, from, w.slice(from, end))
 		ts.start(i)
 	}
@@ -139,12 +134,7 @@ func TestAnnouncedGenerationStopsStaleReports(t *testing.T) {
 	from, end := pgdata.LSN(40), 2*seg+100
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, from)
+		tl := openTerm1At(t, ts, i, from)
 		appendSynced(t, tl, 1, from, make([]byte, end-from))
 		ts.start(i)
 	}

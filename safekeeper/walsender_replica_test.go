@@ -28,12 +28,7 @@ func TestWalsenderServesReplica(t *testing.T) {
 	}
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, w.from)
+		tl := openTerm1At(t, ts, i, w.from)
 		appendSynced(t, tl, 1, w.from, w.slice(w.from, w.to))
 		ts.start(i)
 	}

@@ -68,12 +68,7 @@ func TestWalsenderEndsStreamWhenSentWALIsTruncated(t *testing.T) {
 	torn := last + 10
 	ts := newTestSet(t, 3)
 	for i := range ts.nodes {
-		tl, err := ts.open(i).Timeline(ts.tenant, ts.timeline, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		joinTerm(t, tl, 1)
-		beginAt(t, tl, w.from)
+		tl := openTerm1At(t, ts, i, w.from)
 		end := torn
 		if i == 2 {
 			end = w.boundary(0.5)
