@@ -21,6 +21,12 @@ type Process struct {
 	RSS int64
 	// GoHeap is the memory of Go heap objects, live or not yet swept.
 	GoHeap int64
+	// GoHeapLive is the heap the last garbage collection found live: what
+	// the process holds on to, without the garbage that GoHeap counts
+	// until the next collection. A heap that grows shows here first; RSS
+	// may not show it while the garbage shrinks to make room under
+	// GoLimit.
+	GoHeapLive int64
 	// GoRuntime is all the memory the Go runtime holds from the operating
 	// system (mapped and not released): the heap with its free spans,
 	// stacks and the runtime's own structures. RSS minus GoRuntime is
@@ -37,6 +43,7 @@ func Read() Process {
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
 		{Name: "/gc/gomemlimit:bytes"},
+		{Name: "/gc/heap/live:bytes"},
 	}
 	metrics.Read(samples)
 	v := func(i int) int64 {
@@ -45,7 +52,7 @@ func Read() Process {
 		}
 		return int64(min(samples[i].Value.Uint64(), math.MaxInt64))
 	}
-	p := Process{RSS: rss(), GoHeap: v(0), GoRuntime: v(1) - v(2), GoLimit: v(3)}
+	p := Process{RSS: rss(), GoHeap: v(0), GoHeapLive: v(4), GoRuntime: v(1) - v(2), GoLimit: v(3)}
 	if p.GoLimit == math.MaxInt64 {
 		p.GoLimit = 0
 	}
