@@ -21,10 +21,14 @@ type MemoryStatus struct {
 	// swept; GoHeapLiveBytes is what the last collection found live (the
 	// caches, layers and buffers, without garbage: with the heap at
 	// GoMemoryLimit, RSS stays there and only this shows growth);
-	// GoRuntimeBytes is all the memory the Go runtime holds from the
-	// operating system; GoMemoryLimit is GOMEMLIMIT (0: none).
+	// GoHeapGoalBytes is the heap size at which the next collection
+	// starts (with GOGC=100 twice the live heap, capped to keep the
+	// runtime under GoMemoryLimit): RSS rises towards it after the live
+	// heap grows. GoRuntimeBytes is all the memory the Go runtime holds
+	// from the operating system; GoMemoryLimit is GOMEMLIMIT (0: none).
 	GoHeapBytes     int64 `json:"go_heap_bytes"`
 	GoHeapLiveBytes int64 `json:"go_heap_live_bytes"`
+	GoHeapGoalBytes int64 `json:"go_heap_goal_bytes"`
 	GoRuntimeBytes  int64 `json:"go_runtime_bytes"`
 	GoMemoryLimit   int64 `json:"go_memory_limit"`
 	// In-memory layers of every timeline: the open ones taking WAL and the
@@ -92,6 +96,7 @@ func (s *Server) memoryStatus() MemoryStatus {
 		RSSBytes:           p.RSS,
 		GoHeapBytes:        p.GoHeap,
 		GoHeapLiveBytes:    p.GoHeapLive,
+		GoHeapGoalBytes:    p.GoHeapGoal,
 		GoRuntimeBytes:     p.GoRuntime,
 		GoMemoryLimit:      p.GoLimit,
 		OpenLayerBytes:     rs.OpenLayerBytes,

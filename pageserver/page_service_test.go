@@ -420,7 +420,7 @@ func TestPageService(t *testing.T) {
 		if status.Tenants != 2 || status.Timelines != 3 {
 			t.Errorf("GET /v1/status = %+v", status)
 		}
-		if m := status.Memory; m.GoHeapBytes <= 0 || m.GoHeapLiveBytes <= 0 || m.InMemoryLayerLimit != defaults.InMemoryLayerLimit ||
+		if m := status.Memory; m.GoHeapBytes <= 0 || m.GoHeapLiveBytes <= 0 || m.GoHeapGoalBytes < m.GoHeapLiveBytes || m.InMemoryLayerLimit != defaults.InMemoryLayerLimit ||
 			m.BlockCacheLimit != defaults.BlockCacheSize || m.InMemoryLayerBytes() > m.InMemoryLayerLimit {
 			t.Errorf("GET /v1/status memory = %+v, want a Go heap and the default limits", m)
 		}
