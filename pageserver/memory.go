@@ -26,9 +26,12 @@ type MemoryStatus struct {
 	// runtime under GoMemoryLimit): RSS rises towards it after the live
 	// heap grows. GoRuntimeBytes is all the memory the Go runtime holds
 	// from the operating system; GoMemoryLimit is GOMEMLIMIT (0: none).
+	// GoGCCycles counts the collections so far (the live heap and the
+	// goal change at each).
 	GoHeapBytes     int64 `json:"go_heap_bytes"`
 	GoHeapLiveBytes int64 `json:"go_heap_live_bytes"`
 	GoHeapGoalBytes int64 `json:"go_heap_goal_bytes"`
+	GoGCCycles      int64 `json:"go_gc_cycles"`
 	GoRuntimeBytes  int64 `json:"go_runtime_bytes"`
 	GoMemoryLimit   int64 `json:"go_memory_limit"`
 	// In-memory layers of every timeline: the open ones taking WAL and the
@@ -97,6 +100,7 @@ func (s *Server) memoryStatus() MemoryStatus {
 		GoHeapBytes:        p.GoHeap,
 		GoHeapLiveBytes:    p.GoHeapLive,
 		GoHeapGoalBytes:    p.GoHeapGoal,
+		GoGCCycles:         p.GoGCCycles,
 		GoRuntimeBytes:     p.GoRuntime,
 		GoMemoryLimit:      p.GoLimit,
 		OpenLayerBytes:     rs.OpenLayerBytes,

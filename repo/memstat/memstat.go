@@ -32,6 +32,9 @@ type Process struct {
 	// under GoLimit. A runtime that holds about its goal has grown to
 	// what its collector lets it hold for this live heap.
 	GoHeapGoal int64
+	// GoGCCycles counts the garbage collections since the process
+	// started: GoHeapLive and GoHeapGoal change only at one.
+	GoGCCycles int64
 	// GoRuntime is all the memory the Go runtime holds from the operating
 	// system (mapped and not released): the heap with its free spans,
 	// stacks and the runtime's own structures. RSS minus GoRuntime is
@@ -50,6 +53,7 @@ func Read() Process {
 		{Name: "/gc/gomemlimit:bytes"},
 		{Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/heap/goal:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
 	}
 	metrics.Read(samples)
 	v := func(i int) int64 {
@@ -58,7 +62,7 @@ func Read() Process {
 		}
 		return int64(min(samples[i].Value.Uint64(), math.MaxInt64))
 	}
-	p := Process{RSS: rss(), GoHeap: v(0), GoHeapLive: v(4), GoHeapGoal: v(5), GoRuntime: v(1) - v(2), GoLimit: v(3)}
+	p := Process{RSS: rss(), GoHeap: v(0), GoHeapLive: v(4), GoHeapGoal: v(5), GoGCCycles: v(6), GoRuntime: v(1) - v(2), GoLimit: v(3)}
 	if p.GoLimit == math.MaxInt64 {
 		p.GoLimit = 0
 	}
