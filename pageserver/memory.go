@@ -18,11 +18,22 @@ import (
 type MemoryStatus struct {
 	RSSBytes int64 `json:"rss_bytes"`
 	// GoHeapBytes is the memory of Go heap objects, live or not yet
-	// swept; GoRuntimeBytes is all the memory the Go runtime holds from
-	// the operating system; GoMemoryLimit is GOMEMLIMIT (0: none).
-	GoHeapBytes    int64 `json:"go_heap_bytes"`
-	GoRuntimeBytes int64 `json:"go_runtime_bytes"`
-	GoMemoryLimit  int64 `json:"go_memory_limit"`
+	// swept; GoHeapLiveBytes is what the last collection found live (the
+	// caches, layers and buffers, without garbage: with the heap at
+	// GoMemoryLimit, RSS stays there and only this shows growth);
+	// GoHeapGoalBytes is the heap size at which the next collection
+	// starts (with GOGC=100 twice the live heap, capped to keep the
+	// runtime under GoMemoryLimit): RSS rises towards it after the live
+	// heap grows. GoRuntimeBytes is all the memory the Go runtime holds
+	// from the operating system; GoMemoryLimit is GOMEMLIMIT (0: none).
+	// GoGCCycles counts the collections so far (the live heap and the
+	// goal change at each).
+	GoHeapBytes     int64 `json:"go_heap_bytes"`
+	GoHeapLiveBytes int64 `json:"go_heap_live_bytes"`
+	GoHeapGoalBytes int64 `json:"go_heap_goal_bytes"`
+	GoGCCycles      int64 `json:"go_gc_cycles"`
+	GoRuntimeBytes  int64 `json:"go_runtime_bytes"`
+	GoMemoryLimit   int64 `json:"go_memory_limit"`
 	// In-memory layers of every timeline: the open ones taking WAL and the
 	// frozen ones waiting for their flush, together at most the limit.
 	OpenLayerBytes     int64 `json:"open_layer_bytes"`
@@ -87,6 +98,9 @@ func (s *Server) memoryStatus() MemoryStatus {
 	m := MemoryStatus{
 		RSSBytes:           p.RSS,
 		GoHeapBytes:        p.GoHeap,
+		GoHeapLiveBytes:    p.GoHeapLive,
+		GoHeapGoalBytes:    p.GoHeapGoal,
+		GoGCCycles:         p.GoGCCycles,
 		GoRuntimeBytes:     p.GoRuntime,
 		GoMemoryLimit:      p.GoLimit,
 		OpenLayerBytes:     rs.OpenLayerBytes,
@@ -116,7 +130,7 @@ func (s *Server) memoryStatus() MemoryStatus {
 type memoryCollector struct{ s *Server }
 
 var (
-	descMemory      = prometheus.NewDesc("zenith_pageserver_memory_bytes", "Memory the page server holds, by what holds it: go_heap, in_memory_layers_open, in_memory_layers_frozen, page_cache, block_cache, wal_in_flight (received, not yet ingested).", []string{"kind"}, nil)
+	descMemory      = prometheus.NewDesc("zenith_pageserver_memory_bytes", "Memory the page server holds, by what holds it: go_heap, go_heap_live (found live by the last collection), in_memory_layers_open, in_memory_layers_frozen, page_cache, block_cache, wal_in_flight (received, not yet ingested).", []string{"kind"}, nil)
 	descMemoryLimit = prometheus.NewDesc("zenith_pageserver_memory_limit_bytes", "Limit of each bounded kind of memory: in_memory_layers (open and frozen together), page_cache, block_cache.", []string{"kind"}, nil)
 	descOpenFiles   = prometheus.NewDesc("zenith_pageserver_open_layer_files", "Layer files open now, each a file descriptor.", nil, nil)
 	descFilesLimit  = prometheus.NewDesc("zenith_pageserver_open_layer_files_limit", "Layer files that may be open at once (max_open_layer_files).", nil, nil)
@@ -138,7 +152,7 @@ func (c memoryCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c memoryCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.s.memoryStatus()
 	for kind, v := range map[string]int64{
-		"go_heap": m.GoHeapBytes, "in_memory_layers_open": m.OpenLayerBytes, "in_memory_layers_frozen": m.FrozenLayerBytes,
+		"go_heap": m.GoHeapBytes, "go_heap_live": m.GoHeapLiveBytes, "in_memory_layers_open": m.OpenLayerBytes, "in_memory_layers_frozen": m.FrozenLayerBytes,
 		"page_cache": m.PageCacheBytes, "block_cache": m.BlockCacheBytes, "wal_in_flight": m.WALInFlightBytes,
 	} {
 		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(v), kind)

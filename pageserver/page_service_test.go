@@ -420,7 +420,7 @@ func TestPageService(t *testing.T) {
 		if status.Tenants != 2 || status.Timelines != 3 {
 			t.Errorf("GET /v1/status = %+v", status)
 		}
-		if m := status.Memory; m.GoHeapBytes <= 0 || m.InMemoryLayerLimit != defaults.InMemoryLayerLimit ||
+		if m := status.Memory; m.GoHeapBytes <= 0 || m.GoHeapLiveBytes <= 0 || m.GoHeapGoalBytes < m.GoHeapLiveBytes || m.InMemoryLayerLimit != defaults.InMemoryLayerLimit ||
 			m.BlockCacheLimit != defaults.BlockCacheSize || m.InMemoryLayerBytes() > m.InMemoryLayerLimit {
 			t.Errorf("GET /v1/status memory = %+v, want a Go heap and the default limits", m)
 		}
@@ -482,6 +482,9 @@ func TestPageService(t *testing.T) {
 		}
 		if got, ok := metricValue(string(body), `zenith_pageserver_memory_bytes{kind="go_heap"}`); !ok || got <= 0 {
 			t.Errorf("/metrics: Go heap = %v (found %v), want a positive number", got, ok)
+		}
+		if got, ok := metricValue(string(body), `zenith_pageserver_memory_bytes{kind="go_heap_live"}`); !ok || got <= 0 {
+			t.Errorf("/metrics: live Go heap = %v (found %v), want a positive number", got, ok)
 		}
 	})
 }

@@ -21,6 +21,20 @@ type Process struct {
 	RSS int64
 	// GoHeap is the memory of Go heap objects, live or not yet swept.
 	GoHeap int64
+	// GoHeapLive is the heap the last garbage collection found live: what
+	// the process holds on to, without the garbage that GoHeap counts
+	// until the next collection. A heap that grows shows here first; RSS
+	// may not show it while the garbage shrinks to make room under
+	// GoLimit.
+	GoHeapLive int64
+	// GoHeapGoal is the heap size at which the next collection starts:
+	// twice the live heap with GOGC=100, or less to keep the runtime
+	// under GoLimit. A runtime that holds about its goal has grown to
+	// what its collector lets it hold for this live heap.
+	GoHeapGoal int64
+	// GoGCCycles counts the garbage collections since the process
+	// started: GoHeapLive and GoHeapGoal change only at one.
+	GoGCCycles int64
 	// GoRuntime is all the memory the Go runtime holds from the operating
 	// system (mapped and not released): the heap with its free spans,
 	// stacks and the runtime's own structures. RSS minus GoRuntime is
@@ -37,6 +51,9 @@ func Read() Process {
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
 		{Name: "/gc/gomemlimit:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/heap/goal:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
 	}
 	metrics.Read(samples)
 	v := func(i int) int64 {
@@ -45,7 +62,7 @@ func Read() Process {
 		}
 		return int64(min(samples[i].Value.Uint64(), math.MaxInt64))
 	}
-	p := Process{RSS: rss(), GoHeap: v(0), GoRuntime: v(1) - v(2), GoLimit: v(3)}
+	p := Process{RSS: rss(), GoHeap: v(0), GoHeapLive: v(4), GoHeapGoal: v(5), GoGCCycles: v(6), GoRuntime: v(1) - v(2), GoLimit: v(3)}
 	if p.GoLimit == math.MaxInt64 {
 		p.GoLimit = 0
 	}

@@ -45,3 +45,34 @@ func TestReadSeesTheHeapGrow(t *testing.T) {
 		t.Errorf("RSS %d bytes with 64 MiB allocated and touched, want at least 48 MiB", after.RSS)
 	}
 }
+
+// TestReadSeesTheLiveHeap keeps 64 MiB alive across a collection, then
+// drops it: the live heap must count it after the first collection and
+// not after the second, which the heap's garbage would not tell; the
+// heap goal is at least the live heap, and the collections are counted.
+func TestReadSeesTheLiveHeap(t *testing.T) {
+	runtime.GC()
+	before := Read()
+	keep := make([][]byte, 64)
+	for i := range keep {
+		keep[i] = make([]byte, 1<<20)
+	}
+	runtime.GC()
+	held := Read()
+	runtime.KeepAlive(keep)
+	if grew := held.GoHeapLive - before.GoHeapLive; grew < 60<<20 {
+		t.Errorf("live heap grew by %d bytes with 64 MiB kept across a collection, want at least 60 MiB (before %+v, held %+v)", grew, before, held)
+	}
+	if held.GoGCCycles <= before.GoGCCycles {
+		t.Errorf("%d collections counted after runtime.GC, %d before", held.GoGCCycles, before.GoGCCycles)
+	}
+	if held.GoHeapGoal < held.GoHeapLive {
+		t.Errorf("heap goal %d bytes is below the live heap, %d", held.GoHeapGoal, held.GoHeapLive)
+	}
+	keep = nil
+	runtime.GC()
+	dropped := Read()
+	if left := dropped.GoHeapLive - before.GoHeapLive; left > 16<<20 {
+		t.Errorf("live heap still %d bytes above the start after the 64 MiB were dropped and collected (before %+v, dropped %+v)", left, before, dropped)
+	}
+}
