@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"golang.org/x/sys/unix"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
@@ -222,6 +224,35 @@ func (r *ReplicationConn) Receive(ctx context.Context) (any, error) {
 			return nil, fmt.Errorf("unexpected %T in replication stream", msg)
 		}
 	}
+}
+
+// Pending reports whether more of the stream has arrived than Receive
+// returned: bytes in the connection's read buffer or unread on its
+// socket. A standby that fsyncs only when nothing is pending fsyncs once
+// for everything that came in a burst. Call it from the goroutine that
+// calls Receive; it is false before streaming.
+func (r *ReplicationConn) Pending() bool {
+	if r.fe == nil {
+		return false
+	}
+	if r.fe.ReadBufferLen() > 0 {
+		return true
+	}
+	sc, ok := r.raw.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	if err := rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	}); err != nil {
+		return false
+	}
+	return err == nil && n > 0
 }
 
 // SendStatus sends a standby status update.

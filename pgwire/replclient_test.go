@@ -62,6 +62,13 @@ func TestReplicationClientAsSynchronousStandby(t *testing.T) {
 		committed <- err
 	}()
 
+	// The WAL arrives before anything is read: Pending says so.
+	for deadline := time.Now().Add(30 * time.Second); !repl.Pending(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Pending still false 30 s after the compute wrote WAL")
+		}
+	}
+
 	// Receive WAL until the commit's LSN has surely arrived: read until
 	// the stream is idle for a moment, checking contiguity on the way.
 	next := sys.XLogPos
@@ -90,6 +97,9 @@ func TestReplicationClientAsSynchronousStandby(t *testing.T) {
 				}
 			}
 		}
+	}
+	if repl.Pending() {
+		t.Error("Pending after the stream was read to its end")
 	}
 	select {
 	case err := <-committed:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,24 +119,28 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 	}
 	tl.log.Info().Uint64("term", term).Stringer("start", start).Msg("streaming WAL from the compute")
 
-	// Two goroutines: this one writes each XLogData as it comes, straight
-	// from the connection's buffer; the other fsyncs what was written and
-	// answers with the flush LSN, once for everything written while it
-	// was busy (group flush). The fsync holds the timeline, so a write
-	// that comes meanwhile waits for it and goes into the next one; a
+	// This goroutine writes each XLogData as it comes, straight from the
+	// connection's buffer. When nothing more of the stream has arrived
+	// (the common case with few clients: one commit's WAL, then quiet),
+	// it fsyncs and answers with the flush LSN itself, with no hand-off
+	// to another goroutine. When more has arrived, it wakes the flusher
+	// goroutine to fsync meanwhile and goes on reading; the flusher
+	// fsyncs once for everything written while it was busy (group
+	// flush). Either holds flushMu from its fsync to its reply, so
+	// replies go out in order; the fsync holds the timeline, so a write
+	// that comes meanwhile waits for it and goes into the next one. A
 	// status never reports a flush before the fsync that made it.
-	var wrote atomic.Bool
-	wake := make(chan struct{}, 1)
+	f := &flusher{s: s, tl: tl, conn: conn, wake: make(chan struct{}, 1)}
 	syncErr := make(chan error, 1)
 	syncDone := make(chan struct{})
-	// Runs before the deferred Close: the syncer must be gone first.
+	// Runs before the deferred Close: the flusher must be gone first.
 	defer func() {
 		cancel()
 		<-syncDone
 	}()
 	go func() {
 		defer close(syncDone)
-		syncErr <- s.syncAndReply(ctx, tl, conn, wake, &wrote)
+		syncErr <- f.run(ctx)
 		cancel() // ends the Receive below
 	}()
 	for {
@@ -153,40 +158,83 @@ func (s *Safekeeper) streamOnce(ctx context.Context, tl *Timeline, term uint64, 
 				return err
 			}
 			s.metrics.walReceived.Add(float64(len(m.Data)))
-			wrote.Store(true)
+			f.wrote.Store(true)
 		case *pgwire.Keepalive:
 			if !m.ReplyRequested {
 				continue
 			}
+			f.owed.Store(true)
 		}
-		select {
-		case wake <- struct{}{}:
-		default:
+		if conn.Pending() || !f.mu.TryLock() {
+			f.signal()
+			continue
+		}
+		err = f.syncAndReplyLocked(ctx)
+		f.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// syncAndReply fsyncs tl's WAL and sends the compute a status with the new
-// flush LSN each time wake fires, until ctx ends or a sync or send fails.
-// wrote says whether WAL was written since the last fsync.
-func (s *Safekeeper) syncAndReply(ctx context.Context, tl *Timeline, conn *pgwire.ReplicationConn, wake <-chan struct{}, wrote *atomic.Bool) error {
+// A flusher fsyncs a timeline's WAL and answers the compute with the new
+// flush LSN, on the receiving goroutine (syncAndReplyLocked) or on its own
+// (run) when woken.
+type flusher struct {
+	s    *Safekeeper
+	tl   *Timeline
+	conn *pgwire.ReplicationConn
+	wake chan struct{}
+	// mu is held from an fsync to the status that reports it.
+	mu sync.Mutex
+	// wrote says WAL was written since the last fsync; owed, that the
+	// compute asked for a reply since the last one.
+	wrote, owed atomic.Bool
+}
+
+// signal wakes run without waiting.
+func (f *flusher) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run fsyncs and replies each time it is woken, until ctx ends or a sync
+// or send fails.
+func (f *flusher) run(ctx context.Context) error {
 	for {
 		select {
-		case <-wake:
+		case <-f.wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		wrote := wrote.Swap(false)
-		synced := time.Now()
-		flush, err := tl.Sync()
+		f.mu.Lock()
+		err := f.syncAndReplyLocked(ctx)
+		f.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if wrote {
-			s.metrics.walFsync.Observe(time.Since(synced).Seconds())
-		}
-		if err := conn.SendStatus(ctx, pgwire.StandbyStatus{Written: flush, Flushed: flush, Applied: flush}); err != nil {
-			return err
-		}
 	}
+}
+
+// syncAndReplyLocked fsyncs the WAL and sends the compute a status with
+// the new flush LSN, if WAL was written or a reply is owed since the last
+// time (a wake-up whose work the receiving goroutine already did costs
+// nothing). f.mu must be held.
+func (f *flusher) syncAndReplyLocked(ctx context.Context) error {
+	wrote := f.wrote.Swap(false)
+	owed := f.owed.Swap(false)
+	if !wrote && !owed {
+		return nil
+	}
+	synced := time.Now()
+	flush, err := f.tl.Sync()
+	if err != nil {
+		return err
+	}
+	if wrote {
+		f.s.metrics.walFsync.Observe(time.Since(synced).Seconds())
+	}
+	return f.conn.SendStatus(ctx, pgwire.StandbyStatus{Written: flush, Flushed: flush, Applied: flush})
 }

@@ -3,6 +3,7 @@ package safekeeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,10 +248,20 @@ func TestZombieComputeIsFenced(t *testing.T) {
 
 // TestStatusFollowsFsync: a safekeeper tells the compute of a flush only
 // once its fsync has returned. With one of the three safekeepers stopped
-// and the WAL fsyncs of another held, a commit does not return and the
-// compute sees the held safekeeper's flush below its own; once the
-// fsyncs go on, the commit returns.
+// and the WAL fsyncs of another held, no commit returns and the compute
+// sees the held safekeeper's flush below its own; once the fsyncs go on,
+// the commits return. One client exercises the fsync on the receiving
+// goroutine (nothing more arrives meanwhile); several committing at once,
+// the flusher goroutine woken while more WAL is pending.
 func TestStatusFollowsFsync(t *testing.T) {
+	for _, clients := range []int{1, 8} {
+		t.Run(fmt.Sprintf("clients=%d", clients), func(t *testing.T) {
+			testStatusFollowsFsync(t, clients)
+		})
+	}
+}
+
+func testStatusFollowsFsync(t *testing.T, clients int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	fs := vfs.NewFaulty(vfs.Default)
@@ -264,8 +275,11 @@ func TestStatusFollowsFsync(t *testing.T) {
 		ts.start(i)
 	}
 	pg, _ := startCompute(t, ctx, ts)
-	conn := connect(t, ctx, pg)
-	if ok, _ := commitWithin(t, conn, "CREATE TABLE t (n int)", 30*time.Second); !ok {
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = connect(t, ctx, pg)
+	}
+	if ok, _ := commitWithin(t, conns[0], "CREATE TABLE t (n int)", 30*time.Second); !ok {
 		t.Fatal("a commit with all safekeepers up did not return")
 	}
 	ts.stop(2)
@@ -273,14 +287,22 @@ func TestStatusFollowsFsync(t *testing.T) {
 	t.Cleanup(gate.Release) // before the safekeepers stop
 	fs.SetRule(gate.Rule)
 
-	ok, done := commitWithin(t, conn, "INSERT INTO t VALUES (1)", 3*time.Second)
-	if ok {
-		t.Fatal("a commit returned while one of the two safekeepers up could not fsync")
+	done := make(chan error, clients)
+	for i, conn := range conns {
+		go func() {
+			_, err := conn.Exec(context.Background(), fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+			done <- err
+		}()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a commit returned (err=%v) while one of the two safekeepers up could not fsync", err)
+	case <-time.After(3 * time.Second):
 	}
 	select {
 	case <-gate.Held():
 	case <-ctx.Done():
-		t.Fatal("safekeeper 1 never fsynced the commit's WAL")
+		t.Fatal("safekeeper 1 never fsynced the commits' WAL")
 	}
 	watch := connect(t, ctx, pg)
 	var held bool
@@ -292,12 +314,14 @@ func TestStatusFollowsFsync(t *testing.T) {
 		t.Error("the compute sees safekeeper 1 flushed up to its own flush LSN while its fsync is held")
 	}
 	gate.Release()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	for range clients {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a commit did not return 30 s after the fsyncs went on")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the commit did not return 30 s after the fsyncs went on")
 	}
 }
