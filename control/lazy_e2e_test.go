@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/zenithdb/zenith/control/zenithtest"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -133,6 +136,9 @@ func TestLazyCompute(t *testing.T) {
 	if n := listNode(t, env, "lazy"); n.Mode != "lazy" || n.Status != "running" {
 		t.Fatalf("pg start made a %s node, %s; want lazy, running", n.Mode, n.Status)
 	}
+	if kb := mountReadAheadKB(t, env, "lazy"); kb <= 128 {
+		t.Errorf("the lazy mount's read-ahead window is %d KiB, the kernel's default for FUSE: a sequential scan reaches the FUSE server 16 blocks at a time", kb)
+	}
 	lazyStartDisk := listNode(t, env, "lazy").DiskBytes
 	lazyStartRels := relationBytes(t, env, "lazy", filepath.Join("lazy", "pgdata"))
 	if d := dumpAndCheck(ctx, t, "the lazy compute", lazy); pgdump.Compare(d, live).Err() != nil {
@@ -192,6 +198,30 @@ func TestLazyCompute(t *testing.T) {
 		t.Fatalf("eager compute after the lazy one's writes: %v", pgdump.Compare(d, afterWrites).Err())
 	}
 	eager.Stop()
+}
+
+// mountReadAheadKB is the kernel's read-ahead window, in KiB, of the
+// file system that compute node name's data directory is mounted from
+// (the read_ahead_kb of its backing device info).
+func mountReadAheadKB(t *testing.T, env *zenithtest.Env, name string) int {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(env.RepoDir, "pgdatadirs", "tenants", "*", name, "pgdata"))
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("data directory of compute node %s: %v, %v", name, dirs, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dirs[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kb
 }
 
 // relationBytes is the disk space (allocated blocks) the files of user
