@@ -14,7 +14,6 @@ import (
 	"github.com/zenithdb/zenith/control/lazyfs"
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
-	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
 // pgFuseCommand is `zenith pg fuse`, the process that serves a lazy
@@ -46,8 +45,6 @@ runs this; there is no need to run it by hand.`,
 			&cli.UintFlag{Name: "read-ahead", Value: lazyReadAhead, Usage: "`BLOCKS` a sequential read fetches ahead"},
 			&cli.StringFlag{Name: "ca-file", Usage: "speak TLS and check the page server's certificate against the CA in `FILE`"},
 			&cli.StringFlag{Name: "token-file", Usage: "present the token in `FILE` (read again for every new connection)"},
-			&cli.StringFlag{Name: "start-set", Usage: "fetch ahead, at the mount, the catalog blocks the timeline's previous start read, kept in `FILE`, and record this start's there"},
-			&cli.Int64Flag{Name: "start-set-bytes", Value: lazyStartSetBytes, Usage: "bound on the start set, in `BYTES`"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -90,8 +87,6 @@ runs this; there is no need to run it by hand.`,
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
 				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,
-				StartSet: lazyfs.StartSet{Path: c.String("start-set"), Blocks: int(c.Int64("start-set-bytes") / pgdata.BlockSize),
-					Window: lazyStartSetWindow, Workers: lazyStartSetWorkers},
 			})
 			if err != nil {
 				return err

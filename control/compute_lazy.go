@@ -40,17 +40,6 @@ const (
 	// crashStopTimeout bounds the wait for PostgreSQL to exit after its
 	// FUSE server died.
 	crashStopTimeout = 15 * time.Second
-	// lazyStartSetBytes bounds the catalog blocks a start of a lazy
-	// node fetches ahead (the ones the timeline's previous start read):
-	// a node's disk stays independent of its database's size.
-	lazyStartSetBytes = 4 << 20
-	// lazyStartSetWindow is how long after its mount a lazy node's
-	// reads of catalog blocks are recorded for the next start: its
-	// PostgreSQL's start and first connections.
-	lazyStartSetWindow = 3 * time.Second
-	// lazyStartSetWorkers is how many files the start set fetches at
-	// once.
-	lazyStartSetWorkers = 2
 	// fuseReadyPoll is how often pg start looks for the FUSE server's
 	// mount: a read of /proc/self/mountinfo.
 	fuseReadyPoll = 2 * time.Millisecond
@@ -81,13 +70,6 @@ func (n *Node) lazyDir() string      { return filepath.Join(n.dir, "lazy") }
 func (n *Node) lazyBacking() string  { return filepath.Join(n.lazyDir(), "pgdata") }
 func (n *Node) lazyManifest() string { return filepath.Join(n.lazyDir(), "manifest") }
 
-// lazyStartSet is the file of the catalog blocks the last lazy start
-// on the node's timeline read (lazyfs.StartSet), shared by the
-// timeline's nodes: next to them, in the tenant's directory.
-func (n *Node) lazyStartSet() string {
-	return filepath.Join(filepath.Dir(n.dir), ".lazy-start-sets", n.Timeline.String())
-}
-
 // IsLazy reports whether the node's data directory is served lazily.
 func (n *Node) IsLazy() bool { return n.Mode == ModeLazy }
 
@@ -106,7 +88,7 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 		Args: []string{"pg", "fuse", "--dir", n.dir},
 		Extra: append([]string{"--pageserver", e.Pageserver().Addr, "--tenant", n.Tenant.String(), "--timeline", n.Timeline.String(),
 			"--cache-bytes", strconv.FormatInt(cache, 10), "--fetch-timeout", timeout.String(),
-			"--read-ahead", strconv.Itoa(lazyReadAhead), "--start-set", n.lazyStartSet()}, e.lazyClientArgs(n)...),
+			"--read-ahead", strconv.Itoa(lazyReadAhead)}, e.lazyClientArgs(n)...),
 		PidPath: filepath.Join(n.dir, "fuse.pid"),
 		LogPath: filepath.Join(n.dir, "fuse.log"),
 		Ready: func(context.Context) error {

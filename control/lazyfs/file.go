@@ -269,7 +269,6 @@ func (lf *lazyFile) read(ctx context.Context, buf []byte, off int64) (int, error
 	if sequential {
 		ahead = lf.fs.readAhead
 	}
-	lf.fs.start.record(lf, from, to)
 	if err := lf.ensure(ctx, from, to, ahead); err != nil {
 		return 0, err
 	}

@@ -35,11 +35,7 @@ type Options struct {
 	// ReadAhead is how many blocks a sequential read fetches after the
 	// ones asked for, in the same batch.
 	ReadAhead uint32
-	// StartSet, if its Path is set, is the blocks a previous start of
-	// the timeline read, fetched ahead from the first read of one, and
-	// where this start's are recorded.
-	StartSet StartSet
-	Log      zerolog.Logger
+	Log       zerolog.Logger
 }
 
 // FS is a mounted lazy file system.
@@ -68,7 +64,6 @@ type FS struct {
 
 	server *fuse.Server
 	reads  *passthroughReads
-	start  *startRecorder // nil: no start set
 }
 
 // attrTimeout is how long the kernel trusts names and attributes: every
@@ -125,9 +120,6 @@ func Mount(o Options) (*FS, error) {
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
-	if o.StartSet.Path != "" {
-		f.start = newStartRecorder(f, o.StartSet)
-	}
 	f.reads = newPassthroughReads(fs.NewNodeFS(root.RootNode, opts))
 	server, err := fuse.NewServer(f.reads, o.Mountpoint, &opts.MountOptions)
 	if err != nil {
@@ -142,10 +134,7 @@ func Mount(o Options) (*FS, error) {
 }
 
 // Wait waits until the file system is unmounted.
-func (f *FS) Wait() {
-	f.server.Wait()
-	f.start.finish()
-}
+func (f *FS) Wait() { f.server.Wait() }
 
 // Unmount unmounts it; it fails while files are open (PostgreSQL runs).
 func (f *FS) Unmount() error { return f.server.Unmount() }
