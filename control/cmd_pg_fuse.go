@@ -52,7 +52,13 @@ runs this; there is no need to run it by hand.`,
 			}
 			began := time.Now()
 			dir := c.String("dir")
-			log := zerolog.New(os.Stderr).With().Timestamp().Str("node", filepath.Base(dir)).Logger()
+			// Info, or debug (every fetch) under ZENITH_LOG=debug, as pg
+			// start's own log.
+			level := zerolog.InfoLevel
+			if cliLogger().GetLevel() == zerolog.DebugLevel {
+				level = zerolog.DebugLevel
+			}
+			log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Str("node", filepath.Base(dir)).Logger()
 			n := &Node{dir: dir}
 			text, err := os.ReadFile(n.lazyManifest())
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -135,7 +136,13 @@ func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
 		lf.state[b] = blkFetching
 	}
 	lf.mu.Unlock()
+	return lf.fetch(ctx, fetch)
+}
 
+// fetch fetches blocks fetch, which the caller marked blkFetching, in
+// one pipelined batch, and makes each local as it arrives.
+func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
+	began := time.Now()
 	blocks := make([]pgdata.BlockNumber, len(fetch))
 	for i, b := range fetch {
 		blocks[i] = lf.first + pgdata.BlockNumber(b)
@@ -174,6 +181,8 @@ func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
 	lf.cond.Broadcast()
 	lf.mu.Unlock()
 	lf.fs.fetched.Add(int64(len(cached)))
+	lf.fs.log.Debug().Str("file", lf.info.Path).Uint32("block", fetch[0]).Int("blocks", len(fetch)).
+		Dur("took", time.Since(began)).Msg("fetched")
 	// After the unlock: making room may evict this file's blocks.
 	lf.fs.cache.added(lf, cached)
 	if werr != nil {
