@@ -27,7 +27,9 @@ func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 
 // GetReadOnly is Get without the copy: the value it returns may be the
 // page cache's and must not be modified (the cache never modifies it
-// either: a newer version replaces it). The page service sends pages
+// either: a newer version replaces it). In a batch read (WithBatchRead)
+// it may be a layer file's memory, valid until the batch's next read or
+// its end. The page service sends pages
 // this way: a copy of a page the CPU's caches do not hold cost a sixth
 // of its CPU serving random reads.
 func (tl *Timeline) GetReadOnly(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
@@ -41,10 +43,13 @@ type batchKey struct{}
 // GetReadOnly share layer file iterators (layer.Cursors): a run of keys
 // read in ascending order, such as the consecutive blocks of one page
 // request, visits each block of a layer file once instead of once a
-// key. The values read are the same. The reads in the context must be
-// made one after another, not concurrently, and end must be called once
-// they are done: until then the layer files read stay open and cannot be
-// removed. end returns the first error of closing the iterators.
+// key. The values read are the same, but those of GetReadOnly are only
+// valid until the next read in the context (or end), and they do not go
+// into the page cache: a scan's pages would push out those of point
+// reads. The reads in the context must be made one after another, not
+// concurrently, and end must be called once they are done: until then
+// the layer files read stay open and cannot be removed. end returns the
+// first error of closing the iterators.
 func WithBatchRead(ctx context.Context) (_ context.Context, end func() error) {
 	cur := &layer.Cursors{}
 	return context.WithValue(ctx, batchKey{}, cur), cur.Close
@@ -90,7 +95,8 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 		floor = cLSN + 1
 	}
 	var st layer.ReconstructState
-	if err := tl.collect(v, k, lsn, floor, &st, batchOf(ctx)); err != nil {
+	batch := batchOf(ctx)
+	if err := tl.collect(v, k, lsn, floor, &st, batch); err != nil {
 		return nil, err
 	}
 	if !st.Complete && cached {
@@ -100,7 +106,11 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	repo.cache.put(ck, lsn, page)
+	if batch == nil {
+		// A batch's pages are a scan's: they would push the pages of
+		// point reads out of the cache, and may be the layers' memory.
+		repo.cache.put(ck, lsn, page)
+	}
 	return page, nil
 }
 

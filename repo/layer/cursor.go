@@ -11,7 +11,10 @@ import (
 // open from one key to the next: a key in the data block the iterator
 // holds already is read without a block cache lookup, and each block is
 // taken from the cache (or the file) once per run rather than once per
-// key. Collect through Cursors finds what the layer's own Collect finds.
+// key. Collect through Cursors finds what the layer's own Collect finds,
+// but an image it adds to the ReconstructState is not copied: it is the
+// iterator's memory, valid until the next Collect through the same
+// Cursors, or Close.
 //
 // A file read through Cursors stays open and read-locked (Remove, Evict
 // and the Env's file cache wait) until Close: a run should be short and
@@ -67,7 +70,7 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 	b := &cur.bounds[cur.turn]
 	b[0], b[1] = entryKey(b[0], k, from), entryKey(b[1], k, to)
 	cur.it.SetBounds(b[0], b[1])
-	return l.collectFrom(cur.it, b[1], k, from, to, st)
+	return l.collectFrom(cur.it, b[1], k, from, to, st, true)
 }
 
 // newCursorIter opens an iterator on r for Cursors; l is read-locked.

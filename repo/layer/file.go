@@ -154,7 +154,7 @@ func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err erro
 	if err != nil {
 		return errorOf(err, l.path)
 	}
-	err = l.collectFrom(it, upper, k, from, to, st)
+	err = l.collectFrom(it, upper, k, from, to, st, false)
 	if cerr := it.Close(); err == nil {
 		err = errorOf(cerr, l.path)
 	}
@@ -169,8 +169,11 @@ func (l *File) clip(lsns LSNRange) (from, to pgdata.LSN, ok bool) {
 }
 
 // collectFrom is Collect's reading, through it, whose bounds are k's
-// entries in [from, to); upper is the entry key of k at to.
-func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState) error {
+// entries in [from, to); upper is the entry key of k at to. With
+// alias, an image added to st is the iterator's memory, not a copy: it
+// is valid until the iterator moves (the iterator stays on it, as
+// nothing older is read once the image is found).
+func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState, alias bool) error {
 	ik, lv := it.SeekLT(upper, sstable.SeekLTFlags(0))
 	for ik != nil && !st.Complete {
 		_, b, err := entryOf(ik, &lv)
@@ -185,9 +188,13 @@ func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, t
 		if err != nil {
 			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
 		}
-		// The iterator reuses the value's memory.
-		v.Data = bytes.Clone(v.Data)
-		st.add(lsn, v)
+		if !alias || v.Kind != value.KindImage {
+			// The iterator reuses the value's memory.
+			v.Data = bytes.Clone(v.Data)
+		}
+		if st.add(lsn, v); st.Complete {
+			break
+		}
 		ik, lv = it.Prev()
 	}
 	if err := it.Error(); err != nil {
