@@ -1,6 +1,7 @@
 package lazyfs
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ import (
 // maxIdleStreams is how many page-stream connections the client keeps
 // open between fetches.
 const maxIdleStreams = 8
+
+// streamReadBuffer is the read buffer of a page stream: 32 pages.
+const streamReadBuffer = 256 << 10
 
 // PageError is an error response of the page server to one request.
 type PageError struct {
@@ -253,7 +257,13 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyBothResponse:
-			return &pageStream{conn: conn, fe: fe}, nil
+			// The answers are read through a buffer of streamReadBuffer
+			// bytes: pgproto3 reads a message bigger than its 8 KiB
+			// buffer (every page) with a read of its own. The server
+			// sends nothing before the first request, so fe has nothing
+			// buffered to carry over.
+			br := bufio.NewReaderSize(conn, streamReadBuffer)
+			return &pageStream{conn: conn, fe: pgproto3.NewFrontend(br, conn)}, nil
 		case *pgproto3.ErrorResponse:
 			conn.Close()
 			return nil, fmt.Errorf("page server at %s: %s: %w", c.addr, c.command, pgconn.ErrorResponseToPgError(m))
