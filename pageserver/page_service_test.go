@@ -467,9 +467,11 @@ func TestPageService(t *testing.T) {
 			name string
 			want float64
 		}{
-			{`zenith_pageserver_page_requests_total{request="getpage",result="ok"}`, 4},
-			{`zenith_pageserver_page_requests_total{request="getpage",result="error"}`, 3},
-			{`zenith_pageserver_getpage_seconds_count`, 7},
+			// checkPagestream's getpage requests, and the 32 blocks
+			// of its getpages request, each counted as a getpage.
+			{`zenith_pageserver_page_requests_total{request="getpage",result="ok"}`, 4 + 30},
+			{`zenith_pageserver_page_requests_total{request="getpage",result="error"}`, 3 + 2},
+			{`zenith_pageserver_getpage_seconds_count`, 7 + 32},
 			{fmt.Sprintf(`zenith_pageserver_last_record_lsn{tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), float64(mainLSN)},
 			{fmt.Sprintf(`zenith_pageserver_layer_files{kind="delta",tenant_id="%s",timeline_id="%s"}`, tenant, main["timeline_id"]), 1},
 			{`zenith_pageserver_basebackups_total{result="ok"}`, 1},
@@ -613,6 +615,34 @@ func (c *pagestreamClient) request(t *testing.T, req api.PageRequest) api.PageRe
 	return resp
 }
 
+// requestN sends one request and reads n answers (a getpages request's).
+func (c *pagestreamClient) requestN(t *testing.T, req api.PageRequest, n int) []api.PageResponse {
+	t.Helper()
+	c.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
+	if err := c.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var rs []api.PageResponse
+	for range n {
+		msg, err := c.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok {
+			t.Fatalf("request %+v: got %#v, want CopyData", req, msg)
+		}
+		resp, err := api.ParsePageResponse(cd.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Receive reuses its buffer.
+		resp.Page = bytes.Clone(resp.Page)
+		rs = append(rs, resp)
+	}
+	return rs
+}
+
 // close ends the stream and expects the server's CopyDone, the command's
 // completion and ReadyForQuery.
 func (c *pagestreamClient) close(t *testing.T) {
@@ -686,6 +716,26 @@ func checkPagestream(t *testing.T, ps *pagestreamClient, datadir string, lsn pgd
 		r := ps.request(t, api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: blk})
 		if want := file[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]; !bytes.Equal(r.Page, want) {
 			t.Errorf("getpage %s block %d: %+v differs from the file's page", largest, blk, r.SQLState+r.Message)
+		}
+	}
+	// getpages of the fork's last 30 blocks (several blocks of the layer
+	// file) and two past its end: each answer is what getpage of its
+	// block answers, the file's page or, past the end, the error.
+	if nblocks < 30 {
+		t.Fatalf("%s has %d blocks, fewer than the 30 a getpages request asks for", largest, nblocks)
+	}
+	first := nblocks - 30
+	rs := ps.requestN(t, api.PageRequest{Tag: api.TagGetPagesRequest, LSN: lsn, Rel: rel, Fork: fork, Block: first, Blocks: 32}, 32)
+	for i, r := range rs {
+		blk := int(first) + i
+		if blk >= int(nblocks) {
+			if r.Tag != api.TagErrorResponse || r.SQLState != "XX001" {
+				t.Errorf("getpages %s block %d, past the end: %+v, want an error XX001", largest, blk, r)
+			}
+			continue
+		}
+		if want := file[blk*pgdata.BlockSize : (blk+1)*pgdata.BlockSize]; !bytes.Equal(r.Page, want) {
+			t.Errorf("getpages %s block %d: %q differs from the file's page", largest, blk, r.SQLState+r.Message)
 		}
 	}
 	if r := ps.request(t, api.PageRequest{Tag: api.TagDbSizeRequest, Latest: true, LSN: lsn, Rel: pgdata.RelFileNode{DbNode: 5}}); r.DbSize != dbSize {

@@ -151,3 +151,51 @@ func BenchmarkGetPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkScan reads 8,192 pages in order, in runs of 128 as a lazy
+// node's read-ahead fetches them: one Get each (get), or each run in one
+// batch read (batch). The pages are half random, half zeros, so that the
+// layer's blocks compress as table pages do.
+func BenchmarkScan(b *testing.B) {
+	const keys, run = 8192, 128
+	ctx := context.Background()
+	_, tl, _ := benchRepo(b, 0, 0)
+	lsn := pgdata.LSN(0x100)
+	rng := rand.New(rand.NewSource(1))
+	page := make([]byte, pgdata.BlockSize)
+	for k := uint32(0); k < keys; k++ {
+		rng.Read(page[:pgdata.BlockSize/2])
+		if err := tl.Put(blk(k), lsn, value.Image(page)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tl.FinishWrite(lsn, 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := tl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, batch := range []bool{false, true} {
+		b.Run(map[bool]string{false: "get", true: "batch"}[batch], func(b *testing.B) {
+			b.SetBytes(keys * pgdata.BlockSize)
+			for i := 0; i < b.N; i++ {
+				for first := uint32(0); first < keys; first += run {
+					rctx, end := ctx, func() error { return nil }
+					if batch {
+						rctx, end = repo.WithBatchRead(ctx)
+					}
+					for k := first; k < first+run; k++ {
+						got, err := tl.GetReadOnly(rctx, blk(k), lsn)
+						if err != nil || len(got) != pgdata.BlockSize {
+							b.Fatalf("GetReadOnly(%v) = %d bytes, %v", blk(k), len(got), err)
+						}
+					}
+					if err := end(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*keys)/1e3, "µs/page")
+		})
+	}
+}

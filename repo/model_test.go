@@ -70,6 +70,33 @@ func TestModel(t *testing.T) {
 	}
 }
 
+// TestModelBatchReads is TestModel without the page cache, whose pages
+// would otherwise answer many of the batch reads (checkBatch) before they
+// reach the layers: every read goes through the layer files' shared
+// iterators, over deltas, images, ancestors and missing keys.
+func TestModelBatchReads(t *testing.T) {
+	for seed := int64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			h := newHarnessWith(t, seed, func(c *repo.Config) { c.PageCacheSize = 0 })
+			ops := 3000
+			if testing.Short() {
+				ops = 1000
+			}
+			for i := 0; i < ops && !t.Failed(); i++ {
+				h.step(i)
+			}
+			h.close()
+			if !t.Failed() && !testing.Short() {
+				for _, what := range []string{"image-layers", "branch", "compaction-l0"} {
+					if h.stats[what] == 0 {
+						t.Errorf("the run never exercised %s: %v", what, h.stats)
+					}
+				}
+			}
+		})
+	}
+}
+
 // modelTimeline is what the model knows of a timeline.
 type modelTimeline struct {
 	id        id.TimelineID
@@ -185,6 +212,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, seed int64) *harness {
+	return newHarnessWith(t, seed, nil)
+}
+
+// newHarnessWith is newHarness with conf, if not nil, applied to the
+// repository's configuration after the seed's choices.
+func newHarnessWith(t *testing.T, seed int64, conf func(*repo.Config)) *harness {
 	rng := rand.New(rand.NewSource(seed))
 	mem := vfs.NewMem()
 	h := &harness{
@@ -201,6 +234,9 @@ func newHarness(t *testing.T, seed int64) *harness {
 	h.tconf.CompactionThreshold = 2 + rng.Intn(3)
 	h.tconf.ImageCreationThreshold = 1 + rng.Intn(3)
 	h.tconf.GCHorizon = int64(256 + rng.Intn(4096))
+	if conf != nil {
+		conf(&h.cfg)
+	}
 	t.Logf("page cache %d, tenant config %+v", h.cfg.PageCacheSize, h.tconf)
 	h.r = mustOpen(t, h.cfg)
 	h.tenant = id.NewTenantID()
@@ -582,6 +618,39 @@ func (h *harness) checkAll() {
 				h.check(m, tl, k, lsn)
 			}
 		}
+		for _, lsn := range []pgdata.LSN{last, cutoff, cutoff + pgdata.LSN(h.rng.Int63n(int64(last-cutoff)+1))} {
+			h.checkBatch(m, tl, lsn)
+		}
+	}
+}
+
+// sortedKeySpace is keySpace in ascending order, as a batch reads it.
+var sortedKeySpace = func() []key.Key {
+	ks := append([]key.Key(nil), keySpace...)
+	sort.Slice(ks, func(i, j int) bool { return ks[i].Less(ks[j]) })
+	return ks
+}()
+
+// checkBatch reads every key of the key space at lsn in one batch read
+// (repo.WithBatchRead), in ascending order, and checks each against the
+// model, as check does for one Get.
+func (h *harness) checkBatch(m *modelTimeline, tl *repo.Timeline, lsn pgdata.LSN) {
+	ctx, end := repo.WithBatchRead(h.ctx)
+	for _, k := range sortedKeySpace {
+		want, found := m.get(k, lsn)
+		got, err := tl.GetReadOnly(ctx, k, lsn)
+		switch {
+		case !found && errors.Is(err, repo.ErrKeyNotFound):
+		case !found:
+			h.t.Fatalf("batch read of %v at %v on %s = %q, %v; want ErrKeyNotFound", k, lsn, m.id, got, err)
+		case err != nil:
+			h.t.Fatalf("batch read of %v at %v on %s: %v; want %q", k, lsn, m.id, err, want)
+		case string(got) != string(want):
+			h.t.Fatalf("batch read of %v at %v on %s =\n%q\nwant\n%q", k, lsn, m.id, got, want)
+		}
+	}
+	if err := end(); err != nil {
+		h.t.Fatalf("end of a batch read on %s: %v", m.id, err)
 	}
 }
 

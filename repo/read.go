@@ -27,11 +27,38 @@ func (tl *Timeline) Get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 
 // GetReadOnly is Get without the copy: the value it returns may be the
 // page cache's and must not be modified (the cache never modifies it
-// either: a newer version replaces it). The page service sends pages
+// either: a newer version replaces it). In a batch read (WithBatchRead)
+// it may be a layer file's memory, valid until the batch's next read or
+// its end. The page service sends pages
 // this way: a copy of a page the CPU's caches do not hold cost a sixth
 // of its CPU serving random reads.
 func (tl *Timeline) GetReadOnly(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
 	return retryRemoved(func() ([]byte, error) { return tl.get(ctx, k, lsn) })
+}
+
+// batchKey is the context key of WithBatchRead's layer.Cursors.
+type batchKey struct{}
+
+// WithBatchRead returns a context in which the reads of Get and
+// GetReadOnly share layer file iterators (layer.Cursors): a run of keys
+// read in ascending order, such as the consecutive blocks of one page
+// request, visits each block of a layer file once instead of once a
+// key. The values read are the same, but those of GetReadOnly are only
+// valid until the next read in the context (or end), and they do not go
+// into the page cache: a scan's pages would push out those of point
+// reads. The reads in the context must be made one after another, not
+// concurrently, and end must be called once they are done: until then
+// the layer files read stay open and cannot be removed. end returns the
+// first error of closing the iterators.
+func WithBatchRead(ctx context.Context) (_ context.Context, end func() error) {
+	cur := &layer.Cursors{}
+	return context.WithValue(ctx, batchKey{}, cur), cur.Close
+}
+
+// batchOf is the ctx's cursors of WithBatchRead, or nil.
+func batchOf(ctx context.Context) *layer.Cursors {
+	cur, _ := ctx.Value(batchKey{}).(*layer.Cursors)
+	return cur
 }
 
 // maxReadAttempts bounds the restarts of a read whose layers keep being
@@ -68,7 +95,8 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 		floor = cLSN + 1
 	}
 	var st layer.ReconstructState
-	if err := tl.collect(v, k, lsn, floor, &st); err != nil {
+	batch := batchOf(ctx)
+	if err := tl.collect(v, k, lsn, floor, &st, batch); err != nil {
 		return nil, err
 	}
 	if !st.Complete && cached {
@@ -78,7 +106,11 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	repo.cache.put(ck, lsn, page)
+	if batch == nil {
+		// A batch's pages are a scan's: they would push the pages of
+		// point reads out of the cache, and may be the layers' memory.
+		repo.cache.put(ck, lsn, page)
+	}
 	return page, nil
 }
 
@@ -87,7 +119,7 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 func (tl *Timeline) reconstruct(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
 	return retryRemoved(func() ([]byte, error) {
 		var st layer.ReconstructState
-		if err := tl.collect(tl.view(), k, lsn, 0, &st); err != nil {
+		if err := tl.collect(tl.view(), k, lsn, 0, &st, nil); err != nil {
 			return nil, err
 		}
 		return tl.materialize(ctx, k, lsn, &st)
@@ -115,15 +147,15 @@ func (tl *Timeline) materialize(ctx context.Context, k key.Key, lsn pgdata.LSN, 
 // collect gathers into st the values of k at or below lsn and above floor,
 // newest first, until one initializes the page: from the in-memory layers,
 // then the layer files of v (tl's view), then the ancestors' below the
-// branch point.
-func (tl *Timeline) collect(v view, k key.Key, lsn, floor pgdata.LSN, st *layer.ReconstructState) error {
+// branch point. The layer files are read through cursors if not nil.
+func (tl *Timeline) collect(v view, k key.Key, lsn, floor pgdata.LSN, st *layer.ReconstructState, cursors *layer.Cursors) error {
 	end := lsn + 1
 	for cur := tl; cur != nil; cur = cur.ancestor {
 		if cur != tl {
 			v = cur.view()
 		}
 		for _, m := range v.mems {
-			done, next, err := visit(m, m.Desc().LSNs.Start, k, floor, end, st)
+			done, next, err := visit(m, m.Desc().LSNs.Start, k, floor, end, st, nil)
 			if err != nil || done {
 				return err
 			}
@@ -134,7 +166,7 @@ func (tl *Timeline) collect(v view, k key.Key, lsn, floor pgdata.LSN, st *layer.
 			if !ok {
 				break
 			}
-			done, next, err := visit(l, lf, k, floor, end, st)
+			done, next, err := visit(l, lf, k, floor, end, st, cursors)
 			if err != nil || done {
 				return err
 			}
@@ -151,7 +183,7 @@ func (tl *Timeline) collect(v view, k key.Key, lsn, floor pgdata.LSN, st *layer.
 // visit reads layer l's values of k in [max(from, floor), end) into st. done
 // means the search is over: the page is complete, or the rest of its
 // history is below floor (in the page cache); next is where to continue.
-func visit(l layer.Layer, from pgdata.LSN, k key.Key, floor, end pgdata.LSN, st *layer.ReconstructState) (done bool, next pgdata.LSN, err error) {
+func visit(l layer.Layer, from pgdata.LSN, k key.Key, floor, end pgdata.LSN, st *layer.ReconstructState, cur *layer.Cursors) (done bool, next pgdata.LSN, err error) {
 	d := l.Desc()
 	if d.LSNs.Start >= end {
 		return false, end, nil
@@ -160,7 +192,7 @@ func visit(l layer.Layer, from pgdata.LSN, k key.Key, floor, end pgdata.LSN, st 
 	if d.LSNs.End <= from {
 		return true, from, nil
 	}
-	if err := l.Collect(k, layer.LSNRange{Start: from, End: end}, st); err != nil {
+	if err := cur.Collect(l, k, layer.LSNRange{Start: from, End: end}, st); err != nil {
 		return false, 0, err
 	}
 	return st.Complete || from <= floor && floor > 0, from, nil

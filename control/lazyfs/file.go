@@ -139,6 +139,9 @@ func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
 	return lf.fetch(ctx, fetch)
 }
 
+// writeRun is the most fetched pages written with one pwrite.
+const writeRun = 16
+
 // fetch fetches blocks fetch, which the caller marked blkFetching, in
 // one pipelined batch, and makes each local as it arrives.
 func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
@@ -147,29 +150,65 @@ func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
 	for i, b := range fetch {
 		blocks[i] = lf.first + pgdata.BlockNumber(b)
 	}
-	// Each page is written and made readable as it arrives: a read
-	// waiting for the first blocks of a read-ahead goes on while the
-	// rest are on their way.
+	// Pages are written as they arrive, a run of consecutive ones with
+	// one pwrite (up to writeRun pages; the first page of the fetch on
+	// its own), and made readable once written: a read waiting for the
+	// first blocks of a read-ahead goes on while the rest are on their
+	// way.
 	var cached []uint32
 	var werr error
-	err := lf.fs.client.EachPage(ctx, lf.fs.manifest.LSN, lf.info.Rel, lf.info.Fork, blocks, func(i int, page []byte) error {
-		b := fetch[i]
+	run := make([]byte, 0, writeRun*blockSize) // pages of blocks [runFirst, runFirst+runLen), not written yet
+	var runFirst, runLen uint32
+	flush := func() error {
+		if runLen == 0 {
+			return nil
+		}
 		lf.mu.Lock()
 		defer lf.mu.Unlock()
-		if b >= lf.remote || lf.state[b] != blkFetching {
+		defer lf.cond.Broadcast()
+		// Truncation and writes wait for fetching blocks: this is
+		// defensive.
+		n := uint32(0)
+		for n < runLen && runFirst+n < lf.remote && lf.state[runFirst+n] == blkFetching {
+			n++
+		}
+		runLen = 0
+		if n == 0 {
 			return nil // truncated away meanwhile
 		}
-		if _, err := unix.Pwrite(lf.fd, page, int64(b)*blockSize); err != nil {
-			lf.state[b] = blkRemote
-			werr = fmt.Errorf("write block %d to the local cache: %w", b, err)
-			lf.cond.Broadcast()
+		if _, err := unix.Pwrite(lf.fd, run[:n*blockSize], int64(runFirst)*blockSize); err != nil {
+			for b := runFirst; b < runFirst+n; b++ {
+				lf.state[b] = blkRemote
+			}
+			werr = fmt.Errorf("write blocks %d-%d to the local cache: %w", runFirst, runFirst+n-1, err)
 			return werr
 		}
-		lf.state[b] = blkCached
-		cached = append(cached, b)
-		lf.cond.Broadcast()
+		for b := runFirst; b < runFirst+n; b++ {
+			lf.state[b] = blkCached
+			cached = append(cached, b)
+		}
+		return nil
+	}
+	err := lf.fs.client.EachPage(ctx, lf.fs.manifest.LSN, lf.info.Rel, lf.info.Fork, blocks, func(i int, page []byte) error {
+		b := fetch[i]
+		if runLen > 0 && (b != runFirst+runLen || runLen == writeRun) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if runLen == 0 {
+			runFirst, run = b, run[:0]
+		}
+		run = append(run, page...)
+		runLen++
+		if i == 0 {
+			return flush()
+		}
 		return nil
 	})
+	if ferr := flush(); err == nil {
+		err = ferr
+	}
 
 	lf.mu.Lock()
 	// What did not arrive is remote again.

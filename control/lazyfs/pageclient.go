@@ -1,6 +1,7 @@
 package lazyfs
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,9 @@ import (
 // open between fetches.
 const maxIdleStreams = 8
 
+// streamReadBuffer is the read buffer of a page stream: 32 pages.
+const streamReadBuffer = 256 << 10
+
 // PageError is an error response of the page server to one request.
 type PageError struct {
 	SQLState, Message string
@@ -38,7 +42,8 @@ var ErrFetchTimeout = errors.New("page fetch timed out")
 // PageClient fetches pages of one timeline over the page stream
 // (`pagestream <tenant> <timeline>`, pageserver/pagestream.go). A batch
 // of requests is pipelined: all are sent, then all answers read, so a
-// batch costs one round trip. Connections are pooled; one that fails is
+// batch costs one round trip; consecutive blocks are asked for with one
+// getpages request. Connections are pooled; one that fails is
 // closed, never reused. A connection speaks TLS and presents a token
 // when PageClientOptions say so, as the page service's other clients do.
 type PageClient struct {
@@ -252,7 +257,13 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyBothResponse:
-			return &pageStream{conn: conn, fe: fe}, nil
+			// The answers are read through a buffer of streamReadBuffer
+			// bytes: pgproto3 reads a message bigger than its 8 KiB
+			// buffer (every page) with a read of its own. The server
+			// sends nothing before the first request, so fe has nothing
+			// buffered to carry over.
+			br := bufio.NewReaderSize(conn, streamReadBuffer)
+			return &pageStream{conn: conn, fe: pgproto3.NewFrontend(br, conn)}, nil
 		case *pgproto3.ErrorResponse:
 			conn.Close()
 			return nil, fmt.Errorf("page server at %s: %s: %w", c.addr, c.command, pgconn.ErrorResponseToPgError(m))
@@ -275,9 +286,20 @@ func readToken(path string) (string, error) {
 
 func (s *pageStream) eachPage(deadline time.Time, lsn pgdata.LSN, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blocks []pgdata.BlockNumber, fn func(i int, page []byte) error) error {
 	s.conn.SetDeadline(deadline)
-	for _, b := range blocks {
-		req := api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: b}
+	// A run of consecutive blocks is one getpages request, which the page
+	// server reads in one pass; its answers come one a block, as those of
+	// getpage requests do.
+	for i := 0; i < len(blocks); {
+		n := 1
+		for i+n < len(blocks) && n < api.MaxGetPagesBlocks && blocks[i+n] == blocks[i]+pgdata.BlockNumber(n) {
+			n++
+		}
+		req := api.PageRequest{Tag: api.TagGetPageRequest, LSN: lsn, Rel: rel, Fork: fork, Block: blocks[i]}
+		if n > 1 {
+			req.Tag, req.Blocks = api.TagGetPagesRequest, uint32(n)
+		}
 		s.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
+		i += n
 	}
 	if err := s.fe.Flush(); err != nil {
 		return err

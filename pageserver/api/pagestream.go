@@ -24,12 +24,20 @@ import (
 //	nblocks  0x01 latest lsn rel fork           -> 0x65 u32
 //	getpage  0x02 latest lsn rel fork blkno     -> 0x66 page(8192)
 //	dbsize   0x03 latest lsn dbnode             -> 0x68 i64 (bytes)
+//	getpages 0x04 latest lsn rel fork blkno n   -> n answers, one per block
+//	                                               from blkno on, each what
+//	                                               getpage of it answers
 //	                                 any error  -> 0x67 sqlstate(5) message
+//
+// getpages asks for a run of consecutive blocks (1 to MaxGetPagesBlocks)
+// at once: the server reads them in one pass over its layers instead of
+// one lookup per block.
 const (
-	TagExistsRequest  = 0x00
-	TagNblocksRequest = 0x01
-	TagGetPageRequest = 0x02
-	TagDbSizeRequest  = 0x03
+	TagExistsRequest   = 0x00
+	TagNblocksRequest  = 0x01
+	TagGetPageRequest  = 0x02
+	TagDbSizeRequest   = 0x03
+	TagGetPagesRequest = 0x04
 
 	TagExistsResponse  = 0x64
 	TagNblocksResponse = 0x65
@@ -45,8 +53,13 @@ type PageRequest struct {
 	LSN    pgdata.LSN
 	Rel    pgdata.RelFileNode // for dbsize only DbNode is set
 	Fork   pgdata.ForkNumber
-	Block  pgdata.BlockNumber // getpage only
+	Block  pgdata.BlockNumber // getpage and getpages (the first block)
+	Blocks uint32             // getpages only: how many blocks
 }
+
+// MaxGetPagesBlocks is the most blocks one getpages request asks for:
+// 8 MiB of answers.
+const MaxGetPagesBlocks = 1024
 
 const (
 	reqHeader   = 1 + 1 + 8
@@ -78,6 +91,8 @@ func ParsePageRequest(b []byte) (PageRequest, error) {
 		want = reqRel
 	case TagGetPageRequest:
 		want = reqRel + reqBlock
+	case TagGetPagesRequest:
+		want = reqRel + reqBlock + reqBlock
 	case TagDbSizeRequest:
 		want = reqDbNode
 	default:
@@ -96,15 +111,24 @@ func ParsePageRequest(b []byte) (PageRequest, error) {
 	if !r.Fork.Valid() {
 		return PageRequest{}, fmt.Errorf("page request: fork %d does not exist", body[12])
 	}
-	if r.Tag == TagGetPageRequest {
+	if r.Tag == TagGetPageRequest || r.Tag == TagGetPagesRequest {
 		r.Block = be.Uint32(body[13:])
+	}
+	if r.Tag == TagGetPagesRequest {
+		r.Blocks = be.Uint32(body[17:])
+		if r.Blocks == 0 || r.Blocks > MaxGetPagesBlocks {
+			return PageRequest{}, fmt.Errorf("getpages request for %d blocks, want 1 to %d", r.Blocks, MaxGetPagesBlocks)
+		}
+		if uint64(r.Block)+uint64(r.Blocks) > 1<<32 {
+			return PageRequest{}, fmt.Errorf("getpages request for %d blocks from block %d, past the last block number", r.Blocks, r.Block)
+		}
 	}
 	return r, nil
 }
 
 // Encode returns the request's bytes, as a compute-side client sends them.
 func (r PageRequest) Encode() []byte {
-	b := make([]byte, reqHeader, reqHeader+reqRel+reqBlock)
+	b := make([]byte, reqHeader, reqHeader+reqRel+2*reqBlock)
 	b[0] = r.Tag
 	if r.Latest {
 		b[1] = 1
@@ -117,8 +141,11 @@ func (r PageRequest) Encode() []byte {
 	b = binary.BigEndian.AppendUint32(b, r.Rel.DbNode)
 	b = binary.BigEndian.AppendUint32(b, r.Rel.RelNode)
 	b = append(b, byte(r.Fork))
-	if r.Tag == TagGetPageRequest {
+	if r.Tag == TagGetPageRequest || r.Tag == TagGetPagesRequest {
 		b = binary.BigEndian.AppendUint32(b, r.Block)
+	}
+	if r.Tag == TagGetPagesRequest {
+		b = binary.BigEndian.AppendUint32(b, r.Blocks)
 	}
 	return b
 }

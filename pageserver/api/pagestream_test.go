@@ -15,6 +15,8 @@ func TestPageRequestRoundTrip(t *testing.T) {
 		{Tag: TagNblocksRequest, Latest: true, LSN: 1, Rel: rel},
 		{Tag: TagGetPageRequest, LSN: pgdata.MaxLSN, Rel: rel, Fork: pgdata.ForkInit, Block: 0xFFFFFFFE},
 		{Tag: TagDbSizeRequest, Latest: true, LSN: 7, Rel: pgdata.RelFileNode{DbNode: 5}},
+		{Tag: TagGetPagesRequest, LSN: 9, Rel: rel, Block: 3, Blocks: 128},
+		{Tag: TagGetPagesRequest, LSN: 9, Rel: rel, Block: 0xFFFFFFFF - MaxGetPagesBlocks + 1, Blocks: MaxGetPagesBlocks},
 	} {
 		got, err := ParsePageRequest(r.Encode())
 		if err != nil || got != r {
@@ -45,12 +47,21 @@ func TestPageRequestRejectsMalformed(t *testing.T) {
 		{"unknown tag", append([]byte{9}, good[1:]...), "unknown page request tag"},
 		{"bad latest", append([]byte{2, 7}, good[2:]...), "latest flag"},
 		{"bad fork", func() []byte { b := append([]byte{}, good...); b[22] = 4; return b }(), "fork 4"},
+		{"getpages of no block", getPages(5, 0), "0 blocks"},
+		{"getpages of too many", getPages(5, MaxGetPagesBlocks+1), "1025 blocks"},
+		{"getpages past the last block", getPages(0xFFFFFFFF, 2), "past the last block"},
+		{"getpages without a count", getPages(5, 1)[:23], "want 21"},
 	} {
 		_, err := ParsePageRequest(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// getPages is a getpages request's bytes, checked or not.
+func getPages(block, blocks uint32) []byte {
+	return PageRequest{Tag: TagGetPagesRequest, Rel: pgdata.RelFileNode{SpcNode: 1, DbNode: 2, RelNode: 3}, Block: block, Blocks: blocks}.Encode()
 }
 
 func TestPageResponses(t *testing.T) {
@@ -84,6 +95,7 @@ func FuzzParsePageRequest(f *testing.F) {
 	f.Add(PageRequest{Tag: TagGetPageRequest, LSN: 0x16B9188, Rel: rel, Block: 3}.Encode())
 	f.Add(PageRequest{Tag: TagNblocksRequest, Latest: true, Rel: rel}.Encode())
 	f.Add(PageRequest{Tag: TagDbSizeRequest, Rel: rel}.Encode())
+	f.Add(PageRequest{Tag: TagGetPagesRequest, Rel: rel, Block: 7, Blocks: 128}.Encode())
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParsePageRequest(b)

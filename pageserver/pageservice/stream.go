@@ -31,13 +31,19 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 	// batch and no hand-off between goroutines for a single request.
 	var sizes relSizeMemo
 	var resp []byte // reused: Queue copies it
+	var pages pageAnswers
 	for {
 		msg, err := cb.Receive()
 		if err == nil {
 			var req api.PageRequest
 			if req, err = api.ParsePageRequest(msg); err == nil {
-				resp = ps.answer(ctx, tl, req, &sizes, resp[:0])
-				if err := cb.Queue(resp); err != nil {
+				if req.Tag == api.TagGetPagesRequest {
+					err = ps.answerPages(ctx, tl, req, &sizes, &pages, cb.Queue)
+				} else {
+					resp = ps.answer(ctx, tl, req, &sizes, resp[:0])
+					err = cb.Queue(resp)
+				}
+				if err != nil {
 					return err
 				}
 				continue
@@ -53,6 +59,53 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 		}
 		return cb.Close()
 	}
+}
+
+// pageAnswers holds the answers to one getpages request: reused from
+// request to request.
+type pageAnswers struct {
+	buf  []byte
+	ends []int
+}
+
+// maxRetainedAnswers is the largest answer buffer a stream keeps between
+// requests: that of 128 pages, the FUSE server's read-ahead.
+const maxRetainedAnswers = 128 * (1 + pgdata.BlockSize)
+
+// answerPages answers a getpages request: for each of its blocks, the
+// answer a getpage request of that block gets, all read in one batch
+// (repo.WithBatchRead: one pass over each layer file instead of a lookup
+// per block). The answers are sent once the batch has ended, so that a
+// client slow to read them does not keep layer files locked.
+func (ps *Service) answerPages(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, a *pageAnswers, send func([]byte) error) error {
+	if need := int(req.Blocks) * (1 + pgdata.BlockSize); cap(a.buf) < need {
+		a.buf = make([]byte, 0, need)
+	}
+	a.buf, a.ends = a.buf[:0], a.ends[:0]
+	bctx, end := repo.WithBatchRead(ctx)
+	one := req
+	one.Tag, one.Blocks = api.TagGetPageRequest, 0
+	for i := range req.Blocks {
+		one.Block = req.Block + i
+		a.buf = ps.answer(bctx, tl, one, sizes, a.buf)
+		a.ends = append(a.ends, len(a.buf))
+	}
+	if err := end(); err != nil {
+		// The answers were read before: only closing the layer files'
+		// iterators failed.
+		ps.log.Error().Err(err).Str("timeline", tl.ID().String()).Msg("end of a batch read")
+	}
+	start := 0
+	for _, e := range a.ends {
+		if err := send(a.buf[start:e]); err != nil {
+			return err
+		}
+		start = e
+	}
+	if cap(a.buf) > maxRetainedAnswers {
+		a.buf = nil
+	}
+	return nil
 }
 
 // relSizeMemo remembers the size of the last fork a stream asked for at
@@ -157,11 +210,13 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 			return nil, &pgwire.Error{Code: pgwire.CodeDataCorrupted,
 				Message: fmt.Sprintf("could not read block %d of relation %v fork %v at %v: the fork has %d blocks", req.Block, req.Rel, req.Fork, lsn, n)}
 		}
-		page, err := r.RelPage(ctx, req.Rel, req.Fork, req.Block)
+		// Looked up before the page is read: in a batch read
+		// (answerPages) the page is valid only until the next read.
+		checksums, err := sizes.dataChecksums(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		checksums, err := sizes.dataChecksums(ctx, r)
+		page, err := r.RelPage(ctx, req.Rel, req.Fork, req.Block)
 		if err != nil {
 			return nil, err
 		}

@@ -139,9 +139,8 @@ func (l *File) open() (r *sstable.Reader, err error) {
 // newest below lsns.End, so it stops at the first that initializes the
 // page without reading older ones.
 func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err error) {
-	from := max(lsns.Start, l.desc.LSNs.Start)
-	to := min(lsns.End, l.desc.LSNs.End)
-	if from >= to {
+	from, to, ok := l.clip(lsns)
+	if !ok {
 		return nil
 	}
 	r, err := l.reader()
@@ -155,32 +154,50 @@ func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err erro
 	if err != nil {
 		return errorOf(err, l.path)
 	}
+	err = l.collectFrom(it, upper, k, from, to, st, false)
+	if cerr := it.Close(); err == nil {
+		err = errorOf(cerr, l.path)
+	}
+	return err
+}
+
+// clip is lsns within the layer's LSN range; ok is false if that is empty.
+func (l *File) clip(lsns LSNRange) (from, to pgdata.LSN, ok bool) {
+	from = max(lsns.Start, l.desc.LSNs.Start)
+	to = min(lsns.End, l.desc.LSNs.End)
+	return from, to, from < to
+}
+
+// collectFrom is Collect's reading, through it, whose bounds are k's
+// entries in [from, to); upper is the entry key of k at to. With
+// alias, an image added to st is the iterator's memory, not a copy: it
+// is valid until the iterator moves (the iterator stays on it, as
+// nothing older is read once the image is found).
+func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState, alias bool) error {
 	ik, lv := it.SeekLT(upper, sstable.SeekLTFlags(0))
 	for ik != nil && !st.Complete {
-		var b []byte
-		if _, b, err = entryOf(ik, &lv); err != nil {
-			break
+		_, b, err := entryOf(ik, &lv)
+		if err != nil {
+			return errorOf(err, l.path)
 		}
 		ek, lsn, ok := splitEntryKey(ik.UserKey)
 		if !ok || ek != k || lsn < from || lsn >= to {
-			err = corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
+			return corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
+		}
+		v, err := value.Decode(b)
+		if err != nil {
+			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
+		}
+		if !alias || v.Kind != value.KindImage {
+			// The iterator reuses the value's memory.
+			v.Data = bytes.Clone(v.Data)
+		}
+		if st.add(lsn, v); st.Complete {
 			break
 		}
-		var v value.Value
-		if v, err = value.Decode(b); err != nil {
-			err = corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
-			break
-		}
-		// The iterator reuses the value's memory.
-		v.Data = bytes.Clone(v.Data)
-		st.add(lsn, v)
 		ik, lv = it.Prev()
 	}
-	if err != nil {
-		it.Close()
-		return errorOf(err, l.path)
-	}
-	if err := it.Close(); err != nil {
+	if err := it.Error(); err != nil {
 		return errorOf(err, l.path)
 	}
 	if l.desc.Kind == Image {

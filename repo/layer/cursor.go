@@ -1,0 +1,103 @@
+package layer
+
+import (
+	"github.com/cockroachdb/pebble/sstable"
+
+	"github.com/zenithdb/zenith/repo/key"
+)
+
+// Cursors reads a run of keys, such as the consecutive blocks of one
+// fetch, from layer files through one sstable iterator per file, kept
+// open from one key to the next: a key in the data block the iterator
+// holds already is read without a block cache lookup, and each block is
+// taken from the cache (or the file) once per run rather than once per
+// key. Collect through Cursors finds what the layer's own Collect finds,
+// but an image it adds to the ReconstructState is not copied: it is the
+// iterator's memory, valid until the next Collect through the same
+// Cursors, or Close.
+//
+// A file read through Cursors stays open and read-locked (Remove, Evict
+// and the Env's file cache wait) until Close: a run should be short and
+// Close should follow it. Cursors is not safe for concurrent use.
+type Cursors struct {
+	open map[*File]*cursor
+}
+
+// cursor is one file's iterator in Cursors.
+type cursor struct {
+	it sstable.Iterator
+	// bounds are two pairs of buffers for the iterator's bounds, used in
+	// turn: pebble keeps the slices and compares new bounds with them.
+	bounds [2][2][]byte
+	turn   int
+}
+
+// Collect is l.Collect(k, lsns, st), through a kept iterator if l is a
+// layer file; a nil Cursors is l.Collect itself.
+func (c *Cursors) Collect(l Layer, k key.Key, lsns LSNRange, st *ReconstructState) error {
+	f, ok := l.(*File)
+	if !ok || c == nil {
+		return l.Collect(k, lsns, st)
+	}
+	return f.collectCursor(c, k, lsns, st)
+}
+
+func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *ReconstructState) (err error) {
+	from, to, ok := l.clip(lsns)
+	if !ok {
+		return nil
+	}
+	cur := c.open[l]
+	if cur == nil {
+		r, err := l.reader()
+		if err != nil {
+			return err
+		}
+		// From here on l stays read-locked until Close.
+		it, err := l.newCursorIter(r)
+		if err != nil {
+			l.mu.RUnlock()
+			return err
+		}
+		if c.open == nil {
+			c.open = make(map[*File]*cursor)
+		}
+		cur = &cursor{it: it}
+		c.open[l] = cur
+	}
+	defer recoverCorruption(&err, l.path)
+	cur.turn ^= 1
+	b := &cur.bounds[cur.turn]
+	b[0], b[1] = entryKey(b[0], k, from), entryKey(b[1], k, to)
+	cur.it.SetBounds(b[0], b[1])
+	return l.collectFrom(cur.it, b[1], k, from, to, st, true)
+}
+
+// newCursorIter opens an iterator on r for Cursors; l is read-locked.
+func (l *File) newCursorIter(r *sstable.Reader) (_ sstable.Iterator, err error) {
+	defer recoverCorruption(&err, l.path)
+	it, err := r.NewIter(nil, nil)
+	if err != nil {
+		return nil, errorOf(err, l.path)
+	}
+	return it, nil
+}
+
+// Close closes the iterators and releases their files; it returns the
+// first error of closing. The Cursors can be used again after.
+func (c *Cursors) Close() error {
+	var first error
+	for l, cur := range c.open {
+		if err := closeIter(l, cur.it); err != nil && first == nil {
+			first = err
+		}
+		l.mu.RUnlock()
+		delete(c.open, l)
+	}
+	return first
+}
+
+func closeIter(l *File, it sstable.Iterator) (err error) {
+	defer recoverCorruption(&err, l.path)
+	return errorOf(it.Close(), l.path)
+}
