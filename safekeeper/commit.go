@@ -17,29 +17,13 @@ import (
 const peerTimeout = time.Second
 
 // pollPeers computes the commit LSN of every timeline from the peers'
-// flush LSNs, and removes WAL nobody needs, every PollInterval until ctx
-// ends. The peers' states come from their status streams (watchPeer,
-// peerstatus.go).
+// flush LSNs, and removes WAL nobody needs, until ctx ends.
 func (s *Safekeeper) pollPeers(ctx context.Context) {
 	client, err := peerHTTPClient(s.cfg.Client)
 	if err != nil {
 		s.log.Error().Err(err).Msg("cannot poll the peers")
 		<-ctx.Done()
 		return
-	}
-	// A stream lasts as long as it lasts: its silence ends it, not the
-	// per-request timeout.
-	stream := *client
-	stream.Timeout = 0
-	view := &peerView{states: make([][]TimelineState, len(s.cfg.Peers))}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for i, addr := range s.cfg.Peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.watchPeer(ctx, &stream, view, i, addr)
-		}()
 	}
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
@@ -49,12 +33,33 @@ func (s *Safekeeper) pollPeers(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		peers := view.snapshot()
+		peers := s.peerStates(ctx, client)
 		for _, tl := range s.Timelines() {
 			s.updateCommit(tl, peers)
 		}
 		s.catchUp(ctx, client, peers)
 	}
+}
+
+// peerStates returns each peer's timelines, nil for a peer that did not
+// answer.
+func (s *Safekeeper) peerStates(ctx context.Context, client *http.Client) [][]TimelineState {
+	out := make([][]TimelineState, len(s.cfg.Peers))
+	var wg sync.WaitGroup
+	for i, addr := range s.cfg.Peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := fetchStatus(ctx, client, s.cfg.Client, addr)
+			if err != nil {
+				s.log.Debug().Err(err).Str("peer", addr).Msg("peer status")
+				return
+			}
+			out[i] = st
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // peerHTTPClient is the HTTP client of the peers' status: over TLS,

@@ -137,10 +137,7 @@
 //
 // # Commit LSN and WAL removal
 //
-// Each safekeeper follows its peers' HTTP status (--peers; a stream each
-// peer writes to when its state changes, at most every poll interval and
-// at least once a second, or a poll of GET /v1/status from a peer without
-// it: peerstatus.go) and takes as
+// Each safekeeper polls its peers' HTTP status (--peers) and takes as
 // commit LSN the q-th highest flush LSN (q = a majority of peers + 1) among
 // the safekeepers that are in its term and in sync with it (their history
 // ends with the same (term, start)). The page server reports its
@@ -172,8 +169,7 @@
 //
 // # HTTP
 //
-// GET /v1/status (all timelines), GET /v1/status/stream (the same, one
-// JSON line per change, for the peers; admin), GET /v1/timeline/<tenant>/<timeline>
+// GET /v1/status (all timelines), GET /v1/timeline/<tenant>/<timeline>
 // (JSON), GET /v1/timeline/<tenant>/<timeline>/compute (its compute's term
 // and connection string) and .../wal?start=LSN&end=LSN (raw WAL bytes,
 // for a peer catching up; both admin), DELETE /v1/timeline/<tenant>/<timeline> (its WAL and control

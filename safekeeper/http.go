@@ -158,9 +158,6 @@ func (s *Safekeeper) routes(mux *auth.Mux) {
 		}
 		auth.WriteJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("GET /v1/status/stream", auth.Admin, func(w http.ResponseWriter, r *http.Request) {
-		s.serveStatusStream(w, r, s.httpStop)
-	})
 	mux.HandleFunc("GET /v1/timeline/{tenant}/{timeline}", auth.Tenant, func(w http.ResponseWriter, r *http.Request) {
 		tenant, timeline, ok := pathTimeline(w, r)
 		if !ok {

@@ -70,10 +70,6 @@ type Safekeeper struct {
 	deleted map[timelineKey]bool
 	// disk says whether WAL writes find the disk full (GET /v1/memory).
 	disk vfs.DiskState
-	// httpStop is closed when the HTTP server shuts down: it ends the
-	// status streams, which would hold its shutdown otherwise.
-	httpStop     chan struct{}
-	httpStopOnce sync.Once
 }
 
 type timelineKey struct {
@@ -97,8 +93,7 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 		return nil, fmt.Errorf("create safekeeper directory: %w", err)
 	}
 	s := &Safekeeper{cfg: cfg, log: log.With().Uint64("safekeeper", cfg.ID).Logger(),
-		timelines: map[timelineKey]*Timeline{}, deleted: map[timelineKey]bool{}, metrics: newMetrics(),
-		httpStop: make(chan struct{})}
+		timelines: map[timelineKey]*Timeline{}, deleted: map[timelineKey]bool{}, metrics: newMetrics()}
 	tenants, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
@@ -214,7 +209,6 @@ func (s *Safekeeper) Run(ctx context.Context, pg, httpLn net.Listener) error {
 			httpLn = tls.NewListener(httpLn, s.cfg.TLS)
 		}
 		hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-		hs.RegisterOnShutdown(func() { s.httpStopOnce.Do(func() { close(s.httpStop) }) })
 		g.Add(func() error {
 			if err := hs.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("HTTP: %w", err)
