@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
@@ -260,4 +261,82 @@ func TestWalReceiverFullDisk(t *testing.T) {
 		t.Error("receiver status counts no WAL store errors for the full disk")
 	}
 	r.checkPages(ctx, t, "after a full disk")
+}
+
+// TestWalReceiverStatusFollowsFsync: the receiver, a compute's only
+// synchronous standby, tells it of a flush only once the WAL store's
+// fsync has returned. With the store's fsyncs held no commit returns, and
+// the compute sees the page server's flush below its own; once they go
+// on, every commit returns. One client exercises the fsync on the
+// receiving goroutine (nothing more arrives meanwhile); several
+// committing at once, the flusher goroutine woken while more WAL is
+// pending.
+func TestWalReceiverStatusFollowsFsync(t *testing.T) {
+	for _, clients := range []int{1, 8} {
+		t.Run(fmt.Sprintf("clients=%d", clients), func(t *testing.T) {
+			testWalReceiverStatusFollowsFsync(t, clients)
+		})
+	}
+}
+
+func testWalReceiverStatusFollowsFsync(t *testing.T, clients int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r := startStoreFailRun(ctx, t, "follows_fsync")
+	r.commit(ctx, t, 0, 20)
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conn, err := pgx.Connect(ctx, r.c.pg.ConnString("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		conns[i] = conn
+	}
+	gate := vfs.NewGate(vfs.OpSync, func(name string) bool {
+		return len(filepath.Base(name)) == pgdata.WALFileNameLen
+	})
+	t.Cleanup(gate.Release) // before the receiver stops
+	r.faulty.SetRule(gate.Rule)
+
+	done := make(chan error, clients)
+	for i, conn := range conns {
+		go func() {
+			_, err := conn.Exec(context.Background(), "INSERT INTO follows_fsync VALUES ($1, 'held')", 100+i)
+			done <- err
+		}()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a commit returned (err=%v) while the page server could not fsync its WAL", err)
+	case <-time.After(3 * time.Second):
+	}
+	select {
+	case <-gate.Held():
+	case <-ctx.Done():
+		t.Fatal("the receiver never fsynced the commits' WAL")
+	}
+	var held bool
+	if err := r.conn.QueryRow(ctx, `SELECT flush_lsn < pg_current_wal_flush_lsn() FROM pg_stat_replication
+		WHERE application_name = $1`, walreceiver.ReplicationSlot).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if !held {
+		t.Error("the compute sees the page server flushed up to its own flush LSN while its fsync is held")
+	}
+	gate.Release()
+	for range clients {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("a commit did not return 30 s after the fsyncs went on (receiver: %+v)", r.n.rcv.Status())
+		}
+	}
+	var n int
+	if err := r.conn.QueryRow(ctx, "SELECT count(*) FROM follows_fsync WHERE pad = 'held'").Scan(&n); err != nil || n != clients {
+		t.Fatalf("held rows = %d, %v; want %d", n, err, clients)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -148,6 +149,10 @@ type WalReceiver struct {
 	// storing is the write or fsync of the store in progress, for
 	// StoreStalled.
 	storing vfs.InProgress
+	// lastMessage is when the source last sent anything (Unix ns; 0:
+	// never): the status's LastMessage, kept apart so that the stream's
+	// reader sets it without the lock.
+	lastMessage atomic.Int64
 
 	// statusInterval, silenceTimeout, probeInterval and switchIdle are
 	// the constants of the same names; tests shorten them.
@@ -251,6 +256,9 @@ func (r *WalReceiver) Status() WalReceiverStatus {
 	st := r.status
 	st.Safekeepers = slices.Clone(st.Safekeepers)
 	r.mu.Unlock()
+	if ns := r.lastMessage.Load(); ns != 0 {
+		st.LastMessage = time.Unix(0, ns)
+	}
 	st.Received = r.store.End()
 	st.Ingested = r.tl.LastRecordLSN()
 	return st

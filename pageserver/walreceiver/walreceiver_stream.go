@@ -1,11 +1,12 @@
 package walreceiver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zenithdb/zenith/pgwire"
@@ -31,12 +32,9 @@ func (r *WalReceiver) stream(ctx, runCtx context.Context, src string, changed <-
 	if err != nil {
 		return false, err
 	}
-	msgs := make(chan any, 64)
-	received := make(chan struct{})
 	var ing *ingestWorker
 	defer func() {
 		cancel()
-		<-received
 		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 		conn.Close(closeCtx)
 		done()
@@ -48,17 +46,180 @@ func (r *WalReceiver) stream(ctx, runCtx context.Context, src string, changed <-
 	}()
 	start, err := r.startStreaming(ctx, conn)
 	if err != nil {
-		close(received)
 		return false, err
 	}
-	go r.receive(ctx, conn, msgs, received)
 	ing = r.startIngest(runCtx)
 	r.setStatus(func(st *WalReceiverStatus) { st.Connected, st.LastError = true, "" })
 	r.log.Info().Stringer("start", start).Msg("streaming WAL")
 	if err := r.sendStatus(ctx, conn, false); err != nil {
 		return true, err
 	}
-	return true, r.receiveLoop(ctx, conn, msgs, ing)
+	f := &streamFlusher{r: r, conn: conn, ing: ing, wake: make(chan struct{}, 1)}
+	f.lastMsg.Store(time.Now().UnixNano())
+	flushErr := make(chan error, 1)
+	flushDone := make(chan struct{})
+	// Runs before the deferred Close and finish: the flusher must be
+	// gone first.
+	defer func() {
+		cancel()
+		<-flushDone
+	}()
+	go func() {
+		defer close(flushDone)
+		flushErr <- f.run(ctx)
+		cancel() // ends the Receive in receive
+	}()
+	return true, f.receive(ctx, flushErr)
+}
+
+// A streamFlusher handles one connection's stream. The goroutine that
+// reads it (receive) writes each XLogData to the store as it comes,
+// straight from the connection's buffer. When nothing more of the stream
+// has arrived (the common case with few clients: one commit's WAL, then
+// quiet), it also fsyncs, hands the records to the ingest and answers
+// with the flush position itself, with no hand-off to another goroutine.
+// When more has arrived, it wakes the flusher goroutine (run) to fsync
+// and answer meanwhile, and goes on reading: the flusher syncs once for
+// everything written while it was busy (group flush). The flusher
+// goroutine also sends the periodic status, reports the applied position
+// when the ingest moves it, and gives up on a silent walsender.
+//
+// Everything that touches the store, the decoder or the connection's
+// writes holds mu, from a write to the store and from an fsync to the
+// status that reports it: statuses go out in order, none reports a flush
+// before its fsync returned, and a write that comes during an fsync waits
+// for it and goes into the next one (the safekeeper's receiver works the
+// same way).
+type streamFlusher struct {
+	r    *WalReceiver
+	conn *pgwire.ReplicationConn
+	ing  *ingestWorker
+	wake chan struct{}
+	// lastMsg is when the walsender last sent anything (Unix ns).
+	lastMsg atomic.Int64
+
+	mu sync.Mutex
+	// wrote says WAL was written since the last fsync, and unsynced how
+	// many bytes; owed, that the walsender asked for a reply since the
+	// last status.
+	wrote, owed bool
+	unsynced    int
+}
+
+// receive reads the stream, writes its WAL and fsyncs and answers when
+// nothing more is pending (or maxBatch bytes are unsynced), else wakes
+// run, until the stream, a write or a flush fails or ctx ends. flushErr
+// gives run's error: run cancels ctx when it fails, and that error is
+// the one to return.
+func (f *streamFlusher) receive(ctx context.Context, flushErr <-chan error) error {
+	r := f.r
+	for {
+		m, err := f.conn.Receive(ctx)
+		if err != nil {
+			select {
+			case ferr := <-flushErr:
+				return ferr
+			default:
+			}
+			if ctx.Err() == nil {
+				// The stream ended (or broke): what was written
+				// before is synced and reported first, as the
+				// walsender may wait for it before it ends.
+				f.mu.Lock()
+				ferr := f.flushLocked(ctx)
+				f.mu.Unlock()
+				if ferr != nil {
+					return ferr
+				}
+			}
+			return err
+		}
+		now := time.Now()
+		f.lastMsg.Store(now.UnixNano())
+		r.lastMessage.Store(now.UnixNano())
+		f.mu.Lock()
+		switch v := m.(type) {
+		case *pgwire.XLogData:
+			if err := r.write(v); err != nil {
+				f.mu.Unlock()
+				return err
+			}
+			f.wrote = true
+			f.unsynced += len(v.Data)
+		case *pgwire.Keepalive:
+			f.owed = f.owed || v.ReplyRequested
+		}
+		if !f.wrote && !f.owed {
+			f.mu.Unlock()
+			continue
+		}
+		if f.unsynced < maxBatch && f.conn.Pending() {
+			f.mu.Unlock()
+			f.signal()
+			continue
+		}
+		err = f.flushLocked(ctx)
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// signal wakes run without waiting.
+func (f *streamFlusher) signal() { signal(f.wake) }
+
+// run fsyncs and answers each time receive wakes it, sends a status at
+// the status interval (asking for a reply when the walsender has been
+// silent that long) and when the ingest moved the applied position while
+// no flush is due (under load the next flush report carries it: every
+// report wakes the source's walsender, whose compute shares the CPU with
+// us), and gives up on a walsender silent for silenceTimeout. It returns
+// when ctx ends or a flush or send fails.
+func (f *streamFlusher) run(ctx context.Context) error {
+	r := f.r
+	ticker := time.NewTicker(r.statusInterval)
+	defer ticker.Stop()
+	for {
+		var err error
+		select {
+		case <-f.wake:
+			f.mu.Lock()
+			err = f.flushLocked(ctx)
+			f.mu.Unlock()
+		case <-ticker.C:
+			silent := time.Since(time.Unix(0, f.lastMsg.Load()))
+			if silent > r.silenceTimeout {
+				return fmt.Errorf("nothing from the WAL source for %v", silent.Round(time.Millisecond))
+			}
+			f.mu.Lock()
+			err = r.sendStatus(ctx, f.conn, silent >= r.statusInterval)
+			f.mu.Unlock()
+		case <-f.ing.applied:
+			f.mu.Lock()
+			if !f.wrote && !f.owed {
+				err = r.sendStatus(ctx, f.conn, false)
+			}
+			f.mu.Unlock()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// flushLocked syncs the store, hands the records it completes to the
+// ingest and reports the flush (WalReceiver.flush), if WAL was written
+// or a reply is owed since the last time: a wake-up whose work receive
+// already did costs nothing. f.mu must be held.
+func (f *streamFlusher) flushLocked(ctx context.Context) error {
+	if !f.wrote && !f.owed {
+		return nil
+	}
+	f.wrote, f.owed, f.unsynced = false, false, 0
+	return f.r.flush(ctx, f.conn, f.ing)
 }
 
 // startStreaming checks that the source is our database system, makes
@@ -83,105 +244,6 @@ func (r *WalReceiver) startStreaming(ctx context.Context, conn *pgwire.Replicati
 		return 0, err
 	}
 	return start, nil
-}
-
-// receive passes the walsender's messages to out (XLogData with its data
-// copied), and the error that ends the stream, until ctx ends.
-func (r *WalReceiver) receive(ctx context.Context, conn *pgwire.ReplicationConn, out chan<- any, done chan<- struct{}) {
-	defer close(done)
-	for {
-		m, err := conn.Receive(ctx)
-		if err != nil {
-			select {
-			case out <- err:
-			case <-ctx.Done():
-			}
-			return
-		}
-		if x, ok := m.(*pgwire.XLogData); ok {
-			c := *x
-			c.Data = bytes.Clone(x.Data)
-			m = &c
-		}
-		select {
-		case out <- m:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// receiveLoop handles the walsender's messages in batches: it writes the
-// WAL of every message waiting (up to maxBatch bytes) to the store, syncs
-// it, hands the records it completed to ing and reports the flush. It
-// also reports at statusInterval and when ing has ingested records while
-// no message waits, and gives up on a silent walsender.
-func (r *WalReceiver) receiveLoop(ctx context.Context, conn *pgwire.ReplicationConn, msgs <-chan any, ing *ingestWorker) error {
-	ticker := time.NewTicker(r.statusInterval)
-	defer ticker.Stop()
-	lastMsg := time.Now()
-	for {
-		var m any
-		select {
-		case m = <-msgs:
-		case <-ticker.C:
-			silent := time.Since(lastMsg)
-			if silent > r.silenceTimeout {
-				return fmt.Errorf("nothing from the WAL source for %v", silent.Round(time.Millisecond))
-			}
-			if err := r.sendStatus(ctx, conn, silent >= r.statusInterval); err != nil {
-				return err
-			}
-			continue
-		case <-ing.applied:
-			// The applied position moved: let an idle source know now
-			// rather than at the next status interval. Under load the
-			// next flush report carries it: every report wakes the
-			// source's walsender, whose compute shares the CPU with us.
-			if len(msgs) == 0 {
-				if err := r.sendStatus(ctx, conn, false); err != nil {
-					return err
-				}
-			}
-			continue
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		reply, wrote, streamErr := false, 0, error(nil)
-	batch:
-		for {
-			switch v := m.(type) {
-			case error:
-				streamErr = v
-				break batch
-			case *pgwire.XLogData:
-				if err := r.write(v); err != nil {
-					return err
-				}
-				wrote += len(v.Data)
-			case *pgwire.Keepalive:
-				reply = reply || v.ReplyRequested
-			}
-			lastMsg = time.Now()
-			if wrote >= maxBatch {
-				break batch
-			}
-			select {
-			case m = <-msgs:
-			default:
-				break batch
-			}
-		}
-		r.setStatus(func(st *WalReceiverStatus) { st.LastMessage = lastMsg })
-		if wrote > 0 || reply {
-			if err := r.flush(ctx, conn, ing); err != nil {
-				return err
-			}
-		}
-		if streamErr != nil {
-			return streamErr
-		}
-	}
 }
 
 // write stores one XLogData message and feeds the bytes the decoder has
