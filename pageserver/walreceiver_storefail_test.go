@@ -317,7 +317,9 @@ func testWalReceiverStatusFollowsFsync(t *testing.T, clients int) {
 		t.Fatal("the receiver never fsynced the commits' WAL")
 	}
 	var held bool
-	if err := r.conn.QueryRow(ctx, `SELECT flush_lsn < pg_current_wal_flush_lsn() FROM pg_stat_replication
+	// A walsender that has had no reply yet shows a NULL flush: nothing
+	// is reported flushed, which is below.
+	if err := r.conn.QueryRow(ctx, `SELECT coalesce(flush_lsn, '0/0') < pg_current_wal_flush_lsn() FROM pg_stat_replication
 		WHERE application_name = $1`, walreceiver.ReplicationSlot).Scan(&held); err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,9 @@ func testStatusFollowsFsync(t *testing.T, clients int) {
 	}
 	watch := connect(t, ctx, pg)
 	var held bool
-	if err := watch.QueryRow(ctx, `SELECT flush_lsn < pg_current_wal_flush_lsn() FROM pg_stat_replication
+	// A walsender that has had no reply yet shows a NULL flush: nothing
+	// is reported flushed, which is below.
+	if err := watch.QueryRow(ctx, `SELECT coalesce(flush_lsn, '0/0') < pg_current_wal_flush_lsn() FROM pg_stat_replication
 		WHERE application_name = 'safekeeper1'`).Scan(&held); err != nil {
 		t.Fatal(err)
 	}
