@@ -125,6 +125,10 @@ func Mount(o Options) (*FS, error) {
 			// PostgreSQL lists each database's directory at start
 			// (RemovePgTempFiles) and needs only the names.
 			DisableReadDirPlus: true,
+			// pg_wal is a link out of the mount (see control's
+			// buildLazyDataDir) that every backend resolves; links
+			// here never change.
+			EnableSymlinkCaching: true,
 			// The kernel's writeback cache: writes land in the page
 			// cache and reach this process as WRITE requests of up to
 			// MaxWrite when the kernel writes dirty pages back, and the
