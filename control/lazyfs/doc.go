@@ -16,7 +16,13 @@
 // hole punched) and fetched again if read. A sequential read fetches
 // the next blocks in the same pipelined batch. Every other file
 // (configuration, WAL, SLRUs, relations the compute created) is a plain
-// loopback file, passed through by the kernel.
+// loopback file.
+//
+// The kernel caches every file's pages and size (the writeback cache):
+// reads reach this process only on a miss, writes only when the kernel
+// writes dirty pages back, in requests of up to 1 MiB, and fsync on a
+// file writes its pages back and then fsyncs the backing file. Unmount
+// writes all dirty pages back first.
 //
 // PageClient speaks to the page service as zenith's other clients do:
 // TLS checked against the repository's CA, and a token (of the node's
@@ -29,7 +35,8 @@
 // if it dies, the mount answers ENOTCONN, and the control plane treats
 // that as a compute crash (it stops PostgreSQL and unmounts).
 //
-// Files of the manifest are never passed through, even once complete:
-// the kernel keeps one page cache per FUSE inode, and a passthrough
-// handle next to a cached one would see different bytes.
+// No file is passed through (FOPEN_PASSTHROUGH): the kernel allows no
+// passthrough with the writeback cache, and the writeback cache is what
+// keeps a bulk load's writes and size checks off this process (see
+// docs/performance.md, "Lazy mode").
 package lazyfs

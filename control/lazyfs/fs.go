@@ -64,8 +64,9 @@ type FS struct {
 	// byPath are the created files' lazy state, by path.
 	byPath map[string]*lazyFile
 
-	server *fuse.Server
-	reads  *passthroughReads
+	mountpoint string
+	server     *fuse.Server
+	attrs      *attrRequests
 }
 
 // attrTimeout is how long the kernel trusts names and attributes: every
@@ -77,7 +78,7 @@ const attrTimeout = time.Minute
 // helper; AllowOther, as PostgreSQL runs as another user) and serves it
 // until Unmount or Wait.
 func Mount(o Options) (*FS, error) {
-	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log, backing: o.Backing,
+	f := &FS{manifest: o.Manifest, client: o.Client, readAhead: o.ReadAhead, log: o.Log, backing: o.Backing, mountpoint: o.Mountpoint,
 		files: map[uint64]*lazyFile{}, pending: map[string]api.LazyFile{}, pendingDirs: map[string]map[string]bool{},
 		byPath: map[string]*lazyFile{}, cache: newBlockCache(o.CacheBytes / blockSize)}
 	var rootSt syscall.Stat_t
@@ -124,11 +125,25 @@ func Mount(o Options) (*FS, error) {
 			// PostgreSQL lists each database's directory at start
 			// (RemovePgTempFiles) and needs only the names.
 			DisableReadDirPlus: true,
+			// pg_wal is a link out of the mount (see control's
+			// buildLazyDataDir) that every backend resolves; links
+			// here never change.
+			EnableSymlinkCaching: true,
+			// The kernel's writeback cache: writes land in the page
+			// cache and reach this process as WRITE requests of up to
+			// MaxWrite when the kernel writes dirty pages back, and the
+			// kernel keeps a file's size itself. Without it, every
+			// write was a round trip (or, on passthrough files, left
+			// the size invalid, and PostgreSQL's lseek to the end of a
+			// relation was one: a GETATTR per block a relation grew
+			// by). The kernel allows no passthrough with it.
+			ExtraCapabilities:    fuse.CAP_WRITEBACK_CACHE,
+			DisabledCapabilities: fuse.CAP_PASSTHROUGH,
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
-	f.reads = newPassthroughReads(fs.NewNodeFS(root.RootNode, opts))
-	server, err := fuse.NewServer(f.reads, o.Mountpoint, &opts.MountOptions)
+	f.attrs = &attrRequests{RawFileSystem: fs.NewNodeFS(root.RootNode, opts)}
+	server, err := fuse.NewServer(f.attrs, o.Mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
@@ -137,9 +152,26 @@ func Mount(o Options) (*FS, error) {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
 	f.server = server
-	if err := setReadAhead(o.Mountpoint, kernelReadAhead); err != nil {
+	if err := setBDI(o.Mountpoint, "read_ahead_kb", kernelReadAhead>>10); err != nil {
 		// Reads still work, in smaller requests.
 		f.log.Warn().Err(err).Msg("kernel read-ahead of the lazy mount left at its default")
+	}
+	// The kernel holds a FUSE mount to 1% of the dirty page limit
+	// (max_ratio 1, strict_limit), against servers that would pin the
+	// machine's memory. This one is the node's own, run by root; held
+	// to 1% (about 40 MB here), a bulk load's pages went back to it
+	// half-written: every block PostgreSQL extends a relation by is
+	// written twice (zeros, then its rows), and the zeros went out
+	// first. pgbench -i -s 50: 2.66 CPU s of this process with the
+	// limit, 0.76 without. Its dirty pages stay under the kernel's
+	// global limits, as a local disk's do.
+	for _, b := range []struct {
+		name  string
+		value int
+	}{{"max_ratio", 100}, {"strict_limit", 0}} {
+		if err := setBDI(o.Mountpoint, b.name, b.value); err != nil {
+			f.log.Warn().Err(err).Msg("dirty page limit of the lazy mount left at the kernel's default")
+		}
 	}
 	return f, nil
 }
@@ -152,17 +184,17 @@ func Mount(o Options) (*FS, error) {
 // 128 blocks makes them eight times fewer.
 const kernelReadAhead = 1 << 20
 
-// setReadAhead sets the read-ahead window of the file system mounted at
-// mountpoint: the read_ahead_kb of its backing device info, named by
-// its device number (/sys/class/bdi/MAJOR:MINOR).
-func setReadAhead(mountpoint string, bytes int) error {
+// setBDI sets a setting of the backing device info of the file system
+// mounted at mountpoint, named by its device number
+// (/sys/class/bdi/MAJOR:MINOR/NAME).
+func setBDI(mountpoint, name string, value int) error {
 	var st syscall.Stat_t
 	if err := syscall.Stat(mountpoint, &st); err != nil {
-		return fmt.Errorf("set read-ahead: %w", err)
+		return fmt.Errorf("set %s: %w", name, err)
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	if err := os.WriteFile(p, []byte(strconv.Itoa(bytes>>10)), 0); err != nil {
-		return fmt.Errorf("set read-ahead: %w", err)
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/%s", unix.Major(st.Dev), unix.Minor(st.Dev), name)
+	if err := os.WriteFile(p, []byte(strconv.Itoa(value)), 0); err != nil {
+		return fmt.Errorf("set %s: %w", name, err)
 	}
 	return nil
 }
@@ -170,12 +202,35 @@ func setReadAhead(mountpoint string, bytes int) error {
 // Wait waits until the file system is unmounted.
 func (f *FS) Wait() { f.server.Wait() }
 
-// Unmount unmounts it; it fails while files are open (PostgreSQL runs).
-func (f *FS) Unmount() error { return f.server.Unmount() }
+// Unmount writes the kernel's dirty pages back to the backing files,
+// then unmounts; it fails while files are open (PostgreSQL runs). The
+// writeback comes first because the unmount does not wait for it: a
+// FUSE unmount ends the connection (fuse_conn_destroy) before the
+// superblock's last sync, and pages still dirty then are dropped.
+func (f *FS) Unmount() error {
+	if err := syncFS(f.mountpoint); err != nil {
+		return err
+	}
+	return f.server.Unmount()
+}
 
-// RefusedReads is the number of READ requests refused on passthrough
-// handles (readahead the kernel did not need; see passthroughReads).
-func (f *FS) RefusedReads() int64 { return f.reads.refused.Load() }
+// syncFS writes back the dirty pages of the file system mounted at dir
+// (syncfs): here, WRITE requests to this process, then each written
+// into its backing file.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// AttrRequests is the number of GETATTR requests served so far.
+func (f *FS) AttrRequests() int64 { return f.attrs.n.Load() }
 
 // Fetched is the number of blocks fetched from the page server so far.
 func (f *FS) Fetched() int64 { return f.fetched.Load() }
@@ -264,6 +319,7 @@ var (
 	_ fs.NodeRenamer    = (*node)(nil)
 	_ fs.NodeLookuper   = (*node)(nil)
 	_ fs.NodeGetxattrer = (*node)(nil)
+	_ fs.NodeCreater    = (*node)(nil)
 
 	_ fs.NodeOpendirHandler = (*node)(nil)
 )
@@ -290,8 +346,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // Getxattr says extended attributes are not supported (ENOSYS), so the
 // kernel stops asking: without that it asks for security.capability
-// before every write, a round trip to this process per block written,
-// also to passthrough files (two in three requests of a bulk load).
+// before every write, a round trip to this process per block written
+// (two in three requests of a bulk load).
 // PostgreSQL uses no extended attributes.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	return 0, syscall.ENOSYS
@@ -326,11 +382,13 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 }
 
 // Open serves a lazy file through Go; any other file is a plain
-// loopback file, which the kernel passes through to the backing file
-// where it can (reads and writes never reach this process).
+// loopback file. Both keep the kernel's cache of the file across opens
+// (FOPEN_KEEP_CACHE): every change passes through this file system, and
+// with the writeback cache the kernel's pages are the newest copy.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if n.lazy == nil {
-		return n.LoopbackNode.Open(ctx, flags)
+		fh, fl, errno := n.LoopbackNode.Open(ctx, flags)
+		return fh, fl | fuse.FOPEN_KEEP_CACHE, errno
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		if err := n.lazy.truncate(ctx, 0); err != nil {
@@ -340,9 +398,28 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	return &handle{lf: n.lazy}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
+// Create is the loopback's, keeping the kernel's cache as Open does.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	inode, fh, fl, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	return inode, fh, fl | fuse.FOPEN_KEEP_CACHE, errno
+}
+
+// kernelTimes are the fields of the SETATTR by which the kernel, with
+// the writeback cache, writes an inode's times back (fuse_flush_times).
+const kernelTimes = fuse.FATTR_MTIME | fuse.FATTR_CTIME | fuse.FATTR_FH
+
 // Setattr truncates a lazy file through its state; everything else is
-// the loopback's.
+// the loopback's. The kernel's write-back of the times of a file that
+// is no longer linked (dropped while a backend still had it open) is
+// answered without an update: there is no path to update, and the
+// kernel ignores the reply's attributes. Refused, it would become a
+// write-back error of the whole file system (syncfs fails with ENOENT).
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if in.Valid&^kernelTimes == 0 && f == nil && !n.IsRoot() {
+		if _, parent := n.Parent(); parent == nil {
+			return 0
+		}
+	}
 	if n.lazy == nil {
 		return n.LoopbackNode.Setattr(ctx, f, in, out)
 	}
