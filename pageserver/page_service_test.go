@@ -596,23 +596,7 @@ func openPagestream(t *testing.T, addr, cmd string) *pagestreamClient {
 
 func (c *pagestreamClient) request(t *testing.T, req api.PageRequest) api.PageResponse {
 	t.Helper()
-	c.fe.Send(&pgproto3.CopyData{Data: req.Encode()})
-	if err := c.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := c.fe.Receive()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cd, ok := msg.(*pgproto3.CopyData)
-	if !ok {
-		t.Fatalf("request %+v: got %#v, want CopyData", req, msg)
-	}
-	resp, err := api.ParsePageResponse(cd.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return c.requestN(t, req, 1)[0]
 }
 
 // requestN sends one request and reads n answers (a getpages request's).
