@@ -234,6 +234,9 @@ func TestWalReceiverSyncStandby(t *testing.T) {
 	if err := n.rcv.SetSource(c.pg.ConnString("postgres")); err != nil {
 		t.Fatal(err)
 	}
+	// No periodic status: the flush and applied positions below reach
+	// the compute only as the receiver reports them when they move.
+	n.rcv.SetIntervals(time.Hour, time.Hour)
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- n.rcv.Run(runCtx) }()
@@ -268,22 +271,34 @@ func TestWalReceiverSyncStandby(t *testing.T) {
 		t.Fatalf("the timeline did not reach the compute's %v: %v (receiver: %+v)", end, err, n.rcv.Status())
 	}
 
-	// The flush position reaches the compute through status updates.
+	// The flush and applied positions reach the compute through status
+	// updates; the applied one comes after the flush (the records are
+	// ingested once durable), so it reaches the end of the compute's WAL
+	// only if the receiver reports it on its own (no periodic status;
+	// the compute's keepalives ask for a reply only every 30 s).
 	var app, state string
-	var flush pgdata.LSN
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		var f string
-		err := conn.QueryRow(ctx, "SELECT application_name, sync_state, flush_lsn::text FROM pg_stat_replication").Scan(&app, &state, &f)
+	var flush, replay, current pgdata.LSN
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var f, r, c string
+		err := conn.QueryRow(ctx, "SELECT application_name, sync_state, flush_lsn::text, coalesce(replay_lsn::text, '0/0'), pg_current_wal_lsn()::text FROM pg_stat_replication").Scan(&app, &state, &f, &r, &c)
 		if err != nil {
 			t.Fatalf("pg_stat_replication: %v", err)
 		}
-		if flush, err = pgdata.ParseLSN(f); err != nil {
+		if flush, err = pgdata.ParseLSN(f); err == nil {
+			if replay, err = pgdata.ParseLSN(r); err == nil {
+				current, err = pgdata.ParseLSN(c)
+			}
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		if flush >= end || time.Now().After(deadline) {
+		if flush >= end && replay == current || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if replay != current {
+		t.Errorf("pg_stat_replication.replay_lsn = %v, the compute's WAL ends at %v (flushed to %v): the applied position was not reported", replay, current, flush)
 	}
 	if app != walreceiver.ReplicationSlot || state != "sync" {
 		t.Errorf("pg_stat_replication: application_name %q, sync_state %q; want %q, sync", app, state, walreceiver.ReplicationSlot)

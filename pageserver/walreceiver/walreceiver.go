@@ -39,6 +39,14 @@ const (
 	// silenceTimeout ends a connection from which nothing has come for
 	// this long, replies requested included.
 	silenceTimeout = 60 * time.Second
+	// appliedDelay is how long after the ingest moved the applied
+	// position a status reports it, unless a flush report carried it
+	// meanwhile. A status per ingested batch was a second wake-up of the
+	// walsender (and of its compute, on the same cores) per commit when
+	// the page server is the synchronous standby; delayed, a status
+	// under load carries it with the next flush, and at rest
+	// pg_stat_replication's replay_lsn is this late.
+	appliedDelay = 20 * time.Millisecond
 	// minBackoff and maxBackoff bound the wait before reconnecting.
 	minBackoff = 200 * time.Millisecond
 	maxBackoff = 10 * time.Second
@@ -188,6 +196,8 @@ type WalReceiver struct {
 	// ends when the tenant takes another one (errGenerationChanged).
 	toSafekeeper bool
 	gen          repo.Generation
+	// sentApplied is the applied position of the last status sent.
+	sentApplied pgdata.LSN
 	// opened is the end of the stored WAL when the receiver was made:
 	// fsynced complete records (OpenWALStore), which the page server may
 	// have acknowledged before a restart.

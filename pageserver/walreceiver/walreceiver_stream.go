@@ -82,7 +82,8 @@ func (r *WalReceiver) stream(ctx, runCtx context.Context, src string, changed <-
 // and answer meanwhile, and goes on reading: the flusher syncs once for
 // everything written while it was busy (group flush). The flusher
 // goroutine also sends the periodic status, reports the applied position
-// when the ingest moves it, and gives up on a silent walsender.
+// when the ingest moved it and no flush report carried it within
+// appliedDelay, and gives up on a silent walsender.
 //
 // Everything that touches the store, the decoder or the connection's
 // writes holds mu, from a write to the store and from an fsync to the
@@ -171,15 +172,19 @@ func (f *streamFlusher) signal() { signal(f.wake) }
 
 // run fsyncs and answers each time receive wakes it, sends a status at
 // the status interval (asking for a reply when the walsender has been
-// silent that long) and when the ingest moved the applied position while
-// no flush is due (under load the next flush report carries it: every
-// report wakes the source's walsender, whose compute shares the CPU with
-// us), and gives up on a walsender silent for silenceTimeout. It returns
-// when ctx ends or a flush or send fails.
+// silent that long) and appliedDelay after the ingest moved the applied
+// position, if no status reported it meanwhile (under load the next flush
+// report carries it: every report wakes the source's walsender, whose
+// compute shares the CPU with us), and gives up on a walsender silent
+// for silenceTimeout. It returns when ctx ends or a flush or send fails.
 func (f *streamFlusher) run(ctx context.Context) error {
 	r := f.r
 	ticker := time.NewTicker(r.statusInterval)
 	defer ticker.Stop()
+	applied := time.NewTimer(appliedDelay)
+	applied.Stop()
+	armed := false
+	defer applied.Stop()
 	for {
 		var err error
 		select {
@@ -196,8 +201,14 @@ func (f *streamFlusher) run(ctx context.Context) error {
 			err = r.sendStatus(ctx, f.conn, silent >= r.statusInterval)
 			f.mu.Unlock()
 		case <-f.ing.applied:
+			if !armed {
+				applied.Reset(appliedDelay)
+				armed = true
+			}
+		case <-applied.C:
+			armed = false
 			f.mu.Lock()
-			if !f.wrote && !f.owed {
+			if !f.wrote && !f.owed && r.tl.LastRecordLSN() > r.sentApplied {
 				err = r.sendStatus(ctx, f.conn, false)
 			}
 			f.mu.Unlock()
@@ -308,6 +319,7 @@ func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationCo
 		Applied:        r.tl.LastRecordLSN(),
 		ReplyRequested: reply,
 	}
+	r.sentApplied = st.Applied
 	// Recorded before it is sent: once the source has it, a compute may
 	// acknowledge commits up to it, and Acknowledged must say so at once.
 	r.setStatus(func(st *WalReceiverStatus) { st.Flushed = flushed })
