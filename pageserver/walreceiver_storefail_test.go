@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/zenithdb/zenith/pageserver/walreceiver"
+	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/walredo"
@@ -316,11 +317,8 @@ func testWalReceiverStatusFollowsFsync(t *testing.T, clients int) {
 	case <-ctx.Done():
 		t.Fatal("the receiver never fsynced the commits' WAL")
 	}
-	var held bool
-	// A walsender that has had no reply yet shows a NULL flush: nothing
-	// is reported flushed, which is below.
-	if err := r.conn.QueryRow(ctx, `SELECT coalesce(flush_lsn, '0/0') < pg_current_wal_flush_lsn() FROM pg_stat_replication
-		WHERE application_name = $1`, walreceiver.ReplicationSlot).Scan(&held); err != nil {
+	held, err := pgtest.StandbyFlushBehind(ctx, r.conn, walreceiver.ReplicationSlot)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !held {

@@ -305,11 +305,8 @@ func testStatusFollowsFsync(t *testing.T, clients int) {
 		t.Fatal("safekeeper 1 never fsynced the commits' WAL")
 	}
 	watch := connect(t, ctx, pg)
-	var held bool
-	// A walsender that has had no reply yet shows a NULL flush: nothing
-	// is reported flushed, which is below.
-	if err := watch.QueryRow(ctx, `SELECT coalesce(flush_lsn, '0/0') < pg_current_wal_flush_lsn() FROM pg_stat_replication
-		WHERE application_name = 'safekeeper1'`).Scan(&held); err != nil {
+	held, err := pgtest.StandbyFlushBehind(ctx, watch, "safekeeper1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !held {

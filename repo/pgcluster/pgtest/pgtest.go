@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -144,4 +145,16 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// StandbyFlushBehind reports whether the compute conn is connected to
+// sees the standby whose application_name is appName as flushed below
+// the compute's own flush LSN, in pg_stat_replication. A walsender that
+// has had no reply yet shows a NULL flush: nothing is reported flushed,
+// which is behind.
+func StandbyFlushBehind(ctx context.Context, conn *pgx.Conn, appName string) (bool, error) {
+	var behind bool
+	err := conn.QueryRow(ctx, `SELECT coalesce(flush_lsn, '0/0') < pg_current_wal_flush_lsn() FROM pg_stat_replication
+		WHERE application_name = $1`, appName).Scan(&behind)
+	return behind, err
 }
