@@ -10,8 +10,9 @@ import (
 // fetch, from layer files through one sstable iterator per file, kept
 // open from one key to the next: a key in the data block the iterator
 // holds already is read without a block cache lookup, and each block is
-// taken from the cache (or the file) once per run rather than once per
-// key. Collect through Cursors finds what the layer's own Collect finds,
+// read from the file once per run rather than once per key. The blocks
+// bypass the Env's shared block cache (a scan reads each once: caching
+// it costs more than it saves and pushes out the blocks of point reads). Collect through Cursors finds what the layer's own Collect finds,
 // but an image it adds to the ReconstructState is not copied: it is the
 // iterator's memory, valid until the next Collect through the same
 // Cursors, or Close.
@@ -49,12 +50,11 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 	}
 	cur := c.open[l]
 	if cur == nil {
-		r, err := l.reader()
-		if err != nil {
+		if _, err := l.reader(); err != nil {
 			return err
 		}
 		// From here on l stays read-locked until Close.
-		it, err := l.newCursorIter(r)
+		it, err := l.newCursorIter()
 		if err != nil {
 			l.mu.RUnlock()
 			return err
@@ -73,8 +73,13 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 	return l.collectFrom(cur.it, b[1], k, from, to, st, true)
 }
 
-// newCursorIter opens an iterator on r for Cursors; l is read-locked.
-func (l *File) newCursorIter(r *sstable.Reader) (_ sstable.Iterator, err error) {
+// newCursorIter opens an iterator for Cursors, on the reader whose
+// blocks bypass the shared block cache; l is read-locked.
+func (l *File) newCursorIter() (_ sstable.Iterator, err error) {
+	r, err := l.passReader()
+	if err != nil {
+		return nil, err
+	}
 	defer recoverCorruption(&err, l.path)
 	it, err := r.NewIter(nil, nil)
 	if err != nil {

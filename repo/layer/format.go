@@ -27,7 +27,13 @@ type Env struct {
 	// storage): it brings the file to path, and the open is tried again.
 	Fetch      func(path string) error
 	readerOpts sstable.ReaderOptions
-	files      *fileCache
+	// passOpts are those of the readers of batch reads (Cursors), which
+	// read each block once: their blocks do not go through the shared
+	// block cache, whose insertions and evictions cost a scan more than
+	// the cache saves it, and whose point reads' blocks a scan would push
+	// out. Their cache keeps nothing.
+	passOpts sstable.ReaderOptions
+	files    *fileCache
 }
 
 // NewEnv returns an environment on fs with a block cache of cacheBytes
@@ -37,6 +43,7 @@ func NewEnv(fs vfs.FS, cacheBytes int64, maxOpenFiles int) *Env {
 	return &Env{
 		FS:         fs,
 		readerOpts: sstable.ReaderOptions{Cache: pebble.NewCache(cacheBytes)},
+		passOpts:   sstable.ReaderOptions{Cache: pebble.NewCache(0)},
 		files:      newFileCache(max(maxOpenFiles, 1)),
 	}
 }
@@ -52,6 +59,7 @@ func (e *Env) FileStats() FileStats { return e.files.stats() }
 func (e *Env) Close() {
 	e.files.closeAll()
 	e.readerOpts.Cache.Unref()
+	e.passOpts.Cache.Unref()
 }
 
 func writerOptions() sstable.WriterOptions {
@@ -196,6 +204,12 @@ func (r *readable) NewReadHandle(context.Context) objstorage.ReadHandle {
 	h := objstorage.MakeNoopReadHandle(r)
 	return &h
 }
+
+// sharedReadable is a readable that a second sstable reader reads
+// through: closing it leaves the file open for the first.
+type sharedReadable struct{ *readable }
+
+func (sharedReadable) Close() error { return nil }
 
 // checkTrailer reads and verifies f's trailer and the sstable tail it
 // covers, and that the file is the layer want describes.

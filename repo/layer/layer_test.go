@@ -203,6 +203,73 @@ func TestImageFile(t *testing.T) {
 	}
 }
 
+// TestCursorsCollect reads the history through Cursors, one iterator
+// kept for all reads as a batch read keeps it, and through a delta and
+// an image file read in turn: each read must find what Collect finds,
+// and none of the blocks may go into the shared block cache, which only
+// point reads (Collect) fill.
+func TestCursorsCollect(t *testing.T) {
+	env, dir := newEnv(t)
+	delta := writeHistory(t, env, dir)
+	defer delta.Close()
+	w, err := NewWriter(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := map[key.Key]string{}
+	for n := uint32(1); n <= 3; n++ {
+		if err := w.Add(blk(n), 0x80, value.Image(page(fmt.Sprint(n))).Encode()); err != nil {
+			t.Fatal(err)
+		}
+		images[blk(n)] = fmt.Sprintf("img%d@80 complete", n)
+	}
+	image, err := w.Finish(ImageDesc(key.Range{Start: blk(0), End: blk(10)}, 0x80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer image.Close()
+
+	var c Cursors
+	for round := range 2 { // the second with the iterators positioned
+		for _, tt := range collectTests {
+			var st ReconstructState
+			if err := c.Collect(delta, tt.k, tt.lsns, &st); err != nil {
+				t.Fatal(err)
+			}
+			if got := describe(&st); got != tt.want {
+				t.Errorf("round %d: Cursors.Collect(delta, %v, %v) = %q, want %q", round, tt.k, tt.lsns, got, tt.want)
+			}
+			st = ReconstructState{}
+			if err := c.Collect(image, tt.k, LSNRange{0, 0x100}, &st); err != nil {
+				t.Fatal(err)
+			}
+			want, ok := images[tt.k]
+			if !ok {
+				want = " complete" // in range, absent
+			}
+			if got := describe(&st); got != want {
+				t.Errorf("round %d: Cursors.Collect(image, %v) = %q, want %q", round, tt.k, got, want)
+			}
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Opening a file caches its properties block (about 1 KiB); a data
+	// block holds at least one page.
+	before := env.BlockCacheBytes()
+	if before >= pgdata.BlockSize {
+		t.Errorf("after batch reads the block cache holds %d bytes: data blocks went into it", before)
+	}
+	var st ReconstructState
+	if err := image.Collect(blk(1), LSNRange{0, 0x100}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if after := env.BlockCacheBytes(); after-before < pgdata.BlockSize {
+		t.Errorf("a point read added %d bytes to the block cache, want its data block", after-before)
+	}
+}
+
 func TestWriterChecksRanges(t *testing.T) {
 	env, dir := newEnv(t)
 	tests := []struct {
@@ -309,7 +376,17 @@ func readEverything(f *File) (string, error) {
 		}
 		out.WriteString(describe(&st))
 	}
-	return out.String(), nil
+	// And through Cursors, whose reader is another.
+	var c Cursors
+	for _, tt := range collectTests {
+		var st ReconstructState
+		if err := c.Collect(f, tt.k, tt.lsns, &st); err != nil {
+			c.Close()
+			return "", err
+		}
+		out.WriteString(describe(&st))
+	}
+	return out.String(), c.Close()
 }
 
 // TestCorruptionIsDetected flips each byte of a layer file in turn, and
