@@ -1,9 +1,13 @@
 package layer
 
 import (
+	"bytes"
+
 	"github.com/cockroachdb/pebble/sstable"
 
 	"github.com/zenithdb/zenith/repo/key"
+	"github.com/zenithdb/zenith/repo/pgdata"
+	"github.com/zenithdb/zenith/repo/value"
 )
 
 // Cursors reads a run of keys, such as the consecutive blocks of one
@@ -31,6 +35,13 @@ type cursor struct {
 	// turn: pebble keeps the slices and compares new bounds with them.
 	bounds [2][2][]byte
 	turn   int
+	// found holds a delta layer's values of one key, oldest first.
+	found []found
+}
+
+type found struct {
+	lsn pgdata.LSN
+	v   value.Value
 }
 
 // Collect is l.Collect(k, lsns, st), through a kept iterator if l is a
@@ -70,7 +81,50 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 	b := &cur.bounds[cur.turn]
 	b[0], b[1] = entryKey(b[0], k, from), entryKey(b[1], k, to)
 	cur.it.SetBounds(b[0], b[1])
-	return l.collectFrom(cur.it, b[1], k, from, to, st, true)
+	return l.collectForward(cur, b[0], k, from, to, st)
+}
+
+// collectForward is collectFrom for Cursors: it reads k's entries in
+// [from, to) forwards, from lower, k's entry key at from. From one key
+// to the next the bounds only move forwards, and pebble then seeks
+// without reloading the blocks it is on; a SeekLT reloads the index
+// block and the data block of a table with a two-level index (a large
+// layer file), once a key. A delta layer's values are copied; an image
+// layer's image is not: it is the iterator's memory, which stays on it
+// (an image layer holds one entry a key, so nothing after it is read).
+func (l *File) collectForward(cur *cursor, lower []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState) error {
+	it := cur.it
+	cur.found = cur.found[:0]
+	ik, lv := it.SeekGE(lower, sstable.SeekGEFlags(0))
+	for ik != nil {
+		lsn, v, err := entryValue(l, ik, &lv, k, from, to)
+		if err != nil {
+			return err
+		}
+		if l.desc.Kind == Image {
+			if v.Kind != value.KindImage {
+				v.Data = bytes.Clone(v.Data)
+			}
+			st.add(lsn, v)
+			break
+		}
+		// The iterator reuses the value's memory.
+		v.Data = bytes.Clone(v.Data)
+		cur.found = append(cur.found, found{lsn, v})
+		ik, lv = it.Next()
+	}
+	if err := it.Error(); err != nil {
+		return errorOf(err, l.path)
+	}
+	for i := len(cur.found) - 1; i >= 0 && !st.Complete; i-- {
+		st.add(cur.found[i].lsn, cur.found[i].v)
+	}
+	clear(cur.found) // the copies are st's now
+	if l.desc.Kind == Image {
+		// An image layer lists every key of its range that exists.
+		st.Complete = true
+	}
+	return nil
 }
 
 // newCursorIter opens an iterator for Cursors, on the reader whose

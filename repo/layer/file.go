@@ -177,7 +177,7 @@ func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err erro
 	if err != nil {
 		return errorOf(err, l.path)
 	}
-	err = l.collectFrom(it, upper, k, from, to, st, false)
+	err = l.collectFrom(it, upper, k, from, to, st)
 	if cerr := it.Close(); err == nil {
 		err = errorOf(cerr, l.path)
 	}
@@ -192,29 +192,16 @@ func (l *File) clip(lsns LSNRange) (from, to pgdata.LSN, ok bool) {
 }
 
 // collectFrom is Collect's reading, through it, whose bounds are k's
-// entries in [from, to); upper is the entry key of k at to. With
-// alias, an image added to st is the iterator's memory, not a copy: it
-// is valid until the iterator moves (the iterator stays on it, as
-// nothing older is read once the image is found).
-func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState, alias bool) error {
+// entries in [from, to); upper is the entry key of k at to.
+func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState) error {
 	ik, lv := it.SeekLT(upper, sstable.SeekLTFlags(0))
 	for ik != nil && !st.Complete {
-		_, b, err := entryOf(ik, &lv)
+		lsn, v, err := entryValue(l, ik, &lv, k, from, to)
 		if err != nil {
-			return errorOf(err, l.path)
+			return err
 		}
-		ek, lsn, ok := splitEntryKey(ik.UserKey)
-		if !ok || ek != k || lsn < from || lsn >= to {
-			return corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
-		}
-		v, err := value.Decode(b)
-		if err != nil {
-			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
-		}
-		if !alias || v.Kind != value.KindImage {
-			// The iterator reuses the value's memory.
-			v.Data = bytes.Clone(v.Data)
-		}
+		// The iterator reuses the value's memory.
+		v.Data = bytes.Clone(v.Data)
 		if st.add(lsn, v); st.Complete {
 			break
 		}
@@ -228,6 +215,25 @@ func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, t
 		st.Complete = true
 	}
 	return nil
+}
+
+// entryValue decodes the entry an iterator bounded to k's entries in
+// [from, to) is on, checking that it is within them. The value is the
+// iterator's memory.
+func entryValue[V lazyValue](l *File, ik *sstable.InternalKey, lv V, k key.Key, from, to pgdata.LSN) (pgdata.LSN, value.Value, error) {
+	_, b, err := entryOf(ik, lv)
+	if err != nil {
+		return 0, value.Value{}, errorOf(err, l.path)
+	}
+	ek, lsn, ok := splitEntryKey(ik.UserKey)
+	if !ok || ek != k || lsn < from || lsn >= to {
+		return 0, value.Value{}, corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
+	}
+	v, err := value.Decode(b)
+	if err != nil {
+		return 0, value.Value{}, corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
+	}
+	return lsn, v, nil
 }
 
 // Verify reads the whole file and checks every block's checksum.
