@@ -15,11 +15,12 @@ import (
 // open from one key to the next: a key in the data block the iterator
 // holds already is read without a block cache lookup, and each block is
 // read from the file once per run rather than once per key. The blocks
-// bypass the Env's shared block cache (a scan reads each once: caching
-// it costs more than it saves and pushes out the blocks of point reads). Collect through Cursors finds what the layer's own Collect finds,
-// but an image it adds to the ReconstructState is not copied: it is the
-// iterator's memory, valid until the next Collect through the same
-// Cursors, or Close.
+// bypass the Env's shared block cache: a scan reads each once, and
+// caching them costs more than it saves and pushes out the blocks of
+// point reads. Collect through Cursors finds what the layer's own
+// Collect finds, but an image it adds to the ReconstructState is not
+// the caller's: it is the iterator's memory or a buffer of the Cursors,
+// valid until the next Collect through the same Cursors, or Close.
 //
 // A file read through Cursors stays open and read-locked (Remove, Evict
 // and the Env's file cache wait) until Close: a run should be short and
@@ -35,8 +36,12 @@ type cursor struct {
 	// turn: pebble keeps the slices and compares new bounds with them.
 	bounds [2][2][]byte
 	turn   int
-	// found holds a delta layer's values of one key, oldest first.
+	// found holds a delta layer's values of one key, oldest first, from
+	// the newest that initializes the page on.
 	found []found
+	// image holds the copy of a delta layer's image in found, reused from
+	// key to key.
+	image []byte
 }
 
 type found struct {
@@ -89,12 +94,12 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 // to the next the bounds only move forwards, and pebble then seeks
 // without reloading the blocks it is on; a SeekLT reloads the index
 // block and the data block of a table with a two-level index (a large
-// layer file), once a key. A delta layer's values are copied; an image
-// layer's image is not: it is the iterator's memory, which stays on it
-// (an image layer holds one entry a key, so nothing after it is read).
+// layer file), once a key. An image layer's image is not copied: it is
+// the iterator's memory, and the iterator stays on it (an image layer
+// holds one entry a key). A delta layer's image is copied into the
+// cursor's buffer, its records are copied.
 func (l *File) collectForward(cur *cursor, lower []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState) error {
 	it := cur.it
-	cur.found = cur.found[:0]
 	ik, lv := it.SeekGE(lower, sstable.SeekGEFlags(0))
 	for ik != nil {
 		lsn, v, err := entryValue(l, ik, &lv, k, from, to)
@@ -108,8 +113,18 @@ func (l *File) collectForward(cur *cursor, lower []byte, k key.Key, from, to pgd
 			st.add(lsn, v)
 			break
 		}
+		if v.Initializes() {
+			// Nothing older is needed.
+			clear(cur.found)
+			cur.found = cur.found[:0]
+		}
 		// The iterator reuses the value's memory.
-		v.Data = bytes.Clone(v.Data)
+		if v.Kind == value.KindImage {
+			cur.image = append(cur.image[:0], v.Data...)
+			v.Data = cur.image
+		} else {
+			v.Data = bytes.Clone(v.Data)
+		}
 		cur.found = append(cur.found, found{lsn, v})
 		ik, lv = it.Next()
 	}
@@ -119,7 +134,8 @@ func (l *File) collectForward(cur *cursor, lower []byte, k key.Key, from, to pgd
 	for i := len(cur.found) - 1; i >= 0 && !st.Complete; i-- {
 		st.add(cur.found[i].lsn, cur.found[i].v)
 	}
-	clear(cur.found) // the copies are st's now
+	clear(cur.found) // the records are st's now
+	cur.found = cur.found[:0]
 	if l.desc.Kind == Image {
 		// An image layer lists every key of its range that exists.
 		st.Complete = true
