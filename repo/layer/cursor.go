@@ -14,10 +14,9 @@ import (
 // fetch, from layer files through one sstable iterator per file, kept
 // open from one key to the next: a key in the data block the iterator
 // holds already is read without a block cache lookup, and each block is
-// read from the file once per run rather than once per key. The blocks
-// bypass the Env's shared block cache: a scan reads each once, and
-// caching them costs more than it saves and pushes out the blocks of
-// point reads. Collect through Cursors finds what the layer's own
+// taken from the block cache (or the file) once per run rather than once
+// per key; the blocks of a Scan bypass the cache. Collect through
+// Cursors finds what the layer's own
 // Collect finds, but an image it adds to the ReconstructState is not
 // the caller's: it is the iterator's memory or a buffer of the Cursors,
 // valid until the next Collect through the same Cursors, or Close.
@@ -26,6 +25,13 @@ import (
 // and the Env's file cache wait) until Close: a run should be short and
 // Close should follow it. Cursors is not safe for concurrent use.
 type Cursors struct {
+	// Scan says that the run is part of a scan, which reads each block
+	// once: its blocks bypass the Env's shared block cache, whose
+	// insertions and evictions (and, with the cache in the Go heap, the
+	// page faults of its new memory) cost a scan more than the cache
+	// saves it, and which the scan would empty of the point reads'
+	// blocks. Set it before the first Collect.
+	Scan bool
 	open map[*File]*cursor
 }
 
@@ -70,7 +76,7 @@ func (l *File) collectCursor(c *Cursors, k key.Key, lsns LSNRange, st *Reconstru
 			return err
 		}
 		// From here on l stays read-locked until Close.
-		it, err := l.newCursorIter()
+		it, err := l.newCursorIter(c.Scan)
 		if err != nil {
 			l.mu.RUnlock()
 			return err
@@ -143,12 +149,14 @@ func (l *File) collectForward(cur *cursor, lower []byte, k key.Key, from, to pgd
 	return nil
 }
 
-// newCursorIter opens an iterator for Cursors, on the reader whose
-// blocks bypass the shared block cache; l is read-locked.
-func (l *File) newCursorIter() (_ sstable.Iterator, err error) {
-	r, err := l.passReader()
-	if err != nil {
-		return nil, err
+// newCursorIter opens an iterator for Cursors; a scan's is on the reader
+// whose blocks bypass the shared block cache. l is read-locked.
+func (l *File) newCursorIter(scan bool) (_ sstable.Iterator, err error) {
+	r := l.r
+	if scan {
+		if r, err = l.passReader(); err != nil {
+			return nil, err
+		}
 	}
 	defer recoverCorruption(&err, l.path)
 	it, err := r.NewIter(nil, nil)

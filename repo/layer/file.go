@@ -33,7 +33,7 @@ type File struct {
 	r       *sstable.Reader
 	src     *readable // r's file
 	removed bool
-	// pass is the reader of batch reads (Cursors), on src, opened on the
+	// pass is the reader of scans (Cursors.Scan), on src, opened on the
 	// first; passMu guards its opening, under mu read-locked.
 	passMu sync.Mutex
 	pass   *sstable.Reader
@@ -141,8 +141,8 @@ func (l *File) open() (r *sstable.Reader, src *readable, err error) {
 	return r, src, nil
 }
 
-// passReader returns the reader of batch reads, opening it on the first;
-// l.mu is read-locked (by reader).
+// passReader returns the reader of scans, opening it on the first; l.mu
+// is read-locked (by reader).
 func (l *File) passReader() (_ *sstable.Reader, err error) {
 	l.passMu.Lock()
 	defer l.passMu.Unlock()

@@ -27,11 +27,8 @@ type Env struct {
 	// storage): it brings the file to path, and the open is tried again.
 	Fetch      func(path string) error
 	readerOpts sstable.ReaderOptions
-	// passOpts are those of the readers of batch reads (Cursors), which
-	// read each block once: their blocks do not go through the shared
-	// block cache, whose insertions and evictions cost a scan more than
-	// the cache saves it, and whose point reads' blocks a scan would push
-	// out. Their cache keeps nothing.
+	// passOpts are those of the readers of scans (Cursors.Scan), which
+	// read each block once: their cache keeps nothing.
 	passOpts sstable.ReaderOptions
 	files    *fileCache
 }

@@ -203,11 +203,11 @@ func TestImageFile(t *testing.T) {
 	}
 }
 
-// TestCursorsCollect reads the history through Cursors, one iterator
-// kept for all reads as a batch read keeps it, and through a delta and
-// an image file read in turn: each read must find what Collect finds,
-// and none of the blocks may go into the shared block cache, which only
-// point reads (Collect) fill.
+// TestCursorsCollect reads the history through Cursors of a scan, one
+// iterator kept for all reads as a batch read keeps it, and through a
+// delta and an image file read in turn: each read must find what
+// Collect finds, and none of the blocks may go into the shared block
+// cache, which point reads (Collect) fill.
 func TestCursorsCollect(t *testing.T) {
 	env, dir := newEnv(t)
 	delta := writeHistory(t, env, dir)
@@ -229,7 +229,7 @@ func TestCursorsCollect(t *testing.T) {
 	}
 	defer image.Close()
 
-	var c Cursors
+	c := Cursors{Scan: true}
 	for round := range 2 { // the second with the iterators positioned
 		for _, tt := range collectTests {
 			var st ReconstructState
@@ -343,8 +343,8 @@ func TestCursorsTwoLevelIndex(t *testing.T) {
 		return st, collect(image, k, LSNRange{Start: 0, End: 0x101}, &st)
 	}
 	point := func(f *File, k key.Key, lsns LSNRange, st *ReconstructState) error { return f.Collect(k, lsns, st) }
-	for _, end := range []pgdata.LSN{0x101, 0x111, 0x121, 0x131} {
-		var c Cursors
+	for i, end := range []pgdata.LSN{0x101, 0x111, 0x121, 0x131} {
+		c := Cursors{Scan: i%2 == 1}
 		batch := func(f *File, k key.Key, lsns LSNRange, st *ReconstructState) error { return c.Collect(f, k, lsns, st) }
 		for n := uint32(0); n < keys; n++ {
 			want, err := read(point, blk(n), end)
@@ -356,7 +356,7 @@ func TestCursorsTwoLevelIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			if describe(&got) != describe(&want) || !bytes.Equal(got.Image, want.Image) {
-				t.Fatalf("block %d below %x: batch read %q, point read %q", n, uint64(end), describe(&got), describe(&want))
+				t.Fatalf("block %d below %x: batch read (scan %v) %q, point read %q", n, uint64(end), c.Scan, describe(&got), describe(&want))
 			}
 		}
 		if err := c.Close(); err != nil {
@@ -471,8 +471,8 @@ func readEverything(f *File) (string, error) {
 		}
 		out.WriteString(describe(&st))
 	}
-	// And through Cursors, whose reader is another.
-	var c Cursors
+	// And through the Cursors of a scan, whose reader is another.
+	c := Cursors{Scan: true}
 	for _, tt := range collectTests {
 		var st ReconstructState
 		if err := c.Collect(f, tt.k, tt.lsns, &st); err != nil {
