@@ -633,20 +633,27 @@ var sortedKeySpace = func() []key.Key {
 
 // checkBatch reads every key of the key space at lsn in one batch read
 // (repo.WithBatchRead), in ascending order, and checks each against the
-// model, as check does for one Get.
+// model, as check does for one Get; then again as a scan, whose layer
+// file blocks bypass the block cache.
 func (h *harness) checkBatch(m *modelTimeline, tl *repo.Timeline, lsn pgdata.LSN) {
-	ctx, end := repo.WithBatchRead(h.ctx)
+	for _, scan := range []bool{false, true} {
+		h.checkRun(m, tl, lsn, scan)
+	}
+}
+
+func (h *harness) checkRun(m *modelTimeline, tl *repo.Timeline, lsn pgdata.LSN, scan bool) {
+	ctx, end := repo.WithBatchRead(h.ctx, scan)
 	for _, k := range sortedKeySpace {
 		want, found := m.get(k, lsn)
 		got, err := tl.GetReadOnly(ctx, k, lsn)
 		switch {
 		case !found && errors.Is(err, repo.ErrKeyNotFound):
 		case !found:
-			h.t.Fatalf("batch read of %v at %v on %s = %q, %v; want ErrKeyNotFound", k, lsn, m.id, got, err)
+			h.t.Fatalf("batch read (scan %v) of %v at %v on %s = %q, %v; want ErrKeyNotFound", scan, k, lsn, m.id, got, err)
 		case err != nil:
-			h.t.Fatalf("batch read of %v at %v on %s: %v; want %q", k, lsn, m.id, err, want)
+			h.t.Fatalf("batch read (scan %v) of %v at %v on %s: %v; want %q", scan, k, lsn, m.id, err, want)
 		case string(got) != string(want):
-			h.t.Fatalf("batch read of %v at %v on %s =\n%q\nwant\n%q", k, lsn, m.id, got, want)
+			h.t.Fatalf("batch read (scan %v) of %v at %v on %s =\n%q\nwant\n%q", scan, k, lsn, m.id, got, want)
 		}
 	}
 	if err := end(); err != nil {

@@ -46,12 +46,14 @@ type batchKey struct{}
 // key. The values read are the same, but those of GetReadOnly are only
 // valid until the next read in the context (or end), and they do not go
 // into the page cache: a scan's pages would push out those of point
-// reads. The reads in the context must be made one after another, not
-// concurrently, and end must be called once they are done: until then
-// the layer files read stay open and cannot be removed. end returns the
-// first error of closing the iterators.
-func WithBatchRead(ctx context.Context) (_ context.Context, end func() error) {
-	cur := &layer.Cursors{}
+// reads. With scan, the run is part of a scan, which reads each block
+// once: the layer files' blocks bypass the block cache too
+// (layer.Cursors.Scan). The reads in the context must be made one after
+// another, not concurrently, and end must be called once they are done:
+// until then the layer files read stay open and cannot be removed. end
+// returns the first error of closing the iterators.
+func WithBatchRead(ctx context.Context, scan bool) (_ context.Context, end func() error) {
+	cur := &layer.Cursors{Scan: scan}
 	return context.WithValue(ctx, batchKey{}, cur), cur.Close
 }
 

@@ -31,7 +31,12 @@ type File struct {
 	// nor the Env's file cache closes it under a reader.
 	mu      sync.RWMutex
 	r       *sstable.Reader
+	src     *readable // r's file
 	removed bool
+	// pass is the reader of scans (Cursors.Scan), on src, opened on the
+	// first; passMu guards its opening, under mu read-locked.
+	passMu sync.Mutex
+	pass   *sstable.Reader
 	// elem is the file's place in the Env's file cache while it is open;
 	// guarded by both mu and the cache's lock.
 	elem *list.Element
@@ -84,15 +89,15 @@ func (l *File) openCached() error {
 		return nil
 	}
 	l.env.files.reserve()
-	r, err := l.open()
+	r, src, err := l.open()
 	if outOfDescriptors(err) && l.env.files.shed() > 0 {
-		r, err = l.open()
+		r, src, err = l.open()
 	}
 	if err != nil {
 		l.env.files.release()
 		return err
 	}
-	l.r = r
+	l.r, l.src = r, src
 	l.env.files.add(l)
 	return nil
 }
@@ -105,33 +110,51 @@ func outOfDescriptors(err error) bool {
 
 // open opens the file and checks its trailer. It is the one place a layer
 // file is opened for reading.
-func (l *File) open() (r *sstable.Reader, err error) {
+func (l *File) open() (r *sstable.Reader, src *readable, err error) {
 	defer recoverCorruption(&err, l.path)
 	f, err := l.env.FS.Open(l.path)
 	if errors.Is(err, fs.ErrNotExist) && l.env.Fetch != nil {
 		if err := l.env.Fetch(l.path); err != nil {
-			return nil, fmt.Errorf("fetch layer file %s: %w", l.path, err)
+			return nil, nil, fmt.Errorf("fetch layer file %s: %w", l.path, err)
 		}
 		f, err = l.env.FS.Open(l.path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open layer file: %w", err)
+		return nil, nil, fmt.Errorf("open layer file: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("stat layer file %s: %w", l.path, err)
+		return nil, nil, fmt.Errorf("stat layer file %s: %w", l.path, err)
 	}
 	t, err := checkTrailer(f, st.Size(), l.desc, l.path)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	r, err = sstable.NewReader(&readable{f: f, size: int64(t.sstSize)}, l.env.readerOpts)
+	src = &readable{f: f, size: int64(t.sstSize)}
+	r, err = sstable.NewReader(src, l.env.readerOpts)
 	if err != nil {
 		// NewReader closes the readable, and so the file, on error.
+		return nil, nil, errorOf(err, l.path)
+	}
+	return r, src, nil
+}
+
+// passReader returns the reader of scans, opening it on the first; l.mu
+// is read-locked (by reader).
+func (l *File) passReader() (_ *sstable.Reader, err error) {
+	l.passMu.Lock()
+	defer l.passMu.Unlock()
+	if l.pass != nil {
+		return l.pass, nil
+	}
+	defer recoverCorruption(&err, l.path)
+	r, err := sstable.NewReader(sharedReadable{l.src}, l.env.passOpts)
+	if err != nil {
 		return nil, errorOf(err, l.path)
 	}
+	l.pass = r
 	return r, nil
 }
 
@@ -154,7 +177,7 @@ func (l *File) Collect(k key.Key, lsns LSNRange, st *ReconstructState) (err erro
 	if err != nil {
 		return errorOf(err, l.path)
 	}
-	err = l.collectFrom(it, upper, k, from, to, st, false)
+	err = l.collectFrom(it, upper, k, from, to, st)
 	if cerr := it.Close(); err == nil {
 		err = errorOf(cerr, l.path)
 	}
@@ -169,29 +192,16 @@ func (l *File) clip(lsns LSNRange) (from, to pgdata.LSN, ok bool) {
 }
 
 // collectFrom is Collect's reading, through it, whose bounds are k's
-// entries in [from, to); upper is the entry key of k at to. With
-// alias, an image added to st is the iterator's memory, not a copy: it
-// is valid until the iterator moves (the iterator stays on it, as
-// nothing older is read once the image is found).
-func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState, alias bool) error {
+// entries in [from, to); upper is the entry key of k at to.
+func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, to pgdata.LSN, st *ReconstructState) error {
 	ik, lv := it.SeekLT(upper, sstable.SeekLTFlags(0))
 	for ik != nil && !st.Complete {
-		_, b, err := entryOf(ik, &lv)
+		lsn, v, err := entryValue(l, ik, &lv, k, from, to)
 		if err != nil {
-			return errorOf(err, l.path)
+			return err
 		}
-		ek, lsn, ok := splitEntryKey(ik.UserKey)
-		if !ok || ek != k || lsn < from || lsn >= to {
-			return corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
-		}
-		v, err := value.Decode(b)
-		if err != nil {
-			return corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
-		}
-		if !alias || v.Kind != value.KindImage {
-			// The iterator reuses the value's memory.
-			v.Data = bytes.Clone(v.Data)
-		}
+		// The iterator reuses the value's memory.
+		v.Data = bytes.Clone(v.Data)
 		if st.add(lsn, v); st.Complete {
 			break
 		}
@@ -205,6 +215,25 @@ func (l *File) collectFrom(it sstable.Iterator, upper []byte, k key.Key, from, t
 		st.Complete = true
 	}
 	return nil
+}
+
+// entryValue decodes the entry an iterator bounded to k's entries in
+// [from, to) is on, checking that it is within them. The value is the
+// iterator's memory.
+func entryValue[V lazyValue](l *File, ik *sstable.InternalKey, lv V, k key.Key, from, to pgdata.LSN) (pgdata.LSN, value.Value, error) {
+	_, b, err := entryOf(ik, lv)
+	if err != nil {
+		return 0, value.Value{}, errorOf(err, l.path)
+	}
+	ek, lsn, ok := splitEntryKey(ik.UserKey)
+	if !ok || ek != k || lsn < from || lsn >= to {
+		return 0, value.Value{}, corruptf(l.path, -1, "entry key %x out of range for %v %v", ik.UserKey, k, LSNRange{from, to})
+	}
+	v, err := value.Decode(b)
+	if err != nil {
+		return 0, value.Value{}, corruptf(l.path, -1, "value of %v at %v: %v", k, lsn, err)
+	}
+	return lsn, v, nil
 }
 
 // Verify reads the whole file and checks every block's checksum.
@@ -367,10 +396,17 @@ func (l *File) closeLocked() error {
 	return nil
 }
 
-// closeReader closes the open reader; l.mu is locked.
+// closeReader closes the open readers; l.mu is locked.
 func (l *File) closeReader() error {
-	err := l.r.Close()
-	l.r = nil
+	var err error
+	if l.pass != nil {
+		err = l.pass.Close()
+		l.pass = nil
+	}
+	if rerr := l.r.Close(); err == nil {
+		err = rerr
+	}
+	l.r, l.src = nil, nil
 	return err
 }
 

@@ -27,8 +27,18 @@ type Env struct {
 	// storage): it brings the file to path, and the open is tried again.
 	Fetch      func(path string) error
 	readerOpts sstable.ReaderOptions
-	files      *fileCache
+	// passOpts are those of the readers of scans (Cursors.Scan), which
+	// read each block once: a small cache of their own keeps the blocks
+	// that every batch of a scan reads again (index blocks, the blocks of
+	// small layer files).
+	passOpts sstable.ReaderOptions
+	files    *fileCache
 }
+
+// scanCacheBytes is the size of the scans' block cache. With none, a
+// scan's read calls doubled (each batch read the index blocks and the
+// small layer files again) and its CPU was 7% higher.
+const scanCacheBytes = 4 << 20
 
 // NewEnv returns an environment on fs with a block cache of cacheBytes
 // (uncompressed blocks of layer files; 0 disables it) that keeps at most
@@ -37,6 +47,7 @@ func NewEnv(fs vfs.FS, cacheBytes int64, maxOpenFiles int) *Env {
 	return &Env{
 		FS:         fs,
 		readerOpts: sstable.ReaderOptions{Cache: pebble.NewCache(cacheBytes)},
+		passOpts:   sstable.ReaderOptions{Cache: pebble.NewCache(scanCacheBytes)},
 		files:      newFileCache(max(maxOpenFiles, 1)),
 	}
 }
@@ -52,6 +63,7 @@ func (e *Env) FileStats() FileStats { return e.files.stats() }
 func (e *Env) Close() {
 	e.files.closeAll()
 	e.readerOpts.Cache.Unref()
+	e.passOpts.Cache.Unref()
 }
 
 func writerOptions() sstable.WriterOptions {
@@ -196,6 +208,12 @@ func (r *readable) NewReadHandle(context.Context) objstorage.ReadHandle {
 	h := objstorage.MakeNoopReadHandle(r)
 	return &h
 }
+
+// sharedReadable is a readable that a second sstable reader reads
+// through: closing it leaves the file open for the first.
+type sharedReadable struct{ *readable }
+
+func (sharedReadable) Close() error { return nil }
 
 // checkTrailer reads and verifies f's trailer and the sstable tail it
 // covers, and that the file is the layer want describes.

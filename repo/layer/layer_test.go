@@ -203,6 +203,168 @@ func TestImageFile(t *testing.T) {
 	}
 }
 
+// TestCursorsCollect reads the history through Cursors of a scan, one
+// iterator kept for all reads as a batch read keeps it, and through a
+// delta and an image file read in turn: each read must find what
+// Collect finds, and none of the blocks may go into the shared block
+// cache, which point reads (Collect) fill.
+func TestCursorsCollect(t *testing.T) {
+	env, dir := newEnv(t)
+	delta := writeHistory(t, env, dir)
+	defer delta.Close()
+	w, err := NewWriter(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := map[key.Key]string{}
+	for n := uint32(1); n <= 3; n++ {
+		if err := w.Add(blk(n), 0x80, value.Image(page(fmt.Sprint(n))).Encode()); err != nil {
+			t.Fatal(err)
+		}
+		images[blk(n)] = fmt.Sprintf("img%d@80 complete", n)
+	}
+	image, err := w.Finish(ImageDesc(key.Range{Start: blk(0), End: blk(10)}, 0x80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer image.Close()
+
+	c := Cursors{Scan: true}
+	for round := range 2 { // the second with the iterators positioned
+		for _, tt := range collectTests {
+			var st ReconstructState
+			if err := c.Collect(delta, tt.k, tt.lsns, &st); err != nil {
+				t.Fatal(err)
+			}
+			if got := describe(&st); got != tt.want {
+				t.Errorf("round %d: Cursors.Collect(delta, %v, %v) = %q, want %q", round, tt.k, tt.lsns, got, tt.want)
+			}
+			st = ReconstructState{}
+			if err := c.Collect(image, tt.k, LSNRange{0, 0x100}, &st); err != nil {
+				t.Fatal(err)
+			}
+			want, ok := images[tt.k]
+			if !ok {
+				want = " complete" // in range, absent
+			}
+			if got := describe(&st); got != want {
+				t.Errorf("round %d: Cursors.Collect(image, %v) = %q, want %q", round, tt.k, got, want)
+			}
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Opening a file caches its properties block (about 1 KiB); a data
+	// block holds at least one page.
+	before := env.BlockCacheBytes()
+	if before >= pgdata.BlockSize {
+		t.Errorf("after batch reads the block cache holds %d bytes: data blocks went into it", before)
+	}
+	var st ReconstructState
+	if err := image.Collect(blk(1), LSNRange{0, 0x100}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if after := env.BlockCacheBytes(); after-before < pgdata.BlockSize {
+		t.Errorf("a point read added %d bytes to the block cache, want its data block", after-before)
+	}
+}
+
+// TestCursorsTwoLevelIndex reads files large enough for a two-level
+// sstable index (where pebble's seeks reload blocks unless the bounds
+// move forwards) through Cursors, key after key in ascending order as a
+// batch read does, at several LSNs: a delta layer of images, records
+// and will_init records over an image layer. Every key must read as a
+// point read (Collect) reads it.
+func TestCursorsTwoLevelIndex(t *testing.T) {
+	env, dir := newEnv(t)
+	const keys = 6000
+	pageOf := func(n uint32, lsn pgdata.LSN) []byte {
+		return page(fmt.Sprintf("%d@%x.", n, uint64(lsn)))
+	}
+	w, err := NewWriter(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint32(0); n < keys; n++ {
+		if err := w.Add(blk(n), 0x100, value.Image(pageOf(n, 0x100)).Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image, err := w.Finish(ImageDesc(key.Range{Start: blk(0), End: blk(keys)}, 0x100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer image.Close()
+	m := NewMemLayer(0x101, time.Now())
+	for _, lsn := range []pgdata.LSN{0x110, 0x120, 0x130} {
+		for n := uint32(0); n < keys; n++ {
+			var v value.Value
+			switch {
+			case lsn == 0x120 && n%3 != 0:
+				v = value.Image(pageOf(n, lsn))
+			case lsn == 0x110 && n%5 == 0:
+				v = value.WALRecord([]byte(fmt.Sprintf("init %d", n)), true)
+			case n%2 == 0:
+				v = value.WALRecord([]byte(fmt.Sprintf("r%d@%x", n, uint64(lsn))), false)
+			default:
+				continue
+			}
+			if err := m.Put(blk(n), lsn, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := m.Freeze(0x131); err != nil {
+		t.Fatal(err)
+	}
+	delta, err := m.WriteDelta(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer delta.Close()
+	for _, f := range []*File{image, delta} {
+		if _, err := f.reader(); err != nil {
+			t.Fatal(err)
+		}
+		parts := f.r.Properties.IndexPartitions
+		f.mu.RUnlock()
+		if parts == 0 {
+			t.Fatalf("%s has a one-level index: the test needs more keys", f.Path())
+		}
+	}
+	// read is what the timeline's collect does: the delta, then the
+	// image below it if the page is not complete.
+	read := func(collect func(*File, key.Key, LSNRange, *ReconstructState) error, k key.Key, end pgdata.LSN) (ReconstructState, error) {
+		var st ReconstructState
+		if err := collect(delta, k, LSNRange{Start: 0x101, End: end}, &st); err != nil || st.Complete {
+			return st, err
+		}
+		return st, collect(image, k, LSNRange{Start: 0, End: 0x101}, &st)
+	}
+	point := func(f *File, k key.Key, lsns LSNRange, st *ReconstructState) error { return f.Collect(k, lsns, st) }
+	for i, end := range []pgdata.LSN{0x101, 0x111, 0x121, 0x131} {
+		c := Cursors{Scan: i%2 == 1}
+		batch := func(f *File, k key.Key, lsns LSNRange, st *ReconstructState) error { return c.Collect(f, k, lsns, st) }
+		for n := uint32(0); n < keys; n++ {
+			want, err := read(point, blk(n), end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := read(batch, blk(n), end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if describe(&got) != describe(&want) || !bytes.Equal(got.Image, want.Image) {
+				t.Fatalf("block %d below %x: batch read (scan %v) %q, point read %q", n, uint64(end), c.Scan, describe(&got), describe(&want))
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestWriterChecksRanges(t *testing.T) {
 	env, dir := newEnv(t)
 	tests := []struct {
@@ -309,7 +471,17 @@ func readEverything(f *File) (string, error) {
 		}
 		out.WriteString(describe(&st))
 	}
-	return out.String(), nil
+	// And through the Cursors of a scan, whose reader is another.
+	c := Cursors{Scan: true}
+	for _, tt := range collectTests {
+		var st ReconstructState
+		if err := c.Collect(f, tt.k, tt.lsns, &st); err != nil {
+			c.Close()
+			return "", err
+		}
+		out.WriteString(describe(&st))
+	}
+	return out.String(), c.Close()
 }
 
 // TestCorruptionIsDetected flips each byte of a layer file in turn, and
