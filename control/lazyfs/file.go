@@ -87,8 +87,8 @@ func (lf *lazyFile) touch(from, to uint32) {
 }
 
 // denseBehind reports whether the run of reads ending at lf.next read
-// most of the blocks it went past, so that reading ahead of it fetches
-// blocks that will be read; lf.mu must be held. A run that skips most
+// at least a quarter of the blocks it went past, so that reading ahead
+// of it fetches blocks that will be read; lf.mu must be held. A run that skips most
 // blocks (an index scan's heap fetches in heap order, or an index-only
 // scan's for the pages the visibility map does not cover: one block in
 // six after a TPC-B run) still looks sequential to sequential(), and
@@ -110,7 +110,7 @@ func (lf *lazyFile) denseBehind() bool {
 			n++
 		}
 	}
-	return 2*n >= densitySpan
+	return 4*n >= densitySpan
 }
 
 // readsAhead records a read of [from, to) and reports whether it reads
@@ -211,7 +211,11 @@ func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
 	// way.
 	var cached []uint32
 	var werr error
-	run := make([]byte, 0, writeRun*blockSize) // pages of blocks [runFirst, runFirst+runLen), not written yet
+	// Pages of blocks [runFirst, runFirst+runLen), not written yet; no
+	// bigger than the fetch needs: a fetch of one block (a sparse run's)
+	// allocating and clearing 128 KiB was a tenth of the FUSE server's
+	// CPU.
+	run := make([]byte, 0, min(len(fetch), writeRun)*blockSize)
 	var runFirst, runLen uint32
 	flush := func() error {
 		if runLen == 0 {
