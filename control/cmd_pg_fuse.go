@@ -103,7 +103,7 @@ runs this; there is no need to run it by hand.`,
 			for {
 				select {
 				case <-done:
-					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("getattr_requests", fsys.AttrRequests()).Msg("unmounted")
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("fetches", fsys.Fetches()).Int64("getattr_requests", fsys.AttrRequests()).Msg("unmounted")
 					return nil
 				case <-sigs:
 					if err := fsys.Unmount(); err != nil {
@@ -114,7 +114,7 @@ runs this; there is no need to run it by hand.`,
 					case <-done:
 					case <-time.After(10 * time.Second):
 					}
-					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("getattr_requests", fsys.AttrRequests()).Msg("unmounted")
+					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("fetches", fsys.Fetches()).Int64("getattr_requests", fsys.AttrRequests()).Msg("unmounted")
 					return nil
 				}
 			}

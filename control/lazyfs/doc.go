@@ -14,7 +14,10 @@
 // and served from the backing file (the overlay). Fetched blocks that
 // were never written form a bounded cache: the oldest are dropped (a
 // hole punched) and fetched again if read. A sequential read fetches
-// the next blocks in the same pipelined batch. Every other file
+// the next blocks in the same pipelined batch, unless the run of reads
+// it continues skipped most blocks (an index scan's heap fetches in
+// heap order): then only the blocks read are fetched, until the reads
+// are dense again. Every other file
 // (configuration, WAL, SLRUs, relations the compute created) is a plain
 // loopback file.
 //

@@ -49,6 +49,10 @@ type lazyFile struct {
 	next uint32
 	// aheadBusy: a background read-ahead of this file is in flight.
 	aheadBusy bool
+	// touched says, per block below remote, whether the compute has read
+	// it through this file system (or written it): what denseBehind
+	// measures.
+	touched []bool
 }
 
 // seqWindow is how far before or after the end of the last sequential
@@ -70,10 +74,60 @@ func (lf *lazyFile) sequential(from, to uint32) bool {
 	return near
 }
 
+// densitySpan is how many blocks behind a sequential run denseBehind
+// looks at: a read-ahead window.
+const densitySpan = 128
+
+// touch records that the compute read or wrote blocks [from, to); lf.mu
+// must be held.
+func (lf *lazyFile) touch(from, to uint32) {
+	for b := from; b < min(to, lf.remote); b++ {
+		lf.touched[b] = true
+	}
+}
+
+// denseBehind reports whether the run of reads ending at lf.next read
+// at least a quarter of the blocks it went past, so that reading ahead
+// of it fetches blocks that will be read; lf.mu must be held. A run that skips most
+// blocks (an index scan's heap fetches in heap order, or an index-only
+// scan's for the pages the visibility map does not cover: one block in
+// six after a TPC-B run) still looks sequential to sequential(), and
+// read-ahead would fetch every block it skips. It looks at the
+// densitySpan blocks before the last seqWindow ones (those may still be
+// on their way: concurrent requests, parallel workers), and says dense
+// while the run is too short to tell. Stateless: the first dense stretch
+// of reads after a sparse one brings read-ahead back, a kernel read of
+// 128 blocks at once.
+func (lf *lazyFile) denseBehind() bool {
+	hi := min(lf.next, lf.remote)
+	if hi < seqWindow+densitySpan {
+		return true
+	}
+	hi -= seqWindow
+	n := 0
+	for _, t := range lf.touched[hi-densitySpan : hi] {
+		if t {
+			n++
+		}
+	}
+	return 4*n >= densitySpan
+}
+
+// readsAhead records a read of [from, to) and reports whether it reads
+// ahead: it continues a sequential run, and a dense one (a sparse run
+// fetches what is read, nothing more); lf.mu must be held.
+func (lf *lazyFile) readsAhead(from, to uint32) bool {
+	sequential := lf.sequential(from, to)
+	// First: a read of many blocks (the kernel's read-ahead) is dense
+	// by itself.
+	lf.touch(from, to)
+	return sequential && lf.denseBehind()
+}
+
 func newLazyFile(fs *FS, path string, info api.LazyFile) *lazyFile {
 	n := uint32(info.Size / blockSize)
 	lf := &lazyFile{fs: fs, path: path, info: info, first: info.FirstBlock(fs.manifest.RelSegSize),
-		fd: -1, remote: n, state: make([]byte, n)}
+		fd: -1, remote: n, state: make([]byte, n), touched: make([]bool, n)}
 	lf.cond.L = &lf.mu
 	return lf
 }
@@ -157,7 +211,11 @@ func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
 	// way.
 	var cached []uint32
 	var werr error
-	run := make([]byte, 0, writeRun*blockSize) // pages of blocks [runFirst, runFirst+runLen), not written yet
+	// Pages of blocks [runFirst, runFirst+runLen), not written yet; no
+	// bigger than the fetch needs: a fetch of one block (a sparse run's)
+	// allocating and clearing 128 KiB was a tenth of the FUSE server's
+	// CPU.
+	run := make([]byte, 0, min(len(fetch), writeRun)*blockSize)
 	var runFirst, runLen uint32
 	flush := func() error {
 		if runLen == 0 {
@@ -220,6 +278,7 @@ func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
 	lf.cond.Broadcast()
 	lf.mu.Unlock()
 	lf.fs.fetched.Add(int64(len(cached)))
+	lf.fs.fetches.Add(1)
 	lf.fs.log.Debug().Str("file", lf.info.Path).Uint32("block", fetch[0]).Int("blocks", len(fetch)).
 		Dur("took", time.Since(began)).Msg("fetched")
 	// After the unlock: making room may evict this file's blocks.
@@ -302,7 +361,7 @@ func blockRange(off int64, n int) (uint32, uint32) {
 func (lf *lazyFile) read(ctx context.Context, buf []byte, off int64) (int, error) {
 	from, to := blockRange(off, len(buf))
 	lf.mu.Lock()
-	sequential := lf.sequential(from, to)
+	sequential := lf.readsAhead(from, to)
 	lf.mu.Unlock()
 	ahead := uint32(0)
 	if sequential {
@@ -360,6 +419,9 @@ func (lf *lazyFile) write(ctx context.Context, data []byte, off int64) (int, err
 	for b := from; b < min(to, lf.remote); b++ {
 		lf.state[b] = blkWritten
 	}
+	// The kernel keeps what the compute wrote: its reads of these
+	// blocks will not come here, and a scan of them is no sparser.
+	lf.touch(from, to)
 	return n, nil
 }
 

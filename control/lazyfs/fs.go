@@ -48,6 +48,7 @@ type FS struct {
 	log       zerolog.Logger
 	cache     *blockCache
 	fetched   atomic.Int64
+	fetches   atomic.Int64
 
 	backing  string
 	uid, gid int // the backing directory's owner, given to new files
@@ -234,6 +235,10 @@ func (f *FS) AttrRequests() int64 { return f.attrs.n.Load() }
 
 // Fetched is the number of blocks fetched from the page server so far.
 func (f *FS) Fetched() int64 { return f.fetched.Load() }
+
+// Fetches is the number of fetches (pipelined batches of blocks of one
+// file) so far.
+func (f *FS) Fetches() int64 { return f.fetches.Load() }
 
 func (f *FS) lazyFile(st *syscall.Stat_t) *lazyFile {
 	if st == nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
