@@ -34,6 +34,40 @@
 // record begun earlier, as PostgreSQL's XLogFindNextRecord does), and only
 // the last file can end in a torn write (RecordEnd does so).
 //
+// # Directory entries
+//
+// fsync and fdatasync commit a file's bytes, not its name: a file created
+// or renamed is durable under its name only once its directory is
+// fsynced. The rule: every file the store creates or renames is fsynced,
+// then its directory, before anything that depends on it is reported
+// durable, and before WAL is written into a file whose name a crash could
+// undo.
+//
+//   - A segment's file in an Open store is created, written, and Sync
+//     fsyncs it, then the directory, before it reports the bytes durable:
+//     a crash in between loses the file with only unreported bytes.
+//   - The spare is written, fsynced, renamed to spareName, and the
+//     directory fsynced (fillSpare): it is a whole segment of zeros or
+//     absent.
+//   - The spare renamed to a segment's name: the directory is fsynced
+//     right after the rename, before the first write into the file. Were
+//     the rename committed only by the Sync after the writes, a crash
+//     between the file's fdatasync and the directory's fsync would leave
+//     WAL under the spare's name, which the next segment takes for zeros:
+//     RecordEnd could run on into it after WAL written there again.
+//   - A cut's copy is written, fsynced and renamed over the segment, and
+//     the directory fsynced before Truncate returns; removals (Truncate,
+//     RemoveBelow) are fsynced before they return.
+//   - A store opened again cannot tell whether the creates and renames of
+//     a process killed before its Sync reached the disk (they are in the
+//     kernel's page cache): its first Sync, Truncate or SyncSegment fsyncs
+//     the directory before anything in it counts.
+//
+// A failed fsync of the directory breaks the store as a file's does. The
+// cost is one directory fsync per segment, as the Sync after a new
+// segment made it before (now before the first write instead of after),
+// and one per store opened.
+//
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
 // fsync failed (the kernel may have dropped the dirty pages: the store is
@@ -113,6 +147,11 @@ func Open(fs vfs.FS, dir string, segSize uint64) (*Segments, error) {
 	return &Segments{
 		fs: fs, dir: dir, segSize: segSize,
 		files: map[uint64]vfs.File{}, dirty: map[uint64]bool{},
+		// A process killed before its Sync leaves the files it created
+		// or renamed into place named so in the kernel only: the first
+		// Sync (or Truncate, SyncSegment) of a store opened again makes
+		// the directory durable before anything in it counts.
+		dirDirty: true,
 	}, nil
 }
 
@@ -234,7 +273,15 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 			if err := s.takeSpare(path); err != nil {
 				return nil, fmt.Errorf("WAL segment %s: %w", s.Name(seg), err)
 			}
+			// The rename is made durable before anything is written
+			// into the file: fdatasync commits the data, not the
+			// name, so a crash between the two would leave the WAL
+			// under the spare's name, which the next segment takes
+			// for zeros (see the package doc).
 			s.dirDirty = true
+			if err := s.syncDir(); err != nil {
+				return nil, err
+			}
 			statErr = nil
 		}
 		s.startFill()
@@ -279,12 +326,8 @@ func (s *Segments) Sync() error {
 		}
 		delete(s.dirty, seg)
 	}
-	if s.dirDirty {
-		if err := vfs.SyncDir(s.fs, s.dir); err != nil {
-			s.broken = fmt.Errorf("%w: %v", ErrBroken, err)
-			return s.broken
-		}
-		s.dirDirty = false
+	if err := s.syncDir(); err != nil {
+		return err
 	}
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
@@ -298,9 +341,11 @@ func (s *Segments) Sync() error {
 	return nil
 }
 
-// SyncSegment fsyncs segment seg's file as it is: bytes that a process
-// killed before its Sync wrote are in the kernel's page cache, and must be
-// durable before a reopened store counts them.
+// SyncSegment fsyncs segment seg's file as it is, and the directory if
+// an entry may not be durable yet: bytes that a process killed before its
+// Sync wrote are in the kernel's page cache, and the file may have been
+// created or renamed into place there only; both must be durable before a
+// reopened store counts them.
 func (s *Segments) SyncSegment(seg uint64) error {
 	if s.broken != nil {
 		return s.broken
@@ -317,6 +362,21 @@ func (s *Segments) SyncSegment(seg uint64) error {
 		s.broken = fmt.Errorf("%w: fsync %s: %v", ErrBroken, s.Name(seg), err)
 		return s.broken
 	}
+	return s.syncDir()
+}
+
+// syncDir fsyncs the directory if an entry changed since it last was.
+// A failure breaks the store, as a file's does: a later fsync of the
+// directory may succeed without the entries.
+func (s *Segments) syncDir() error {
+	if !s.dirDirty {
+		return nil
+	}
+	if err := vfs.SyncDir(s.fs, s.dir); err != nil {
+		s.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+		return s.broken
+	}
+	s.dirDirty = false
 	return nil
 }
 
@@ -418,13 +478,7 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 			}
 		}
 	}
-	if s.dirDirty {
-		if err := vfs.SyncDir(s.fs, s.dir); err != nil {
-			return err
-		}
-		s.dirDirty = false
-	}
-	return nil
+	return s.syncDir()
 }
 
 // zeroFrom says whether segment seg's file holds only zeros from off to
@@ -574,8 +628,8 @@ func (s *Segments) waitFill() {
 // takeSpare renames the spare to path, making it first if there is none
 // (once the fill under way, if one is, ends): the WAL has outrun the
 // background fill, or the fill failed and is tried once more here, where
-// its error is the write's. The rename is durable with the directory's
-// next sync.
+// its error is the write's. The caller makes the rename durable before it
+// writes into the file.
 func (s *Segments) takeSpare(path string) error {
 	s.waitFill() // judged below: the spare is there or not
 	spare := filepath.Join(s.dir, spareName)
