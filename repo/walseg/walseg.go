@@ -26,6 +26,23 @@
 // not synced before a crash (which the user's decoding judges, then cuts
 // back to the end it found).
 //
+// In the last file, Truncate writes the zeros in place, so that a store
+// on a full disk can still cut (a copy needs a segment of free space; a
+// cut that removes later files copies, into the space they freed). It
+// first zeroes, durably, the sector (which a disk writes whole) that
+// holds the first byte after the cut that is not zero yet, then the rest.
+// A crash in the second step may leave any mix of old bytes and zeros
+// after that sector, and decoding still ends where it ends in the file
+// cut whole: every byte of WAL that is not zero is checked by the decoder
+// (a record's CRC covers it, or it lies in a page header whose checked
+// fields share its sector), so
+// the first record or page header that decoding meets after the cut and
+// that is not what the whole cut leaves either lies in that sector,
+// zeroed as in the whole cut, or covers it, and fails the check; what
+// decoding reads up to there is the same in both. A crash in the first
+// step leaves the file as it was (the sector is all old or all zeros, and
+// the zeros before it were zeros already).
+//
 // In both kinds of store a segment's file is made (or renamed into place)
 // only once every byte written below it is durable (a Sync, once per
 // segment): after a crash, the files below the last one hold the WAL as
@@ -437,8 +454,11 @@ func (s *Segments) forget(seg uint64) {
 // of later segments are removed and end's segment file is cut at end
 // (kept, maybe empty, if it exists). Unsynced writes below end are synced
 // first. A cut is crash-safe: the kept prefix is copied to a temporary
-// file that is fsynced and renamed over the segment, so a crash leaves
-// the old file or the new one, never a half.
+// file (followed by zeros in a preallocated store) that is fsynced and
+// renamed over the segment, so a crash leaves the old file or the new
+// one, never a half; in a preallocated store's last file, the cut writes
+// zeros in place instead, needing no space (zeroInPlace, and the package
+// doc for why a crash in between leaves no half either).
 func (s *Segments) Truncate(end pgdata.LSN) error {
 	if err := s.Sync(); err != nil {
 		return err
@@ -452,6 +472,10 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 		return err
 	}
 	endSeg, off := end.SegmentNo(s.segSize), end.SegmentOffset(s.segSize)
+	// Only in the last file may the cut zero in place: RecordEnd decodes
+	// from the last file but one, which must hold the WAL as written
+	// (see the package doc) until later files are gone for good.
+	lastFile := len(segs) == 0 || segs[len(segs)-1] <= endSeg
 	for i := len(segs) - 1; i >= 0 && segs[i] > endSeg; i-- {
 		s.forget(segs[i])
 		if err := s.fs.Remove(s.Path(segs[i])); err != nil {
@@ -465,44 +489,96 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 	case err != nil:
 		return err
 	case uint64(size) > off:
-		zero := false
-		if s.preallocate {
+		switch {
+		case !s.preallocate:
+			err = s.cut(endSeg, int64(off))
+		case lastFile:
+			err = s.zeroInPlace(endSeg, int64(off), size)
+		default:
 			// Synced above: the page cache holds what the disk does.
-			if zero, err = s.zeroFrom(endSeg, int64(off), size); err != nil {
-				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
+			var nonZero int64
+			if nonZero, err = s.firstNonZero(endSeg, int64(off), size); err == nil && nonZero < size {
+				err = s.cut(endSeg, int64(off))
 			}
 		}
-		if !zero {
-			if err := s.cut(endSeg, int64(off)); err != nil {
-				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
-			}
+		if err != nil {
+			return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
 		}
 	}
 	return s.syncDir()
 }
 
-// zeroFrom says whether segment seg's file holds only zeros from off to
-// size, its length.
-func (s *Segments) zeroFrom(seg uint64, off, size int64) (bool, error) {
+// firstNonZero returns where the first byte that is not zero lies in
+// segment seg's file from off to size, its length, or size if none.
+func (s *Segments) firstNonZero(seg uint64, off, size int64) (int64, error) {
 	f, err := s.fs.Open(s.Path(seg))
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer f.Close()
 	buf := make([]byte, zeroChunk)
 	for off < size {
 		n := min(int64(len(buf)), size-off)
 		if _, err := f.ReadAt(buf[:n], off); err != nil {
-			return false, err
+			return 0, err
 		}
-		for _, c := range buf[:n] {
+		for i, c := range buf[:n] {
 			if c != 0 {
-				return false, nil
+				return off + int64(i), nil
 			}
 		}
 		off += n
 	}
-	return true, nil
+	return size, nil
+}
+
+// firstZeroStep returns where zeroInPlace's first step ends: the end of
+// the sector that holds the first byte from off on that is not zero, or
+// off if none is.
+func (s *Segments) firstZeroStep(seg uint64, off, size int64) (int64, error) {
+	nonZero, err := s.firstNonZero(seg, off, size)
+	if err != nil || nonZero == size {
+		return off, err
+	}
+	return min(size, (nonZero/sectorSize+1)*sectorSize), nil
+}
+
+// sectorSize is the unit a disk writes whole: a crash leaves a sector as
+// it was or as it was written, never part of each (PostgreSQL assumes as
+// much of pg_control's 512 bytes).
+const sectorSize = 512
+
+// zeroInPlace writes zeros over segment seg's file from off to size, its
+// length, in place, needing no space, in two steps each made durable with
+// fdatasync: up to the end of the sector that holds the first byte after
+// off that is not zero yet, then the rest. Once the first is durable,
+// decoding stops where it stops in the file cut whole, whatever a crash
+// leaves of the second (see the package doc); a crash before it leaves
+// the file as it was. Its caller has synced the file.
+func (s *Segments) zeroInPlace(seg uint64, off, size int64) error {
+	first, err := s.firstZeroStep(seg, off, size)
+	if err != nil || first == off {
+		return err
+	}
+	f, err := s.fs.OpenReadWrite(s.Path(seg))
+	if err != nil {
+		return err
+	}
+	defer f.Close() // synced below: its close has nothing to report
+	for _, end := range []int64{first, size} {
+		if off >= end {
+			break
+		}
+		if err := writeZeros(f, off, end); err != nil {
+			return err
+		}
+		if err := f.SyncData(); err != nil {
+			s.broken = fmt.Errorf("%w: fdatasync %s: %v", ErrBroken, s.Name(seg), err)
+			return s.broken
+		}
+		off = end
+	}
+	return nil
 }
 
 // cut replaces segment seg's file with its first size bytes, followed by
