@@ -35,13 +35,14 @@
 // after that sector, and decoding still ends where it ends in the file
 // cut whole: every byte of WAL that is not zero is checked by the decoder
 // (a record's CRC covers it, or it lies in a page header whose checked
-// fields share its sector), so
-// the first record or page header that decoding meets after the cut and
-// that is not what the whole cut leaves either lies in that sector,
-// zeroed as in the whole cut, or covers it, and fails the check; what
-// decoding reads up to there is the same in both. A crash in the first
-// step leaves the file as it was (the sector is all old or all zeros, and
-// the zeros before it were zeros already).
+// fields share its sector), so the first record or page header that
+// decoding meets after the cut and that is not what the whole cut leaves
+// either lies in that sector, zeroed as in the whole cut, or covers it,
+// and fails the check; what decoding reads up to there is the same in
+// both. A crash in the first step leaves the file as it was (the sector
+// is all old or all zeros, and the zeros before it were zeros already).
+// A reader of the bytes being cut may see zeros among them, where it saw
+// the old file before: they are no one's WAL any more either way.
 //
 // In both kinds of store a segment's file is made (or renamed into place)
 // only once every byte written below it is durable (a Sync, once per
