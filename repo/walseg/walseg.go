@@ -640,9 +640,9 @@ func (s *Segments) RemoveBelow(seg uint64) (int, error) {
 		n++
 	}
 	if n > 0 {
-		return n, vfs.SyncDir(s.fs, s.dir)
+		s.dirDirty = true
 	}
-	return 0, nil
+	return n, s.syncDir()
 }
 
 // Close closes every open file. It does not sync: call Sync first for
