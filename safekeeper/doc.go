@@ -189,6 +189,8 @@
 // decodes up to two segments per timeline to find where its WAL ends.
 //
 // This package must never acknowledge (report as flushed) WAL that is not
-// fsynced, and never serve the page server WAL that a later election
+// fsynced, with the directory entries of its files and of the
+// directories above them (walseg's package doc, "Directory entries"),
+// and never serve the page server WAL that a later election
 // could remove.
 package safekeeper

@@ -89,7 +89,7 @@ func Open(cfg Config, log zerolog.Logger) (*Safekeeper, error) {
 	if cfg.FS == nil {
 		cfg.FS = vfs.Default
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := vfs.MkdirDurable(vfs.Default, cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create safekeeper directory: %w", err)
 	}
 	s := &Safekeeper{cfg: cfg, log: log.With().Uint64("safekeeper", cfg.ID).Logger(),
@@ -149,7 +149,9 @@ func (s *Safekeeper) Timeline(tenant id.TenantID, timeline id.TimelineID, create
 	if s.deleted[k] {
 		return nil, fmt.Errorf("timeline %s/%s was deleted: %w", tenant, timeline, ErrTimelineDeleted)
 	}
-	if err := os.MkdirAll(filepath.Join(s.cfg.Dir, tenant.String()), 0o755); err != nil {
+	// Durable in the safekeeper's directory before the timeline's WAL in
+	// it is acknowledged: a crash must not take the tenant away.
+	if err := vfs.MkdirDurable(vfs.Default, filepath.Join(s.cfg.Dir, tenant.String()), 0o755); err != nil {
 		return nil, fmt.Errorf("create tenant directory: %w", err)
 	}
 	tl, err := createTimeline(s.cfg.FS, s.timelineDir(tenant, timeline), tenant, timeline, s.log)

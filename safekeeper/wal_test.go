@@ -3,8 +3,10 @@ package safekeeper
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/zenithdb/zenith/repo/pgdata"
@@ -166,5 +168,70 @@ func TestWALFilesFaults(t *testing.T) {
 			t.Logf("a crash at each of %d operations of a truncation reopened at the old end or the cut", step-1)
 			return
 		}
+	}
+}
+
+// TestWALFilesKilledThenCrashed: a safekeeper killed after writing WAL
+// into a new segment, before its sync, leaves the segment's file renamed
+// into place in the page cache only. Opened again, it fsyncs what the
+// killed process wrote and reports that as its flush LSN: a machine crash
+// after that must keep all of it, the file's name included.
+func TestWALFilesKilledThenCrashed(t *testing.T) {
+	mem := vfs.NewMem()
+	// Each process is killed before the background fill of walseg's
+	// next spare segment got anywhere (its temporary file is refused):
+	// the fill's fsync of the directory would commit the renames too.
+	fs := vfs.NewFaulty(mem)
+	w, err := openWAL(fs, "/tl", walTestSegSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.setBegin(spanStart)
+	if err := w.write(spanStart, spanWAL(t, spanStart, spanSwitch+100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.sync(); err != nil {
+		t.Fatal(err)
+	}
+	w.closeAll() // waits for the spare of segment 9
+	fs.SetRule(func(op vfs.Op, name string) error {
+		if op == vfs.OpCreate && strings.HasSuffix(name, ".cut") {
+			return fmt.Errorf("killed: %w", vfs.ErrInjected)
+		}
+		return nil
+	})
+	if w, err = openWAL(fs, "/tl", walTestSegSize, spanStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.write(w.end, spanWAL(t, w.end, spanEnd)); err != nil { // into segment 9
+		t.Fatal(err)
+	}
+	w.closeAll() // killed: the kernel keeps the writes and the renames
+
+	w, err = openWAL(fs, "/tl", walTestSegSize, spanStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.synced != spanEnd {
+		t.Fatalf("reopened after the kill with flush LSN %v, want %v", w.synced, spanEnd)
+	}
+	acked := w.synced // what the safekeeper now reports
+	w.closeAll()
+	mem.Crash()
+	mem.Restart()
+
+	w, err = openWAL(mem, "/tl", walTestSegSize, spanStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.end < acked {
+		t.Fatalf("after a machine crash the WAL ends at %v, below the flush LSN %v reported before it", w.end, acked)
+	}
+	b := make([]byte, acked-spanStart)
+	if err := w.readAt(b, spanStart); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, spanWAL(t, spanStart, acked)) {
+		t.Fatal("the WAL below the reported flush LSN changed")
 	}
 }

@@ -28,7 +28,8 @@
 // receiver connects again with backoff and streams from the cut, until
 // the disk takes writes again. The store's segments are preallocated
 // (whole segments of zeros, written over and synced with fdatasync), so
-// WAL writes need no space; a full disk is found by the store's Sync,
+// WAL writes need no space, nor does a cut back within the last segment
+// (zeroed in place); a full disk is found by the store's Sync,
 // which checks at most once a second that the disk takes a new block and
 // fails while it does not, so commits wait while the disk is full as they
 // would if the writes failed (see the top of walstore.go, which also says

@@ -471,8 +471,9 @@ func (s *WALStore) removeBelow(lsn pgdata.LSN) error {
 // Start and End: bytes of a record whose end never came, which no source
 // will send again the same way if the compute that wrote them is gone.
 // The cut is durable when Truncate returns; Flushed does not advance.
-// If it fails (a full disk: the cut copies the kept part of its segment),
-// End is already end and the store takes no writes (ErrCutPending) until
+// A cut in the last segment file zeroes in place and needs no space; one
+// that removes later files copies the kept part of its segment into the
+// space they freed. If it fails, End is already end and the store takes no writes (ErrCutPending) until
 // a Truncate at End succeeds.
 func (s *WALStore) Truncate(end pgdata.LSN) error {
 	s.wmu.Lock()

@@ -3,6 +3,7 @@ package walreceiver
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/vfs"
 	"github.com/zenithdb/zenith/repo/walseg"
 )
@@ -185,5 +187,71 @@ func TestWALStoreFaults(t *testing.T) {
 			t.Logf("a crash at each of the %d operations of a Truncate reopened at the old end or the cut", step-1)
 			return
 		}
+	}
+}
+
+// TestWALStoreKilledThenCrashed: a page server killed after writing WAL
+// into a new segment, before its Sync, leaves the segment's file renamed
+// into place in the page cache only. The store opened again fsyncs what
+// the killed process wrote and reports it Flushed: a machine crash after
+// that must keep all of it, the file's name included.
+func TestWALStoreKilledThenCrashed(t *testing.T) {
+	wal := spanWAL(t)
+	mem := vfs.NewMem()
+	// Each process is killed before the background fill of walseg's
+	// next spare segment got anywhere (its temporary file is refused):
+	// the fill's fsync of the directory would commit the renames too.
+	fs := vfs.NewFaulty(mem)
+	s, err := OpenWALStore(fs, "/wal", spanSegSize, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(spanStart, spanPrev); err != nil {
+		t.Fatal(err)
+	}
+	half := pgdata.LSN(0x850000) // in segment 8
+	if err := s.Write(spanStart, wal[:half-spanStart]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // waits for the spare of segment 9
+	fs.SetRule(func(op vfs.Op, name string) error {
+		if op == vfs.OpCreate && strings.HasSuffix(name, ".cut") {
+			return fmt.Errorf("killed: %w", vfs.ErrInjected)
+		}
+		return nil
+	})
+	if s, err = OpenWALStore(fs, "/wal", spanSegSize, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(half, wal[half-spanStart:spanEnd-spanStart]); err != nil { // into segment 9
+		t.Fatal(err)
+	}
+	s.Close() // killed: the kernel keeps the writes and the renames
+
+	s, err = OpenWALStore(fs, "/wal", spanSegSize, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := s.Flushed()
+	if acked != spanEnd {
+		t.Fatalf("reopened after the kill with Flushed %v, want %v", acked, spanEnd)
+	}
+	s.Close()
+	mem.Crash()
+	mem.Restart()
+
+	s, err = OpenWALStore(mem, "/wal", spanSegSize, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.End() < acked {
+		t.Fatalf("after a machine crash the store ends at %v, below the Flushed %v reported before it", s.End(), acked)
+	}
+	if got := storedBytes(t, s); !bytes.Equal(got, wal[:len(got)]) {
+		t.Fatal("the stored WAL differs from the sample")
 	}
 }

@@ -26,6 +26,24 @@
 // not synced before a crash (which the user's decoding judges, then cuts
 // back to the end it found).
 //
+// In the last file, Truncate writes the zeros in place, so that a store
+// on a full disk can still cut (a copy needs a segment of free space; a
+// cut that removes later files copies, into the space they freed). It
+// first zeroes, durably, the sector (which a disk writes whole) that
+// holds the first byte after the cut that is not zero yet, then the rest.
+// A crash in the second step may leave any mix of old bytes and zeros
+// after that sector, and decoding still ends where it ends in the file
+// cut whole: every byte of WAL that is not zero is checked by the decoder
+// (a record's CRC covers it, or it lies in a page header whose checked
+// fields share its sector), so the first record or page header that
+// decoding meets after the cut and that is not what the whole cut leaves
+// either lies in that sector, zeroed as in the whole cut, or covers it,
+// and fails the check; what decoding reads up to there is the same in
+// both. A crash in the first step leaves the file as it was (the sector
+// is all old or all zeros, and the zeros before it were zeros already).
+// A reader of the bytes being cut may see zeros among them, where it saw
+// the old file before: they are no one's WAL any more either way.
+//
 // In both kinds of store a segment's file is made (or renamed into place)
 // only once every byte written below it is durable (a Sync, once per
 // segment): after a crash, the files below the last one hold the WAL as
@@ -33,6 +51,40 @@
 // from the page headers of the last file but one (skipping the rest of a
 // record begun earlier, as PostgreSQL's XLogFindNextRecord does), and only
 // the last file can end in a torn write (RecordEnd does so).
+//
+// # Directory entries
+//
+// fsync and fdatasync commit a file's bytes, not its name: a file created
+// or renamed is durable under its name only once its directory is
+// fsynced. The rule: every file the store creates or renames is fsynced,
+// then its directory, before anything that depends on it is reported
+// durable, and before WAL is written into a file whose name a crash could
+// undo.
+//
+//   - A segment's file in an Open store is created, written, and Sync
+//     fsyncs it, then the directory, before it reports the bytes durable:
+//     a crash in between loses the file with only unreported bytes.
+//   - The spare is written, fsynced, renamed to spareName, and the
+//     directory fsynced (fillSpare): it is a whole segment of zeros or
+//     absent.
+//   - The spare renamed to a segment's name: the directory is fsynced
+//     right after the rename, before the first write into the file. Were
+//     the rename committed only by the Sync after the writes, a crash
+//     between the file's fdatasync and the directory's fsync would leave
+//     WAL under the spare's name, which the next segment takes for zeros:
+//     RecordEnd could run on into it after WAL written there again.
+//   - A cut's copy is written, fsynced and renamed over the segment, and
+//     the directory fsynced before Truncate returns; removals (Truncate,
+//     RemoveBelow) are fsynced before they return.
+//   - A store opened again cannot tell whether the creates and renames of
+//     a process killed before its Sync reached the disk (they are in the
+//     kernel's page cache): its first Sync, Truncate or SyncSegment fsyncs
+//     the directory before anything in it counts.
+//
+// A failed fsync of the directory breaks the store as a file's does. The
+// cost is one directory fsync per segment, as the Sync after a new
+// segment made it before (now before the first write instead of after),
+// and one per store opened.
 //
 // What it must never do: report written bytes durable before they and
 // their directory entry are fsynced, report anything durable after an
@@ -113,6 +165,11 @@ func Open(fs vfs.FS, dir string, segSize uint64) (*Segments, error) {
 	return &Segments{
 		fs: fs, dir: dir, segSize: segSize,
 		files: map[uint64]vfs.File{}, dirty: map[uint64]bool{},
+		// A process killed before its Sync leaves the files it created
+		// or renamed into place named so in the kernel only: the first
+		// Sync (or Truncate, SyncSegment) of a store opened again makes
+		// the directory durable before anything in it counts.
+		dirDirty: true,
 	}, nil
 }
 
@@ -234,7 +291,15 @@ func (s *Segments) openForWrite(seg uint64) (vfs.File, error) {
 			if err := s.takeSpare(path); err != nil {
 				return nil, fmt.Errorf("WAL segment %s: %w", s.Name(seg), err)
 			}
+			// The rename is made durable before anything is written
+			// into the file: fdatasync commits the data, not the
+			// name, so a crash between the two would leave the WAL
+			// under the spare's name, which the next segment takes
+			// for zeros (see the package doc).
 			s.dirDirty = true
+			if err := s.syncDir(); err != nil {
+				return nil, err
+			}
 			statErr = nil
 		}
 		s.startFill()
@@ -279,12 +344,8 @@ func (s *Segments) Sync() error {
 		}
 		delete(s.dirty, seg)
 	}
-	if s.dirDirty {
-		if err := vfs.SyncDir(s.fs, s.dir); err != nil {
-			s.broken = fmt.Errorf("%w: %v", ErrBroken, err)
-			return s.broken
-		}
-		s.dirDirty = false
+	if err := s.syncDir(); err != nil {
+		return err
 	}
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
@@ -298,9 +359,11 @@ func (s *Segments) Sync() error {
 	return nil
 }
 
-// SyncSegment fsyncs segment seg's file as it is: bytes that a process
-// killed before its Sync wrote are in the kernel's page cache, and must be
-// durable before a reopened store counts them.
+// SyncSegment fsyncs segment seg's file as it is, and the directory if
+// an entry may not be durable yet: bytes that a process killed before its
+// Sync wrote are in the kernel's page cache, and the file may have been
+// created or renamed into place there only; both must be durable before a
+// reopened store counts them.
 func (s *Segments) SyncSegment(seg uint64) error {
 	if s.broken != nil {
 		return s.broken
@@ -317,6 +380,21 @@ func (s *Segments) SyncSegment(seg uint64) error {
 		s.broken = fmt.Errorf("%w: fsync %s: %v", ErrBroken, s.Name(seg), err)
 		return s.broken
 	}
+	return s.syncDir()
+}
+
+// syncDir fsyncs the directory if an entry changed since it last was.
+// A failure breaks the store, as a file's does: a later fsync of the
+// directory may succeed without the entries.
+func (s *Segments) syncDir() error {
+	if !s.dirDirty {
+		return nil
+	}
+	if err := vfs.SyncDir(s.fs, s.dir); err != nil {
+		s.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+		return s.broken
+	}
+	s.dirDirty = false
 	return nil
 }
 
@@ -377,8 +455,11 @@ func (s *Segments) forget(seg uint64) {
 // of later segments are removed and end's segment file is cut at end
 // (kept, maybe empty, if it exists). Unsynced writes below end are synced
 // first. A cut is crash-safe: the kept prefix is copied to a temporary
-// file that is fsynced and renamed over the segment, so a crash leaves
-// the old file or the new one, never a half.
+// file (followed by zeros in a preallocated store) that is fsynced and
+// renamed over the segment, so a crash leaves the old file or the new
+// one, never a half; in a preallocated store's last file, the cut writes
+// zeros in place instead, needing no space (zeroInPlace, and the package
+// doc for why a crash in between leaves no half either).
 func (s *Segments) Truncate(end pgdata.LSN) error {
 	if err := s.Sync(); err != nil {
 		return err
@@ -392,6 +473,10 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 		return err
 	}
 	endSeg, off := end.SegmentNo(s.segSize), end.SegmentOffset(s.segSize)
+	// Only in the last file may the cut zero in place: RecordEnd decodes
+	// from the last file but one, which must hold the WAL as written
+	// (see the package doc) until later files are gone for good.
+	lastFile := len(segs) == 0 || segs[len(segs)-1] <= endSeg
 	for i := len(segs) - 1; i >= 0 && segs[i] > endSeg; i-- {
 		s.forget(segs[i])
 		if err := s.fs.Remove(s.Path(segs[i])); err != nil {
@@ -405,50 +490,96 @@ func (s *Segments) Truncate(end pgdata.LSN) error {
 	case err != nil:
 		return err
 	case uint64(size) > off:
-		zero := false
-		if s.preallocate {
+		switch {
+		case !s.preallocate:
+			err = s.cut(endSeg, int64(off))
+		case lastFile:
+			err = s.zeroInPlace(endSeg, int64(off), size)
+		default:
 			// Synced above: the page cache holds what the disk does.
-			if zero, err = s.zeroFrom(endSeg, int64(off), size); err != nil {
-				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
+			var nonZero int64
+			if nonZero, err = s.firstNonZero(endSeg, int64(off), size); err == nil && nonZero < size {
+				err = s.cut(endSeg, int64(off))
 			}
 		}
-		if !zero {
-			if err := s.cut(endSeg, int64(off)); err != nil {
-				return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
-			}
+		if err != nil {
+			return fmt.Errorf("truncate WAL segment %s at %d: %w", s.Name(endSeg), off, err)
 		}
 	}
-	if s.dirDirty {
-		if err := vfs.SyncDir(s.fs, s.dir); err != nil {
-			return err
-		}
-		s.dirDirty = false
-	}
-	return nil
+	return s.syncDir()
 }
 
-// zeroFrom says whether segment seg's file holds only zeros from off to
-// size, its length.
-func (s *Segments) zeroFrom(seg uint64, off, size int64) (bool, error) {
+// firstNonZero returns where the first byte that is not zero lies in
+// segment seg's file from off to size, its length, or size if none.
+func (s *Segments) firstNonZero(seg uint64, off, size int64) (int64, error) {
 	f, err := s.fs.Open(s.Path(seg))
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer f.Close()
 	buf := make([]byte, zeroChunk)
 	for off < size {
 		n := min(int64(len(buf)), size-off)
 		if _, err := f.ReadAt(buf[:n], off); err != nil {
-			return false, err
+			return 0, err
 		}
-		for _, c := range buf[:n] {
+		for i, c := range buf[:n] {
 			if c != 0 {
-				return false, nil
+				return off + int64(i), nil
 			}
 		}
 		off += n
 	}
-	return true, nil
+	return size, nil
+}
+
+// firstZeroStep returns where zeroInPlace's first step ends: the end of
+// the sector that holds the first byte from off on that is not zero, or
+// off if none is.
+func (s *Segments) firstZeroStep(seg uint64, off, size int64) (int64, error) {
+	nonZero, err := s.firstNonZero(seg, off, size)
+	if err != nil || nonZero == size {
+		return off, err
+	}
+	return min(size, (nonZero/sectorSize+1)*sectorSize), nil
+}
+
+// sectorSize is the unit a disk writes whole: a crash leaves a sector as
+// it was or as it was written, never part of each (PostgreSQL assumes as
+// much of pg_control's 512 bytes).
+const sectorSize = 512
+
+// zeroInPlace writes zeros over segment seg's file from off to size, its
+// length, in place, needing no space, in two steps each made durable with
+// fdatasync: up to the end of the sector that holds the first byte after
+// off that is not zero yet, then the rest. Once the first is durable,
+// decoding stops where it stops in the file cut whole, whatever a crash
+// leaves of the second (see the package doc); a crash before it leaves
+// the file as it was. Its caller has synced the file.
+func (s *Segments) zeroInPlace(seg uint64, off, size int64) error {
+	first, err := s.firstZeroStep(seg, off, size)
+	if err != nil || first == off {
+		return err
+	}
+	f, err := s.fs.OpenReadWrite(s.Path(seg))
+	if err != nil {
+		return err
+	}
+	defer f.Close() // synced below: its close has nothing to report
+	for _, end := range []int64{first, size} {
+		if off >= end {
+			break
+		}
+		if err := writeZeros(f, off, end); err != nil {
+			return err
+		}
+		if err := f.SyncData(); err != nil {
+			s.broken = fmt.Errorf("%w: fdatasync %s: %v", ErrBroken, s.Name(seg), err)
+			return s.broken
+		}
+		off = end
+	}
+	return nil
 }
 
 // cut replaces segment seg's file with its first size bytes, followed by
@@ -509,9 +640,9 @@ func (s *Segments) RemoveBelow(seg uint64) (int, error) {
 		n++
 	}
 	if n > 0 {
-		return n, vfs.SyncDir(s.fs, s.dir)
+		s.dirDirty = true
 	}
-	return 0, nil
+	return n, s.syncDir()
 }
 
 // Close closes every open file. It does not sync: call Sync first for
@@ -574,8 +705,8 @@ func (s *Segments) waitFill() {
 // takeSpare renames the spare to path, making it first if there is none
 // (once the fill under way, if one is, ends): the WAL has outrun the
 // background fill, or the fill failed and is tried once more here, where
-// its error is the write's. The rename is durable with the directory's
-// next sync.
+// its error is the write's. The caller makes the rename durable before it
+// writes into the file.
 func (s *Segments) takeSpare(path string) error {
 	s.waitFill() // judged below: the spare is there or not
 	spare := filepath.Join(s.dir, spareName)
