@@ -43,6 +43,7 @@ runs this; there is no need to run it by hand.`,
 			&cli.Int64Flag{Name: "cache-bytes", Value: defaultLazyCacheBytes, Usage: "bound on fetched blocks kept on disk, in `BYTES` (0: none)"},
 			&cli.DurationFlag{Name: "fetch-timeout", Value: defaultLazyFetchTimeout, Usage: "a fetch that takes longer is an I/O error"},
 			&cli.UintFlag{Name: "read-ahead", Value: lazyReadAhead, Usage: "`BLOCKS` a sequential read fetches ahead"},
+			&cli.Int64Flag{Name: "prewarm-bytes", Usage: "once PostgreSQL accepts connections, read up to `BYTES` of the relation files in the background, smallest first (0: none)"},
 			&cli.StringFlag{Name: "ca-file", Usage: "speak TLS and check the page server's certificate against the CA in `FILE`"},
 			&cli.StringFlag{Name: "token-file", Usage: "present the token in `FILE` (read again for every new connection)"},
 		},
@@ -86,7 +87,7 @@ runs this; there is no need to run it by hand.`,
 			reached := time.Now()
 			fsys, err := lazyfs.Mount(lazyfs.Options{
 				Backing: n.lazyBacking(), Mountpoint: n.DataDir(), Manifest: m, Client: client,
-				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), Log: log,
+				CacheBytes: c.Int64("cache-bytes"), ReadAhead: uint32(c.Uint("read-ahead")), PrewarmBytes: c.Int64("prewarm-bytes"), Log: log,
 			})
 			if err != nil {
 				return err

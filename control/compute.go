@@ -74,6 +74,11 @@ type Node struct {
 	// LazyCacheBytes bounds a lazy node's cache of fetched blocks on its
 	// disk (0: 1 GiB); blocks the compute wrote are not counted.
 	LazyCacheBytes int64 `toml:"lazy_cache_bytes"`
+	// LazyPrewarmBytes is how much of a lazy node's relation files its
+	// FUSE server reads in the background once PostgreSQL is ready,
+	// smallest files first (0: as much as the cache holds; negative:
+	// none).
+	LazyPrewarmBytes int64 `toml:"lazy_prewarm_bytes"`
 	// LazyFetchTimeout bounds each fetch of a lazy node's pages; one that
 	// takes longer is an I/O error in the backend that read (0: 20s).
 	LazyFetchTimeout tomlconf.Duration `toml:"lazy_fetch_timeout"`

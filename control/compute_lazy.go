@@ -31,7 +31,8 @@ const (
 )
 
 // Defaults of a lazy node (node.toml's lazy_cache_bytes and
-// lazy_fetch_timeout override them).
+// lazy_fetch_timeout override them; lazy_prewarm_bytes defaults to the
+// cache's size: more would evict what the prewarm fetched).
 const (
 	defaultLazyCacheBytes   = 1 << 30
 	defaultLazyFetchTimeout = 20 * time.Second
@@ -80,6 +81,13 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 	if cache == 0 {
 		cache = defaultLazyCacheBytes
 	}
+	prewarm := n.LazyPrewarmBytes
+	switch {
+	case prewarm == 0:
+		prewarm = cache
+	case prewarm < 0:
+		prewarm = 0
+	}
 	timeout := time.Duration(n.LazyFetchTimeout)
 	if timeout == 0 {
 		timeout = defaultLazyFetchTimeout
@@ -89,7 +97,7 @@ func (n *Node) fuseDaemon(e *Env) *Daemon {
 		Args: []string{"pg", "fuse", "--dir", n.dir},
 		Extra: append([]string{"--pageserver", e.Pageserver().Addr, "--tenant", n.Tenant.String(), "--timeline", n.Timeline.String(),
 			"--cache-bytes", strconv.FormatInt(cache, 10), "--fetch-timeout", timeout.String(),
-			"--read-ahead", strconv.Itoa(lazyReadAhead)}, e.lazyClientArgs(n)...),
+			"--read-ahead", strconv.Itoa(lazyReadAhead), "--prewarm-bytes", strconv.FormatInt(prewarm, 10)}, e.lazyClientArgs(n)...),
 		PidPath: filepath.Join(n.dir, "fuse.pid"),
 		LogPath: filepath.Join(n.dir, "fuse.log"),
 		Ready: func(context.Context) error {

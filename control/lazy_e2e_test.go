@@ -388,7 +388,7 @@ func TestLazyPageserverDown(t *testing.T) {
 		}
 	}
 	loader.Stop()
-	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	pg := createLazyCold(t, env, "lazy")
 	conn := pg.Connect()
 	env.Zenith("pageserver", "stop", "--immediate")
 	var n int
@@ -436,6 +436,7 @@ func TestLazyFetchTimeout(t *testing.T) {
 	// lazy_fetch_timeout) rather than the default.
 	env.Zenith("pg", "create", "main", "--name", "lazy")
 	setNodeSetting(t, env, "lazy", "lazy_fetch_timeout", `"3s"`)
+	setNodeSetting(t, env, "lazy", "lazy_prewarm_bytes", "-1")
 	pg := env.Postgres.CreateStart("main", "--name", "lazy")
 	conn := pg.Connect()
 	b, err := os.ReadFile(filepath.Join(env.RepoDir, "pageserver.pid"))
@@ -478,6 +479,16 @@ func TestLazyFetchTimeout(t *testing.T) {
 
 // setNodeSetting sets key to value (TOML) in the node.toml of the default
 // tenant's compute node name.
+// createLazyCold creates lazy node name on main with no prewarm (node.toml's
+// lazy_prewarm_bytes -1), so that its blocks are fetched only when the
+// test's queries read them, and starts it with args.
+func createLazyCold(t *testing.T, env *zenithtest.Env, name string, args ...string) *zenithtest.Postgres {
+	t.Helper()
+	env.Zenith("pg", "create", "main", "--name", name)
+	setNodeSetting(t, env, name, "lazy_prewarm_bytes", "-1")
+	return env.Postgres.CreateStart("main", append([]string{"--name", name}, args...)...)
+}
+
 func setNodeSetting(t *testing.T, env *zenithtest.Env, name, key, value string) {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join(env.RepoDir, "pgdatadirs", "tenants", "*", name, "node.toml"))

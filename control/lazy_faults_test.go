@@ -89,7 +89,7 @@ func TestLazyPageserverKilledMidScan(t *testing.T) {
 	}
 	loader.Stop()
 
-	pg := env.Postgres.CreateStart("main", "--name", "lazy")
+	pg := createLazyCold(t, env, "lazy")
 	conn := pg.Connect()
 	exec1(t, conn, "CREATE TABLE acked (id int PRIMARY KEY)")
 	const acked = 200

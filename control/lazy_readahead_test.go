@@ -83,7 +83,7 @@ func TestLazySparseReads(t *testing.T) {
 	lc.Close(ctx)
 	loader.Stop()
 
-	pg := env.Postgres.CreateStart("main", "--name", "lazy", "-c", "autovacuum=off")
+	pg := createLazyCold(t, env, "lazy", "-c", "autovacuum=off")
 	conn := pg.Connect()
 	files := map[string]string{}
 	for _, rel := range []string{"sparse", "dense"} {

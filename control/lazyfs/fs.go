@@ -37,7 +37,11 @@ type Options struct {
 	// ReadAhead is how many blocks a sequential read fetches after the
 	// ones asked for, in the same batch.
 	ReadAhead uint32
-	Log       zerolog.Logger
+	// PrewarmBytes is how much of the manifest's files the FS reads
+	// through its mount once PostgreSQL is ready (see prewarm.go); 0 is
+	// none.
+	PrewarmBytes int64
+	Log          zerolog.Logger
 }
 
 // FS is a mounted lazy file system.
@@ -49,6 +53,10 @@ type FS struct {
 	cache     *blockCache
 	fetched   atomic.Int64
 	fetches   atomic.Int64
+
+	prewarmStop  context.CancelFunc
+	prewarmDone  chan struct{}
+	prewarmStats atomic.Pointer[PrewarmStats]
 
 	backing  string
 	uid, gid int // the backing directory's owner, given to new files
@@ -174,6 +182,9 @@ func Mount(o Options) (*FS, error) {
 			f.log.Warn().Err(err).Msg("dirty page limit of the lazy mount left at the kernel's default")
 		}
 	}
+	if o.PrewarmBytes > 0 {
+		f.startPrewarm(o.PrewarmBytes)
+	}
 	return f, nil
 }
 
@@ -209,6 +220,7 @@ func (f *FS) Wait() { f.server.Wait() }
 // FUSE unmount ends the connection (fuse_conn_destroy) before the
 // superblock's last sync, and pages still dirty then are dropped.
 func (f *FS) Unmount() error {
+	f.stopPrewarm()
 	if err := syncFS(f.mountpoint); err != nil {
 		return err
 	}
