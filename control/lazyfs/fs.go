@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,6 +155,13 @@ func Mount(o Options) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
+	// go-fuse has as many threads blocked reading /dev/fuse as
+	// GOMAXPROCS, at least 2, set above (plus one), and a fetch waits
+	// for the page server in the thread that read the request
+	// (waitConn). More Ps than those threads leave sysmon an idle P, so
+	// it takes none back from a blocked thread (which cost a handoff and
+	// a thread woken to spin) and backs off from polling every 20 µs.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), procsPerCPU*runtime.NumCPU()))
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
@@ -182,6 +190,9 @@ func Mount(o Options) (*FS, error) {
 	}
 	return f, nil
 }
+
+// procsPerCPU is the FUSE server's GOMAXPROCS per CPU once mounted.
+const procsPerCPU = 4
 
 // kernelReadAhead is the kernel's read-ahead window on the mount, in
 // bytes. The kernel caps a FUSE mount's window at its default, 128 KiB,

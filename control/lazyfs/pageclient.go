@@ -225,6 +225,25 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 		}
 		cfg.Password = tok
 	}
+	// The stream's reads wait in the reading thread (waitConn), once
+	// the start-up is done.
+	var wc *waitConn
+	dialTCP := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialTCP(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := conn.(*net.TCPConn)
+		if !ok {
+			return conn, nil
+		}
+		if wc, err = newWaitConn(tc); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return wc, nil
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
@@ -262,6 +281,9 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 			// buffer (every page) with a read of its own. The server
 			// sends nothing before the first request, so fe has nothing
 			// buffered to carry over.
+			if wc != nil {
+				wc.setDirect()
+			}
 			br := bufio.NewReaderSize(conn, streamReadBuffer)
 			return &pageStream{conn: conn, fe: pgproto3.NewFrontend(br, conn)}, nil
 		case *pgproto3.ErrorResponse:
