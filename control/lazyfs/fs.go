@@ -155,12 +155,13 @@ func Mount(o Options) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
-	// go-fuse has as many threads blocked reading /dev/fuse as
-	// GOMAXPROCS, at least 2, set above (plus one), and a fetch waits
-	// for the page server in the thread that read the request
-	// (waitConn). More Ps than those threads leave sysmon an idle P, so
-	// it takes none back from a blocked thread (which cost a handoff and
-	// a thread woken to spin) and backs off from polling every 20 µs.
+	// go-fuse keeps up to one more thread blocked reading /dev/fuse
+	// than GOMAXPROCS (at least 2) at NewServer, and a fetch waits for
+	// the page server in the thread that read its request (waitConn,
+	// PageClientOptions.WaitInThread). More Ps than those threads leave
+	// sysmon an idle P, so it takes none back from a blocked thread
+	// (a hand-off and a thread woken to spin) and backs off from
+	// polling every 20 µs. The process serves one node, nothing else.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), procsPerCPU*runtime.NumCPU()))
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
