@@ -76,6 +76,7 @@ runs this; there is no need to run it by hand.`,
 			client, err := lazyfs.NewPageClient(lazyfs.PageClientOptions{
 				Addr: c.String("pageserver"), Stream: api.PageStream{Tenant: tenant, Timeline: c.String("timeline")},
 				Timeout: c.Duration("fetch-timeout"), CAFile: c.String("ca-file"), TokenFile: c.String("token-file"),
+				WaitInThread: true,
 			})
 			if err != nil {
 				return err

@@ -196,6 +196,12 @@ func (lf *lazyFile) ensure(ctx context.Context, from, to, ahead uint32) error {
 // writeRun is the most fetched pages written with one pwrite.
 const writeRun = 16
 
+// runBuffers are fetches' write buffers, of writeRun pages.
+var runBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeRun*blockSize)
+	return &b
+}}
+
 // fetch fetches blocks fetch, which the caller marked blkFetching, in
 // one pipelined batch, and makes each local as it arrives.
 func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
@@ -211,11 +217,14 @@ func (lf *lazyFile) fetch(ctx context.Context, fetch []uint32) error {
 	// way.
 	var cached []uint32
 	var werr error
-	// Pages of blocks [runFirst, runFirst+runLen), not written yet; no
-	// bigger than the fetch needs: a fetch of one block (a sparse run's)
-	// allocating and clearing 128 KiB was a tenth of the FUSE server's
-	// CPU.
-	run := make([]byte, 0, min(len(fetch), writeRun)*blockSize)
+	// Pages of blocks [runFirst, runFirst+runLen), not written yet, in
+	// a buffer from runBuffers: allocated for each fetch, even at the
+	// size of one page, the allocation, its clearing and the page faults
+	// of fresh memory were 5% of the FUSE server's CPU in one-block
+	// fetches.
+	runBuf := runBuffers.Get().(*[]byte)
+	defer runBuffers.Put(runBuf)
+	run := (*runBuf)[:0]
 	var runFirst, runLen uint32
 	flush := func() error {
 		if runLen == 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,12 @@ func Mount(o Options) (*FS, error) {
 			// by). The kernel allows no passthrough with it.
 			ExtraCapabilities:    fuse.CAP_WRITEBACK_CACHE,
 			DisabledCapabilities: fuse.CAP_PASSTHROUGH,
+			// Answers are written with writev. With splice, go-fuse
+			// first wrote each READ answer's header into a pipe and,
+			// finding data rather than a file descriptor to splice
+			// from, emptied the pipe again (splice to /dev/null, an
+			// ioctl): three system calls for nothing per read.
+			DisableSplice: true,
 		},
 		EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &negative,
 	}
@@ -156,6 +163,14 @@ func Mount(o Options) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
 	}
+	// go-fuse keeps up to one more thread blocked reading /dev/fuse
+	// than GOMAXPROCS (at least 2) at NewServer, and a fetch waits for
+	// the page server in the thread that read its request (waitConn,
+	// PageClientOptions.WaitInThread). More Ps than those threads leave
+	// sysmon an idle P, so it takes none back from a blocked thread
+	// (a hand-off and a thread woken to spin) and backs off from
+	// polling every 20 µs. The process serves one node, nothing else.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), procsPerCPU*runtime.NumCPU()))
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount FUSE at %s: %w", o.Mountpoint, err)
@@ -187,6 +202,9 @@ func Mount(o Options) (*FS, error) {
 	}
 	return f, nil
 }
+
+// procsPerCPU is the FUSE server's GOMAXPROCS per CPU once mounted.
+const procsPerCPU = 4
 
 // kernelReadAhead is the kernel's read-ahead window on the mount, in
 // bytes. The kernel caps a FUSE mount's window at its default, 128 KiB,

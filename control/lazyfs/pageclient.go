@@ -52,6 +52,7 @@ type PageClient struct {
 	timeout   time.Duration
 	config    *pgconn.Config
 	tokenFile string
+	inThread  bool
 	mu        sync.Mutex
 	idle      []*pageStream
 }
@@ -73,6 +74,11 @@ type PageClientOptions struct {
 	// is read again for every new connection, so a token renewed in
 	// place is used without a restart.
 	TokenFile string
+	// WaitInThread: a fetch waits for the page server's answers in
+	// the calling thread, in poll(2), rather than in Go's network
+	// poller (waitConn). For the FUSE server, which keeps more Ps than
+	// threads blocked in system calls (Mount).
+	WaitInThread bool
 }
 
 // pageStream is one connection in COPY BOTH mode.
@@ -95,7 +101,7 @@ func NewPageClient(o PageClientOptions) (*PageClient, error) {
 		return nil, fmt.Errorf("page server at %s: %w", o.Addr, err)
 	}
 	return &PageClient{addr: o.Addr, command: o.Stream.String(),
-		timeout: o.Timeout, config: cfg, tokenFile: o.TokenFile}, nil
+		timeout: o.Timeout, config: cfg, tokenFile: o.TokenFile, inThread: o.WaitInThread}, nil
 }
 
 // Check opens a page stream within the client's timeout and keeps it for
@@ -225,6 +231,27 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 		}
 		cfg.Password = tok
 	}
+	// With inThread, the stream's reads wait in the reading thread
+	// (waitConn), once the start-up is done.
+	var wc *waitConn
+	if c.inThread {
+		dialTCP := cfg.DialFunc
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialTCP(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc, ok := conn.(*net.TCPConn)
+			if !ok {
+				return conn, nil
+			}
+			if wc, err = newWaitConn(tc); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return wc, nil
+		}
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
@@ -262,6 +289,9 @@ func (c *PageClient) dial(deadline time.Time) (*pageStream, error) {
 			// buffer (every page) with a read of its own. The server
 			// sends nothing before the first request, so fe has nothing
 			// buffered to carry over.
+			if wc != nil {
+				wc.setDirect()
+			}
 			br := bufio.NewReaderSize(conn, streamReadBuffer)
 			return &pageStream{conn: conn, fe: pgproto3.NewFrontend(br, conn)}, nil
 		case *pgproto3.ErrorResponse:
