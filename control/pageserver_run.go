@@ -8,12 +8,30 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/repo/auth"
 )
+
+// execWithRuntimeSettings executes the page server again with the
+// runtime settings it runs with (pageserver.RuntimeEnviron), which the Go
+// runtime reads only at start, unless it has them already. It returns
+// only if it did not exec: nil if the settings were there, the error
+// otherwise (the page server then runs without them).
+func execWithRuntimeSettings() error {
+	env, changed := pageserver.RuntimeEnviron(os.Environ())
+	if !changed {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, env)
+}
 
 // pageserverRunCommand is `zenith pageserver run -D DIR`: the page server
 // in the foreground, as a systemd unit or `zenith start` runs it.
@@ -54,6 +72,7 @@ Examples:
 }
 
 func runPageserver(c *cli.Context) error {
+	execErr := execWithRuntimeSettings()
 	if c.NArg() > 0 {
 		return fmt.Errorf("pageserver run: unexpected argument %q (see zenith pageserver run --help)", c.Args().First())
 	}
@@ -69,6 +88,9 @@ func runPageserver(c *cli.Context) error {
 		return fmt.Errorf("pageserver run: %w", err)
 	}
 	log := daemonLogger(cfg.Log).With().Str("role", "pageserver").Logger()
+	if execErr != nil {
+		log.Warn().Err(execErr).Msg("running without the page server's GODEBUG setting (pageserver.RuntimeEnviron): single-page requests cost more CPU")
+	}
 	if limit := pageserver.SetMemoryLimit(cfg); limit > 0 && limit != math.MaxInt64 {
 		log.Info().Int64("memory_limit", limit).Msg("Go runtime memory limit (memory_limit, or GOMEMLIMIT)")
 	}
