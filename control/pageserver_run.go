@@ -54,6 +54,11 @@ zenith pageserver init writes a commented one; without the file the defaults
 apply); --listen-pg and --listen-http override its addresses. The log goes to
 stderr, as JSON or for a person per the file's log_format.
 
+At start it executes itself again with GODEBUG=schedtrace=2147483647 added,
+a Go runtime setting that keeps the runtime's monitor thread from deep sleep
+between requests (less CPU per single-page request; the trace itself is
+printed at most once every 24.8 days); a GODEBUG that sets schedtrace is kept.
+
 SIGINT or SIGTERM stops it cleanly: listeners close, WAL receivers stop, and
 what is in memory is flushed to DIR before it exits with status 0.
 
