@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -148,6 +149,16 @@ func TestPageserverRun(t *testing.T) {
 	// No pageserver.toml: the defaults, with the addresses from the flags.
 	pgAddr, httpAddr := zenithtest.FreeAddr(t), zenithtest.FreeAddr(t)
 	ps := startPageserverRun(t, bin, dir, pgAddr, httpAddr)
+
+	// It runs (the process started, executed again) with its GODEBUG
+	// setting (pageserver.RuntimeEnviron).
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", ps.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Split(string(environ), "\x00"), "GODEBUG=schedtrace=2147483647") {
+		t.Errorf("the page server's environment has no GODEBUG=schedtrace=2147483647: %q", environ)
+	}
 
 	lines := strings.Fields(psql(t, pgAddr, "tenant_create", "tenant_list"))
 	if len(lines) != 2 || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(lines[0]) || lines[1] != lines[0] {

@@ -5,11 +5,11 @@
 // A Map is immutable: changes make a new Map (With), so a reader keeps a
 // consistent view for a whole reconstruction while flushes, compactions
 // and garbage collection publish new maps. Layers are kept sorted by the
-// end of their LSN range, newest first; Search walks that order, so its
-// cost grows with the number of layers above the LSN read, not with the
-// amount of data. That is enough for the hundreds of layers a timeline has;
-// an interval tree would be the next step if timelines grow to many
-// thousands.
+// end of their LSN range, newest first; an index of the layers' key
+// ranges gives Search, for a key, the layers that hold it, in that order,
+// and where the first that starts below the LSN read is (a binary
+// search), so a read does not walk the layers of other keys, nor those
+// above its LSN.
 //
 // The map relies on two invariants its users keep: for any key, delta
 // layers do not overlap in LSN; and an image layer at LSN X holds every key

@@ -1,6 +1,7 @@
 package layermap
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/zenithdb/zenith/repo/key"
@@ -17,6 +18,78 @@ type entry struct {
 // Map is an immutable set of layers.
 type Map struct {
 	entries []entry // sorted by newer(), newest first
+	index   keyIndex
+}
+
+// keyIndex lists, for every key, the entries whose key range holds it:
+// the bounds of all the layers' key ranges cut the key space into
+// segments, and every layer either holds all of a segment's keys or
+// none. Search walks a segment's list, in the map's order, instead of
+// every layer: with 35 small L0 layers (each of every key, each visited
+// by every read) the linear walk over the whole map was 47% of the page
+// server's CPU in a scan.
+type keyIndex struct {
+	// bounds are the distinct starts and ends of the layers' key
+	// ranges, ascending; segment i is [bounds[i], bounds[i+1]).
+	bounds []key.Key
+	segs   []segment
+}
+
+// segment is one segment's entries.
+type segment struct {
+	// entries are indexes into Map.entries, ascending: the map's order.
+	entries []int32
+	// minStart[j] is the lowest LSN start of entries[:j+1]. It does not
+	// increase, so the first entry that starts below an LSN is found by
+	// a binary search.
+	minStart []pgdata.LSN
+}
+
+// newKeyIndex indexes entries (in the map's order).
+func newKeyIndex(entries []entry) keyIndex {
+	if len(entries) == 0 {
+		return keyIndex{}
+	}
+	bounds := make([]key.Key, 0, 2*len(entries))
+	for _, e := range entries {
+		if e.desc.Keys.Empty() {
+			continue
+		}
+		bounds = append(bounds, e.desc.Keys.Start, e.desc.Keys.End)
+	}
+	slices.SortFunc(bounds, key.Key.Compare)
+	bounds = slices.Compact(bounds)
+	if len(bounds) < 2 {
+		return keyIndex{}
+	}
+	segs := make([]segment, len(bounds)-1)
+	for i, e := range entries {
+		if e.desc.Keys.Empty() {
+			continue
+		}
+		first, _ := slices.BinarySearchFunc(bounds, e.desc.Keys.Start, key.Key.Compare)
+		last, _ := slices.BinarySearchFunc(bounds, e.desc.Keys.End, key.Key.Compare)
+		for s := first; s < last; s++ {
+			seg := &segs[s]
+			low := e.desc.LSNs.Start
+			if n := len(seg.minStart); n > 0 {
+				low = min(low, seg.minStart[n-1])
+			}
+			seg.entries = append(seg.entries, int32(i))
+			seg.minStart = append(seg.minStart, low)
+		}
+	}
+	return keyIndex{bounds: bounds, segs: segs}
+}
+
+// segment returns the segment of k, nil if no layer holds k.
+func (x *keyIndex) segment(k key.Key) *segment {
+	// The last bound at or below k.
+	i := sort.Search(len(x.bounds), func(i int) bool { return k.Less(x.bounds[i]) }) - 1
+	if i < 0 || i >= len(x.segs) {
+		return nil
+	}
+	return &x.segs[i]
 }
 
 // New returns a map of the given layers.
@@ -55,6 +128,7 @@ func (m *Map) With(add, remove []layer.Layer) *Map {
 		n.entries = append(n.entries, entry{l.Desc(), l})
 	}
 	sort.SliceStable(n.entries, func(i, j int) bool { return newer(n.entries[i].desc, n.entries[j].desc) })
+	n.index = newKeyIndex(n.entries)
 	return n
 }
 
@@ -76,11 +150,19 @@ func (m *Map) Layers() []layer.Layer {
 // [floor, end), then continue with Search(k, floor). ok is false when no
 // layer holds anything of k below end.
 func (m *Map) Search(k key.Key, end pgdata.LSN) (l layer.Layer, floor pgdata.LSN, ok bool) {
+	seg := m.index.segment(k)
+	if seg == nil {
+		return nil, 0, false
+	}
+	// Every entry of the segment holds k. Those before the first that
+	// starts below end are all at or above end: skipped.
+	first := sort.Search(len(seg.minStart), func(j int) bool { return seg.minStart[j] < end })
 	var best entry
 	var bestEnd pgdata.LSN
-	for _, e := range m.entries {
+	for _, i := range seg.entries[first:] {
+		e := m.entries[i]
 		d := e.desc
-		if d.LSNs.Start >= end || !d.Keys.Contains(k) {
+		if d.LSNs.Start >= end {
 			continue
 		}
 		eff := min(d.LSNs.End, end)

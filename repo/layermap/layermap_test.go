@@ -1,7 +1,11 @@
 package layermap
 
 import (
+	"flag"
+	"math/rand/v2"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/layer"
@@ -131,5 +135,127 @@ func TestCoveredByImages(t *testing.T) {
 		if got := m.CoveredByImages(r, tt.lo, tt.hi); got != tt.want {
 			t.Errorf("CoveredByImages(%d-%d, %v, %v) = %v, want %v", tt.ks, tt.ke, tt.lo, tt.hi, got, tt.want)
 		}
+	}
+}
+
+var seedFlag = flag.Int64("seed", 0, "seed of TestSearchMatchesLinear (0: random)")
+
+// searchLinear is Search without the key index: a walk over every layer
+// of the map, as Search was before the index. The index must not change
+// a single answer.
+func searchLinear(m *Map, k key.Key, end pgdata.LSN) (l layer.Layer, floor pgdata.LSN, ok bool) {
+	var best entry
+	var bestEnd pgdata.LSN
+	for _, e := range m.entries {
+		d := e.desc
+		if d.LSNs.Start >= end || !d.Keys.Contains(k) {
+			continue
+		}
+		eff := min(d.LSNs.End, end)
+		if !ok {
+			best, bestEnd, ok = e, eff, true
+			continue
+		}
+		if eff < bestEnd {
+			return best.l, max(best.desc.LSNs.Start, eff), true
+		}
+		if d.Kind == layer.Image && best.desc.Kind != layer.Image {
+			best = e
+		}
+	}
+	if !ok {
+		return nil, 0, false
+	}
+	return best.l, best.desc.LSNs.Start, true
+}
+
+// TestSearchMatchesLinear compares Search with searchLinear on random
+// layer sets: L0 deltas of every key, key-partitioned deltas and images,
+// overlapping or not, empty key ranges, ranges that share bounds; each
+// searched at every key and LSN of its range and just outside.
+func TestSearchMatchesLinear(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay: go test ./repo/layermap -run TestSearchMatchesLinear -seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	for round := range 300 {
+		var ls []layer.Layer
+		n := rng.IntN(40)
+		for i := range n {
+			name := strconv.Itoa(i)
+			start := pgdata.LSN(rng.IntN(64))
+			ks, ke := byte(rng.IntN(20)), byte(rng.IntN(20))
+			if ks > ke && rng.IntN(4) > 0 {
+				ks, ke = ke, ks
+			}
+			switch rng.IntN(4) {
+			case 0:
+				ls = append(ls, l0(name, start, start+1+pgdata.LSN(rng.IntN(8))))
+			case 1:
+				ls = append(ls, image(name, ks, ke, start))
+			default:
+				ls = append(ls, delta(name, ks, ke, start, start+1+pgdata.LSN(rng.IntN(16))))
+			}
+		}
+		m := New(ls...)
+		if rng.IntN(3) == 0 && n > 0 {
+			// A map made by With, as flushes and compactions make them.
+			m = m.With([]layer.Layer{l0("new", 80, 90)}, ls[:rng.IntN(n)])
+		}
+		for kn := range 22 {
+			for end := pgdata.LSN(0); end <= 92; end++ {
+				for _, kk := range []key.Key{k(byte(kn)), key.Min, key.Max, {1, byte(kn), 5}} {
+					gl, gf, gok := m.Search(kk, end)
+					wl, wf, wok := searchLinear(m, kk, end)
+					if gl != wl || gf != wf || gok != wok {
+						t.Fatalf("round %d, seed %d: Search(%v, %v) = %v, %v, %v; linear search: %v, %v, %v",
+							round, seed, kk, end, gl, gf, gok, wl, wf, wok)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSearch walks a key's layers from the top, as a read does, in a
+// map of 35 small L0 layers over 100 key-partitioned deltas and 100 images
+// (the shape the page server's scans met): with the key index and with
+// the linear search it replaced.
+//
+//	go test -run '^$' -bench Search ./repo/layermap/
+func BenchmarkSearch(b *testing.B) {
+	var ls []layer.Layer
+	for i := range 100 {
+		ls = append(ls, image("img", byte(2*i), byte(2*i+2), 10), delta("d", byte(2*i), byte(2*i+2), 11, 50))
+	}
+	for i := range 35 {
+		ls = append(ls, l0("l0", pgdata.LSN(50+i), pgdata.LSN(51+i)))
+	}
+	m := New(ls...)
+	for _, search := range []struct {
+		name string
+		fn   func(*Map, key.Key, pgdata.LSN) (layer.Layer, pgdata.LSN, bool)
+	}{{"index", (*Map).Search}, {"linear", searchLinear}} {
+		b.Run(search.name, func(b *testing.B) {
+			visited := 0
+			for i := 0; b.Loop(); i++ {
+				kk := k(byte(i % 200))
+				end := pgdata.LSN(90)
+				for {
+					l, floor, ok := search.fn(m, kk, end)
+					if !ok {
+						break
+					}
+					visited++
+					if l.Desc().Kind == layer.Image {
+						break
+					}
+					end = floor
+				}
+			}
+			b.ReportMetric(float64(visited)/float64(b.N), "layers/read")
+		})
 	}
 }
