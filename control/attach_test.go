@@ -148,7 +148,7 @@ func setPageserverConfig(t *testing.T, env *zenithtest.Env, set map[string]strin
 }
 
 // metric reads one unlabelled metric from the page server's /metrics.
-func metric(t *testing.T, httpAddr, name string) float64 {
+func metric(t testing.TB, httpAddr, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/zenithdb/zenith/control/lazyfs"
 	"github.com/zenithdb/zenith/control/zenithtest"
+	"github.com/zenithdb/zenith/pageserver"
 	"github.com/zenithdb/zenith/pageserver/api"
 	"github.com/zenithdb/zenith/repo/id"
 	"github.com/zenithdb/zenith/repo/pgcluster"
@@ -93,6 +94,11 @@ func BenchmarkGetPage(b *testing.B) {
 	defer client.Close() // Close is idempotent; the second pass makes another
 	pidFile := filepath.Join(env.RepoDir, "pageserver.pid")
 	cpu := processCPU(b, pidFile)
+	psConf, err := pageserver.LoadConfig(filepath.Join(env.RepoDir, "pageserver", pageserver.ConfigFileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	redos := func() float64 { return metric(b, psConf.ListenHTTP, "zenith_pageserver_redo_seconds_count") }
 	settled := settle(cpu, time.Second)
 
 	// Two states of the page server, each through every mode: right
@@ -109,7 +115,7 @@ func BenchmarkGetPage(b *testing.B) {
 				i := len(rows)
 				rows = append(rows, getPageRow{state: state})
 				b.Run(fmt.Sprintf("%s/%s/clients=%d", state, mode, clients), func(b *testing.B) {
-					rows[i] = runGetPage(b, client, cpu, lsn, rel, uint32(blocks), mode, clients)
+					rows[i] = runGetPage(b, client, cpu, redos, lsn, rel, uint32(blocks), mode, clients)
 					rows[i].state = state
 				})
 			}
@@ -133,11 +139,13 @@ func BenchmarkGetPage(b *testing.B) {
 		scale, blocks, float64(blocks)*8192/(1<<20), lsn, runtime.NumCPU())
 	fmt.Printf("load: the page server settled for %v after the load (%s)\n", settled.Round(100*time.Millisecond), settleNote(settled))
 	fmt.Printf("rest: then quiet for %v (%s), and restarted\n", restQuiet, settleNote(rested))
-	fmt.Printf("%-6s %-12s %8s %10s %12s %10s %10s %10s %12s\n", "state", "order", "clients", "requests", "pages/s", "p50", "p99", "p99.9", "server CPU")
+	fmt.Printf("%-6s %-12s %8s %10s %12s %10s %10s %10s %12s %6s\n", "state", "order", "clients", "requests", "pages/s", "p50", "p99", "p99.9", "server CPU", "redo")
 	for _, r := range rows {
-		fmt.Printf("%-6s %-12s %8d %10d %12.0f %10s %10s %10s %9.1fµs\n", r.state, r.mode, r.clients, r.requests, r.rate,
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.p999.Round(time.Microsecond), r.cpuPerPage)
+		fmt.Printf("%-6s %-12s %8d %10d %12.0f %10s %10s %10s %9.1fµs %5.0f%%\n", r.state, r.mode, r.clients, r.requests, r.rate,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.p999.Round(time.Microsecond), r.cpuPerPage, 100*r.redoShare)
 	}
+	fmt.Println("(server CPU: the page server's, per page; redo: the share of pages it rebuilt by WAL redo. On a busy\n" +
+		" machine the idle compaction, which images the load, may come during the load state's later modes.)")
 }
 
 // getPageRow is one line of BenchmarkGetPage's table.
@@ -150,6 +158,8 @@ type getPageRow struct {
 	p50, p99, p999 time.Duration
 	// cpuPerPage is the page server's CPU time per page, in µs.
 	cpuPerPage float64
+	// redoShare is the share of the pages rebuilt by WAL redo.
+	redoShare float64
 }
 
 // settleMax bounds how long BenchmarkGetPage waits for the page server
@@ -233,12 +243,12 @@ const hotBlocks = 1024
 // streams and returns their latencies' summary. In the "batch" mode a
 // request is getPageBatch pipelined blocks read in order: b.N counts
 // pages, the latencies are the batches'.
-func runGetPage(b *testing.B, client *lazyfs.PageClient, cpu func() time.Duration, lsn pgdata.LSN, rel pgdata.RelFileNode, blocks uint32, mode string, clients int) getPageRow {
+func runGetPage(b *testing.B, client *lazyfs.PageClient, cpu func() time.Duration, redos func() float64, lsn pgdata.LSN, rel pgdata.RelFileNode, blocks uint32, mode string, clients int) getPageRow {
 	lat := make([][]time.Duration, clients)
 	errs := make([]error, clients)
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0 := cpu()
+	cpu0, redo0 := cpu(), redos()
 	start := time.Now()
 	for c := range clients {
 		n := b.N / clients
@@ -278,7 +288,7 @@ func runGetPage(b *testing.B, client *lazyfs.PageClient, cpu func() time.Duratio
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	used := cpu() - cpu0
+	used, redone := cpu()-cpu0, redos()-redo0
 	b.StopTimer()
 	for _, err := range errs {
 		if err != nil {
@@ -293,7 +303,7 @@ func runGetPage(b *testing.B, client *lazyfs.PageClient, cpu func() time.Duratio
 		pages *= getPageBatch
 	}
 	row := getPageRow{mode: mode, clients: clients, requests: len(all), rate: float64(pages) / elapsed.Seconds(),
-		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), cpuPerPage: float64(used.Microseconds()) / float64(pages)}
+		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), cpuPerPage: float64(used.Microseconds()) / float64(pages), redoShare: redone / float64(pages)}
 	b.ReportMetric(row.rate, "pages/s")
 	b.ReportMetric(float64(row.p50.Microseconds()), "p50-µs")
 	b.ReportMetric(float64(row.p99.Microseconds()), "p99-µs")
