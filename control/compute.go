@@ -165,7 +165,18 @@ func (n *Node) cluster(ctx context.Context, e *Env) (*pgcluster.Cluster, error) 
 		// its walreceiver (waitStreaming), while the walreceiver
 		// connects: one backend start-up, not two in a row.
 		ReadyAtPidFile: n.Writes(),
+		PidFileDir:     n.pidFileDir(),
 	})
+}
+
+// pidFileDir is where the node's postmaster.pid is read during a start
+// (pgcluster.Options.PidFileDir): a lazy node's backing directory, past
+// its FUSE server.
+func (n *Node) pidFileDir() string {
+	if n.IsLazy() {
+		return n.lazyBacking()
+	}
+	return ""
 }
 
 // Status is "running", "stopped", or "crashed" (a server that did not

@@ -347,6 +347,7 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 		return err
 	}
 	phases.done("postgres binaries")
+	wasLazy := n.IsLazy()
 	if pid, err := c.PID(); err == nil {
 		fmt.Fprintf(e.Progress, "compute node %s already running (pid %d)\n", n.Name, pid)
 		return nil
@@ -453,6 +454,13 @@ func (e *Env) StartNode(ctx context.Context, n *Node, eager bool) (err error) {
 			}()
 		}
 		phases.done("mount")
+	}
+	if n.IsLazy() != wasLazy {
+		// Rebuilt in the other mode (or eager after a failed mount):
+		// the server's postmaster.pid is read where this mode has it.
+		if c, err = n.cluster(ctx, e); err != nil {
+			return err
+		}
 	}
 	n.CleanLSN, n.Fresh = 0, false
 	if err := n.save(); err != nil {

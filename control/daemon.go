@@ -41,6 +41,13 @@ type Daemon struct {
 	// defaultReadyPoll. A cheap Ready (a look at the mount table) can
 	// be asked every few milliseconds.
 	ReadyPoll time.Duration
+	// ReadyEvents, if set, is a source of wake-ups for the wait for
+	// Ready, opened once before its first call: wait blocks until Ready
+	// may have changed or at most for the given time, and close ends
+	// it. With one, Start waits for the event (ReadyPoll then bounds
+	// the wait, so that an exit is still seen) instead of asking Ready
+	// every ReadyPoll. Without one, or if it fails, Start polls.
+	ReadyEvents func() (wait func(time.Duration), close func(), err error)
 	// Environ, if set, is what the process gets in its environment on top
 	// of zenith's own (its token, which must not be in its arguments).
 	Environ func() ([]string, error)
@@ -136,12 +143,31 @@ func (d *Daemon) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	if poll == 0 {
 		poll = defaultReadyPoll
 	}
+	var wait func(time.Duration)
+	if d.ReadyEvents != nil {
+		w, closeEvents, err := d.ReadyEvents()
+		if err == nil {
+			wait = w
+			defer closeEvents()
+		}
+	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		err := d.Ready(ctx)
 		if err == nil {
 			return nil
+		}
+		if wait != nil {
+			wait(poll)
+			select {
+			case <-exited:
+				return errors.New("it exited during start-up")
+			case <-ctx.Done():
+				return fmt.Errorf("not answering after %v: %w", daemonReadyTimeout, err)
+			default:
+			}
+			continue
 		}
 		select {
 		case <-exited:

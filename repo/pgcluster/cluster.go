@@ -64,6 +64,15 @@ type Options struct {
 	// two backends' start-ups in a row (on a lazy compute, each reads
 	// the catalogs through FUSE).
 	ReadyAtPidFile bool
+	// PidFileDir is where Start reads postmaster.pid while it waits for
+	// the server to say it is ready; empty means DataDir. A lazy
+	// compute's DataDir is a FUSE mount, where each read of the file is
+	// about five requests to its FUSE server, competing with the
+	// starting server for the CPU; the same file in the mount's backing directory is
+	// current after each of the postmaster's updates, since it closes
+	// the file after each and the kernel writes a FUSE file's dirty
+	// pages back at close (fuse_flush).
+	PidFileDir string
 	// StopWithParent makes the kernel stop the server (immediate
 	// shutdown, SIGQUIT) if the process that started it dies without
 	// stopping it, e.g. a test binary killed by its timeout. For
@@ -351,7 +360,7 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 // Polls of waitReady.
 const (
 	// pidFilePoll is how often waitReady reads postmaster.pid: a small
-	// file read (on a lazy compute, served through FUSE).
+	// file read (see Options.PidFileDir).
 	pidFilePoll = 5 * time.Millisecond
 	// connectPoll is how often it tries a connection: each is a backend
 	// forked and turned away while the server starts.
@@ -403,7 +412,11 @@ func (c *Cluster) waitReady(ctx context.Context, pid int, exited <-chan struct{}
 // consistent state) is waited for until ctx ends, as the connection
 // attempts would.
 func (c *Cluster) waitPidFileReady(ctx context.Context, pid int, exited <-chan struct{}) error {
-	path := filepath.Join(c.opts.DataDir, "postmaster.pid")
+	dir := c.opts.PidFileDir
+	if dir == "" {
+		dir = c.opts.DataDir
+	}
+	path := filepath.Join(dir, "postmaster.pid")
 	tick := time.NewTicker(pidFilePoll)
 	defer tick.Stop()
 	for {
