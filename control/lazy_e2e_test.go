@@ -132,7 +132,10 @@ func TestLazyCompute(t *testing.T) {
 		t.Fatal("the eager node holds no relation data: the workload made none?")
 	}
 
-	lazy := env.Postgres.CreateStart("main", append([]string{"--name", "lazy"}, workloadArgs()...)...)
+	// Without the prewarm, which would start reading the relations a
+	// second after PostgreSQL is ready, before a slow machine has
+	// measured what the start itself brought (TestLazyPrewarm tests it).
+	lazy := createLazyCold(t, env, "lazy", workloadArgs()...)
 	if n := listNode(t, env, "lazy"); n.Mode != "lazy" || n.Status != "running" {
 		t.Fatalf("pg start made a %s node, %s; want lazy, running", n.Mode, n.Status)
 	}
