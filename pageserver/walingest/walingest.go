@@ -350,7 +350,7 @@ func (w *WalIngest) apply(ctx context.Context, d *decoded, cp *pgdata.CheckPoint
 	if err := w.trackReplOrigins(ctx, d); err != nil {
 		return err
 	}
-	if err := w.putOps(ctx, d.ops); err != nil {
+	if err := w.putOps(ctx, d.rec, d.ops); err != nil {
 		return err
 	}
 	if err := w.extend(ctx); err != nil {

@@ -33,15 +33,19 @@ func (w *WalIngest) put(k key.Key, v value.Value) error {
 // its fork's end extends the fork (at the end of the record, see extend),
 // as XLogReadBufferExtended does at replay.
 //
-// A record that is nothing but full-page images (XLOG_FPI,
-// XLOG_FPI_FOR_HINT: every page of a new index, of a copied database, a
-// hint bit's image) files each applied image as the page itself, as
-// replay leaves it (pageImage), so that no read of the page needs redo.
+// A block whose applied image replay leaves as it is is filed as the page
+// itself, as replay leaves it (pageImage), so that no read of the page
+// needs redo: every block of a record that is nothing but full-page images
+// (XLOG_FPI, XLOG_FPI_FOR_HINT: every page of a new index, of a copied
+// database, a hint bit's image), and the image of a page's first change
+// after a checkpoint in records of the resource managers whose redo does
+// nothing to a restored block (RestoredImagesKept: heap, btree, generic).
+// The record's other blocks still get the record.
 func (w *WalIngest) putBlocks(rec *pgdata.Record) error {
 	if len(rec.Blocks) == 0 {
 		return nil
 	}
-	images := rec.IsPageImageRecord()
+	images := rec.IsPageImageRecord() || rec.RestoredImagesKept()
 	var raw []byte // one copy for every block: the decoder reuses its buffer
 	for i := range rec.Blocks {
 		b := &rec.Blocks[i]
@@ -64,12 +68,17 @@ func (w *WalIngest) putBlocks(rec *pgdata.Record) error {
 	return nil
 }
 
-// pageImage returns the page replay leaves for block b of rec when rec is
-// a record of full-page images (images) and b's image is applied and not
-// compressed; ok is false otherwise, and the record is filed as it is
-// (a compressed image is decompressed by redo, on the read that needs it).
+// pageImage returns the page replay leaves for block b of rec when replay
+// leaves b's restored image as it is (images) and b's image is applied
+// and not compressed; ok is false otherwise, and the record is filed as it
+// is: a compressed image is decompressed by redo, on the read that needs
+// it, and an image not applied (BKPIMAGE_APPLY unset: one that
+// wal_consistency_checking adds) is only a check of the page redo makes.
+// A block the record initializes (BKPBLOCK_WILL_INIT) is never restored
+// from an applied image (REGBUF_WILL_INIT implies REGBUF_NO_IMAGE); if one
+// came, redo would initialize the page after restoring it.
 func pageImage(rec *pgdata.Record, b *pgdata.BlockRef, images bool) (page []byte, ok bool, err error) {
-	if !images || !b.HasImage || !b.ApplyImage || b.Compressed() {
+	if !images || !b.HasImage || !b.ApplyImage || b.Compressed() || b.WillInit {
 		return nil, false, nil
 	}
 	page, err = b.RestoredPage(rec.EndLSN)
@@ -186,7 +195,14 @@ func (w *WalIngest) opKey(op walredo.PageOp) key.Key {
 // offset and the next one's, an update clearing two heap blocks' bits on
 // one map page) the operations merged into one, or if they cannot be, the
 // page itself, rebuilt and changed here.
-func (w *WalIngest) putOps(ctx context.Context, ops []walredo.PageOp) error {
+//
+// No operation may change a page the record references as a block: the
+// value putBlocks filed for it (the record, or the page restored from its
+// image) would be replaced. None does in PostgreSQL 15: the heap records
+// whose map bits are cleared here reference heap (main fork) blocks only,
+// XLOG_HEAP2_VISIBLE, which references its map block, has no operation,
+// and the other records with operations reference no block.
+func (w *WalIngest) putOps(ctx context.Context, rec *pgdata.Record, ops []walredo.PageOp) error {
 	var keys []key.Key
 	byKey := map[key.Key][]walredo.PageOp{}
 	for _, op := range ops {
@@ -197,6 +213,11 @@ func (w *WalIngest) putOps(ctx context.Context, ops []walredo.PageOp) error {
 			w.extendSLRU(opSLRUs[op.Kind], segNo, blk)
 		}
 		k := w.opKey(op)
+		for i := range rec.Blocks {
+			if b := &rec.Blocks[i]; key.RelBlock(b.Rel, b.Fork, b.Block) == k {
+				return fmt.Errorf("record at %v changes %v through block reference %d and in Go", rec.LSN, k, b.ID)
+			}
+		}
 		if _, ok := byKey[k]; !ok {
 			keys = append(keys, k)
 		}

@@ -96,12 +96,52 @@ func (r *Record) IsPageImageRecord() bool {
 	return info == XLogFPI || info == XLogFPIForHint
 }
 
+// RestoredImagesKept reports whether replay leaves a block of r as it is
+// once it has restored the block's applied full-page image: r is a record
+// of a resource manager whose redo, for every record type, reads each
+// block it changes with XLogReadBufferForRedo(Extended) and changes it only
+// when that returns BLK_NEEDS_REDO, never when it returns BLK_RESTORED.
+// Checked against PostgreSQL 15's source, function by function:
+//
+//   - Heap (heapam.c heap_redo): heap_xlog_insert, heap_xlog_delete,
+//     heap_xlog_update (UPDATE and HOT_UPDATE, both blocks),
+//     heap_xlog_confirm, heap_xlog_lock, heap_xlog_inplace; TRUNCATE has
+//     no block. Their visibility-map clears are of the map fork, which the
+//     records do not reference (OpsForRecord applies them in Go), and the
+//     free-space map updates are not replayed here at all.
+//   - Heap2 (heap2_redo): heap_xlog_prune, heap_xlog_vacuum,
+//     heap_xlog_freeze_page, heap_xlog_visible (the heap block and the map
+//     block alike), heap_xlog_multi_insert, heap_xlog_lock_updated;
+//     NEW_CID and REWRITE have no block.
+//   - Btree (nbtxlog.c btree_redo): btree_xlog_insert and
+//     _bt_clear_incomplete_split, btree_xlog_split (left page and right
+//     sibling; the new right page is initialized), btree_xlog_dedup,
+//     btree_xlog_vacuum, btree_xlog_delete, btree_xlog_mark_page_halfdead,
+//     btree_xlog_unlink_page, btree_xlog_newroot, _bt_restore_meta (the
+//     pages they initialize carry no image: REGBUF_WILL_INIT implies
+//     REGBUF_NO_IMAGE); REUSE_PAGE has no block.
+//   - Generic (generic_xlog.c generic_redo): every block, one way.
+//
+// Not on the list: GiST (gistRedoClearFollowRight clears F_FOLLOW_RIGHT
+// and sets the NSN of a page whatever XLogReadBufferForRedo returned),
+// Hash (hash_xlog_split_allocate_page and hash_xlog_split_complete change
+// restored pages), and GIN, SPGist, BRIN and Sequence, not checked.
+func (r *Record) RestoredImagesKept() bool {
+	switch r.Rmgr() {
+	case RmgrHeap, RmgrHeap2, RmgrBtree, RmgrGeneric:
+		return true
+	}
+	return false
+}
+
 // RestoredPage returns the page replay leaves when it restores the block's
 // full-page image (XLogReadBufferForRedoExtended): the image
 // (RestorePageImage) with pd_lsn set to lsn, the end of the record, unless
 // the page is new (PageIsNew: pd_upper is 0), which replay leaves as it
 // is. pd_checksum is the image's: replay sets it only when it writes the
-// page out.
+// page out. That holds for an init fork's block too, which replay writes
+// out at once (FlushOneBuffer): the checksum goes on the copy written
+// (PageSetChecksumCopy), and the page in the buffer stays as restored.
 func (b *BlockRef) RestoredPage(lsn LSN) ([]byte, error) {
 	page, err := b.PageImage()
 	if err != nil {
