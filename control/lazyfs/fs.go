@@ -127,7 +127,7 @@ func Mount(o Options) (*FS, error) {
 			// Background requests (the kernel's read-ahead and
 			// write-back, up to MaxWrite each) in flight at once: each
 			// holds a buffer of its size here, so this bounds the
-			// buffers in use (see MemoryLimit).
+			// buffers in use (see SetMemoryLimit).
 			MaxBackground: maxBackground,
 			// Requests of up to 1 MiB (the kernel's limit, 256 pages):
 			// a sequential scan's read-ahead reaches this process in
