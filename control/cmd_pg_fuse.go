@@ -34,7 +34,8 @@ the token in --token-file (a token of the node's tenant only, which
 zenith pg start writes there) when the repository has them. The page
 server is reached once before the mount, so a refused token or an
 untrusted certificate stops the start with the reason. zenith pg start
-runs this; there is no need to run it by hand.`,
+runs this; there is no need to run it by hand. SIGUSR1 logs the process's
+memory (resident, Go heap, threads) and writes a heap profile into --dir.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Required: true, Usage: "the compute node's `DIR`"},
 			&cli.StringFlag{Name: "pageserver", Required: true, Usage: "the page service's `HOST:PORT`"},
@@ -44,6 +45,7 @@ runs this; there is no need to run it by hand.`,
 			&cli.DurationFlag{Name: "fetch-timeout", Value: defaultLazyFetchTimeout, Usage: "a fetch that takes longer is an I/O error"},
 			&cli.UintFlag{Name: "read-ahead", Value: lazyReadAhead, Usage: "`BLOCKS` a sequential read fetches ahead"},
 			&cli.Int64Flag{Name: "prewarm-bytes", Usage: "once PostgreSQL accepts connections, read up to `BYTES` of the relation files in the background, smallest first (0: none)"},
+			&cli.Int64Flag{Name: "memory-limit", Value: lazyfs.DefaultMemoryLimit, Usage: "the Go runtime's memory limit, in `BYTES` (unless GOMEMLIMIT is set; 0: none)"},
 			&cli.StringFlag{Name: "ca-file", Usage: "speak TLS and check the page server's certificate against the CA in `FILE`"},
 			&cli.StringFlag{Name: "token-file", Usage: "present the token in `FILE` (read again for every new connection)"},
 		},
@@ -53,6 +55,7 @@ runs this; there is no need to run it by hand.`,
 			}
 			began := time.Now()
 			dir := c.String("dir")
+			memLimit := lazyfs.SetMemoryLimit(c.Int64("memory-limit"))
 			// Info, or debug (every fetch) under ZENITH_LOG=debug, as pg
 			// start's own log.
 			level := zerolog.InfoLevel
@@ -93,10 +96,12 @@ runs this; there is no need to run it by hand.`,
 			if err != nil {
 				return err
 			}
-			log.Info().Str("mountpoint", n.DataDir()).Stringer("lsn", m.LSN).Int("files", len(m.Files)).
+			log.Info().Str("mountpoint", n.DataDir()).Stringer("lsn", m.LSN).Int("files", len(m.Files)).Int64("memory_limit", memLimit).
 				Dur("reach_pageserver", reached.Sub(began)).Dur("mount", time.Since(reached)).Msg("serving lazy data directory")
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
 			done := make(chan struct{})
 			go func() {
 				fsys.Wait()
@@ -104,6 +109,10 @@ runs this; there is no need to run it by hand.`,
 			}()
 			for {
 				select {
+				case <-usr1:
+					if err := lazyfs.LogMemory(dir, log); err != nil {
+						log.Warn().Err(err).Msg("memory")
+					}
 				case <-done:
 					log.Info().Int64("fetched_blocks", fsys.Fetched()).Int64("fetches", fsys.Fetches()).Int64("getattr_requests", fsys.AttrRequests()).Msg("unmounted")
 					return nil

@@ -124,7 +124,11 @@ func Mount(o Options) (*FS, error) {
 			// The kernel keeps what it read of a file across opens and
 			// writes (FOPEN_KEEP_CACHE): every change passes here.
 			ExplicitDataCacheControl: true,
-			MaxBackground:            64,
+			// Background requests (the kernel's read-ahead and
+			// write-back, up to MaxWrite each) in flight at once: each
+			// holds a buffer of its size here, so this bounds the
+			// buffers in use (see SetMemoryLimit).
+			MaxBackground: maxBackground,
 			// Requests of up to 1 MiB (the kernel's limit, 256 pages):
 			// a sequential scan's read-ahead reaches this process in
 			// 128-block reads, not 16-block ones (see kernelReadAhead).
@@ -202,6 +206,10 @@ func Mount(o Options) (*FS, error) {
 	}
 	return f, nil
 }
+
+// maxBackground is how many background requests the kernel sends at
+// once (FUSE's max_background).
+const maxBackground = 32
 
 // procsPerCPU is the FUSE server's GOMAXPROCS per CPU once mounted.
 const procsPerCPU = 4
