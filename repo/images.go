@@ -213,6 +213,7 @@ func (tl *Timeline) writeImages(ctx context.Context, r key.Range, lsn pgdata.LSN
 	if err != nil {
 		return nil, err
 	}
+	var enc []byte // the writer copies each value: one buffer serves all
 	for _, k := range keys {
 		if w.Entries() > 0 && w.Size() >= target {
 			f, err := w.Finish(layer.ImageDesc(key.Range{Start: start, End: k}, lsn))
@@ -230,7 +231,8 @@ func (tl *Timeline) writeImages(ctx context.Context, r key.Range, lsn pgdata.LSN
 		}
 		page, err := tl.reconstruct(ctx, k, lsn)
 		if err == nil {
-			err = w.Add(k, lsn, value.Image(page).Encode())
+			enc = value.Image(page).AppendEncoded(enc[:0])
+			err = w.Add(k, lsn, enc)
 		}
 		if err != nil {
 			w.Abort()

@@ -183,13 +183,16 @@ type WalReceiver struct {
 	sysID uint64
 
 	// Owned by Run: the decoder of everything fed to the store, and the
-	// records decoded but not queued for ingest yet.
+	// records decoded but not taken for ingest yet. Records are decoded
+	// as their bytes are written (so the decoder holds only the start of
+	// the next record), but taken only once the store has synced them.
 	dec     *pgdata.WALDecoder
 	pending []*pgdata.Record
-	// decoded is the end of the last record decoded (or where the
-	// decoder started): where the stored WAL is cut back to while ingest
-	// is stopped (see rewind).
-	decoded pgdata.LSN
+	// decoded is the end of the last record taken (or where the decoder
+	// started): where the stored WAL is cut back to while ingest is
+	// stopped (see rewind). recordEnd is the decoder's NextRecordLSN
+	// when it was taken: the flush position a status may report.
+	decoded, recordEnd pgdata.LSN
 	// toSafekeeper is set while streaming from a safekeeper: it changes
 	// the flush position reported (see above). gen is the tenant's
 	// attach generation the safekeeper's connection names: the stream
@@ -436,8 +439,9 @@ func (r *WalReceiver) storeFailed(err error, retryIn time.Duration) {
 	})
 	from, to, rerr := r.store.Recover()
 	// The decoder was fed the bytes cut off: it starts again at the end
-	// of the last record it decoded, which was synced (records are
-	// decoded only from synced WAL), so at or before the cut.
+	// of the last record taken from it, which was synced (records are
+	// taken only from synced WAL), so at or before the cut; the records
+	// decoded after it are dropped.
 	r.restartDecoder(r.decoded)
 	ev := r.log.Error().Err(err).Dur("retry_in", retryIn).Stringer("flushed", to)
 	if from != to {
@@ -583,7 +587,7 @@ func (r *WalReceiver) restartDecoder(at pgdata.LSN) {
 	r.dec = pgdata.NewWALDecoder(at, r.store.SegmentSize())
 	r.dec.ExpectSystemID(r.sysID)
 	r.pending = nil
-	r.decoded = at
+	r.decoded, r.recordEnd = at, at
 }
 
 // decode moves every complete record fed so far to pending, up to the
@@ -594,7 +598,6 @@ func (r *WalReceiver) decode() error {
 		switch {
 		case err == nil:
 			r.pending = append(r.pending, rec)
-			r.decoded = rec.EndLSN
 		case errors.Is(err, pgdata.ErrNeedMoreWAL):
 			return nil
 		default:
@@ -604,10 +607,14 @@ func (r *WalReceiver) decode() error {
 }
 
 // takePending returns the records decoded since the last call, for
-// ingest.
+// ingest. Every byte fed to the decoder must be synced.
 func (r *WalReceiver) takePending() []*pgdata.Record {
 	recs := r.pending
 	r.pending = nil
+	if n := len(recs); n > 0 {
+		r.decoded = recs[n-1].EndLSN
+	}
+	r.recordEnd = r.dec.NextRecordLSN()
 	return recs
 }
 

@@ -257,8 +257,9 @@ func (r *WalReceiver) startStreaming(ctx context.Context, conn *pgwire.Replicati
 	return start, nil
 }
 
-// write stores one XLogData message and feeds the bytes the decoder has
-// not seen yet to it.
+// write stores one XLogData message, feeds the bytes the decoder has not
+// seen yet to it and decodes the records they complete, which wait in
+// pending until flush has synced them.
 func (r *WalReceiver) write(x *pgwire.XLogData) error {
 	end := r.storing.Begin(OpStoreWrite)
 	err := r.store.Write(x.Start, x.Data)
@@ -271,6 +272,10 @@ func (r *WalReceiver) write(x *pgwire.XLogData) error {
 	}
 	if fed, end := r.dec.FeedLSN(), x.Start+pgdata.LSN(len(x.Data)); end > fed {
 		r.dec.Feed(x.Data[fed-x.Start:])
+		// WAL that does not decode ends the stream at the next flush,
+		// whose decode returns the same error: the records before it
+		// are synced and queued first.
+		_ = r.decode()
 	}
 	return nil
 }
@@ -305,7 +310,7 @@ func (r *WalReceiver) flush(ctx context.Context, conn *pgwire.ReplicationConn, i
 // storage it is the remote-consistent LSN, the WAL above which a page
 // server that lost its disk needs again.
 func (r *WalReceiver) sendStatus(ctx context.Context, conn *pgwire.ReplicationConn, reply bool) error {
-	flushed := min(r.store.Flushed(), r.dec.NextRecordLSN())
+	flushed := min(r.store.Flushed(), r.recordEnd)
 	r.setSendable(flushed)
 	if r.toSafekeeper {
 		if g := r.tl.Generation(); g != r.gen {

@@ -50,7 +50,8 @@ func NewWriter(env *Env, dir string) (*Writer, error) {
 }
 
 // Add adds the encoded value enc of k at lsn. Entries must come in
-// increasing (key, LSN) order.
+// increasing (key, LSN) order. The writer copies enc: the caller may
+// reuse it.
 func (w *Writer) Add(k key.Key, lsn pgdata.LSN, enc []byte) error {
 	if w.n > 0 {
 		if c := k.Compare(w.last); c < 0 || c == 0 && lsn <= w.lastLSN {
