@@ -79,15 +79,54 @@ func retryRemoved(read func() ([]byte, error)) ([]byte, error) {
 	}
 }
 
+// Pending is a value whose redo runs in the background: GetLater's answer
+// for a value that needs redo, so that a batch read goes on to the next
+// keys meanwhile.
+type Pending struct {
+	done chan struct{}
+	page []byte
+	err  error
+}
+
+// Wait returns the value once its redo is done. It may be called more
+// than once, from any goroutine.
+func (p *Pending) Wait() ([]byte, error) {
+	<-p.done
+	return p.page, p.err
+}
+
+// GetLater is GetReadOnly for a batch read that does not wait for redo:
+// a value that needs redo comes back as a Pending, its base image and
+// records copied (in a batch read they are a layer file's memory), and
+// its redo started on another goroutine; any other value comes back at
+// once, as GetReadOnly's. The redo processes then rebuild one key's page
+// while the reader collects the next key's history, and requests to
+// them are pipelined instead of made one round trip at a time.
+func (tl *Timeline) GetLater(ctx context.Context, k key.Key, lsn pgdata.LSN) (page []byte, later *Pending, err error) {
+	for attempt := 1; ; attempt++ {
+		page, later, err = tl.read(ctx, k, lsn, true)
+		if !errors.Is(err, layer.ErrRemoved) || attempt == maxReadAttempts {
+			return page, later, err
+		}
+	}
+}
+
 func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte, error) {
+	page, _, err := tl.read(ctx, k, lsn, false)
+	return page, err
+}
+
+// read is get; with later, a value that needs redo is rebuilt on another
+// goroutine and returned as a Pending (GetLater).
+func (tl *Timeline) read(ctx context.Context, k key.Key, lsn pgdata.LSN, later bool) ([]byte, *Pending, error) {
 	v := tl.view()
 	if lsn > v.last {
-		return nil, fmt.Errorf("get %v at %v on timeline %s (last record %v): %w", k, lsn, tl.id, v.last, ErrLSNNotReached)
+		return nil, nil, fmt.Errorf("get %v at %v on timeline %s (last record %v): %w", k, lsn, tl.id, v.last, ErrLSNNotReached)
 	}
 	// Checked against the same view that is read: a GC after this point
 	// cannot take layers the read needs out of it.
 	if lsn < v.gcCutoff {
-		return nil, fmt.Errorf("get %v at %v on timeline %s (GC cut-off %v): %w", k, lsn, tl.id, v.gcCutoff, ErrBelowGCCutoff)
+		return nil, nil, fmt.Errorf("get %v at %v on timeline %s (GC cut-off %v): %w", k, lsn, tl.id, v.gcCutoff, ErrBelowGCCutoff)
 	}
 	repo := tl.tenant.repo
 	ck := cacheKey{tl.tenant.id, tl.id, k}
@@ -99,21 +138,60 @@ func (tl *Timeline) get(ctx context.Context, k key.Key, lsn pgdata.LSN) ([]byte,
 	var st layer.ReconstructState
 	batch := batchOf(ctx)
 	if err := tl.collect(v, k, lsn, floor, &st, batch); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !st.Complete && cached {
 		st.Image, st.ImageLSN, st.Complete = cPage, cLSN, true
 	}
-	page, err := tl.materialize(ctx, k, lsn, &st)
-	if err != nil {
-		return nil, err
+	finish := func(st *layer.ReconstructState) ([]byte, error) {
+		page, err := tl.materialize(ctx, k, lsn, st)
+		if err != nil {
+			return nil, err
+		}
+		if batch == nil {
+			// A batch's pages are a scan's: they would push the pages of
+			// point reads out of the cache, and may be the layers' memory.
+			repo.cache.put(ck, lsn, page)
+		}
+		return page, nil
 	}
-	if batch == nil {
-		// A batch's pages are a scan's: they would push the pages of
-		// point reads out of the cache, and may be the layers' memory.
-		repo.cache.put(ck, lsn, page)
+	if !later || len(st.Records) == 0 {
+		page, err := finish(&st)
+		return page, nil, err
 	}
-	return page, nil
+	own := cloneState(&st)
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.page, p.err = finish(own)
+	}()
+	return nil, p, nil
+}
+
+// cloneState copies st's image and records out of the memory they point
+// into (a batch read's layer blocks, valid until its next read).
+func cloneState(st *layer.ReconstructState) *layer.ReconstructState {
+	n := len(st.Image)
+	for _, r := range st.Records {
+		n += len(r.Value.Data)
+	}
+	buf := make([]byte, 0, n)
+	own := *st
+	if st.Image != nil {
+		buf = append(buf, st.Image...)
+		own.Image = buf[:len(st.Image):len(st.Image)]
+	}
+	own.Records = slices.Clone(st.Records)
+	for i := range own.Records {
+		d := own.Records[i].Value.Data
+		if d == nil {
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, d...)
+		own.Records[i].Value.Data = buf[start:len(buf):len(buf)]
+	}
+	return &own
 }
 
 // reconstruct rebuilds k at lsn without the page cache, for image layers.

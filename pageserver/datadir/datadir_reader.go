@@ -130,6 +130,39 @@ func (r *DatadirReader) RelPage(ctx context.Context, rel pgdata.RelFileNode, for
 	return zeroPage[:], nil
 }
 
+// RelPageLater is RelPage for a batch read (repo.WithBatchRead) that
+// goes on while a page's redo runs: a page that needs redo comes back as
+// a PageLater, whose Wait gives it (repo.Timeline.GetLater).
+func (r *DatadirReader) RelPageLater(ctx context.Context, rel pgdata.RelFileNode, fork pgdata.ForkNumber, blk pgdata.BlockNumber) ([]byte, *PageLater, error) {
+	k := key.RelBlock(rel, fork, blk)
+	b, p, err := r.tl.GetLater(ctx, k, r.lsn)
+	switch {
+	case errors.Is(err, repo.ErrKeyNotFound):
+		return zeroPage[:], nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("read %v at %v: %w", k, r.lsn, err)
+	case p != nil:
+		return nil, &PageLater{p: p, k: k, lsn: r.lsn}, nil
+	}
+	return b, nil, nil
+}
+
+// PageLater is a page of RelPageLater whose redo is under way.
+type PageLater struct {
+	p   *repo.Pending
+	k   key.Key
+	lsn pgdata.LSN
+}
+
+// Wait returns the page once rebuilt; it must not be modified.
+func (l *PageLater) Wait() ([]byte, error) {
+	b, err := l.p.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("read %v at %v: %w", l.k, l.lsn, err)
+	}
+	return b, nil
+}
+
 // DBSize returns a database's size in bytes: the sum of its relation
 // forks' sizes, what pg_database_size reports for its relation files.
 func (r *DatadirReader) DBSize(ctx context.Context, db Database) (int64, error) {

@@ -66,6 +66,10 @@ func (ps *Service) pagestream(ctx context.Context, sess *pgwire.Session, tl *rep
 type pageAnswers struct {
 	buf  []byte
 	ends []int
+	// later are the pages whose redo was under way, in block order;
+	// pending holds the answer of one of them while it is sent.
+	later   []*pendingPage
+	pending []byte
 }
 
 // minScanBlocks is the shortest getpages request read as part of a scan,
@@ -87,32 +91,63 @@ const minScanBlocks = 64
 // first write to each of its pages is a page fault.
 const maxRetainedAnswers = 256 * (1 + pgdata.BlockSize)
 
+// maxRedoAhead bounds the pages of one getpages request whose redo runs
+// while the request reads on (repo.Timeline.GetLater): the copies of
+// their histories in memory, and the requests queued to the redo
+// processes.
+const maxRedoAhead = 32
+
 // answerPages answers a getpages request: for each of its blocks, the
 // answer a getpage request of that block gets, all read in one batch
 // (repo.WithBatchRead: one pass over each layer file instead of a lookup
-// per block). The answers are sent once the batch has ended, so that a
-// client slow to read them does not keep layer files locked.
+// per block). A page that needs redo is rebuilt on another goroutine
+// while the batch reads the next blocks' histories, so that the redo
+// processes work beside the reader (on another core) and their requests
+// are pipelined, not one round trip after another. The answers are sent
+// once the batch has ended, in order, so that a client slow to read
+// them does not keep layer files locked.
 func (ps *Service) answerPages(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, a *pageAnswers, send func([]byte) error) error {
 	if need := int(req.Blocks) * (1 + pgdata.BlockSize); cap(a.buf) < need {
 		a.buf = make([]byte, 0, need)
 	}
-	a.buf, a.ends = a.buf[:0], a.ends[:0]
+	a.buf, a.ends, a.later = a.buf[:0], a.ends[:0], a.later[:0]
 	bctx, end := repo.WithBatchRead(ctx, req.Blocks >= minScanBlocks)
 	one := req
 	one.Tag, one.Blocks = api.TagGetPageRequest, 0
+	waited := 0 // a.later[:waited] are done
 	for i := range req.Blocks {
 		one.Block = req.Block + i
-		a.buf = ps.answer(bctx, tl, one, sizes, a.buf)
+		var p *pendingPage
+		a.buf, p = ps.answerLater(bctx, tl, one, sizes, a.buf, true)
 		a.ends = append(a.ends, len(a.buf))
+		if p != nil {
+			p.at = int(i)
+			a.later = append(a.later, p)
+			if len(a.later)-waited > maxRedoAhead {
+				a.later[waited].wait()
+				waited++
+			}
+		}
 	}
 	if err := end(); err != nil {
 		// The answers were read before: only closing the layer files'
 		// iterators failed.
 		ps.log.Error().Err(err).Str("timeline", tl.ID().String()).Msg("end of a batch read")
 	}
-	start := 0
-	for _, e := range a.ends {
-		if err := send(a.buf[start:e]); err != nil {
+	// Every redo is waited for, whatever happens next: none outlives
+	// the request.
+	for _, p := range a.later {
+		p.wait()
+	}
+	start, next := 0, 0
+	for i, e := range a.ends {
+		msg := a.buf[start:e]
+		if next < len(a.later) && a.later[next].at == i {
+			a.pending = ps.finishLater(tl, a.later[next], a.pending[:0])
+			msg = a.pending
+			next++
+		}
+		if err := send(msg); err != nil {
 			return err
 		}
 		start = e
@@ -160,8 +195,58 @@ var requestNames = map[byte]string{
 // answer runs one request and appends its encoded response to dst, an
 // error response if it fails.
 func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte) []byte {
+	dst, _ = ps.answerLater(ctx, tl, req, sizes, dst, false)
+	return dst
+}
+
+// pendingPage is the answer to a getpage request whose page's redo is
+// under way (answerLater).
+type pendingPage struct {
+	page      *datadir.PageLater
+	req       api.PageRequest
+	checksums bool
+	start     time.Time
+	// at is the block's place in its getpages request.
+	at int
+	// The page and error once waited for.
+	done   bool
+	result []byte
+	err    error
+}
+
+func (p *pendingPage) wait() {
+	if !p.done {
+		p.result, p.err = p.page.Wait()
+		p.done = true
+	}
+}
+
+// answerLater is answer; with later, a getpage request whose page needs
+// redo appends nothing and returns the page, pending, for finishLater.
+func (ps *Service) answerLater(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte, later bool) ([]byte, *pendingPage) {
 	start := time.Now()
-	resp, err := ps.serve(ctx, tl, req, sizes, dst)
+	resp, p, err := ps.serve(ctx, tl, req, sizes, dst, later)
+	if p != nil {
+		p.req, p.start = req, start
+		return dst, p
+	}
+	return ps.finish(tl, req, start, resp, err, dst), nil
+}
+
+// finishLater appends the answer of a pending page to dst, once waited
+// for.
+func (ps *Service) finishLater(tl *repo.Timeline, p *pendingPage, dst []byte) []byte {
+	p.wait()
+	resp, err := dst, p.err
+	if err == nil {
+		resp = appendPage(dst, p.result, p.req.Block, p.checksums)
+	}
+	return ps.finish(tl, p.req, p.start, resp, err, dst)
+}
+
+// finish counts a request started at start, and returns resp, its
+// answer, or if it failed (err), dst with an error response appended.
+func (ps *Service) finish(tl *repo.Timeline, req api.PageRequest, start time.Time, resp []byte, err error, dst []byte) []byte {
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -197,7 +282,67 @@ func (ps *Service) answer(ctx context.Context, tl *repo.Timeline, req api.PageRe
 //     (pg_database_size of its default-tablespace files).
 //
 // The response is appended to dst.
-func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte) ([]byte, error) {
+//
+// With later, a page that needs redo is not appended: its redo goes on
+// in the background and serve returns it pending.
+func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte, later bool) ([]byte, *pendingPage, error) {
+	if req.Tag == api.TagGetPageRequest {
+		return ps.getPage(ctx, tl, req, sizes, dst, later)
+	}
+	resp, err := ps.serveOther(ctx, tl, req, sizes, dst)
+	return resp, nil, err
+}
+
+// getPage answers a getpage request for serve.
+func (ps *Service) getPage(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte, later bool) ([]byte, *pendingPage, error) {
+	lsn, err := ps.requestLSN(ctx, tl, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := datadir.NewDatadirReader(tl, lsn)
+	n, err := sizes.size(ctx, r, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if req.Block >= n {
+		return nil, nil, &pgwire.Error{Code: pgwire.CodeDataCorrupted,
+			Message: fmt.Sprintf("could not read block %d of relation %v fork %v at %v: the fork has %d blocks", req.Block, req.Rel, req.Fork, lsn, n)}
+	}
+	// Looked up before the page is read: in a batch read
+	// (answerPages) the page is valid only until the next read.
+	checksums, err := sizes.dataChecksums(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	var page []byte
+	if later {
+		var p *datadir.PageLater
+		if page, p, err = r.RelPageLater(ctx, req.Rel, req.Fork, req.Block); p != nil {
+			return nil, &pendingPage{page: p, checksums: checksums}, nil
+		}
+	} else {
+		page, err = r.RelPage(ctx, req.Rel, req.Fork, req.Block)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return appendPage(dst, page, req.Block, checksums), nil, nil
+}
+
+// appendPage appends a getpage answer holding page, block blk of its
+// fork, to dst. A page rebuilt by redo carries a stale checksum, and the
+// compute checks it on every read: with checksums, it is set in the
+// answer (the page itself may be the page cache's).
+func appendPage(dst, page []byte, blk pgdata.BlockNumber, checksums bool) []byte {
+	dst = api.AppendGetPageResponse(dst, page)
+	if checksums {
+		pgdata.SetPageChecksum(dst[len(dst)-pgdata.BlockSize:], blk)
+	}
+	return dst
+}
+
+// serveOther answers the requests other than getpage for serve.
+func (ps *Service) serveOther(ctx context.Context, tl *repo.Timeline, req api.PageRequest, sizes *relSizeMemo, dst []byte) ([]byte, error) {
 	lsn, err := ps.requestLSN(ctx, tl, req)
 	if err != nil {
 		return nil, err
@@ -216,33 +361,6 @@ func (ps *Service) serve(ctx context.Context, tl *repo.Timeline, req api.PageReq
 			return nil, err
 		}
 		return append(dst, api.NblocksResponse(n)...), nil
-	case api.TagGetPageRequest:
-		n, err := sizes.size(ctx, r, req)
-		if err != nil {
-			return nil, err
-		}
-		if req.Block >= n {
-			return nil, &pgwire.Error{Code: pgwire.CodeDataCorrupted,
-				Message: fmt.Sprintf("could not read block %d of relation %v fork %v at %v: the fork has %d blocks", req.Block, req.Rel, req.Fork, lsn, n)}
-		}
-		// Looked up before the page is read: in a batch read
-		// (answerPages) the page is valid only until the next read.
-		checksums, err := sizes.dataChecksums(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		page, err := r.RelPage(ctx, req.Rel, req.Fork, req.Block)
-		if err != nil {
-			return nil, err
-		}
-		dst = api.AppendGetPageResponse(dst, page)
-		if checksums {
-			// A page rebuilt by redo carries a stale checksum, and the
-			// compute checks it on every read: set it in the answer
-			// (the page itself may be the page cache's).
-			pgdata.SetPageChecksum(dst[len(dst)-pgdata.BlockSize:], req.Block)
-		}
-		return dst, nil
 	case api.TagDbSizeRequest:
 		size, err := r.DBSize(ctx, datadir.Database{SpcNode: pgdata.DefaultTablespaceOID, DbNode: req.Rel.DbNode})
 		if err != nil {
