@@ -15,7 +15,6 @@ import (
 	"github.com/zenithdb/zenith/pageserver/pagecheck"
 	"github.com/zenithdb/zenith/pageserver/pstest"
 	"github.com/zenithdb/zenith/pageserver/walingest"
-	"github.com/zenithdb/zenith/repo"
 	"github.com/zenithdb/zenith/repo/key"
 	"github.com/zenithdb/zenith/repo/pgcluster"
 	"github.com/zenithdb/zenith/repo/pgcluster/pgtest"
@@ -63,20 +62,7 @@ func checkChangedPageImages(t *testing.T, compression string, wantRedo bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	m := pageserver.OpenTestRedoManager(t)
-	redo := &countingRedo{Redo: pageserver.NewRedo(m), keys: map[key.Key]int{}}
-	cfg := repo.DefaultConfig(t.TempDir())
-	cfg.Redo = redo
-	cfg.CompactionInterval, cfg.GCInterval = 0, 0 // no image may come from elsewhere
-	r, err := repo.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("close repository: %v", err)
-		}
-	})
+	m, redo, r := openCountingRepo(t)
 	settings := workload.Settings()
 	settings["wal_compression"] = compression
 	pg := pgtest.New(t, settings)

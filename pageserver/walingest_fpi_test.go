@@ -27,7 +27,31 @@ import (
 	"github.com/zenithdb/zenith/repo/pgcluster/workload"
 	"github.com/zenithdb/zenith/repo/pgdata"
 	"github.com/zenithdb/zenith/repo/value"
+	"github.com/zenithdb/zenith/walredo"
 )
+
+// openCountingRepo opens a repository whose redo counts the pages it
+// rebuilds (redo), with no compaction or GC, so that no image comes from
+// elsewhere than the ingest; it is closed when the test ends. m is the
+// redo processes' manager.
+func openCountingRepo(t *testing.T) (*walredo.Manager, *countingRedo, *repo.Repository) {
+	t.Helper()
+	m := pageserver.OpenTestRedoManager(t)
+	redo := &countingRedo{Redo: pageserver.NewRedo(m), keys: map[key.Key]int{}}
+	cfg := repo.DefaultConfig(t.TempDir())
+	cfg.Redo = redo
+	cfg.CompactionInterval, cfg.GCInterval = 0, 0 // no image may come from elsewhere
+	r, err := repo.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("close repository: %v", err)
+		}
+	})
+	return m, redo, r
+}
 
 // countingRedo is a repo.Redo that counts the reconstructions it is asked
 // for, by key.
@@ -112,20 +136,7 @@ func checkFullPageImages(t *testing.T, compression string, wantRedo bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	m := pageserver.OpenTestRedoManager(t)
-	redo := &countingRedo{Redo: pageserver.NewRedo(m), keys: map[key.Key]int{}}
-	cfg := repo.DefaultConfig(t.TempDir())
-	cfg.Redo = redo
-	cfg.CompactionInterval, cfg.GCInterval = 0, 0 // no image may come from elsewhere
-	r, err := repo.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("close repository: %v", err)
-		}
-	})
+	m, redo, r := openCountingRepo(t)
 	settings := workload.Settings()
 	settings["wal_log_hints"] = "on"
 	settings["wal_compression"] = compression
