@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/zenithdb/zenith/pageserver/api"
-	"github.com/zenithdb/zenith/pageserver/walreceiver"
 	"github.com/zenithdb/zenith/repo/pgdata"
 )
 
@@ -22,17 +21,7 @@ import (
 func TestGetPagesRedoAhead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ts := startPageServer(t)
-	conn := ts.connect(t)
-	tenant := createImportedTenant(t, conn)
-	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
-		"synchronous_standby_names": walreceiver.ReplicationSlot,
-		"synchronous_commit":        "on",
-		"wal_level":                 "replica",
-	})
-	callMeMaybe(ctx, t, conn, tenant, compute)
-	c := connect(t, compute, "postgres")
-	defer c.Close(ctx)
+	ts, conn, tenant, c := startStreamingCompute(ctx, t)
 	// About 100 pages of inserts, then updates of every tenth row after
 	// a checkpoint (the first change of a page after it carries the
 	// page's image), so that pages have histories of one to many

@@ -753,18 +753,7 @@ func checkPagestream(t *testing.T, ps *pagestreamClient, datadir string, lsn pgd
 func TestPageServiceStreaming(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ts := startPageServer(t)
-	conn := ts.connect(t)
-	tenant := createImportedTenant(t, conn)
-
-	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
-		"synchronous_standby_names": walreceiver.ReplicationSlot,
-		"synchronous_commit":        "on",
-		"wal_level":                 "replica",
-	})
-	callMeMaybe(ctx, t, conn, tenant, compute)
-	c := connect(t, compute, "postgres")
-	defer c.Close(ctx)
+	ts, conn, tenant, c := startStreamingCompute(ctx, t)
 	// With the page server as the synchronous standby, each commit
 	// returns only once the page server has the WAL durably.
 	exec(t, c, "CREATE TABLE items (n int)", "INSERT INTO items SELECT generate_series(1, 100)")
@@ -807,6 +796,28 @@ func TestPageServiceStreaming(t *testing.T) {
 			t.Errorf("main's WAL receiver: %+v, want connected and flushed to %v", tl.WALReceiver, last)
 		}
 	}
+}
+
+// startStreamingCompute starts a page server with a tenant imported from
+// a fresh initdb cluster, and a compute started from main's basebackup
+// whose WAL the page server streams as its synchronous standby. It
+// returns the page server, a connection to it, the tenant and a
+// connection to the compute's postgres database (closed when the test
+// ends).
+func startStreamingCompute(ctx context.Context, t *testing.T) (*testPageServer, *pgx.Conn, id.TenantID, *pgx.Conn) {
+	t.Helper()
+	ts := startPageServer(t)
+	conn := ts.connect(t)
+	tenant := createImportedTenant(t, conn)
+	compute := startFromBasebackup(t, conn, fmt.Sprintf("basebackup %s main", tenant), map[string]string{
+		"synchronous_standby_names": walreceiver.ReplicationSlot,
+		"synchronous_commit":        "on",
+		"wal_level":                 "replica",
+	})
+	callMeMaybe(ctx, t, conn, tenant, compute)
+	c := connect(t, compute, "postgres")
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return ts, conn, tenant, c
 }
 
 // createImportedTenant creates a tenant whose main branch is a fresh
